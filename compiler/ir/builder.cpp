@@ -1,0 +1,124 @@
+#include "compiler/ir/builder.h"
+
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+GraphBuilder::GraphBuilder(Graph& g) : g_(g) {
+  for (const Node& n : g.nodes) name_counts_[n.name] = 1;
+}
+
+std::string GraphBuilder::unique_name(const std::string& base) {
+  auto [it, fresh] = name_counts_.try_emplace(base, 1);
+  if (fresh) return base;
+  for (;;) {
+    std::string candidate = base + "_" + std::to_string(it->second++);
+    if (name_counts_.try_emplace(candidate, 1).second) return candidate;
+  }
+}
+
+NodeId GraphBuilder::append(Node n) {
+  if (n.origin.empty()) n.origin = origin_.empty() ? n.name : origin_;
+  g_.nodes.push_back(std::move(n));
+  return static_cast<NodeId>(g_.nodes.size() - 1);
+}
+
+NodeId GraphBuilder::add(const std::string& op, std::vector<NodeId> inputs, Attrs attrs, const std::string& name) {
+  auto& reg = OpRegistry::get();
+  const OpDef* def = reg.find(op);
+  if (!def) {
+    std::string hint = closest_name(op, reg.names());
+    throw OpError("unknown op '" + op + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+  }
+  if (!def->variadic && inputs.size() != def->inputs.size()) {
+    std::string expected;
+    for (auto& i : def->inputs) expected += (expected.empty() ? "" : ", ") + i;
+    throw OpError(op + " takes " + std::to_string(def->inputs.size()) + " inputs (" + expected + "), got " +
+                  std::to_string(inputs.size()));
+  }
+  for (NodeId id : inputs)
+    if (id < 0 || static_cast<size_t>(id) >= g_.nodes.size()) throw OpError(op + ": input refers to no node");
+  if (attrs.is_null()) attrs = Attrs::object();
+  Attrs checked = check_attrs(*def, attrs);
+
+  if (def->composite()) {
+    std::string full = name.empty() ? unique_name((scope_.empty() ? "" : scope_ + "/") + op) : name;
+    if (!name.empty()) name_counts_.try_emplace(name, 1);
+    size_t first_new = g_.nodes.size();
+    NodeId result;
+    {
+      ScopeGuard guard(*this, full);
+      std::string saved_origin = origin_;
+      if (origin_.empty()) origin_ = full;
+      try {
+        result = def->expand(*this, inputs, checked);
+      } catch (...) {
+        origin_ = saved_origin;
+        g_.nodes.resize(first_new);  // leave the graph as it was
+        throw;
+      }
+      origin_ = saved_origin;
+    }
+    // The composite's own name goes to the node that computes its result.
+    if (!name.empty() && static_cast<size_t>(result) >= first_new) {
+      name_counts_.erase(g_.node(result).name);
+      g_.node(result).name = name;
+    }
+    return result;
+  }
+
+  std::vector<TensorType> in;
+  in.reserve(inputs.size());
+  for (NodeId id : inputs) in.push_back(g_.node(id).type);
+  TensorType t = def->infer(InferCtx{in, checked});
+  Node n;
+  n.op = op;
+  n.name = name.empty() ? unique_name((scope_.empty() ? "" : scope_ + "/") + op) : unique_name(name);
+  n.inputs = std::move(inputs);
+  n.attrs = std::move(checked);
+  n.type = std::move(t);
+  return append(std::move(n));
+}
+
+NodeId GraphBuilder::input(const std::string& name, TensorType type) {
+  return add("input", {}, {{"shape", type.shape}, {"dtype", dtype_name(type.dtype)}}, name);
+}
+
+NodeId GraphBuilder::param(const std::string& name, TensorType type, Attrs attrs) {
+  if (attrs.is_null()) attrs = Attrs::object();
+  attrs["shape"] = type.shape;
+  attrs["dtype"] = dtype_name(type.dtype);
+  return add("param", {}, std::move(attrs), name);
+}
+
+NodeId GraphBuilder::constant(double value, DType dtype) {
+  return add("constant", {}, {{"value", value}, {"shape", Shape{}}, {"dtype", dtype_name(dtype)}});
+}
+
+NodeId GraphBuilder::constant_tensor(const std::vector<double>& values, Shape shape, DType dtype) {
+  return add("constant", {}, {{"value", values}, {"shape", shape}, {"dtype", dtype_name(dtype)}});
+}
+
+NodeId GraphBuilder::scalar_like(double value, NodeId like) { return constant(value, type(like).dtype); }
+
+NodeId GraphBuilder::reduce_to_shape(NodeId g, const Shape& target) {
+  const Shape& s = type(g).shape;
+  if (s == target) return g;
+  // Broadcasting aligns trailing dims: sum the leading extra dims and the dims that were 1.
+  std::vector<int64_t> axes;
+  size_t lead = s.size() - target.size();
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i < lead) axes.push_back(static_cast<int64_t>(i));
+    else if (target[i - lead] == 1 && s[i] != 1) axes.push_back(static_cast<int64_t>(i));
+  }
+  NodeId r = axes.empty() ? g : add("reduce_sum", {g}, {{"axes", axes}, {"keepdims", true}});
+  if (type(r).shape != target) r = add("reshape", {r}, {{"shape", target}});
+  return r;
+}
+
+}  // namespace kiln
+
+namespace kiln {
+const Graph& GradCtx::graph() const { return b.graph(); }
+const TensorType& GradCtx::type(NodeId id) const { return b.type(id); }
+}  // namespace kiln

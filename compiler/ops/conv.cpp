@@ -1,0 +1,105 @@
+// conv2d (NHWC input, HWIO filter, TF padding) and the two ops its gradient is
+// made of: the input gradient and the filter gradient.
+#include "compiler/ops/conv.h"
+
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+ConvGeometry conv_geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                           const std::string& padding) {
+  ConvGeometry g{};
+  g.h = h, g.w = w, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw;
+  if (padding == "valid") {
+    if (h < kh || w < kw)
+      throw OpError("window " + std::to_string(kh) + "x" + std::to_string(kw) + " is larger than the " +
+                    std::to_string(h) + "x" + std::to_string(w) + " input with padding 'valid'");
+    g.oh = (h - kh) / sh + 1;
+    g.ow = (w - kw) / sw + 1;
+  } else {
+    g.oh = (h + sh - 1) / sh;
+    g.ow = (w + sw - 1) / sw;
+    int64_t pad_h = std::max<int64_t>(0, (g.oh - 1) * sh + kh - h);
+    int64_t pad_w = std::max<int64_t>(0, (g.ow - 1) * sw + kw - w);
+    g.pad_top = pad_h / 2;
+    g.pad_left = pad_w / 2;
+  }
+  return g;
+}
+
+static std::vector<AttrSpec> conv_attrs() {
+  return {{"strides", AttrKind::IntList, false, nlohmann::json::array({1, 1}), "[sh, sw]", {}, 1, 1024},
+          {"padding", AttrKind::Enum, false, "valid", "TF padding", {"valid", "same"}}};
+}
+
+static std::pair<int64_t, int64_t> strides_of(const InferCtx& c) {
+  auto s = c.ints("strides");
+  if (s.size() != 2) throw OpError("strides must be [sh, sw], got " + c.attrs.at("strides").dump());
+  return {s[0], s[1]};
+}
+
+static void check_rank4(const TensorType& t, const char* what) {
+  if (t.rank() != 4) throw OpError(std::string(what) + " must be rank 4, got " + type_str(t));
+  if (!is_float(t.dtype)) throw OpError(std::string(what) + " must be float, got " + type_str(t));
+  for (size_t i = 1; i < 4; ++i)
+    if (t.shape[i] == kOpenDim) throw OpError(std::string(what) + " may only have an open batch dimension");
+}
+
+void register_conv_ops(OpRegistry& r) {
+  r.add({.name = "conv2d", .family = "conv", .summary = "2-D cross-correlation, NHWC input, HWIO filter, no bias",
+         .inputs = {"x", "w"}, .attrs = conv_attrs(),
+         .shape_rule = "x: [N,H,W,C], w: [KH,KW,C,F] -> [N,OH,OW,F]; valid: OH=(H-KH)/S+1, same: OH=ceil(H/S)",
+         .infer = [](const InferCtx& c) {
+           check_rank4(c.in[0], "conv2d input x");
+           check_rank4(c.in[1], "conv2d filter w");
+           if (c.in[1].shape[0] == kOpenDim) throw OpError("conv2d filter must be static");
+           if (c.in[0].dtype != c.in[1].dtype) throw OpError("input and filter dtypes differ");
+           const auto &x = c.in[0].shape, &w = c.in[1].shape;
+           if (x[3] != w[2])
+             throw OpError("input has " + std::to_string(x[3]) + " channels (dimension 3 of " + shape_str(x) +
+                           ") but the filter " + shape_str(w) + " expects " + std::to_string(w[2]));
+           auto [sh, sw] = strides_of(c);
+           auto g = conv_geometry(x[1], x[2], w[0], w[1], sh, sw, c.s("padding"));
+           return TensorType{c.in[0].dtype, {x[0], g.oh, g.ow, w[3]}};
+         }});
+
+  r.add({.name = "conv2d_backprop_input", .family = "conv",
+         .summary = "gradient of conv2d with respect to its input (a transposed convolution)",
+         .inputs = {"dy", "w"},
+         .attrs = [] { auto a = conv_attrs(); a.push_back({"input_hw", AttrKind::IntList, true, nullptr, "[H, W] of the forward input", {}, 1, 1 << 20}); return a; }(),
+         .shape_rule = "dy: [N,OH,OW,F], w: [KH,KW,C,F] -> [N,H,W,C]",
+         .infer = [](const InferCtx& c) {
+           check_rank4(c.in[0], "dy");
+           check_rank4(c.in[1], "w");
+           auto hw = c.ints("input_hw");
+           if (hw.size() != 2) throw OpError("input_hw must be [H, W]");
+           auto [sh, sw] = strides_of(c);
+           const auto &dy = c.in[0].shape, &w = c.in[1].shape;
+           auto g = conv_geometry(hw[0], hw[1], w[0], w[1], sh, sw, c.s("padding"));
+           if (g.oh != dy[1] || g.ow != dy[2] || dy[3] != w[3])
+             throw OpError("dy " + shape_str(dy) + " does not match a conv of " + shape_str(w) + " over " +
+                           std::to_string(hw[0]) + "x" + std::to_string(hw[1]));
+           return TensorType{c.in[0].dtype, {dy[0], hw[0], hw[1], w[2]}};
+         }});
+
+  r.add({.name = "conv2d_backprop_filter", .family = "conv",
+         .summary = "gradient of conv2d with respect to its filter (sums over the batch)",
+         .inputs = {"x", "dy"},
+         .attrs = [] { auto a = conv_attrs(); a.push_back({"filter_hw", AttrKind::IntList, true, nullptr, "[KH, KW]", {}, 1, 1 << 20}); return a; }(),
+         .shape_rule = "x: [N,H,W,C], dy: [N,OH,OW,F] -> [KH,KW,C,F]",
+         .infer = [](const InferCtx& c) {
+           check_rank4(c.in[0], "x");
+           check_rank4(c.in[1], "dy");
+           auto k = c.ints("filter_hw");
+           if (k.size() != 2) throw OpError("filter_hw must be [KH, KW]");
+           auto [sh, sw] = strides_of(c);
+           const auto &x = c.in[0].shape, &dy = c.in[1].shape;
+           auto g = conv_geometry(x[1], x[2], k[0], k[1], sh, sw, c.s("padding"));
+           if (g.oh != dy[1] || g.ow != dy[2])
+             throw OpError("dy " + shape_str(dy) + " does not match the conv output of x " + shape_str(x));
+           return TensorType{c.in[0].dtype, {k[0], k[1], x[3], dy[3]}};
+         }});
+}
+
+}  // namespace kiln

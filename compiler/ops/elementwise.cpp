@@ -1,0 +1,78 @@
+// Elementwise ops: binary arithmetic with numpy broadcasting, unary math,
+// comparisons, select and cast.
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+static TensorType binary_same_dtype(const InferCtx& c) {
+  if (c.in[0].dtype != c.in[1].dtype)
+    throw OpError("operand dtypes differ: " + type_str(c.in[0]) + " vs " + type_str(c.in[1]));
+  if (c.in[0].dtype == DType::boolean) throw OpError("arithmetic on bool tensors; cast them first");
+  return {c.in[0].dtype, broadcast_shapes(c.in[0].shape, c.in[1].shape)};
+}
+
+static TensorType unary_float(const InferCtx& c) {
+  if (!is_float(c.in[0].dtype)) throw OpError("needs a float tensor, got " + type_str(c.in[0]));
+  return c.in[0];
+}
+
+static TensorType unary_numeric(const InferCtx& c) {
+  if (c.in[0].dtype == DType::boolean) throw OpError("needs a numeric tensor, got " + type_str(c.in[0]));
+  return c.in[0];
+}
+
+static const char* kBroadcastRule = "x: S1, y: S2 -> broadcast(S1, S2) (numpy rules, trailing dims aligned)";
+
+void register_elementwise_ops(OpRegistry& r) {
+  auto binary = [&](const char* name, const char* summary) {
+    r.add({.name = name, .family = "elementwise", .summary = summary, .inputs = {"x", "y"},
+           .shape_rule = kBroadcastRule, .infer = binary_same_dtype});
+  };
+  binary("add", "x + y");
+  binary("sub", "x - y");
+  binary("mul", "x * y");
+  binary("div", "x / y");
+  binary("maximum", "max(x, y); the gradient goes to x where x > y, else to y (so relu(0) has gradient 0)");
+
+  auto unary = [&](const char* name, const char* summary, InferFn infer) {
+    r.add({.name = name, .family = "elementwise", .summary = summary, .inputs = {"x"},
+           .shape_rule = "x: S -> S", .infer = infer});
+  };
+  unary("neg", "-x", unary_numeric);
+  unary("exp", "e^x", unary_float);
+  unary("log", "natural logarithm", unary_float);
+  unary("sqrt", "square root", unary_float);
+  unary("square", "x * x", unary_numeric);
+  unary("sigmoid", "1 / (1 + e^-x), evaluated without overflow in either tail", unary_float);
+
+  r.add({.name = "compare", .family = "elementwise", .summary = "elementwise comparison, giving a bool mask",
+         .inputs = {"x", "y"},
+         .attrs = {{"kind", AttrKind::Enum, true, nullptr, "the comparison", {"lt", "le", "gt", "ge", "eq", "ne"}}},
+         .shape_rule = "x: S1, y: S2 -> bool[broadcast(S1, S2)]",
+         .infer = [](const InferCtx& c) {
+           if (c.in[0].dtype != c.in[1].dtype)
+             throw OpError("operand dtypes differ: " + type_str(c.in[0]) + " vs " + type_str(c.in[1]));
+           return TensorType{DType::boolean, broadcast_shapes(c.in[0].shape, c.in[1].shape)};
+         },
+         .no_grad = true});
+
+  r.add({.name = "select", .family = "elementwise", .summary = "cond ? x : y, elementwise",
+         .inputs = {"cond", "x", "y"},
+         .shape_rule = "cond: bool[S0], x: S1, y: S2 -> broadcast(S0, S1, S2)",
+         .infer = [](const InferCtx& c) {
+           if (c.in[0].dtype != DType::boolean) throw OpError("cond must be bool, got " + type_str(c.in[0]));
+           if (c.in[1].dtype != c.in[2].dtype)
+             throw OpError("branch dtypes differ: " + type_str(c.in[1]) + " vs " + type_str(c.in[2]));
+           return TensorType{c.in[1].dtype,
+                             broadcast_shapes(c.in[0].shape, broadcast_shapes(c.in[1].shape, c.in[2].shape))};
+         }});
+
+  r.add({.name = "cast", .family = "elementwise", .summary = "convert the element type (bool -> 0/1, float -> int truncates)",
+         .inputs = {"x"},
+         .attrs = {{"dtype", AttrKind::Enum, true, nullptr, "target type", {"f32", "f64", "i32", "i64", "bool"}}},
+         .shape_rule = "x: S -> dtype[S]",
+         .infer = [](const InferCtx& c) { return TensorType{*parse_dtype(c.s("dtype")), c.in[0].shape}; }});
+}
+
+}  // namespace kiln

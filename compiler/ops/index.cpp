@@ -1,0 +1,37 @@
+// Index ops: one_hot (labels -> rows of a identity) and argmax. Neither has a
+// gradient: they stop it explicitly.
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+void register_index_ops(OpRegistry& r) {
+  r.add({.name = "one_hot", .family = "index",
+         .summary = "integer labels -> one-hot rows; a label outside [0, depth) gives a row of zeros",
+         .inputs = {"indices"},
+         .attrs = {{"depth", AttrKind::Int, true, nullptr, "number of classes", {}, 1, 1 << 24},
+                   {"dtype", AttrKind::Enum, false, "f32", "result type", {"f32", "f64"}}},
+         .shape_rule = "indices: i32[S] -> dtype[S..., depth]",
+         .infer = [](const InferCtx& c) {
+           if (c.in[0].dtype != DType::i32 && c.in[0].dtype != DType::i64)
+             throw OpError("one_hot needs integer labels, got " + type_str(c.in[0]));
+           Shape s = c.in[0].shape;
+           s.push_back(c.i("depth"));
+           return TensorType{*parse_dtype(c.s("dtype")), s};
+         },
+         .no_grad = true});
+
+  r.add({.name = "argmax", .family = "index", .summary = "index of the first maximum along an axis", .inputs = {"x"},
+         .attrs = {{"axis", AttrKind::Int, false, -1, "the axis (negative counts from the end)", {}, -64, 63}},
+         .shape_rule = "x: S -> i32[S without axis]",
+         .infer = [](const InferCtx& c) {
+           if (c.in[0].dtype == DType::boolean) throw OpError("argmax of a bool tensor; cast it first");
+           int ax = normalize_axis(c.i("axis"), c.in[0].rank());
+           Shape s = c.in[0].shape;
+           s.erase(s.begin() + ax);
+           return TensorType{DType::i32, s};
+         },
+         .no_grad = true});
+}
+
+}  // namespace kiln

@@ -1,0 +1,114 @@
+// Losses (all take logits or raw predictions, never probabilities) and the
+// correct-prediction count, as composites of primitives. A loss never hides
+// inside an activation: its gradient is derived from this decomposition.
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+static void require(bool ok, const std::string& msg) {
+  if (!ok) throw OpError(msg);
+}
+
+// Mean over the batch (axis 0) of a per-example value.
+static NodeId batch_mean(GraphBuilder& b, NodeId per_example) {
+  return b.add("reduce_mean", {per_example}, {{"axes", {0}}});
+}
+
+// Sum over every axis but the batch axis.
+static NodeId sum_per_example(GraphBuilder& b, NodeId x) {
+  std::vector<int64_t> axes;
+  for (int i = 1; i < b.type(x).rank(); ++i) axes.push_back(i);
+  return axes.empty() ? x : b.add("reduce_sum", {x}, {{"axes", axes}});
+}
+
+static NodeId float_labels(GraphBuilder& b, NodeId labels, DType dt) {
+  return b.type(labels).dtype == dt ? labels : b.add("cast", {labels}, {{"dtype", dtype_name(dt)}});
+}
+
+void register_loss_ops(OpRegistry& r) {
+  r.add({.name = "mse", .family = "losses",
+         .summary = "sum over classes of (pred - target)^2, mean over the batch (the seed's MSE)",
+         .inputs = {"pred", "target"},
+         .shape_rule = "pred: [N,...], target: same -> scalar",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
+           require(b.type(in[0]).shape == b.type(in[1]).shape,
+                   "pred " + type_str(b.type(in[0])) + " and target " + type_str(b.type(in[1])) + " differ in shape");
+           require(b.type(in[0]).rank() >= 1, "mse needs a batch dimension");
+           NodeId d = b.add2("sub", in[0], in[1]);
+           return batch_mean(b, sum_per_example(b, b.add1("square", d)));
+         }});
+
+  r.add({.name = "sparse_softmax_cross_entropy", .family = "losses",
+         .summary = "mean over the batch of -log softmax(logits)[label]", .inputs = {"logits", "labels"},
+         .shape_rule = "logits: [N,C], labels: i32[N] -> scalar",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
+           auto &lt = b.type(in[0]), &yt = b.type(in[1]);
+           require(lt.rank() == 2 && is_float(lt.dtype), "logits must be a float [N, C] matrix, got " + type_str(lt));
+           require(yt.dtype == DType::i32 && yt.rank() == 1, "labels must be i32[N], got " + type_str(yt));
+           require(yt.shape[0] == lt.shape[0], "labels " + type_str(yt) + " and logits " + type_str(lt) + " differ in batch size");
+           NodeId logp = b.add("log_softmax", {in[0]});
+           NodeId onehot = b.add("one_hot", {in[1]}, {{"depth", lt.shape[1]}, {"dtype", dtype_name(lt.dtype)}});
+           NodeId picked = b.add("reduce_sum", {b.add2("mul", onehot, logp)}, {{"axes", {1}}});
+           return b.add1("neg", batch_mean(b, picked));
+         }});
+
+  r.add({.name = "binary_cross_entropy", .family = "losses",
+         .summary = "mean of max(x,0) - x*z + log(1 + exp(-|x|)) (from logits, stable)",
+         .inputs = {"logits", "labels"},
+         .shape_rule = "logits: [N,...], labels: same shape (0/1) -> scalar",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
+           auto& lt = b.type(in[0]);
+           require(is_float(lt.dtype), "logits must be float, got " + type_str(lt));
+           require(lt.shape == b.type(in[1]).shape,
+                   "logits " + type_str(lt) + " and labels " + type_str(b.type(in[1])) + " differ in shape");
+           NodeId x = in[0], z = float_labels(b, in[1], lt.dtype);
+           NodeId zero = b.scalar_like(0.0, x), one = b.scalar_like(1.0, x);
+           NodeId absx = b.add2("maximum", x, b.add1("neg", x));
+           NodeId softplus = b.add1("log", b.add2("add", one, b.add1("exp", b.add1("neg", absx))));
+           NodeId per = b.add2("add", b.add2("sub", b.add2("maximum", x, zero), b.add2("mul", x, z)), softplus);
+           return batch_mean(b, sum_per_example(b, per));
+         }});
+
+  r.add({.name = "l2_penalty", .family = "losses",
+         .summary = "reg * sum of squares of every input (weights and kernels, not biases)",
+         .inputs = {"w"}, .variadic = true,
+         .attrs = {{"reg", AttrKind::Float, true, nullptr, "the coefficient", {}, 0, 1e6}},
+         .shape_rule = "w...: any float -> scalar",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           require(!in.empty(), "l2_penalty needs at least one tensor");
+           NodeId total = kNoNode;
+           for (NodeId w : in) {
+             NodeId s = b.add("reduce_sum", {b.add1("square", w)});
+             total = total == kNoNode ? s : b.add2("add", total, s);
+           }
+           return b.add2("mul", b.constant(a.at("reg").get<double>(), b.type(in[0]).dtype), total);
+         }});
+
+  r.add({.name = "correct_count", .family = "losses",
+         .summary = "how many predictions in the batch are right (f32 scalar; a metric, no gradient)",
+         .inputs = {"logits", "labels"},
+         .attrs = {{"labels", AttrKind::Enum, false, "sparse", "label encoding", {"sparse", "onehot", "binary"}}},
+         .shape_rule = "logits: [N,C], labels: i32[N] | [N,C] one-hot | [N,1] 0/1 -> f32 scalar",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           std::string kind = a.at("labels");
+           NodeId hit;
+           if (kind == "binary") {
+             NodeId pred = b.add("compare", {in[0], b.scalar_like(0.0, in[0])}, {{"kind", "gt"}});
+             NodeId z = float_labels(b, in[1], b.type(in[0]).dtype);
+             NodeId truth = b.add("compare", {z, b.scalar_like(0.5, z)}, {{"kind", "gt"}});
+             require(b.type(pred).shape == b.type(truth).shape, "logits and labels differ in shape");
+             hit = b.add("compare", {b.add("cast", {pred}, {{"dtype", "i32"}}), b.add("cast", {truth}, {{"dtype", "i32"}})},
+                         {{"kind", "eq"}});
+           } else {
+             NodeId pred = b.add("argmax", {in[0]}, {{"axis", -1}});
+             NodeId truth = kind == "onehot" ? b.add("argmax", {in[1]}, {{"axis", -1}}) : in[1];
+             require(b.type(truth).dtype == DType::i32 && b.type(truth).shape == b.type(pred).shape,
+                     "labels " + type_str(b.type(in[1])) + " do not match logits " + type_str(b.type(in[0])));
+             hit = b.add("compare", {pred, truth}, {{"kind", "eq"}});
+           }
+           return b.add("reduce_sum", {b.add("cast", {hit}, {{"dtype", "f32"}})});
+         }});
+}
+
+}  // namespace kiln

@@ -1,0 +1,33 @@
+// matmul: the one contraction primitive. Dense layers and (through im2col)
+// convolutions reach the GEMM kernels through it.
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+void register_matmul_ops(OpRegistry& r) {
+  r.add({.name = "matmul", .family = "matmul",
+         .summary = "matrix product op(a) @ op(b), op = optional transpose",
+         .inputs = {"a", "b"},
+         .attrs = {{"transpose_a", AttrKind::Bool, false, false, "use a^T"},
+                   {"transpose_b", AttrKind::Bool, false, false, "use b^T"}},
+         .shape_rule = "a: [M,K] (or [K,M] with transpose_a), b: [K,N] (or [N,K]) -> [M,N]",
+         .infer = [](const InferCtx& c) {
+           const auto &a = c.in[0], &b = c.in[1];
+           if (a.rank() != 2 || b.rank() != 2)
+             throw OpError("matmul needs two matrices, got " + type_str(a) + " and " + type_str(b));
+           if (!is_float(a.dtype) || a.dtype != b.dtype)
+             throw OpError("matmul needs two float tensors of one dtype, got " + type_str(a) + " and " + type_str(b));
+           bool ta = c.b("transpose_a"), tb = c.b("transpose_b");
+           int64_t m = a.shape[ta ? 1 : 0], ka = a.shape[ta ? 0 : 1];
+           int64_t kb = b.shape[tb ? 1 : 0], n = b.shape[tb ? 0 : 1];
+           if (ka != kb)
+             throw OpError("inner dimensions differ: a " + shape_str(a.shape) + (ta ? "^T" : "") + " has K=" +
+                           (ka == kOpenDim ? std::string("?") : std::to_string(ka)) + ", b " + shape_str(b.shape) +
+                           (tb ? "^T" : "") + " has K=" + (kb == kOpenDim ? std::string("?") : std::to_string(kb)));
+           if (n == kOpenDim) throw OpError("the open batch dimension cannot be matmul's N");
+           return TensorType{a.dtype, {m, n}};
+         }});
+}
+
+}  // namespace kiln

@@ -1,0 +1,70 @@
+// Reductions over a set of axes: reduce_sum and reduce_max are primitives;
+// reduce_mean is sum / count (count read at run time for the open dimension).
+#include <algorithm>
+
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+// The sorted, de-duplicated axes an op reduces over (empty attr = every axis).
+std::vector<int> reduction_axes(const Attrs& attrs, int rank) {
+  std::vector<int> axes;
+  for (int64_t a : attrs.at("axes").get<std::vector<int64_t>>()) axes.push_back(normalize_axis(a, rank));
+  if (attrs.at("axes").empty())
+    for (int i = 0; i < rank; ++i) axes.push_back(i);
+  std::sort(axes.begin(), axes.end());
+  if (std::adjacent_find(axes.begin(), axes.end()) != axes.end()) throw OpError("an axis is listed twice");
+  return axes;
+}
+
+static TensorType reduce_infer(const InferCtx& c) {
+  if (c.in[0].dtype == DType::boolean) throw OpError("cannot reduce a bool tensor; cast it first");
+  auto axes = reduction_axes(c.attrs, c.in[0].rank());
+  bool keep = c.b("keepdims");
+  Shape out;
+  for (int i = 0; i < c.in[0].rank(); ++i) {
+    bool reduced = std::find(axes.begin(), axes.end(), i) != axes.end();
+    if (!reduced) out.push_back(c.in[0].shape[i]);
+    else if (keep) out.push_back(1);
+  }
+  return {c.in[0].dtype, out};
+}
+
+static std::vector<AttrSpec> reduce_attrs() {
+  return {{"axes", AttrKind::IntList, false, nlohmann::json::array(), "axes to reduce (negative counts from the end; empty = all)", {}, -64, 63},
+          {"keepdims", AttrKind::Bool, false, false, "keep reduced axes as size 1"}};
+}
+
+static const char* kReduceRule = "x: S -> S without the reduced axes (or with them as 1 when keepdims)";
+
+void register_reduce_ops(OpRegistry& r) {
+  r.add({.name = "reduce_sum", .family = "reduce", .summary = "sum over axes", .inputs = {"x"},
+         .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer});
+  r.add({.name = "reduce_max", .family = "reduce",
+         .summary = "maximum over axes; the gradient goes to the first maximal element",
+         .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer});
+  r.add({.name = "reduce_mean", .family = "reduce", .summary = "mean over axes (composite: reduce_sum / element count)",
+         .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule,
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           NodeId x = in[0];
+           auto axes = reduction_axes(a, b.type(x).rank());
+           NodeId sum = b.add("reduce_sum", {x}, a);
+           DType dt = b.type(x).dtype;
+           int64_t static_count = 1;
+           NodeId count = kNoNode;
+           for (int ax : axes) {
+             int64_t d = b.type(x).shape[static_cast<size_t>(ax)];
+             if (d != kOpenDim) { static_count *= d; continue; }
+             NodeId n = b.add("dim_size", {x}, {{"axis", ax}, {"dtype", dtype_name(dt)}});
+             count = count == kNoNode ? n : b.add2("mul", count, n);
+           }
+           if (static_count != 1 || count == kNoNode) {
+             NodeId s = b.constant(static_cast<double>(static_count), dt);
+             count = count == kNoNode ? s : b.add2("mul", count, s);
+           }
+           return b.add2("div", sum, count);
+         }});
+}
+
+}  // namespace kiln

@@ -1,0 +1,215 @@
+#include "compiler/ops/registry.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+namespace kiln {
+
+std::string_view attr_kind_name(AttrKind k) {
+  switch (k) {
+    case AttrKind::Int: return "int";
+    case AttrKind::Float: return "float";
+    case AttrKind::Bool: return "bool";
+    case AttrKind::String: return "string";
+    case AttrKind::IntList: return "int[]";
+    case AttrKind::FloatList: return "float[]";
+    case AttrKind::Shape: return "shape";
+    case AttrKind::Tensor: return "number|number[]";
+    case AttrKind::Enum: return "enum";
+    case AttrKind::Object: return "object";
+  }
+  return "?";
+}
+
+OpRegistry& OpRegistry::get() {
+  static OpRegistry* reg = [] {
+    auto* r = new OpRegistry;
+    register_source_ops(*r);
+    register_elementwise_ops(*r);
+    register_matmul_ops(*r);
+    register_reduce_ops(*r);
+    register_layout_ops(*r);
+    register_conv_ops(*r);
+    register_pool_ops(*r);
+    register_index_ops(*r);
+    register_activation_ops(*r);
+    register_loss_ops(*r);
+    return r;
+  }();
+  return *reg;
+}
+
+OpDef& OpRegistry::add(OpDef def) {
+  if (find(def.name)) throw std::logic_error("op registered twice: " + def.name);
+  ops_.push_back(std::move(def));
+  return ops_.back();
+}
+
+const OpDef* OpRegistry::find(std::string_view name) const {
+  for (auto& d : ops_) if (d.name == name) return &d;
+  return nullptr;
+}
+
+OpDef* OpRegistry::find_mut(std::string_view name) {
+  for (auto& d : ops_) if (d.name == name) return &d;
+  return nullptr;
+}
+
+std::vector<std::string> OpRegistry::names() const {
+  std::vector<std::string> out;
+  for (auto& d : ops_) out.push_back(d.name);
+  return out;
+}
+
+static bool finite_number(const nlohmann::json& v) {
+  return v.is_number() && std::isfinite(v.get<double>());
+}
+
+// Returns an empty string when `v` fits `spec`, else what is wrong.
+static std::string check_value(const AttrSpec& spec, const nlohmann::json& v) {
+  auto range = [&](double x) -> std::string {
+    if (x < spec.min || x > spec.max) {
+      std::string lo = spec.min > -1e299 ? std::to_string(static_cast<long long>(spec.min)) : "-inf";
+      std::string hi = spec.max < 1e299 ? std::to_string(static_cast<long long>(spec.max)) : "inf";
+      if (spec.kind == AttrKind::Float || spec.kind == AttrKind::FloatList) {
+        lo = spec.min > -1e299 ? nlohmann::json(spec.min).dump() : "-inf";
+        hi = spec.max < 1e299 ? nlohmann::json(spec.max).dump() : "inf";
+      }
+      return "value " + nlohmann::json(x).dump() + " is out of range [" + lo + ", " + hi + "]";
+    }
+    return "";
+  };
+  switch (spec.kind) {
+    case AttrKind::Int:
+      if (!v.is_number_integer()) return "expected an integer, got " + v.dump();
+      return range(v.get<double>());
+    case AttrKind::Float:
+      if (!v.is_number()) return "expected a number, got " + v.dump();
+      if (!finite_number(v)) return "must be finite";
+      return range(v.get<double>());
+    case AttrKind::Bool:
+      return v.is_boolean() ? "" : "expected true or false, got " + v.dump();
+    case AttrKind::String:
+      return v.is_string() ? "" : "expected a string, got " + v.dump();
+    case AttrKind::Enum:
+      if (!v.is_string() || std::find(spec.choices.begin(), spec.choices.end(), v.get<std::string>()) == spec.choices.end()) {
+        std::string c;
+        for (auto& s : spec.choices) c += (c.empty() ? "" : ", ") + s;
+        std::string msg = "expected one of " + c + ", got " + v.dump();
+        if (v.is_string()) {
+          std::string hint = closest_name(v.get<std::string>(), spec.choices);
+          if (!hint.empty()) msg += " (did you mean '" + hint + "'?)";
+        }
+        return msg;
+      }
+      return "";
+    case AttrKind::IntList:
+    case AttrKind::Shape:
+      if (!v.is_array()) return "expected a list of integers, got " + v.dump();
+      for (auto& e : v) {
+        if (!e.is_number_integer()) return "expected a list of integers, got " + v.dump();
+        if (spec.kind == AttrKind::Shape && e.get<int64_t>() < -1) return "dimension " + e.dump() + " is negative";
+        if (spec.kind == AttrKind::Shape && e.get<int64_t>() == 0) return "dimension 0 is not allowed";
+        if (spec.kind == AttrKind::Shape && e.get<int64_t>() > (int64_t{1} << 31))
+          return "dimension " + e.dump() + " is absurdly large";
+        if (spec.kind == AttrKind::IntList) {
+          auto r = range(e.get<double>());
+          if (!r.empty()) return r;
+        }
+      }
+      return "";
+    case AttrKind::FloatList:
+      if (!v.is_array()) return "expected a list of numbers, got " + v.dump();
+      for (auto& e : v) if (!finite_number(e)) return "expected finite numbers, got " + e.dump();
+      return "";
+    case AttrKind::Tensor:
+      if (v.is_number()) return finite_number(v) ? "" : "constant is not finite";
+      if (!v.is_array()) return "expected a number or a list of numbers, got " + v.dump();
+      for (auto& e : v) if (!finite_number(e)) return "constant holds a non-finite or non-number value " + e.dump();
+      return "";
+    case AttrKind::Object:
+      return v.is_object() ? "" : "expected an object, got " + v.dump();
+  }
+  return "";
+}
+
+Attrs check_attrs(const OpDef& def, const Attrs& attrs) {
+  if (!attrs.is_object()) throw OpError("attributes of " + def.name + " must be a JSON object");
+  Attrs out = Attrs::object();
+  std::vector<std::string> problems;
+  for (auto& spec : def.attrs) {
+    auto it = attrs.find(spec.name);
+    if (it == attrs.end()) {
+      if (spec.required) problems.push_back("missing required attribute '" + spec.name + "' (" + spec.doc + ")");
+      else if (!spec.default_value.is_null()) out[spec.name] = spec.default_value;
+      continue;
+    }
+    std::string why = check_value(spec, *it);
+    if (!why.empty()) problems.push_back("attribute '" + spec.name + "': " + why);
+    else out[spec.name] = *it;
+  }
+  std::vector<std::string> known;
+  for (auto& s : def.attrs) known.push_back(s.name);
+  for (auto& [k, v] : attrs.items()) {
+    if (std::find(known.begin(), known.end(), k) != known.end()) continue;
+    std::string hint = closest_name(k, known);
+    problems.push_back("unknown attribute '" + k + "' for " + def.name + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+  }
+  if (!problems.empty()) {
+    std::string msg = problems[0];
+    for (size_t i = 1; i < problems.size(); ++i) msg += "; " + problems[i];
+    throw OpError(msg);
+  }
+  return out;
+}
+
+static size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (std::tolower(a[i - 1]) == std::tolower(b[j - 1]) ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string closest_name(std::string_view name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, name.size() / 3) + 1;
+  for (auto& c : candidates) {
+    size_t d = edit_distance(name, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best;
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da == db) out[i] = da;
+    else if (da == 1) out[i] = db;
+    else if (db == 1) out[i] = da;
+    else
+      throw OpError("shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast: dimension " +
+                    std::to_string(i) + " is " + (da == kOpenDim ? "?" : std::to_string(da)) + " vs " +
+                    (db == kOpenDim ? "?" : std::to_string(db)));
+  }
+  return out;
+}
+
+int normalize_axis(int64_t axis, int rank) {
+  int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank)
+    throw OpError("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
+  return static_cast<int>(a);
+}
+
+}  // namespace kiln

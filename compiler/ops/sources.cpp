@@ -1,0 +1,72 @@
+// Sources: the leaves of every graph (inputs fed per step, persistent params
+// and optimizer state, constants) and dim_size, the run-time size of a dimension.
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+static TensorType declared_type(const InferCtx& c) {
+  auto dt = parse_dtype(c.s("dtype"));
+  if (!dt) throw OpError("unknown dtype '" + c.s("dtype") + "' (use f32, f64, i32, i64 or bool)");
+  return {*dt, c.ints("shape")};
+}
+
+void register_source_ops(OpRegistry& r) {
+  r.add({.name = "input", .family = "sources",
+         .summary = "A tensor fed at every step (a batch of data, labels, a learning rate).",
+         .attrs = {{"shape", AttrKind::Shape, true, nullptr, "dimensions; -1 marks the open batch dimension"},
+                   {"dtype", AttrKind::Enum, false, "f32", "element type", {"f32", "f64", "i32", "i64", "bool"}}},
+         .shape_rule = "the declared shape and dtype",
+         .infer = [](const InferCtx& c) {
+           auto t = declared_type(c);
+           for (size_t i = 1; i < t.shape.size(); ++i)
+             if (t.shape[i] == kOpenDim) throw OpError("only the leading (batch) dimension may be open (-1)");
+           return t;
+         }});
+
+  r.add({.name = "param", .family = "sources",
+         .summary = "A persistent tensor: a model parameter (role param) or optimizer state (role state).",
+         .attrs = {{"shape", AttrKind::Shape, true, nullptr, "dimensions (all static)"},
+                   {"dtype", AttrKind::Enum, false, "f32", "element type", {"f32", "f64", "i32", "i64", "bool"}},
+                   {"init", AttrKind::Object, false, nlohmann::json{{"kind", "zeros"}}, "initializer"},
+                   {"trainable", AttrKind::Bool, false, true, "receives gradients by default"},
+                   {"role", AttrKind::Enum, false, "param", "param or optimizer state", {"param", "state"}}},
+         .shape_rule = "the declared shape and dtype",
+         .infer = [](const InferCtx& c) {
+           auto t = declared_type(c);
+           if (has_open_dim(t.shape)) throw OpError("a param's shape must be static, got " + shape_str(t.shape));
+           if (numel(t.shape) > (int64_t{1} << 31))
+             throw OpError("param of " + std::to_string(numel(t.shape)) + " elements is absurdly large");
+           return t;
+         }});
+
+  r.add({.name = "constant", .family = "sources",
+         .summary = "A literal: a scalar, or a flat list of values with a shape.",
+         .attrs = {{"value", AttrKind::Tensor, true, nullptr, "a number, or a row-major flat list"},
+                   {"shape", AttrKind::Shape, false, nlohmann::json::array(), "dimensions ([] for a scalar)"},
+                   {"dtype", AttrKind::Enum, false, "f32", "element type", {"f32", "f64", "i32", "i64", "bool"}}},
+         .shape_rule = "shape; a list value must hold exactly prod(shape) numbers",
+         .infer = [](const InferCtx& c) {
+           auto t = declared_type(c);
+           if (has_open_dim(t.shape)) throw OpError("a constant's shape must be static");
+           auto& v = c.attrs.at("value");
+           if (v.is_array() && static_cast<int64_t>(v.size()) != numel(t.shape))
+             throw OpError("constant holds " + std::to_string(v.size()) + " values but its shape " +
+                           shape_str(t.shape) + " needs " + std::to_string(numel(t.shape)));
+           return t;
+         }});
+
+  r.add({.name = "dim_size", .family = "sources",
+         .summary = "The size of one dimension of x as a scalar (the run-time batch size for the open dimension).",
+         .inputs = {"x"},
+         .attrs = {{"axis", AttrKind::Int, true, nullptr, "which dimension"},
+                   {"dtype", AttrKind::Enum, false, "f32", "result type", {"f32", "f64", "i32", "i64"}}},
+         .shape_rule = "x: any -> scalar",
+         .infer = [](const InferCtx& c) {
+           normalize_axis(c.i("axis"), c.in[0].rank());
+           return TensorType{*parse_dtype(c.s("dtype")), {}};
+         },
+         .no_grad = true});
+}
+
+}  // namespace kiln

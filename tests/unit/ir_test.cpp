@@ -1,0 +1,3 @@
+#include <doctest/doctest.h>
+#include "compiler/ir/builder.h"
+TEST_CASE("placeholder") { CHECK(true); }
