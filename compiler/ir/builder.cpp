@@ -102,7 +102,7 @@ NodeId GraphBuilder::constant_tensor(const std::vector<double>& values, Shape sh
 NodeId GraphBuilder::scalar_like(double value, NodeId like) { return constant(value, type(like).dtype); }
 
 NodeId GraphBuilder::reduce_to_shape(NodeId g, const Shape& target) {
-  const Shape& s = type(g).shape;
+  const Shape s = type(g).shape;
   if (s == target) return g;
   // Broadcasting aligns trailing dims: sum the leading extra dims and the dims that were 1.
   std::vector<int64_t> axes;
@@ -120,5 +120,5 @@ NodeId GraphBuilder::reduce_to_shape(NodeId g, const Shape& target) {
 
 namespace kiln {
 const Graph& GradCtx::graph() const { return b.graph(); }
-const TensorType& GradCtx::type(NodeId id) const { return b.type(id); }
+TensorType GradCtx::type(NodeId id) const { return b.type(id); }
 }  // namespace kiln

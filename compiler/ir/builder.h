@@ -32,7 +32,8 @@ class GraphBuilder {
   // Sums `g` over the axes broadcasting expanded, so it has `target`'s shape.
   NodeId reduce_to_shape(NodeId g, const Shape& target);
 
-  const TensorType& type(NodeId id) const { return g_.node(id).type; }
+  // By value: adding nodes reallocates the node list, so references would dangle.
+  TensorType type(NodeId id) const { return g_.node(id).type; }
   Graph& graph() { return g_; }
 
   std::string unique_name(const std::string& base);

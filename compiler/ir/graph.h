@@ -36,6 +36,8 @@ struct Graph {
   std::vector<Node> nodes;
   std::vector<std::pair<std::string, NodeId>> outputs;  // in declaration order
   std::vector<LayerInfo> layers;
+  // Hand-written gradients declared by the graph: param node -> node computing dLoss/dParam.
+  std::map<NodeId, NodeId> gradients;
   nlohmann::json source = nlohmann::json::object();    // the JSON it was read from, if any
 
   const Node& node(NodeId id) const { return nodes.at(static_cast<size_t>(id)); }

@@ -43,7 +43,7 @@ void register_loss_ops(OpRegistry& r) {
          .summary = "mean over the batch of -log softmax(logits)[label]", .inputs = {"logits", "labels"},
          .shape_rule = "logits: [N,C], labels: i32[N] -> scalar",
          .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
-           auto &lt = b.type(in[0]), &yt = b.type(in[1]);
+           auto lt = b.type(in[0]), yt = b.type(in[1]);
            require(lt.rank() == 2 && is_float(lt.dtype), "logits must be a float [N, C] matrix, got " + type_str(lt));
            require(yt.dtype == DType::i32 && yt.rank() == 1, "labels must be i32[N], got " + type_str(yt));
            require(yt.shape[0] == lt.shape[0], "labels " + type_str(yt) + " and logits " + type_str(lt) + " differ in batch size");
@@ -58,7 +58,7 @@ void register_loss_ops(OpRegistry& r) {
          .inputs = {"logits", "labels"},
          .shape_rule = "logits: [N,...], labels: same shape (0/1) -> scalar",
          .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
-           auto& lt = b.type(in[0]);
+           auto lt = b.type(in[0]);
            require(is_float(lt.dtype), "logits must be float, got " + type_str(lt));
            require(lt.shape == b.type(in[1]).shape,
                    "logits " + type_str(lt) + " and labels " + type_str(b.type(in[1])) + " differ in shape");

@@ -134,32 +134,36 @@ static std::string check_value(const AttrSpec& spec, const nlohmann::json& v) {
   return "";
 }
 
-Attrs check_attrs(const OpDef& def, const Attrs& attrs) {
-  if (!attrs.is_object()) throw OpError("attributes of " + def.name + " must be a JSON object");
+Attrs check_attrs(const OpDef& def, const Attrs& attrs) { return check_attrs(def.name, def.attrs, attrs); }
+
+Attrs check_attrs(const std::string& what, const std::vector<AttrSpec>& specs, const Attrs& attrs) {
+  if (!attrs.is_object()) throw OpError("attributes of " + what + " must be a JSON object");
   Attrs out = Attrs::object();
-  std::vector<std::string> problems;
-  for (auto& spec : def.attrs) {
+  std::vector<std::pair<std::string, std::string>> problems;
+  for (auto& spec : specs) {
     auto it = attrs.find(spec.name);
     if (it == attrs.end()) {
-      if (spec.required) problems.push_back("missing required attribute '" + spec.name + "' (" + spec.doc + ")");
+      if (spec.required) problems.push_back({spec.name, "missing required attribute '" + spec.name + "' (" + spec.doc + ")"});
       else if (!spec.default_value.is_null()) out[spec.name] = spec.default_value;
       continue;
     }
     std::string why = check_value(spec, *it);
-    if (!why.empty()) problems.push_back("attribute '" + spec.name + "': " + why);
+    if (!why.empty()) problems.push_back({spec.name, "attribute '" + spec.name + "': " + why});
     else out[spec.name] = *it;
   }
   std::vector<std::string> known;
-  for (auto& s : def.attrs) known.push_back(s.name);
+  for (auto& s : specs) known.push_back(s.name);
   for (auto& [k, v] : attrs.items()) {
     if (std::find(known.begin(), known.end(), k) != known.end()) continue;
     std::string hint = closest_name(k, known);
-    problems.push_back("unknown attribute '" + k + "' for " + def.name + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+    problems.push_back({k, "unknown attribute '" + k + "' for " + what + (hint.empty() ? "" : " (did you mean '" + hint + "'?)")});
   }
   if (!problems.empty()) {
-    std::string msg = problems[0];
-    for (size_t i = 1; i < problems.size(); ++i) msg += "; " + problems[i];
-    throw OpError(msg);
+    std::string msg = problems[0].second;
+    for (size_t i = 1; i < problems.size(); ++i) msg += "; " + problems[i].second;
+    OpError e(msg);
+    e.attr_problems = std::move(problems);
+    throw e;
   }
   return out;
 }

@@ -20,6 +20,9 @@ namespace lower { struct LowerCtx; }
 // The frontend adds the JSON path and node name.
 struct OpError : std::runtime_error {
   using std::runtime_error::runtime_error;
+  // When attributes are at fault: one (attribute, problem) per fault, so each
+  // can be reported at its own JSON path.
+  std::vector<std::pair<std::string, std::string>> attr_problems;
 };
 
 enum class AttrKind { Int, Float, Bool, String, IntList, FloatList, Shape, Tensor, Enum, Object };
@@ -53,7 +56,7 @@ struct GradCtx {
   NodeId y;                        // == node
   NodeId dy;                       // cotangent of y
   const Graph& graph() const;
-  const TensorType& type(NodeId id) const;
+  TensorType type(NodeId id) const;
 };
 
 using InferFn = std::function<TensorType(const InferCtx&)>;
@@ -95,6 +98,7 @@ class OpRegistry {
 // Checks `attrs` against the op's specs and fills in defaults. Throws OpError
 // naming the attribute (and listing every problem found).
 Attrs check_attrs(const OpDef& def, const Attrs& attrs);
+Attrs check_attrs(const std::string& what, const std::vector<AttrSpec>& specs, const Attrs& attrs);
 
 // "Did you mean" for unknown names: the closest candidate within a small edit distance.
 std::string closest_name(std::string_view name, const std::vector<std::string>& candidates);

@@ -1,0 +1,109 @@
+#include "compiler/frontend/layers.h"
+
+#include "compiler/frontend/initializers.h"
+
+namespace kiln {
+
+static const std::vector<std::string> kActivations = {"linear", "relu", "sigmoid", "softmax", "log_softmax"};
+
+NodeId apply_activation(GraphBuilder& b, NodeId x, const std::string& activation) {
+  if (activation == "linear") return x;
+  return b.add(activation, {x});
+}
+
+NodeId LayerCtx::make_param(const std::string& suffix, Shape shape, const nlohmann::json& init) {
+  std::string pname = name + "/" + suffix;
+  auto init_obj = normalize_initializer(init, param_seed(graph_seed, pname));
+  Attrs a = {{"init", init_obj}, {"trainable", attrs.value("trainable", true)}};
+  NodeId id = b.param(pname, {DType::f32, std::move(shape)}, a);
+  params.push_back(id);
+  return id;
+}
+
+static std::vector<int64_t> pair_of(const Attrs& a, const char* key) {
+  const auto& v = a.at(key);
+  if (v.is_number_integer()) return {v.get<int64_t>(), v.get<int64_t>()};
+  auto list = v.get<std::vector<int64_t>>();
+  if (list.size() != 2) throw OpError(std::string("'") + key + "' must be one integer or a pair [h, w], got " + v.dump());
+  return list;
+}
+
+static AttrSpec activation_attr() {
+  return {"activation", AttrKind::Enum, false, "linear", "activation applied after the layer", kActivations};
+}
+static AttrSpec trainable_attr() { return {"trainable", AttrKind::Bool, false, true, "params receive gradients by default"}; }
+static AttrSpec init_attr(const char* name, const char* def) {
+  return {name, AttrKind::Object, false, nlohmann::json{{"kind", def}}, "initializer (name or object)"};
+}
+
+// Accept "he_normal" as shorthand for {"kind": "he_normal"} before the attrs are checked.
+Attrs normalize_layer_attrs(const Attrs& raw) {
+  Attrs a = raw;
+  for (const char* k : {"kernel_init", "bias_init"})
+    if (a.contains(k) && a[k].is_string()) a[k] = {{"kind", a[k]}};
+  return a;
+}
+
+const std::vector<LayerDef>& layer_defs() {
+  static const std::vector<LayerDef> defs = {
+      {"dense", "x @ kernel + bias, then the activation; x must be [N, K]",
+       {{"units", AttrKind::Int, true, nullptr, "output features", {}, 1, 1 << 24}, activation_attr(),
+        {"use_bias", AttrKind::Bool, false, true, "add a bias"},
+        init_attr("kernel_init", "glorot_uniform"), init_attr("bias_init", "zeros"), trainable_attr()},
+       [](LayerCtx& c) {
+         const auto& xt = c.b.type(c.input);
+         if (xt.rank() != 2) throw OpError("dense needs a [N, K] input, got " + type_str(xt) + " (add a flatten layer first)");
+         int64_t units = c.attrs.at("units");
+         NodeId w = c.make_param("kernel", {xt.shape[1], units}, c.attrs.at("kernel_init"));
+         NodeId y = c.b.add2("matmul", c.input, w);
+         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {units}, c.attrs.at("bias_init")));
+         return apply_activation(c.b, y, c.attrs.at("activation"));
+       }},
+      {"conv2d", "2-D convolution (NHWC) + bias, then the activation",
+       {{"filters", AttrKind::Int, true, nullptr, "output channels", {}, 1, 1 << 16},
+        {"kernel", AttrKind::Tensor, true, nullptr, "window size: k or [kh, kw]"},
+        {"strides", AttrKind::Tensor, false, 1, "stride: s or [sh, sw]"},
+        {"padding", AttrKind::Enum, false, "valid", "TF padding", {"valid", "same"}}, activation_attr(),
+        {"use_bias", AttrKind::Bool, false, true, "add a bias"},
+        init_attr("kernel_init", "glorot_uniform"), init_attr("bias_init", "zeros"), trainable_attr()},
+       [](LayerCtx& c) {
+         const auto& xt = c.b.type(c.input);
+         if (xt.rank() != 4) throw OpError("conv2d needs an NHWC input, got " + type_str(xt));
+         auto k = pair_of(c.attrs, "kernel");
+         auto s = pair_of(c.attrs, "strides");
+         int64_t f = c.attrs.at("filters");
+         NodeId w = c.make_param("kernel", {k[0], k[1], xt.shape[3], f}, c.attrs.at("kernel_init"));
+         NodeId y = c.b.add("conv2d", {c.input, w}, {{"strides", s}, {"padding", c.attrs.at("padding")}});
+         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
+         return apply_activation(c.b, y, c.attrs.at("activation"));
+       }},
+      {"maxpool2d", "max pooling (NHWC)",
+       {{"pool", AttrKind::Tensor, false, 2, "window: p or [ph, pw]"},
+        {"strides", AttrKind::Tensor, false, nullptr, "stride (default: the window)"},
+        {"padding", AttrKind::Enum, false, "valid", "TF padding", {"valid", "same"}}},
+       [](LayerCtx& c) {
+         auto p = pair_of(c.attrs, "pool");
+         Attrs a = {{"pool", p}, {"padding", c.attrs.at("padding")}};
+         if (c.attrs.contains("strides")) a["strides"] = pair_of(c.attrs, "strides");
+         return c.b.add("maxpool2d", {c.input}, a);
+       }},
+      {"flatten", "[N, ...] -> [N, prod(...)]", {},
+       [](LayerCtx& c) {
+         const auto& xt = c.b.type(c.input);
+         if (xt.rank() < 1) throw OpError("flatten needs a batch dimension");
+         Shape rest(xt.shape.begin() + 1, xt.shape.end());
+         return c.b.add("reshape", {c.input}, {{"shape", Shape{xt.shape[0], numel(rest)}}});
+       }},
+      {"activation", "an activation on its own",
+       {{"activation", AttrKind::Enum, true, nullptr, "which", kActivations}},
+       [](LayerCtx& c) { return apply_activation(c.b, c.input, c.attrs.at("activation")); }},
+  };
+  return defs;
+}
+
+const LayerDef* find_layer(std::string_view name) {
+  for (auto& d : layer_defs()) if (d.name == name) return &d;
+  return nullptr;
+}
+
+}  // namespace kiln

@@ -1,0 +1,38 @@
+#pragma once
+// Layer sugar: {"layer": "conv2d", "filters": 32, ...} expands to primitives
+// and creates the layer's params ("<layer>/kernel", "<layer>/bias").
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+struct LayerCtx {
+  GraphBuilder& b;
+  const std::string& name;
+  NodeId input;
+  const Attrs& attrs;        // checked and defaulted
+  uint64_t graph_seed;
+  std::vector<NodeId> params;  // filled by make_param, for the summary
+  NodeId make_param(const std::string& suffix, Shape shape, const nlohmann::json& init);
+};
+
+struct LayerDef {
+  std::string name;
+  std::string summary;
+  std::vector<AttrSpec> attrs;
+  std::function<NodeId(LayerCtx&)> expand;
+};
+
+const std::vector<LayerDef>& layer_defs();
+// Accepts "he_normal" as shorthand for {"kind": "he_normal"} in kernel_init/bias_init.
+Attrs normalize_layer_attrs(const Attrs& raw);
+const LayerDef* find_layer(std::string_view name);
+
+// "relu" | "sigmoid" | "softmax" | "log_softmax" | "linear"
+NodeId apply_activation(GraphBuilder& b, NodeId x, const std::string& activation);
+
+}  // namespace kiln
