@@ -1,6 +1,8 @@
 // Activations and the dense layer, as composites of primitives: their
 // gradients come from their decompositions, fusion gets their speed back.
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -55,6 +57,18 @@ void register_activation_ops(OpRegistry& r) {
          .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
            return b.add2("add", b.add2("matmul", in[0], in[1]), in[2]);
          }});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_activation_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_activation_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_activation_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

@@ -3,6 +3,8 @@
 #include "compiler/ops/conv.h"
 
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -100,6 +102,18 @@ void register_conv_ops(OpRegistry& r) {
              throw OpError("dy " + shape_str(dy) + " does not match the conv output of x " + shape_str(x));
            return TensorType{c.in[0].dtype, {k[0], k[1], x[3], dy[3]}};
          }});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_conv_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_conv_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_conv_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

@@ -1,6 +1,8 @@
 // Elementwise ops: binary arithmetic with numpy broadcasting, unary math,
 // comparisons, select and cast.
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -73,6 +75,18 @@ void register_elementwise_ops(OpRegistry& r) {
          .attrs = {{"dtype", AttrKind::Enum, true, nullptr, "target type", {"f32", "f64", "i32", "i64", "bool"}}},
          .shape_rule = "x: S -> dtype[S]",
          .infer = [](const InferCtx& c) { return TensorType{*parse_dtype(c.s("dtype")), c.in[0].shape}; }});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_elementwise_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_elementwise_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_elementwise_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

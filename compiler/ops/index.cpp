@@ -1,6 +1,8 @@
 // Index ops: one_hot (labels -> rows of a identity) and argmax. Neither has a
 // gradient: they stop it explicitly.
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -32,6 +34,18 @@ void register_index_ops(OpRegistry& r) {
            return TensorType{DType::i32, s};
          },
          .no_grad = true});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_index_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_index_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_index_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

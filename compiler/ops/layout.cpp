@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -55,6 +57,18 @@ void register_layout_ops(OpRegistry& r) {
              throw OpError("cannot broadcast " + shape_str(c.in[0].shape) + " to " + shape_str(to));
            return TensorType{c.in[0].dtype, to};
          }});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_layout_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_layout_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_layout_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

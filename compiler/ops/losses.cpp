@@ -2,6 +2,8 @@
 // correct-prediction count, as composites of primitives. A loss never hides
 // inside an activation: its gradient is derived from this decomposition.
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -109,6 +111,18 @@ void register_loss_ops(OpRegistry& r) {
            }
            return b.add("reduce_sum", {b.add("cast", {hit}, {{"dtype", "f32"}})});
          }});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_loss_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_loss_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_loss_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

@@ -1,6 +1,8 @@
 // matmul: the one contraction primitive. Dense layers and (through im2col)
 // convolutions reach the GEMM kernels through it.
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -28,6 +30,18 @@ void register_matmul_ops(OpRegistry& r) {
            if (n == kOpenDim) throw OpError("the open batch dimension cannot be matmul's N");
            return TensorType{a.dtype, {m, n}};
          }});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_matmul_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_matmul_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_matmul_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

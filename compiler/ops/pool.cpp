@@ -2,6 +2,8 @@
 // gradient to the first maximal element of its window (as TF does).
 #include "compiler/ir/builder.h"
 #include "compiler/ops/conv.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -38,6 +40,18 @@ void register_pool_ops(OpRegistry& r) {
              throw OpError("dy " + shape_str(c.in[1].shape) + " is not maxpool2d's output shape " + shape_str(y.shape));
            return c.in[0];
          }});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_pool_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_pool_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_pool_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -65,6 +67,18 @@ void register_reduce_ops(OpRegistry& r) {
            }
            return b.add2("div", sum, count);
          }});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_reduce_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_reduce_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_reduce_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln

@@ -118,5 +118,36 @@ void register_pool_ops(OpRegistry&);
 void register_index_ops(OpRegistry&);
 void register_activation_ops(OpRegistry&);
 void register_loss_ops(OpRegistry&);
+// The other aspects of each family, in the same files.
+void register_source_gradients(OpRegistry&);
+void register_source_reference(OpRegistry&);
+void register_source_lowering(OpRegistry&);
+void register_elementwise_gradients(OpRegistry&);
+void register_elementwise_reference(OpRegistry&);
+void register_elementwise_lowering(OpRegistry&);
+void register_matmul_gradients(OpRegistry&);
+void register_matmul_reference(OpRegistry&);
+void register_matmul_lowering(OpRegistry&);
+void register_reduce_gradients(OpRegistry&);
+void register_reduce_reference(OpRegistry&);
+void register_reduce_lowering(OpRegistry&);
+void register_layout_gradients(OpRegistry&);
+void register_layout_reference(OpRegistry&);
+void register_layout_lowering(OpRegistry&);
+void register_conv_gradients(OpRegistry&);
+void register_conv_reference(OpRegistry&);
+void register_conv_lowering(OpRegistry&);
+void register_pool_gradients(OpRegistry&);
+void register_pool_reference(OpRegistry&);
+void register_pool_lowering(OpRegistry&);
+void register_index_gradients(OpRegistry&);
+void register_index_reference(OpRegistry&);
+void register_index_lowering(OpRegistry&);
+void register_activation_gradients(OpRegistry&);
+void register_activation_reference(OpRegistry&);
+void register_activation_lowering(OpRegistry&);
+void register_loss_gradients(OpRegistry&);
+void register_loss_reference(OpRegistry&);
+void register_loss_lowering(OpRegistry&);
 
 }  // namespace kiln

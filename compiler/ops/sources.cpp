@@ -1,6 +1,8 @@
 // Sources: the leaves of every graph (inputs fed per step, persistent params
 // and optimizer state, constants) and dim_size, the run-time size of a dimension.
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {
@@ -67,6 +69,18 @@ void register_source_ops(OpRegistry& r) {
            return TensorType{*parse_dtype(c.s("dtype")), {}};
          },
          .no_grad = true});
+}
+
+// ---- gradient rules (compiler/autodiff calls them) ----
+void register_source_gradients(OpRegistry& r) {
+}
+
+// ---- reference kernels (compiler/interp runs them) ----
+void register_source_reference(OpRegistry& r) {
+}
+
+// ---- lowering to loop IR (compiler/lower) ----
+void register_source_lowering(OpRegistry& r) {
 }
 
 }  // namespace kiln
