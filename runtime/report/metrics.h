@@ -1,6 +1,7 @@
 #pragma once
 // Per-epoch metrics as the trainer records them, with CSV/JSON writers, and a
 // confusion matrix.
+#include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>

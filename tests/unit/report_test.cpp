@@ -62,3 +62,28 @@ TEST_CASE("gnuplot draws curves and a heat map as PNG files") {
   }
   fs::remove_all(dir);
 }
+
+#include "runtime/report/progress.h"
+
+TEST_CASE("progress renders done/total, rate and ETA; plain mode prints at most one line per 10%") {
+  CHECK(Progress::format_duration(12.34) == "12.3s");
+  CHECK(Progress::format_duration(65) == "1:05");
+  CHECK(Progress::format_duration(3725) == "1:02:05");
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* mem = open_memstream(&buf, &len);
+  {
+    Progress p("epoch 1", 100, mem);
+    p.set_interactive(false);
+    for (int i = 1; i <= 100; ++i) p.update(i, i * 64, 2.5);
+    CHECK(p.render(50, 3200, 2.5).find("epoch 1 [============>           ] 50/100") == 0);
+    p.finish();
+  }
+  std::fclose(mem);
+  std::string out(buf, len);
+  free(buf);
+  int lines = 0;
+  for (char c : out) lines += c == '\n';
+  CHECK(lines == 9);  // 10% .. 90%
+  CHECK(out.find("loss 2.5000") != std::string::npos);
+}
