@@ -73,7 +73,7 @@ LabeledImages load_cifar10(const std::string& dir_in, const std::string& split) 
   std::vector<std::string> names;
   for (std::string line; std::getline(meta, line);)
     if (!line.empty()) names.push_back(line);
-  if (names.size() == 10) out.class_names = names;
+  if (!names.empty()) out.class_names = names;
   return out;
 }
 

@@ -92,7 +92,9 @@ LabeledImages load_mnist_split(const std::string& dir, const std::string& split)
     }
     fail_file(dir + "/" + base + ".gz", "not found (nor without .gz); run `kiln data prepare --only mnist`");
   };
-  return load_mnist(find(s + "-images-idx3-ubyte"), find(s + "-labels-idx1-ubyte"));
+  std::string images = find(s + "-images-idx3-ubyte");  // images first: report the first missing file
+  std::string labels = find(s + "-labels-idx1-ubyte");
+  return load_mnist(images, labels);
 }
 
 }  // namespace kiln::data
