@@ -5,30 +5,30 @@
 
 namespace kiln {
 
-size_t dtype_size(DType t) {
+size_t elem_size(ElemType t) {
   switch (t) {
-    case DType::f32: case DType::i32: return 4;
-    case DType::f64: case DType::i64: return 8;
-    case DType::u8: case DType::boolean: return 1;
+    case ElemType::f32: case ElemType::i32: return 4;
+    case ElemType::f64: case ElemType::i64: return 8;
+    case ElemType::u8: case ElemType::boolean: return 1;
   }
-  throw std::logic_error("dtype_size: unknown dtype");
+  throw std::logic_error("elem_size: unknown dtype");
 }
 
-const char* dtype_name(DType t) {
+const char* elem_type_name(ElemType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::f64: return "f64";
-    case DType::i32: return "i32";
-    case DType::i64: return "i64";
-    case DType::u8: return "u8";
-    case DType::boolean: return "bool";
+    case ElemType::f32: return "f32";
+    case ElemType::f64: return "f64";
+    case ElemType::i32: return "i32";
+    case ElemType::i64: return "i64";
+    case ElemType::u8: return "u8";
+    case ElemType::boolean: return "bool";
   }
   return "?";
 }
 
-std::optional<DType> dtype_from_name(std::string_view name) {
-  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::u8, DType::boolean})
-    if (name == dtype_name(t)) return t;
+std::optional<ElemType> elem_type_from_name(std::string_view name) {
+  for (ElemType t : {ElemType::f32, ElemType::f64, ElemType::i32, ElemType::i64, ElemType::u8, ElemType::boolean})
+    if (name == elem_type_name(t)) return t;
   return std::nullopt;
 }
 
@@ -53,8 +53,8 @@ std::string shape_string(std::span<const int64_t> shape) {
 
 void Tensor::Free::operator()(void* p) const noexcept { std::free(p); }
 
-Tensor::Tensor(DType dtype, std::vector<int64_t> shape)
-    : dtype_(dtype), shape_(std::move(shape)), numel_(shape_numel(shape_, dtype_size(dtype))) {
+Tensor::Tensor(ElemType dtype, std::vector<int64_t> shape)
+    : dtype_(dtype), shape_(std::move(shape)), numel_(shape_numel(shape_, elem_size(dtype))) {
   // aligned_alloc needs a size that is a multiple of the alignment, and we
   // never hand out a null pointer (even for zero elements).
   size_t bytes = (nbytes() + 63) / 64 * 64;
@@ -89,9 +89,9 @@ bool Tensor::bit_equal(const Tensor& other) const {
          (nbytes() == 0 || std::memcmp(raw(), other.raw(), nbytes()) == 0);
 }
 
-void Tensor::check_type(DType want) const {
+void Tensor::check_type(ElemType want) const {
   if (want != dtype_)
-    throw std::logic_error(std::string("tensor holds ") + dtype_name(dtype_) + ", not " + dtype_name(want));
+    throw std::logic_error(std::string("tensor holds ") + elem_type_name(dtype_) + ", not " + elem_type_name(want));
 }
 
 }  // namespace kiln

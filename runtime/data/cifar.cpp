@@ -26,8 +26,8 @@ LabeledImages load_cifar10_batch(const std::string& path) {
                         std::to_string(b.size() % kCifarRecordBytes) + " bytes left over)");
   const int64_t n = static_cast<int64_t>(b.size() / kCifarRecordBytes);
   LabeledImages out;
-  out.images = Tensor(DType::u8, {n, kCifarSide, kCifarSide, 3});
-  out.labels = Tensor(DType::i32, {n});
+  out.images = Tensor(ElemType::u8, {n, kCifarSide, kCifarSide, 3});
+  out.labels = Tensor(ElemType::i32, {n});
   uint8_t* img = out.images.data<uint8_t>();
   int32_t* lab = out.labels.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
@@ -79,7 +79,7 @@ LabeledImages load_cifar10(const std::string& dir_in, const std::string& split) 
 
 void write_cifar10_batch(const std::string& path, const LabeledImages& data, int64_t begin, int64_t count) {
   const auto& s = data.images.shape();
-  if (data.images.dtype() != DType::u8 || s.size() != 4 || s[1] != kCifarSide || s[2] != kCifarSide || s[3] != 3)
+  if (data.images.dtype() != ElemType::u8 || s.size() != 4 || s[1] != kCifarSide || s[2] != kCifarSide || s[3] != 3)
     throw std::invalid_argument(path + ": CIFAR-10 records need u8 images [N, 32, 32, 3], got " + shape_string(s));
   if (begin < 0 || count < 0 || begin + count > s[0]) throw std::invalid_argument(path + ": record range out of bounds");
   std::vector<uint8_t> out(static_cast<size_t>(count) * kCifarRecordBytes);

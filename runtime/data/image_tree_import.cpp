@@ -155,8 +155,8 @@ ImageTreeImport import_image_tree(const std::string& archive_path,
 
   const int w = decoded[0].width, h = decoded[0].height;
   LabeledImages& out = result.data;
-  out.images = Tensor(DType::u8, {n, h, w, 3});
-  out.labels = Tensor(DType::i32, {n});
+  out.images = Tensor(ElemType::u8, {n, h, w, 3});
+  out.labels = Tensor(ElemType::i32, {n});
   out.class_names = classes;
   const size_t per = static_cast<size_t>(w) * h * 3;
   for (int64_t i = 0; i < n; ++i) {

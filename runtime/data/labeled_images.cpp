@@ -18,8 +18,8 @@ LabeledImages concat(std::vector<LabeledImages> parts) {
   }
   shape[0] = n;
   LabeledImages out;
-  out.images = Tensor(DType::u8, shape);
-  out.labels = Tensor(DType::i32, {n});
+  out.images = Tensor(ElemType::u8, shape);
+  out.labels = Tensor(ElemType::i32, {n});
   out.class_names = parts[0].class_names;
   size_t img_off = 0, lab_off = 0;
   for (auto& p : parts) {

@@ -55,7 +55,7 @@ Tensor read_idx_u8(const std::string& path) {
     fail_file(path, std::string(static_cast<double>(have) < want ? "truncated" : "unexpected trailing data") +
                         ": header says " + describe(dims) + " but the file holds " + held);
   }
-  Tensor t(DType::u8, dims);
+  Tensor t(ElemType::u8, dims);
   if (have) std::memcpy(t.raw(), b.data() + header, have);
   return t;
 }
@@ -69,7 +69,7 @@ LabeledImages load_mnist(const std::string& images_path, const std::string& labe
     fail_file(labels_path, "holds " + std::to_string(raw_labels.dim(0)) + " labels but " + images_path + " holds " +
                                std::to_string(images.dim(0)) + " images");
   LabeledImages out;
-  out.labels = Tensor(DType::i32, {raw_labels.dim(0)});
+  out.labels = Tensor(ElemType::i32, {raw_labels.dim(0)});
   const uint8_t* src = raw_labels.data<uint8_t>();
   int32_t* dst = out.labels.data<int32_t>();
   for (int64_t i = 0; i < raw_labels.dim(0); ++i) {

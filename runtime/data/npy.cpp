@@ -11,14 +11,14 @@ namespace {
 
 constexpr char kMagic[] = "\x93NUMPY";  // 6 bytes
 
-const char* descr_of(DType t) {
+const char* descr_of(ElemType t) {
   switch (t) {
-    case DType::f32: return "<f4";
-    case DType::f64: return "<f8";
-    case DType::i32: return "<i4";
-    case DType::i64: return "<i8";
-    case DType::u8: return "|u1";
-    case DType::boolean: return "|b1";
+    case ElemType::f32: return "<f4";
+    case ElemType::f64: return "<f8";
+    case ElemType::i32: return "<i4";
+    case ElemType::i64: return "<i8";
+    case ElemType::u8: return "|u1";
+    case ElemType::boolean: return "|b1";
   }
   return "?";
 }
@@ -111,12 +111,12 @@ class HeaderParser {
   size_t pos_ = 0;
 };
 
-DType dtype_from_descr(const std::string& descr, const std::string& name) {
-  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::u8, DType::boolean})
+ElemType dtype_from_descr(const std::string& descr, const std::string& name) {
+  for (ElemType t : {ElemType::f32, ElemType::f64, ElemType::i32, ElemType::i64, ElemType::u8, ElemType::boolean})
     if (descr == descr_of(t)) return t;
   // Single-byte types may be written with any byte-order mark.
-  if (descr == "<u1" || descr == "=u1") return DType::u8;
-  if (descr == "<b1" || descr == "=b1") return DType::boolean;
+  if (descr == "<u1" || descr == "=u1") return ElemType::u8;
+  if (descr == "<b1" || descr == "=b1") return ElemType::boolean;
   if (!descr.empty() && descr[0] == '>')
     fail_file(name, "unsupported .npy dtype '" + descr + "': big-endian data is not supported");
   fail_file(name, "unsupported .npy dtype '" + descr +
@@ -149,17 +149,17 @@ Tensor parse_npy(std::span<const uint8_t> bytes, const std::string& name) {
   bool fortran = false;
   std::vector<int64_t> shape;
   HeaderParser(header, name).parse(descr, fortran, shape);
-  DType dtype = dtype_from_descr(descr, name);
+  ElemType dtype = dtype_from_descr(descr, name);
   if (fortran) fail_file(name, "Fortran-order .npy arrays are not supported (save with C order)");
 
   int64_t numel = 0;
   try {
-    numel = shape_numel(shape, dtype_size(dtype));
+    numel = shape_numel(shape, elem_size(dtype));
   } catch (const std::invalid_argument& e) {
     fail_file(name, e.what());
   }
   const size_t data_off = prefix + header_len;
-  const size_t want = static_cast<size_t>(numel) * dtype_size(dtype);
+  const size_t want = static_cast<size_t>(numel) * elem_size(dtype);
   const size_t have = bytes.size() - data_off;
   if (have < want)
     fail_file(name, "truncated: header says " + std::string(descr) + " " + shape_string(shape) + " (" +
@@ -168,7 +168,7 @@ Tensor parse_npy(std::span<const uint8_t> bytes, const std::string& name) {
     fail_file(name, std::to_string(have - want) + " unexpected bytes after the " + shape_string(shape) + " array");
   Tensor t(dtype, shape);
   if (want) std::memcpy(t.raw(), bytes.data() + data_off, want);
-  if (dtype == DType::boolean)
+  if (dtype == ElemType::boolean)
     for (uint8_t& b : std::span<uint8_t>(static_cast<uint8_t*>(t.raw()), want))
       if (b > 1) fail_file(name, "bool array holds a byte other than 0 or 1");
   return t;

@@ -21,7 +21,7 @@ int64_t row_size(const Tensor& t, const char* what) {
 }
 
 void require_u8(const Tensor& t, const char* what) {
-  if (t.dtype() != DType::u8) throw std::invalid_argument(std::string(what) + ": needs u8 images, got " + dtype_name(t.dtype()));
+  if (t.dtype() != ElemType::u8) throw std::invalid_argument(std::string(what) + ": needs u8 images, got " + elem_type_name(t.dtype()));
 }
 
 // dst[i] = (float(src[i]) - sub) * mul  or  / div, over n values.
@@ -43,7 +43,7 @@ Tensor per_image_standardize(const Tensor& images) {
   require_u8(images, "per_image_standardize");
   const int64_t d = row_size(images, "per_image_standardize");
   const int64_t n = images.rank() ? images.dim(0) : 0;
-  Tensor out(DType::f32, {n, d});
+  Tensor out(ElemType::f32, {n, d});
   const uint8_t* src = images.data<uint8_t>();
   float* dst = out.data<float>();
   const double min_std = 1.0 / std::sqrt(static_cast<double>(d));
@@ -66,7 +66,7 @@ Tensor per_image_standardize(const Tensor& images) {
 
 Tensor scale_unit(const Tensor& images) {
   require_u8(images, "scale_unit");
-  Tensor out(DType::f32, images.shape());
+  Tensor out(ElemType::f32, images.shape());
   affine_u8_to_f32<true>(images.data<uint8_t>(), out.data<float>(), static_cast<size_t>(images.numel()), 0.0f, 255.0f);
   return out;
 }
@@ -77,11 +77,11 @@ void flatten_rows(Tensor& t) {
 }
 
 Tensor one_hot(const Tensor& labels, int64_t classes) {
-  if (labels.dtype() != DType::i32 || labels.rank() != 1)
-    throw std::invalid_argument("one_hot: needs i32 labels [N], got " + std::string(dtype_name(labels.dtype())) + " " +
+  if (labels.dtype() != ElemType::i32 || labels.rank() != 1)
+    throw std::invalid_argument("one_hot: needs i32 labels [N], got " + std::string(elem_type_name(labels.dtype())) + " " +
                                 shape_string(labels.shape()));
   const int64_t n = labels.dim(0);
-  Tensor out(DType::f32, {n, classes});  // zero-filled
+  Tensor out(ElemType::f32, {n, classes});  // zero-filled
   const int32_t* l = labels.data<int32_t>();
   float* o = out.data<float>();
   for (int64_t i = 0; i < n; ++i) {

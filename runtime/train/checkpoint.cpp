@@ -100,7 +100,7 @@ class Reader {
       label = section + " tensor '" + t.name + "'";
       if (!seen.insert(t.name).second) fail(label + " appears twice");
       uint8_t dt = num<uint8_t>(label);
-      if (dt > static_cast<uint8_t>(DType::boolean)) fail(label + " has unknown dtype code " + std::to_string(dt));
+      if (dt > static_cast<uint8_t>(ElemType::u8)) fail(label + " has unknown dtype code " + std::to_string(dt));
       uint8_t rank = num<uint8_t>(label);
       if (rank > kMaxRank) fail(label + " has rank " + std::to_string(rank) + " (corrupt file)");
       std::vector<int64_t> shape;
@@ -108,15 +108,15 @@ class Reader {
       uint64_t nbytes = num<uint64_t>(label);
       int64_t numel = 0;
       try {
-        numel = shape_numel(shape, dtype_size(static_cast<DType>(dt)));
+        numel = shape_numel(shape, elem_size(static_cast<ElemType>(dt)));
       } catch (const std::invalid_argument& e) {
         fail(label + ": " + e.what());
       }
-      if (nbytes != static_cast<uint64_t>(numel) * dtype_size(static_cast<DType>(dt)))
+      if (nbytes != static_cast<uint64_t>(numel) * elem_size(static_cast<ElemType>(dt)))
         fail(label + " says " + std::to_string(nbytes) + " bytes but its shape " + shape_string(shape) + " needs " +
-             std::to_string(static_cast<uint64_t>(numel) * dtype_size(static_cast<DType>(dt))));
+             std::to_string(static_cast<uint64_t>(numel) * elem_size(static_cast<ElemType>(dt))));
       need(nbytes, label);  // before allocating
-      t.value = Tensor(static_cast<DType>(dt), shape);
+      t.value = Tensor(static_cast<ElemType>(dt), shape);
       if (nbytes) std::memcpy(t.value.raw(), b_.data() + pos_, nbytes);
       pos_ += nbytes;
       out.push_back(std::move(t));

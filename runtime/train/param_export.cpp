@@ -29,7 +29,7 @@ void export_params_npy(const std::string& dir, const std::vector<NamedTensor>& p
     used.insert(file);
     data::write_npy(dir + "/" + file, p.value);
     manifest["params"].push_back(
-        {{"name", p.name}, {"file", file}, {"dtype", dtype_name(p.value.dtype())}, {"shape", p.value.shape()}});
+        {{"name", p.name}, {"file", file}, {"dtype", elem_type_name(p.value.dtype())}, {"shape", p.value.shape()}});
   }
   std::string text = manifest.dump(2) + "\n";
   write_file_atomic(dir + "/manifest.json", std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
@@ -55,8 +55,8 @@ std::vector<NamedTensor> import_params_npy(const std::string& dir) {
     if (!names.insert(name).second) fail_file(mpath, where + ": param '" + name + "' appears twice");
     std::string path = dir + "/" + file;
     Tensor t = data::read_npy(path);
-    if (e.contains("dtype") && e["dtype"] != dtype_name(t.dtype()))
-      fail_file(path, "holds " + std::string(dtype_name(t.dtype())) + " but the manifest says " + e["dtype"].dump());
+    if (e.contains("dtype") && e["dtype"] != elem_type_name(t.dtype()))
+      fail_file(path, "holds " + std::string(elem_type_name(t.dtype())) + " but the manifest says " + e["dtype"].dump());
     if (e.contains("shape") && e["shape"] != nlohmann::json(t.shape()))
       fail_file(path, "has shape " + shape_string(t.shape()) + " but the manifest says " + e["shape"].dump());
     out.push_back({name, std::move(t)});

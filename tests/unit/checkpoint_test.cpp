@@ -25,7 +25,7 @@ using kiln::test::TempDir;
 namespace {
 
 template <class T>
-Tensor filled(DType dt, std::vector<int64_t> shape, T start) {
+Tensor filled(ElemType dt, std::vector<int64_t> shape, T start) {
   Tensor t(dt, std::move(shape));
   T* p = t.data<T>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(start + static_cast<T>(i));
@@ -36,20 +36,20 @@ Checkpoint sample(int64_t big_elems = 6) {
   Checkpoint c;
   c.graph_json = R"({"format": "kiln.graph/1", "name": "mlp"})";
   c.spec_json = std::string("{\"batch\": 64}\0tail", 18);  // embedded NUL survives
-  Tensor w = filled<float>(DType::f32, {2, big_elems / 2}, 0.5f);
+  Tensor w = filled<float>(ElemType::f32, {2, big_elems / 2}, 0.5f);
   w.data<float>()[0] = -0.0f;
   w.data<float>()[1] = std::numeric_limits<float>::quiet_NaN();
   w.data<float>()[2] = std::numeric_limits<float>::denorm_min();
   c.params.push_back({"w1", std::move(w)});
-  c.params.push_back({"conv/b:0", filled<double>(DType::f64, {3}, -1.25)});
-  c.params.push_back({"scalar", filled<int64_t>(DType::i64, {}, int64_t{1} << 50)});
-  c.params.push_back({"empty", Tensor(DType::f32, {0, 4})});
-  c.optimizer_state.push_back({"adam/m/w1", filled<float>(DType::f32, {2, big_elems / 2}, 1e-8f)});
-  c.optimizer_state.push_back({"mask", filled<uint8_t>(DType::u8, {4}, 0)});
-  Tensor flags(DType::boolean, {3});
+  c.params.push_back({"conv/b:0", filled<double>(ElemType::f64, {3}, -1.25)});
+  c.params.push_back({"scalar", filled<int64_t>(ElemType::i64, {}, int64_t{1} << 50)});
+  c.params.push_back({"empty", Tensor(ElemType::f32, {0, 4})});
+  c.optimizer_state.push_back({"adam/m/w1", filled<float>(ElemType::f32, {2, big_elems / 2}, 1e-8f)});
+  c.optimizer_state.push_back({"mask", filled<uint8_t>(ElemType::u8, {4}, 0)});
+  Tensor flags(ElemType::boolean, {3});
   flags.data<bool>()[1] = true;
   c.optimizer_state.push_back({"flags", std::move(flags)});
-  c.optimizer_state.push_back({"count", filled<int32_t>(DType::i32, {2, 1}, -3)});
+  c.optimizer_state.push_back({"count", filled<int32_t>(ElemType::i32, {2, 1}, -3)});
   c.step = 123456789012;
   c.rng_state = std::string("\x01\x02\xff\x00rng", 7);
   c.data_position = {3, 17, "5489 1 2 3"};
@@ -157,7 +157,7 @@ TEST_CASE("checkpoint: corrupt, truncated, foreign and newer files are refused")
   KILN_CHECK_THROWS_WITH_ALL(load_checkpoint(dir / "missing.ckpt"), "missing.ckpt", "cannot open");
 
   Checkpoint dup = sample();
-  dup.params.push_back({"w1", Tensor(DType::f32, {1})});
+  dup.params.push_back({"w1", Tensor(ElemType::f32, {1})});
   CHECK_THROWS_AS(encode_checkpoint(dup), std::invalid_argument);
 }
 
@@ -216,8 +216,8 @@ TEST_CASE("checkpoint: a saving process killed with SIGKILL at any moment leaves
 TEST_CASE("checkpoint: params export to .npy files and import back") {
   TempDir dir;
   Checkpoint c = sample();
-  c.params.push_back({"conv/b_0", Tensor(DType::f32, {2})});  // sanitizes like "conv/b:0"
-  c.params.push_back({"..", Tensor(DType::i32, {1})});
+  c.params.push_back({"conv/b_0", Tensor(ElemType::f32, {2})});  // sanitizes like "conv/b:0"
+  c.params.push_back({"..", Tensor(ElemType::i32, {1})});
   export_params_npy(dir / "params", c.params);
   CHECK(std::filesystem::exists(dir / "params/manifest.json"));
   CHECK(std::filesystem::exists(dir / "params/w1.npy"));
@@ -231,7 +231,7 @@ TEST_CASE("checkpoint: params export to .npy files and import back") {
   }
   CHECK(sanitize_file_name("a b/c:d") == "a_b_c_d");
   // A file replaced behind the manifest's back.
-  data::write_npy(dir / "params/w1.npy", Tensor(DType::f64, {1}));
+  data::write_npy(dir / "params/w1.npy", Tensor(ElemType::f64, {1}));
   KILN_CHECK_THROWS_WITH_ALL(import_params_npy(dir / "params"), "w1.npy", "manifest says");
   KILN_CHECK_THROWS_WITH_ALL(import_params_npy(dir / "nothing"), "manifest.json", "cannot open");
 }

@@ -14,8 +14,8 @@ namespace {
 
 // Row i: features {i, -i} (f32), label i (i32), so a batch names its rows.
 Dataset numbered(int64_t n) {
-  Tensor f(DType::f32, {n, 2});
-  Tensor l(DType::i32, {n});
+  Tensor f(ElemType::f32, {n, 2});
+  Tensor l(ElemType::i32, {n});
   for (int64_t i = 0; i < n; ++i) {
     f.data<float>()[2 * i] = float(i);
     f.data<float>()[2 * i + 1] = -float(i);
@@ -163,5 +163,5 @@ TEST_CASE("dataset: validation split and subsets") {
   CHECK(rnd.size() == 7);
   CHECK(std::is_sorted(rnd.labels.data<int32_t>(), rnd.labels.data<int32_t>() + 7));
   CHECK_THROWS_AS(subset_first(d, 61), std::invalid_argument);
-  CHECK_THROWS_AS(Dataset::make(Tensor(DType::f32, {3, 2}), Tensor(DType::i32, {4})), std::invalid_argument);
+  CHECK_THROWS_AS(Dataset::make(Tensor(ElemType::f32, {3, 2}), Tensor(ElemType::i32, {4})), std::invalid_argument);
 }

@@ -28,21 +28,21 @@ std::vector<uint8_t> handmade_npy(const std::string& dict, const std::vector<uin
 TEST_CASE("npy: every dtype round-trips bit for bit") {
   TempDir dir;
   std::vector<Tensor> ts;
-  Tensor f(DType::f32, {2, 3});
+  Tensor f(ElemType::f32, {2, 3});
   for (int i = 0; i < 6; ++i) f.data<float>()[i] = 0.1f * i - 0.25f;
   ts.push_back(f);
-  Tensor d(DType::f64, {4});
+  Tensor d(ElemType::f64, {4});
   d.data<double>()[3] = -1e300;
   ts.push_back(d);
-  Tensor i32(DType::i32, {1, 2, 2});
+  Tensor i32(ElemType::i32, {1, 2, 2});
   i32.data<int32_t>()[1] = -7;
   ts.push_back(i32);
-  Tensor i64(DType::i64, {});
+  Tensor i64(ElemType::i64, {});
   i64.data<int64_t>()[0] = int64_t{1} << 40;
   ts.push_back(i64);
-  Tensor u8(DType::u8, {3, 0});
+  Tensor u8(ElemType::u8, {3, 0});
   ts.push_back(u8);
-  Tensor b(DType::boolean, {5});
+  Tensor b(ElemType::boolean, {5});
   b.data<bool>()[2] = true;
   ts.push_back(b);
   for (size_t k = 0; k < ts.size(); ++k) {
@@ -60,7 +60,7 @@ TEST_CASE("npy: reads a NumPy-layout file") {
   std::memcpy(payload.data(), vals, 12);
   auto bytes = handmade_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", payload);
   Tensor t = parse_npy(bytes, "x.npy");
-  CHECK(t.dtype() == DType::f32);
+  CHECK(t.dtype() == ElemType::f32);
   CHECK(t.shape() == std::vector<int64_t>{3});
   CHECK(t.data<float>()[2] == 3.25f);
   CHECK(encode_npy(t) == bytes);  // we write what NumPy writes

@@ -10,7 +10,7 @@ using namespace kiln::data;
 
 TEST_CASE("preprocess: per-image standardization by hand") {
   // One 1x2x2 image {0, 2, 4, 6}: mean 3, population variance 5.
-  Tensor img(DType::u8, {1, 2, 2, 1});
+  Tensor img(ElemType::u8, {1, 2, 2, 1});
   uint8_t v[4] = {0, 2, 4, 6};
   std::copy(v, v + 4, img.data<uint8_t>());
   Tensor y = per_image_standardize(img);
@@ -19,7 +19,7 @@ TEST_CASE("preprocess: per-image standardization by hand") {
   CHECK(y.data<float>()[0] == doctest::Approx(-3 / s));
   CHECK(y.data<float>()[3] == doctest::Approx(3 / s));
   // A constant image: std 0 -> divided by 1/sqrt(N), not by zero.
-  Tensor flat(DType::u8, {2, 3});
+  Tensor flat(ElemType::u8, {2, 3});
   for (auto& b : flat.span<uint8_t>()) b = 7;
   flat.data<uint8_t>()[5] = 8;  // second image {7, 7, 8}
   Tensor z = per_image_standardize(flat);
@@ -32,7 +32,7 @@ TEST_CASE("preprocess: standardization and /255 match a scalar loop on random im
   std::mt19937 rng(5);
   // 37 values per image: not a multiple of any SIMD width, so the tails run.
   const int n = 9, d = 37;
-  Tensor img(DType::u8, {n, d});
+  Tensor img(ElemType::u8, {n, d});
   for (auto& b : img.span<uint8_t>()) b = static_cast<uint8_t>(rng() % 256);
   img.data<uint8_t>()[0 * d + 5] = 0;
   for (int j = 0; j < d; ++j) img.data<uint8_t>()[4 * d + j] = 200;  // a constant image among them
@@ -55,7 +55,7 @@ TEST_CASE("preprocess: standardization and /255 match a scalar loop on random im
 }
 
 TEST_CASE("preprocess: one-hot and flatten") {
-  Tensor l(DType::i32, {3});
+  Tensor l(ElemType::i32, {3});
   l.data<int32_t>()[0] = 2;
   l.data<int32_t>()[1] = 0;
   l.data<int32_t>()[2] = 9;
@@ -68,7 +68,7 @@ TEST_CASE("preprocess: one-hot and flatten") {
   CHECK(o.data<float>()[1 * 10 + 0] == 1.0f);
   CHECK(o.data<float>()[2 * 10 + 9] == 1.0f);
   CHECK_THROWS_WITH_AS(one_hot(l, 5), doctest::Contains("label 9 of item 2"), std::invalid_argument);
-  Tensor t(DType::f32, {4, 2, 3});
+  Tensor t(ElemType::f32, {4, 2, 3});
   flatten_rows(t);
   CHECK(t.shape() == std::vector<int64_t>{4, 6});
 }
