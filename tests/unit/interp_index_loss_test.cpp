@@ -138,3 +138,18 @@ TEST_CASE("interp correct_count for sparse, one-hot and binary labels") {
   // predicted positive iff logit > 0: 1, 0, 1, 0 vs 1, 1, 0, 0
   check_value(t.run(t.op("correct_count", {b, z}, {{"labels", "binary"}})), {}, {2});
 }
+
+TEST_CASE("interp relu clamps negatives to 0 and keeps 0 and positives") {
+  OpGraph t;
+  NodeId x = t.in("x", val({4}, {-2, 0, 0.5, -1e-30}));
+  check_value(t.run(t.op("relu", {x})), {4}, {0, 0, 0.5, 0});
+}
+
+TEST_CASE("interp dense is x @ w + b with the bias broadcast over an open batch") {
+  OpGraph t;
+  NodeId x = t.in("x", val({2, 2}, {1, 2, 3, 4}), {-1, 2});
+  NodeId w = t.in("w", val({2, 3}, {1, 0, -1, 0, 1, 1}));
+  NodeId b = t.in("b", val({3}, {10, 20, 30}));
+  // rows: [1, 2, 1] + b, [3, 4, 1] + b
+  check_value(t.run(t.op("dense", {x, w, b})), {2, 3}, {11, 22, 31, 13, 24, 31});
+}

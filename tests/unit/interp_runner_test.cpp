@@ -110,3 +110,22 @@ TEST_CASE("interp runner: fed f32 values are rounded to float in f32 mode") {
   CHECK(f32.at("x").data[0] == static_cast<double>(static_cast<float>(third)));
   CHECK(f64.at("x").data[0] == third);
 }
+
+TEST_CASE("interp runner: an open shape with no open input fed is an error naming the node") {
+  Graph g;
+  GraphBuilder b(g);
+  b.input("x", {DType::f32, {-1, 3}});
+  NodeId row = b.input("row", {DType::f32, {3}});
+  g.outputs = {{"wide", b.add("broadcast", {row}, {{"shape", {-1, 3}}}, "wide")}};
+  std::string e = error_of(g, {{"row", val({3}, {1, 2, 3})}});
+  CHECK(e == "node 'wide' (broadcast): the open batch dimension is unbound: no input with an open dimension was fed");
+}
+
+TEST_CASE("interp runner: intermediates are freed but fetched values survive") {
+  TwoInputGraph t;
+  std::map<std::string, Value> feeds = {{"x", val({1, 3}, {1, 2, 3})}, {"w", val({3}, {2, 2, 2})}};
+  // "x" feeds the mul and is fetched too: it must still hold its value at the end.
+  auto out = interp::Interpreter(t.g).run(feeds, {"x", "sum"});
+  check_value(out.at("x"), {1, 3}, {1, 2, 3});
+  check_value(out.at("sum"), {1}, {12});
+}
