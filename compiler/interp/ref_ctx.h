@@ -2,8 +2,16 @@
 // What a reference kernel sees: its node, its input values, and where to put
 // its result. Values are held as doubles whatever their dtype; in f32 mode the
 // interpreter rounds every f32 result to float after each op.
+#include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <xtensor/xarray.hpp>
+// What the kernels in compiler/ops/*.cpp use, included here so that the op
+// files (shared with other aspects) need no include changes.
+#include <xtensor/xbroadcast.hpp>
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xoperation.hpp>
 
 #include "compiler/ir/graph.h"
 
