@@ -198,6 +198,10 @@ TEST_CASE("kiln run: CNN on 2 real images writes logits.npy of shape 2x10 and ba
   CHECK(rc == 1);
   CHECK(slurp(log).find(x + ": input 'x': expected f32[?,28,28,1], got f32[2,28,27,1] (dimension 2)") !=
         std::string::npos);
+  std::ofstream(x, std::ios::binary) << "not an array";
+  rc = run_kiln("run " + graph + " --input x=" + x, log);
+  CHECK(rc == 1);
+  CHECK(slurp(log).find(x + ": not a .npy file") != std::string::npos);
   fs::remove_all(dir);
 }
 

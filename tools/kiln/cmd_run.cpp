@@ -43,14 +43,17 @@ std::string describe(const std::string& descr) {
 
 // Value of `key` in the header dict ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }").
 std::string header_field(const std::string& header, const std::string& key, const std::string& file) {
+  auto bad = [&] { return InputError(file + ": malformed .npy header (its '" + key + "' entry): " + header); };
   size_t at = header.find("'" + key + "'");
   if (at == std::string::npos) throw InputError(file + ": .npy header has no '" + key + "' entry");
   at = header.find(':', at);
-  size_t start = header.find_first_not_of(' ', at + 1);
-  if (header[start] == '(') return header.substr(start + 1, header.find(')', start) - start - 1);
-  if (header[start] == '\'') return header.substr(start + 1, header.find('\'', start + 1) - start - 1);
-  size_t end = header.find_first_of(",}", start);
-  return header.substr(start, end - start);
+  size_t start = at == std::string::npos ? at : header.find_first_not_of(' ', at + 1);
+  if (start == std::string::npos) throw bad();
+  char open = header[start];
+  size_t end = open == '(' ? header.find(')', start) : open == '\'' ? header.find('\'', start + 1)
+                                                                     : header.find_first_of(",}", start);
+  if (end == std::string::npos) throw bad();
+  return open == '(' || open == '\'' ? header.substr(start + 1, end - start - 1) : header.substr(start, end - start);
 }
 
 Array read(const std::string& path) {
@@ -79,7 +82,15 @@ Array read(const std::string& path) {
   std::stringstream dims(header_field(header, "shape", path));
   for (std::string d; std::getline(dims, d, ',');) {
     if (d.find_first_not_of(' ') == std::string::npos) continue;
-    a.shape.push_back(std::stoll(d));
+    size_t used = 0;
+    long long n = -1;
+    try {
+      n = std::stoll(d, &used);
+    } catch (const std::exception&) {
+    }
+    if (n < 0 || d.find_first_not_of(' ', used) != std::string::npos)
+      throw InputError(path + ": malformed .npy shape '(" + header_field(header, "shape", path) + ")'");
+    a.shape.push_back(n);
   }
   static const std::map<std::string, size_t> sizes = {{"<f4", 4}, {"<f8", 8}, {"<i4", 4}, {"<i8", 8}, {"|u1", 1},
                                                        {"|i1", 1}, {"<i2", 2}, {"<u2", 2}, {"|b1", 1}};
