@@ -145,7 +145,7 @@ std::map<std::string, Value> Interpreter::run(const std::map<std::string, Value>
   for (auto& name : names) roots.push_back(resolve(g_, name));
   std::vector<bool> needed = needed_nodes(g_, roots);
 
-  // Bind the batch first, so a kernel's shape never depends on feed order.
+  // Check every feed before computing anything; the first open input (in graph order) binds the batch.
   std::optional<int64_t> batch;
   std::string batch_from;
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
