@@ -20,12 +20,20 @@ NodeId LayerCtx::make_param(const std::string& suffix, Shape shape, const nlohma
   return id;
 }
 
+// A window or stride: one integer for both spatial dimensions, or [h, w].
 static std::vector<int64_t> pair_of(const Attrs& a, const char* key) {
   const auto& v = a.at(key);
-  if (v.is_number_integer()) return {v.get<int64_t>(), v.get<int64_t>()};
-  auto list = v.get<std::vector<int64_t>>();
-  if (list.size() != 2) throw OpError(std::string("'") + key + "' must be one integer or a pair [h, w], got " + v.dump());
-  return list;
+  std::vector<nlohmann::json> items = v.is_array() ? std::vector<nlohmann::json>(v.begin(), v.end())
+                                                   : std::vector<nlohmann::json>{v, v};
+  bool ok = items.size() == 2;
+  for (auto& d : items) ok = ok && d.is_number_integer() && d.get<double>() >= 1 && d.get<double>() <= 65536;
+  if (!ok) {
+    std::string msg = std::string("attribute '") + key + "': expected one integer in [1, 65536] or a pair [h, w] of them, got " + v.dump();
+    OpError e(msg);
+    e.attr_problems = {{key, msg}};
+    throw e;
+  }
+  return {items[0].get<int64_t>(), items[1].get<int64_t>()};
 }
 
 static AttrSpec activation_attr() {
