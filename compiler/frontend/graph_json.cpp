@@ -234,7 +234,8 @@ class Frontend {
       if (a.contains("shape") && a["shape"].is_array()) {
         Shape sh;
         for (auto& d : a["shape"])
-          if (d.is_number_integer() && !d.is_number_unsigned()) sh.push_back(d.get<int64_t>());
+          if (d.is_number_integer() && !(d.is_number_unsigned() && d.get<uint64_t>() > uint64_t{INT64_MAX}))
+            sh.push_back(d.get<int64_t>());
         ok = check_size(path + "/shape", name, sh, "param shape") && ok;
       }
       if (!ok) continue;

@@ -123,10 +123,17 @@ JsonText parse_json_text(const std::string& text, const std::string& file) {
       out.root = json::parse(patched);
       return out;
     } catch (const json::parse_error& e) {
+      // Point at the start of the offending token, not at its last character.
+      Locator loc;
+      json::sax_parse(patched, &loc);
+      size_t at = e.byte;
+      size_t start = loc.error_token.empty() ? std::string::npos : patched.rfind(loc.error_token, loc.error_position);
+      if (start != std::string::npos && start < at) at = start + 1;
       std::string what = e.what();
       auto pos = what.find("syntax error");
-      throw GraphError(file, {{"", "", "not valid JSON: " + at_line_column(text, e.byte) + ": " +
-                                           (pos == std::string::npos ? what : what.substr(pos))}});
+      out.problems.push_back({"", "", "not valid JSON: " + at_line_column(text, at) + ": " +
+                                          (pos == std::string::npos ? what : what.substr(pos))});
+      throw GraphError(file, std::move(out.problems));
     } catch (const json::out_of_range& e) {
       // "number overflow": locate it, read it as null, and parse again.
       Locator loc;

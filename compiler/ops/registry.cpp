@@ -111,7 +111,9 @@ static std::string check_value(const AttrSpec& spec, const nlohmann::json& v) {
         lo = spec.min > -1e299 ? nlohmann::json(spec.min).dump() : "-inf";
         hi = spec.max < 1e299 ? nlohmann::json(spec.max).dump() : "inf";
       }
-      return "value " + nlohmann::json(x).dump() + " is out of range [" + lo + ", " + hi + "]";
+      bool integral = spec.kind == AttrKind::Int || spec.kind == AttrKind::IntList;
+      std::string shown = integral ? std::to_string(static_cast<long long>(x)) : nlohmann::json(x).dump();
+      return "value " + shown + " is out of range [" + lo + ", " + hi + "]";
     }
     return "";
   };
