@@ -5,7 +5,7 @@
 #   KILN_FUZZ_SECONDS=S      also stop after S seconds (default 600, a safety net)
 # Seeds: graphs/*.json and tests/fixtures/bad_graphs/*, dictionary tests/fuzz/graph.dict.
 # Exit 1 when afl-fuzz saved a crash or a hang (the inputs are printed, and
-# build-fuzz/fuzz_graph < FILE replays one).
+# build-fuzz/tests/fuzz/fuzz_graph < FILE replays one).
 #
 # The compiler is afl-clang-fast++ (Debian's afl++ is built against clang 14):
 # afl-g++-fast's GCC plugin does not load with Debian 12's g++ 12.2.
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 EXECS=${KILN_FUZZ_EXECS:-100000}
 SECONDS_CAP=${KILN_FUZZ_SECONDS:-600}
 BUILD=build-fuzz
+TARGET=$BUILD/tests/fuzz/fuzz_graph
 for tool in afl-clang-fast++ afl-fuzz; do
   command -v "$tool" >/dev/null || { echo "fuzz: $tool not found; run tools/setup.sh --deps (package afl++)"; exit 2; }
 done
@@ -36,13 +37,13 @@ cp graphs/*.json tests/fixtures/bad_graphs/* "$seeds"/
 
 # The seeds must not crash before fuzzing starts.
 for f in "$seeds"/*; do
-  "$BUILD/fuzz_graph" < "$f" || { echo "fuzz: seed $f crashes the target"; exit 1; }
+  "$TARGET" < "$f" || { echo "fuzz: seed $f crashes the target"; exit 1; }
 done
 
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
 fuzz_start=$(date +%s)
 ASAN_OPTIONS=abort_on_error=1:symbolize=0:detect_leaks=0 afl-fuzz -i "$seeds" -o "$findings" -x tests/fuzz/graph.dict -E "$EXECS" -V "$SECONDS_CAP" -s 1 \
-  -- "$BUILD/fuzz_graph" > "$BUILD/afl-fuzz.log" 2>&1 || {
+  -- "$TARGET" > "$BUILD/afl-fuzz.log" 2>&1 || {
   echo "fuzz: afl-fuzz failed:"; tail -30 "$BUILD/afl-fuzz.log"; exit 1; }
 elapsed=$(( $(date +%s) - fuzz_start ))
 
@@ -67,7 +68,7 @@ for kind in crashes hangs; do
     echo "---- $kind: $f"
     head -c 2000 "$f"; echo
     echo "---- replay:"
-    "$BUILD/fuzz_graph" < "$f" 2>&1 | tail -20 || true
+    "$TARGET" < "$f" 2>&1 | tail -20 || true
   done
 done
 exit $status

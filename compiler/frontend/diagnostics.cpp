@@ -5,9 +5,9 @@
 namespace kiln {
 
 std::string format_diagnostic(const Diagnostic& d, const std::string& file) {
-  std::string out = file + ":";
-  if (!d.path.empty()) out += " " + d.path;
-  if (!d.node.empty()) out += " (node '" + d.node + "')";
+  std::string out = file;
+  if (!d.path.empty()) out += ": " + d.path;
+  if (!d.node.empty()) out += (d.path.empty() ? ": (node '" : " (node '") + d.node + "')";
   return out + ": " + d.message;
 }
 
