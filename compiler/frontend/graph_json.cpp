@@ -401,7 +401,7 @@ class Frontend {
       return false;
     }
     try {
-      check_attrs(layer + " layer", def->attrs, normalize_layer_attrs(node_attrs(n)));
+      check_layer_attrs(*def, node_attrs(n));
     } catch (const OpError& e) {
       fail_op(path, name, e);
       ok = false;
@@ -454,7 +454,7 @@ class Frontend {
       } else {
         std::string layer = n["layer"];
         const LayerDef* def = find_layer(layer);
-        Attrs checked = check_attrs(layer + " layer", def->attrs, normalize_layer_attrs(attrs));
+        Attrs checked = check_layer_attrs(*def, attrs);
         LayerCtx ctx{b_, name, in[0], checked, seed_, {}};
         {
           ScopeGuard scope(b_, name);

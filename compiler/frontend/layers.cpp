@@ -52,6 +52,33 @@ Attrs normalize_layer_attrs(const Attrs& raw) {
   return a;
 }
 
+Attrs check_layer_attrs(const LayerDef& def, const Attrs& raw) {
+  Attrs a = check_attrs(def.name + " layer", def.attrs, normalize_layer_attrs(raw));
+  std::vector<std::pair<std::string, std::string>> problems;
+  for (const char* key : {"kernel", "strides", "pool"}) {
+    if (!a.contains(key) || a[key].is_null()) continue;
+    try {
+      pair_of(a, key);
+    } catch (const OpError& e) {
+      problems.insert(problems.end(), e.attr_problems.begin(), e.attr_problems.end());
+    }
+  }
+  for (const char* key : {"kernel_init", "bias_init"}) {
+    if (!a.contains(key)) continue;
+    try {
+      normalize_initializer(a[key], 0);
+    } catch (const OpError& e) {
+      problems.push_back({key, std::string("attribute '") + key + "': " + e.what()});
+    }
+  }
+  if (!problems.empty()) {
+    OpError e(problems[0].second);
+    e.attr_problems = std::move(problems);
+    throw e;
+  }
+  return a;
+}
+
 const std::vector<LayerDef>& layer_defs() {
   static const std::vector<LayerDef> defs = {
       {"dense", "x @ kernel + bias, then the activation; x must be [N, K]",

@@ -141,6 +141,55 @@ TEST_CASE("frontend errors: five independent problems are all reported, in file 
                       {"/nodes/6/padding", "pool", "attribute 'padding': expected one of valid, same, got \"full\""}});
 }
 
+static std::vector<kiln::Diagnostic> diagnostics_of_text(const std::string& text) {
+  try {
+    kiln::parse_graph(text, "inline.json");
+  } catch (const kiln::GraphError& e) {
+    return e.diagnostics;
+  }
+  FAIL("parsed without error: " << text);
+  return {};
+}
+
+TEST_CASE("frontend errors: what cannot be read is reported once, never again by its readers") {
+  // "inputs" is not an object: "x" is not declared, but the node and the
+  // output reading it say nothing (the real problem is already reported).
+  auto d = diagnostics_of_text(R"({"format": "kiln.graph/1", "name": 5, "inputs": [1],
+      "nodes": [{"name": "y", "op": "relu", "inputs": ["x"]}], "outputs": {"y": "y", "z": "x"}})");
+  REQUIRE(d.size() == 2);
+  CHECK(d[0].path == "/name");
+  CHECK(d[0].message == "name must be a string, got 5");
+  CHECK(d[1].path == "/inputs");
+  CHECK(d[1].message == "inputs must be a JSON object");
+
+  // The first node has nothing to read; the nodes reading it in sequence are skipped.
+  d = diagnostics_of_text(R"({"format": "kiln.graph/1", "inputs": {"x": {"shape": [-1, 4]}},
+      "nodes": [{"name": "a", "layer": "activation", "activation": "relu"},
+                {"name": "b", "layer": "activation", "activation": "linear"},
+                {"name": "c", "op": "add", "inputs": ["a", "b"]}], "outputs": {"y": "c"}})");
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].path == "/nodes/0");
+  CHECK(d[0].node == "a");
+  CHECK(d[0].message == "node has no \"inputs\" and no node before it to read");
+}
+
+TEST_CASE("frontend errors: layer windows and initializers are checked at their own keys") {
+  auto d = diagnostics_of_text(R"({"format": "kiln.graph/1", "inputs": {"x": {"shape": [-1, 8, 8, 2]}},
+      "nodes": [{"name": "c", "layer": "conv2d", "inputs": ["x"], "filters": 3, "kernel": [2.5, 3],
+                 "kernel_init": "he_normall", "bias_init": {"kind": "normal", "stdev": 1}},
+                {"name": "p", "layer": "maxpool2d", "inputs": ["x"], "pool": [1, 2, 3]}],
+      "outputs": {"y": "p"}})");
+  REQUIRE(d.size() == 4);
+  CHECK(d[0].path == "/nodes/0/bias_init");
+  CHECK(d[0].message.find("unknown attribute 'stdev' for initializer normal (did you mean 'stddev'?)") != std::string::npos);
+  CHECK(d[1].path == "/nodes/0/kernel");
+  CHECK(d[1].message.find("expected one integer in [1, 65536] or a pair [h, w]") != std::string::npos);
+  CHECK(d[2].path == "/nodes/0/kernel_init");
+  CHECK(d[2].message.find("unknown initializer 'he_normall' (did you mean 'he_normal'?)") != std::string::npos);
+  CHECK(d[3].path == "/nodes/1/pool");
+  CHECK(d[3].node == "p");
+}
+
 TEST_CASE("frontend errors: nesting deeper than any graph needs is refused") {
   std::string deep = "{\"format\": \"kiln.graph/1\", \"name\": " + std::string(200, '[') + std::string(200, ']') + "}";
   try {
