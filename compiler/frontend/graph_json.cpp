@@ -340,12 +340,19 @@ class Frontend {
             }
           }
         }
-      } else if (i > 0) {
+      } else if (i > 0 && !reads_nothing(n)) {
         refs_[i].push_back({node_name(nodes[i - 1]), static_cast<long>(i - 1)});  // sequential sugar
       }
     }
     auto order = order_nodes(nodes);
     for (size_t i : order) build_node(i, nodes[i]);
+  }
+
+  // Ops like constant take no inputs: the sequential sugar does not apply to them.
+  static bool reads_nothing(const json& n) {
+    if (!n.contains("op") || !n["op"].is_string()) return false;
+    const OpDef* def = OpRegistry::get().find(n["op"].get<std::string>());
+    return def && !def->variadic && def->inputs.empty();
   }
 
   static Attrs node_attrs(const json& n) {

@@ -222,3 +222,27 @@ TEST_CASE("kiln check: exit 1 with located errors, 2 for usage errors, ok for va
   // 3,157,002 = 3072*1024 + 1024 + 1024*10 + 10.
   CHECK(good.output.find("3,157,002 params") != std::string::npos);
 }
+
+TEST_CASE("frontend: hand-written gradients attach to their params; constants do not read the node before") {
+  // The README's linear regression: dL/dw = x^T (2 (y - t) / N) for the batch-mean MSE.
+  kiln::Graph g = kiln::parse_graph(R"({"format": "kiln.graph/1", "name": "linear_regression",
+      "inputs": {"x": {"shape": [-1, 3]}, "t": {"shape": [-1, 1]}},
+      "params": {"w": {"shape": [3, 1], "init": {"kind": "normal", "stddev": 0.01}}},
+      "nodes": [
+        {"name": "y", "op": "matmul", "inputs": ["x", "w"]},
+        {"name": "loss", "op": "mse", "inputs": ["y", "t"]},
+        {"name": "diff", "op": "sub", "inputs": ["y", "t"]},
+        {"name": "n", "op": "dim_size", "inputs": ["x"], "axis": 0},
+        {"name": "two", "op": "constant", "value": 2.0},
+        {"name": "scale", "op": "div", "inputs": ["two", "n"]},
+        {"name": "dy", "op": "mul", "inputs": ["diff", "scale"]},
+        {"name": "dw", "op": "matmul", "inputs": ["x", "dy"], "transpose_a": true}],
+      "outputs": {"logits": "y", "loss": "loss"}, "gradients": {"w": "dw"}})");
+  REQUIRE(g.gradients.size() == 1);
+  auto [param, grad] = *g.gradients.begin();
+  CHECK(g.node(param).name == "w");
+  CHECK(g.node(grad).name == "dw");
+  CHECK(kiln::type_str(g.node(grad).type) == "f32[3,1]");
+  CHECK(g.node(g.find("two")).inputs.empty());
+  CHECK(kiln::param_count(g) == 3);
+}
