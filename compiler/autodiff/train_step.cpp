@@ -9,6 +9,14 @@
 
 namespace kiln {
 
+TrainStepConfig train_step_config(const TrainSpec& spec) {
+  TrainStepConfig config;
+  config.optimizer = is_builtin_update_rule(spec.optimizer.kind) ? builtin_update_rule(spec.optimizer.kind)
+                                                                 : load_update_rule(spec.optimizer.kind);
+  config.hyperparameters = spec.optimizer.hyperparameters;
+  return config;
+}
+
 std::string next_value_name(const std::string& persistent) { return persistent + "@next"; }
 
 static NodeId required_loss(const Graph& model) {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "compiler/autodiff/update_rule.h"
+#include "compiler/frontend/train_spec.h"
 #include "compiler/interp/interpreter.h"
 #include "compiler/ir/graph.h"
 
@@ -26,6 +27,10 @@ struct TrainStepConfig {
   // autodiff provides the others.
   bool use_handwritten_gradients = true;
 };
+
+// The optimizer a spec names (built in or loaded from its file) and its
+// hyperparameters. A spec with sweeps must be expanded first (expand_sweeps).
+TrainStepConfig train_step_config(const TrainSpec& spec);
 
 // Throws std::invalid_argument when the model has no scalar "loss" output or
 // already uses the names "lr" / "step"; AutodiffError / OpError from the
