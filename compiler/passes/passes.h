@@ -28,7 +28,9 @@ bool fold_constants(Graph& g);
 // dtype -> x; broadcast or reshape to x's own shape -> x;
 // reshape(reshape x) -> reshape x; transpose(transpose x) -> one transpose with
 // the composed perm, or x when that is the identity; a 2-D transpose feeding a
-// matmul operand becomes that operand's transpose flag.
+// matmul operand becomes that operand's transpose flag; an explicit broadcast
+// feeding add/sub/mul/div/maximum is dropped when the op's own broadcasting
+// gives the same shape.
 bool simplify_algebra(Graph& g);
 
 }  // namespace kiln

@@ -3,6 +3,7 @@
 // list stays topologically ordered without re-sorting.
 #include <optional>
 
+#include "compiler/ops/registry.h"
 #include "compiler/passes/graph_edit.h"
 #include "compiler/passes/passes.h"
 
@@ -64,6 +65,19 @@ static bool fold_into_node(Graph& g, Node& n) {
     n.inputs[0] = inner.inputs[0];
     n.attrs["perm"] = composed;
     return true;
+  }
+  // A binary op broadcasts by itself: an operand broadcast explicitly to a
+  // shape the op would produce anyway is read unbroadcast.
+  if (n.op == "add" || n.op == "sub" || n.op == "mul" || n.op == "div" || n.op == "maximum") {
+    for (size_t k = 0; k < 2; ++k) {
+      const Node& operand = g.node(n.inputs[k]);
+      if (operand.op != "broadcast") continue;
+      const Shape& small = g.node(operand.inputs[0]).type.shape;
+      if (broadcast_shapes(small, g.node(n.inputs[1 - k]).type.shape) != n.type.shape) continue;
+      n.inputs[k] = operand.inputs[0];
+      return true;
+    }
+    return false;
   }
   if (n.op == "matmul") {
     bool changed = false;
