@@ -94,10 +94,10 @@ void register_elementwise_gradients(OpRegistry& r) {
   r.find_mut("mul")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
     return {to_shape(c, c.b.add2("mul", c.dy, c.x[1]), 0), to_shape(c, c.b.add2("mul", c.dy, c.x[0]), 1)};
   };
-  // d(x/y)/dy = -x/y^2 = -(x/y)/y, reusing the forward quotient.
+  // d(x/y)/dy = -x/y^2: dy * -(x/y)/y = -(dy/y) * (x/y), reusing dy/y and the forward quotient.
   r.find_mut("div")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
     NodeId dx = c.b.add2("div", c.dy, c.x[1]);
-    NodeId dyy = c.b.add1("neg", c.b.add2("mul", dx, c.b.add2("div", c.y, c.x[1])));
+    NodeId dyy = c.b.add1("neg", c.b.add2("mul", dx, c.y));
     return {to_shape(c, dx, 0), to_shape(c, dyy, 1)};
   };
   // The gradient goes to x where x > y, else to y (ties go to y: relu'(0) = 0).
