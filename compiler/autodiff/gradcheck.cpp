@@ -208,11 +208,14 @@ GradcheckReport gradcheck(const Graph& model, const GradcheckOptions& opt) {
   fetch.push_back("loss");
   auto base = probe_run.run(feeds, fetch);
   // Loss at params + delta, or NaN when a kink lies between.
+  // The param is perturbed in place and restored (copying a 3M-element param per evaluation would dominate).
   auto loss_at = [&](const std::string& param, const std::vector<std::pair<int64_t, double>>& delta) {
-    Feeds f = feeds;
-    Value& v = f.at(param);
-    for (auto& [i, d] : delta) v.data[static_cast<size_t>(i)] += d;
-    auto r = probe_run.run(f, fetch);
+    std::vector<double>& data = feeds.at(param).data;
+    std::vector<double> saved;
+    saved.reserve(delta.size());
+    for (auto& [i, d] : delta) saved.push_back(data[static_cast<size_t>(i)]), data[static_cast<size_t>(i)] += d;
+    auto r = probe_run.run(feeds, fetch);
+    for (size_t k = 0; k < delta.size(); ++k) data[static_cast<size_t>(delta[k].first)] = saved[k];
     for (auto& k : probe.kinks)
       if (r.at(k).data != base.at(k).data) return std::numeric_limits<double>::quiet_NaN();
     return r.at("loss").data.at(0);

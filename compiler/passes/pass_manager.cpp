@@ -9,7 +9,7 @@ namespace kiln {
 const std::vector<GraphPass>& graph_passes() {
   static const std::vector<GraphPass> passes = {
       {"fold-constants", "nodes computed only from constants become constants (up to 4096 elements)", fold_constants},
-      {"algebra", "x*1, x+0, x-0, x/1, neg(neg x), no-op casts/reshapes/transposes removed; transposes folded", simplify_algebra},
+      {"algebra", "x*1, x+0, x-0, x/1, neg(neg x), no-op cast/reshape/transpose/broadcast removed; transposes and broadcasts folded into their users", simplify_algebra},
       {"cse", "no two nodes apply the same op with the same attrs to the same inputs", eliminate_common_subexpressions},
       {"dce", "every node feeds an output, gradient or update (inputs and params stay)", eliminate_dead_code},
   };
