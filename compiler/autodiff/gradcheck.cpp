@@ -109,6 +109,28 @@ std::vector<NodeId> add_terms(const Graph& g, NodeId id, bool same_type_only) {
   return {id};
 }
 
+// The hand-written backward nodes a gradient reads (in graph order): nodes it
+// depends on that the loss does not, excluding sources.
+std::vector<NodeId> hand_intermediates(const Graph& g, NodeId loss, NodeId grad) {
+  std::vector<bool> feeds_loss(g.nodes.size(), false), seen(g.nodes.size(), false);
+  feeds_loss[static_cast<size_t>(loss)] = true;
+  for (size_t i = static_cast<size_t>(loss) + 1; i-- > 0;)
+    if (feeds_loss[i])
+      for (NodeId in : g.nodes[i].inputs) feeds_loss[static_cast<size_t>(in)] = true;
+  std::vector<NodeId> stack{grad}, out;
+  while (!stack.empty()) {
+    NodeId id = stack.back();
+    stack.pop_back();
+    const Node& n = g.node(id);
+    if (seen[static_cast<size_t>(id)] || feeds_loss[static_cast<size_t>(id)] || n.inputs.empty()) continue;
+    seen[static_cast<size_t>(id)] = true;
+    out.push_back(id);
+    for (NodeId in : n.inputs) stack.push_back(in);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::string fmt(double v) {
   std::ostringstream os;
   os.precision(3);
@@ -179,6 +201,25 @@ GradcheckReport gradcheck(const Graph& model, const GradcheckOptions& opt) {
     for (size_t k = 0; k < loss_terms.size(); ++k) {
       Gradients term = differentiate(a, loss_terms[k], hand_params);
       for (NodeId p : hand_params) a.outputs.push_back({"term" + std::to_string(k) + ":" + a.node(p).name, term.of.at(p)});
+    }
+
+  // Each hand-written intermediate is compared with the autodiff cotangents of
+  // the forward nodes of its type (dy with d loss/d y, ...).
+  std::map<NodeId, std::vector<NodeId>> counterparts;
+  std::set<NodeId> fetched;
+  for (NodeId p : hand_params)
+    for (NodeId h : hand_intermediates(a, loss, hand.at(p))) {
+      if (counterparts.count(h)) continue;
+      auto& candidates = counterparts[h];
+      for (auto& [f, cot] : ad.cotangents)
+        if (a.node(f).type == a.node(h).type) {
+          candidates.push_back(f);
+          if (fetched.insert(f).second) a.outputs.push_back({"cot:" + a.node(f).name, cot});
+        }
+      // Nearest the loss first, nodes the user named (not a composite's insides) before the rest.
+      std::reverse(candidates.begin(), candidates.end());
+      std::stable_partition(candidates.begin(), candidates.end(), [&](NodeId f) { return a.node(f).origin == a.node(f).name; });
+      if (!candidates.empty()) a.outputs.push_back({"mid:" + a.node(h).name, h});
     }
 
   // Draw inputs, keeping the draw farthest from every maximum's kink.
@@ -299,6 +340,18 @@ GradcheckReport gradcheck(const Graph& model, const GradcheckOptions& opt) {
           }
           why << "\n  term %" << a.node(terms[j]).name << " (" << a.node(terms[j]).op << "): " << verdict;
         }
+        // The hand-written intermediates that agree with autodiff's cotangents
+        // narrow down where the divergence can be.
+        std::string agree;
+        // Scalars are skipped: they agree by coincidence too easily.
+        for (NodeId h : hand_intermediates(a, loss, hand.at(p)))
+          for (NodeId f : a.node(h).type.rank() > 0 ? counterparts[h] : std::vector<NodeId>{}) {
+            const Value &hv = at.at("mid:" + a.node(h).name), &fv = at.at("cot:" + a.node(f).name);
+            if (max_rel_error(hv, fv, 1e-9 * max_abs(fv)) > opt.tolerance) continue;
+            agree += (agree.empty() ? "" : ", ") + ("%" + a.node(h).name + " = d loss/d %" + a.node(f).name);
+            break;
+          }
+        if (!agree.empty()) why << "\n  hand-written intermediates that agree with autodiff: " << agree;
         c.divergence = why.str();
       }
     }

@@ -121,6 +121,9 @@ TEST_CASE("gradcheck: the seed's L2 formula (reg W instead of 2 reg W) is flagge
   CHECK(why.find("%dw1_l2") != std::string::npos);
   CHECK(why.find("0.5 x d %l2/d w1") != std::string::npos);
   CHECK(why.find("%dw1_data (matmul): agrees with d %data_loss/d w1") != std::string::npos);
+  // The backward intermediates before the faulty term agree with autodiff's cotangents.
+  CHECK(why.find("%dhb = d loss/d %hb") != std::string::npos);
+  CHECK(why.find("%da = d loss/d %a") != std::string::npos);
 }
 
 TEST_CASE("gradcheck: 3 training steps with the seed's gradients end elsewhere than with autodiff") {
