@@ -1,9 +1,5 @@
 // Elementwise ops: binary arithmetic with numpy broadcasting, unary math,
 // comparisons, select and cast.
-#include <cmath>
-#include <xtensor/xmath.hpp>
-#include <xtensor/xoperation.hpp>
-
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -138,12 +134,9 @@ void register_elementwise_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
-using interp::Array;
-using interp::RefCtx;
-
 template <class F>
-static Array map_each(const Array& x, F f) {
-  Array out = Array::from_shape(x.shape());
+static interp::Array map_each(const interp::Array& x, F f) {
+  interp::Array out = interp::Array::from_shape(x.shape());
   auto o = out.begin();
   for (double v : x) *o++ = f(v);
   return out;
@@ -158,6 +151,8 @@ static double stable_sigmoid(double x) {
 
 // Binary ops broadcast with numpy rules (xtensor's), computed in double.
 void register_elementwise_reference(OpRegistry& r) {
+  using interp::Array;
+  using interp::RefCtx;
   r.find_mut("add")->reference = [](RefCtx& c) { c.out = *c.in[0] + *c.in[1]; };
   r.find_mut("sub")->reference = [](RefCtx& c) { c.out = *c.in[0] - *c.in[1]; };
   r.find_mut("mul")->reference = [](RefCtx& c) { c.out = *c.in[0] * *c.in[1]; };

@@ -1,8 +1,6 @@
 // Layout ops: reshape, transpose, broadcast. They move or repeat elements and
 // compute nothing.
 #include <algorithm>
-#include <xtensor/xbroadcast.hpp>
-#include <xtensor/xmanipulation.hpp>
 
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"

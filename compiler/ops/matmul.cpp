@@ -1,7 +1,5 @@
 // matmul: the one contraction primitive. Dense layers and (through im2col)
 // convolutions reach the GEMM kernels through it.
-#include <xtensor/xmanipulation.hpp>
-
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"

@@ -1,8 +1,6 @@
 // Reductions over a set of axes: reduce_sum and reduce_max are primitives;
 // reduce_mean is sum / count (count read at run time for the open dimension).
 #include <algorithm>
-#include <cmath>
-#include <limits>
 
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
