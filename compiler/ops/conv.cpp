@@ -105,7 +105,20 @@ void register_conv_ops(OpRegistry& r) {
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
+// conv2d's gradients are the two backprop ops. Those have no gradient rule
+// themselves (second order is not needed): autodiff reports an error naming
+// the node if a loss ever depends on a param through one of them.
 void register_conv_gradients(OpRegistry& r) {
+  r.find_mut("conv2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    const Attrs attrs = c.graph().node(c.node).attrs;
+    const Shape xs = c.type(c.x[0]).shape, ws = c.type(c.x[1]).shape;
+    Attrs common{{"strides", attrs.at("strides")}, {"padding", attrs.at("padding")}};
+    Attrs in_attrs = common, filter_attrs = common;
+    in_attrs["input_hw"] = {xs[1], xs[2]};
+    filter_attrs["filter_hw"] = {ws[0], ws[1]};
+    return {c.b.add("conv2d_backprop_input", {c.dy, c.x[1]}, in_attrs),
+            c.b.add("conv2d_backprop_filter", {c.x[0], c.dy}, filter_attrs)};
+  };
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
