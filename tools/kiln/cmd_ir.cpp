@@ -60,16 +60,9 @@ static RegisterCommand ir_cmd(20, [](CLI::App& app) {
   sub->add_flag("--dump-after-each,--print-after-all", o->dump_after_each,
                 "with --stage optimized: print each pass's name, node counts and the graph after it");
   sub->callback([o] {
-    try {
-      Graph g = graph_at_stage(*o);
-      std::cout << (o->format == "dot" ? print_dot(g) : print_graph(g));
-    } catch (const GraphError& e) {
-      throw InputError(e.what());
-    } catch (const AutodiffError& e) {
-      throw InputError(e.what());
-    } catch (const std::invalid_argument& e) {
-      throw InputError(e.what());
-    }
+    // GraphError, AutodiffError, ...: main() prints any error and exits 1.
+    Graph g = graph_at_stage(*o);
+    std::cout << (o->format == "dot" ? print_dot(g) : print_graph(g));
   });
 });
 
