@@ -111,7 +111,101 @@ void register_conv_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
+// Direct loops, TF semantics: with "same" padding the extra pad row/column
+// goes to the bottom/right, and padded taps contribute nothing.
+struct ConvShapes {
+  size_t n, h, w, c, kh, kw, f;
+  ConvGeometry g;
+};
+
+static ConvShapes conv_shapes(const Attrs& a, size_t n, size_t h, size_t w, size_t c, size_t kh, size_t kw, size_t f) {
+  auto s = a.at("strides").get<std::vector<int64_t>>();
+  ConvGeometry g = conv_geometry(static_cast<int64_t>(h), static_cast<int64_t>(w), static_cast<int64_t>(kh),
+                                 static_cast<int64_t>(kw), s[0], s[1], a.at("padding").get<std::string>());
+  return {n, h, w, c, kh, kw, f, g};
+}
+
+// Calls tap(n, oy, ox, ky, kx, iy, ix) for every filter tap that lands inside the input.
+template <class Tap>
+static void for_each_tap(const ConvShapes& s, Tap tap) {
+  const ConvGeometry& g = s.g;
+  for (size_t n = 0; n < s.n; ++n)
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox)
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          int64_t iy = oy * g.sh + ky - g.pad_top;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            int64_t ix = ox * g.sw + kx - g.pad_left;
+            if (ix < 0 || ix >= g.w) continue;
+            tap(n, static_cast<size_t>(oy), static_cast<size_t>(ox), static_cast<size_t>(ky), static_cast<size_t>(kx),
+                static_cast<size_t>(iy), static_cast<size_t>(ix));
+          }
+        }
+}
+
+static interp::Array zeros(std::vector<size_t> shape) {
+  interp::Array a = interp::Array::from_shape(shape);
+  a.fill(0.0);
+  return a;
+}
+
 void register_conv_reference(OpRegistry& r) {
+  r.find_mut("conv2d")->reference = [](interp::RefCtx& c) {
+    const auto &x = *c.in[0], &w = *c.in[1];
+    auto s = conv_shapes(c.attrs, x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3], w.shape()[0], w.shape()[1],
+                         w.shape()[3]);
+    size_t oh = static_cast<size_t>(s.g.oh), ow = static_cast<size_t>(s.g.ow);
+    c.out = zeros({s.n, oh, ow, s.f});
+    const double *px = x.data(), *pw = w.data();
+    double* po = c.out.data();
+    for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {
+      const double* xin = px + ((n * s.h + iy) * s.w + ix) * s.c;
+      double* y = po + ((n * oh + oy) * ow + ox) * s.f;
+      for (size_t ci = 0; ci < s.c; ++ci) {
+        const double* wrow = pw + ((ky * s.kw + kx) * s.c + ci) * s.f;
+        for (size_t f = 0; f < s.f; ++f) y[f] += xin[ci] * wrow[f];
+      }
+    });
+  };
+
+  r.find_mut("conv2d_backprop_input")->reference = [](interp::RefCtx& c) {
+    const auto &dy = *c.in[0], &w = *c.in[1];
+    auto hw = c.attrs.at("input_hw").get<std::vector<size_t>>();
+    auto s = conv_shapes(c.attrs, dy.shape()[0], hw[0], hw[1], w.shape()[2], w.shape()[0], w.shape()[1], w.shape()[3]);
+    size_t oh = static_cast<size_t>(s.g.oh), ow = static_cast<size_t>(s.g.ow);
+    c.out = zeros({s.n, s.h, s.w, s.c});
+    const double *pdy = dy.data(), *pw = w.data();
+    double* pdx = c.out.data();
+    for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {
+      const double* g = pdy + ((n * oh + oy) * ow + ox) * s.f;
+      double* dx = pdx + ((n * s.h + iy) * s.w + ix) * s.c;
+      for (size_t ci = 0; ci < s.c; ++ci) {
+        const double* wrow = pw + ((ky * s.kw + kx) * s.c + ci) * s.f;
+        double acc = 0;
+        for (size_t f = 0; f < s.f; ++f) acc += g[f] * wrow[f];
+        dx[ci] += acc;
+      }
+    });
+  };
+
+  r.find_mut("conv2d_backprop_filter")->reference = [](interp::RefCtx& c) {
+    const auto &x = *c.in[0], &dy = *c.in[1];
+    auto k = c.attrs.at("filter_hw").get<std::vector<size_t>>();
+    auto s = conv_shapes(c.attrs, x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3], k[0], k[1], dy.shape()[3]);
+    size_t oh = static_cast<size_t>(s.g.oh), ow = static_cast<size_t>(s.g.ow);
+    c.out = zeros({s.kh, s.kw, s.c, s.f});
+    const double *px = x.data(), *pdy = dy.data();
+    double* pdw = c.out.data();
+    for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {
+      const double* xin = px + ((n * s.h + iy) * s.w + ix) * s.c;
+      const double* g = pdy + ((n * oh + oy) * ow + ox) * s.f;
+      for (size_t ci = 0; ci < s.c; ++ci) {
+        double* dwrow = pdw + ((ky * s.kw + kx) * s.c + ci) * s.f;
+        for (size_t f = 0; f < s.f; ++f) dwrow[f] += xin[ci] * g[f];
+      }
+    });
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----

@@ -1,5 +1,9 @@
 // Elementwise ops: binary arithmetic with numpy broadcasting, unary math,
 // comparisons, select and cast.
+#include <cmath>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xoperation.hpp>
+
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -82,7 +86,64 @@ void register_elementwise_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
+using interp::Array;
+using interp::RefCtx;
+
+template <class F>
+static Array map_each(const Array& x, F f) {
+  Array out = Array::from_shape(x.shape());
+  auto o = out.begin();
+  for (double v : x) *o++ = f(v);
+  return out;
+}
+
+// Two branches so that exp never overflows: e^-x for x >= 0, e^x below.
+static double stable_sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
+  double e = std::exp(x);
+  return e / (1.0 + e);
+}
+
+// Binary ops broadcast with numpy rules (xtensor's), computed in double.
 void register_elementwise_reference(OpRegistry& r) {
+  r.find_mut("add")->reference = [](RefCtx& c) { c.out = *c.in[0] + *c.in[1]; };
+  r.find_mut("sub")->reference = [](RefCtx& c) { c.out = *c.in[0] - *c.in[1]; };
+  r.find_mut("mul")->reference = [](RefCtx& c) { c.out = *c.in[0] * *c.in[1]; };
+  r.find_mut("div")->reference = [](RefCtx& c) {
+    c.out = *c.in[0] / *c.in[1];
+    if (is_float(c.node.type.dtype)) return;
+    // Integer division truncates toward zero, as in C.
+    if (xt::any(xt::equal(*c.in[1], 0.0))) throw std::runtime_error("integer division by zero");
+    for (double& v : c.out) v = std::trunc(v);
+  };
+  r.find_mut("maximum")->reference = [](RefCtx& c) { c.out = xt::maximum(*c.in[0], *c.in[1]); };
+
+  r.find_mut("neg")->reference = [](RefCtx& c) { c.out = -*c.in[0]; };
+  r.find_mut("exp")->reference = [](RefCtx& c) { c.out = xt::exp(*c.in[0]); };
+  r.find_mut("log")->reference = [](RefCtx& c) { c.out = xt::log(*c.in[0]); };
+  r.find_mut("sqrt")->reference = [](RefCtx& c) { c.out = xt::sqrt(*c.in[0]); };
+  r.find_mut("square")->reference = [](RefCtx& c) { c.out = *c.in[0] * *c.in[0]; };
+  r.find_mut("sigmoid")->reference = [](RefCtx& c) { c.out = map_each(*c.in[0], stable_sigmoid); };
+
+  r.find_mut("compare")->reference = [](RefCtx& c) {
+    const Array &x = *c.in[0], &y = *c.in[1];
+    std::string kind = c.attrs.at("kind");
+    if (kind == "lt") c.out = xt::where(xt::less(x, y), 1.0, 0.0);
+    else if (kind == "le") c.out = xt::where(xt::less_equal(x, y), 1.0, 0.0);
+    else if (kind == "gt") c.out = xt::where(xt::greater(x, y), 1.0, 0.0);
+    else if (kind == "ge") c.out = xt::where(xt::greater_equal(x, y), 1.0, 0.0);
+    else if (kind == "eq") c.out = xt::where(xt::equal(x, y), 1.0, 0.0);
+    else c.out = xt::where(xt::not_equal(x, y), 1.0, 0.0);
+  };
+  r.find_mut("select")->reference = [](RefCtx& c) {
+    c.out = xt::where(xt::not_equal(*c.in[0], 0.0), *c.in[1], *c.in[2]);
+  };
+  r.find_mut("cast")->reference = [](RefCtx& c) {
+    DType to = c.node.type.dtype;
+    if (to == DType::boolean) c.out = map_each(*c.in[0], [](double v) { return v != 0 ? 1.0 : 0.0; });
+    else if (!is_float(to)) c.out = map_each(*c.in[0], [](double v) { return std::trunc(v); });
+    else c.out = *c.in[0];  // to f32: the interpreter rounds every f32 result
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----

@@ -42,6 +42,40 @@ void register_index_gradients(OpRegistry& r) {
 
 // ---- reference kernels (compiler/interp runs them) ----
 void register_index_reference(OpRegistry& r) {
+  r.find_mut("one_hot")->reference = [](interp::RefCtx& c) {
+    const interp::Array& labels = *c.in[0];
+    size_t depth = c.attrs.at("depth").get<size_t>();
+    std::vector<size_t> shape(labels.shape().begin(), labels.shape().end());
+    shape.push_back(depth);
+    c.out = interp::Array::from_shape(shape);
+    c.out.fill(0.0);
+    double* po = c.out.data();
+    size_t row = 0;
+    for (double label : labels) {
+      if (label >= 0 && label < static_cast<double>(depth)) po[row * depth + static_cast<size_t>(label)] = 1.0;
+      ++row;  // out of range: the row stays zero
+    }
+  };
+  r.find_mut("argmax")->reference = [](interp::RefCtx& c) {
+    const interp::Array& x = *c.in[0];
+    int rank = static_cast<int>(x.dimension());
+    size_t axis = static_cast<size_t>(normalize_axis(c.attrs.at("axis").get<int64_t>(), rank));
+    size_t outer = 1, len = x.shape()[axis], inner = 1;
+    for (size_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+    for (size_t i = axis + 1; i < x.dimension(); ++i) inner *= x.shape()[i];
+    std::vector<size_t> shape(x.shape().begin(), x.shape().end());
+    shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(axis));
+    c.out = interp::Array::from_shape(shape);
+    const double* px = x.data();
+    double* po = c.out.data();
+    for (size_t o = 0; o < outer; ++o)
+      for (size_t i = 0; i < inner; ++i) {
+        size_t best = 0;  // only a strictly larger value moves it: the first maximum wins
+        for (size_t k = 1; k < len; ++k)
+          if (px[(o * len + k) * inner + i] > px[(o * len + best) * inner + i]) best = k;
+        po[o * inner + i] = static_cast<double>(best);
+      }
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----

@@ -1,6 +1,8 @@
 // Layout ops: reshape, transpose, broadcast. They move or repeat elements and
 // compute nothing.
 #include <algorithm>
+#include <xtensor/xbroadcast.hpp>
+#include <xtensor/xmanipulation.hpp>
 
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
@@ -65,6 +67,18 @@ void register_layout_gradients(OpRegistry& r) {
 
 // ---- reference kernels (compiler/interp runs them) ----
 void register_layout_reference(OpRegistry& r) {
+  r.find_mut("reshape")->reference = [](interp::RefCtx& c) {
+    auto to = c.concrete(c.attrs.at("shape").get<Shape>());  // a leading -1 is the run-time batch
+    c.out = *c.in[0];
+    c.out.reshape(to);
+  };
+  r.find_mut("transpose")->reference = [](interp::RefCtx& c) {
+    auto perm = c.attrs.at("perm").get<std::vector<size_t>>();
+    c.out = xt::transpose(*c.in[0], perm);
+  };
+  r.find_mut("broadcast")->reference = [](interp::RefCtx& c) {
+    c.out = xt::broadcast(*c.in[0], c.concrete(c.attrs.at("shape").get<Shape>()));
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----

@@ -1,5 +1,7 @@
 // matmul: the one contraction primitive. Dense layers and (through im2col)
 // convolutions reach the GEMM kernels through it.
+#include <xtensor/xmanipulation.hpp>
+
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -37,7 +39,27 @@ void register_matmul_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
+// Transposes are materialized, then a plain i-k-j loop (rows of b streamed,
+// so the MLP's 4x3072x1024 product stays fast without a BLAS).
 void register_matmul_reference(OpRegistry& r) {
+  r.find_mut("matmul")->reference = [](interp::RefCtx& c) {
+    using interp::Array;
+    Array a = c.attrs.at("transpose_a").get<bool>() ? Array(xt::transpose(*c.in[0])) : *c.in[0];
+    Array b = c.attrs.at("transpose_b").get<bool>() ? Array(xt::transpose(*c.in[1])) : *c.in[1];
+    size_t m = a.shape()[0], k = a.shape()[1], n = b.shape()[1];
+    c.out = Array::from_shape({m, n});
+    c.out.fill(0.0);
+    const double* pa = a.data();
+    const double* pb = b.data();
+    double* po = c.out.data();
+    for (size_t i = 0; i < m; ++i)
+      for (size_t p = 0; p < k; ++p) {
+        double aip = pa[i * k + p];
+        const double* brow = pb + p * n;
+        double* orow = po + i * n;
+        for (size_t j = 0; j < n; ++j) orow[j] += aip * brow[j];
+      }
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----

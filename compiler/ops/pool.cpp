@@ -50,7 +50,53 @@ void register_pool_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
+// Calls visit(out_offset, in_offset_of_first_max) for each output element of
+// maxpool2d over x. Windows are scanned row-major and only a strictly larger
+// value replaces the best, so a tie goes to the first maximum; padded
+// positions are skipped, so they never win.
+template <class Visit>
+static void for_each_window_max(const interp::Array& x, const Attrs& a, Visit visit) {
+  auto p = a.at("pool").get<std::vector<int64_t>>();
+  auto st = a.contains("strides") ? a.at("strides").get<std::vector<int64_t>>() : p;
+  size_t n = x.shape()[0], h = x.shape()[1], w = x.shape()[2], ch = x.shape()[3];
+  auto g = conv_geometry(static_cast<int64_t>(h), static_cast<int64_t>(w), p[0], p[1], st[0], st[1],
+                         a.at("padding").get<std::string>());
+  const double* px = x.data();
+  size_t out = 0;
+  for (size_t b = 0; b < n; ++b)
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox)
+        for (size_t c = 0; c < ch; ++c, ++out) {
+          bool found = false;
+          size_t best = 0;
+          for (int64_t ky = 0; ky < g.kh; ++ky) {
+            int64_t iy = oy * g.sh + ky - g.pad_top;
+            if (iy < 0 || iy >= g.h) continue;
+            for (int64_t kx = 0; kx < g.kw; ++kx) {
+              int64_t ix = ox * g.sw + kx - g.pad_left;
+              if (ix < 0 || ix >= g.w) continue;
+              size_t at = ((b * h + static_cast<size_t>(iy)) * w + static_cast<size_t>(ix)) * ch + c;
+              if (!found || px[at] > px[best]) best = at, found = true;
+            }
+          }
+          visit(out, best);
+        }
+}
+
 void register_pool_reference(OpRegistry& r) {
+  r.find_mut("maxpool2d")->reference = [](interp::RefCtx& c) {
+    const interp::Array& x = *c.in[0];
+    c.out = interp::Array::from_shape(c.concrete(c.node.type.shape));
+    double* po = c.out.data();
+    for_each_window_max(x, c.attrs, [&](size_t out, size_t best) { po[out] = x.data()[best]; });
+  };
+  r.find_mut("maxpool2d_grad")->reference = [](interp::RefCtx& c) {
+    const interp::Array &x = *c.in[0], &dy = *c.in[1];
+    c.out = interp::Array::from_shape(x.shape());
+    c.out.fill(0.0);
+    double* pdx = c.out.data();
+    for_each_window_max(x, c.attrs, [&](size_t out, size_t best) { pdx[best] += dy.data()[out]; });
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----

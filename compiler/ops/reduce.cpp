@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
@@ -77,7 +78,54 @@ void register_reduce_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
+// Reduces x over `axes` by `combine`, starting from `init`: the reduced axes
+// are walked with plain strides, so any set of axes (or none) works alike.
+template <class Combine>
+static void reduce_ref(interp::RefCtx& c, double init, Combine combine) {
+  const interp::Array& x = *c.in[0];
+  int rank = static_cast<int>(x.dimension());
+  auto axes = reduction_axes(c.attrs, rank);
+  std::vector<bool> reduced(static_cast<size_t>(rank), false);
+  for (int a : axes) reduced[static_cast<size_t>(a)] = true;
+  std::vector<size_t> out_shape;       // without the reduced axes
+  std::vector<size_t> kept_shape;      // reduced axes as 1 (keepdims)
+  for (int i = 0; i < rank; ++i) {
+    size_t d = x.shape()[static_cast<size_t>(i)];
+    if (!reduced[static_cast<size_t>(i)]) out_shape.push_back(d);
+    kept_shape.push_back(reduced[static_cast<size_t>(i)] ? 1 : d);
+  }
+  interp::Array out = interp::Array::from_shape(kept_shape);
+  out.fill(init);
+  // Row-major walk over x; the output index drops the reduced coordinates.
+  std::vector<size_t> idx(static_cast<size_t>(rank), 0), out_strides(static_cast<size_t>(rank), 0);
+  size_t stride = 1;
+  for (int i = rank - 1; i >= 0; --i) {
+    out_strides[static_cast<size_t>(i)] = reduced[static_cast<size_t>(i)] ? 0 : stride;
+    stride *= kept_shape[static_cast<size_t>(i)];
+  }
+  double* po = out.data();
+  for (double v : x) {
+    size_t o = 0;
+    for (int i = 0; i < rank; ++i) o += idx[static_cast<size_t>(i)] * out_strides[static_cast<size_t>(i)];
+    po[o] = combine(po[o], v);
+    for (int i = rank - 1; i >= 0; --i) {
+      if (++idx[static_cast<size_t>(i)] < x.shape()[static_cast<size_t>(i)]) break;
+      idx[static_cast<size_t>(i)] = 0;
+    }
+  }
+  if (!c.attrs.at("keepdims").get<bool>()) out.reshape(out_shape);
+  c.out = std::move(out);
+}
+
 void register_reduce_reference(OpRegistry& r) {
+  r.find_mut("reduce_sum")->reference = [](interp::RefCtx& c) {
+    reduce_ref(c, 0.0, [](double acc, double v) { return acc + v; });
+  };
+  r.find_mut("reduce_max")->reference = [](interp::RefCtx& c) {
+    reduce_ref(c, -std::numeric_limits<double>::infinity(), [](double acc, double v) {
+      return (v > acc || std::isnan(v)) ? v : acc;  // a NaN propagates
+    });
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----

@@ -76,7 +76,23 @@ void register_source_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
+// input and param have no kernel: the interpreter binds them to the fed values.
 void register_source_reference(OpRegistry& r) {
+  r.find_mut("constant")->reference = [](interp::RefCtx& c) {
+    auto shape = c.concrete(c.attrs.at("shape").get<Shape>());
+    c.out = interp::Array::from_shape(shape);
+    const auto& v = c.attrs.at("value");
+    if (v.is_number()) {
+      c.out.fill(v.get<double>());  // a scalar value fills the whole shape
+    } else {
+      size_t i = 0;
+      for (double& x : c.out) x = v[i++].get<double>();
+    }
+  };
+  r.find_mut("dim_size")->reference = [](interp::RefCtx& c) {
+    int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), static_cast<int>(c.in[0]->dimension()));
+    c.out = interp::scalar_array(static_cast<double>(c.in[0]->shape()[static_cast<size_t>(axis)]));
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
