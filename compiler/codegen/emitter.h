@@ -15,6 +15,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "compiler/codegen/vector_plan.h"
 #include "compiler/lower/loop_ir.h"
 
 namespace kiln::codegen {
@@ -23,18 +24,6 @@ struct EmitOptions {
   int lanes = 8;  // vector lanes of vectorized loops
   std::string cpu, features;
 };
-
-// Which innermost loops vectorize, and how each local behaves in them.
-struct VectorPlan {
-  enum class LocalRole { Temp, Reduction };
-  std::map<int, LocalRole> locals;     // locals assigned in the loop
-  std::map<int, lower::Op> reduce_op;  // Reduction locals -> combining op
-};
-// The stride of `index` along loop variable `v` (0 = invariant), if it is a
-// constant; `variant` are locals assigned inside the loop.
-std::optional<int64_t> stride_along(const lower::ExprP& index, int v, const std::set<int>& variant);
-// A plan when the innermost loop `loop` can be vectorized, else nullopt.
-std::optional<VectorPlan> plan_vector_loop(const lower::Stmt& loop);
 
 // The Loop IR expansion of a gemm kernel: a blocked loop nest (pack op(B) when
 // transposed, zero C, panels of N in parallel, blocks of K, rows, K, N).

@@ -156,6 +156,7 @@ struct Entry {
   const Graph* graph = nullptr;        // the graph its kernels were lowered from (not owned)
   std::vector<EntryTensor> inputs, outputs;
   std::vector<int> kernels;            // indexes into Program::kernels, in execution order
+  std::vector<int> arena_buffers;      // the arena buffers it places (disjoint from each other)
   int64_t arena_bytes = 0;
 };
 

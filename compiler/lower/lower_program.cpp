@@ -158,6 +158,7 @@ void ProgramLowering::add_entry(const EntrySpec& spec) {
   e.name = spec.name;
   e.graph = &g;
   cursor_ = 0;
+  const size_t first_buffer = p_.buffers.size();
   std::vector<NodeId> roots;
   std::vector<std::pair<std::string, NodeId>> outs;
   for (auto& o : spec.outputs) {
@@ -226,6 +227,8 @@ void ProgramLowering::add_entry(const EntrySpec& spec) {
                                                                   " (in place, after every other kernel)"));
   }
   append_kernels(tail, e);
+  for (size_t b = first_buffer; b < p_.buffers.size(); ++b)
+    if (p_.buffers[b].storage == Storage::Arena) e.arena_buffers.push_back(static_cast<int>(b));
   e.arena_bytes = cursor_;
   p_.arena_bytes = std::max(p_.arena_bytes, cursor_);
   p_.entries.push_back(std::move(e));
