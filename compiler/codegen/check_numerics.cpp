@@ -84,11 +84,13 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
   std::vector<std::vector<uint8_t>> in_bytes, out_bytes;
   std::vector<const void*> ins;
   std::vector<void*> outs;
-  for (auto& t : e->inputs) {
+  ins.assign(static_cast<size_t>(e->slot_count), nullptr);  // kernels read inputs by slot
+  for (size_t i = 0; i < e->inputs.size(); ++i) {
+    const auto& t = e->inputs[i];
     auto it = feeds.find(t.name);
     if (it == feeds.end()) throw std::runtime_error("no value for input '" + t.name + "'");
     in_bytes.push_back(to_bytes(it->second, t.dtype));
-    ins.push_back(in_bytes.back().data());
+    ins[static_cast<size_t>(e->input_slot[i])] = in_bytes.back().data();
   }
   for (auto& t : e->outputs) {
     out_bytes.emplace_back(static_cast<size_t>(numel(t.shape, batch) * static_cast<int64_t>(dtype_size(t.dtype))) + 1);

@@ -55,9 +55,23 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
       auto* f = llvm::Function::Create(ety, llvm::GlobalValue::ExternalLinkage, entry_symbol(e.name), m);
       em.add_attributes(f);
       b.SetInsertPoint(llvm::BasicBlock::Create(*out.context, "entry", f));
+      // Kernels read inputs by the slots of their graph's entries: remap
+      // unless this entry's inputs already are those slots.
+      llvm::Value* slots = f->getArg(1);
+      bool identity = e.slot_count == static_cast<int>(e.input_slot.size());
+      for (size_t i = 0; identity && i < e.input_slot.size(); ++i) identity = e.input_slot[i] == static_cast<int>(i);
+      if (!identity) {
+        auto* arr = llvm::ArrayType::get(ptr, static_cast<uint64_t>(e.slot_count));
+        slots = b.CreateAlloca(arr, nullptr, "slots");
+        b.CreateStore(llvm::Constant::getNullValue(arr), slots);
+        for (size_t i = 0; i < e.input_slot.size(); ++i) {
+          llvm::Value* in = b.CreateLoad(ptr, b.CreateConstInBoundsGEP1_64(ptr, f->getArg(1), i));
+          b.CreateStore(in, b.CreateConstInBoundsGEP1_64(ptr, slots, static_cast<uint64_t>(e.input_slot[i])));
+        }
+      }
       for (int k : e.kernels) {
         if (!fns[static_cast<size_t>(k)]) continue;
-        b.CreateCall(kty, fns[static_cast<size_t>(k)], {f->getArg(0), f->getArg(1), f->getArg(2)});
+        b.CreateCall(kty, fns[static_cast<size_t>(k)], {f->getArg(0), slots, f->getArg(2)});
       }
       b.CreateRet(b.getInt32(0));
     }

@@ -127,7 +127,7 @@ enum class Storage : uint8_t {
   Arena,     // ctx->arena + offset
   Param,     // ctx->params + offset (role param)
   State,     // ctx->state + offset (role state)
-  Input,     // inputs[index] of the running entry
+  Input,     // input slot `offset` of the running entry (see Entry::input_slot)
   Output,    // outputs[index] of the running entry
   Constant,  // data embedded in the code
 };
@@ -155,8 +155,12 @@ struct Entry {
   std::string name;                    // init, predict, eval_step, train_step
   const Graph* graph = nullptr;        // the graph its kernels were lowered from (not owned)
   std::vector<EntryTensor> inputs, outputs;
+  // Kernels read step inputs by slots shared with the entries of the same
+  // graph: input i of this entry fills slot input_slot[i] of slot_count.
+  std::vector<int> input_slot;
+  int slot_count = 0;
   std::vector<int> kernels;            // indexes into Program::kernels, in execution order
-  std::vector<int> arena_buffers;      // the arena buffers it places (disjoint from each other)
+  std::vector<int> arena_buffers;      // the arena buffers it uses (disjoint from each other)
   int64_t arena_bytes = 0;
 };
 

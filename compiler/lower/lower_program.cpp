@@ -1,5 +1,6 @@
 #include "compiler/lower/lower_program.h"
 
+#include <algorithm>
 #include <cctype>
 #include <map>
 #include <set>
@@ -53,7 +54,7 @@ class ProgramLowering {
     if (opts.max_batch < 1) throw std::runtime_error("the maximum batch size must be at least 1");
   }
 
-  void add_entry(const EntrySpec& spec);
+  void add_group(const std::vector<const EntrySpec*>& specs);
   void add_init();
   Program finish() { return std::move(p_); }
 
@@ -63,20 +64,22 @@ class ProgramLowering {
     return static_cast<int>(p_.buffers.size() - 1);
   }
   int persistent(const Node& n);
-  int node_buffer(const Graph& g, NodeId id, int& inputs_seen, Entry& e);
+  int node_buffer(const Graph& g, NodeId id, int input_slot);
   void place_arena(int buffer) {
     Buffer& b = p_.buffers[static_cast<size_t>(buffer)];
     b.offset = cursor_;
     cursor_ = align_up(cursor_ + b.bytes(p_.max_batch));
   }
-  void append_kernels(std::vector<Kernel>& ks, Entry& e) {
+  std::vector<int> add_kernels(std::vector<Kernel>& ks) {
+    std::vector<int> ids;
     for (size_t i = 0; i < ks.size(); ++i) {
       Kernel& k = ks[i];
       int index = static_cast<int>(p_.kernels.size());
       k.name = "k" + std::to_string(index) + "_" + c_identifier(k.node) + (i ? "_" + std::to_string(i) : "");
       p_.kernels.push_back(std::move(k));
-      e.kernels.push_back(index);
+      ids.push_back(index);
     }
+    return ids;
   }
   // A kernel copying `src` to `dst` element by element (same element count).
   Kernel copy_kernel(int src, int dst, const std::string& node, const std::string& comment);
@@ -110,7 +113,7 @@ int ProgramLowering::persistent(const Node& n) {
   return id;
 }
 
-int ProgramLowering::node_buffer(const Graph& g, NodeId id, int& inputs_seen, Entry& e) {
+int ProgramLowering::node_buffer(const Graph& g, NodeId id, int input_slot) {
   const Node& n = g.node(id);
   if (n.op == "param") return persistent(n);
   Buffer b;
@@ -120,10 +123,8 @@ int ProgramLowering::node_buffer(const Graph& g, NodeId id, int& inputs_seen, En
   b.node = id;
   if (n.op == "input") {
     b.storage = Storage::Input;
-    b.offset = inputs_seen++;
-    int buf = add_buffer(std::move(b));
-    e.inputs.push_back({n.name, n.type.dtype, n.type.shape, buf});
-    return buf;
+    b.offset = input_slot;
+    return add_buffer(std::move(b));
   }
   if (n.op == "constant") {
     b.storage = Storage::Constant;
@@ -152,37 +153,49 @@ Kernel ProgramLowering::copy_kernel(int src, int dst, const std::string& node, c
   return k;
 }
 
-void ProgramLowering::add_entry(const EntrySpec& spec) {
-  const Graph& g = *spec.graph;
-  Entry e;
-  e.name = spec.name;
-  e.graph = &g;
+// Entries lowered from one graph share its kernels and arena layout: a node
+// that several entries need is computed by one kernel. Kernels address step
+// inputs by a slot shared by the group; each entry maps its own inputs onto
+// the slots (Entry::input_slot).
+void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
+  const Graph& g = *specs[0]->graph;
   cursor_ = 0;
   const size_t first_buffer = p_.buffers.size();
-  std::vector<NodeId> roots;
-  std::vector<std::pair<std::string, NodeId>> outs;
-  for (auto& o : spec.outputs) {
-    NodeId id = g.output(o);
-    if (id == kNoNode) id = g.find(o);
-    if (id == kNoNode) throw std::runtime_error("entry " + spec.name + ": graph '" + g.name + "' has no output or node named '" + o + "'");
-    outs.push_back({o, id});
-    roots.push_back(id);
-  }
-  for (auto& [param, value] : spec.updates) roots.push_back(value), roots.push_back(param);
+  std::vector<std::vector<bool>> needed_by;
+  std::vector<std::vector<std::pair<std::string, NodeId>>> outs_of;
   std::vector<bool> needed(g.nodes.size(), false);
-  for (NodeId r : roots) needed[static_cast<size_t>(r)] = true;
-  for (size_t i = g.nodes.size(); i-- > 0;)
-    if (needed[i])
-      for (NodeId in : g.nodes[i].inputs) needed[static_cast<size_t>(in)] = true;
+  for (const EntrySpec* spec : specs) {
+    std::vector<NodeId> roots;
+    std::vector<std::pair<std::string, NodeId>> outs;
+    for (auto& o : spec->outputs) {
+      NodeId id = g.output(o);
+      if (id == kNoNode) id = g.find(o);
+      if (id == kNoNode)
+        throw std::runtime_error("entry " + spec->name + ": graph '" + g.name + "' has no output or node named '" + o + "'");
+      outs.push_back({o, id});
+      roots.push_back(id);
+    }
+    for (auto& [param, value] : spec->updates) roots.push_back(value), roots.push_back(param);
+    std::vector<bool> mine(g.nodes.size(), false);
+    for (NodeId r : roots) mine[static_cast<size_t>(r)] = true;
+    for (size_t i = g.nodes.size(); i-- > 0;)
+      if (mine[i])
+        for (NodeId in : g.nodes[i].inputs) mine[static_cast<size_t>(in)] = true;
+    for (size_t i = 0; i < mine.size(); ++i) needed[i] = needed[i] || mine[i];
+    needed_by.push_back(std::move(mine));
+    outs_of.push_back(std::move(outs));
+  }
 
   auto& reg = OpRegistry::get();
   std::vector<int> buffer_of(g.nodes.size(), -1);
-  int inputs_seen = 0;
+  std::vector<std::vector<int>> kernels_of(g.nodes.size());
+  std::vector<NodeId> slot_nodes;  // the group's input slots, in graph order
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (!needed[i]) continue;
     NodeId id = static_cast<NodeId>(i);
     const Node& n = g.nodes[i];
-    buffer_of[i] = node_buffer(g, id, inputs_seen, e);
+    if (n.op == "input") slot_nodes.push_back(id);
+    buffer_of[i] = node_buffer(g, id, static_cast<int>(slot_nodes.size()) - 1);
     if (n.op == "input" || n.op == "param" || n.op == "constant") continue;
     const OpDef* def = reg.find(n.op);
     if (!def || !def->lower)
@@ -200,38 +213,59 @@ void ProgramLowering::add_entry(const EntrySpec& spec) {
     }
     for (size_t b = 0; b < p_.buffers.size(); ++b)
       if (p_.buffers[b].storage == Storage::Arena && p_.buffers[b].offset < 0) place_arena(static_cast<int>(b));
-    append_kernels(ctx.kernels, e);
+    kernels_of[i] = add_kernels(ctx.kernels);
   }
-  std::vector<Kernel> tail;
-  for (size_t j = 0; j < outs.size(); ++j) {
-    const Node& n = g.node(outs[j].second);
-    Buffer b;
-    b.name = "output:" + outs[j].first;
-    b.dtype = n.type.dtype;
-    b.shape = n.type.shape;
-    b.storage = Storage::Output;
-    b.offset = static_cast<int64_t>(j);
-    int dst = add_buffer(std::move(b));
-    e.outputs.push_back({outs[j].first, n.type.dtype, n.type.shape, dst});
-    tail.push_back(copy_kernel(buffer_of[static_cast<size_t>(outs[j].second)], dst, "output_" + outs[j].first,
-                               "output '" + outs[j].first + "' <- %" + n.name));
-  }
-  for (auto& [param, value] : spec.updates) {
-    int dst = buffer_of[static_cast<size_t>(param)], src = buffer_of[static_cast<size_t>(value)];
-    if (dst == src) continue;
-    const Node& pn = g.node(param);
-    if (g.node(value).type != pn.type)
-      throw std::runtime_error("update of '" + pn.name + "' has type " + type_str(g.node(value).type) + ", expected " +
-                               type_str(pn.type));
-    tail.push_back(copy_kernel(src, dst, "update_" + pn.name, "%" + pn.name + " <- %" + g.node(value).name +
-                                                                  " (in place, after every other kernel)"));
-  }
-  append_kernels(tail, e);
+  std::vector<int> arena;
   for (size_t b = first_buffer; b < p_.buffers.size(); ++b)
-    if (p_.buffers[b].storage == Storage::Arena) e.arena_buffers.push_back(static_cast<int>(b));
-  e.arena_bytes = cursor_;
+    if (p_.buffers[b].storage == Storage::Arena) arena.push_back(static_cast<int>(b));
   p_.arena_bytes = std::max(p_.arena_bytes, cursor_);
-  p_.entries.push_back(std::move(e));
+
+  for (size_t s = 0; s < specs.size(); ++s) {
+    const EntrySpec& spec = *specs[s];
+    Entry e;
+    e.name = spec.name;
+    e.graph = &g;
+    e.slot_count = static_cast<int>(slot_nodes.size());
+    for (size_t slot = 0; slot < slot_nodes.size(); ++slot) {
+      NodeId id = slot_nodes[slot];
+      if (!needed_by[s][static_cast<size_t>(id)]) continue;
+      const Node& n = g.node(id);
+      e.inputs.push_back({n.name, n.type.dtype, n.type.shape, buffer_of[static_cast<size_t>(id)]});
+      e.input_slot.push_back(static_cast<int>(slot));
+    }
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      if (needed_by[s][i]) e.kernels.insert(e.kernels.end(), kernels_of[i].begin(), kernels_of[i].end());
+    std::vector<Kernel> tail;
+    const auto& outs = outs_of[s];
+    for (size_t j = 0; j < outs.size(); ++j) {
+      const Node& n = g.node(outs[j].second);
+      Buffer b;
+      b.name = "output:" + outs[j].first;
+      b.dtype = n.type.dtype;
+      b.shape = n.type.shape;
+      b.storage = Storage::Output;
+      b.offset = static_cast<int64_t>(j);
+      int dst = add_buffer(std::move(b));
+      e.outputs.push_back({outs[j].first, n.type.dtype, n.type.shape, dst});
+      tail.push_back(copy_kernel(buffer_of[static_cast<size_t>(outs[j].second)], dst, "output_" + outs[j].first,
+                                 "output '" + outs[j].first + "' <- %" + n.name));
+    }
+    for (auto& [param, value] : spec.updates) {
+      int dst = buffer_of[static_cast<size_t>(param)], src = buffer_of[static_cast<size_t>(value)];
+      if (dst == src) continue;
+      const Node& pn = g.node(param);
+      if (g.node(value).type != pn.type)
+        throw std::runtime_error("update of '" + pn.name + "' has type " + type_str(g.node(value).type) +
+                                 ", expected " + type_str(pn.type));
+      tail.push_back(copy_kernel(src, dst, "update_" + pn.name, "%" + pn.name + " <- %" + g.node(value).name +
+                                                                    " (in place, after every other kernel)"));
+    }
+    auto tail_ids = add_kernels(tail);
+    e.kernels.insert(e.kernels.end(), tail_ids.begin(), tail_ids.end());
+    e.arena_buffers = arena;
+    e.arena_bytes = cursor_;
+    p_.entries.push_back(std::move(e));
+  }
 }
 
 void ProgramLowering::add_init() {
@@ -268,7 +302,9 @@ void ProgramLowering::add_init() {
     e.inputs.push_back({pb.name, pb.dtype, pb.shape, src});
     ks.push_back(copy_kernel(src, id, "init_" + pb.name, "%" + pb.name + " <- its initial value"));
   }
-  append_kernels(ks, e);
+  e.kernels = add_kernels(ks);
+  e.slot_count = static_cast<int>(e.inputs.size());
+  for (size_t i = 0; i < e.inputs.size(); ++i) e.input_slot.push_back(static_cast<int>(i));
   p_.entries.insert(p_.entries.begin(), std::move(e));
 }
 
@@ -276,9 +312,16 @@ void ProgramLowering::add_init() {
 
 Program lower_program(const std::string& name, const std::vector<EntrySpec>& entries, const LowerOptions& opts) {
   ProgramLowering pl(name, opts);
+  std::vector<const Graph*> graphs;
   for (const EntrySpec& e : entries) {
     if (!e.graph) throw std::runtime_error("entry " + e.name + " has no graph");
-    pl.add_entry(e);
+    if (std::find(graphs.begin(), graphs.end(), e.graph) == graphs.end()) graphs.push_back(e.graph);
+  }
+  for (const Graph* g : graphs) {
+    std::vector<const EntrySpec*> group;
+    for (const EntrySpec& e : entries)
+      if (e.graph == g) group.push_back(&e);
+    pl.add_group(group);
   }
   pl.add_init();
   return pl.finish();
