@@ -145,7 +145,7 @@ std::map<std::string, Value> Interpreter::run(const std::map<std::string, Value>
   for (auto& name : names) roots.push_back(resolve(g_, name));
   std::vector<bool> needed = needed_nodes(g_, roots);
 
-  // Bind the batch first, so a kernel's shape never depends on feed order.
+  // Check every feed before computing anything; the first open input (in graph order) binds the batch.
   std::optional<int64_t> batch;
   std::string batch_from;
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
@@ -158,6 +158,13 @@ std::map<std::string, Value> Interpreter::run(const std::map<std::string, Value>
     check_feed(n, it->second, batch, batch_from);
   }
 
+  // Each value is freed after its last use, unless it is fetched.
+  std::vector<size_t> last_use(g_.nodes.size(), 0);
+  for (size_t i = 0; i < g_.nodes.size(); ++i)
+    if (needed[i])
+      for (NodeId in : g_.nodes[i].inputs) last_use[static_cast<size_t>(in)] = i;
+  for (NodeId root : roots) last_use[static_cast<size_t>(root)] = g_.nodes.size();
+
   std::vector<Array> values(g_.nodes.size());
   for (size_t i = 0; i < g_.nodes.size(); ++i) {
     if (!needed[i]) continue;
@@ -168,20 +175,22 @@ std::map<std::string, Value> Interpreter::run(const std::map<std::string, Value>
       const OpDef* def = registry.find(n.op);
       if (!def || !def->reference)
         throw std::runtime_error("node '" + n.name + "': op '" + n.op + "' has no reference kernel");
-      RefCtx ctx{n, n.attrs, {}, {}, batch.value_or(0)};
+      RefCtx ctx{n, n.attrs, {}, {}, batch.value_or(-1)};
       for (NodeId in : n.inputs) ctx.in.push_back(&values[static_cast<size_t>(in)]);
       try {
         def->reference(ctx);
+        auto expected = ctx.concrete(n.type.shape);  // a kernel that breaks its shape rule is a bug
+        if (!std::equal(expected.begin(), expected.end(), ctx.out.shape().begin(), ctx.out.shape().end())) {
+          Shape got(ctx.out.shape().begin(), ctx.out.shape().end());
+          throw std::logic_error("the reference kernel produced " + shape_str(got) + " for a value of type " +
+                                 type_str(n.type));
+        }
       } catch (const std::exception& e) {
         throw std::runtime_error("node '" + n.name + "' (" + n.op + "): " + e.what());
       }
-      auto expected = ctx.concrete(n.type.shape);
-      if (!std::equal(expected.begin(), expected.end(), ctx.out.shape().begin(), ctx.out.shape().end())) {
-        Shape got(ctx.out.shape().begin(), ctx.out.shape().end());
-        throw std::logic_error("reference kernel of '" + n.op + "' at node '" + n.name + "' produced " +
-                               shape_str(got) + " for a value of type " + type_str(n.type));
-      }
       values[i] = std::move(ctx.out);
+      for (NodeId in : n.inputs)
+        if (last_use[static_cast<size_t>(in)] == i) values[static_cast<size_t>(in)] = Array();
     }
     if (p_ == Precision::f32 && n.type.dtype == DType::f32) round_to_float(values[i]);
   }

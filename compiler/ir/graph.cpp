@@ -71,6 +71,8 @@ std::string print_graph(const Graph& g) {
     os << "\n";
   }
   for (auto& [name, id] : g.outputs) os << "  output " << name << " = %" << g.node(id).name << "\n";
+  for (auto& [target, value] : g.updates)
+    os << "  update %" << g.node(target).name << " <- %" << g.node(value).name << "\n";
   os << "}\n";
   return os.str();
 }
@@ -128,6 +130,15 @@ std::vector<std::string> verify(const Graph& g) {
   }
   for (auto& [name, id] : g.outputs)
     if (id < 0 || static_cast<size_t>(id) >= g.nodes.size()) problems.push_back("output '" + name + "' names no node");
+  for (auto& [target, value] : g.updates) {
+    auto valid = [&](NodeId id) { return id >= 0 && static_cast<size_t>(id) < g.nodes.size(); };
+    if (!valid(target) || !valid(value)) { problems.push_back("an update names no node"); continue; }
+    if (g.node(target).op != "param")
+      problems.push_back("update of %" + g.node(target).name + ": only params and state are updated");
+    if (!(g.node(target).type == g.node(value).type))
+      problems.push_back("update of %" + g.node(target).name + " " + type_str(g.node(target).type) + " by %" +
+                         g.node(value).name + " of type " + type_str(g.node(value).type));
+  }
   return problems;
 }
 

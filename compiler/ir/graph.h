@@ -38,6 +38,9 @@ struct Graph {
   std::vector<LayerInfo> layers;
   // Hand-written gradients declared by the graph: param node -> node computing dLoss/dParam.
   std::map<NodeId, NodeId> gradients;
+  // Training-step graphs: persistent node (param or optimizer state) -> the
+  // node computing its value for the next step. Empty for model graphs.
+  std::vector<std::pair<NodeId, NodeId>> updates;
   nlohmann::json source = nlohmann::json::object();    // the JSON it was read from, if any
 
   const Node& node(NodeId id) const { return nodes.at(static_cast<size_t>(id)); }

@@ -107,18 +107,33 @@ void register_conv_ops(OpRegistry& r) {
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
+// conv2d's gradients are the two backprop ops. Those have no gradient rule
+// themselves (second order is not needed): autodiff reports an error naming
+// the node if a loss ever depends on a param through one of them.
 void register_conv_gradients(OpRegistry& r) {
+  r.find_mut("conv2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    const Attrs attrs = c.graph().node(c.node).attrs;
+    const Shape xs = c.type(c.x[0]).shape, ws = c.type(c.x[1]).shape;
+    Attrs common{{"strides", attrs.at("strides")}, {"padding", attrs.at("padding")}};
+    Attrs in_attrs = common, filter_attrs = common;
+    in_attrs["input_hw"] = {xs[1], xs[2]};
+    filter_attrs["filter_hw"] = {ws[0], ws[1]};
+    return {c.b.add("conv2d_backprop_input", {c.dy, c.x[1]}, in_attrs),
+            c.b.add("conv2d_backprop_filter", {c.x[0], c.dy}, filter_attrs)};
+  };
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
 // Direct loops, TF semantics: with "same" padding the extra pad row/column
 // goes to the bottom/right, and padded taps contribute nothing.
+namespace {
+
 struct ConvShapes {
   size_t n, h, w, c, kh, kw, f;
   ConvGeometry g;
 };
 
-static ConvShapes conv_shapes(const Attrs& a, size_t n, size_t h, size_t w, size_t c, size_t kh, size_t kw, size_t f) {
+ConvShapes conv_shapes(const Attrs& a, size_t n, size_t h, size_t w, size_t c, size_t kh, size_t kw, size_t f) {
   auto s = a.at("strides").get<std::vector<int64_t>>();
   ConvGeometry g = conv_geometry(static_cast<int64_t>(h), static_cast<int64_t>(w), static_cast<int64_t>(kh),
                                  static_cast<int64_t>(kw), s[0], s[1], a.at("padding").get<std::string>());
@@ -127,7 +142,7 @@ static ConvShapes conv_shapes(const Attrs& a, size_t n, size_t h, size_t w, size
 
 // Calls tap(n, oy, ox, ky, kx, iy, ix) for every filter tap that lands inside the input.
 template <class Tap>
-static void for_each_tap(const ConvShapes& s, Tap tap) {
+void for_each_tap(const ConvShapes& s, Tap tap) {
   const ConvGeometry& g = s.g;
   for (size_t n = 0; n < s.n; ++n)
     for (int64_t oy = 0; oy < g.oh; ++oy)
@@ -144,11 +159,13 @@ static void for_each_tap(const ConvShapes& s, Tap tap) {
         }
 }
 
-static interp::Array zeros(std::vector<size_t> shape) {
+interp::Array zero_array(std::vector<size_t> shape) {
   interp::Array a = interp::Array::from_shape(shape);
   a.fill(0.0);
   return a;
 }
+
+}  // namespace
 
 void register_conv_reference(OpRegistry& r) {
   r.find_mut("conv2d")->reference = [](interp::RefCtx& c) {
@@ -156,7 +173,7 @@ void register_conv_reference(OpRegistry& r) {
     auto s = conv_shapes(c.attrs, x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3], w.shape()[0], w.shape()[1],
                          w.shape()[3]);
     size_t oh = static_cast<size_t>(s.g.oh), ow = static_cast<size_t>(s.g.ow);
-    c.out = zeros({s.n, oh, ow, s.f});
+    c.out = zero_array({s.n, oh, ow, s.f});
     const double *px = x.data(), *pw = w.data();
     double* po = c.out.data();
     for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {
@@ -174,7 +191,7 @@ void register_conv_reference(OpRegistry& r) {
     auto hw = c.attrs.at("input_hw").get<std::vector<size_t>>();
     auto s = conv_shapes(c.attrs, dy.shape()[0], hw[0], hw[1], w.shape()[2], w.shape()[0], w.shape()[1], w.shape()[3]);
     size_t oh = static_cast<size_t>(s.g.oh), ow = static_cast<size_t>(s.g.ow);
-    c.out = zeros({s.n, s.h, s.w, s.c});
+    c.out = zero_array({s.n, s.h, s.w, s.c});
     const double *pdy = dy.data(), *pw = w.data();
     double* pdx = c.out.data();
     for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {
@@ -194,7 +211,7 @@ void register_conv_reference(OpRegistry& r) {
     auto k = c.attrs.at("filter_hw").get<std::vector<size_t>>();
     auto s = conv_shapes(c.attrs, x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3], k[0], k[1], dy.shape()[3]);
     size_t oh = static_cast<size_t>(s.g.oh), ow = static_cast<size_t>(s.g.ow);
-    c.out = zeros({s.kh, s.kw, s.c, s.f});
+    c.out = zero_array({s.kh, s.kw, s.c, s.f});
     const double *px = x.data(), *pdy = dy.data();
     double* pdw = c.out.data();
     for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {

@@ -1,9 +1,5 @@
 // Elementwise ops: binary arithmetic with numpy broadcasting, unary math,
 // comparisons, select and cast.
-#include <cmath>
-#include <xtensor/xmath.hpp>
-#include <xtensor/xoperation.hpp>
-
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -82,16 +78,65 @@ void register_elementwise_ops(OpRegistry& r) {
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
+// Binary ops broadcast, so each cotangent is summed back to its operand's shape.
 void register_elementwise_gradients(OpRegistry& r) {
+  auto to_shape = [](GradCtx& c, NodeId g, int input) { return c.b.reduce_to_shape(g, c.type(c.x[input]).shape); };
+  r.find_mut("add")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
+    return {to_shape(c, c.dy, 0), to_shape(c, c.dy, 1)};
+  };
+  r.find_mut("sub")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
+    return {to_shape(c, c.dy, 0), to_shape(c, c.b.add1("neg", c.dy), 1)};
+  };
+  r.find_mut("mul")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
+    return {to_shape(c, c.b.add2("mul", c.dy, c.x[1]), 0), to_shape(c, c.b.add2("mul", c.dy, c.x[0]), 1)};
+  };
+  // d(x/y)/dy = -x/y^2: dy * -(x/y)/y = -(dy/y) * (x/y), reusing dy/y and the forward quotient.
+  r.find_mut("div")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
+    NodeId dx = c.b.add2("div", c.dy, c.x[1]);
+    NodeId dyy = c.b.add1("neg", c.b.add2("mul", dx, c.y));
+    return {to_shape(c, dx, 0), to_shape(c, dyy, 1)};
+  };
+  // The gradient goes to x where x > y, else to y (ties go to y: relu'(0) = 0).
+  r.find_mut("maximum")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
+    NodeId x_wins = c.b.add("compare", {c.x[0], c.x[1]}, {{"kind", "gt"}});
+    NodeId zero = c.b.scalar_like(0.0, c.dy);
+    return {to_shape(c, c.b.add("select", {x_wins, c.dy, zero}), 0),
+            to_shape(c, c.b.add("select", {x_wins, zero, c.dy}), 1)};
+  };
+  r.find_mut("neg")->grad = [](GradCtx& c) -> std::vector<NodeId> { return {c.b.add1("neg", c.dy)}; };
+  r.find_mut("exp")->grad = [](GradCtx& c) -> std::vector<NodeId> { return {c.b.add2("mul", c.dy, c.y)}; };
+  r.find_mut("log")->grad = [](GradCtx& c) -> std::vector<NodeId> { return {c.b.add2("div", c.dy, c.x[0])}; };
+  r.find_mut("sqrt")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    return {c.b.add2("div", c.b.add2("mul", c.dy, c.b.scalar_like(0.5, c.dy)), c.y)};
+  };
+  r.find_mut("square")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    return {c.b.add2("mul", c.b.add2("mul", c.dy, c.b.scalar_like(2.0, c.dy)), c.x[0])};
+  };
+  // sigmoid' = y (1 - y), from the forward output.
+  r.find_mut("sigmoid")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    NodeId one_minus_y = c.b.add2("sub", c.b.scalar_like(1.0, c.y), c.y);
+    return {c.b.add2("mul", c.dy, c.b.add2("mul", c.y, one_minus_y))};
+  };
+  // No gradient to the condition; each branch gets dy where it was chosen.
+  r.find_mut("select")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
+    NodeId zero = c.b.scalar_like(0.0, c.dy);
+    return {kNoNode, to_shape(c, c.b.add("select", {c.x[0], c.dy, zero}), 1),
+            to_shape(c, c.b.add("select", {c.x[0], zero, c.dy}), 2)};
+  };
+  // float -> float passes the gradient through (in the input's dtype); any
+  // cast from or to integers or bool is piecewise constant: no gradient.
+  r.find_mut("cast")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    DType from = c.type(c.x[0]).dtype, to = c.type(c.y).dtype;
+    if (!is_float(from) || !is_float(to)) return {kNoNode};
+    if (from == to) return {c.dy};
+    return {c.b.add("cast", {c.dy}, {{"dtype", dtype_name(from)}})};
+  };
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
-using interp::Array;
-using interp::RefCtx;
-
 template <class F>
-static Array map_each(const Array& x, F f) {
-  Array out = Array::from_shape(x.shape());
+static interp::Array map_each(const interp::Array& x, F f) {
+  interp::Array out = interp::Array::from_shape(x.shape());
   auto o = out.begin();
   for (double v : x) *o++ = f(v);
   return out;
@@ -106,6 +151,8 @@ static double stable_sigmoid(double x) {
 
 // Binary ops broadcast with numpy rules (xtensor's), computed in double.
 void register_elementwise_reference(OpRegistry& r) {
+  using interp::Array;
+  using interp::RefCtx;
   r.find_mut("add")->reference = [](RefCtx& c) { c.out = *c.in[0] + *c.in[1]; };
   r.find_mut("sub")->reference = [](RefCtx& c) { c.out = *c.in[0] - *c.in[1]; };
   r.find_mut("mul")->reference = [](RefCtx& c) { c.out = *c.in[0] * *c.in[1]; };

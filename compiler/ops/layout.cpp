@@ -1,8 +1,6 @@
 // Layout ops: reshape, transpose, broadcast. They move or repeat elements and
 // compute nothing.
 #include <algorithm>
-#include <xtensor/xbroadcast.hpp>
-#include <xtensor/xmanipulation.hpp>
 
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
@@ -63,6 +61,19 @@ void register_layout_ops(OpRegistry& r) {
 
 // ---- gradient rules (compiler/autodiff calls them) ----
 void register_layout_gradients(OpRegistry& r) {
+  r.find_mut("reshape")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    return {c.b.add("reshape", {c.dy}, {{"shape", c.type(c.x[0]).shape}})};
+  };
+  // The inverse permutation: input axis perm[i] came from output axis i.
+  r.find_mut("transpose")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    auto perm = c.graph().node(c.node).attrs.at("perm").get<std::vector<int64_t>>();
+    std::vector<int64_t> inverse(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
+    return {c.b.add("transpose", {c.dy}, {{"perm", inverse}})};
+  };
+  r.find_mut("broadcast")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    return {c.b.reduce_to_shape(c.dy, c.type(c.x[0]).shape)};
+  };
 }
 
 // ---- reference kernels (compiler/interp runs them) ----

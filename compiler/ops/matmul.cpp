@@ -1,7 +1,5 @@
 // matmul: the one contraction primitive. Dense layers and (through im2col)
 // convolutions reach the GEMM kernels through it.
-#include <xtensor/xmanipulation.hpp>
-
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -35,7 +33,26 @@ void register_matmul_ops(OpRegistry& r) {
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
+// C = op(A) op(B). Every case is again a matmul with transpose flags, so the
+// backward pass never materializes a transpose:
+//   A   B  | dA              | dB
+//   -   -  | dC B^T          | A^T dC
+//   T   -  | B dC^T          | A dC
+//   -   T  | dC B            | dC^T A
+//   T   T  | B^T dC^T        | dC^T A^T
 void register_matmul_gradients(OpRegistry& r) {
+  r.find_mut("matmul")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    const Attrs attrs = c.graph().node(c.node).attrs;
+    bool ta = attrs.at("transpose_a"), tb = attrs.at("transpose_b");
+    NodeId a = c.x[0], b = c.x[1], dc = c.dy;
+    auto mm = [&](NodeId l, NodeId rr, bool tl, bool tr) {
+      return c.b.add("matmul", {l, rr}, {{"transpose_a", tl}, {"transpose_b", tr}});
+    };
+    if (!ta && !tb) return {mm(dc, b, false, true), mm(a, dc, true, false)};
+    if (ta && !tb) return {mm(b, dc, false, true), mm(a, dc, false, false)};
+    if (!ta && tb) return {mm(dc, b, false, false), mm(dc, a, true, false)};
+    return {mm(b, dc, true, true), mm(dc, a, true, true)};
+  };
 }
 
 // ---- reference kernels (compiler/interp runs them) ----

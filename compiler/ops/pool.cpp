@@ -46,7 +46,12 @@ void register_pool_ops(OpRegistry& r) {
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
+// maxpool2d_grad itself has no gradient rule (second order is not needed).
 void register_pool_gradients(OpRegistry& r) {
+  r.find_mut("maxpool2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    const Attrs attrs = c.graph().node(c.node).attrs;
+    return {c.b.add("maxpool2d_grad", {c.x[0], c.dy}, attrs)};
+  };
 }
 
 // ---- reference kernels (compiler/interp runs them) ----

@@ -74,7 +74,72 @@ void register_reduce_ops(OpRegistry& r) {
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
+// dy with the reduced axes restored as size 1, so it broadcasts against x.
+static NodeId restore_reduced_axes(GradCtx& c, const std::vector<int>& axes) {
+  Shape keep = c.type(c.x[0]).shape;
+  for (int a : axes) keep[static_cast<size_t>(a)] = 1;
+  return c.type(c.dy).shape == keep ? c.dy : c.b.add("reshape", {c.dy}, {{"shape", keep}});
+}
+
+// reduce_max sends dy to the FIRST maximal element of each reduced group (the
+// interpreter's reduce_max and argmax agree on "first"): the reduced axes are
+// moved last and merged into one, argmax + one_hot mark the first maximum in
+// row-major order, and the mask is moved back. Limit: the reduced axes must be
+// static (one_hot needs a static depth), so reduce_max over the open batch
+// dimension has no gradient; the error says so.
+static std::vector<NodeId> reduce_max_grad(GradCtx& c) {
+  GraphBuilder& b = c.b;
+  const TensorType xt = c.type(c.x[0]);
+  const int rank = xt.rank();
+  auto axes = reduction_axes(c.graph().node(c.node).attrs, rank);
+  if (rank == 0) return {c.dy};
+  std::vector<int64_t> perm, kept_dims, reduced_dims;
+  int64_t depth = 1;
+  for (int i = 0; i < rank; ++i)
+    if (std::find(axes.begin(), axes.end(), i) == axes.end()) {
+      perm.push_back(i);
+      kept_dims.push_back(xt.shape[static_cast<size_t>(i)]);
+    }
+  for (int a : axes) {
+    int64_t d = xt.shape[static_cast<size_t>(a)];
+    if (d == kOpenDim)
+      throw OpError("the gradient of reduce_max over the open batch dimension is not supported (axis " +
+                    std::to_string(a) + " of " + type_str(xt) + "); reduce over static axes only");
+    perm.push_back(a);
+    reduced_dims.push_back(d);
+    depth *= d;
+  }
+  bool identity = true;
+  for (size_t i = 0; i < perm.size(); ++i) identity = identity && perm[i] == static_cast<int64_t>(i);
+  NodeId moved = identity ? c.x[0] : b.add("transpose", {c.x[0]}, {{"perm", perm}});
+  Shape merged = kept_dims;
+  merged.push_back(depth);
+  NodeId rows = axes.size() == 1 ? moved : b.add("reshape", {moved}, {{"shape", merged}});
+  NodeId first_max = b.add("argmax", {rows}, {{"axis", -1}});
+  NodeId mask = b.add("one_hot", {first_max}, {{"depth", depth}, {"dtype", dtype_name(xt.dtype)}});
+  Shape dy_shape = kept_dims;
+  dy_shape.push_back(1);
+  NodeId dy_col = c.type(c.dy).shape == dy_shape ? c.dy : b.add("reshape", {c.dy}, {{"shape", dy_shape}});
+  NodeId routed = b.add2("mul", mask, dy_col);
+  if (axes.size() != 1) {
+    Shape unmerged = kept_dims;
+    unmerged.insert(unmerged.end(), reduced_dims.begin(), reduced_dims.end());
+    routed = b.add("reshape", {routed}, {{"shape", unmerged}});
+  }
+  if (identity) return {routed};
+  std::vector<int64_t> inverse(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
+  return {b.add("transpose", {routed}, {{"perm", inverse}})};
+}
+
 void register_reduce_gradients(OpRegistry& r) {
+  r.find_mut("reduce_sum")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    auto axes = reduction_axes(c.graph().node(c.node).attrs, c.type(c.x[0]).rank());
+    NodeId g = restore_reduced_axes(c, axes);
+    const Shape xs = c.type(c.x[0]).shape;
+    return {c.type(g).shape == xs ? g : c.b.add("broadcast", {g}, {{"shape", xs}})};
+  };
+  r.find_mut("reduce_max")->grad = reduce_max_grad;
 }
 
 // ---- reference kernels (compiler/interp runs them) ----

@@ -71,18 +71,18 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
 
 }  // namespace
 
-TEST_CASE("interp conv2d valid, stride 1, on a 3x3 image with a 2x2 filter") {
+TEST_CASE("interp conv2d valid - stride 1 - on a 3x3 image with a 2x2 filter") {
   // out[i][j] = 1 x[i][j] + 2 x[i][j+1] + 3 x[i+1][j] + 4 x[i+1][j+1]
   check_value(conv(image3x3(), filter2x2(), {1, 1}, "valid"), {1, 2, 2, 1}, {37, 47, 67, 77});
 }
 
-TEST_CASE("interp conv2d same, stride 1: the extra pad goes to the bottom and right") {
+TEST_CASE("interp conv2d same - stride 1: the extra pad goes to the bottom and right") {
   // Pad 1 in each spatial dim, all of it after the image: the last row/column
   // see zeros below/right of them, e.g. out[0][2] = 1*3 + 3*6 = 21, out[2][2] = 9.
   check_value(conv(image3x3(), filter2x2(), {1, 1}, "same"), {1, 3, 3, 1}, {37, 47, 21, 67, 77, 33, 23, 26, 9});
 }
 
-TEST_CASE("interp conv2d with stride 2, valid and same") {
+TEST_CASE("interp conv2d with stride 2 - valid and same") {
   check_value(conv(image3x3(), filter2x2(), {2, 2}, "valid"), {1, 1, 1, 1}, {37});
   check_value(conv(image3x3(), filter2x2(), {2, 2}, "same"), {1, 2, 2, 1}, {37, 21, 23, 9});
 }
@@ -137,7 +137,7 @@ TEST_CASE("interp conv2d backprop ops equal the transposed Jacobian of a naive c
     }
 }
 
-TEST_CASE("interp conv2d_backprop_input on the 3x3 example, by hand") {
+TEST_CASE("interp conv2d_backprop_input on the 3x3 example - by hand") {
   // valid 2x2 conv of a 3x3 image; dy = 1 at output (0,0) only: dx is the filter in the top-left corner.
   OpGraph t;
   NodeId dy = t.in("dy", val({1, 2, 2, 1}, {1, 0, 0, 0}));
@@ -154,7 +154,7 @@ TEST_CASE("interp conv2d_backprop_input on the 3x3 example, by hand") {
               {12, 16, 24, 28});
 }
 
-TEST_CASE("interp maxpool2d 2x2 windows on a 4x4 image, per channel") {
+TEST_CASE("interp maxpool2d 2x2 windows on a 4x4 image - per channel") {
   OpGraph t;
   // channel 0: 0..15 row-major; channel 1: its negation.
   std::vector<double> d;
@@ -163,7 +163,7 @@ TEST_CASE("interp maxpool2d 2x2 windows on a 4x4 image, per channel") {
   check_value(t.run(t.op("maxpool2d", {x}, {{"pool", {2, 2}}})), {1, 2, 2, 2}, {5, 0, 7, -2, 13, -8, 15, -10});
 }
 
-TEST_CASE("interp maxpool2d same padding: padded positions never win, even over negative values") {
+TEST_CASE("interp maxpool2d same padding: padded positions never win - even over negative values") {
   OpGraph t;
   NodeId x = t.in("x", val({1, 3, 3, 1}, {-1, -2, -3, -4, -5, -6, -7, -8, -9}));
   // ceil(3/2) = 2 windows per dim; the pad row/column (bottom/right) holds no value.

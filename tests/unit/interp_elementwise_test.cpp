@@ -7,14 +7,14 @@
 using namespace kiln;
 using namespace kiln::interp_test;
 
-TEST_CASE("interp add broadcasts [2,3] + [3] along the rows") {
+TEST_CASE("interp add broadcasts (2x3) + (3) along the rows") {
   OpGraph t;
   NodeId x = t.in("x", val({2, 3}, {1, 2, 3, 4, 5, 6}));
   NodeId y = t.in("y", val({3}, {10, 20, 30}));
   check_value(t.run(t.op("add", {x, y})), {2, 3}, {11, 22, 33, 14, 25, 36});
 }
 
-TEST_CASE("interp mul broadcasts [2,1] * [1,3] to an outer product") {
+TEST_CASE("interp mul broadcasts (2x1) * (1x3) to an outer product") {
   OpGraph t;
   NodeId x = t.in("x", val({2, 1}, {1, 2}));
   NodeId y = t.in("y", val({1, 3}, {10, 20, 30}));
@@ -37,7 +37,7 @@ TEST_CASE("interp broadcasting an open batch against a static row") {
   check_value(t.run(t.op("add", {x, y})), {3, 2}, {101, 202, 103, 204, 105, 206});
 }
 
-TEST_CASE("interp integer div truncates toward zero; division by zero is an error") {
+TEST_CASE("interp integer div truncates toward zero - division by zero is an error") {
   OpGraph t;
   NodeId x = t.in("x", val({4}, {7, -7, 6, 1}, DType::i32));
   NodeId y = t.in("y", val({4}, {2, 2, -4, 3}, DType::i32));
@@ -69,7 +69,7 @@ TEST_CASE("interp unary math: neg exp log sqrt square") {
   check_value(t.run(t.op("log", {e})), {2}, {2, 0});
 }
 
-TEST_CASE("interp unary math edge cases: log(0) = -inf, sqrt of a negative is NaN, integer square") {
+TEST_CASE("interp unary math edge cases: log(0) = -inf - sqrt of a negative is NaN - integer square") {
   OpGraph t;
   NodeId x = t.in("x", val({2}, {0, -1}));
   Value logs = t.run(t.op("log", {x}));
@@ -96,7 +96,7 @@ TEST_CASE("interp sigmoid matches 1/(1+e^-x) and stays finite in both tails") {
   CHECK(s.data[4] == doctest::Approx(std::exp(-100.0)).epsilon(1e-14));
 }
 
-TEST_CASE("interp sigmoid of +-1000 gives 1 and 0, never NaN, in f32 and f64") {
+TEST_CASE("interp sigmoid of +-1000 gives 1 and 0 - never NaN - in f32 and f64") {
   for (Precision p : {Precision::f32, Precision::f64}) {
     OpGraph t;
     NodeId x = t.in("x", val({2}, {1000, -1000}));
@@ -106,7 +106,7 @@ TEST_CASE("interp sigmoid of +-1000 gives 1 and 0, never NaN, in f32 and f64") {
   }
 }
 
-TEST_CASE("interp compare: every kind, broadcast against a scalar, gives bool 0/1") {
+TEST_CASE("interp compare: every kind - broadcast against a scalar - gives bool 0/1") {
   OpGraph t;
   NodeId x = t.in("x", val({3}, {1, 2, 3}));
   NodeId two = t.b.constant(2.0);
@@ -120,7 +120,7 @@ TEST_CASE("interp compare: every kind, broadcast against a scalar, gives bool 0/
   }
 }
 
-TEST_CASE("interp compare broadcasts [2,1] against [3] and NaN compares unequal") {
+TEST_CASE("interp compare broadcasts (2x1) against (3) and NaN compares unequal") {
   OpGraph t;
   NodeId x = t.in("x", val({2, 1}, {1, 5}));
   NodeId y = t.in("y", val({3}, {0, 1, 6}));
@@ -130,7 +130,7 @@ TEST_CASE("interp compare broadcasts [2,1] against [3] and NaN compares unequal"
   check_value(t.run(t.op("compare", {n, n}, {{"kind", "ne"}})), {1}, {1});
 }
 
-TEST_CASE("interp select picks x where cond, else y, with broadcasting") {
+TEST_CASE("interp select picks x where cond - else y - with broadcasting") {
   OpGraph t;
   NodeId c = t.in("c", val({2, 2}, {1, 0, 0, 1}, DType::boolean));
   NodeId x = t.in("x", val({2, 2}, {1, 2, 3, 4}));
@@ -140,7 +140,7 @@ TEST_CASE("interp select picks x where cond, else y, with broadcasting") {
   check_value(t.run(t.op("select", {row, x, y})), {2, 2}, {1, -1, 3, -1});
 }
 
-TEST_CASE("interp cast: float -> int truncates toward zero, anything -> bool is != 0, bool -> 0/1") {
+TEST_CASE("interp cast: float -> int truncates toward zero - anything -> bool is != 0 - bool -> 0/1") {
   OpGraph t;
   NodeId x = t.in("x", val({5}, {1.7, -1.7, 0, 2.5, -0.2}));
   Value i = t.run(t.op("cast", {x}, {{"dtype", "i32"}}));
@@ -155,7 +155,7 @@ TEST_CASE("interp cast: float -> int truncates toward zero, anything -> bool is 
   check_value(t.run(t.op("cast", {n}, {{"dtype", "f64"}})), {2}, {-3, 7});
 }
 
-TEST_CASE("interp f32 mode rounds every f32 result to float; f64 mode does not") {
+TEST_CASE("interp f32 mode rounds every f32 result to float - f64 mode does not") {
   auto build = [](OpGraph& t) {
     NodeId a = t.in("a", val({1}, {0.1}));
     NodeId b = t.in("b", val({1}, {0.2}));

@@ -13,7 +13,7 @@ TEST_CASE("interp one_hot: labels become rows of the identity") {
   check_value(v, {3, 3}, {1, 0, 0, 0, 0, 1, 0, 1, 0});
 }
 
-TEST_CASE("interp one_hot: a label outside [0, depth) gives a zero row; labels of rank 2") {
+TEST_CASE("interp one_hot: a label outside 0..depth-1 gives a zero row - labels of rank 2") {
   OpGraph t;
   NodeId y = t.in("y", val({4}, {-1, 3, 2, 100}, DType::i32));
   check_value(t.run(t.op("one_hot", {y}, {{"depth", 3}})), {4, 3}, {0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0});
@@ -30,7 +30,7 @@ TEST_CASE("interp argmax along the last axis and along axis 0") {
   check_value(t.run(t.op("argmax", {x}, {{"axis", 0}})), {3}, {1, 0, 1});
 }
 
-TEST_CASE("interp argmax ties go to the first maximum; all-negative rows") {
+TEST_CASE("interp argmax ties go to the first maximum - all-negative rows") {
   OpGraph t;
   NodeId x = t.in("x", val({3, 3}, {1, 3, 3, 2, 2, 2, -5, -1, -1}));
   check_value(t.run(t.op("argmax", {x})), {3}, {1, 0, 1});
@@ -52,7 +52,7 @@ TEST_CASE("interp softmax and log_softmax match the direct formulas") {
   check_value(ls, {2, 3}, want_ls, 1e-14);
 }
 
-TEST_CASE("interp softmax, log_softmax and cross-entropy stay finite and exact for logits of +-1e4") {
+TEST_CASE("interp softmax and log_softmax and cross-entropy stay finite and exact for logits of +-1e4") {
   for (Precision p : {Precision::f32, Precision::f64}) {
     OpGraph t;
     NodeId x = t.in("x", val({2, 3}, {1e4, 0, -1e4, -1e4, 1e4, 1e4}));
@@ -67,7 +67,7 @@ TEST_CASE("interp softmax, log_softmax and cross-entropy stay finite and exact f
   }
 }
 
-TEST_CASE("interp sparse_softmax_cross_entropy for moderate logits equals -mean log p[label]") {
+TEST_CASE("interp sparse_softmax_cross_entropy for moderate logits equals -mean log p(label)") {
   OpGraph t;
   NodeId x = t.in("x", val({2, 3}, {0.5, -1, 2, 3, 0, 1}), {-1, 3});
   NodeId y = t.in("y", val({2}, {0, 0}, DType::i32), {-1});
@@ -123,7 +123,7 @@ TEST_CASE("interp l2_penalty is reg times the sum of squares of every tensor") {
   check_value(t.run(t.op("l2_penalty", {w2}, {{"reg", 0.0}})), {}, {0});
 }
 
-TEST_CASE("interp correct_count for sparse, one-hot and binary labels") {
+TEST_CASE("interp correct_count for sparse and one-hot and binary labels") {
   OpGraph t;
   NodeId logits = t.in("logits", val({3, 2}, {1, 2, 3, 0, 0, 0}));
   NodeId sparse = t.in("sparse", val({3}, {1, 1, 0}, DType::i32));
@@ -137,4 +137,19 @@ TEST_CASE("interp correct_count for sparse, one-hot and binary labels") {
   NodeId z = t.in("z", val({4, 1}, {1, 1, 0, 0}));
   // predicted positive iff logit > 0: 1, 0, 1, 0 vs 1, 1, 0, 0
   check_value(t.run(t.op("correct_count", {b, z}, {{"labels", "binary"}})), {}, {2});
+}
+
+TEST_CASE("interp relu clamps negatives to 0 and keeps 0 and positives") {
+  OpGraph t;
+  NodeId x = t.in("x", val({4}, {-2, 0, 0.5, -1e-30}));
+  check_value(t.run(t.op("relu", {x})), {4}, {0, 0, 0.5, 0});
+}
+
+TEST_CASE("interp dense is x @ w + b with the bias broadcast over an open batch") {
+  OpGraph t;
+  NodeId x = t.in("x", val({2, 2}, {1, 2, 3, 4}), {-1, 2});
+  NodeId w = t.in("w", val({2, 3}, {1, 0, -1, 0, 1, 1}));
+  NodeId b = t.in("b", val({3}, {10, 20, 30}));
+  // rows: [1, 2, 1] + b, [3, 4, 1] + b
+  check_value(t.run(t.op("dense", {x, w, b})), {2, 3}, {11, 22, 31, 13, 24, 31});
 }

@@ -30,7 +30,7 @@ Moments moments(const std::vector<double>& v) {
 
 }  // namespace
 
-TEST_CASE("init fans: matrices, conv kernels, vectors and scalars") {
+TEST_CASE("init fans of matrices and conv kernels and vectors and scalars") {
   auto f = init::fans_of({3072, 1024});
   CHECK(f.fan_in == 3072);
   CHECK(f.fan_out == 1024);
@@ -45,7 +45,7 @@ TEST_CASE("init fans: matrices, conv kernels, vectors and scalars") {
   CHECK(f.fan_out == 1);
 }
 
-TEST_CASE("init he_normal on a 3072x1024 matrix has mean 0 and variance 2/fan_in, untruncated") {
+TEST_CASE("init he_normal on a 3072x1024 matrix has mean 0 and variance 2/fan_in - untruncated") {
   auto v = init::draw_initial_values({{"kind", "he_normal"}, {"seed", 7}}, {3072, 1024});
   REQUIRE(v.size() == 3072u * 1024u);
   Moments m = moments(v);
@@ -60,7 +60,7 @@ TEST_CASE("init he_normal on a 3072x1024 matrix has mean 0 and variance 2/fan_in
   CHECK(m.max > 4.5 * sd);
 }
 
-TEST_CASE("init glorot_uniform on a 3072x1024 matrix: inside +-l, variance l^2/3") {
+TEST_CASE("init glorot_uniform on a 3072x1024 matrix: inside +-l - variance l^2/3") {
   auto v = init::draw_initial_values({{"kind", "glorot_uniform"}, {"seed", 3}}, {3072, 1024});
   double l = std::sqrt(6.0 / (3072 + 1024));
   Moments m = moments(v);
@@ -81,7 +81,7 @@ TEST_CASE("init glorot_uniform on a conv kernel uses receptive-field fans") {
   CHECK(m.var == doctest::Approx(l * l / 3).epsilon(0.05));  // 18,432 draws: se of var 1.6%
 }
 
-TEST_CASE("init normal and uniform with parameters; zeros, ones and constant") {
+TEST_CASE("init normal and uniform with parameters plus zeros and ones and constant") {
   auto n = moments(init::draw_initial_values({{"kind", "normal"}, {"mean", 3.0}, {"stddev", 0.5}, {"seed", 1}}, {200000}));
   CHECK(n.mean == doctest::Approx(3.0).epsilon(0.001));
   CHECK(n.var == doctest::Approx(0.25).epsilon(0.02));
@@ -95,7 +95,7 @@ TEST_CASE("init normal and uniform with parameters; zeros, ones and constant") {
   CHECK(init::draw_initial_values({{"kind", "constant"}, {"value", -0.25}}, {2}) == std::vector<double>(2, -0.25));
 }
 
-TEST_CASE("init is reproducible from the seed; different seeds differ") {
+TEST_CASE("init is reproducible from the seed - different seeds differ") {
   json a = {{"kind", "he_normal"}, {"seed", 42}}, b = {{"kind", "he_normal"}, {"seed", 43}};
   auto x1 = init::draw_initial_values(a, {64, 32}), x2 = init::draw_initial_values(a, {64, 32});
   auto y = init::draw_initial_values(b, {64, 32});
@@ -105,7 +105,7 @@ TEST_CASE("init is reproducible from the seed; different seeds differ") {
   CHECK(same == 0);
 }
 
-TEST_CASE("init uniforms are the top 53 bits of mt19937_64; normals come in Box-Muller pairs") {
+TEST_CASE("init uniforms are the top 53 bits of mt19937_64 - normals come in Box-Muller pairs") {
   std::mt19937_64 engine(2024);
   uint64_t r1 = engine(), r2 = engine();
   init::SeededRandom rng(2024);
@@ -126,7 +126,7 @@ TEST_CASE("init rejects a bad spec with a message that says what is wrong") {
                     doctest::Contains("min"));
 }
 
-TEST_CASE("init_params draws every param of the MLP graph from its own seed, rounded to f32") {
+TEST_CASE("init_params draws every param of the MLP graph from its own seed - rounded to f32") {
   Graph g = load_graph(KILN_SOURCE_DIR "/graphs/mlp_cifar10.json");
   auto p = interp::init_params(g);
   REQUIRE(p.size() == 4);

@@ -54,7 +54,7 @@ bool all_finite(const Value& v) {
 
 }  // namespace
 
-TEST_CASE("interp runs the MNIST CNN on 4 real images: finite logits [4,10], identical twice") {
+TEST_CASE("interp runs the MNIST CNN on 4 real images: finite logits 4x10 identical twice") {
   std::vector<double> pixels, labels;
   if (!mnist_test_images(4, pixels, labels)) {
     MESSAGE("skipped: MNIST not found under " << kData);
@@ -89,7 +89,7 @@ TEST_CASE("interp runs the MNIST CNN on 4 real images: finite logits [4,10], ide
   CHECK(first.at("correct").data[0] == correct);
 }
 
-TEST_CASE("interp runs the CIFAR MLP on standardized real pixels: finite logits [4,10], identical twice") {
+TEST_CASE("interp runs the CIFAR MLP on standardized real pixels: finite logits 4x10 identical twice") {
   std::vector<double> pixels, labels;
   if (!mnist_test_images(4, pixels, labels)) {
     MESSAGE("skipped: MNIST not found under " << kData);
@@ -164,7 +164,7 @@ std::string slurp(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("kiln run: CNN on 2 real images writes logits.npy of shape (2, 10); bad shapes are located errors") {
+TEST_CASE("kiln run: CNN on 2 real images writes logits.npy of shape 2x10 and bad shapes are located errors") {
   std::vector<double> pixels, labels;
   if (!mnist_test_images(2, pixels, labels)) {
     MESSAGE("skipped: MNIST not found under " << kData);
@@ -198,6 +198,10 @@ TEST_CASE("kiln run: CNN on 2 real images writes logits.npy of shape (2, 10); ba
   CHECK(rc == 1);
   CHECK(slurp(log).find(x + ": input 'x': expected f32[?,28,28,1], got f32[2,28,27,1] (dimension 2)") !=
         std::string::npos);
+  std::ofstream(x, std::ios::binary) << "not an array";
+  rc = run_kiln("run " + graph + " --input x=" + x, log);
+  CHECK(rc == 1);
+  CHECK(slurp(log).find(x + ": not a .npy file") != std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -35,7 +35,7 @@ std::string error_of(const Graph& g, const std::map<std::string, Value>& feeds, 
 
 }  // namespace
 
-TEST_CASE("interp runner: a wrong static dimension names the input, both types and the dimension") {
+TEST_CASE("interp runner: a wrong static dimension names the input - both types and the dimension") {
   Graph g;
   GraphBuilder b(g);
   NodeId x = b.input("x", {DType::f32, {-1, 3072}});
@@ -44,7 +44,7 @@ TEST_CASE("interp runner: a wrong static dimension names the input, both types a
   CHECK(error_of(g, {{"x", bad}}) == "input 'x': expected f32[?,3072], got f32[64,3071] (dimension 1)");
 }
 
-TEST_CASE("interp runner: wrong rank, wrong dtype class, non-integer labels, short data") {
+TEST_CASE("interp runner: wrong rank - wrong dtype class - non-integer labels - short data") {
   TwoInputGraph t;
   Value w = val({3}, {1, 1, 1});
   Value x = val({2, 3}, {1, 2, 3, 4, 5, 6});
@@ -68,7 +68,7 @@ TEST_CASE("interp runner: every fed input must agree on the batch size") {
   CHECK(e == "input 'labels': expected i32[?], got i32[3] (batch dimension 3, but 'x' was fed a batch of 2)");
 }
 
-TEST_CASE("interp runner: missing feeds, unknown feeds and unknown fetch names are errors that name them") {
+TEST_CASE("interp runner: missing feeds - unknown feeds and unknown fetch names are errors that name them") {
   TwoInputGraph t;
   Value x = val({2, 3}, {1, 2, 3, 4, 5, 6}), w = val({3}, {1, 1, 1});
   CHECK(error_of(t.g, {{"x", x}, {"w", w}}) == "input 'labels' (i32[?]) is needed but was not fed");
@@ -78,7 +78,7 @@ TEST_CASE("interp runner: missing feeds, unknown feeds and unknown fetch names a
         "graph 'two_inputs' has no output or node named 'summ' (did you mean 'sum'?)");
 }
 
-TEST_CASE("interp runner: only what the fetch needs is computed, by output or node name") {
+TEST_CASE("interp runner: only what the fetch needs is computed - by output or node name") {
   TwoInputGraph t;
   std::map<std::string, Value> feeds = {{"x", val({2, 3}, {1, 2, 3, 4, 5, 6})}, {"w", val({3}, {1, 1, 1})}};
   auto out = interp::Interpreter(t.g).run(feeds, {"sum", "row_sum"});  // labels not needed
@@ -92,7 +92,7 @@ TEST_CASE("interp runner: only what the fetch needs is computed, by output or no
   CHECK(interp::inputs_needed(t.g, {}) == std::vector<std::string>{"x", "labels"});
 }
 
-TEST_CASE("interp runner: the same graph runs any batch size, including a batch of 1") {
+TEST_CASE("interp runner: the same graph runs any batch size - including a batch of 1") {
   TwoInputGraph t;
   for (int64_t n : {1, 5}) {
     std::vector<double> d(static_cast<size_t>(n * 3), 2.0);
@@ -109,4 +109,23 @@ TEST_CASE("interp runner: fed f32 values are rounded to float in f32 mode") {
   auto f64 = interp::Interpreter(t.g, Precision::f64).run(feeds, {"x"});
   CHECK(f32.at("x").data[0] == static_cast<double>(static_cast<float>(third)));
   CHECK(f64.at("x").data[0] == third);
+}
+
+TEST_CASE("interp runner: an open shape with no open input fed is an error naming the node") {
+  Graph g;
+  GraphBuilder b(g);
+  b.input("x", {DType::f32, {-1, 3}});
+  NodeId row = b.input("row", {DType::f32, {3}});
+  g.outputs = {{"wide", b.add("broadcast", {row}, {{"shape", {-1, 3}}}, "wide")}};
+  std::string e = error_of(g, {{"row", val({3}, {1, 2, 3})}});
+  CHECK(e == "node 'wide' (broadcast): the open batch dimension is unbound: no input with an open dimension was fed");
+}
+
+TEST_CASE("interp runner: intermediates are freed but fetched values survive") {
+  TwoInputGraph t;
+  std::map<std::string, Value> feeds = {{"x", val({1, 3}, {1, 2, 3})}, {"w", val({3}, {2, 2, 2})}};
+  // "x" feeds the mul and is fetched too: it must still hold its value at the end.
+  auto out = interp::Interpreter(t.g).run(feeds, {"x", "sum"});
+  check_value(out.at("x"), {1, 3}, {1, 2, 3});
+  check_value(out.at("sum"), {1}, {12});
 }

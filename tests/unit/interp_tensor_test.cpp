@@ -5,7 +5,7 @@
 using namespace kiln;
 using namespace kiln::interp_test;
 
-TEST_CASE("interp matmul of a 2x3 and a 3x2 matrix, by hand") {
+TEST_CASE("interp matmul of a 2x3 and a 3x2 matrix - by hand") {
   OpGraph t;
   NodeId a = t.in("a", val({2, 3}, {1, 2, 3, 4, 5, 6}));
   NodeId b = t.in("b", val({3, 2}, {7, 8, 9, 10, 11, 12}));
@@ -45,7 +45,7 @@ static Value cube() {
   return val({2, 2, 3}, d);
 }
 
-TEST_CASE("interp reduce_sum over each axis, with and without keepdims") {
+TEST_CASE("interp reduce_sum over each axis - with and without keepdims") {
   OpGraph t;
   NodeId x = t.in("x", cube());
   // axis 0: x[0][j][k] + x[1][j][k] = 100 + 2(10 j + k)
@@ -60,7 +60,7 @@ TEST_CASE("interp reduce_sum over each axis, with and without keepdims") {
   check_value(t.run(t.op("reduce_sum", {x}, {{"keepdims", true}})), {1, 1, 1}, {672});
 }
 
-TEST_CASE("interp reduce_max over each axis; all-negative values and ties") {
+TEST_CASE("interp reduce_max over each axis - all-negative values and ties") {
   OpGraph t;
   NodeId x = t.in("x", cube());
   check_value(t.run(t.op("reduce_max", {x}, {{"axes", {0}}})), {2, 3}, {100, 101, 102, 110, 111, 112});
@@ -97,7 +97,7 @@ TEST_CASE("interp reshape of a static tensor to a scalar and back") {
   check_value(t.run(t.op("reshape", {x}, {{"shape", {1}}})), {1}, {7});
 }
 
-TEST_CASE("interp transpose moves element [i][j][k] to the permuted position") {
+TEST_CASE("interp transpose moves element i j k to the permuted position") {
   OpGraph t;
   NodeId m = t.in("m", val({2, 3}, {1, 2, 3, 4, 5, 6}));
   check_value(t.run(t.op("transpose", {m}, {{"perm", {1, 0}}})), {3, 2}, {1, 4, 2, 5, 3, 6});
@@ -120,7 +120,7 @@ TEST_CASE("interp broadcast repeats a row to the run-time batch") {
   check_value(t.run(t.op("broadcast", {s}, {{"shape", {2, 2}}})), {2, 2}, {4, 4, 4, 4});
 }
 
-TEST_CASE("interp dim_size gives the run-time batch for the open dimension, the static size otherwise") {
+TEST_CASE("interp dim_size gives the run-time batch for the open dimension - the static size otherwise") {
   OpGraph t;
   NodeId x = t.in("x", val({5, 3}, std::vector<double>(15, 1.0)), {-1, 3});
   Value batch = t.run(t.op("dim_size", {x}, {{"axis", 0}}));
@@ -133,7 +133,7 @@ TEST_CASE("interp dim_size gives the run-time batch for the open dimension, the 
   check_value(one.run(one.op("dim_size", {y}, {{"axis", 0}})), {}, {1});
 }
 
-TEST_CASE("interp constant: a flat list with a shape, and a scalar") {
+TEST_CASE("interp constant: a flat list with a shape - and a scalar") {
   OpGraph t;
   NodeId c = t.b.constant_tensor({1, 2, 3, 4, 5, 6}, {3, 2});
   check_value(t.run(c), {3, 2}, {1, 2, 3, 4, 5, 6});
@@ -141,4 +141,12 @@ TEST_CASE("interp constant: a flat list with a shape, and a scalar") {
   Value v = t.run(i);
   CHECK(v.dtype == DType::i32);
   check_value(v, {}, {-2});
+}
+
+TEST_CASE("interp matmul contracting over the open batch (a weight gradient x^T dy)") {
+  OpGraph t;
+  NodeId x = t.in("x", val({2, 3}, {1, 2, 3, 4, 5, 6}), {-1, 3});
+  NodeId dy = t.in("dy", val({2, 2}, {1, 0, 0, 1}), {-1, 2});
+  // x^T dy with dy = I: x^T itself
+  check_value(t.run(t.op("matmul", {x, dy}, {{"transpose_a", true}})), {3, 2}, {1, 4, 2, 5, 3, 6});
 }

@@ -43,14 +43,17 @@ std::string describe(const std::string& descr) {
 
 // Value of `key` in the header dict ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }").
 std::string header_field(const std::string& header, const std::string& key, const std::string& file) {
+  auto bad = [&] { return InputError(file + ": malformed .npy header (its '" + key + "' entry): " + header); };
   size_t at = header.find("'" + key + "'");
   if (at == std::string::npos) throw InputError(file + ": .npy header has no '" + key + "' entry");
   at = header.find(':', at);
-  size_t start = header.find_first_not_of(' ', at + 1);
-  if (header[start] == '(') return header.substr(start + 1, header.find(')', start) - start - 1);
-  if (header[start] == '\'') return header.substr(start + 1, header.find('\'', start + 1) - start - 1);
-  size_t end = header.find_first_of(",}", start);
-  return header.substr(start, end - start);
+  size_t start = at == std::string::npos ? at : header.find_first_not_of(' ', at + 1);
+  if (start == std::string::npos) throw bad();
+  char open = header[start];
+  size_t end = open == '(' ? header.find(')', start) : open == '\'' ? header.find('\'', start + 1)
+                                                                     : header.find_first_of(",}", start);
+  if (end == std::string::npos) throw bad();
+  return open == '(' || open == '\'' ? header.substr(start + 1, end - start - 1) : header.substr(start, end - start);
 }
 
 Array read(const std::string& path) {
@@ -79,7 +82,15 @@ Array read(const std::string& path) {
   std::stringstream dims(header_field(header, "shape", path));
   for (std::string d; std::getline(dims, d, ',');) {
     if (d.find_first_not_of(' ') == std::string::npos) continue;
-    a.shape.push_back(std::stoll(d));
+    size_t used = 0;
+    long long n = -1;
+    try {
+      n = std::stoll(d, &used);
+    } catch (const std::exception&) {
+    }
+    if (n < 0 || d.find_first_not_of(' ', used) != std::string::npos)
+      throw InputError(path + ": malformed .npy shape '(" + header_field(header, "shape", path) + ")'");
+    a.shape.push_back(n);
   }
   static const std::map<std::string, size_t> sizes = {{"<f4", 4}, {"<f8", 8}, {"<i4", 4}, {"<i8", 8}, {"|u1", 1},
                                                        {"|i1", 1}, {"<i2", 2}, {"<u2", 2}, {"|b1", 1}};
@@ -157,12 +168,24 @@ std::string file_name_of(const std::string& param) {
   return s + ".npy";
 }
 
-std::string preview(const interp::Value& v, size_t count) {
+// "f32[] = 2.38" for a scalar; the first few values and the range otherwise.
+std::string describe_value(const interp::Value& v, size_t count) {
   std::ostringstream os;
-  os << std::setprecision(6) << "[";
-  for (size_t i = 0; i < std::min(count, v.data.size()); ++i) os << (i ? ", " : "") << v.data[i];
-  if (v.data.size() > count) os << ", ...";
-  return os.str() + "]";
+  os << std::setprecision(6) << type_str(TensorType{v.dtype, v.shape}) << " = ";
+  if (v.shape.empty() && v.data.size() == 1) {
+    os << v.data[0];
+  } else {
+    os << "[";
+    for (size_t i = 0; i < std::min(count, v.data.size()); ++i) os << (i ? ", " : "") << v.data[i];
+    if (v.data.size() > count) os << ", ...";
+    os << "]";
+    if (!v.data.empty())
+      os << "  min " << *std::min_element(v.data.begin(), v.data.end()) << ", max "
+         << *std::max_element(v.data.begin(), v.data.end());
+  }
+  if (!std::all_of(v.data.begin(), v.data.end(), [](double x) { return std::isfinite(x); }))
+    os << "  (holds non-finite values)";
+  return os.str();
 }
 
 struct RunOptions {
@@ -227,8 +250,8 @@ void run_graph(const RunOptions& o) {
     results = run.run(feeds, fetch);
   } catch (const std::runtime_error& e) {
     std::string msg = e.what();
-    for (auto& [node, path] : file_of)  // a feed problem: name the file it came from
-      if (msg.find("'" + node + "'") != std::string::npos && msg.find("expected") != std::string::npos) {
+    for (auto& [node, path] : file_of)  // a feed problem ("input 'x': ..."): name the file it came from
+      if (msg.rfind("input '" + node + "':", 0) == 0 || msg.rfind("param '" + node + "':", 0) == 0) {
         msg = path + ": " + msg;
         break;
       }
@@ -236,10 +259,9 @@ void run_graph(const RunOptions& o) {
   }
   if (!o.output_dir.empty()) std::filesystem::create_directories(o.output_dir);
   for (const std::string& name : fetch) {
-    const interp::Value& v = results.at(name);
-    bool finite = std::all_of(v.data.begin(), v.data.end(), [](double x) { return std::isfinite(x); });
-    std::cout << name << ": " << type_str(TensorType{v.dtype, v.shape}) << " " << preview(v, 6)
-              << (finite ? "" : "  (holds non-finite values)") << "\n";
+    interp::Value& v = results.at(name);
+    if (o.f64 && v.dtype == DType::f32) v.dtype = DType::f64;  // keep the unrounded values
+    std::cout << name << ": " << describe_value(v, 6) << "\n";
     if (!o.output_dir.empty()) {
       std::string path = (std::filesystem::path(o.output_dir) / file_name_of(name)).string();
       npy_io::write(path, v.dtype, v.shape, v.data);
@@ -259,7 +281,7 @@ static RegisterCommand run_cmd(30, [](CLI::App& app) {
   sub->add_option("--params", o->params_dir,
                   "directory of NAME.npy param values ('/' in a name written as '__'); default: drawn from the initializers");
   sub->add_option("--output,-o", o->output_dir, "write NAME.npy for each computed output into this directory");
-  sub->add_flag("--f64", o->f64, "compute in f64 (no rounding to float after each op)");
+  sub->add_flag("--f64", o->f64, "compute in f64 (no rounding to float after each op; f32 outputs written as float64)");
   sub->add_option("--seed", o->seed, "re-derive every param's initializer seed from this graph seed")->check(CLI::NonNegativeNumber);
   sub->callback([o] { run_graph(*o); });
 });

@@ -1,0 +1,193 @@
+#include "compiler/autodiff/train_step.h"
+
+#include <stdexcept>
+
+#include "compiler/autodiff/autodiff.h"
+#include "compiler/ir/builder.h"
+#include "compiler/passes/graph_edit.h"
+#include "compiler/passes/passes.h"
+
+namespace kiln {
+
+TrainStepConfig train_step_config(const TrainSpec& spec) {
+  TrainStepConfig config;
+  config.optimizer = is_builtin_update_rule(spec.optimizer.kind) ? builtin_update_rule(spec.optimizer.kind)
+                                                                 : load_update_rule(spec.optimizer.kind);
+  config.hyperparameters = spec.optimizer.hyperparameters;
+  return config;
+}
+
+std::string next_value_name(const std::string& persistent) { return persistent + "@next"; }
+
+static NodeId required_loss(const Graph& model) {
+  NodeId loss = model.output("loss");
+  if (loss == kNoNode) throw std::invalid_argument("graph '" + model.name + "' has no output named \"loss\"");
+  const TensorType& t = model.node(loss).type;
+  if (!t.shape.empty() || !is_float(t.dtype))
+    throw std::invalid_argument("graph '" + model.name + "': output \"loss\" must be a float scalar, got " + type_str(t));
+  return loss;
+}
+
+namespace {
+
+// Per trainable param: its persistent node, the value the step computes with
+// (after the rule's pre stage) and its optimizer state.
+struct ParamSlot {
+  NodeId param, value;
+  std::map<std::string, NodeId> state, state_value;
+};
+
+}  // namespace
+
+Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
+  required_loss(model);
+  for (const char* reserved : {kLearningRateInput, kStepCounter})
+    if (model.find(reserved) != kNoNode)
+      throw std::invalid_argument("graph '" + model.name + "' has a node named '" + reserved +
+                                  "', a name the training step reserves");
+  const UpdateRule& rule = config.optimizer;
+  auto hyper = resolve_hyperparameters(rule, config.hyperparameters);
+
+  Graph s = model;
+  s.name = model.name + ".train_step";
+  s.outputs.clear();
+  if (!config.use_handwritten_gradients) s.gradients.clear();
+  const size_t model_nodes = s.nodes.size();
+  GraphBuilder b(s);
+  NodeId lr = b.input(kLearningRateInput, {DType::f32, {}});
+  NodeId step = b.param(kStepCounter, {DType::i64, {}},
+                        {{"role", "state"}, {"trainable", false}, {"init", {{"kind", "zeros"}}}});
+  b.set_scope("train");
+  NodeId t = b.add("cast", {b.add2("add", step, b.constant(1.0, DType::i64))}, {{"dtype", "f32"}}, "t");
+
+  std::vector<ParamSlot> slots;
+  for (NodeId p : trainable_params(s)) {
+    ParamSlot slot{p, p, {}, {}};
+    const std::string pname = s.node(p).name;
+    for (const UpdateStateDecl& st : rule.state) {
+      Attrs init = st.init == "param" ? Attrs{{"kind", "copy"}, {"of", pname}} : Attrs{{"kind", "zeros"}};
+      NodeId id = b.param(pname + "/" + st.name, s.node(p).type, {{"role", "state"}, {"trainable", false}, {"init", init}});
+      slot.state[st.name] = slot.state_value[st.name] = id;
+    }
+    slots.push_back(std::move(slot));
+  }
+
+  // The pre stage changes the params before the loss sees them: the model's
+  // nodes are rewired to read the pre-stage values, then re-sorted.
+  if (!rule.pre.is_null()) {
+    for (ParamSlot& slot : slots) {
+      b.set_scope(s.node(slot.param).name + "/pre");
+      auto outs = build_update_stage(b, rule, "pre", {slot.param, kNoNode, lr, t, slot.state, hyper});
+      if (outs.count("param")) slot.value = outs["param"];
+      for (auto& [name, id] : outs)
+        if (name != "param") slot.state_value[name] = id;
+      for (size_t i = 0; i < model_nodes; ++i)
+        for (NodeId& in : s.nodes[i].inputs)
+          if (in == slot.param) in = slot.value;
+    }
+    std::vector<NodeId> moved = topological_sort(s);
+    auto remap = [&](NodeId& id) { id = moved.at(static_cast<size_t>(id)); };
+    remap(lr), remap(step), remap(t);
+    for (ParamSlot& slot : slots) {
+      remap(slot.param), remap(slot.value);
+      for (auto& [n, id] : slot.state) remap(id);
+      for (auto& [n, id] : slot.state_value) remap(id);
+    }
+  }
+  // Model node ids may have moved; the model's loss is found by name.
+  const NodeId loss = s.find(model.node(model.output("loss")).name);
+  const NodeId correct = model.output("correct") == kNoNode ? kNoNode : s.find(model.node(model.output("correct")).name);
+
+  std::vector<NodeId> wrt;
+  for (const ParamSlot& slot : slots)
+    if (!s.gradients.count(slot.param)) wrt.push_back(slot.value);
+  Gradients grads = differentiate(s, loss, wrt);
+
+  for (ParamSlot& slot : slots) {
+    const std::string pname = s.node(slot.param).name;
+    NodeId grad = s.gradients.count(slot.param) ? s.gradients.at(slot.param) : grads.of.at(slot.value);
+    b.set_scope(pname + "/update");
+    auto outs = build_update_stage(b, rule, "update", {slot.value, grad, lr, t, slot.state_value, hyper});
+    s.updates.push_back({slot.param, outs.at("param")});
+    for (auto& [name, state] : slot.state) {
+      NodeId final_value = outs.count(name) ? outs.at(name) : slot.state_value.at(name);
+      if (final_value != state) s.updates.push_back({state, final_value});
+    }
+  }
+  b.set_scope("train");
+  s.updates.push_back({step, b.add2("add", step, b.constant(1.0, DType::i64))});
+
+  s.gradients.clear();  // consumed: the step's own outputs are its updates
+  s.outputs.push_back({"loss", loss});
+  if (correct != kNoNode) s.outputs.push_back({"correct", correct});
+  for (auto& [target, value] : s.updates) s.outputs.push_back({next_value_name(s.node(target).name), value});
+  eliminate_dead_code(s);
+  verify_or_throw(s, "building the training step");
+  return s;
+}
+
+// The model reduced to some of its outputs.
+static Graph model_with_outputs(const Graph& model, const std::string& suffix,
+                                std::vector<std::pair<std::string, NodeId>> outputs) {
+  Graph s = model;
+  s.name = model.name + suffix;
+  s.gradients.clear();
+  s.outputs = std::move(outputs);
+  eliminate_dead_code(s);
+  verify_or_throw(s, "building the " + suffix.substr(1) + " graph");
+  return s;
+}
+
+Graph build_eval_step(const Graph& model) {
+  std::vector<std::pair<std::string, NodeId>> outs = {{"loss", required_loss(model)}};
+  if (model.output("correct") != kNoNode) outs.push_back({"correct", model.output("correct")});
+  return model_with_outputs(model, ".eval_step", outs);
+}
+
+Graph build_predict(const Graph& model) {
+  NodeId probs = model.output("probabilities");
+  if (probs != kNoNode) return model_with_outputs(model, ".predict", {{"probabilities", probs}});
+  NodeId logits = model.output("logits");
+  if (logits == kNoNode)
+    throw std::invalid_argument("graph '" + model.name + "' has neither a \"probabilities\" nor a \"logits\" output");
+  Graph m = model;
+  GraphBuilder b(m);
+  NodeId softmax = b.add("softmax", {logits}, Attrs::object(), "probabilities");
+  return model_with_outputs(m, ".predict", {{"probabilities", softmax}});
+}
+
+Graph build_gradient_graph(const Graph& model, bool use_handwritten_gradients) {
+  Graph g = model;
+  g.name = model.name + ".grad";
+  NodeId loss = required_loss(model);
+  if (!use_handwritten_gradients) g.gradients.clear();
+  std::vector<NodeId> wrt;
+  for (NodeId p : trainable_params(g))
+    if (!g.gradients.count(p)) wrt.push_back(p);
+  Gradients grads = differentiate(g, loss, wrt);
+  for (NodeId p : trainable_params(g))
+    g.outputs.push_back({"grad:" + g.node(p).name, g.gradients.count(p) ? g.gradients.at(p) : grads.of.at(p)});
+  verify_or_throw(g, "autodiff");
+  return g;
+}
+
+std::map<std::string, interp::Value> initial_optimizer_state(const Graph& step,
+                                                             const std::map<std::string, interp::Value>& params) {
+  std::map<std::string, interp::Value> out;
+  for (NodeId id : step.params()) {
+    const Node& n = step.node(id);
+    if (n.attrs.value("role", std::string("param")) != "state") continue;
+    const Attrs init = n.attrs.value("init", Attrs::object());
+    if (init.value("kind", std::string("zeros")) == "copy") {
+      std::string of = init.at("of");
+      auto it = params.find(of);
+      if (it == params.end()) throw std::invalid_argument("state '" + n.name + "' starts as a copy of param '" + of + "', which has no value");
+      out[n.name] = it->second;
+      continue;
+    }
+    out[n.name] = interp::Value{n.type.dtype, n.type.shape, std::vector<double>(static_cast<size_t>(numel(n.type.shape)), 0.0)};
+  }
+  return out;
+}
+
+}  // namespace kiln

@@ -1,0 +1,349 @@
+#include "compiler/frontend/train_spec.h"
+
+#include <fnmatch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "compiler/autodiff/update_rule.h"
+#include "compiler/frontend/graph_json.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+double learning_rate_at(const LrSchedule& s, double lr, int64_t step) {
+  double ratio = static_cast<double>(step) / static_cast<double>(s.decay_steps);
+  if (s.staircase || s.kind == "step") ratio = std::floor(ratio);
+  if (s.kind == "exponential" || s.kind == "step") return lr * std::pow(s.decay_rate, ratio);
+  if (s.kind == "inverse_time") return lr / (1.0 + s.decay_rate * ratio);
+  return lr;
+}
+
+namespace {
+
+const std::vector<std::string> kTopKeys = {"format", "name", "description", "graph", "data", "preprocessing",
+                                           "batch_size", "epochs", "optimizer", "seed", "freeze", "unfreeze",
+                                           "init_from", "validation", "metrics", "subset", "threads"};
+const std::vector<std::string> kMetrics = {"loss", "accuracy", "confusion_matrix", "epoch_time"};
+
+class SpecReader {
+ public:
+  SpecReader(const json& root, std::string file) : root_(root), file_(std::move(file)) {
+    dir_ = fs::path(file_).parent_path();
+  }
+
+  TrainSpec read() {
+    TrainSpec s;
+    s.file = file_;
+    s.name = fs::path(file_).stem().string();
+    if (!root_.is_object()) throw SpecError(file_, {{"", "", "a training spec is a JSON object"}});
+    if (root_.value("format", json()) != kTrainFormat)
+      fail("/format", std::string("\"format\" must be \"") + kTrainFormat + "\"");
+    for (auto& [k, v] : root_.items())
+      if (std::find(kTopKeys.begin(), kTopKeys.end(), k) == kTopKeys.end()) {
+        std::string hint = closest_name(k, kTopKeys);
+        fail("/" + k, "unknown key '" + k + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+      }
+    if (auto* v = get("/name", root_, "name", json::value_t::string)) s.name = *v;
+    if (auto* v = get("/description", root_, "description", json::value_t::string)) s.description = *v;
+    if (auto* v = get("/graph", root_, "graph", json::value_t::string, true)) {
+      s.graph = resolve(*v);
+      if (!fs::exists(s.graph)) fail("/graph", "graph file not found: " + s.graph);
+    }
+    read_data(s);
+    read_preprocessing(s);
+    read_batch(s);
+    if (auto* v = get("/epochs", root_, "epochs", json::value_t::number_unsigned, true)) s.epochs = positive(*v, "/epochs");
+    read_optimizer(s);
+    if (auto* v = get("/seed", root_, "seed", json::value_t::number_unsigned)) s.seed = *v;
+    s.freeze = strings("/freeze", "freeze");
+    s.unfreeze = strings("/unfreeze", "unfreeze");
+    if (auto* v = get("/init_from", root_, "init_from", json::value_t::string)) s.init_from = resolve(*v);
+    read_validation(s);
+    if (root_.contains("metrics")) {
+      s.metrics = strings("/metrics", "metrics");
+      for (size_t i = 0; i < s.metrics.size(); ++i)
+        if (std::find(kMetrics.begin(), kMetrics.end(), s.metrics[i]) == kMetrics.end())
+          fail("/metrics/" + std::to_string(i), "unknown metric '" + s.metrics[i] +
+                                                    "' (metrics: loss, accuracy, confusion_matrix, epoch_time)");
+    }
+    read_subset(s);
+    if (auto* v = get("/threads", root_, "threads", json::value_t::number_unsigned)) s.threads = static_cast<int>(positive(*v, "/threads"));
+    if (!diags_.empty()) throw SpecError(file_, diags_);
+    return s;
+  }
+
+ private:
+  void fail(std::string path, std::string msg) { diags_.push_back({std::move(path), "", std::move(msg)}); }
+
+  std::string resolve(const std::string& p) const {
+    fs::path path(p);
+    return (path.is_absolute() ? path : dir_ / path).lexically_normal().string();
+  }
+
+  static const char* kind_name(json::value_t t) {
+    switch (t) {
+      case json::value_t::string: return "a string";
+      case json::value_t::number_unsigned: return "a non-negative integer";
+      case json::value_t::number_float: return "a number";
+      case json::value_t::object: return "an object";
+      case json::value_t::array: return "a list";
+      case json::value_t::boolean: return "true or false";
+      default: return "a value";
+    }
+  }
+
+  // obj[key] if present and of kind `t` (any number for number_float); reports otherwise.
+  const json* get(const std::string& path, const json& obj, const char* key, json::value_t t, bool required = false) {
+    if (!obj.is_object() || !obj.contains(key)) {
+      if (required) fail(path, std::string("\"") + key + "\" is required");
+      return nullptr;
+    }
+    const json& v = obj[key];
+    bool ok = t == json::value_t::number_float ? v.is_number()
+              : t == json::value_t::number_unsigned ? v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0)
+                                                    : v.type() == t;
+    if (!ok) {
+      fail(path, std::string("\"") + key + "\" must be " + kind_name(t) + ", got " + v.dump());
+      return nullptr;
+    }
+    return &v;
+  }
+
+  int64_t positive(const json& v, const std::string& path) {
+    int64_t x = v.get<int64_t>();
+    if (x < 1) fail(path, "must be at least 1, got " + std::to_string(x));
+    return x;
+  }
+
+  std::string choice(const std::string& path, const json& obj, const char* key, const std::vector<std::string>& choices,
+                     bool required, std::string fallback) {
+    const json* v = get(path, obj, key, json::value_t::string, required);
+    if (!v) return fallback;
+    std::string s = *v;
+    if (std::find(choices.begin(), choices.end(), s) != choices.end()) return s;
+    std::string list;
+    for (auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+    fail(path, "\"" + s + "\" is not one of: " + list);
+    return fallback;
+  }
+
+  std::vector<std::string> strings(const std::string& path, const char* key) {
+    std::vector<std::string> out;
+    const json* v = get(path, root_, key, json::value_t::array);
+    if (!v) return out;
+    for (size_t i = 0; i < v->size(); ++i) {
+      if ((*v)[i].is_string()) out.push_back((*v)[i]);
+      else fail(path + "/" + std::to_string(i), "must be a string, got " + (*v)[i].dump());
+    }
+    return out;
+  }
+
+  void read_data(TrainSpec& s) {
+    const json* d = get("/data", root_, "data", json::value_t::object, true);
+    if (!d) return;
+    s.dataset = choice("/data/set", *d, "set", {"mnist", "cifar10"}, true, "");
+    if (auto* v = get("/data/dir", *d, "dir", json::value_t::string, true)) s.data_dir = resolve(*v);
+    for (auto& [k, v] : d->items())
+      if (k != "set" && k != "dir") fail("/data/" + k, "unknown key '" + k + "' (data: set, dir)");
+  }
+
+  void read_preprocessing(TrainSpec& s) {
+    const json* p = get("/preprocessing", root_, "preprocessing", json::value_t::object, true);
+    if (!p) return;
+    s.images = choice("/preprocessing/images", *p, "images", {"standardize", "scale255"}, true, s.images);
+    s.labels = choice("/preprocessing/labels", *p, "labels", {"onehot", "sparse", "binary"}, true, s.labels);
+    if (const json* pc = get("/preprocessing/positive_classes", *p, "positive_classes", json::value_t::array))
+      for (size_t i = 0; i < pc->size(); ++i) {
+        if ((*pc)[i].is_number_integer() && (*pc)[i].get<int>() >= 0) s.positive_classes.push_back((*pc)[i]);
+        else fail("/preprocessing/positive_classes/" + std::to_string(i), "a class is a non-negative integer");
+      }
+    if (s.labels == "binary" && s.positive_classes.empty())
+      fail("/preprocessing/positive_classes", "binary labels need \"positive_classes\" (the classes labelled 1)");
+    if (s.labels != "binary" && p->contains("positive_classes"))
+      fail("/preprocessing/positive_classes", "only binary labels take positive_classes");
+    for (auto& [k, v] : p->items())
+      if (k != "images" && k != "labels" && k != "positive_classes")
+        fail("/preprocessing/" + k, "unknown key '" + k + "' (preprocessing: images, labels, positive_classes)");
+  }
+
+  void read_batch(TrainSpec& s) {
+    if (!root_.contains("batch_size")) { fail("/batch_size", "\"batch_size\" is required (a number or \"full\")"); return; }
+    const json& v = root_["batch_size"];
+    if (v == "full") s.full_batch = true;
+    else if (v.is_number_integer() && v.get<int64_t>() >= 1) s.batch_size = v;
+    else fail("/batch_size", "batch_size is a positive integer or \"full\", got " + v.dump());
+  }
+
+  void read_optimizer(TrainSpec& s) {
+    const json* o = get("/optimizer", root_, "optimizer", json::value_t::object, true);
+    if (!o) return;
+    OptimizerSpec& opt = s.optimizer;
+    UpdateRule rule;
+    if (auto* k = get("/optimizer/kind", *o, "kind", json::value_t::string, true)) {
+      std::string kind = *k;
+      try {
+        if (is_builtin_update_rule(kind)) {
+          opt.kind = kind;
+          rule = builtin_update_rule(kind);
+        } else if (kind.size() > 5 && kind.ends_with(".json")) {
+          opt.kind = resolve(kind);
+          rule = load_update_rule(opt.kind);
+        } else {
+          fail("/optimizer/kind", "optimizer kind is gd, momentum, adam or the path of a kiln.update/1 file (.json), got \"" + kind + "\"");
+        }
+      } catch (const GraphError& e) {
+        fail("/optimizer/kind", std::string("the update rule does not load: ") + e.what());
+      }
+    }
+    if (o->contains("lr")) read_value("/optimizer/lr", (*o)["lr"], "lr", opt.lr);
+    else if (opt.kind == "adam") opt.lr = 1e-3;
+    else if (opt.kind == "gd" || opt.kind == "momentum") opt.lr = 0.01;
+    else fail("/optimizer/lr", "a custom update rule needs an explicit \"lr\"");
+    if (const json* h = get("/optimizer/hyperparameters", *o, "hyperparameters", json::value_t::object))
+      for (auto& [name, v] : h->items()) {
+        std::string path = "/optimizer/hyperparameters/" + name;
+        bool declared = false;
+        for (auto& [hn, d] : rule.hyperparameters) declared = declared || hn == name;
+        if (!rule.name.empty() && !declared) {
+          std::vector<std::string> names;
+          for (auto& [hn, d] : rule.hyperparameters) names.push_back(hn);
+          std::string hint = closest_name(name, names);
+          fail(path, "optimizer '" + rule.name + "' has no hyperparameter '" + name + "'" +
+                         (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+          continue;
+        }
+        double value = 0;
+        read_value(path, v, name, value);
+        opt.hyperparameters[name] = value;
+      }
+    if (const json* sch = get("/optimizer/schedule", *o, "schedule", json::value_t::object)) {
+      LrSchedule& sc = opt.schedule;
+      sc.kind = choice("/optimizer/schedule/kind", *sch, "kind", {"constant", "exponential", "step", "inverse_time"}, true, "constant");
+      if (auto* v = get("/optimizer/schedule/decay_rate", *sch, "decay_rate", json::value_t::number_float, sc.kind != "constant")) sc.decay_rate = *v;
+      if (auto* v = get("/optimizer/schedule/decay_steps", *sch, "decay_steps", json::value_t::number_unsigned, sc.kind != "constant"))
+        sc.decay_steps = positive(*v, "/optimizer/schedule/decay_steps");
+      if (auto* v = get("/optimizer/schedule/staircase", *sch, "staircase", json::value_t::boolean)) sc.staircase = *v;
+    }
+    for (auto& [k, v] : o->items())
+      if (k != "kind" && k != "lr" && k != "hyperparameters" && k != "schedule")
+        fail("/optimizer/" + k, "unknown key '" + k + "' (optimizer: kind, lr, hyperparameters, schedule)");
+  }
+
+  // A number, or a non-empty list of numbers (a sweep: its first value is the default).
+  void read_value(const std::string& path, const json& v, const std::string& name, double& out) {
+    if (v.is_number()) { out = v; return; }
+    if (v.is_array() && !v.empty() && std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_number(); })) {
+      out = v[0];
+      root_sweeps_[name] = v.get<std::vector<double>>();
+      return;
+    }
+    fail(path, "must be a number or a non-empty list of numbers (a sweep), got " + v.dump());
+  }
+
+  void read_validation(TrainSpec& s) {
+    const json* v = get("/validation", root_, "validation", json::value_t::object);
+    if (!v) return;
+    if (auto* c = get("/validation/count", *v, "count", json::value_t::number_unsigned, true)) s.validation_count = *c;
+    if (auto* c = get("/validation/seed", *v, "seed", json::value_t::number_unsigned)) s.validation_seed = *c;
+    else s.validation_seed = s.seed;
+  }
+
+  void read_subset(TrainSpec& s) {
+    const json* v = get("/subset", root_, "subset", json::value_t::object);
+    if (!v) return;
+    if (auto* c = get("/subset/train", *v, "train", json::value_t::number_unsigned)) s.train_subset = positive(*c, "/subset/train");
+    if (auto* c = get("/subset/test", *v, "test", json::value_t::number_unsigned)) s.test_subset = positive(*c, "/subset/test");
+  }
+
+ public:
+  std::map<std::string, std::vector<double>> root_sweeps_;
+
+ private:
+  const json& root_;
+  std::string file_;
+  fs::path dir_;
+  std::vector<Diagnostic> diags_;
+};
+
+}  // namespace
+
+TrainSpec parse_train_spec(const std::string& text, const std::string& file) {
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    auto [line, col] = line_column(text, e.byte);
+    throw SpecError(file, {{"", "", "not valid JSON: line " + std::to_string(line) + ", column " + std::to_string(col)}});
+  }
+  SpecReader reader(root, file);
+  TrainSpec spec = reader.read();
+  spec.optimizer.sweeps = reader.root_sweeps_;
+  return spec;
+}
+
+TrainSpec load_train_spec(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw SpecError(path, {{"", "", "cannot open the training spec"}});
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_train_spec(ss.str(), path);
+}
+
+static std::string short_number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+std::vector<TrainSpec> expand_sweeps(const TrainSpec& spec) {
+  std::vector<TrainSpec> out = {spec};
+  out[0].optimizer.sweeps.clear();
+  for (auto& [name, values] : spec.optimizer.sweeps) {
+    std::vector<TrainSpec> next;
+    for (const TrainSpec& base : out)
+      for (double v : values) {
+        TrainSpec s = base;
+        if (name == "lr") s.optimizer.lr = v;
+        else s.optimizer.hyperparameters[name] = v;
+        s.name += "[" + name + "=" + short_number(v) + "]";
+        next.push_back(std::move(s));
+      }
+    out = std::move(next);
+  }
+  return out;
+}
+
+void apply_trainable_patterns(Graph& g, const TrainSpec& spec) {
+  std::vector<Diagnostic> diags;
+  auto matches = [](const std::vector<std::string>& patterns, const std::string& name) {
+    for (auto& p : patterns)
+      if (fnmatch(p.c_str(), name.c_str(), 0) == 0) return true;
+    return false;
+  };
+  for (const char* key : {"freeze", "unfreeze"}) {
+    const auto& patterns = std::string(key) == "freeze" ? spec.freeze : spec.unfreeze;
+    for (size_t i = 0; i < patterns.size(); ++i) {
+      bool any = false;
+      for (NodeId p : g.params()) any = any || matches({patterns[i]}, g.node(p).name);
+      if (!any)
+        diags.push_back({"/" + std::string(key) + "/" + std::to_string(i), "",
+                         "pattern \"" + patterns[i] + "\" matches no param of graph '" + g.name + "'"});
+    }
+  }
+  if (!diags.empty()) throw SpecError(spec.file, diags);
+  for (NodeId p : g.params()) {
+    Node& n = g.node(p);
+    if (n.attrs.value("role", std::string("param")) != "param") continue;
+    if (matches(spec.unfreeze, n.name)) n.attrs["trainable"] = true;
+    else if (matches(spec.freeze, n.name)) n.attrs["trainable"] = false;
+  }
+}
+
+}  // namespace kiln

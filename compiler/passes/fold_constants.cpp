@@ -1,0 +1,60 @@
+// Constant folding through the interpreter's reference kernels: the folded
+// value is by definition what the op means.
+#include "compiler/interp/interpreter.h"
+#include "compiler/passes/passes.h"
+
+namespace kiln {
+
+static bool foldable(const Graph& g, const Node& n) {
+  if (n.inputs.empty() || n.op == "dim_size") return false;
+  if (has_open_dim(n.type.shape) || numel(n.type.shape) > kMaxFoldedElements) return false;
+  for (NodeId in : n.inputs)
+    if (g.node(in).op != "constant") return false;
+  return true;
+}
+
+// Runs node `id` alone on its constant inputs.
+static interp::Value evaluate_alone(const Graph& g, NodeId id) {
+  Graph single;
+  single.name = g.name + ".fold";
+  Node n = g.node(id);
+  for (NodeId& in : n.inputs) {
+    Node c = g.node(in);
+    c.name = "in" + std::to_string(single.nodes.size());
+    in = static_cast<NodeId>(single.nodes.size());
+    single.nodes.push_back(std::move(c));
+  }
+  single.nodes.push_back(n);
+  single.outputs.push_back({"value", static_cast<NodeId>(single.nodes.size() - 1)});
+  interp::Interpreter interpreter(single, interp::Precision::f32);
+  return interpreter.run({}, {"value"}).at("value");
+}
+
+static void become_constant(Node& n, const nlohmann::json& value) {
+  n.op = "constant";
+  n.inputs.clear();
+  n.attrs = Attrs{{"value", value}, {"shape", n.type.shape}, {"dtype", dtype_name(n.type.dtype)}};
+}
+
+bool fold_constants(Graph& g) {
+  bool changed = false;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    if (n.op == "dim_size") {
+      const Shape& s = g.node(n.inputs[0]).type.shape;
+      int64_t axis = n.attrs.at("axis").get<int64_t>();
+      int64_t d = s.at(static_cast<size_t>(axis < 0 ? axis + static_cast<int64_t>(s.size()) : axis));
+      if (d == kOpenDim) continue;
+      become_constant(n, static_cast<double>(d));
+      changed = true;
+      continue;
+    }
+    if (!foldable(g, n)) continue;
+    interp::Value v = evaluate_alone(g, static_cast<NodeId>(i));
+    become_constant(g.nodes[i], n.type.shape.empty() ? nlohmann::json(v.data.at(0)) : nlohmann::json(v.data));
+    changed = true;
+  }
+  return changed;
+}
+
+}  // namespace kiln

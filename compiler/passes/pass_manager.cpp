@@ -1,0 +1,60 @@
+#include "compiler/passes/pass_manager.h"
+
+#include <stdexcept>
+
+#include "compiler/passes/passes.h"
+
+namespace kiln {
+
+const std::vector<GraphPass>& graph_passes() {
+  static const std::vector<GraphPass> passes = {
+      {"fold-constants", "nodes computed only from constants become constants (up to 4096 elements)", fold_constants},
+      {"algebra", "x*1, x+0, x-0, x/1, neg(neg x), no-op cast/reshape/transpose/broadcast removed; transposes and broadcasts folded into their users", simplify_algebra},
+      {"cse", "no two nodes apply the same op with the same attrs to the same inputs", eliminate_common_subexpressions},
+      {"dce", "every node feeds an output, gradient or update (inputs and params stay)", eliminate_dead_code},
+  };
+  return passes;
+}
+
+const GraphPass& find_graph_pass(const std::string& name) {
+  std::string known;
+  for (const GraphPass& p : graph_passes()) {
+    if (p.name == name) return p;
+    known += (known.empty() ? "" : ", ") + p.name;
+  }
+  throw std::invalid_argument("unknown pass '" + name + "' (passes: " + known + ")");
+}
+
+std::vector<std::string> pipeline(const std::string& name) {
+  if (name == "simplify") return {"fold-constants", "algebra", "cse", "dce"};
+  throw std::invalid_argument("unknown pipeline '" + name + "' (pipelines: simplify)");
+}
+
+std::vector<PassRun> run_passes(Graph& g, const std::vector<std::string>& passes, const PipelineOptions& options) {
+  std::vector<PassRun> runs;
+  for (int round = 1; round <= options.max_rounds; ++round) {
+    bool any = false;
+    for (const std::string& name : passes) {
+      const GraphPass& pass = find_graph_pass(name);
+      size_t before = g.nodes.size();
+      bool changed = pass.run(g);
+      verify_or_throw(g, "pass '" + name + "'");
+      runs.push_back({name, round, before, g.nodes.size(), changed});
+      any = any || changed;
+      if (options.dump) {
+        *options.dump << "// ---- after " << name << " (round " << round << "): " << before << " -> "
+                      << g.nodes.size() << " nodes" << (changed ? "" : ", unchanged") << "\n// " << pass.contract
+                      << "\n";
+        if (changed) *options.dump << print_graph(g);
+      }
+    }
+    if (!any) break;
+  }
+  return runs;
+}
+
+std::vector<PassRun> run_pipeline(Graph& g, const std::string& name, const PipelineOptions& options) {
+  return run_passes(g, pipeline(name), options);
+}
+
+}  // namespace kiln

@@ -1,0 +1,36 @@
+#pragma once
+// The simplification passes. Each takes a verified graph and leaves a verified
+// graph computing the same outputs, gradients and updates; each returns
+// whether it changed anything. The pass manager runs verify() after each.
+#include "compiler/ir/graph.h"
+
+namespace kiln {
+
+// cse: two nodes with the same op, inputs, attributes and type compute the
+// same value; every use of the later one reads the earlier one, and the later
+// one is removed. Inputs and params are never merged (each is its own value).
+bool eliminate_common_subexpressions(Graph& g);
+
+// dce: removes every node that no output, hand-written gradient or update
+// needs. Inputs and params always stay: they are the program's interface.
+bool eliminate_dead_code(Graph& g);
+
+// fold-constants: a node whose inputs are all constants becomes a constant,
+// computed by the interpreter's reference kernel (in f32, as the compiled
+// code would); dim_size of a static dimension becomes a constant too. Results
+// over kMaxFoldedElements elements are left alone, so a broadcast of zeros
+// never turns into a huge literal.
+constexpr int64_t kMaxFoldedElements = 4096;
+bool fold_constants(Graph& g);
+
+// algebra: x*1, 1*x, x+0, 0+x, x-0, x/1 -> x (only where the result has x's
+// type, so a broadcasting identity is kept); neg(neg x) -> x; cast to x's own
+// dtype -> x; broadcast or reshape to x's own shape -> x;
+// reshape(reshape x) -> reshape x; transpose(transpose x) -> one transpose with
+// the composed perm, or x when that is the identity; a 2-D transpose feeding a
+// matmul operand becomes that operand's transpose flag; an explicit broadcast
+// feeding add/sub/mul/div/maximum is dropped when the op's own broadcasting
+// gives the same shape.
+bool simplify_algebra(Graph& g);
+
+}  // namespace kiln

@@ -1,0 +1,158 @@
+// The simplification passes on small known graphs: node counts before and
+// after each pass, the rewrites they make, and that values do not change.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "compiler/autodiff/train_step.h"
+#include "compiler/frontend/graph_json.h"
+#include "compiler/interp/interpreter.h"
+#include "compiler/ir/builder.h"
+#include "compiler/passes/pass_manager.h"
+#include "compiler/passes/passes.h"
+
+using namespace kiln;
+using interp::Value;
+
+namespace {
+
+Value run_out(const Graph& g, const std::map<std::string, Value>& feeds) {
+  return interp::Interpreter(g, interp::Precision::f64).run(feeds, {"out"}).at("out");
+}
+
+const Value kX{DType::f32, {2, 3}, {1, -2, 3, 0.5, 4, -1}};
+
+}  // namespace
+
+TEST_CASE("passes: cse merges equal nodes (and equal constants), keeping the first") {
+  Graph g;
+  GraphBuilder b(g);
+  NodeId x = b.input("x", {DType::f32, {2, 3}});
+  NodeId s1 = b.add2("mul", x, b.constant(2.0));  // constant #1
+  NodeId s2 = b.add2("mul", x, b.constant(2.0));  // constant #2, then an equal mul
+  g.outputs = {{"out", b.add2("add", s1, s2)}};
+  REQUIRE(g.nodes.size() == 6);
+  Value before = run_out(g, {{"x", kX}});
+  CHECK(eliminate_common_subexpressions(g));
+  CHECK(g.nodes.size() == 4);  // x, 2, x*2, add
+  CHECK(g.node(g.output("out")).inputs[0] == g.node(g.output("out")).inputs[1]);
+  CHECK(run_out(g, {{"x", kX}}).data == before.data);
+  CHECK_FALSE(eliminate_common_subexpressions(g));
+}
+
+TEST_CASE("passes: dce drops unused nodes but keeps inputs and params") {
+  Graph g;
+  GraphBuilder b(g);
+  NodeId x = b.input("x", {DType::f32, {2, 3}});
+  b.input("unused_input", {DType::f32, {4}});
+  NodeId w = b.param("w", {DType::f32, {3}});
+  b.add1("exp", b.add2("mul", x, w));  // dead: 2 nodes
+  g.outputs = {{"out", b.add2("add", x, w)}};
+  REQUIRE(g.nodes.size() == 6);
+  CHECK(eliminate_dead_code(g));
+  CHECK(g.nodes.size() == 4);
+  CHECK(g.find("unused_input") != kNoNode);
+  CHECK(g.nodes_with_op("exp").empty());
+  CHECK_FALSE(eliminate_dead_code(g));
+}
+
+TEST_CASE("passes: fold-constants evaluates constant subgraphs and static dim_size") {
+  Graph g;
+  GraphBuilder b(g);
+  NodeId x = b.input("x", {DType::f32, {2, 3}});
+  NodeId six = b.add2("mul", b.constant(2.0), b.constant(3.0));
+  NodeId v = b.add1("sqrt", b.constant_tensor({4, 9, 16}, {3}));
+  NodeId n = b.add("dim_size", {x}, {{"axis", 1}});
+  g.outputs = {{"out", b.add2("mul", b.add2("mul", x, v), b.add2("div", six, n))}};
+  // x, 2, 3, mul, [4,9,16], sqrt, dim_size, x*v, div, out
+  REQUIRE(g.nodes.size() == 10);
+  CHECK(fold_constants(g));
+  CHECK(g.nodes.size() == 10);  // folding rewrites in place; dce removes the orphans
+  CHECK(g.node(six).op == "constant");
+  CHECK(g.node(six).attrs.at("value").get<double>() == 6.0);
+  CHECK(g.node(v).attrs.at("value").get<std::vector<double>>() == std::vector<double>{2, 3, 4});
+  CHECK(g.node(n).attrs.at("value").get<double>() == 3.0);
+  // Folding walks in order, so the div, whose inputs were folded just before, became 6 / 3 too.
+  CHECK(g.node(g.node(g.output("out")).inputs[1]).attrs.at("value").get<double>() == 2.0);
+  CHECK(eliminate_dead_code(g));
+  CHECK(g.nodes.size() == 5);  // x, [2,3,4], x*v, 2, out
+  Value out = run_out(g, {{"x", kX}});
+  CHECK(out.data == std::vector<double>{1 * 2 * 2, -2 * 3 * 2, 3 * 4 * 2, 0.5 * 2 * 2, 4 * 3 * 2, -1 * 4 * 2});
+}
+
+TEST_CASE("passes: algebra removes neutral elements and double negations, keeps broadcasting ones") {
+  Graph g;
+  GraphBuilder b(g);
+  NodeId x = b.input("x", {DType::f32, {2, 3}});
+  NodeId t = b.add2("mul", x, b.constant(1.0));              // x*1 -> x
+  t = b.add2("add", b.constant(0.0), t);                     // 0+x -> x
+  t = b.add2("sub", t, b.constant(0.0));                     // x-0 -> x
+  t = b.add2("div", t, b.constant_tensor({1, 1, 1}, {3}));   // x/[1,1,1] -> x (same type)
+  t = b.add1("neg", b.add1("neg", t));                       // neg(neg x) -> x
+  NodeId widened = b.add2("mul", b.constant_tensor({1, 1}, {2, 1}), b.constant_tensor({5, 6, 7}, {3}));  // kept: broadcasts
+  g.outputs = {{"out", b.add2("add", t, widened)}};
+  REQUIRE(g.nodes.size() == 15);
+  Value before = run_out(g, {{"x", kX}});
+  CHECK(simplify_algebra(g));
+  // mul, add, sub, div and the outer neg are gone (15 - 5); the inner neg is now dead, left to dce.
+  CHECK(g.nodes.size() == 10);
+  CHECK(g.node(g.output("out")).inputs[0] == g.find("x"));
+  CHECK(g.nodes_with_op("mul").size() == 1);  // the broadcasting one stays
+  CHECK(run_out(g, {{"x", kX}}).data == before.data);
+  CHECK(eliminate_dead_code(g));
+  CHECK(g.nodes.size() == 5);  // x, [1,1], [5,6,7], mul, add
+}
+
+TEST_CASE("passes: algebra composes transposes, folds them into matmul flags, merges reshapes") {
+  Graph g;
+  GraphBuilder b(g);
+  NodeId a = b.input("a", {DType::f32, {3, 2}});
+  NodeId w = b.input("w", {DType::f32, {4, 3}});
+  NodeId at = b.add("transpose", {a}, {{"perm", {1, 0}}});                       // [2,3]
+  NodeId back = b.add("transpose", {b.add("transpose", {at}, {{"perm", {1, 0}}})}, {{"perm", {1, 0}}});  // = at
+  NodeId mm = b.add("matmul", {back, w}, {{"transpose_b", true}});               // a^T w^T: [2,4]
+  NodeId r = b.add("reshape", {b.add("reshape", {mm}, {{"shape", {8}}})}, {{"shape", {4, 2}}});
+  g.outputs = {{"out", r}};
+  REQUIRE(g.nodes.size() == 8);
+  std::map<std::string, Value> feeds = {{"a", {DType::f32, {3, 2}, {1, 2, 3, 4, 5, 6}}},
+                                        {"w", {DType::f32, {4, 3}, {1, 0, 2, -1, 1, 0, 0, 3, 1, 2, 2, 2}}}};
+  Value before = run_out(g, feeds);
+  CHECK(simplify_algebra(g));
+  CHECK(eliminate_dead_code(g));
+  CHECK(g.nodes.size() == 4);  // a, w, matmul(a, w; ta, tb), reshape
+  const Node& m = g.node(g.nodes_with_op("matmul").at(0));
+  CHECK(m.attrs.at("transpose_a") == true);
+  CHECK(m.attrs.at("transpose_b") == true);
+  CHECK(m.inputs[0] == g.find("a"));
+  CHECK(g.nodes_with_op("transpose").empty());
+  CHECK(g.nodes_with_op("reshape").size() == 1);
+  Value after = run_out(g, feeds);
+  CHECK(after.shape == Shape{4, 2});
+  CHECK(after.data == before.data);
+  // a^T w^T by hand: a^T = [[1,3,5],[2,4,6]], w^T columns are w's rows.
+  CHECK(after.data == std::vector<double>{11, 2, 14, 18, 14, 2, 18, 24});
+}
+
+TEST_CASE("passes: the simplify pipeline on the MLP training step, round by round") {
+  Graph model = load_graph(KILN_SOURCE_DIR "/graphs/mlp_cifar10.json");
+  Graph step = build_train_step(model);
+  std::ostringstream dump;
+  PipelineOptions options;
+  options.dump = &dump;
+  size_t before = step.nodes.size();
+  auto runs = run_pipeline(step, "simplify", options);
+  REQUIRE(runs.size() >= 4);
+  CHECK(runs[0].pass == "fold-constants");
+  CHECK(runs[1].pass == "algebra");
+  CHECK(runs[2].pass == "cse");
+  CHECK(runs[3].pass == "dce");
+  CHECK(runs[0].nodes_before == before);
+  for (size_t i = 1; i < runs.size(); ++i) CHECK(runs[i].nodes_before == runs[i - 1].nodes_after);
+  CHECK(step.nodes.size() < before);
+  CHECK_FALSE(runs.back().changed);  // it ran to a fixed point
+  CHECK(dump.str().find("after cse (round 1)") != std::string::npos);
+  CHECK(dump.str().find(std::to_string(before) + " -> ") != std::string::npos);
+  // Every update survives, and the step still verifies.
+  CHECK(step.updates.size() == 5);
+  CHECK(verify(step).empty());
+}
