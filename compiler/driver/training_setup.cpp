@@ -1,5 +1,6 @@
 #include "compiler/driver/training_setup.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>

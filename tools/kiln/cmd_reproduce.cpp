@@ -78,8 +78,10 @@ std::string history_table(const std::vector<report::EpochMetrics>& h) {
 double max_relative_difference(const std::vector<report::EpochMetrics>& a, const std::vector<report::EpochMetrics>& b) {
   double worst = 0;
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
-    for (auto [x, y] : {std::pair{a[i].train_loss, b[i].train_loss}, {a[i].train_acc, b[i].train_acc},
-                        {a[i].test_loss, b[i].test_loss}, {a[i].test_acc, b[i].test_acc}})
+    for (auto [x, y] : std::initializer_list<std::pair<double, double>>{{a[i].train_loss, b[i].train_loss},
+                                                                         {a[i].train_acc, b[i].train_acc},
+                                                                         {a[i].test_loss, b[i].test_loss},
+                                                                         {a[i].test_acc, b[i].test_acc}})
       if (!std::isnan(x) && !std::isnan(y)) worst = std::max(worst, std::abs(x - y) / std::max(std::abs(y), 1e-12));
   return worst;
 }
@@ -224,7 +226,7 @@ RegisterCommand reg{65, [](CLI::App& app) {
           md << "Test confusion matrix (accuracy " << fmt(r.confusion->accuracy()) << "):\n\n```\n"
              << r.confusion->to_text() << "```\n\n![confusion](runs/" << d.name << "/confusion.png)\n\n";
         if (id == std::string("E3")) {
-          report::Series l{d.name.substr(d.name.find('[')), {}, {}}, a = l;
+          report::Series l{d.name.find('[') == std::string::npos ? d.name : d.name.substr(d.name.find('[')), {}, {}}, a = l;
           for (auto& m : r.result.history) {
             l.x.push_back(m.epoch), l.y.push_back(m.train_loss);
             a.x.push_back(m.epoch), a.y.push_back(m.test_acc);

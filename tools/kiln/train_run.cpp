@@ -1,5 +1,6 @@
 #include "tools/kiln/train_run.h"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
