@@ -48,8 +48,10 @@ data::Dataset make_dataset(const TrainSpec& spec, const data::LabeledImages& raw
   return data::Dataset::make(preprocess_images(spec, raw.images), prepare_labels(spec, raw.labels, 10));
 }
 
-data::Dataset first_rows(const data::Dataset& d, int64_t k) {
-  return k > 0 && k < d.size() ? data::subset_first(d, k) : d;
+// A seeded random k rows (in file order): the JPEG-imported CIFAR-10 is sorted
+// by class, so its first k rows would hold only a few classes.
+data::Dataset some_rows(const data::Dataset& d, int64_t k, uint64_t seed) {
+  return k > 0 && k < d.size() ? data::subset_random(d, k, seed) : d;
 }
 
 std::string read_text(const std::string& path) {
@@ -105,12 +107,12 @@ SpecData load_spec_data(const TrainSpec& spec, int64_t train_subset, int64_t tes
       throw std::runtime_error(spec.file + ": validation count " + std::to_string(spec.validation_count) +
                                " leaves no training data (" + std::to_string(train.size()) + " images)");
     auto split = data::split_validation(train, spec.validation_count, spec.validation_seed);
-    out.train = first_rows(split.train, tr);
-    out.validation = first_rows(split.validation, te);
+    out.train = some_rows(split.train, tr, spec.seed);
+    out.validation = some_rows(split.validation, te, spec.seed);
   } else {
-    out.train = first_rows(train, tr);
+    out.train = some_rows(train, tr, spec.seed);
   }
-  out.test = first_rows(load_split(spec, "test"), te);
+  out.test = some_rows(load_split(spec, "test"), te, spec.seed);
   return out;
 }
 

@@ -30,8 +30,9 @@ struct SpecData {
 };
 
 // Subsets: `train_subset` / `test_subset` override the spec's when > 0; the
-// validation split (from the whole training set) comes first, then the
-// first k rows of each part are kept (the test subset also caps validation).
+// validation split (from the whole training set) comes first, then a seeded
+// random k rows of each part are kept, in file order (the test subset also
+// caps validation).
 SpecData load_spec_data(const TrainSpec& spec, int64_t train_subset = 0, int64_t test_subset = 0);
 // One split ("train" or "test") of the spec's data set, preprocessed as the spec says.
 data::Dataset load_split(const TrainSpec& spec, const std::string& split, std::vector<std::string>* class_names = nullptr);

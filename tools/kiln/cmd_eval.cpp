@@ -59,7 +59,7 @@ RegisterCommand eval_cmd{62, [](CLI::App& app) {
       ->required()->check(CLI::IsMember({"mnist", "cifar10"}));
   sub->add_option("--split", o->split, "test or train")->check(CLI::IsMember({"test", "train"}));
   sub->add_option("--data-dir", o->data_dir, "folder of the prepared data set (default: the spec's, else data/<set>)");
-  sub->add_option("--subset", o->subset, "only the first N images")->check(CLI::PositiveNumber);
+  sub->add_option("--subset", o->subset, "a seeded random N images (the spec's seed)")->check(CLI::PositiveNumber);
   sub->add_option("--out", o->out, "where to write confusion.png (default: next to the checkpoint)");
   sub->add_option("--threads", o->threads, "worker threads (default: every core)")->check(CLI::PositiveNumber);
   sub->callback([o] {
@@ -74,7 +74,7 @@ RegisterCommand eval_cmd{62, [](CLI::App& app) {
     } catch (const driver::MissingDataError& e) {
       throw InputError(e.what());
     }
-    if (o->subset > 0 && o->subset < d.size()) d = data::subset_first(d, o->subset);
+    if (o->subset > 0 && o->subset < d.size()) d = data::subset_random(d, o->subset, l.spec.seed);
     driver::CompiledModel m = compile_forward(l, o->batch, o->threads);
     train::EvalResult r = train::evaluate(*m.program, d, m.features_input, m.labels_input);
     int classes = l.spec.labels == "binary" ? 2 : 10;

@@ -102,7 +102,7 @@ std::string run_e4b(const Done& e4a, const TrainSpec& spec, const fs::path& out,
   std::ofstream(dir / "model.json") << ckpt.graph_json;
   train::export_params_npy((dir / "params").string(), ckpt.params);
   data::Dataset test = driver::load_split(spec, "test");
-  if (test_subset > 0 && test_subset < test.size()) test = data::subset_first(test, test_subset);
+  if (test_subset > 0 && test_subset < test.size()) test = data::subset_random(test, test_subset, spec.seed);
 
   Graph g = parse_graph(read_file((dir / "model.json").string()), (dir / "model.json").string());
   auto check = [&](const std::vector<train::NamedTensor>& params, const char* how) {

@@ -28,8 +28,8 @@ RegisterCommand reg{60, [](CLI::App& app) {
   sub->add_option("spec", o->spec, "training spec JSON (kiln.train/1)")->required()->check(CLI::ExistingFile);
   sub->add_option("--out", o->run.out_dir, "run folder: metrics.csv/json, curves.png, checkpoints (default runs/<spec name>)");
   sub->add_option("--epochs", o->run.epochs, "epochs (default: the spec's)")->check(CLI::PositiveNumber);
-  sub->add_option("--subset", o->run.train_subset, "train on the first N training images")->check(CLI::PositiveNumber);
-  sub->add_option("--test-subset", o->run.test_subset, "evaluate on the first N test (and validation) images")
+  sub->add_option("--subset", o->run.train_subset, "train on a seeded random N training images")->check(CLI::PositiveNumber);
+  sub->add_option("--test-subset", o->run.test_subset, "evaluate on a seeded random N test (and validation) images")
       ->check(CLI::PositiveNumber);
   sub->add_option("--resume", o->run.resume, "continue an interrupted run from its checkpoint")->check(CLI::ExistingFile);
   sub->add_option("--threads", o->run.threads, "worker threads (default: the spec's, else every core)")
