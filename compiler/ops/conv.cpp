@@ -2,6 +2,8 @@
 // made of: the input gradient and the filter gradient.
 #include "compiler/ops/conv.h"
 
+#include "compiler/ops/conv_lowering.h"
+
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -224,7 +226,107 @@ void register_conv_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
+// The geometry of the node's convolution over an h x w input with a kh x kw window.
+static ConvGeometry geometry_of(const lower::LowerCtx& c, int64_t h, int64_t w, int64_t kh, int64_t kw) {
+  auto s = c.attrs.at("strides").get<std::vector<int64_t>>();
+  return conv_geometry(h, w, kh, kw, s[0], s[1], c.attrs.at("padding").get<std::string>());
+}
+
+static std::string geometry_str(const ConvGeometry& g) {
+  return std::to_string(g.kh) + "x" + std::to_string(g.kw) + " stride " + std::to_string(g.sh) + "x" +
+         std::to_string(g.sw) + " pad " + std::to_string(g.pad_top) + "," + std::to_string(g.pad_left);
+}
+
+static bool big(const lower::LowerCtx& c) { return numel(c.out.shape, c.max_batch()) >= lower::kParallelMinElements; }
+
+void window_loops(lower::KernelBuilder& k, const ConvGeometry& g, lower::E oh, lower::E ow,
+                  const std::function<void(lower::E, lower::E, lower::E, lower::E)>& body) {
+  using namespace lower;
+  E top = oh * g.sh - g.pad_top, left = ow * g.sw - g.pad_left;
+  bool padded = g.pad_top > 0 || g.pad_left > 0 || (g.oh - 1) * g.sh + g.kh > g.h || (g.ow - 1) * g.sw + g.kw > g.w;
+  E kh_lo = padded ? max(E(0), -top) : E(0), kh_hi = padded ? min(E(g.kh), g.h - top) : E(g.kh);
+  E kw_lo = padded ? max(E(0), -left) : E(0), kw_hi = padded ? min(E(g.kw), g.w - left) : E(g.kw);
+  k.loop("kh", kh_lo, kh_hi, [&](E kh) {
+    k.loop("kw", kw_lo, kw_hi, [&](E kw) { body(top + kh, left + kw, kh, kw); });
+  });
+}
+
 void register_conv_lowering(OpRegistry& r) {
+  using namespace lower;
+  // Direct loop nests; the innermost loop runs over the contiguous channel
+  // dimension. (Convolution through the packed GEMM is the next step.)
+  r.find_mut("conv2d")->lower = [](LowerCtx& c) {
+    const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
+    ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], w.shape[0], w.shape[1]);
+    int64_t C = x.shape[3], F = w.shape[3];
+    auto k = c.kernel("conv2d " + geometry_str(g));
+    k.loop("n", 0, y.dim(0), [&](E n) {
+      k.loop("oh", 0, g.oh, [&](E oh) {
+        k.loop("ow", 0, g.ow, [&](E ow) {
+          E row = y.offset({n, oh, ow, 0});
+          k.loop("f", 0, F, [&](E f) { k.store(y, row + f, lit(0, y.scalar())); });
+          window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
+            k.loop("c", 0, C, [&](E ch) {
+              E xv = k.let("xv", k.load(x, x.offset({n, ih, iw, ch})));
+              E wrow = w.offset({kh, kw, ch, 0});
+              k.loop("f", 0, F, [&](E f) {
+                k.store(y, row + f, k.load(y, row + f) + xv * k.load(w, wrow + f));
+              });
+            });
+          });
+        });
+      });
+    }, big(c));
+  };
+  // dx[n,ih,iw,c] = sum over the windows covering it of dy[n,oh,ow,f] * w[kh,kw,c,f]
+  r.find_mut("conv2d_backprop_input")->lower = [](LowerCtx& c) {
+    const BufRef &dy = c.in[0], &w = c.in[1], &dx = c.out;
+    ConvGeometry g = geometry_of(c, dx.shape[1], dx.shape[2], w.shape[0], w.shape[1]);
+    int64_t C = w.shape[2], F = w.shape[3];
+    auto k = c.kernel("conv2d input gradient " + geometry_str(g));
+    k.loop("n", 0, dx.dim(0), [&](E n) {
+      E image = dx.offset({n, 0, 0, 0});
+      k.loop("i", 0, g.h * g.w * C, [&](E i) { k.store(dx, image + i, lit(0, dx.scalar())); });
+      k.loop("oh", 0, g.oh, [&](E oh) {
+        k.loop("ow", 0, g.ow, [&](E ow) {
+          E dyrow = dy.offset({n, oh, ow, 0});
+          window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
+            k.loop("c", 0, C, [&](E ch) {
+              E wrow = w.offset({kh, kw, ch, 0});
+              E acc = k.let("acc", lit(0, dx.scalar()));
+              k.loop("f", 0, F, [&](E f) { k.set(acc, acc + k.load(dy, dyrow + f) * k.load(w, wrow + f)); });
+              E at = dx.offset({n, ih, iw, ch});
+              k.store(dx, at, k.load(dx, at) + acc);
+            });
+          });
+        });
+      });
+    }, big(c));
+  };
+  // dw[kh,kw,c,f] = sum over n, oh, ow of x[n,ih,iw,c] * dy[n,oh,ow,f]
+  r.find_mut("conv2d_backprop_filter")->lower = [](LowerCtx& c) {
+    const BufRef &x = c.in[0], &dy = c.in[1], &dw = c.out;
+    ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], dw.shape[0], dw.shape[1]);
+    int64_t C = x.shape[3], F = dy.shape[3];
+    auto k = c.kernel("conv2d filter gradient " + geometry_str(g));
+    k.loop("i", 0, dw.size(), [&](E i) { k.store(dw, i, lit(0, dw.scalar())); });
+    k.loop("n", 0, x.dim(0), [&](E n) {
+      k.loop("oh", 0, g.oh, [&](E oh) {
+        k.loop("ow", 0, g.ow, [&](E ow) {
+          E dyrow = dy.offset({n, oh, ow, 0});
+          window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
+            k.loop("c", 0, C, [&](E ch) {
+              E xv = k.let("xv", k.load(x, x.offset({n, ih, iw, ch})));
+              E wrow = dw.offset({kh, kw, ch, 0});
+              k.loop("f", 0, F, [&](E f) {
+                k.store(dw, wrow + f, k.load(dw, wrow + f) + xv * k.load(dy, dyrow + f));
+              });
+            });
+          });
+        });
+      });
+    });
+  };
 }
 
 }  // namespace kiln

@@ -197,6 +197,53 @@ void register_elementwise_reference(OpRegistry& r) {
 
 // ---- lowering to loop IR (compiler/lower) ----
 void register_elementwise_lowering(OpRegistry& r) {
+  using namespace lower;
+  auto binary = [&](const char* name, E (*f)(E, E)) {
+    r.find_mut(name)->lower = [name, f](LowerCtx& c) {
+      c.elementwise([f](const std::vector<E>& v) { return f(v[0], v[1]); }, std::string(name) + " elementwise");
+    };
+  };
+  binary("add", [](E a, E b) { return a + b; });
+  binary("sub", [](E a, E b) { return a - b; });
+  binary("mul", [](E a, E b) { return a * b; });
+  binary("div", [](E a, E b) { return a / b; });
+  binary("maximum", [](E a, E b) { return max(a, b); });
+  auto unary = [&](const char* name, E (*f)(E)) {
+    r.find_mut(name)->lower = [name, f](LowerCtx& c) {
+      c.elementwise([f](const std::vector<E>& v) { return f(v[0]); }, std::string(name) + " elementwise");
+    };
+  };
+  unary("neg", [](E x) { return -x; });
+  unary("exp", [](E x) { return exp(x); });
+  unary("log", [](E x) { return log(x); });
+  unary("sqrt", [](E x) { return sqrt(x); });
+  unary("square", [](E x) { return x * x; });
+  // One exp, never overflowing: e = exp(-|x|); x >= 0 ? 1/(1+e) : e/(1+e).
+  unary("sigmoid", [](E x) {
+    E one = lit(1.0, x.type());
+    E e = exp(-abs(x));
+    E s = one / (one + e);
+    return select(x >= lit(0.0, x.type()), s, e * s);
+  });
+  r.find_mut("compare")->lower = [](LowerCtx& c) {
+    std::string kind = c.attrs.at("kind");
+    c.elementwise([kind](const std::vector<E>& v) {
+      if (kind == "lt") return v[0] < v[1];
+      if (kind == "le") return v[0] <= v[1];
+      if (kind == "gt") return v[0] > v[1];
+      if (kind == "ge") return v[0] >= v[1];
+      if (kind == "eq") return v[0] == v[1];
+      return v[0] != v[1];
+    }, "compare " + kind);
+  };
+  r.find_mut("select")->lower = [](LowerCtx& c) {
+    c.elementwise([](const std::vector<E>& v) { return select(v[0], v[1], v[2]); }, "select elementwise");
+  };
+  r.find_mut("cast")->lower = [](LowerCtx& c) {
+    Scalar to = c.out.scalar();
+    c.elementwise([to](const std::vector<E>& v) { return cast(v[0], to); },
+                  "cast to " + std::string(scalar_name(to)));
+  };
 }
 
 }  // namespace kiln

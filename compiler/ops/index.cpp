@@ -80,6 +80,42 @@ void register_index_reference(OpRegistry& r) {
 
 // ---- lowering to loop IR (compiler/lower) ----
 void register_index_lowering(OpRegistry& r) {
+  using namespace lower;
+  r.find_mut("one_hot")->lower = [](LowerCtx& c) {
+    int64_t depth = c.attrs.at("depth");
+    auto k = c.kernel("one_hot depth " + std::to_string(depth));
+    Scalar t = c.out.scalar();
+    k.loop("i", 0, c.in[0].size(), [&](E i) {
+      E label = k.let("label", cast(k.load(c.in[0], i), Scalar::i64));
+      k.loop("j", 0, depth, [&](E j) {
+        k.store(c.out, i * depth + j, select(label == j, lit(1, t), lit(0, t)));
+      });
+    });
+  };
+  // x viewed as [outer, A, inner]: the first maximum along A.
+  r.find_mut("argmax")->lower = [](LowerCtx& c) {
+    const BufRef& x = c.in[0];
+    int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), x.rank());
+    E outer = 1, inner = 1;
+    for (int d = 0; d < axis; ++d) outer = outer * x.dim(d);
+    for (int d = axis + 1; d < x.rank(); ++d) inner = inner * x.dim(d);
+    E len = x.dim(axis);
+    auto k = c.kernel("argmax over axis " + std::to_string(axis));
+    k.loop("o", 0, outer, [&](E o) {
+      k.loop("i", 0, inner, [&](E i) {
+        E base = o * len * inner + i;
+        E best = k.let("best", k.load(x, base));
+        E at = k.let("at", E(0));
+        k.loop("j", 1, len, [&](E j) {
+          E v = k.let("v", k.load(x, base + j * inner));
+          E better = v > best;
+          k.set(at, select(better, j, at));
+          k.set(best, select(better, v, best));
+        });
+        k.store(c.out, o * inner + i, cast(at, Scalar::i32));
+      });
+    });
+  };
 }
 
 }  // namespace kiln

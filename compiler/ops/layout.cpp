@@ -94,6 +94,27 @@ void register_layout_reference(OpRegistry& r) {
 
 // ---- lowering to loop IR (compiler/lower) ----
 void register_layout_lowering(OpRegistry& r) {
+  using namespace lower;
+  // Same elements in the same row-major order: a flat copy.
+  r.find_mut("reshape")->lower = [](LowerCtx& c) {
+    auto k = c.kernel("reshape " + shape_str(c.in[0].shape) + " -> " + shape_str(c.out.shape) + " (copy)");
+    bool parallel = numel(c.out.shape, c.max_batch()) >= kParallelMinElements;
+    k.loop("i", 0, c.out.size(), [&](E i) { k.store(c.out, i, k.load(c.in[0], i)); }, parallel);
+  };
+  r.find_mut("transpose")->lower = [](LowerCtx& c) {
+    auto perm = c.attrs.at("perm").get<std::vector<int64_t>>();
+    auto k = c.kernel("transpose " + c.attrs.at("perm").dump());
+    bool parallel = numel(c.out.shape, c.max_batch()) >= kParallelMinElements;
+    k.loops(c.out.shape, [&](const std::vector<E>& o) {
+      std::vector<E> src(o.size());
+      for (size_t i = 0; i < perm.size(); ++i) src[static_cast<size_t>(perm[i])] = o[i];
+      k.store(c.out, c.out.offset(o), k.load(c.in[0], c.in[0].offset(src)));
+    }, parallel);
+  };
+  r.find_mut("broadcast")->lower = [](LowerCtx& c) {
+    c.elementwise([](const std::vector<E>& v) { return v[0]; },
+                  "broadcast " + shape_str(c.in[0].shape) + " -> " + shape_str(c.out.shape));
+  };
 }
 
 }  // namespace kiln

@@ -81,6 +81,10 @@ void register_matmul_reference(OpRegistry& r) {
 
 // ---- lowering to loop IR (compiler/lower) ----
 void register_matmul_lowering(OpRegistry& r) {
+  r.find_mut("matmul")->lower = [](lower::LowerCtx& c) {
+    bool ta = c.attrs.at("transpose_a"), tb = c.attrs.at("transpose_b");
+    c.gemm(c.in[0], ta, c.in[1], tb, c.out, std::string("matmul") + (ta ? " a^T" : "") + (tb ? " b^T" : ""));
+  };
 }
 
 }  // namespace kiln

@@ -1,6 +1,9 @@
 // maxpool2d (NHWC, TF padding) and its gradient, which routes each output's
 // gradient to the first maximal element of its window (as TF does).
+#include <cmath>
+
 #include "compiler/ir/builder.h"
+#include "compiler/ops/conv_lowering.h"
 #include "compiler/ops/conv.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -102,7 +105,62 @@ void register_pool_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
+static ConvGeometry pool_geometry(const lower::LowerCtx& c) {
+  const Shape& x = c.in[0].shape;
+  auto p = c.attrs.at("pool").get<std::vector<int64_t>>();
+  auto s = c.attrs.contains("strides") ? c.attrs.at("strides").get<std::vector<int64_t>>() : p;
+  return conv_geometry(x[1], x[2], p[0], p[1], s[0], s[1], c.attrs.at("padding").get<std::string>());
+}
+
 void register_pool_lowering(OpRegistry& r) {
+  using namespace lower;
+  r.find_mut("maxpool2d")->lower = [](LowerCtx& c) {
+    const BufRef &x = c.in[0], &y = c.out;
+    ConvGeometry g = pool_geometry(c);
+    int64_t C = x.shape[3];
+    auto k = c.kernel("maxpool2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
+    E lowest = lit(-INFINITY, y.scalar());
+    k.loop("n", 0, y.dim(0), [&](E n) {
+      k.loop("oh", 0, g.oh, [&](E oh) {
+        k.loop("ow", 0, g.ow, [&](E ow) {
+          E row = y.offset({n, oh, ow, 0});
+          k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, lowest); });
+          window_loops(k, g, oh, ow, [&](E ih, E iw, E, E) {
+            E src = x.offset({n, ih, iw, 0});
+            k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, max(k.load(y, row + ch), k.load(x, src + ch))); });
+          });
+        });
+      });
+    }, numel(y.shape, c.max_batch()) >= kParallelMinElements);
+  };
+  // Each output's gradient goes to the first maximum of its window (row-major order).
+  r.find_mut("maxpool2d_grad")->lower = [](LowerCtx& c) {
+    const BufRef &x = c.in[0], &dy = c.in[1], &dx = c.out;
+    ConvGeometry g = pool_geometry(c);
+    int64_t C = x.shape[3];
+    auto k = c.kernel("maxpool2d gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
+    k.loop("n", 0, dx.dim(0), [&](E n) {
+      E image = dx.offset({n, 0, 0, 0});
+      k.loop("i", 0, g.h * g.w * C, [&](E i) { k.store(dx, image + i, lit(0, dx.scalar())); });
+      k.loop("oh", 0, g.oh, [&](E oh) {
+        k.loop("ow", 0, g.ow, [&](E ow) {
+          k.loop("c", 0, C, [&](E ch) {
+            E best = k.let("best", lit(-INFINITY, x.scalar()));
+            E first_h = max(E(0), oh * g.sh - g.pad_top), first_w = max(E(0), ow * g.sw - g.pad_left);
+            E at = k.let("at", first_h * g.w + first_w);
+            window_loops(k, g, oh, ow, [&](E ih, E iw, E, E) {
+              E v = k.let("v", k.load(x, x.offset({n, ih, iw, ch})));
+              E better = v > best;
+              k.set(at, select(better, ih * g.w + iw, at));
+              k.set(best, select(better, v, best));
+            });
+            E dst = image + at * C + ch;
+            k.store(dx, dst, k.load(dx, dst) + k.load(dy, dy.offset({n, oh, ow, ch})));
+          });
+        });
+      });
+    }, numel(dx.shape, c.max_batch()) >= kParallelMinElements);
+  };
 }
 
 }  // namespace kiln

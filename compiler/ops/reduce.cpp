@@ -1,6 +1,10 @@
 // Reductions over a set of axes: reduce_sum and reduce_max are primitives;
 // reduce_mean is sum / count (count read at run time for the open dimension).
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
 
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
@@ -190,7 +194,68 @@ void register_reduce_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
+// x's dims merged into runs that are all kept or all reduced; the innermost run
+// of reduced dims sums into a local, the others accumulate into the output.
+static void lower_reduction(lower::LowerCtx& c, bool is_max) {
+  using namespace lower;
+  const BufRef& x = c.in[0];
+  std::vector<int> axes = reduction_axes(c.attrs, x.rank());
+  struct Run { bool reduced; E size, in_stride, out_stride; };
+  std::vector<Run> runs;
+  E out_stride = 1;
+  for (int d = x.rank() - 1; d >= 0; --d) {
+    bool red = std::find(axes.begin(), axes.end(), d) != axes.end();
+    if (x.shape[d] == 1) continue;
+    if (!runs.empty() && runs.back().reduced == red) {
+      runs.back().size = runs.back().size * x.dim(d);
+    } else {
+      runs.push_back({red, x.dim(d), x.stride(d), red ? E(0) : out_stride});
+    }
+    if (!red) out_stride = out_stride * x.dim(d);
+  }
+  std::reverse(runs.begin(), runs.end());
+  Scalar t = x.scalar();
+  E identity = is_max ? lit(is_float(t) ? -INFINITY : (t == Scalar::i32 ? INT32_MIN : INT64_MIN), t) : lit(0, t);
+  auto combine = [&](E a, E b) { return is_max ? max(a, b) : a + b; };
+  bool inner_reduced = !runs.empty() && runs.back().reduced;
+  size_t outer_runs = inner_reduced ? runs.size() - 1 : runs.size();
+  bool single_pass = true;  // every reduced run is the innermost one
+  for (size_t i = 0; i < outer_runs; ++i) single_pass = single_pass && !runs[i].reduced;
+  auto k = c.kernel(std::string(is_max ? "max" : "sum") + " over axes " + c.attrs.at("axes").dump());
+  bool parallel = !runs.empty() && !runs[0].reduced && numel(x.shape, c.max_batch()) >= kParallelMinElements &&
+                  outer_runs > 0;
+  if (!single_pass)
+    k.loop("o", 0, c.out.size(), [&](E o) { k.store(c.out, o, identity); }, parallel);
+  std::vector<E> in_off{E(0)}, out_off{E(0)};
+  std::function<void(size_t)> level = [&](size_t d) {
+    if (d == outer_runs) {
+      E src = in_off.back(), dst = out_off.back();
+      if (!inner_reduced) {
+        k.store(c.out, dst, single_pass ? k.load(x, src) : combine(k.load(c.out, dst), k.load(x, src)));
+        return;
+      }
+      const Run& red = runs.back();
+      E acc = k.let("acc", identity);
+      k.loop("r", 0, red.size, [&](E j) { k.set(acc, combine(acc, k.load(x, src + j * red.in_stride))); });
+      k.store(c.out, dst, single_pass ? acc : combine(k.load(c.out, dst), acc));
+      return;
+    }
+    const Run& run = runs[d];
+    k.loop(run.reduced ? "r" : "i", 0, run.size, [&](E i) {
+      in_off.push_back(in_off.back() + i * run.in_stride);
+      out_off.push_back(out_off.back() + i * run.out_stride);
+      level(d + 1);
+      in_off.pop_back();
+      out_off.pop_back();
+    }, parallel && d == 0);
+  };
+  level(0);
+}
+
 void register_reduce_lowering(OpRegistry& r) {
+  using namespace lower;
+  r.find_mut("reduce_sum")->lower = [](LowerCtx& c) { lower_reduction(c, false); };
+  r.find_mut("reduce_max")->lower = [](LowerCtx& c) { lower_reduction(c, true); };
 }
 
 }  // namespace kiln

@@ -97,6 +97,14 @@ void register_source_reference(OpRegistry& r) {
 
 // ---- lowering to loop IR (compiler/lower) ----
 void register_source_lowering(OpRegistry& r) {
+  // input, param and constant need no kernel: lower_program gives them their
+  // buffers (step inputs, persistent storage, embedded data).
+  r.find_mut("dim_size")->lower = [](lower::LowerCtx& c) {
+    using namespace lower;
+    int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), c.in[0].rank());
+    auto k = c.kernel("size of dimension " + std::to_string(axis) + " of %" + c.graph.node(c.node.inputs[0]).name);
+    k.store(c.out, 0, cast(c.in[0].dim(axis), c.out.scalar()));
+  };
 }
 
 }  // namespace kiln

@@ -3,6 +3,8 @@
 
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/autodiff/train_step.h"
+#include "compiler/codegen/codegen.h"
+#include "compiler/codegen/programs.h"
 #include "compiler/frontend/graph_json.h"
 #include "compiler/frontend/train_spec.h"
 #include "compiler/passes/pass_manager.h"
@@ -15,9 +17,21 @@ Graph load_graph_or_fail(const std::string& path);
 namespace {
 
 struct IrOpts {
-  std::string file, stage = "graph", format = "text", spec;
+  std::string file, stage = "graph", format = "text", spec, kernel;
   bool dump_after_each = false;
+  int64_t batch = 64;
+  int vector_bits = 0;
 };
+
+TrainStepConfig config_for(Graph& g, const IrOpts& o) {
+  TrainStepConfig config;
+  if (!o.spec.empty()) {
+    TrainSpec spec = expand_sweeps(load_train_spec(o.spec)).front();
+    apply_trainable_patterns(g, spec);
+    config = train_step_config(spec);
+  }
+  return config;
+}
 
 // graph: the frontend's typed graph; grad: + autodiff's backward nodes;
 // optimized: the whole training step (forward, backward, update) after the
@@ -25,12 +39,7 @@ struct IrOpts {
 Graph graph_at_stage(const IrOpts& o) {
   Graph g = load_graph_or_fail(o.file);
   if (o.stage == "graph") return g;
-  TrainStepConfig config;
-  if (!o.spec.empty()) {
-    TrainSpec spec = expand_sweeps(load_train_spec(o.spec)).front();
-    apply_trainable_patterns(g, spec);
-    config = train_step_config(spec);
-  }
+  TrainStepConfig config = config_for(g, o);
   if (o.stage == "grad") return build_gradient_graph(g);
   Graph step = build_train_step(g, config);
   PipelineOptions options;
@@ -44,6 +53,32 @@ Graph graph_at_stage(const IrOpts& o) {
   return step;
 }
 
+// loops | llvm | asm: the compiled program (predict, eval_step, and
+// train_step when the model has a loss), or only the kernels --kernel selects.
+void print_program_stage(const IrOpts& o) {
+  Graph g = load_graph_or_fail(o.file);
+  TrainStepConfig config = config_for(g, o);
+  bool trains = g.output("loss") != kNoNode;
+  auto graphs = codegen::program_graphs(std::move(g), trains ? &config : nullptr);
+  lower::Program p = lower::lower_program(graphs->model.name, graphs->entries(), {.max_batch = o.batch});
+  if (o.stage == "loops") {
+    if (o.kernel.empty()) {
+      std::cout << lower::print_program(p);
+      return;
+    }
+    auto ks = codegen::select_kernels(p, o.kernel);
+    if (ks.empty()) throw InputError("no kernel matches '" + o.kernel + "' (see kiln ir " + o.file + " --stage loops)");
+    for (auto* k : ks) std::cout << lower::print_kernel(p, *k);
+    return;
+  }
+  codegen::CodegenOptions copts{.vector_bits = o.vector_bits};
+  try {
+    std::cout << (o.stage == "llvm" ? codegen::llvm_ir_text(p, o.kernel, copts) : codegen::asm_text(p, o.kernel, copts));
+  } catch (const std::runtime_error& e) {
+    throw InputError(e.what());
+  }
+}
+
 }  // namespace
 
 static RegisterCommand ir_cmd(20, [](CLI::App& app) {
@@ -52,15 +87,27 @@ static RegisterCommand ir_cmd(20, [](CLI::App& app) {
   sub->add_option("graph", o->file, "graph JSON file")->required()->check(CLI::ExistingFile);
   sub->add_option("--stage", o->stage,
                   "graph: the typed graph of primitives after the frontend; grad: with autodiff's backward nodes "
-                  "(outputs grad:<param>); optimized: the training step after the simplify passes")
-      ->check(CLI::IsMember({"graph", "grad", "optimized"}));
+                  "(outputs grad:<param>); optimized: the training step after the simplify passes; loops: the "
+                  "Loop IR kernels of predict, eval_step and train_step; llvm: their optimized LLVM IR; asm: host "
+                  "assembly")
+      ->check(CLI::IsMember({"graph", "grad", "optimized", "loops", "llvm", "asm"}));
   sub->add_option("--format", o->format, "text or dot (Graphviz)")->check(CLI::IsMember({"text", "dot"}));
-  sub->add_option("--spec", o->spec, "training spec (optimizer, frozen params) for --stage optimized")
+  sub->add_option("--spec", o->spec, "training spec (optimizer, frozen params) for the training step")
       ->check(CLI::ExistingFile);
   sub->add_flag("--dump-after-each,--print-after-all", o->dump_after_each,
                 "with --stage optimized: print each pass's name, node counts and the graph after it");
+  sub->add_option("--kernel", o->kernel,
+                  "loops|llvm|asm: only this kernel (its name, its graph node or JSON node, or part of its name)");
+  sub->add_option("--batch", o->batch, "loops|llvm|asm: the maximum batch size compiled for")
+      ->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--vector-bits", o->vector_bits, "llvm|asm: SIMD width (default: the host's widest)")
+      ->check(CLI::IsMember({0, 128, 256, 512}));
   sub->callback([o] {
     // GraphError, AutodiffError, ...: main() prints any error and exits 1.
+    if (o->stage == "loops" || o->stage == "llvm" || o->stage == "asm") {
+      print_program_stage(*o);
+      return;
+    }
     Graph g = graph_at_stage(*o);
     std::cout << (o->format == "dot" ? print_dot(g) : print_graph(g));
   });

@@ -1,0 +1,156 @@
+#include "compiler/codegen/codegen.h"
+
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/LegacyPassManager.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Target/TargetMachine.h>
+
+#include <stdexcept>
+
+#include "compiler/codegen/emitter.h"
+#include "compiler/codegen/host.h"
+
+namespace kiln::codegen {
+
+BuiltModule::BuiltModule() = default;
+BuiltModule::BuiltModule(BuiltModule&&) noexcept = default;
+BuiltModule::~BuiltModule() = default;
+
+static EmitOptions emit_options(const CodegenOptions& opts) {
+  const HostTarget& host = host_target();
+  EmitOptions e;
+  int bits = opts.vector_bits ? opts.vector_bits : host.vector_bits;
+  if (bits != 128 && bits != 256 && bits != 512)
+    throw std::runtime_error("vector width must be 128, 256 or 512 bits, got " + std::to_string(bits));
+  e.lanes = bits / 32;
+  e.cpu = host.cpu;
+  e.features = host.features;
+  return e;
+}
+
+BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
+                         const std::function<bool(const lower::Kernel&)>& keep, bool entries) {
+  const HostTarget& host = host_target();
+  BuiltModule out;
+  out.context = std::make_unique<llvm::LLVMContext>();
+  out.module = std::make_unique<llvm::Module>(p.name, *out.context);
+  llvm::Module& m = *out.module;
+  m.setTargetTriple(host.triple);
+  auto tm = make_host_target_machine();
+  m.setDataLayout(tm->createDataLayout());
+
+  KernelEmitter em(m, p, emit_options(opts));
+  std::vector<llvm::Function*> fns(p.kernels.size(), nullptr);
+  for (size_t i = 0; i < p.kernels.size(); ++i)
+    if (!keep || keep(p.kernels[i])) fns[i] = em.emit(p.kernels[i]);
+  if (entries) {
+    llvm::IRBuilder<> b(*out.context);
+    auto* ptr = b.getPtrTy();
+    auto* kty = llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr, ptr}, false);
+    auto* ety = llvm::FunctionType::get(b.getInt32Ty(), {ptr, ptr, ptr}, false);
+    for (const lower::Entry& e : p.entries) {
+      auto* f = llvm::Function::Create(ety, llvm::GlobalValue::ExternalLinkage, entry_symbol(e.name), m);
+      em.add_attributes(f);
+      b.SetInsertPoint(llvm::BasicBlock::Create(*out.context, "entry", f));
+      // Kernels read inputs by the slots of their graph's entries: remap
+      // unless this entry's inputs already are those slots.
+      llvm::Value* slots = f->getArg(1);
+      bool identity = e.slot_count == static_cast<int>(e.input_slot.size());
+      for (size_t i = 0; identity && i < e.input_slot.size(); ++i) identity = e.input_slot[i] == static_cast<int>(i);
+      if (!identity) {
+        auto* arr = llvm::ArrayType::get(ptr, static_cast<uint64_t>(e.slot_count));
+        slots = b.CreateAlloca(arr, nullptr, "slots");
+        b.CreateStore(llvm::Constant::getNullValue(arr), slots);
+        for (size_t i = 0; i < e.input_slot.size(); ++i) {
+          llvm::Value* in = b.CreateLoad(ptr, b.CreateConstInBoundsGEP1_64(ptr, f->getArg(1), i));
+          b.CreateStore(in, b.CreateConstInBoundsGEP1_64(ptr, slots, static_cast<uint64_t>(e.input_slot[i])));
+        }
+      }
+      for (int k : e.kernels) {
+        if (!fns[static_cast<size_t>(k)]) continue;
+        b.CreateCall(kty, fns[static_cast<size_t>(k)], {f->getArg(0), slots, f->getArg(2)});
+      }
+      b.CreateRet(b.getInt32(0));
+    }
+  }
+  std::string err;
+  llvm::raw_string_ostream es(err);
+  if (llvm::verifyModule(m, &es)) throw std::logic_error("codegen produced invalid LLVM IR: " + es.str());
+  if (opts.optimize) optimize_module(m, *tm);
+  return out;
+}
+
+void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PipelineTuningOptions pto;
+  pto.LoopVectorization = true;
+  pto.SLPVectorization = true;
+  llvm::PassBuilder pb(&tm, pto);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  llvm::ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3);
+  mpm.run(m, mam);
+}
+
+std::string module_text(const llvm::Module& m) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  m.print(os, nullptr);
+  return os.str();
+}
+
+std::string module_asm(llvm::Module& m, llvm::TargetMachine& tm) {
+  llvm::SmallString<0> buf;
+  llvm::raw_svector_ostream os(buf);
+  llvm::legacy::PassManager pm;
+  if (tm.addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::AssemblyFile))
+    throw std::runtime_error("LLVM cannot emit assembly for " + m.getTargetTriple());
+  pm.run(m);
+  return std::string(buf.str());
+}
+
+std::vector<const lower::Kernel*> select_kernels(const lower::Program& p, const std::string& selector) {
+  std::vector<const lower::Kernel*> out;
+  for (auto& k : p.kernels)
+    if (selector.empty() || k.name == selector || k.node == selector || k.origin == selector) out.push_back(&k);
+  if (out.empty())
+    for (auto& k : p.kernels)
+      if (k.name.find(selector) != std::string::npos) out.push_back(&k);
+  return out;
+}
+
+static std::function<bool(const lower::Kernel&)> keep_selected(const lower::Program& p, const std::string& selector) {
+  auto chosen = select_kernels(p, selector);
+  if (chosen.empty()) {
+    std::string names;
+    for (auto& k : p.kernels) names += "\n  " + k.name;
+    throw std::runtime_error("no kernel matches '" + selector + "'; the kernels are:" + names);
+  }
+  return [chosen](const lower::Kernel& k) {
+    for (auto* c : chosen)
+      if (c == &k) return true;
+    return false;
+  };
+}
+
+std::string llvm_ir_text(const lower::Program& p, const std::string& selector, const CodegenOptions& opts) {
+  BuiltModule bm = build_module(p, opts, keep_selected(p, selector), selector.empty());
+  return module_text(*bm.module);
+}
+
+std::string asm_text(const lower::Program& p, const std::string& selector, const CodegenOptions& opts) {
+  BuiltModule bm = build_module(p, opts, keep_selected(p, selector), selector.empty());
+  auto tm = make_host_target_machine();
+  return module_asm(*bm.module, *tm);
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,51 @@
+#pragma once
+// Loop IR -> LLVM IR -> machine code for the host. Text views of each stage
+// (for `kiln ir --stage llvm|asm`) and the module builder the JIT uses.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "compiler/lower/loop_ir.h"
+
+namespace llvm {
+class LLVMContext;
+class Module;
+class TargetMachine;
+}  // namespace llvm
+
+namespace kiln::codegen {
+
+struct CodegenOptions {
+  int vector_bits = 0;     // 0: the host's widest SIMD registers; else 128, 256 or 512
+  bool optimize = true;    // run LLVM's O3 pipeline
+};
+
+struct BuiltModule {
+  std::unique_ptr<llvm::LLVMContext> context;
+  std::unique_ptr<llvm::Module> module;
+  BuiltModule();
+  BuiltModule(BuiltModule&&) noexcept;
+  ~BuiltModule();
+};
+
+// One function per kernel (and per parallel region) and, when `entries`, one
+// `int32_t kiln_<entry>(ctx, inputs, outputs)` per entry point. `keep`
+// selects kernels (null: all).
+BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
+                         const std::function<bool(const lower::Kernel&)>& keep = nullptr, bool entries = true);
+// LLVM's O3 module pipeline, tuned for `tm`.
+void optimize_module(llvm::Module& m, llvm::TargetMachine& tm);
+std::string module_text(const llvm::Module& m);
+std::string module_asm(llvm::Module& m, llvm::TargetMachine& tm);
+
+// Kernels whose name is `selector`, or whose node or JSON node is `selector`,
+// or (failing those) whose name contains it.
+std::vector<const lower::Kernel*> select_kernels(const lower::Program& p, const std::string& selector);
+// The (optimized) LLVM IR or assembly of the selected kernels (all when `selector` is empty).
+std::string llvm_ir_text(const lower::Program& p, const std::string& selector, const CodegenOptions& opts = {});
+std::string asm_text(const lower::Program& p, const std::string& selector, const CodegenOptions& opts = {});
+
+// The entry point symbol of entry `name`.
+inline std::string entry_symbol(const std::string& name) { return "kiln_" + name; }
+
+}  // namespace kiln::codegen

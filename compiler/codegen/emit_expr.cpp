@@ -1,0 +1,186 @@
+// Scalar expressions -> LLVM values, as scalars or as vectors of the host width.
+#include <llvm/IR/Intrinsics.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "compiler/codegen/emitter.h"
+
+namespace kiln::codegen {
+
+using namespace kiln::lower;
+using llvm::Value;
+
+llvm::Type* KernelEmitter::scalar_type(Scalar s) {
+  switch (s) {
+    case Scalar::f32: return b_.getFloatTy();
+    case Scalar::f64: return b_.getDoubleTy();
+    case Scalar::i32: return b_.getInt32Ty();
+    case Scalar::i64: return b_.getInt64Ty();
+    case Scalar::i1: return b_.getInt1Ty();
+  }
+  return nullptr;
+}
+
+llvm::Type* KernelEmitter::storage_type(DType d) {
+  return d == DType::boolean ? b_.getInt8Ty() : scalar_type(scalar_of(d));
+}
+
+llvm::Type* KernelEmitter::lanes_of(llvm::Type* t) {
+  return vec_ ? llvm::FixedVectorType::get(t, static_cast<unsigned>(opts_.lanes)) : t;
+}
+
+Value* KernelEmitter::splat(Value* v) {
+  return vec_ ? b_.CreateVectorSplat(static_cast<unsigned>(opts_.lanes), v) : v;
+}
+
+llvm::Constant* KernelEmitter::constant(double v, Scalar t) {
+  llvm::Type* ty = scalar_type(t);
+  if (is_float(t)) return llvm::ConstantFP::get(ty, v);
+  return llvm::ConstantInt::get(ty, static_cast<uint64_t>(static_cast<int64_t>(v)), true);
+}
+
+Value* KernelEmitter::emit(const ExprP& e) {
+  auto& cache = vec_ ? cache_ : scalar_cache_;
+  auto it = cache.find(e.get());
+  if (it != cache.end()) return it->second;
+  Value* v = emit_uncached(e);
+  cache[e.get()] = v;
+  return v;
+}
+
+// Index math stays scalar inside vector loops: the first lane's index.
+Value* KernelEmitter::emit_scalar(const ExprP& e) {
+  Vec* saved = vec_;
+  vec_ = nullptr;
+  Value* v = emit(e);
+  vec_ = saved;
+  return v;
+}
+
+Value* KernelEmitter::emit_uncached(const ExprP& e) {
+  switch (e->kind) {
+    case ExprKind::Const:
+      return splat(is_float(e->type) ? constant(e->fval, e->type) : constant(static_cast<double>(e->ival), e->type));
+    case ExprKind::Var: {
+      Value* v = fn_.vars.at(static_cast<size_t>(e->id));
+      if (!vec_ || e->id != vec_->var) return splat(v);
+      std::vector<llvm::Constant*> steps;
+      for (int l = 0; l < opts_.lanes; ++l) steps.push_back(b_.getInt64(static_cast<uint64_t>(l)));
+      return b_.CreateAdd(splat(v), llvm::ConstantVector::get(steps));
+    }
+    case ExprKind::Batch: return splat(fn_.batch);
+    case ExprKind::Local: {
+      if (vec_) {
+        auto t = vec_->temps.find(e->id);
+        if (t != vec_->temps.end()) return t->second;
+        if (vec_->acc.count(e->id)) throw std::logic_error("a reduction local is read inside its vector loop");
+      }
+      llvm::AllocaInst* slot = fn_.locals.at(static_cast<size_t>(e->id));
+      return splat(b_.CreateLoad(slot->getAllocatedType(), slot));
+    }
+    case ExprKind::Load: return emit_load(*e);
+    case ExprKind::Unary: return emit_unary(e->op, emit(e->args[0]), e->args[0]->type);
+    case ExprKind::Binary: return emit_binary(e->op, emit(e->args[0]), emit(e->args[1]), e->args[0]->type);
+    case ExprKind::Select: return b_.CreateSelect(emit(e->args[0]), emit(e->args[1]), emit(e->args[2]));
+    case ExprKind::Cast: return emit_cast(emit(e->args[0]), e->args[0]->type, e->type);
+  }
+  throw std::logic_error("unknown expression kind");
+}
+
+Value* KernelEmitter::element_address(int buffer, Value* index) {
+  const Buffer& buf = p_.buffers.at(static_cast<size_t>(buffer));
+  return b_.CreateInBoundsGEP(storage_type(buf.dtype), base_pointer(buffer), index);
+}
+
+Value* KernelEmitter::emit_load(const Expr& e) {
+  const Buffer& buf = p_.buffers.at(static_cast<size_t>(e.id));
+  llvm::Type* elem = storage_type(buf.dtype);
+  auto align = llvm::Align(dtype_size(buf.dtype));
+  Value* raw;
+  if (vec_ && stride_along(e.args[0], vec_->var, vec_->variant) == 1) {
+    Value* addr = element_address(e.id, emit_scalar(e.args[0]));
+    auto* ld = b_.CreateAlignedLoad(lanes_of(elem), addr, align);
+    tag_access(ld, e.id);
+    raw = ld;
+  } else {
+    // Invariant in a vector loop (the plan guarantees it) or a scalar load.
+    Vec* saved = vec_;
+    vec_ = nullptr;
+    auto* ld = b_.CreateAlignedLoad(elem, element_address(e.id, emit(e.args[0])), align);
+    tag_access(ld, e.id);
+    vec_ = saved;
+    raw = splat(ld);
+  }
+  if (buf.dtype == DType::boolean) return b_.CreateICmpNE(raw, llvm::Constant::getNullValue(raw->getType()));
+  return raw;
+}
+
+Value* KernelEmitter::emit_unary(Op op, Value* a, Scalar t) {
+  llvm::Type* ty = a->getType();
+  auto intrinsic = [&](llvm::Intrinsic::ID id) {
+    return b_.CreateCall(llvm::Intrinsic::getDeclaration(&m_, id, {ty}), {a});
+  };
+  switch (op) {
+    case Op::Neg: return is_float(t) ? b_.CreateFNeg(a) : b_.CreateNeg(a);
+    case Op::Exp: return intrinsic(llvm::Intrinsic::exp);
+    case Op::Log: return intrinsic(llvm::Intrinsic::log);
+    case Op::Sqrt: return intrinsic(llvm::Intrinsic::sqrt);
+    case Op::Abs:
+      if (is_float(t)) return intrinsic(llvm::Intrinsic::fabs);
+      return b_.CreateCall(llvm::Intrinsic::getDeclaration(&m_, llvm::Intrinsic::abs, {ty}), {a, b_.getFalse()});
+    case Op::Not: return b_.CreateNot(a);
+    default: break;
+  }
+  throw std::logic_error("not a unary op: " + std::string(op_name(op)));
+}
+
+Value* KernelEmitter::emit_binary(Op op, Value* a, Value* b, Scalar t) {
+  bool f = is_float(t);
+  switch (op) {
+    case Op::Add: return f ? b_.CreateFAdd(a, b) : b_.CreateAdd(a, b);
+    case Op::Sub: return f ? b_.CreateFSub(a, b) : b_.CreateSub(a, b);
+    case Op::Mul: return f ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
+    case Op::Div: return f ? b_.CreateFDiv(a, b) : b_.CreateSDiv(a, b);
+    case Op::Mod: return f ? b_.CreateFRem(a, b) : b_.CreateSRem(a, b);
+    // max/min as compare+select: one instruction on x86 (maxps), and the
+    // interpreter's "a if a > b else b" for every input.
+    case Op::Max: return b_.CreateSelect(f ? b_.CreateFCmpOGT(a, b) : b_.CreateICmpSGT(a, b), a, b);
+    case Op::Min: return b_.CreateSelect(f ? b_.CreateFCmpOLT(a, b) : b_.CreateICmpSLT(a, b), a, b);
+    case Op::And: return b_.CreateAnd(a, b);
+    case Op::Or: return b_.CreateOr(a, b);
+    case Op::Lt: return f ? b_.CreateFCmpOLT(a, b) : b_.CreateICmpSLT(a, b);
+    case Op::Le: return f ? b_.CreateFCmpOLE(a, b) : b_.CreateICmpSLE(a, b);
+    case Op::Gt: return f ? b_.CreateFCmpOGT(a, b) : b_.CreateICmpSGT(a, b);
+    case Op::Ge: return f ? b_.CreateFCmpOGE(a, b) : b_.CreateICmpSGE(a, b);
+    case Op::Eq: return f ? b_.CreateFCmpOEQ(a, b) : b_.CreateICmpEQ(a, b);
+    case Op::Ne: return f ? b_.CreateFCmpUNE(a, b) : b_.CreateICmpNE(a, b);
+    default: break;
+  }
+  throw std::logic_error("not a binary op: " + std::string(op_name(op)));
+}
+
+Value* KernelEmitter::emit_cast(Value* a, Scalar from, Scalar to) {
+  llvm::Type* ty = lanes_of(scalar_type(to));
+  if (from == to) return a;
+  if (to == Scalar::i1) {
+    Value* zero = llvm::Constant::getNullValue(a->getType());
+    return is_float(from) ? b_.CreateFCmpUNE(a, zero) : b_.CreateICmpNE(a, zero);
+  }
+  if (is_float(from) && is_float(to)) return b_.CreateFPCast(a, ty);
+  if (is_float(from)) return b_.CreateFPToSI(a, ty);
+  if (is_float(to)) return from == Scalar::i1 ? b_.CreateUIToFP(a, ty) : b_.CreateSIToFP(a, ty);
+  return from == Scalar::i1 ? b_.CreateZExt(a, ty) : b_.CreateSExtOrTrunc(a, ty);
+}
+
+Value* KernelEmitter::reduction_identity(Op op, Scalar t) {
+  double v = 0;
+  if (op == Op::Add) v = is_float(t) ? -0.0 : 0;
+  else if (op == Op::Max) v = is_float(t) ? -INFINITY : (t == Scalar::i32 ? INT32_MIN : static_cast<double>(INT64_MIN));
+  else if (op == Op::Min) v = is_float(t) ? INFINITY : (t == Scalar::i32 ? INT32_MAX : 9.2233720368547748e18);
+  if (!is_float(t) && op == Op::Min && t == Scalar::i64)
+    return splat(llvm::ConstantInt::get(scalar_type(t), static_cast<uint64_t>(INT64_MAX)));
+  return splat(constant(v, t));
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,217 @@
+// Loop IR kernels -> LLVM functions: preamble (batch size, buffer bases),
+// loops (scalar, or vector main loop + scalar tail), parallel regions.
+#include <llvm/IR/MDBuilder.h>
+
+#include <stdexcept>
+
+#include "compiler/codegen/emitter.h"
+#include "compiler/lower/lower_program.h"
+
+namespace kiln::codegen {
+
+using namespace kiln::lower;
+using llvm::Value;
+
+// Field numbers of kiln_context (runtime/program.h).
+enum CtxField { kArena = 0, kParams = 1, kState = 2, kBatch = 3, kParallelFor = 4, kPool = 5 };
+
+KernelEmitter::KernelEmitter(llvm::Module& m, const Program& p, const EmitOptions& opts)
+    : m_(m), c_(m.getContext()), p_(p), opts_(opts), b_(m.getContext()) {
+  llvm::FastMathFlags fmf;
+  fmf.setAllowContract(true);  // a*b+c may fuse into an FMA
+  b_.setFastMathFlags(fmf);
+}
+
+llvm::StructType* KernelEmitter::context_type() {
+  if (!ctx_type_) {
+    ctx_type_ = llvm::StructType::getTypeByName(c_, "kiln_context");
+    if (!ctx_type_) {
+      auto* ptr = b_.getPtrTy();
+      ctx_type_ = llvm::StructType::create(c_, {ptr, ptr, ptr, b_.getInt64Ty(), ptr, ptr}, "kiln_context");
+    }
+  }
+  return ctx_type_;
+}
+
+void KernelEmitter::add_attributes(llvm::Function* f) const {
+  f->addFnAttr(llvm::Attribute::NoUnwind);
+  if (!opts_.cpu.empty()) f->addFnAttr("target-cpu", opts_.cpu);
+  if (!opts_.features.empty()) f->addFnAttr("target-features", opts_.features);
+  // Keep wide vectors whole (x86 otherwise splits 512-bit types by default).
+  f->addFnAttr("min-legal-vector-width", std::to_string(opts_.lanes * 32));
+}
+
+static void collect_buffers(const ExprP& e, std::set<int>& out) {
+  if (e->kind == ExprKind::Load) out.insert(e->id);
+  for (auto& a : e->args) collect_buffers(a, out);
+}
+
+static void collect_buffers(const std::vector<Stmt>& body, std::set<int>& out) {
+  for (const Stmt& s : body) {
+    if (s.kind == StmtKind::Store) out.insert(s.target);
+    for (const ExprP* e : {&s.lo, &s.hi, &s.index, &s.value})
+      if (*e) collect_buffers(*e, out);
+    collect_buffers(s.body, out);
+  }
+}
+
+void KernelEmitter::begin_function(llvm::Function* f) {
+  fn_ = Fn{};
+  fn_.f = f;
+  b_.SetInsertPoint(llvm::BasicBlock::Create(c_, "entry", f));
+}
+
+// After fn_.ctx/inputs/outputs are set: the batch size, locals, loop variables.
+void KernelEmitter::finish_preamble() {
+  fn_.batch = b_.CreateLoad(b_.getInt64Ty(), b_.CreateStructGEP(context_type(), fn_.ctx, kBatch), "batch");
+  for (const LocalDecl& l : k_->locals) fn_.locals.push_back(b_.CreateAlloca(scalar_type(l.type), nullptr, l.name));
+  fn_.vars.assign(k_->var_names.size(), nullptr);
+}
+
+Value* KernelEmitter::base_pointer(int id) {
+  auto it = fn_.base.find(id);
+  if (it != fn_.base.end()) return it->second;
+  // Computed once, in the entry block, so it dominates every use.
+  llvm::IRBuilderBase::InsertPointGuard guard(b_);
+  llvm::BasicBlock& entry = fn_.f->getEntryBlock();
+  if (entry.getTerminator()) b_.SetInsertPoint(entry.getTerminator());
+  else b_.SetInsertPoint(&entry);
+  const Buffer& buf = p_.buffers.at(static_cast<size_t>(id));
+  auto* ptr = b_.getPtrTy();
+  Value* base = nullptr;
+  int64_t align = dtype_size(buf.dtype);
+  auto from_ctx = [&](CtxField field) {
+    Value* block = b_.CreateLoad(ptr, b_.CreateStructGEP(context_type(), fn_.ctx, field));
+    align = 64;
+    return b_.CreateInBoundsGEP(b_.getInt8Ty(), block, b_.getInt64(static_cast<uint64_t>(buf.offset)));
+  };
+  switch (buf.storage) {
+    case Storage::Arena: base = from_ctx(kArena); break;
+    case Storage::Param: base = from_ctx(kParams); break;
+    case Storage::State: base = from_ctx(kState); break;
+    case Storage::Input:
+    case Storage::Output: {
+      Value* table = buf.storage == Storage::Input ? fn_.inputs : fn_.outputs;
+      base = b_.CreateLoad(ptr, b_.CreateConstInBoundsGEP1_64(ptr, table, static_cast<uint64_t>(buf.offset)));
+      break;
+    }
+    case Storage::Constant: {
+      std::string gname = "const." + c_identifier(buf.name) + "." + std::to_string(id);
+      auto* g = m_.getGlobalVariable(gname, true);
+      if (!g) {
+        std::vector<llvm::Constant*> values;
+        for (double v : buf.data) {
+          if (buf.dtype == DType::boolean) values.push_back(b_.getInt8(v != 0));
+          else values.push_back(constant(v, scalar_of(buf.dtype)));
+        }
+        auto* arr_ty = llvm::ArrayType::get(storage_type(buf.dtype), values.size());
+        g = new llvm::GlobalVariable(m_, arr_ty, true, llvm::GlobalValue::PrivateLinkage,
+                                     llvm::ConstantArray::get(arr_ty, values), gname);
+        g->setAlignment(llvm::Align(64));
+      }
+      base = g;
+      align = 64;
+      break;
+    }
+  }
+  if (align > 1) b_.CreateAlignmentAssumption(m_.getDataLayout(), base, static_cast<unsigned>(align));
+  fn_.base[id] = base;
+  return base;
+}
+
+void KernelEmitter::tag_access(llvm::Instruction* inst, int buffer) {
+  auto s = scope_.find(buffer);
+  if (s == scope_.end()) return;
+  inst->setMetadata(llvm::LLVMContext::MD_alias_scope, llvm::MDNode::get(c_, {s->second}));
+  if (noalias_.at(buffer)) inst->setMetadata(llvm::LLVMContext::MD_noalias, noalias_.at(buffer));
+}
+
+llvm::Function* KernelEmitter::emit(const Kernel& kernel) {
+  Kernel expanded;
+  const Kernel* k = &kernel;
+  if (kernel.kind == KernelKind::Gemm) {
+    expanded = expand_gemm(kernel, p_);
+    k = &expanded;
+  }
+  k_ = k;
+  // One alias scope per buffer the kernel touches: every access is known not
+  // to alias the other buffers (they are disjoint by construction).
+  std::set<int> used;
+  collect_buffers(k->body, used);
+  scope_.clear();
+  noalias_.clear();
+  llvm::MDBuilder mdb(c_);
+  llvm::MDNode* domain = mdb.createAnonymousAliasScopeDomain(k->name);
+  for (int id : used) scope_[id] = mdb.createAnonymousAliasScope(domain, p_.buffers[static_cast<size_t>(id)].name);
+  for (int id : used) {
+    std::vector<llvm::Metadata*> others;
+    for (auto& [o, sc] : scope_)
+      if (o != id) others.push_back(sc);
+    noalias_[id] = others.empty() ? nullptr : llvm::MDNode::get(c_, others);
+  }
+
+  auto* ptr = b_.getPtrTy();
+  auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false);
+  auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k->name, m_);
+  add_attributes(f);
+  f->addFnAttr(llvm::Attribute::NoInline);
+  for (unsigned i = 0; i < 3; ++i) f->addParamAttr(i, llvm::Attribute::NoAlias);
+  begin_function(f);
+  fn_.ctx = f->getArg(0), fn_.inputs = f->getArg(1), fn_.outputs = f->getArg(2);
+  finish_preamble();
+  int regions = 0;
+  for (const Stmt& s : k->body) {
+    if (s.kind == StmtKind::Loop && s.parallel) {
+      emit_region(s, regions++);
+    } else {
+      emit_stmt(s);
+    }
+  }
+  b_.CreateRetVoid();
+  k_ = nullptr;
+  return f;
+}
+
+// A parallel top-level loop: its body becomes a region function over
+// [begin, end) of the iteration space; the kernel hands it to parallel_for
+// with a closure holding the kernel's own arguments.
+void KernelEmitter::emit_region(const Stmt& loop, int index) {
+  auto* ptr = b_.getPtrTy();
+  auto* i64 = b_.getInt64Ty();
+  Value* lo = emit_scalar(loop.lo);
+  Value* hi = emit_scalar(loop.hi);
+  scalar_cache_.clear();
+  Value* n = b_.CreateSub(hi, lo, "trips");
+  auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr});
+  Value* closure = b_.CreateAlloca(closure_ty);
+  b_.CreateStore(fn_.ctx, b_.CreateStructGEP(closure_ty, closure, 0));
+  b_.CreateStore(fn_.inputs, b_.CreateStructGEP(closure_ty, closure, 1));
+  b_.CreateStore(fn_.outputs, b_.CreateStructGEP(closure_ty, closure, 2));
+
+  auto* rty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, i64}, false);
+  auto* region = llvm::Function::Create(rty, llvm::GlobalValue::InternalLinkage,
+                                        k_->name + "_p" + std::to_string(index), m_);
+  add_attributes(region);
+  region->addFnAttr(llvm::Attribute::NoInline);
+  Value* pf = b_.CreateLoad(ptr, b_.CreateStructGEP(context_type(), fn_.ctx, kParallelFor));
+  Value* pool = b_.CreateLoad(ptr, b_.CreateStructGEP(context_type(), fn_.ctx, kPool));
+  auto* pf_ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, ptr, ptr}, false);
+  Fn saved = fn_;
+  {
+    llvm::IRBuilderBase::InsertPointGuard guard(b_);
+    begin_function(region);
+    Value* c = region->getArg(0);
+    fn_.ctx = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, c, 0), "ctx");
+    fn_.inputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, c, 1), "inputs");
+    fn_.outputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, c, 2), "outputs");
+    finish_preamble();
+    Value* rlo = emit_scalar(loop.lo);
+    scalar_cache_.clear();
+    emit_loop(loop, b_.CreateAdd(rlo, region->getArg(1)), b_.CreateAdd(rlo, region->getArg(2)));
+    b_.CreateRetVoid();
+  }
+  fn_ = saved;
+  b_.CreateCall(pf_ty, pf, {pool, n, region, closure});
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,167 @@
+// Statements and loops. An innermost loop that plan_vector_loop accepts runs
+// as a vector loop of opts_.lanes lanes (contiguous accesses become vector
+// loads/stores, invariants are splatted, reductions keep a vector
+// accumulator reduced once after the loop) followed by a scalar tail.
+// Temporaries assigned inside a loop are private to an iteration: they are
+// not read after the loop.
+#include <stdexcept>
+
+#include "compiler/codegen/emitter.h"
+
+namespace kiln::codegen {
+
+using namespace kiln::lower;
+using llvm::Value;
+
+void KernelEmitter::emit_stmts(const std::vector<Stmt>& body) {
+  for (const Stmt& s : body) emit_stmt(s);
+}
+
+void KernelEmitter::emit_store(int buffer, Value* index, Value* value) {
+  const Buffer& buf = p_.buffers.at(static_cast<size_t>(buffer));
+  if (buf.dtype == DType::boolean) value = b_.CreateZExt(value, lanes_of(b_.getInt8Ty()));
+  auto* st = b_.CreateAlignedStore(value, element_address(buffer, index), llvm::Align(dtype_size(buf.dtype)));
+  tag_access(st, buffer);
+}
+
+void KernelEmitter::emit_stmt(const Stmt& s) {
+  cache_.clear();
+  scalar_cache_.clear();
+  switch (s.kind) {
+    case StmtKind::Loop: {
+      Value* lo = emit_scalar(s.lo);
+      Value* hi = emit_scalar(s.hi);
+      emit_loop(s, lo, hi);
+      break;
+    }
+    case StmtKind::Store: emit_store(s.target, emit_scalar(s.index), emit_scalar(s.value)); break;
+    case StmtKind::Assign: b_.CreateStore(emit_scalar(s.value), fn_.locals.at(static_cast<size_t>(s.target))); break;
+  }
+}
+
+static bool innermost(const Stmt& loop) {
+  for (const Stmt& s : loop.body)
+    if (s.kind == StmtKind::Loop) return false;
+  return true;
+}
+
+void KernelEmitter::emit_loop(const Stmt& s, Value* lo, Value* hi, bool no_vectorize_md) {
+  if (!no_vectorize_md && opts_.lanes > 1 && innermost(s)) {
+    if (auto plan = plan_vector_loop(s)) {
+      emit_vector_loop(s, *plan, lo, hi);
+      return;
+    }
+  }
+  llvm::BasicBlock* pre = b_.GetInsertBlock();
+  auto* body = llvm::BasicBlock::Create(c_, "loop." + k_->var_names[s.var], fn_.f);
+  auto* exit = llvm::BasicBlock::Create(c_, "after." + k_->var_names[s.var], fn_.f);
+  b_.CreateCondBr(b_.CreateICmpSLT(lo, hi), body, exit);
+  b_.SetInsertPoint(body);
+  llvm::PHINode* i = b_.CreatePHI(b_.getInt64Ty(), 2, k_->var_names[s.var]);
+  i->addIncoming(lo, pre);
+  fn_.vars[static_cast<size_t>(s.var)] = i;
+  emit_stmts(s.body);
+  Value* next = b_.CreateAdd(i, b_.getInt64(1), "", true, true);
+  auto* br = b_.CreateCondBr(b_.CreateICmpSLT(next, hi), body, exit);
+  i->addIncoming(next, b_.GetInsertBlock());
+  if (no_vectorize_md) {
+    // A scalar tail of a loop already vectorized here: leave it scalar.
+    llvm::Metadata* off[] = {llvm::MDString::get(c_, "llvm.loop.vectorize.enable"),
+                             llvm::ConstantAsMetadata::get(b_.getFalse())};
+    llvm::Metadata* ops[] = {nullptr, llvm::MDNode::get(c_, off)};
+    auto* id = llvm::MDNode::getDistinct(c_, ops);
+    id->replaceOperandWith(0, id);
+    br->setMetadata(llvm::LLVMContext::MD_loop, id);
+  }
+  b_.SetInsertPoint(exit);
+}
+
+void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Value* lo, Value* hi) {
+  const int lanes = opts_.lanes;
+  auto* i64 = b_.getInt64Ty();
+  Value* n = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, b_.CreateSub(hi, lo), b_.getInt64(0));
+  Value* vec_end = b_.CreateAdd(lo, b_.CreateSub(n, b_.CreateSRem(n, b_.getInt64(static_cast<uint64_t>(lanes)))));
+
+  Vec v;
+  v.var = s.var;
+  v.plan = &plan;
+  for (auto& [l, role] : plan.locals) v.variant.insert(l);
+  // Vector accumulators start at the identity; the local keeps its value and
+  // absorbs the horizontal reduction after the loop.
+  for (auto& [l, role] : plan.locals) {
+    if (role != VectorPlan::LocalRole::Reduction) continue;
+    Scalar t = k_->locals.at(static_cast<size_t>(l)).type;
+    llvm::Type* vt = llvm::FixedVectorType::get(scalar_type(t), static_cast<unsigned>(lanes));
+    llvm::AllocaInst* acc;
+    {
+      llvm::IRBuilderBase::InsertPointGuard guard(b_);
+      b_.SetInsertPoint(&fn_.f->getEntryBlock(), fn_.f->getEntryBlock().begin());
+      acc = b_.CreateAlloca(vt, nullptr, k_->locals[static_cast<size_t>(l)].name + ".vec");
+    }
+    vec_ = &v;
+    b_.CreateStore(reduction_identity(plan.reduce_op.at(l), t), acc);
+    vec_ = nullptr;
+    v.acc[l] = acc;
+  }
+
+  llvm::BasicBlock* pre = b_.GetInsertBlock();
+  auto* body = llvm::BasicBlock::Create(c_, "vloop." + k_->var_names[s.var], fn_.f);
+  auto* exit = llvm::BasicBlock::Create(c_, "vafter." + k_->var_names[s.var], fn_.f);
+  b_.CreateCondBr(b_.CreateICmpSLT(lo, vec_end), body, exit);
+  b_.SetInsertPoint(body);
+  llvm::PHINode* i = b_.CreatePHI(i64, 2, k_->var_names[s.var] + ".v");
+  i->addIncoming(lo, pre);
+  fn_.vars[static_cast<size_t>(s.var)] = i;
+  v.i = i;
+  for (const Stmt& st : s.body) {
+    cache_.clear();
+    scalar_cache_.clear();
+    vec_ = &v;
+    if (st.kind == StmtKind::Store) {
+      Value* index = emit_scalar(st.index);
+      Value* value = emit(st.value);
+      emit_store(st.target, index, value);
+    } else if (plan.locals.at(st.target) == VectorPlan::LocalRole::Temp) {
+      v.temps[st.target] = emit(st.value);
+    } else {
+      const ExprP& val = st.value;
+      const ExprP& operand = val->args[0]->kind == ExprKind::Local && val->args[0]->id == st.target ? val->args[1]
+                                                                                                     : val->args[0];
+      llvm::AllocaInst* acc = llvm::cast<llvm::AllocaInst>(v.acc.at(st.target));
+      Value* cur = b_.CreateLoad(acc->getAllocatedType(), acc);
+      b_.CreateStore(emit_binary(val->op, cur, emit(operand), val->type), acc);
+    }
+    vec_ = nullptr;
+  }
+  Value* next = b_.CreateAdd(i, b_.getInt64(static_cast<uint64_t>(lanes)), "", true, true);
+  b_.CreateCondBr(b_.CreateICmpSLT(next, vec_end), body, exit);
+  i->addIncoming(next, b_.GetInsertBlock());
+  b_.SetInsertPoint(exit);
+
+  for (auto& [l, accv] : v.acc) {
+    Scalar t = k_->locals.at(static_cast<size_t>(l)).type;
+    Op op = plan.reduce_op.at(l);
+    auto* acc = llvm::cast<llvm::AllocaInst>(accv);
+    Value* vecval = b_.CreateLoad(acc->getAllocatedType(), acc);
+    Value* folded;
+    if (op == Op::Add && is_float(t)) {
+      auto* call = b_.CreateFAddReduce(constant(-0.0, t), vecval);
+      llvm::FastMathFlags fmf;
+      fmf.setAllowReassoc(true);
+      call->setFastMathFlags(fmf);  // a tree of adds, not a serial chain
+      folded = call;
+    } else if (op == Op::Add) {
+      folded = b_.CreateAddReduce(vecval);
+    } else if (is_float(t)) {
+      folded = op == Op::Max ? b_.CreateFPMaxReduce(vecval) : b_.CreateFPMinReduce(vecval);
+    } else {
+      folded = op == Op::Max ? b_.CreateIntMaxReduce(vecval, true) : b_.CreateIntMinReduce(vecval, true);
+    }
+    llvm::AllocaInst* slot = fn_.locals.at(static_cast<size_t>(l));
+    Value* before = b_.CreateLoad(slot->getAllocatedType(), slot);
+    b_.CreateStore(emit_binary(op, before, folded, t), slot);
+  }
+  emit_loop(s, vec_end, hi, /*no_vectorize_md=*/true);
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,102 @@
+#pragma once
+// Internal to codegen: Loop IR kernels -> LLVM IR functions.
+//
+// Every kernel becomes `void @<kernel>(ptr ctx, ptr inputs, ptr outputs)`;
+// each top-level parallel loop becomes a region `@<kernel>_p<i>(ptr closure,
+// i64 begin, i64 end)` handed to ctx->parallel_for. Buffer accesses carry
+// scoped-noalias metadata (one scope per buffer), buffer bases carry
+// alignment assumptions, and innermost loops that allow it are vectorized
+// here (vector main loop + scalar tail) at the host's width.
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Module.h>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include "compiler/codegen/vector_plan.h"
+#include "compiler/lower/loop_ir.h"
+
+namespace kiln::codegen {
+
+struct EmitOptions {
+  int lanes = 8;  // vector lanes of vectorized loops
+  std::string cpu, features;
+};
+
+// The Loop IR expansion of a gemm kernel: a blocked loop nest (pack op(B) when
+// transposed, zero C, panels of N in parallel, blocks of K, rows, K, N).
+lower::Kernel expand_gemm(const lower::Kernel& gemm, const lower::Program& p);
+
+class KernelEmitter {
+ public:
+  KernelEmitter(llvm::Module& m, const lower::Program& p, const EmitOptions& opts);
+  llvm::Function* emit(const lower::Kernel& k);
+  // Declares (once) the struct type of kiln_context.
+  llvm::StructType* context_type();
+  void add_attributes(llvm::Function* f) const;
+
+ private:
+  // State of the function being emitted (a kernel or one of its regions).
+  struct Fn {
+    llvm::Function* f = nullptr;
+    llvm::Value *ctx = nullptr, *inputs = nullptr, *outputs = nullptr, *batch = nullptr;
+    std::map<int, llvm::Value*> base;       // buffer id -> base pointer
+    std::vector<llvm::AllocaInst*> locals;  // by local id
+    std::vector<llvm::Value*> vars;         // loop variable id -> current value
+  };
+  // The vectorized loop being emitted.
+  struct Vec {
+    int var = -1;
+    llvm::Value* i = nullptr;               // first lane's index
+    const VectorPlan* plan = nullptr;
+    std::map<int, llvm::Value*> temps;      // Temp locals -> their vector value
+    std::map<int, llvm::Value*> acc;        // Reduction locals -> vector accumulators (allocas)
+    std::set<int> variant;
+  };
+
+  void begin_function(llvm::Function* f);
+  void finish_preamble();
+  llvm::Value* base_pointer(int buffer);
+  void emit_region(const lower::Stmt& loop, int index);
+  void emit_stmts(const std::vector<lower::Stmt>& body);
+  void emit_stmt(const lower::Stmt& s);
+  void emit_loop(const lower::Stmt& s, llvm::Value* lo, llvm::Value* hi, bool no_vectorize_md = false);
+  void emit_scalar_loop_body(const lower::Stmt& s);
+  void emit_vector_loop(const lower::Stmt& s, const VectorPlan& plan, llvm::Value* lo, llvm::Value* hi);
+  void emit_store(int buffer, llvm::Value* index, llvm::Value* value);
+
+  // Expressions: scalar when vec_ is null, else vectors of opts_.lanes.
+  llvm::Value* emit(const lower::ExprP& e);
+  llvm::Value* emit_scalar(const lower::ExprP& e);
+  llvm::Value* emit_uncached(const lower::ExprP& e);
+  llvm::Value* emit_load(const lower::Expr& e);
+  llvm::Value* emit_unary(lower::Op op, llvm::Value* a, lower::Scalar t);
+  llvm::Value* emit_binary(lower::Op op, llvm::Value* a, llvm::Value* b, lower::Scalar t);
+  llvm::Value* emit_cast(llvm::Value* a, lower::Scalar from, lower::Scalar to);
+  llvm::Value* element_address(int buffer, llvm::Value* index);
+  void tag_access(llvm::Instruction* inst, int buffer);
+
+  llvm::Type* scalar_type(lower::Scalar s);
+  llvm::Type* storage_type(DType d);
+  llvm::Type* lanes_of(llvm::Type* t);
+  llvm::Value* splat(llvm::Value* v);
+  llvm::Constant* constant(double v, lower::Scalar t);
+  llvm::Value* reduction_identity(lower::Op op, lower::Scalar t);
+
+  llvm::Module& m_;
+  llvm::LLVMContext& c_;
+  const lower::Program& p_;
+  EmitOptions opts_;
+  llvm::IRBuilder<> b_;
+  llvm::StructType* ctx_type_ = nullptr;
+  const lower::Kernel* k_ = nullptr;
+  Fn fn_;
+  Vec* vec_ = nullptr;
+  std::unordered_map<const lower::Expr*, llvm::Value*> cache_, scalar_cache_;
+  std::map<int, llvm::MDNode*> scope_;      // buffer id -> alias scope of this kernel
+  std::map<int, llvm::MDNode*> noalias_;    // buffer id -> list of every other scope
+};
+
+}  // namespace kiln::codegen

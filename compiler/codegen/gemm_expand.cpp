@@ -1,0 +1,71 @@
+// The default expansion of a gemm kernel into Loop IR: correct for every
+// shape, transposes and batch-dependent M or K, cache-blocked, parallel over
+// output tiles, with a contiguous innermost loop over N that the vectorizer
+// turns into broadcast-A x vector-B FMAs. A packed register-blocked
+// micro-kernel can replace this function without touching lowering.
+#include "compiler/codegen/emitter.h"
+#include "compiler/lower/lower_ctx.h"
+
+namespace kiln::codegen {
+
+using namespace kiln::lower;
+
+// Tile sizes: an MB x NB tile of C per parallel task, KB-deep slices of B
+// (KB x NB floats = 128 KiB, resident in L2 while MB rows stream over it).
+constexpr int64_t kMB = 64, kNB = 256, kKB = 128;
+
+Kernel expand_gemm(const Kernel& gk, const Program& p) {
+  const GemmSpec& g = gk.gemm;
+  Kernel k;
+  k.kind = KernelKind::Loops;
+  k.name = gk.name;
+  k.node = gk.node;
+  k.origin = gk.origin;
+  k.comment = gk.comment;
+  k.writes = gk.writes;
+  KernelBuilder kb(k);
+  auto ref = [&](int id) {
+    const Buffer& b = p.buffers.at(static_cast<size_t>(id));
+    return BufRef{id, b.dtype, b.shape};
+  };
+  BufRef A = ref(g.a), B = ref(g.b), C = ref(g.c);
+  E M = g.m, N = g.n, K = g.k;
+  int64_t ldb = g.ldb;
+  int64_t c_elems = numel(C.shape, p.max_batch);
+  bool parallel = c_elems >= kParallelMinElements;
+
+  if (g.trans_b) {
+    // op(B) = B^T: copy it to row-major [K, N] so the inner loop is contiguous.
+    BufRef S = ref(g.scratch);
+    kb.loop("k", 0, K, [&](E kk) {
+      kb.loop("j", 0, N, [&](E j) { kb.store(S, kk * N + j, kb.load(B, j * ldb + kk)); });
+    });
+    B = S;
+    ldb = g.n->ival;
+  }
+  if (!g.accumulate) {
+    kb.loop("i", 0, M, [&](E i) {
+      kb.loop("j", 0, N, [&](E j) { kb.store(C, i * g.ldc + j, lit(0, C.scalar())); });
+    }, parallel);
+  }
+  E n_blocks = (N + (kNB - 1)) / kNB;
+  E m_blocks = (M + (kMB - 1)) / kMB;
+  kb.loop("tile", 0, m_blocks * n_blocks, [&](E t) {
+    E i0 = (t / n_blocks) * kMB, j0 = (t % n_blocks) * kNB;
+    kb.loop("kb", 0, (K + (kKB - 1)) / kKB, [&](E kblk) {
+      E k0 = kblk * kKB;
+      kb.loop("i", i0, min(M, i0 + kMB), [&](E i) {
+        kb.loop("k", k0, min(K, k0 + kKB), [&](E kk) {
+          E a = kb.let("a", kb.load(A, g.trans_a ? kk * g.lda + i : i * g.lda + kk));
+          kb.loop("j", j0, min(N, j0 + kNB), [&](E j) {
+            E at = i * g.ldc + j;
+            kb.store(C, at, kb.load(C, at) + a * kb.load(B, kk * ldb + j));
+          });
+        });
+      });
+    });
+  }, parallel);
+  return k;
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,215 @@
+#include "compiler/codegen/jit.h"
+
+#include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <llvm/Support/Error.h>
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+#include "compiler/codegen/host.h"
+
+namespace kiln::codegen {
+
+using Clock = std::chrono::steady_clock;
+static double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+template <typename T>
+static T take(llvm::Expected<T> v, const std::string& what) {
+  if (!v) throw std::runtime_error(what + ": " + llvm::toString(v.takeError()));
+  return std::move(*v);
+}
+
+CompiledProgram::~CompiledProgram() = default;
+
+std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program, const CodegenOptions& opts) {
+  std::unique_ptr<CompiledProgram> cp(new CompiledProgram);
+  cp->program_ = std::move(program);
+  const lower::Program& p = cp->program_;
+  const HostTarget& host = host_target();
+
+  auto t0 = Clock::now();
+  CodegenOptions no_opt = opts;
+  no_opt.optimize = false;
+  BuiltModule bm = build_module(p, no_opt);
+  cp->stats_.emit_ms = ms_since(t0);
+  auto t1 = Clock::now();
+  if (opts.optimize) {
+    auto tm = make_host_target_machine();
+    optimize_module(*bm.module, *tm);
+  }
+  cp->stats_.optimize_ms = ms_since(t1);
+
+  auto t2 = Clock::now();
+  auto jtmb = llvm::orc::JITTargetMachineBuilder(llvm::Triple(host.triple));
+  jtmb.setCPU(host.cpu);
+  std::vector<std::string> features;
+  for (size_t pos = 0; pos < host.features.size();) {
+    size_t comma = host.features.find(',', pos);
+    if (comma == std::string::npos) comma = host.features.size();
+    features.push_back(host.features.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  jtmb.addFeatures(features);
+  jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  auto jit = take(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(jtmb)).create(), "creating the JIT");
+  cp->jit_ = std::shared_ptr<llvm::orc::LLJIT>(std::move(jit));
+  if (auto err = cp->jit_->addIRModule(llvm::orc::ThreadSafeModule(std::move(bm.module), std::move(bm.context))))
+    throw std::runtime_error("adding the module to the JIT: " + llvm::toString(std::move(err)));
+  for (const lower::Entry& e : p.entries) {
+    auto addr = take(cp->jit_->lookup(entry_symbol(e.name)), "looking up entry " + e.name);
+    cp->entries_[e.name] = addr.toPtr<kiln_entry_fn>();
+  }
+  cp->stats_.machine_ms = ms_since(t2);
+
+  cp->stats_.kernels = p.kernels.size();
+  cp->stats_.arena_bytes = p.arena_bytes;
+  cp->stats_.param_bytes = p.param_bytes;
+  cp->stats_.state_bytes = p.state_bytes;
+  for (auto& b : p.buffers)
+    if (b.storage == lower::Storage::Constant) cp->stats_.constant_bytes += b.bytes(1);
+  return cp;
+}
+
+static TensorInfo tensor_info(const std::string& name, DType dt, const Shape& shape) {
+  TensorInfo t;
+  t.name = name;
+  t.type = static_cast<ElemType>(static_cast<int32_t>(dt));
+  t.shape = shape;
+  return t;
+}
+
+ProgramInfo CompiledProgram::info() const {
+  const lower::Program& p = program_;
+  ProgramInfo info;
+  info.name = p.name;
+  info.max_batch = p.max_batch;
+  info.arena_bytes = p.arena_bytes;
+  info.param_bytes = p.param_bytes;
+  info.state_bytes = p.state_bytes;
+  for (int id : p.persistent) {
+    const lower::Buffer& b = p.buffers[static_cast<size_t>(id)];
+    TensorInfo t = tensor_info(b.name, b.dtype, b.shape);
+    t.offset = b.offset;
+    t.state = b.storage == lower::Storage::State;
+    info.persistent.push_back(t);
+  }
+  for (const lower::Entry& e : p.entries) {
+    EntryInfo ei;
+    ei.name = e.name;
+    ei.fn = entries_.at(e.name);
+    for (auto& t : e.inputs) ei.inputs.push_back(tensor_info(t.name, t.dtype, t.shape));
+    for (auto& t : e.outputs) ei.outputs.push_back(tensor_info(t.name, t.dtype, t.shape));
+    info.entries.push_back(std::move(ei));
+  }
+  info.code = jit_;
+  return info;
+}
+
+kiln_kernel_fn CompiledProgram::kernel(const std::string& name) const {
+  auto addr = take(jit_->lookup(name), "looking up kernel " + name);
+  return addr.toPtr<kiln_kernel_fn>();
+}
+
+std::unique_ptr<CompiledProgram> compile_entries(const std::string& name, const std::vector<lower::EntrySpec>& entries,
+                                                 const lower::LowerOptions& lopts, const CodegenOptions& copts) {
+  auto t0 = Clock::now();
+  lower::Program p = lower::lower_program(name, entries, lopts);
+  double lower_ms = ms_since(t0);
+  auto cp = CompiledProgram::compile(std::move(p), copts);
+  cp->stats().lower_ms = lower_ms;
+  return cp;
+}
+
+// ---- values <-> bytes ----
+
+std::vector<uint8_t> to_bytes(const interp::Value& v, DType dtype) {
+  size_t es = dtype_size(dtype);
+  std::vector<uint8_t> out(v.data.size() * es);
+  for (size_t i = 0; i < v.data.size(); ++i) {
+    double x = v.data[i];
+    uint8_t* dst = out.data() + i * es;
+    switch (dtype) {
+      case DType::f32: { float f = static_cast<float>(x); std::memcpy(dst, &f, 4); break; }
+      case DType::f64: std::memcpy(dst, &x, 8); break;
+      case DType::i32: { int32_t n = static_cast<int32_t>(x); std::memcpy(dst, &n, 4); break; }
+      case DType::i64: { int64_t n = static_cast<int64_t>(x); std::memcpy(dst, &n, 8); break; }
+      case DType::boolean: *dst = x != 0; break;
+    }
+  }
+  return out;
+}
+
+interp::Value from_bytes(const void* data, DType dtype, const Shape& shape) {
+  interp::Value v;
+  v.dtype = dtype;
+  v.shape = shape;
+  int64_t n = numel(shape);
+  v.data.resize(static_cast<size_t>(n));
+  const auto* src = static_cast<const uint8_t*>(data);
+  size_t es = dtype_size(dtype);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* p = src + static_cast<size_t>(i) * es;
+    double& x = v.data[static_cast<size_t>(i)];
+    switch (dtype) {
+      case DType::f32: { float f; std::memcpy(&f, p, 4); x = f; break; }
+      case DType::f64: std::memcpy(&x, p, 8); break;
+      case DType::i32: { int32_t k; std::memcpy(&k, p, 4); x = k; break; }
+      case DType::i64: { int64_t k; std::memcpy(&k, p, 8); x = static_cast<double>(k); break; }
+      case DType::boolean: x = *p != 0; break;
+    }
+  }
+  return v;
+}
+
+static Shape bind(const std::vector<int64_t>& shape, int64_t batch) {
+  Shape s = shape;
+  for (auto& d : s)
+    if (d < 0) d = batch;
+  return s;
+}
+
+std::map<std::string, interp::Value> run_entry(Program& prog, const std::string& entry, int64_t batch,
+                                               const std::map<std::string, interp::Value>& feeds) {
+  const EntryInfo* e = prog.entry(entry);
+  if (!e) throw std::runtime_error("no entry point '" + entry + "'");
+  for (const TensorInfo& t : prog.info().persistent) {
+    auto it = feeds.find(t.name);
+    if (it == feeds.end()) continue;
+    auto bytes = to_bytes(it->second, static_cast<DType>(t.type));
+    if (static_cast<int64_t>(bytes.size()) != t.bytes(1))
+      throw std::runtime_error("value for '" + t.name + "' has " + std::to_string(it->second.size()) + " elements");
+    std::memcpy(prog.persistent(t.name), bytes.data(), bytes.size());
+  }
+  std::vector<std::vector<uint8_t>> in_bytes, out_bytes;
+  std::vector<const void*> ins;
+  std::vector<void*> outs;
+  for (const TensorInfo& t : e->inputs) {
+    auto it = feeds.find(t.name);
+    if (it == feeds.end()) throw std::runtime_error(entry + " needs input '" + t.name + "'");
+    in_bytes.push_back(to_bytes(it->second, static_cast<DType>(t.type)));
+    if (static_cast<int64_t>(in_bytes.back().size()) != t.bytes(batch))
+      throw std::runtime_error("input '" + t.name + "' has " + std::to_string(it->second.size()) +
+                               " elements, expected " + std::to_string(t.bytes(batch) / elem_size(t.type)));
+    ins.push_back(in_bytes.back().data());
+  }
+  for (const TensorInfo& t : e->outputs) {
+    out_bytes.emplace_back(static_cast<size_t>(t.bytes(batch)) + 1);
+    outs.push_back(out_bytes.back().data());
+  }
+  prog.run(entry, batch, ins, outs);
+  std::map<std::string, interp::Value> result;
+  for (size_t i = 0; i < e->outputs.size(); ++i) {
+    const TensorInfo& t = e->outputs[i];
+    result[t.name] = from_bytes(out_bytes[i].data(), static_cast<DType>(t.type), bind(t.shape, batch));
+  }
+  return result;
+}
+
+}  // namespace kiln::codegen

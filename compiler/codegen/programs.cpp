@@ -1,0 +1,29 @@
+#include "compiler/codegen/programs.h"
+
+#include "compiler/passes/pass_manager.h"
+
+namespace kiln::codegen {
+
+std::vector<lower::EntrySpec> ProgramGraphs::entries() const {
+  std::vector<lower::EntrySpec> out = lower::forward_entries(model);
+  if (train_step) {
+    lower::EntrySpec t{"train_step", &*train_step, {}, train_step->updates};
+    for (auto& [name, id] : train_step->outputs)
+      if (name.find('@') == std::string::npos) t.outputs.push_back(name);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::unique_ptr<const ProgramGraphs> program_graphs(Graph model, const TrainStepConfig* train) {
+  auto pg = std::make_unique<ProgramGraphs>();
+  pg->model = std::move(model);
+  if (train) {
+    Graph step = build_train_step(pg->model, *train);
+    run_pipeline(step, "simplify");
+    pg->train_step = std::move(step);
+  }
+  return pg;
+}
+
+}  // namespace kiln::codegen

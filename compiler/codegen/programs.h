@@ -1,0 +1,27 @@
+#pragma once
+// The graphs a compiled program is made of: the model's predict and
+// eval_step, and, for training, the training-step graph (forward, backward,
+// optimizer update; after the simplify passes) as train_step.
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "compiler/autodiff/train_step.h"
+#include "compiler/lower/lower_program.h"
+
+namespace kiln::codegen {
+
+struct ProgramGraphs {
+  Graph model;
+  std::optional<Graph> train_step;
+  // Entry specs pointing into this object (which therefore never moves):
+  // predict, eval_step (every model output) and train_step (loss and
+  // correct; every Graph::updates pair written back in place).
+  std::vector<lower::EntrySpec> entries() const;
+};
+
+// `train` null: forward entries only. Throws what build_train_step throws
+// (std::invalid_argument for a model without a scalar "loss" output, ...).
+std::unique_ptr<const ProgramGraphs> program_graphs(Graph model, const TrainStepConfig* train);
+
+}  // namespace kiln::codegen

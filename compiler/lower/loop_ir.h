@@ -1,0 +1,182 @@
+#pragma once
+// Loop IR: what the backend compiles. A Program is a set of buffers (one arena
+// with compile-time offsets, persistent params/state, step inputs/outputs,
+// constants) and, per entry point, a list of kernels. A kernel is either a
+// loop nest (loops, stores, scalar locals over scalar expressions) or a
+// structured kernel (gemm) that codegen expands itself, so a better expansion
+// can replace the default one without touching lowering.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compiler/ir/graph.h"
+
+namespace kiln::lower {
+
+// Scalar types of expressions. Booleans are i1 in registers and one byte in memory.
+enum class Scalar : uint8_t { f32, f64, i32, i64, i1 };
+Scalar scalar_of(DType t);
+std::string_view scalar_name(Scalar s);
+inline bool is_float(Scalar s) { return s == Scalar::f32 || s == Scalar::f64; }
+
+enum class ExprKind : uint8_t {
+  Const,    // number (fval for floats, ival for integers and i1)
+  Var,      // a loop variable (id), always i64
+  Batch,    // the run-time batch size, i64
+  Local,    // a kernel-local scalar (id)
+  Load,     // buffer[id] at args[0] (an i64 element index)
+  Unary,    // op(args[0])
+  Binary,   // op(args[0], args[1])
+  Select,   // args[0] ? args[1] : args[2]
+  Cast,     // args[0] converted to `type`
+};
+
+enum class Op : uint8_t {
+  // unary
+  Neg, Exp, Log, Sqrt, Abs, Not,
+  // binary arithmetic (same type in and out)
+  Add, Sub, Mul, Div, Mod, Max, Min, And, Or,
+  // comparisons (-> i1)
+  Lt, Le, Gt, Ge, Eq, Ne,
+};
+std::string_view op_name(Op op);
+inline bool is_compare(Op op) { return op >= Op::Lt; }
+
+struct Expr;
+using ExprP = std::shared_ptr<const Expr>;
+
+struct Expr {
+  ExprKind kind = ExprKind::Const;
+  Scalar type = Scalar::f32;
+  Op op = Op::Add;
+  int id = -1;             // Var, Local, Load (buffer id)
+  double fval = 0;         // Const (floats)
+  int64_t ival = 0;        // Const (integers, i1)
+  std::vector<ExprP> args;
+};
+
+// Constructors with light folding (constants, x+0, x*1, x*0 for integers).
+ExprP c_int(int64_t v, Scalar t = Scalar::i64);
+ExprP c_float(double v, Scalar t = Scalar::f32);
+ExprP c_of(double v, Scalar t);     // a constant of any scalar type
+ExprP var(int id);
+ExprP batch();
+ExprP local(int id, Scalar t);
+ExprP load(int buffer, Scalar t, ExprP index);
+ExprP unary(Op op, ExprP a);
+ExprP binary(Op op, ExprP a, ExprP b);
+ExprP select(ExprP c, ExprP a, ExprP b);
+ExprP cast(ExprP a, Scalar t);
+
+bool is_const(const ExprP& e);
+bool same_expr(const ExprP& a, const ExprP& b);
+std::string print_expr(const ExprP& e, const struct Program* prog = nullptr, const struct Kernel* k = nullptr);
+
+enum class StmtKind : uint8_t { Loop, Store, Assign };
+
+struct Stmt {
+  StmtKind kind = StmtKind::Store;
+  // Loop: for var in [lo, hi): body. A parallel loop must be top-level in its
+  // kernel; its iterations write disjoint memory.
+  int var = -1;
+  ExprP lo, hi;
+  bool parallel = false;
+  std::vector<Stmt> body;
+  // Store: buffer[index] = value.  Assign: local = value.
+  int target = -1;  // buffer id (Store) or local id (Assign)
+  ExprP index, value;
+};
+
+Stmt loop_stmt(int var, ExprP lo, ExprP hi, std::vector<Stmt> body, bool parallel = false);
+Stmt store_stmt(int buffer, ExprP index, ExprP value);
+Stmt assign_stmt(int local, ExprP value);
+
+// C = op(A) @ op(B) (+ C when accumulate), row-major with leading dimensions.
+// M and K may depend on the batch size; N never does (the matmul shape rule).
+struct GemmSpec {
+  ExprP m, n, k;
+  int a = -1, b = -1, c = -1;     // buffer ids
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  bool trans_a = false, trans_b = false;
+  bool accumulate = false;
+  int scratch = -1;               // arena buffer for packing op(B), sized for the maximum batch
+};
+
+enum class KernelKind : uint8_t { Loops, Gemm };
+
+struct LocalDecl {
+  std::string name;
+  Scalar type;
+};
+
+struct Kernel {
+  KernelKind kind = KernelKind::Loops;
+  std::string name;       // k<index>_<node name>, a valid C identifier
+  std::string node;       // the graph node it computes
+  std::string origin;     // the JSON node it came from
+  std::string comment;    // what it computes, printed above it
+  std::vector<Stmt> body;             // Loops
+  GemmSpec gemm;                      // Gemm
+  std::vector<std::string> var_names; // loop variables by id
+  std::vector<LocalDecl> locals;      // locals by id
+  std::vector<int> writes;            // buffers the kernel writes (for --check-numerics and printing)
+};
+
+enum class Storage : uint8_t {
+  Arena,     // ctx->arena + offset
+  Param,     // ctx->params + offset (role param)
+  State,     // ctx->state + offset (role state)
+  Input,     // input slot `offset` of the running entry (see Entry::input_slot)
+  Output,    // outputs[index] of the running entry
+  Constant,  // data embedded in the code
+};
+std::string_view storage_name(Storage s);
+
+struct Buffer {
+  std::string name;        // node name (or a purpose, for scratch and outputs)
+  DType dtype = DType::f32;
+  Shape shape;             // may hold the open batch dimension
+  Storage storage = Storage::Arena;
+  int64_t offset = 0;      // bytes into its storage (Arena, Param, State); index for Input/Output
+  std::vector<double> data;// Constant
+  NodeId node = kNoNode;   // the node whose value it holds (within its entry's graph), if any
+  int64_t bytes(int64_t batch) const;   // size with the open dimension bound to `batch`
+};
+
+struct EntryTensor {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  int buffer = -1;
+};
+
+struct Entry {
+  std::string name;                    // init, predict, eval_step, train_step
+  const Graph* graph = nullptr;        // the graph its kernels were lowered from (not owned)
+  std::vector<EntryTensor> inputs, outputs;
+  // Kernels read step inputs by slots shared with the entries of the same
+  // graph: input i of this entry fills slot input_slot[i] of slot_count.
+  std::vector<int> input_slot;
+  int slot_count = 0;
+  std::vector<int> kernels;            // indexes into Program::kernels, in execution order
+  std::vector<int> arena_buffers;      // the arena buffers it uses (disjoint from each other)
+  int64_t arena_bytes = 0;
+};
+
+struct Program {
+  std::string name;
+  int64_t max_batch = 1;
+  std::vector<Buffer> buffers;
+  std::vector<Kernel> kernels;
+  std::vector<Entry> entries;
+  std::vector<int> persistent;         // Param and State buffers, in declaration order
+  int64_t arena_bytes = 0;             // max over entries: entries run one at a time
+  int64_t param_bytes = 0, state_bytes = 0;
+  const Entry* entry(std::string_view name) const;
+};
+
+std::string print_kernel(const Program& p, const Kernel& k);
+std::string print_program(const Program& p);
+
+}  // namespace kiln::lower

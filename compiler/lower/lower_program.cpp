@@ -1,0 +1,330 @@
+#include "compiler/lower/lower_program.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include "compiler/lower/lower_ctx.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln::lower {
+
+std::string c_identifier(const std::string& name) {
+  std::string out;
+  for (char ch : name) {
+    if (std::isalnum(static_cast<unsigned char>(ch))) out += ch;
+    else if (ch == '/') out += "__";
+    else out += '_';
+  }
+  return out;
+}
+
+static int64_t align_up(int64_t v) { return (v + kBufferAlign - 1) / kBufferAlign * kBufferAlign; }
+
+std::vector<EntrySpec> forward_entries(const Graph& g) {
+  std::vector<std::string> all;
+  for (auto& [name, id] : g.outputs) all.push_back(name);
+  EntrySpec predict{"predict", &g, {}, {}};
+  for (const char* want : {"probabilities", "logits"})
+    if (predict.outputs.empty() && g.output(want) != kNoNode) predict.outputs = {want};
+  if (predict.outputs.empty()) predict.outputs = all;
+  return {predict, EntrySpec{"eval_step", &g, all, {}}};
+}
+
+namespace {
+
+// Fill value of a param whose initializer is a constant, if it is one.
+bool constant_init(const Node& param, double& value) {
+  auto init = param.attrs.value("init", nlohmann::json::object());
+  std::string kind = init.value("kind", std::string("zeros"));
+  if (kind == "zeros") value = 0;
+  else if (kind == "ones") value = 1;
+  else if (kind == "constant") value = init.value("value", 0.0);
+  else return false;
+  return true;
+}
+
+class ProgramLowering {
+ public:
+  ProgramLowering(const std::string& name, const LowerOptions& opts) {
+    p_.name = name;
+    p_.max_batch = opts.max_batch;
+    if (opts.max_batch < 1) throw std::runtime_error("the maximum batch size must be at least 1");
+  }
+
+  void add_group(const std::vector<const EntrySpec*>& specs);
+  void add_init();
+  Program finish() { return std::move(p_); }
+
+ private:
+  int add_buffer(Buffer b) {
+    p_.buffers.push_back(std::move(b));
+    return static_cast<int>(p_.buffers.size() - 1);
+  }
+  int persistent(const Node& n);
+  int node_buffer(const Graph& g, NodeId id, int input_slot);
+  void place_arena(int buffer) {
+    Buffer& b = p_.buffers[static_cast<size_t>(buffer)];
+    b.offset = cursor_;
+    cursor_ = align_up(cursor_ + b.bytes(p_.max_batch));
+  }
+  std::vector<int> add_kernels(std::vector<Kernel>& ks) {
+    std::vector<int> ids;
+    for (size_t i = 0; i < ks.size(); ++i) {
+      Kernel& k = ks[i];
+      int index = static_cast<int>(p_.kernels.size());
+      k.name = "k" + std::to_string(index) + "_" + c_identifier(k.node) + (i ? "_" + std::to_string(i) : "");
+      p_.kernels.push_back(std::move(k));
+      ids.push_back(index);
+    }
+    return ids;
+  }
+  // A kernel copying `src` to `dst` element by element (same element count).
+  Kernel copy_kernel(int src, int dst, const std::string& node, const std::string& comment);
+
+  Program p_;
+  std::map<std::string, int> persistent_by_name_;
+  int64_t cursor_ = 0;
+};
+
+int ProgramLowering::persistent(const Node& n) {
+  auto it = persistent_by_name_.find(n.name);
+  if (it != persistent_by_name_.end()) {
+    const Buffer& b = p_.buffers[static_cast<size_t>(it->second)];
+    if (b.dtype != n.type.dtype || b.shape != n.type.shape)
+      throw std::runtime_error("param '" + n.name + "' is " + type_str(n.type) + " in one graph but " +
+                               type_str({b.dtype, b.shape}) + " in another");
+    return it->second;
+  }
+  Buffer b;
+  b.name = n.name;
+  b.dtype = n.type.dtype;
+  b.shape = n.type.shape;
+  bool state = n.attrs.value("role", std::string("param")) == "state";
+  b.storage = state ? Storage::State : Storage::Param;
+  int64_t& top = state ? p_.state_bytes : p_.param_bytes;
+  b.offset = top;
+  top = align_up(top + b.bytes(1));
+  int id = add_buffer(std::move(b));
+  persistent_by_name_[n.name] = id;
+  p_.persistent.push_back(id);
+  return id;
+}
+
+int ProgramLowering::node_buffer(const Graph& g, NodeId id, int input_slot) {
+  const Node& n = g.node(id);
+  if (n.op == "param") return persistent(n);
+  Buffer b;
+  b.name = n.name;
+  b.dtype = n.type.dtype;
+  b.shape = n.type.shape;
+  b.node = id;
+  if (n.op == "input") {
+    b.storage = Storage::Input;
+    b.offset = input_slot;
+    return add_buffer(std::move(b));
+  }
+  if (n.op == "constant") {
+    b.storage = Storage::Constant;
+    const auto& v = n.attrs.at("value");
+    int64_t count = numel(n.type.shape);
+    if (v.is_array()) for (auto& x : v) b.data.push_back(x.get<double>());
+    else b.data.assign(static_cast<size_t>(count), v.get<double>());
+    return add_buffer(std::move(b));
+  }
+  b.storage = Storage::Arena;
+  int buf = add_buffer(std::move(b));
+  place_arena(buf);
+  return buf;
+}
+
+Kernel ProgramLowering::copy_kernel(int src, int dst, const std::string& node, const std::string& comment) {
+  Kernel k;
+  k.node = node;
+  k.comment = comment;
+  const Buffer& s = p_.buffers[static_cast<size_t>(src)];
+  const Buffer& d = p_.buffers[static_cast<size_t>(dst)];
+  BufRef from{src, s.dtype, s.shape}, to{dst, d.dtype, d.shape};
+  KernelBuilder kb(k);
+  bool parallel = numel(d.shape, p_.max_batch) >= kParallelMinElements;
+  kb.loop("i", 0, to.size(), [&](E i) { kb.store(to, i, kb.load(from, i)); }, parallel);
+  return k;
+}
+
+// Entries lowered from one graph share its kernels and arena layout: a node
+// that several entries need is computed by one kernel. Kernels address step
+// inputs by a slot shared by the group; each entry maps its own inputs onto
+// the slots (Entry::input_slot).
+void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
+  const Graph& g = *specs[0]->graph;
+  cursor_ = 0;
+  const size_t first_buffer = p_.buffers.size();
+  std::vector<std::vector<bool>> needed_by;
+  std::vector<std::vector<std::pair<std::string, NodeId>>> outs_of;
+  std::vector<bool> needed(g.nodes.size(), false);
+  for (const EntrySpec* spec : specs) {
+    std::vector<NodeId> roots;
+    std::vector<std::pair<std::string, NodeId>> outs;
+    for (auto& o : spec->outputs) {
+      NodeId id = g.output(o);
+      if (id == kNoNode) id = g.find(o);
+      if (id == kNoNode)
+        throw std::runtime_error("entry " + spec->name + ": graph '" + g.name + "' has no output or node named '" + o + "'");
+      outs.push_back({o, id});
+      roots.push_back(id);
+    }
+    for (auto& [param, value] : spec->updates) roots.push_back(value), roots.push_back(param);
+    std::vector<bool> mine(g.nodes.size(), false);
+    for (NodeId r : roots) mine[static_cast<size_t>(r)] = true;
+    for (size_t i = g.nodes.size(); i-- > 0;)
+      if (mine[i])
+        for (NodeId in : g.nodes[i].inputs) mine[static_cast<size_t>(in)] = true;
+    for (size_t i = 0; i < mine.size(); ++i) needed[i] = needed[i] || mine[i];
+    needed_by.push_back(std::move(mine));
+    outs_of.push_back(std::move(outs));
+  }
+
+  auto& reg = OpRegistry::get();
+  std::vector<int> buffer_of(g.nodes.size(), -1);
+  std::vector<std::vector<int>> kernels_of(g.nodes.size());
+  std::vector<NodeId> slot_nodes;  // the group's input slots, in graph order
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!needed[i]) continue;
+    NodeId id = static_cast<NodeId>(i);
+    const Node& n = g.nodes[i];
+    if (n.op == "input") slot_nodes.push_back(id);
+    buffer_of[i] = node_buffer(g, id, static_cast<int>(slot_nodes.size()) - 1);
+    if (n.op == "input" || n.op == "param" || n.op == "constant") continue;
+    const OpDef* def = reg.find(n.op);
+    if (!def || !def->lower)
+      throw std::runtime_error("node '" + n.name + "' (JSON node " + n.origin + "): op '" + n.op + "' has no lowering");
+    LowerCtx ctx(p_, g, id);
+    for (NodeId in : n.inputs) {
+      const Buffer& b = p_.buffers[static_cast<size_t>(buffer_of[static_cast<size_t>(in)])];
+      ctx.in.push_back(BufRef{buffer_of[static_cast<size_t>(in)], b.dtype, b.shape});
+    }
+    ctx.out = BufRef{buffer_of[i], n.type.dtype, n.type.shape};
+    try {
+      def->lower(ctx);
+    } catch (const std::exception& ex) {
+      throw std::runtime_error("lowering node '" + n.name + "' (JSON node " + n.origin + ", op " + n.op + "): " + ex.what());
+    }
+    for (size_t b = 0; b < p_.buffers.size(); ++b)
+      if (p_.buffers[b].storage == Storage::Arena && p_.buffers[b].offset < 0) place_arena(static_cast<int>(b));
+    kernels_of[i] = add_kernels(ctx.kernels);
+  }
+  std::vector<int> arena;
+  for (size_t b = first_buffer; b < p_.buffers.size(); ++b)
+    if (p_.buffers[b].storage == Storage::Arena) arena.push_back(static_cast<int>(b));
+  p_.arena_bytes = std::max(p_.arena_bytes, cursor_);
+
+  for (size_t s = 0; s < specs.size(); ++s) {
+    const EntrySpec& spec = *specs[s];
+    Entry e;
+    e.name = spec.name;
+    e.graph = &g;
+    e.slot_count = static_cast<int>(slot_nodes.size());
+    for (size_t slot = 0; slot < slot_nodes.size(); ++slot) {
+      NodeId id = slot_nodes[slot];
+      if (!needed_by[s][static_cast<size_t>(id)]) continue;
+      const Node& n = g.node(id);
+      e.inputs.push_back({n.name, n.type.dtype, n.type.shape, buffer_of[static_cast<size_t>(id)]});
+      e.input_slot.push_back(static_cast<int>(slot));
+    }
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      if (needed_by[s][i]) e.kernels.insert(e.kernels.end(), kernels_of[i].begin(), kernels_of[i].end());
+    std::vector<Kernel> tail;
+    const auto& outs = outs_of[s];
+    for (size_t j = 0; j < outs.size(); ++j) {
+      const Node& n = g.node(outs[j].second);
+      Buffer b;
+      b.name = "output:" + outs[j].first;
+      b.dtype = n.type.dtype;
+      b.shape = n.type.shape;
+      b.storage = Storage::Output;
+      b.offset = static_cast<int64_t>(j);
+      int dst = add_buffer(std::move(b));
+      e.outputs.push_back({outs[j].first, n.type.dtype, n.type.shape, dst});
+      tail.push_back(copy_kernel(buffer_of[static_cast<size_t>(outs[j].second)], dst, "output_" + outs[j].first,
+                                 "output '" + outs[j].first + "' <- %" + n.name));
+    }
+    for (auto& [param, value] : spec.updates) {
+      int dst = buffer_of[static_cast<size_t>(param)], src = buffer_of[static_cast<size_t>(value)];
+      if (dst == src) continue;
+      const Node& pn = g.node(param);
+      if (g.node(value).type != pn.type)
+        throw std::runtime_error("update of '" + pn.name + "' has type " + type_str(g.node(value).type) +
+                                 ", expected " + type_str(pn.type));
+      tail.push_back(copy_kernel(src, dst, "update_" + pn.name, "%" + pn.name + " <- %" + g.node(value).name +
+                                                                    " (in place, after every other kernel)"));
+    }
+    auto tail_ids = add_kernels(tail);
+    e.kernels.insert(e.kernels.end(), tail_ids.begin(), tail_ids.end());
+    e.arena_buffers = arena;
+    e.arena_bytes = cursor_;
+    p_.entries.push_back(std::move(e));
+  }
+}
+
+void ProgramLowering::add_init() {
+  // init fills constant-initialized tensors itself; the caller supplies the
+  // values of the others (drawn by the runtime or copied from a checkpoint).
+  Entry e;
+  e.name = "init";
+  std::vector<Kernel> ks;
+  std::vector<int> ids = p_.persistent;
+  for (int id : ids) {
+    const Buffer pb = p_.buffers[static_cast<size_t>(id)];
+    const Graph* g = nullptr;
+    for (auto& en : p_.entries)
+      if (en.graph && en.graph->find(pb.name) != kNoNode) g = en.graph;
+    double fill = 0;
+    const Node* n = g ? &g->node(g->find(pb.name)) : nullptr;
+    if (n && constant_init(*n, fill)) {
+      Kernel k;
+      k.node = "init_" + pb.name;
+      k.comment = "%" + pb.name + " <- " + std::to_string(fill);
+      KernelBuilder kb(k);
+      BufRef to{id, pb.dtype, pb.shape};
+      kb.loop("i", 0, to.size(), [&](E i) { kb.store(to, i, lit(fill, to.scalar())); });
+      ks.push_back(std::move(k));
+      continue;
+    }
+    Buffer in;
+    in.name = "init:" + pb.name;
+    in.dtype = pb.dtype;
+    in.shape = pb.shape;
+    in.storage = Storage::Input;
+    in.offset = static_cast<int64_t>(e.inputs.size());
+    int src = add_buffer(std::move(in));
+    e.inputs.push_back({pb.name, pb.dtype, pb.shape, src});
+    ks.push_back(copy_kernel(src, id, "init_" + pb.name, "%" + pb.name + " <- its initial value"));
+  }
+  e.kernels = add_kernels(ks);
+  e.slot_count = static_cast<int>(e.inputs.size());
+  for (size_t i = 0; i < e.inputs.size(); ++i) e.input_slot.push_back(static_cast<int>(i));
+  p_.entries.insert(p_.entries.begin(), std::move(e));
+}
+
+}  // namespace
+
+Program lower_program(const std::string& name, const std::vector<EntrySpec>& entries, const LowerOptions& opts) {
+  ProgramLowering pl(name, opts);
+  std::vector<const Graph*> graphs;
+  for (const EntrySpec& e : entries) {
+    if (!e.graph) throw std::runtime_error("entry " + e.name + " has no graph");
+    if (std::find(graphs.begin(), graphs.end(), e.graph) == graphs.end()) graphs.push_back(e.graph);
+  }
+  for (const Graph* g : graphs) {
+    std::vector<const EntrySpec*> group;
+    for (const EntrySpec& e : entries)
+      if (e.graph == g) group.push_back(&e);
+    pl.add_group(group);
+  }
+  pl.add_init();
+  return pl.finish();
+}
+
+}  // namespace kiln::lower

@@ -1,0 +1,91 @@
+#include "runtime/program.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#include "runtime/thread_pool.h"
+
+extern "C" void kiln_thread_pool_parallel_for(void* pool, int64_t n, kiln_parallel_body body, void* closure) {
+  if (n <= 0) return;
+  auto* tp = static_cast<kiln::ThreadPool*>(pool);
+  if (!tp || tp->threads() == 1) {
+    body(closure, 0, n);
+    return;
+  }
+  tp->parallel_for(n, [&](int64_t b, int64_t e) { body(closure, b, e); });
+}
+
+namespace kiln {
+
+int64_t TensorInfo::bytes(int64_t batch) const {
+  int64_t n = static_cast<int64_t>(elem_size(type));
+  for (int64_t d : shape) n *= d < 0 ? batch : d;
+  return n;
+}
+
+static void free_aligned(uint8_t* p) { std::free(p); }
+
+// Zeroed, 64-byte aligned; at least 64 bytes so every pointer is valid.
+static std::unique_ptr<uint8_t, void (*)(uint8_t*)> alloc_aligned(int64_t bytes, const char* what) {
+  size_t size = static_cast<size_t>((std::max<int64_t>(bytes, 1) + 63) / 64 * 64);
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, size));
+  if (!p) throw std::runtime_error(std::string("cannot allocate ") + std::to_string(size) + " bytes for the " + what);
+  std::memset(p, 0, size);
+  return {p, free_aligned};
+}
+
+Program::Program(ProgramInfo info, ThreadPool* pool)
+    : info_(std::move(info)),
+      arena_(alloc_aligned(info_.arena_bytes, "arena")),
+      params_(alloc_aligned(info_.param_bytes, "params")),
+      state_(alloc_aligned(info_.state_bytes, "optimizer state")) {
+  ctx_.arena = arena_.get();
+  ctx_.params = params_.get();
+  ctx_.state = state_.get();
+  ctx_.batch = info_.max_batch;
+  ctx_.parallel_for = kiln_thread_pool_parallel_for;
+  ctx_.pool = pool;
+}
+
+Program::~Program() = default;
+
+const EntryInfo* Program::entry(const std::string& name) const {
+  for (auto& e : info_.entries)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+void Program::run(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,
+                  const std::vector<void*>& outputs) {
+  const EntryInfo* e = entry(name);
+  if (!e) throw std::runtime_error("program '" + info_.name + "' has no entry point '" + name + "'");
+  if (batch < 1 || batch > info_.max_batch)
+    throw std::runtime_error("batch size " + std::to_string(batch) + " is outside 1.." + std::to_string(info_.max_batch) +
+                             " (the maximum " + info_.name + " was compiled for)");
+  if (inputs.size() != e->inputs.size() || outputs.size() != e->outputs.size())
+    throw std::runtime_error(name + " takes " + std::to_string(e->inputs.size()) + " inputs and " +
+                             std::to_string(e->outputs.size()) + " outputs, got " + std::to_string(inputs.size()) +
+                             " and " + std::to_string(outputs.size()));
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (!inputs[i]) throw std::runtime_error(name + ": input '" + e->inputs[i].name + "' is null");
+  for (size_t i = 0; i < outputs.size(); ++i)
+    if (!outputs[i]) throw std::runtime_error(name + ": output '" + e->outputs[i].name + "' is null");
+  ctx_.batch = batch;
+  int32_t status = e->fn(&ctx_, inputs.data(), outputs.data());
+  if (status != 0) throw std::runtime_error(name + " failed with status " + std::to_string(status));
+}
+
+const TensorInfo& Program::persistent_info(const std::string& name) const {
+  for (auto& t : info_.persistent)
+    if (t.name == name) return t;
+  throw std::runtime_error("program '" + info_.name + "' has no param or state named '" + name + "'");
+}
+
+void* Program::persistent(const std::string& name) {
+  const TensorInfo& t = persistent_info(name);
+  return (t.state ? ctx_.state : ctx_.params) + t.offset;
+}
+
+}  // namespace kiln

@@ -1,0 +1,104 @@
+#pragma once
+// The boundary between compiled code and the runtime. Every compiled program,
+// JIT or AOT, exposes plain C entry points with one signature:
+//
+//   int32_t entry(kiln_context* ctx, const void* const* inputs, void* const* outputs);
+//
+// `inputs` and `outputs` hold one pointer per tensor of that entry (see
+// EntryInfo), row-major, with the open batch dimension bound to ctx->batch.
+// Inputs and outputs must not overlap each other or the program's storage.
+// Entry points: init (fills params and state: constant initializers itself,
+// the others from `inputs`), predict, eval_step, train_step (params and
+// optimizer state updated in place at the end of the step).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/tensor.h"
+
+extern "C" {
+
+// Runs body(closure, begin, end) over a partition of [0, n); returns when all are done.
+typedef void (*kiln_parallel_body)(void* closure, int64_t begin, int64_t end);
+typedef void (*kiln_parallel_for_fn)(void* pool, int64_t n, kiln_parallel_body body, void* closure);
+
+// Layout is part of the ABI: generated code reads these fields by offset.
+typedef struct kiln_context {
+  uint8_t* arena;                    // every intermediate, at compile-time offsets (64-byte aligned)
+  uint8_t* params;                   // model parameters (64-byte aligned)
+  uint8_t* state;                    // optimizer state (64-byte aligned)
+  int64_t batch;                     // the open batch dimension, 1..max_batch
+  kiln_parallel_for_fn parallel_for; // the runtime's thread pool
+  void* pool;                        // opaque, passed back to parallel_for
+} kiln_context;
+
+typedef int32_t (*kiln_entry_fn)(kiln_context* ctx, const void* const* inputs, void* const* outputs);
+// Each kernel of a program is callable on its own with the same arguments
+// (used to compare every kernel with the interpreter).
+typedef void (*kiln_kernel_fn)(kiln_context* ctx, const void* const* inputs, void* const* outputs);
+
+// The runtime's parallel_for: `pool` is a kiln::ThreadPool* (or null: run inline).
+void kiln_thread_pool_parallel_for(void* pool, int64_t n, kiln_parallel_body body, void* closure);
+}
+
+namespace kiln {
+
+class ThreadPool;
+
+// Element types, numbered like the compiler's DType (f32, f64, i32, i64, bool).
+// Element types are runtime/tensor.h's ElemType (numbered like the compiler's DType).
+
+struct TensorInfo {
+  std::string name;
+  ElemType type = ElemType::f32;
+  std::vector<int64_t> shape;  // -1 = the open batch dimension
+  int64_t offset = 0;          // persistent tensors: bytes into params or state
+  bool state = false;          // persistent tensors: optimizer state (else a param)
+  int64_t bytes(int64_t batch) const;
+};
+
+struct EntryInfo {
+  std::string name;
+  kiln_entry_fn fn = nullptr;
+  std::vector<TensorInfo> inputs, outputs;
+};
+
+struct ProgramInfo {
+  std::string name;
+  int64_t max_batch = 1;
+  int64_t arena_bytes = 0, param_bytes = 0, state_bytes = 0;
+  std::vector<TensorInfo> persistent;   // params and state
+  std::vector<EntryInfo> entries;
+  std::shared_ptr<const void> code;     // keeps the code alive (a JIT, a loaded library)
+};
+
+// Owns a compiled program's memory (arena, params, state) and calls its entry points.
+class Program {
+ public:
+  // `pool` may be null (everything runs on the calling thread); it must outlive the Program.
+  explicit Program(ProgramInfo info, ThreadPool* pool = nullptr);
+  ~Program();
+  Program(const Program&) = delete;
+  Program& operator=(const Program&) = delete;
+
+  const ProgramInfo& info() const { return info_; }
+  const EntryInfo* entry(const std::string& name) const;
+  // Runs an entry at batch size `batch` (1..max_batch). Throws std::runtime_error
+  // for an unknown entry, a bad batch size, a wrong pointer count, or a nonzero status.
+  void run(const std::string& entry, int64_t batch, const std::vector<const void*>& inputs,
+           const std::vector<void*>& outputs);
+  // The storage of a persistent tensor (param or state) by name; throws if unknown.
+  void* persistent(const std::string& name);
+  const TensorInfo& persistent_info(const std::string& name) const;
+
+  kiln_context& context() { return ctx_; }
+  uint8_t* arena() { return ctx_.arena; }
+
+ private:
+  ProgramInfo info_;
+  kiln_context ctx_{};
+  std::unique_ptr<uint8_t, void (*)(uint8_t*)> arena_, params_, state_;
+};
+
+}  // namespace kiln

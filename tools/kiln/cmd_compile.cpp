@@ -1,0 +1,116 @@
+// kiln compile: JIT-compile a graph's programs, report what it cost, and
+// optionally check every kernel against the interpreter.
+#include <cstdio>
+#include <iostream>
+
+#include "compiler/autodiff/autodiff.h"
+#include "compiler/codegen/check_numerics.h"
+#include "compiler/codegen/programs.h"
+#include "compiler/frontend/train_spec.h"
+#include "compiler/codegen/host.h"
+#include "compiler/codegen/jit.h"
+#include "compiler/frontend/graph_json.h"
+#include "compiler/interp/interpreter.h"
+#include "runtime/thread_pool.h"
+#include "tools/kiln/command.h"
+
+namespace kiln::cli {
+
+Graph load_graph_or_fail(const std::string& path);
+
+static std::string grouped(int64_t n) {
+  std::string s = std::to_string(n), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+static RegisterCommand compile_cmd(30, [](CLI::App& app) {
+  auto* sub = app.add_subcommand("compile", "Compile a graph to machine code (LLVM JIT for this CPU)");
+  struct Opts {
+    std::string file, train;
+    int64_t batch = 0, check_batch = 0;
+    bool stats = false, check = false;
+    int vector_bits = 0;
+    uint64_t seed = 1;
+  };
+  auto o = std::make_shared<Opts>();
+  sub->add_option("graph", o->file, "graph JSON file")->required()->check(CLI::ExistingFile);
+  sub->add_option("--train", o->train, "training spec: also compile its train_step (optimizer, frozen params, batch)")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--batch", o->batch,
+                  "maximum batch size (the open dimension) to compile for (default: the spec's, else 64)")
+      ->check(CLI::Range(1, 1 << 20));
+  sub->add_flag("--stats", o->stats, "print cold compile time, kernel count and buffer bytes");
+  sub->add_flag("--check-numerics", o->check,
+                "run every kernel and compare its node with the interpreter; stop at the first that differs");
+  sub->add_option("--check-batch", o->check_batch, "batch size for --check-numerics (default: the maximum)");
+  sub->add_option("--seed", o->seed, "seed of the random inputs for --check-numerics");
+  sub->add_option("--vector-bits", o->vector_bits, "SIMD width (default: the host's widest)")
+      ->check(CLI::IsMember({0, 128, 256, 512}));
+  sub->callback([o] {
+    Graph g = load_graph_or_fail(o->file);
+    std::unique_ptr<const codegen::ProgramGraphs> graphs;
+    double lr = 0.01;
+    try {
+      if (!o->train.empty()) {
+        TrainSpec spec = expand_sweeps(load_train_spec(o->train)).front();
+        apply_trainable_patterns(g, spec);
+        TrainStepConfig config = train_step_config(spec);
+        if (!o->batch) o->batch = spec.full_batch ? 0 : spec.batch_size;
+        if (spec.optimizer.lr > 0) lr = spec.optimizer.lr;
+        graphs = codegen::program_graphs(std::move(g), &config);
+      } else {
+        graphs = codegen::program_graphs(std::move(g), nullptr);
+      }
+    } catch (const GraphError& e) {
+      throw InputError(e.what());
+    } catch (const AutodiffError& e) {
+      throw InputError(e.what());
+    } catch (const std::invalid_argument& e) {
+      throw InputError(e.what());
+    }
+    if (o->batch <= 0) o->batch = 64;
+    const Graph& model = graphs->model;
+    auto cp = codegen::compile_entries(model.name, graphs->entries(), {.max_batch = o->batch},
+                                       {.vector_bits = o->vector_bits});
+    const auto& s = cp->stats();
+    const auto& host = codegen::host_target();
+    int bits = o->vector_bits ? o->vector_bits : host.vector_bits;
+    std::string entries;
+    for (auto& e : cp->loops().entries) entries += (entries.empty() ? "" : ", ") + e.name;
+    std::printf("compiled %s for %s (%d-bit vectors: %d x f32), max batch %lld; entries: %s\n", model.name.c_str(),
+                host.cpu.c_str(), bits, bits / 32, static_cast<long long>(o->batch), entries.c_str());
+    if (o->stats) {
+      std::printf("  cold compile: %.1f ms (lower %.1f, LLVM IR %.1f, O3 %.1f, machine code %.1f)\n", s.total_ms(),
+                  s.lower_ms, s.emit_ms, s.optimize_ms, s.machine_ms);
+      std::printf("  kernels: %zu\n", s.kernels);
+      std::printf("  buffers: arena %s bytes, params %s bytes, state %s bytes, constants %s bytes\n",
+                  grouped(s.arena_bytes).c_str(), grouped(s.param_bytes).c_str(), grouped(s.state_bytes).c_str(),
+                  grouped(s.constant_bytes).c_str());
+    }
+    if (!o->check) return;
+    int64_t batch = o->check_batch ? o->check_batch : o->batch;
+    if (batch > o->batch) throw InputError("--check-batch " + std::to_string(batch) + " exceeds --batch " + std::to_string(o->batch));
+    Program prog(cp->info());
+    auto params = interp::init_params(model);
+    if (graphs->train_step) {
+      auto state = initial_optimizer_state(*graphs->train_step, params);
+      params.insert(state.begin(), state.end());
+    }
+    for (const lower::Entry& e : cp->loops().entries) {
+      if (!e.graph) continue;
+      auto feeds = codegen::random_feeds(e, batch, o->seed);
+      if (feeds.count(kLearningRateInput)) feeds[kLearningRateInput].data = {lr};
+      feeds.insert(params.begin(), params.end());
+      auto report = codegen::check_numerics(*cp, prog, e.name, batch, feeds);
+      if (!report.ok) throw InputError("check-numerics, entry " + e.name + ": " + report.message);
+      std::printf("check-numerics %s: %d kernels, %d nodes match the interpreter (batch %lld)\n", e.name.c_str(),
+                  report.kernels_run, report.nodes_checked, static_cast<long long>(batch));
+    }
+  });
+});
+
+}  // namespace kiln::cli
