@@ -13,6 +13,15 @@ if [ -x tools/fuzz.sh ]; then
   tools/fuzz.sh
 fi
 
-echo "== setup and build took $(( $(date +%s) - start )) s"
+# The end-to-end tests train on real data subsets: prepare them (verified
+# copies from ../shared/data in CI; downloads otherwise).
+echo "== preparing data"
+if [ -d ../shared/data ]; then
+  "$BUILD_DIR/tools/kiln" data prepare --from ../shared/data
+else
+  "$BUILD_DIR/tools/kiln" data prepare
+fi
+
+echo "== setup, build, fuzz and data took $(( $(date +%s) - start )) s"
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "$(nproc)" --timeout 900
