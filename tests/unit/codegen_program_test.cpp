@@ -16,6 +16,7 @@
 #include "compiler/frontend/graph_json.h"
 #include "compiler/ir/builder.h"
 #include "compiler/lower/lower_program.h"
+#include "compiler/ops/registry.h"
 #include "runtime/thread_pool.h"
 
 using namespace kiln;
@@ -194,4 +195,17 @@ TEST_CASE("codegen: integer division by zero or -1 never traps") {
   CHECK(q[1] == -3);
   CHECK(q[2] == INT32_MIN);  // wraps instead of faulting
   CHECK(q[3] == 0);          // a zero divisor gives 0
+}
+
+TEST_CASE("codegen: every primitive op has a lowering (sources get buffers instead)") {
+  std::vector<std::string> missing;
+  for (const OpDef& d : OpRegistry::get().all()) {
+    if (d.composite() || d.name == "input" || d.name == "param" || d.name == "constant") continue;
+    if (!d.lower) missing.push_back(d.name);
+  }
+  std::string names;
+  for (auto& m : missing) names += " " + m;
+  INFO("no lowering:" << names);
+  CHECK(missing.empty());
+  CHECK(OpRegistry::get().find("conv2d")->lower);
 }
