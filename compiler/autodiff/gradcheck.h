@@ -8,7 +8,7 @@
 // a 3.1M-param MLP checks in seconds with a small batch.
 //
 // Kinks (relu's and every maximum's switch point, reduce_max and max-pool
-// winners): the random batch is redrawn up to `max_redraws` times, keeping the
+// winners): the random batch is redrawn up to `max_redraws` (8) times, keeping the
 // draw whose smallest |x - y| over every `maximum` node is largest (reported
 // as the kink margin; the MLP reaches 1e-3 easily). Where a graph has too many
 // kinks for that (a CNN has ~10^5 relu inputs), every finite difference also
@@ -38,7 +38,7 @@ struct GradcheckOptions {
   int64_t batch = 4;                 // the open batch dimension
   double step = 1e-5;                // h
   double fd_floor = 1e-4;
-  int max_redraws = 20;
+  int max_redraws = 8;
 };
 
 struct ParamCheck {

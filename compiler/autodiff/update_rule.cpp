@@ -4,6 +4,7 @@
 #include <set>
 #include <sstream>
 
+#include "compiler/frontend/json_text.h"
 #include "compiler/frontend/graph_json.h"
 #include "compiler/ir/builder.h"
 #include "compiler/ops/registry.h"
@@ -240,13 +241,10 @@ std::map<std::string, double> resolve_hyperparameters(const UpdateRule& rule,
 }
 
 UpdateRule parse_update_rule(const std::string& text, const std::string& file) {
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    auto [line, col] = line_column(text, e.byte);
-    throw GraphError(file, {{"", "", "not valid JSON: line " + std::to_string(line) + ", column " + std::to_string(col)}});
-  }
+  // Syntax errors and out-of-range numbers are located by the shared JSON reader.
+  JsonText parsed = parse_json_text(text, file);
+  if (!parsed.problems.empty()) throw GraphError(file, parsed.problems);
+  json root = std::move(parsed.root);
   UpdateRule rule = RuleReader(root, file).read();
   // Build it once for a small param so type errors surface now, located.
   Graph scratch;

@@ -15,6 +15,10 @@ struct Diagnostic {
 
 std::string format_diagnostic(const Diagnostic& d, const std::string& file);
 
+// Sorts (stably) as the file reads: first path segments in the order of
+// `top_keys`, array indices numerically, other keys alphabetically.
+void sort_in_document_order(std::vector<Diagnostic>& diags, const std::vector<std::string>& top_keys);
+
 // Thrown by the frontend with every problem found in the file.
 struct GraphError : std::runtime_error {
   GraphError(std::string file, std::vector<Diagnostic> diags);

@@ -16,7 +16,4 @@ Graph parse_graph(const std::string& text, const std::string& file = "<graph>");
 // Reads and parses; a missing or unreadable file is a GraphError too.
 Graph load_graph(const std::string& path);
 
-// Byte offset -> 1-based line and column, for JSON syntax errors.
-std::pair<size_t, size_t> line_column(const std::string& text, size_t byte_offset);
-
 }  // namespace kiln

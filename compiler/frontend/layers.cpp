@@ -20,12 +20,20 @@ NodeId LayerCtx::make_param(const std::string& suffix, Shape shape, const nlohma
   return id;
 }
 
+// A window or stride: one integer for both spatial dimensions, or [h, w].
 static std::vector<int64_t> pair_of(const Attrs& a, const char* key) {
   const auto& v = a.at(key);
-  if (v.is_number_integer()) return {v.get<int64_t>(), v.get<int64_t>()};
-  auto list = v.get<std::vector<int64_t>>();
-  if (list.size() != 2) throw OpError(std::string("'") + key + "' must be one integer or a pair [h, w], got " + v.dump());
-  return list;
+  std::vector<nlohmann::json> items = v.is_array() ? std::vector<nlohmann::json>(v.begin(), v.end())
+                                                   : std::vector<nlohmann::json>{v, v};
+  bool ok = items.size() == 2;
+  for (auto& d : items) ok = ok && d.is_number_integer() && d.get<double>() >= 1 && d.get<double>() <= 65536;
+  if (!ok) {
+    std::string msg = std::string("attribute '") + key + "': expected one integer in [1, 65536] or a pair [h, w] of them, got " + v.dump();
+    OpError e(msg);
+    e.attr_problems = {{key, msg}};
+    throw e;
+  }
+  return {items[0].get<int64_t>(), items[1].get<int64_t>()};
 }
 
 static AttrSpec activation_attr() {
@@ -41,6 +49,33 @@ Attrs normalize_layer_attrs(const Attrs& raw) {
   Attrs a = raw;
   for (const char* k : {"kernel_init", "bias_init"})
     if (a.contains(k) && a[k].is_string()) a[k] = {{"kind", a[k]}};
+  return a;
+}
+
+Attrs check_layer_attrs(const LayerDef& def, const Attrs& raw) {
+  Attrs a = check_attrs(def.name + " layer", def.attrs, normalize_layer_attrs(raw));
+  std::vector<std::pair<std::string, std::string>> problems;
+  for (const char* key : {"kernel", "strides", "pool"}) {
+    if (!a.contains(key) || a[key].is_null()) continue;
+    try {
+      pair_of(a, key);
+    } catch (const OpError& e) {
+      problems.insert(problems.end(), e.attr_problems.begin(), e.attr_problems.end());
+    }
+  }
+  for (const char* key : {"kernel_init", "bias_init"}) {
+    if (!a.contains(key)) continue;
+    try {
+      normalize_initializer(a[key], 0);
+    } catch (const OpError& e) {
+      problems.push_back({key, std::string("attribute '") + key + "': " + e.what()});
+    }
+  }
+  if (!problems.empty()) {
+    OpError e(problems[0].second);
+    e.attr_problems = std::move(problems);
+    throw e;
+  }
   return a;
 }
 

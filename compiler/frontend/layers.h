@@ -30,6 +30,9 @@ struct LayerDef {
 const std::vector<LayerDef>& layer_defs();
 // Accepts "he_normal" as shorthand for {"kind": "he_normal"} in kernel_init/bias_init.
 Attrs normalize_layer_attrs(const Attrs& raw);
+// Checks a layer's attributes as written (types, ranges, windows, initializers)
+// and fills in defaults. Throws OpError with one problem per faulty attribute.
+Attrs check_layer_attrs(const LayerDef& def, const Attrs& raw);
 const LayerDef* find_layer(std::string_view name);
 
 // "relu" | "sigmoid" | "softmax" | "log_softmax" | "linear"

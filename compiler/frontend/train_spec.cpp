@@ -1,3 +1,4 @@
+#include "compiler/frontend/json_text.h"
 #include "compiler/frontend/train_spec.h"
 
 #include <fnmatch.h>
@@ -275,12 +276,14 @@ class SpecReader {
 }  // namespace
 
 TrainSpec parse_train_spec(const std::string& text, const std::string& file) {
+  // Syntax errors and out-of-range numbers are located by the shared JSON reader.
   json root;
   try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    auto [line, col] = line_column(text, e.byte);
-    throw SpecError(file, {{"", "", "not valid JSON: line " + std::to_string(line) + ", column " + std::to_string(col)}});
+    JsonText parsed = parse_json_text(text, file);
+    if (!parsed.problems.empty()) throw SpecError(file, parsed.problems);
+    root = std::move(parsed.root);
+  } catch (const GraphError& e) {
+    throw SpecError(file, e.diagnostics);
   }
   SpecReader reader(root, file);
   TrainSpec spec = reader.read();

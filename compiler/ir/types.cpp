@@ -46,8 +46,10 @@ bool has_open_dim(const Shape& s) {
 }
 
 int64_t numel(const Shape& s, int64_t batch) {
+  // Saturates instead of overflowing, so absurd shapes compare as absurd.
   int64_t n = 1;
-  for (auto d : s) n *= (d == kOpenDim ? batch : d);
+  for (auto d : s)
+    if (__builtin_mul_overflow(n, d == kOpenDim ? batch : d, &n)) return INT64_MAX;
   return n;
 }
 

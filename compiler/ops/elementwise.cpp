@@ -109,8 +109,10 @@ void register_elementwise_gradients(OpRegistry& r) {
   r.find_mut("sqrt")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     return {c.b.add2("div", c.b.add2("mul", c.dy, c.b.scalar_like(0.5, c.dy)), c.y)};
   };
+  // dy * (2x), in that order: when dy is a broadcast (the gradient of a sum),
+  // the algebra pass folds it into this mul instead of materializing it.
   r.find_mut("square")->grad = [](GradCtx& c) -> std::vector<NodeId> {
-    return {c.b.add2("mul", c.b.add2("mul", c.dy, c.b.scalar_like(2.0, c.dy)), c.x[0])};
+    return {c.b.add2("mul", c.dy, c.b.add2("mul", c.x[0], c.b.scalar_like(2.0, c.x[0])))};
   };
   // sigmoid' = y (1 - y), from the forward output.
   r.find_mut("sigmoid")->grad = [](GradCtx& c) -> std::vector<NodeId> {

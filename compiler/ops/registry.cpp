@@ -96,6 +96,11 @@ static bool finite_number(const nlohmann::json& v) {
   return v.is_number() && std::isfinite(v.get<double>());
 }
 
+// Integers past int64 would wrap when read as int64_t (2^64 - 1 reads as -1).
+static bool beyond_int64(const nlohmann::json& v) {
+  return v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX);
+}
+
 // Returns an empty string when `v` fits `spec`, else what is wrong.
 static std::string check_value(const AttrSpec& spec, const nlohmann::json& v) {
   auto range = [&](double x) -> std::string {
@@ -106,13 +111,16 @@ static std::string check_value(const AttrSpec& spec, const nlohmann::json& v) {
         lo = spec.min > -1e299 ? nlohmann::json(spec.min).dump() : "-inf";
         hi = spec.max < 1e299 ? nlohmann::json(spec.max).dump() : "inf";
       }
-      return "value " + nlohmann::json(x).dump() + " is out of range [" + lo + ", " + hi + "]";
+      bool integral = spec.kind == AttrKind::Int || spec.kind == AttrKind::IntList;
+      std::string shown = integral ? std::to_string(static_cast<long long>(x)) : nlohmann::json(x).dump();
+      return "value " + shown + " is out of range [" + lo + ", " + hi + "]";
     }
     return "";
   };
   switch (spec.kind) {
     case AttrKind::Int:
       if (!v.is_number_integer()) return "expected an integer, got " + v.dump();
+      if (beyond_int64(v)) return "value " + v.dump() + " is too large";
       return range(v.get<double>());
     case AttrKind::Float:
       if (!v.is_number()) return "expected a number, got " + v.dump();
@@ -139,6 +147,7 @@ static std::string check_value(const AttrSpec& spec, const nlohmann::json& v) {
       if (!v.is_array()) return "expected a list of integers, got " + v.dump();
       for (auto& e : v) {
         if (!e.is_number_integer()) return "expected a list of integers, got " + v.dump();
+        if (beyond_int64(e)) return "value " + e.dump() + " is too large";
         if (spec.kind == AttrKind::Shape && e.get<int64_t>() < -1) return "dimension " + e.dump() + " is negative";
         if (spec.kind == AttrKind::Shape && e.get<int64_t>() == 0) return "dimension 0 is not allowed";
         if (spec.kind == AttrKind::Shape && e.get<int64_t>() > (int64_t{1} << 31))

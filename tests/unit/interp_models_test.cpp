@@ -183,7 +183,7 @@ TEST_CASE("kiln run: CNN on 2 real images writes logits.npy of shape 2x10 and ba
   std::vector<float> logits;
   std::string header = read_npy((dir / "out" / "logits.npy").string(), logits);
   CHECK(header.find("'descr': '<f4'") != std::string::npos);
-  CHECK(header.find("'shape': (2,10)") != std::string::npos);
+  CHECK(header.find("'shape': (2, 10)") != std::string::npos);
   REQUIRE(logits.size() == 20);
   // The same seed gives the same numbers as the library's interpreter, bit for bit.
   Graph g = load_graph(graph);

@@ -12,6 +12,8 @@
 #include <sstream>
 
 #include "compiler/interp/interpreter.h"
+#include "compiler/interp/value_io.h"
+#include "runtime/data/npy.h"
 #include "tools/kiln/command.h"
 
 namespace kiln::cli {
@@ -20,146 +22,31 @@ Graph load_graph_or_fail(const std::string& path);
 
 namespace {
 
-// A small private .npy reader/writer (format 1.0-3.0, little-endian, C order),
-// kept here until runtime/data/npy.h exists; the lead swaps it for the runtime's.
-namespace npy_io {
 
-struct Array {
-  std::string descr;      // numpy dtype string, e.g. "<f4"
-  Shape shape;
-  std::vector<double> data;
-};
-
-// The dtype class of a numpy descr: 'f' float, 'i' signed, 'u' unsigned, 'b' bool.
-char kind_of(const std::string& descr) { return descr.size() >= 2 ? descr[1] : '?'; }
-
-std::string describe(const std::string& descr) {
-  static const std::map<std::string, std::string> names = {
-      {"<f4", "float32"}, {"<f8", "float64"}, {"<i4", "int32"}, {"<i8", "int64"}, {"|u1", "uint8"},
-      {"|i1", "int8"},    {"<i2", "int16"},   {"<u2", "uint16"}, {"|b1", "bool"}};
-  auto it = names.find(descr);
-  return it == names.end() ? descr : it->second;
-}
-
-// Value of `key` in the header dict ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }").
-std::string header_field(const std::string& header, const std::string& key, const std::string& file) {
-  auto bad = [&] { return InputError(file + ": malformed .npy header (its '" + key + "' entry): " + header); };
-  size_t at = header.find("'" + key + "'");
-  if (at == std::string::npos) throw InputError(file + ": .npy header has no '" + key + "' entry");
-  at = header.find(':', at);
-  size_t start = at == std::string::npos ? at : header.find_first_not_of(' ', at + 1);
-  if (start == std::string::npos) throw bad();
-  char open = header[start];
-  size_t end = open == '(' ? header.find(')', start) : open == '\'' ? header.find('\'', start + 1)
-                                                                     : header.find_first_of(",}", start);
-  if (end == std::string::npos) throw bad();
-  return open == '(' || open == '\'' ? header.substr(start + 1, end - start - 1) : header.substr(start, end - start);
-}
-
-Array read(const std::string& path) {
-  std::string bytes = read_file(path);
-  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
-    throw InputError(path + ": not a .npy file (no \\x93NUMPY magic)");
-  int major = static_cast<unsigned char>(bytes[6]);
-  size_t header_len, offset;
-  if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8;
-    offset = 10;
-  } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) throw InputError(path + ": truncated .npy header");
-    header_len = 0;
-    for (int i = 0; i < 4; ++i) header_len |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
-    offset = 12;
-  } else {
-    throw InputError(path + ": unsupported .npy format version " + std::to_string(major));
-  }
-  if (bytes.size() < offset + header_len) throw InputError(path + ": truncated .npy header");
-  std::string header = bytes.substr(offset, header_len);
-  Array a;
-  a.descr = header_field(header, "descr", path);
-  if (header_field(header, "fortran_order", path) != "False")
-    throw InputError(path + ": Fortran-order arrays are not supported (save it with np.ascontiguousarray)");
-  std::stringstream dims(header_field(header, "shape", path));
-  for (std::string d; std::getline(dims, d, ',');) {
-    if (d.find_first_not_of(' ') == std::string::npos) continue;
-    size_t used = 0;
-    long long n = -1;
-    try {
-      n = std::stoll(d, &used);
-    } catch (const std::exception&) {
-    }
-    if (n < 0 || d.find_first_not_of(' ', used) != std::string::npos)
-      throw InputError(path + ": malformed .npy shape '(" + header_field(header, "shape", path) + ")'");
-    a.shape.push_back(n);
-  }
-  static const std::map<std::string, size_t> sizes = {{"<f4", 4}, {"<f8", 8}, {"<i4", 4}, {"<i8", 8}, {"|u1", 1},
-                                                       {"|i1", 1}, {"<i2", 2}, {"<u2", 2}, {"|b1", 1}};
-  auto size_it = sizes.find(a.descr);
-  if (size_it == sizes.end())
-    throw InputError(path + ": unsupported .npy dtype '" + a.descr +
-                     "' (use float32, float64, int32, int64, int16, uint16, int8, uint8 or bool, little-endian)");
-  size_t item = size_it->second, count = static_cast<size_t>(numel(a.shape));
-  const char* p = bytes.data() + offset + header_len;
-  if (bytes.size() - offset - header_len != count * item)
-    throw InputError(path + ": holds " + std::to_string(bytes.size() - offset - header_len) + " data bytes, but shape " +
-                     shape_str(a.shape) + " of " + describe(a.descr) + " needs " + std::to_string(count * item));
-  a.data.resize(count);
-  for (size_t i = 0; i < count; ++i, p += item) {
-    auto load = [&](auto v) { std::memcpy(&v, p, sizeof v); return static_cast<double>(v); };
-    const std::string& d = a.descr;
-    a.data[i] = d == "<f4" ? load(float{}) : d == "<f8" ? load(double{}) : d == "<i4" ? load(int32_t{})
-              : d == "<i8" ? load(int64_t{}) : d == "|u1" ? load(uint8_t{}) : d == "|i1" ? load(int8_t{})
-              : d == "<i2" ? load(int16_t{}) : d == "<u2" ? load(uint16_t{}) : load(uint8_t{}) != 0;
-  }
-  return a;
-}
-
-void write(const std::string& path, DType dtype, const Shape& shape, const std::vector<double>& data) {
-  std::string descr = dtype == DType::f32 ? "<f4" : dtype == DType::f64 ? "<f8" : dtype == DType::i32 ? "<i4"
-                      : dtype == DType::i64 ? "<i8" : "|b1";
-  std::string dims;
-  for (size_t i = 0; i < shape.size(); ++i) dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
-  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
-  // Magic + version + length + header + '\n' is padded to a multiple of 64 bytes.
-  header.append(63 - (10 + header.size()) % 64, ' ');
-  header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw InputError(path + ": cannot write (" + std::strerror(errno) + ")");
-  out.write("\x93NUMPY\x01\x00", 8);
-  uint16_t len = static_cast<uint16_t>(header.size());
-  char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-  out.write(len_bytes, 2);
-  out << header;
-  for (double v : data) {
-    auto store = [&](auto x) { out.write(reinterpret_cast<const char*>(&x), sizeof x); };
-    if (dtype == DType::f32) store(static_cast<float>(v));
-    else if (dtype == DType::f64) store(v);
-    else if (dtype == DType::i32) store(static_cast<int32_t>(v));
-    else if (dtype == DType::i64) store(static_cast<int64_t>(v));
-    else store(static_cast<uint8_t>(v != 0));
-  }
-  if (!out) throw InputError(path + ": write failed");
-}
-
-}  // namespace npy_io
-
-// Does a numpy dtype fit a tensor dtype? Same class: float for float,
+// Does a file's element type fit a graph dtype? Same class: float for float,
 // integer (or bool) for integer, bool for bool.
-bool fits(const std::string& descr, DType want) {
-  char k = npy_io::kind_of(descr);
-  if (is_float(want)) return k == 'f';
-  if (want == DType::boolean) return k == 'b';
-  return k == 'i' || k == 'u' || k == 'b';
+bool fits(ElemType have, DType want) {
+  bool have_float = have == ElemType::f32 || have == ElemType::f64;
+  if (is_float(want)) return have_float;
+  if (want == DType::boolean) return have == ElemType::boolean;
+  return !have_float;
 }
 
 // Reads a .npy file as the value for node `node_name` of graph g.
 interp::Value read_value(const Graph& g, const std::string& node_name, const std::string& path) {
   const Node& n = g.node(g.find(node_name));
-  npy_io::Array a = npy_io::read(path);
-  if (!fits(a.descr, n.type.dtype))
+  Tensor t;
+  try {
+    t = data::read_npy(path);
+  } catch (const std::exception& e) {
+    throw InputError(e.what());
+  }
+  if (!fits(t.dtype(), n.type.dtype))
     throw InputError(path + ": " + n.op + " '" + n.name + "' expects " + type_str(n.type) + ", the file holds " +
-                     npy_io::describe(a.descr) + shape_str(a.shape));
-  return interp::Value{n.type.dtype, a.shape, std::move(a.data)};
+                     elem_type_name(t.dtype()) + shape_str(t.shape()));
+  interp::Value v = interp::to_value(t);
+  v.dtype = n.type.dtype;
+  return v;
 }
 
 std::string file_name_of(const std::string& param) {
@@ -264,7 +151,7 @@ void run_graph(const RunOptions& o) {
     std::cout << name << ": " << describe_value(v, 6) << "\n";
     if (!o.output_dir.empty()) {
       std::string path = (std::filesystem::path(o.output_dir) / file_name_of(name)).string();
-      npy_io::write(path, v.dtype, v.shape, v.data);
+      data::write_npy(path, interp::to_tensor(v));
       std::cout << "  wrote " << path << "\n";
     }
   }

@@ -1,0 +1,31 @@
+#pragma once
+// Small helpers shared by the test files.
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+namespace kiln::test {
+
+struct CommandResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `kiln ARGS` from the repository root and captures what it prints.
+inline CommandResult run_kiln(const std::string& args) {
+  std::string cmd = std::string("cd '") + KILN_SOURCE_DIR + "' && '" + KILN_BINARY + "' " + args + " 2>&1";
+  CommandResult r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+inline std::string source_path(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }
+
+}  // namespace kiln::test
