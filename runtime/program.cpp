@@ -19,15 +19,6 @@ extern "C" void kiln_thread_pool_parallel_for(void* pool, int64_t n, kiln_parall
 
 namespace kiln {
 
-size_t elem_size(ElemType t) {
-  switch (t) {
-    case ElemType::f32: case ElemType::i32: return 4;
-    case ElemType::f64: case ElemType::i64: return 8;
-    case ElemType::boolean: return 1;
-  }
-  return 0;
-}
-
 int64_t TensorInfo::bytes(int64_t batch) const {
   int64_t n = static_cast<int64_t>(elem_size(type));
   for (int64_t d : shape) n *= d < 0 ? batch : d;

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/tensor.h"
+
 extern "C" {
 
 // Runs body(closure, begin, end) over a partition of [0, n); returns when all are done.
@@ -45,8 +47,7 @@ namespace kiln {
 class ThreadPool;
 
 // Element types, numbered like the compiler's DType (f32, f64, i32, i64, bool).
-enum class ElemType : int32_t { f32 = 0, f64 = 1, i32 = 2, i64 = 3, boolean = 4 };
-size_t elem_size(ElemType t);
+// Element types are runtime/tensor.h's ElemType (numbered like the compiler's DType).
 
 struct TensorInfo {
   std::string name;

@@ -1,5 +1,7 @@
 #include "compiler/autodiff/update_rule.h"
 
+#include "compiler/frontend/json_text.h"
+
 #include <fstream>
 #include <set>
 #include <sstream>

@@ -70,8 +70,10 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
         }
       }
       for (int k : e.kernels) {
-        if (!fns[static_cast<size_t>(k)]) continue;
-        b.CreateCall(kty, fns[static_cast<size_t>(k)], {f->getArg(0), slots, f->getArg(2)});
+        // A kernel built in another module (the JIT compiles modules in parallel) is declared here.
+        llvm::FunctionCallee callee = fns[static_cast<size_t>(k)];
+        if (!callee) callee = m.getOrInsertFunction(p.kernels[static_cast<size_t>(k)].name, kty);
+        b.CreateCall(callee, {f->getArg(0), slots, f->getArg(2)});
       }
       b.CreateRet(b.getInt32(0));
     }

@@ -30,7 +30,7 @@ struct BuiltModule {
 
 // One function per kernel (and per parallel region) and, when `entries`, one
 // `int32_t kiln_<entry>(ctx, inputs, outputs)` per entry point. `keep`
-// selects kernels (null: all).
+// selects kernels (null: all); entries declare the kernels it leaves out.
 BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
                          const std::function<bool(const lower::Kernel&)>& keep = nullptr, bool entries = true);
 // LLVM's O3 module pipeline, tuned for `tm`.

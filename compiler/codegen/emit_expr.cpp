@@ -141,8 +141,21 @@ Value* KernelEmitter::emit_binary(Op op, Value* a, Value* b, Scalar t) {
     case Op::Add: return f ? b_.CreateFAdd(a, b) : b_.CreateAdd(a, b);
     case Op::Sub: return f ? b_.CreateFSub(a, b) : b_.CreateSub(a, b);
     case Op::Mul: return f ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
-    case Op::Div: return f ? b_.CreateFDiv(a, b) : b_.CreateSDiv(a, b);
-    case Op::Mod: return f ? b_.CreateFRem(a, b) : b_.CreateSRem(a, b);
+    case Op::Div:
+    case Op::Mod: {
+      if (f) return op == Op::Div ? b_.CreateFDiv(a, b) : b_.CreateFRem(a, b);
+      if (llvm::isa<llvm::Constant>(b)) return op == Op::Div ? b_.CreateSDiv(a, b) : b_.CreateSRem(a, b);
+      // Data-dependent integer division must not trap (x86 faults on /0 and
+      // MIN/-1): a zero divisor gives 0, and -1 divides by negation.
+      Value* zero = llvm::Constant::getNullValue(b->getType());
+      Value* minus_one = llvm::Constant::getAllOnesValue(b->getType());
+      Value* is_zero = b_.CreateICmpEQ(b, zero);
+      Value* is_m1 = b_.CreateICmpEQ(b, minus_one);
+      Value* safe = b_.CreateSelect(b_.CreateOr(is_zero, is_m1), llvm::ConstantInt::get(b->getType(), 1), b);
+      Value* q = op == Op::Div ? b_.CreateSDiv(a, safe) : b_.CreateSRem(a, safe);
+      Value* by_m1 = op == Op::Div ? b_.CreateNeg(a) : zero;
+      return b_.CreateSelect(is_zero, zero, b_.CreateSelect(is_m1, by_m1, q));
+    }
     // max/min as compare+select: one instruction on x86 (maxps), and the
     // interpreter's "a if a > b else b" for every input.
     case Op::Max: return b_.CreateSelect(f ? b_.CreateFCmpOGT(a, b) : b_.CreateICmpSGT(a, b), a, b);

@@ -18,11 +18,12 @@ class LLJIT;
 namespace kiln::codegen {
 
 struct CompileStats {
-  double lower_ms = 0;      // Graph -> Loop IR (filled by compile_graph)
-  double emit_ms = 0;       // Loop IR -> LLVM IR
-  double optimize_ms = 0;   // O3
-  double machine_ms = 0;    // instruction selection, register allocation, linking
-  double total_ms() const { return lower_ms + emit_ms + optimize_ms + machine_ms; }
+  double lower_ms = 0;         // Graph -> Loop IR (filled by compile_entries)
+  double emit_ms = 0;          // Loop IR -> LLVM IR
+  double jit_ms = 0;           // O3, instruction selection, register allocation, linking (wall time)
+  double optimize_cpu_ms = 0;  // the O3 part, summed over the compile threads
+  int threads = 1;             // compile threads
+  double total_ms() const { return lower_ms + emit_ms + jit_ms; }
   size_t kernels = 0;
   int64_t arena_bytes = 0, param_bytes = 0, state_bytes = 0, constant_bytes = 0;
 };

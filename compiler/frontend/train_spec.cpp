@@ -11,6 +11,7 @@
 
 #include "compiler/autodiff/update_rule.h"
 #include "compiler/frontend/graph_json.h"
+#include "compiler/frontend/json_text.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln {

@@ -60,6 +60,10 @@ TEST_CASE("codegen: compare, select and cast, including bool and i32 tensors") {
   t.out("cast_f2b", t.op("cast", {a}, {{"dtype", "bool"}}));
   t.out("cast_i2i64", t.op("cast", {a}, {{"dtype", "i64"}}));
   t.out("int_arith", t.op("sub", {t.op("mul", {a, bb}), t.op("add", {a, bb})}));
+  NodeId divisor = t.input("divisor", {65}, 1, 6, DType::i32);
+  NodeId signed_divisor = t.op("select", {t.op("compare", {bb, t.b.constant(0.0, DType::i32)}, {{"kind", "ge"}}), divisor,
+                                           t.op("neg", {divisor})});
+  t.out("int_div", t.op("div", {t.op("mul", {a, t.b.constant(7.0, DType::i32)}), signed_divisor}));
   t.check();
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cstdio>
 #include <memory>
 
@@ -176,4 +177,21 @@ TEST_CASE("codegen: kiln compile --stats and --check-numerics") {
   CHECK(out.find("arena") != std::string::npos);
   CHECK(out.find("check-numerics eval_step:") != std::string::npos);
   CHECK(out.find("match the interpreter") != std::string::npos);
+}
+
+TEST_CASE("codegen: integer division by zero or -1 never traps") {
+  Graph g;
+  g.name = "int_div";
+  GraphBuilder b(g);
+  NodeId x = b.input("x", {DType::i32, {4}});
+  NodeId y = b.input("y", {DType::i32, {4}});
+  g.outputs = {{"q", b.add("div", {x, y})}};
+  auto cp = codegen::compile_entries(g.name, {{"eval_step", &g, {"q"}, {}}}, {.max_batch = 1});
+  Program prog(cp->info());
+  int32_t xs[4] = {7, -7, INT32_MIN, 5}, ys[4] = {2, 2, -1, 0}, q[4] = {};
+  prog.run("eval_step", 1, {xs, ys}, {q});
+  CHECK(q[0] == 3);          // truncates toward zero
+  CHECK(q[1] == -3);
+  CHECK(q[2] == INT32_MIN);  // wraps instead of faulting
+  CHECK(q[3] == 0);          // a zero divisor gives 0
 }

@@ -2,6 +2,7 @@
 // Shared helpers for the data and checkpoint tests: a scratch folder that
 // cleans up after itself, byte-file writers, gzip, tar.gz, and the path of
 // the real data sets (tests that need them skip when absent).
+#include "test_util.h"
 #include <archive.h>
 #include <archive_entry.h>
 #include <doctest/doctest.h>
@@ -78,16 +79,6 @@ inline std::string shared_data_dir() {
   return std::filesystem::is_directory(d) ? d : "";
 }
 
-// Runs a shell command, returns its exit status and combined output.
-inline std::pair<int, std::string> run_command(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return {-1, ""};
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 }  // namespace kiln::test
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "compiler/frontend/graph_json.h"
 
 namespace {
@@ -43,21 +44,7 @@ void expect_diagnostics(const std::string& fixture, const std::vector<Expected>&
   }
 }
 
-struct Run {
-  int status;
-  std::string output;  // stdout and stderr together
-};
-
-Run run_kiln(const std::string& args) {
-  std::string cmd = std::string(KILN_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int raw = pclose(p);
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, out};
-}
+using kiln::test::run_kiln;
 
 }  // namespace
 
@@ -203,19 +190,19 @@ TEST_CASE("frontend errors: nesting deeper than any graph needs is refused") {
 }
 
 TEST_CASE("kiln check: exit 1 with located errors, 2 for usage errors, ok for valid graphs") {
-  Run bad = run_kiln("check " + kFixtures + "unknown_input.json");
-  CHECK(bad.status == 1);
+  auto bad = run_kiln("check " + kFixtures + "unknown_input.json");
+  CHECK(bad.exit_code == 1);
   CHECK(bad.output.find("unknown_input.json: /nodes/0/inputs/1 (node 'h'): unknown input 'w11' (did you mean 'w1'?)") !=
         std::string::npos);
 
-  Run usage = run_kiln("check --no-such-flag " + kFixtures + "unknown_input.json");
-  CHECK(usage.status == 2);
-  Run no_args = run_kiln("check");
-  CHECK(no_args.status == 2);
+  auto usage = run_kiln("check --no-such-flag " + kFixtures + "unknown_input.json");
+  CHECK(usage.exit_code == 2);
+  auto no_args = run_kiln("check");
+  CHECK(no_args.exit_code == 2);
 
   std::string graphs = std::string(KILN_SOURCE_DIR) + "/graphs/";
-  Run good = run_kiln("check " + graphs + "cnn_mnist.json " + graphs + "mlp_cifar10.json");
-  CHECK(good.status == 0);
+  auto good = run_kiln("check " + graphs + "cnn_mnist.json " + graphs + "mlp_cifar10.json");
+  CHECK(good.exit_code == 0);
   // 56,394 = conv 3*3*1*32+32 + 3*3*32*64+64 + 3*3*64*64+64 + dense 576*10+10.
   CHECK(good.output.find("cnn_mnist.json: ok") != std::string::npos);
   CHECK(good.output.find("56,394 params") != std::string::npos);

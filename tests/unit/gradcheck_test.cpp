@@ -8,6 +8,7 @@
 #include <random>
 #include <sys/wait.h>
 
+#include "test_util.h"
 #include "compiler/autodiff/gradcheck.h"
 #include "compiler/autodiff/train_step.h"
 #include "compiler/frontend/graph_json.h"
@@ -51,15 +52,11 @@ std::map<std::string, Value> random_batch(const Graph& g, int64_t n, uint64_t se
   return feeds;
 }
 
-// Runs a command, returning its exit status and stdout + stderr.
+// Runs a command, appending what it prints to `output`; returns its exit status.
 int run_command(const std::string& cmd, std::string& output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf;
-  size_t got;
-  while ((got = fread(buf.data(), 1, buf.size(), p)) > 0) output.append(buf.data(), got);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto r = kiln::test::run_command(cmd);
+  output += r.output;
+  return r.exit_code;
 }
 
 const std::string kGraphs = KILN_SOURCE_DIR "/graphs/";

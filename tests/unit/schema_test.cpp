@@ -3,20 +3,13 @@
 // (tools/validate_graphs.py holds the list and does the checking).
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <string>
 
+#include "test_util.h"
+
 TEST_CASE("schema: graphs validate, malformed fixtures are rejected") {
-  std::string cmd = "cd '" + std::string(KILN_SOURCE_DIR) + "' && python3 tools/validate_graphs.py 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int raw = pclose(p);
-  int status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  auto [status, out] = kiln::test::run_command("cd '" + std::string(KILN_SOURCE_DIR) + "' && python3 tools/validate_graphs.py");
   INFO(out);
   if (status == 2) FAIL("the python3 jsonschema module is missing: run tools/setup.sh --deps (it installs python3-jsonschema)");
   if (status == 127) FAIL("python3 is missing: run tools/setup.sh --deps");

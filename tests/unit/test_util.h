@@ -12,11 +12,10 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs `kiln ARGS` from the repository root and captures what it prints.
-inline CommandResult run_kiln(const std::string& args) {
-  std::string cmd = std::string("cd '") + KILN_SOURCE_DIR + "' && '" + KILN_BINARY + "' " + args + " 2>&1";
+// Runs a shell command and captures what it prints (stdout and stderr).
+inline CommandResult run_command(const std::string& cmd) {
   CommandResult r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
   size_t n;
@@ -24,6 +23,11 @@ inline CommandResult run_kiln(const std::string& args) {
   int status = pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// Runs `kiln ARGS` from the repository root.
+inline CommandResult run_kiln(const std::string& args) {
+  return run_command(std::string("cd '") + KILN_SOURCE_DIR + "' && '" + KILN_BINARY + "' " + args);
 }
 
 inline std::string source_path(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }

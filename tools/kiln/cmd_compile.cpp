@@ -84,8 +84,8 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     std::printf("compiled %s for %s (%d-bit vectors: %d x f32), max batch %lld; entries: %s\n", model.name.c_str(),
                 host.cpu.c_str(), bits, bits / 32, static_cast<long long>(o->batch), entries.c_str());
     if (o->stats) {
-      std::printf("  cold compile: %.1f ms (lower %.1f, LLVM IR %.1f, O3 %.1f, machine code %.1f)\n", s.total_ms(),
-                  s.lower_ms, s.emit_ms, s.optimize_ms, s.machine_ms);
+      std::printf("  cold compile: %.1f ms (lower %.1f, LLVM IR %.1f, O3 + machine code %.1f on %d threads; O3 %.1f ms of CPU)\n",
+                  s.total_ms(), s.lower_ms, s.emit_ms, s.jit_ms, s.threads, s.optimize_cpu_ms);
       std::printf("  kernels: %zu\n", s.kernels);
       std::printf("  buffers: arena %s bytes, params %s bytes, state %s bytes, constants %s bytes\n",
                   grouped(s.arena_bytes).c_str(), grouped(s.param_bytes).c_str(), grouped(s.state_bytes).c_str(),

@@ -29,18 +29,11 @@ static RegisterCommand gradcheck_cmd(30, [](CLI::App& app) {
   sub->add_option("--step", o->check.step, "finite-difference step h")->capture_default_str();
   sub->callback([o] {
     Graph g = load_graph_or_fail(o->file);
-    try {
-      if (!o->spec.empty()) apply_trainable_patterns(g, load_train_spec(o->spec));
-      GradcheckReport report = gradcheck(g, o->check);
-      std::cout << report.text();
-      if (!report.passed()) throw InputError("gradient check failed for " + o->file);
-    } catch (const GraphError& e) {
-      throw InputError(e.what());
-    } catch (const AutodiffError& e) {
-      throw InputError(e.what());
-    } catch (const std::invalid_argument& e) {
-      throw InputError(e.what());
-    }
+    // GraphError, AutodiffError, ...: main() prints any error and exits 1.
+    if (!o->spec.empty()) apply_trainable_patterns(g, load_train_spec(o->spec));
+    GradcheckReport report = gradcheck(g, o->check);
+    std::cout << report.text();
+    if (!report.passed()) throw InputError("gradient check failed for " + o->file);
   });
 });
 

@@ -103,20 +103,13 @@ static RegisterCommand ir_cmd(20, [](CLI::App& app) {
   sub->add_option("--vector-bits", o->vector_bits, "llvm|asm: SIMD width (default: the host's widest)")
       ->check(CLI::IsMember({0, 128, 256, 512}));
   sub->callback([o] {
-    try {
-      if (o->stage == "loops" || o->stage == "llvm" || o->stage == "asm") {
-        print_program_stage(*o);
-        return;
-      }
-      Graph g = graph_at_stage(*o);
-      std::cout << (o->format == "dot" ? print_dot(g) : print_graph(g));
-    } catch (const GraphError& e) {
-      throw InputError(e.what());
-    } catch (const AutodiffError& e) {
-      throw InputError(e.what());
-    } catch (const std::invalid_argument& e) {
-      throw InputError(e.what());
+    // GraphError, AutodiffError, ...: main() prints any error and exits 1.
+    if (o->stage == "loops" || o->stage == "llvm" || o->stage == "asm") {
+      print_program_stage(*o);
+      return;
     }
+    Graph g = graph_at_stage(*o);
+    std::cout << (o->format == "dot" ? print_dot(g) : print_graph(g));
   });
 });
 

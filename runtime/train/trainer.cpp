@@ -1,0 +1,323 @@
+#include "runtime/train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "runtime/data/batcher.h"
+#include "runtime/file_io.h"
+#include "runtime/report/plot.h"
+#include "runtime/report/progress.h"
+
+namespace kiln::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kLr = "lr";
+
+const EntryInfo& need_entry(const Program& p, const std::string& name) {
+  const EntryInfo* e = p.entry(name);
+  if (!e) throw std::runtime_error("program '" + p.info().name + "' has no " + name + " entry point");
+  return *e;
+}
+
+int output_index(const EntryInfo& e, const std::string& name) {
+  for (size_t i = 0; i < e.outputs.size(); ++i)
+    if (e.outputs[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+// A data tensor fits an entry input when dtypes agree and the shapes agree
+// after the leading (batch) dimension.
+void check_fits(const EntryInfo& e, const TensorInfo& in, const Tensor& t, const char* what) {
+  auto want = in.shape;
+  bool ok = t.dtype() == in.type && t.rank() == static_cast<int>(want.size()) && !want.empty();
+  for (size_t i = 1; ok && i < want.size(); ++i) ok = want[i] == t.dim(static_cast<int>(i));
+  if (!ok) {
+    std::vector<int64_t> got = t.shape();
+    if (!got.empty()) got[0] = -1;
+    throw std::runtime_error(e.name + " input '" + in.name + "' is " + elem_type_name(in.type) + " " +
+                             shape_string(in.shape) + ", but the data set's " + what + " are " +
+                             elem_type_name(t.dtype()) + " " + shape_string(got));
+  }
+}
+
+// Input pointers of an entry: features, labels and (train_step) the lr scalar, by name.
+std::vector<const void*> entry_inputs(const EntryInfo& e, const std::string& features,
+                                      const std::string& labels, const void* x, const void* y, const float* lr) {
+  std::vector<const void*> in;
+  for (const TensorInfo& t : e.inputs) {
+    if (t.name == features) in.push_back(x);
+    else if (t.name == labels) in.push_back(y);
+    else if (t.name == kLr && lr) in.push_back(lr);
+    else
+      throw std::runtime_error(e.name + " has an input '" + t.name + "' the trainer cannot feed (it feeds '" +
+                               features + "', '" + labels + "'" + (lr ? ", 'lr'" : "") + ")");
+  }
+  return in;
+}
+
+// Output buffers of an entry, each sized for the program's maximum batch.
+struct Outputs {
+  std::vector<std::vector<uint8_t>> storage;
+  std::vector<void*> ptrs;
+  Outputs(const EntryInfo& e, int64_t max_batch) {
+    for (const TensorInfo& t : e.outputs) storage.emplace_back(static_cast<size_t>(std::max<int64_t>(t.bytes(max_batch), 8)));
+    for (auto& s : storage) ptrs.push_back(s.data());
+  }
+  double scalar(int i, ElemType type) const {
+    const uint8_t* p = storage[static_cast<size_t>(i)].data();
+    switch (type) {
+      case ElemType::f32: { float v; std::memcpy(&v, p, 4); return v; }
+      case ElemType::f64: { double v; std::memcpy(&v, p, 8); return v; }
+      case ElemType::i32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+      case ElemType::i64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
+      default: throw std::runtime_error("unsupported scalar output type");
+    }
+  }
+};
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+}  // namespace
+
+EvalResult evaluate(Program& program, const data::Dataset& data, const std::string& features_input,
+                    const std::string& labels_input) {
+  const EntryInfo& e = need_entry(program, "eval_step");
+  int loss_i = output_index(e, "loss"), correct_i = output_index(e, "correct");
+  if (loss_i < 0) throw std::runtime_error("eval_step has no \"loss\" output");
+  for (const TensorInfo& t : e.inputs) {
+    if (t.name == features_input) check_fits(e, t, data.features, "features");
+    if (t.name == labels_input) check_fits(e, t, data.labels, "labels");
+  }
+  const int64_t max_batch = program.info().max_batch, n = data.size();
+  const size_t x_row = n ? data.features.nbytes() / static_cast<size_t>(n) : 0;
+  const size_t y_row = n ? data.labels.nbytes() / static_cast<size_t>(n) : 0;
+  Outputs out(e, max_batch);
+  EvalResult r;
+  double loss_sum = 0, correct = 0;
+  for (int64_t begin = 0; begin < n; begin += max_batch) {
+    int64_t b = std::min(max_batch, n - begin);
+    const auto* x = static_cast<const uint8_t*>(data.features.raw()) + static_cast<size_t>(begin) * x_row;
+    const auto* y = static_cast<const uint8_t*>(data.labels.raw()) + static_cast<size_t>(begin) * y_row;
+    program.run("eval_step", b, entry_inputs(e, features_input, labels_input, x, y, nullptr), out.ptrs);
+    loss_sum += out.scalar(loss_i, e.outputs[static_cast<size_t>(loss_i)].type) * static_cast<double>(b);
+    if (correct_i >= 0) correct += out.scalar(correct_i, e.outputs[static_cast<size_t>(correct_i)].type);
+  }
+  r.samples = n;
+  r.loss = n ? loss_sum / static_cast<double>(n) : NAN;
+  r.accuracy = correct_i >= 0 && n ? correct / static_cast<double>(n) : NAN;
+  return r;
+}
+
+std::vector<NamedTensor> read_persistent(const Program& program, bool state) {
+  std::vector<NamedTensor> out;
+  auto& prog = const_cast<Program&>(program);  // persistent() is non-const; we only read
+  for (const TensorInfo& t : program.info().persistent) {
+    if (t.state != state) continue;
+    Tensor v(t.type, t.shape);
+    std::memcpy(v.raw(), prog.persistent(t.name), v.nbytes());
+    out.push_back({t.name, std::move(v)});
+  }
+  return out;
+}
+
+void write_persistent(Program& program, const std::vector<NamedTensor>& tensors, bool allow_unknown) {
+  for (const NamedTensor& nt : tensors) {
+    const TensorInfo* info = nullptr;
+    for (const TensorInfo& t : program.info().persistent)
+      if (t.name == nt.name) info = &t;
+    if (!info) {
+      if (allow_unknown) continue;
+      throw std::runtime_error("program '" + program.info().name + "' has no param or state named '" + nt.name + "'");
+    }
+    if (nt.value.dtype() != info->type || nt.value.shape() != info->shape)
+      throw std::runtime_error("'" + nt.name + "' is " + elem_type_name(nt.value.dtype()) + " " +
+                               shape_string(nt.value.shape()) + " but the program's is " + elem_type_name(info->type) +
+                               " " + shape_string(info->shape));
+    std::memcpy(program.persistent(nt.name), nt.value.raw(), nt.value.nbytes());
+  }
+}
+
+Trainer::Trainer(Program& program, const data::Dataset& train, TrainerOptions options)
+    : program_(program), train_(train), opt_(std::move(options)) {
+  const EntryInfo& step = need_entry(program_, "train_step");
+  need_entry(program_, "eval_step");
+  if (output_index(step, "loss") < 0) throw std::runtime_error("train_step has no \"loss\" output");
+  bool has_x = false, has_y = false;
+  for (const TensorInfo& t : step.inputs) {
+    if (t.name == opt_.features_input) check_fits(step, t, train_.features, "features"), has_x = true;
+    else if (t.name == opt_.labels_input) check_fits(step, t, train_.labels, "labels"), has_y = true;
+  }
+  if (!has_x || !has_y)
+    throw std::runtime_error("train_step has no input named '" + (has_x ? opt_.labels_input : opt_.features_input) + "'");
+  int64_t batch = opt_.batch_size == 0 ? train_.size() : std::min(opt_.batch_size, train_.size());
+  if (batch > program_.info().max_batch)
+    throw std::runtime_error("batches of " + std::to_string(batch) + " exceed the maximum batch size " +
+                             std::to_string(program_.info().max_batch) + " the program was compiled for");
+  if (opt_.epochs < 1) throw std::runtime_error("epochs must be at least 1");
+}
+
+void Trainer::add_eval_set(const std::string& name, const data::Dataset& data) { eval_sets_.push_back({name, &data}); }
+
+Checkpoint Trainer::checkpoint() const {
+  Checkpoint c;
+  c.graph_json = opt_.graph_json;
+  c.spec_json = opt_.spec_json;
+  c.params = read_persistent(program_, false);
+  c.optimizer_state = read_persistent(program_, true);
+  c.step = steps_;
+  c.data_position = position_;
+  nlohmann::json m = {{"history", report::to_json(history_)},
+                      {"partial_epoch",
+                       {{"loss_sum", partial_.loss_sum}, {"correct", partial_.correct},
+                        {"seconds", partial_.seconds}, {"samples", partial_.samples}}}};
+  c.metrics_json = m.dump();
+  return c;
+}
+
+void Trainer::resume(const Checkpoint& c) {
+  write_persistent(program_, c.params);
+  write_persistent(program_, c.optimizer_state);
+  steps_ = c.step;
+  position_ = c.data_position;
+  history_.clear();
+  partial_ = {};
+  if (!c.metrics_json.empty()) {
+    auto m = nlohmann::json::parse(c.metrics_json);
+    if (m.contains("history")) history_ = report::history_from_json(m["history"]);
+    if (m.contains("partial_epoch")) {
+      auto& p = m["partial_epoch"];
+      partial_.loss_sum = p.value("loss_sum", 0.0);
+      partial_.correct = p.value("correct", 0.0);
+      partial_.seconds = p.value("seconds", 0.0);
+      partial_.samples = p.value("samples", int64_t{0});
+    }
+  }
+  resumed_ = true;
+}
+
+void Trainer::check_finite(int64_t epoch, int64_t step) const {
+  for (const TensorInfo& t : program_.info().persistent) {
+    if (t.type != ElemType::f32) continue;
+    const float* p = static_cast<const float*>(const_cast<Program&>(program_).persistent(t.name));
+    int64_t n = t.bytes(1) / 4;
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(p[i]))
+        throw NumericsError("non-finite value " + number(p[i]) + " in " + (t.state ? "optimizer state '" : "param '") +
+                                t.name + "' (element " + std::to_string(i) + ") after epoch " + std::to_string(epoch) +
+                                ", step " + std::to_string(step),
+                            epoch, step);
+  }
+}
+
+void Trainer::save(const std::string& file, TrainResult& result) {
+  if (opt_.out_dir.empty()) return;
+  std::filesystem::create_directories(opt_.out_dir);
+  std::string path = (std::filesystem::path(opt_.out_dir) / file).string();
+  save_checkpoint(path, checkpoint());
+  result.checkpoint = path;
+}
+
+void Trainer::write_metrics() const {
+  if (opt_.out_dir.empty()) return;
+  std::filesystem::create_directories(opt_.out_dir);
+  auto path = [&](const char* f) { return (std::filesystem::path(opt_.out_dir) / f).string(); };
+  std::string csv = report::to_csv(history_), json = report::to_json(history_).dump(2) + "\n";
+  write_file_atomic(path("metrics.csv"), std::span(reinterpret_cast<const uint8_t*>(csv.data()), csv.size()));
+  write_file_atomic(path("metrics.json"), std::span(reinterpret_cast<const uint8_t*>(json.data()), json.size()));
+}
+
+TrainResult Trainer::run() {
+  const EntryInfo& step = need_entry(program_, "train_step");
+  const int loss_i = output_index(step, "loss"), correct_i = output_index(step, "correct");
+  const ElemType loss_t = step.outputs[static_cast<size_t>(loss_i)].type;
+  Outputs out(step, program_.info().max_batch);
+
+  data::BatcherOptions bo;
+  bo.batch_size = opt_.batch_size;
+  bo.seed = opt_.seed;
+  data::Batcher batcher(train_, bo);
+  if (resumed_) batcher.restore(position_);
+  position_ = batcher.position();
+
+  TrainResult result;
+  for (int64_t epoch = position_.epoch; epoch < opt_.epochs; ++epoch) {
+    const int64_t e1 = epoch + 1;
+    std::unique_ptr<report::Progress> bar;
+    if (opt_.progress)
+      bar = std::make_unique<report::Progress>("epoch " + std::to_string(e1) + "/" + std::to_string(opt_.epochs),
+                                               batcher.batches_per_epoch());
+    int64_t done = position_.next_batch;
+    while (auto batch = batcher.next()) {
+      const int64_t b = batch->size();
+      float lr = static_cast<float>(opt_.learning_rate(steps_));
+      auto in = entry_inputs(step, opt_.features_input, opt_.labels_input, batch->features().raw(),
+                             batch->labels().raw(), &lr);
+      auto t0 = Clock::now();
+      program_.run("train_step", b, in, out.ptrs);
+      partial_.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      ++steps_;
+      position_ = batcher.position();
+      const double loss = out.scalar(loss_i, loss_t);
+      if (!std::isfinite(loss))
+        throw NumericsError("training loss is " + number(loss) + " at epoch " + std::to_string(e1) + ", step " +
+                                std::to_string(steps_) + " (batch " + std::to_string(batch->index + 1) + " of " +
+                                std::to_string(batcher.batches_per_epoch()) + " in the epoch, lr " + number(lr) + ")",
+                            e1, steps_);
+      if (opt_.check_numerics) check_finite(e1, steps_);
+      partial_.loss_sum += loss * static_cast<double>(b);
+      if (correct_i >= 0) partial_.correct += out.scalar(correct_i, step.outputs[static_cast<size_t>(correct_i)].type);
+      partial_.samples += b;
+      ++done;
+      if (bar) bar->update(done, partial_.samples, partial_.loss_sum / static_cast<double>(partial_.samples));
+      if (opt_.after_step) opt_.after_step(steps_);
+      if (opt_.stop && opt_.stop->load()) {
+        if (bar) bar->finish();
+        save("interrupted.ckpt", result);
+        result.interrupted = true;
+        result.history = history_;
+        result.steps = steps_;
+        return result;
+      }
+    }
+    position_ = batcher.position();
+    if (bar) bar->finish();
+
+    report::EpochMetrics m;
+    m.epoch = static_cast<int>(e1);
+    m.seconds = partial_.seconds;
+    m.train_loss = partial_.samples ? partial_.loss_sum / static_cast<double>(partial_.samples) : NAN;
+    m.train_acc = correct_i >= 0 && partial_.samples ? partial_.correct / static_cast<double>(partial_.samples) : NAN;
+    for (auto& [name, set] : eval_sets_) {
+      EvalResult r = evaluate(program_, *set, opt_.features_input, opt_.labels_input);
+      (name == "val" ? m.val_loss : m.test_loss) = r.loss;
+      (name == "val" ? m.val_acc : m.test_acc) = r.accuracy;
+    }
+    history_.push_back(m);
+    partial_ = {};
+    if (opt_.log) {
+      std::fprintf(opt_.log, "%s\n", report::seed_format(m).c_str());
+      std::fflush(opt_.log);
+    }
+    write_metrics();
+    bool last = e1 == opt_.epochs;
+    if (last) save("final.ckpt", result);
+    else if (opt_.checkpoint_every > 0 && e1 % opt_.checkpoint_every == 0) save("checkpoint.ckpt", result);
+  }
+  result.history = history_;
+  result.steps = steps_;
+  return result;
+}
+
+}  // namespace kiln::train

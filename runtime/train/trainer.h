@@ -1,0 +1,121 @@
+#pragma once
+// The training loop over a compiled Program (entries train_step and
+// eval_step; see compiler/autodiff/train_step.h for what they compute):
+// seeded batches from data::Batcher, the learning rate of each step fed to
+// the step's "lr" input, sample-weighted epoch metrics, evaluation on the
+// validation and test sets, periodic checkpoints, a clean stop on request
+// (Ctrl-C) with a checkpoint to resume from, and exact resume.
+//
+// No compiler here: whoever compiles the program also fills its params
+// (Program "init" entry, or restore()).
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "runtime/data/dataset.h"
+#include "runtime/program.h"
+#include "runtime/report/metrics.h"
+#include "runtime/train/checkpoint.h"
+
+namespace kiln::train {
+
+// Training stopped because a step produced a non-finite value.
+struct NumericsError : std::runtime_error {
+  NumericsError(const std::string& what, int64_t epoch, int64_t step)
+      : std::runtime_error(what), epoch(epoch), step(step) {}
+  int64_t epoch;  // 1-based
+  int64_t step;   // 1-based, counted over the whole run
+};
+
+struct TrainerOptions {
+  int64_t batch_size = 32;  // data::BatcherOptions::kFull (0): the whole training set in one step
+  int64_t epochs = 1;
+  // The learning rate of 0-based optimizer step `step` (the spec's schedule).
+  std::function<double(int64_t step)> learning_rate = [](int64_t) { return 0.01; };
+  uint64_t seed = 1;        // batch order
+  std::string features_input = "x";  // names of the train/eval step inputs fed from the data set
+  std::string labels_input = "labels";
+
+  std::string out_dir;      // checkpoints and metrics files go here; "" = none written
+  int64_t checkpoint_every = 1;  // epochs between periodic checkpoints (0: only the final one)
+  std::string graph_json, spec_json;  // stored in every checkpoint
+
+  // After each finished step the trainer looks at this flag (a SIGINT handler
+  // sets it): when set, it saves <out_dir>/interrupted.ckpt and returns.
+  const std::atomic<bool>* stop = nullptr;
+  bool check_numerics = false;  // also check every param and state for NaN/Inf after each step
+  bool progress = true;         // a progress bar on stderr
+  FILE* log = stdout;           // per-epoch lines (seed format); null: silent
+  std::function<void(int64_t step)> after_step;  // called after each step (1-based count); tests
+};
+
+struct EvalResult {
+  double loss = 0, accuracy = 0;
+  int64_t samples = 0;
+};
+
+// Sample-weighted loss and accuracy of `data` under eval_step, in batches of
+// the program's maximum batch size. `correct` comes from the step's "correct"
+// output (accuracy NaN when the program has none).
+EvalResult evaluate(Program& program, const data::Dataset& data, const std::string& features_input,
+                    const std::string& labels_input);
+
+// Every param and state of the program as named tensors (checkpoint order: program order).
+std::vector<NamedTensor> read_persistent(const Program& program, bool state);
+// Copies tensors into the program's storage by name; throws std::runtime_error
+// naming the tensor when a name is unknown (unless allow_unknown), or its
+// dtype or shape differs.
+void write_persistent(Program& program, const std::vector<NamedTensor>& tensors, bool allow_unknown = false);
+
+struct TrainResult {
+  bool interrupted = false;
+  std::vector<report::EpochMetrics> history;
+  int64_t steps = 0;          // optimizer steps taken in total (including before a resume)
+  std::string checkpoint;     // the last checkpoint written ("" when none)
+};
+
+class Trainer {
+ public:
+  // `program`, `train` and the eval sets must outlive the trainer. Checks that
+  // the program has train_step and eval_step and that the data fit their inputs.
+  Trainer(Program& program, const data::Dataset& train, TrainerOptions options);
+
+  // Evaluated after every epoch; `name` is "val" or "test".
+  void add_eval_set(const std::string& name, const data::Dataset& data);
+
+  // Continue a run from a checkpoint this trainer's program wrote: params,
+  // optimizer state, step counter, batch position and the metrics so far.
+  void resume(const Checkpoint& checkpoint);
+
+  // Trains until options.epochs are done (or the stop flag is seen). Throws
+  // NumericsError when a loss (or, with check_numerics, a param) is not finite.
+  TrainResult run();
+
+  // The current state as a checkpoint (what run() saves).
+  Checkpoint checkpoint() const;
+
+ private:
+  struct Partial {  // the unfinished epoch's accumulators, saved with interrupted runs
+    double loss_sum = 0, correct = 0, seconds = 0;
+    int64_t samples = 0;
+  };
+  void save(const std::string& file, TrainResult& result);
+  void check_finite(int64_t epoch, int64_t step) const;
+  void write_metrics() const;
+
+  Program& program_;
+  const data::Dataset& train_;
+  TrainerOptions opt_;
+  std::vector<std::pair<std::string, const data::Dataset*>> eval_sets_;
+  std::vector<report::EpochMetrics> history_;
+  Partial partial_;
+  data::BatchPosition position_;
+  bool resumed_ = false;
+  int64_t steps_ = 0;
+};
+
+}  // namespace kiln::train

@@ -1,0 +1,138 @@
+#include "tools/kiln/train_run.h"
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "compiler/driver/training_setup.h"
+#include "compiler/frontend/graph_json.h"
+#include "runtime/report/plot.h"
+#include "runtime/train/predictions.h"
+#include "tools/kiln/command.h"
+
+namespace kiln::cli {
+
+namespace fs = std::filesystem;
+
+Graph load_graph_or_fail(const std::string& path);
+
+static std::atomic<bool> g_interrupted{false};
+
+extern "C" void kiln_on_sigint(int) {
+  g_interrupted.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
+}
+
+const std::atomic<bool>* install_interrupt_flag() {
+  std::signal(SIGINT, kiln_on_sigint);
+  return &g_interrupted;
+}
+
+static int64_t count_params(const Graph& g, bool trainable_only) {
+  int64_t n = 0;
+  for (NodeId p : g.params()) {
+    const Node& node = g.node(p);
+    if (node.attrs.value("role", std::string("param")) != "param") continue;
+    if (trainable_only && !node.attrs.value("trainable", true)) continue;
+    n += numel(node.type.shape);
+  }
+  return n;
+}
+
+static void warn(const std::string& what) { std::fprintf(stderr, "warning: %s\n", what.c_str()); }
+
+RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  auto t_start = Clock::now();
+  RunOutcome out;
+  out.out_dir = o.out_dir.empty() ? (fs::path("runs") / spec.name).string() : o.out_dir;
+
+  driver::SpecData data;
+  try {
+    data = driver::load_spec_data(spec, o.train_subset, o.test_subset);
+  } catch (const driver::MissingDataError& e) {
+    throw InputError(e.what());
+  }
+  out.train_size = data.train.size();
+  out.validation_size = data.validation.size();
+  out.test_size = data.test.size();
+
+  Graph model = load_graph_or_fail(spec.graph);
+  const std::string graph_text = read_file(spec.graph);
+  int threads = o.threads > 0 ? o.threads : spec.threads;
+  auto t_compile = Clock::now();
+  driver::CompiledModel m =
+      driver::compile_model(model, &spec, driver::training_max_batch(spec, data.train.size()), threads);
+  out.compile_seconds = std::chrono::duration<double>(Clock::now() - t_compile).count();
+  out.max_batch = m.program->info().max_batch;
+  {
+    Graph flagged = model;
+    apply_trainable_patterns(flagged, spec);
+    out.params = count_params(flagged, false);
+    out.trainable_params = count_params(flagged, true);
+  }
+  std::printf("%s: %lld train, %lld validation, %lld test images; %lld params (%lld trainable); compiled in %.1f s\n",
+              spec.name.c_str(), static_cast<long long>(out.train_size), static_cast<long long>(out.validation_size),
+              static_cast<long long>(out.test_size), static_cast<long long>(out.params),
+              static_cast<long long>(out.trainable_params), out.compile_seconds);
+  std::fflush(stdout);
+
+  train::TrainerOptions to;
+  to.batch_size = spec.full_batch ? 0 : spec.batch_size;
+  to.epochs = o.epochs > 0 ? o.epochs : spec.epochs;
+  const OptimizerSpec opt = spec.optimizer;
+  to.learning_rate = [opt](int64_t step) { return learning_rate_at(opt.schedule, opt.lr, step); };
+  to.seed = spec.seed;
+  to.features_input = m.features_input;
+  to.labels_input = m.labels_input;
+  to.out_dir = out.out_dir;
+  to.graph_json = graph_text;
+  to.spec_json = driver::spec_json_for_checkpoint(spec);
+  to.stop = o.stop;
+  to.check_numerics = o.check_numerics;
+  to.progress = o.progress;
+
+  train::Trainer trainer(*m.program, data.train, to);
+  if (data.validation.size()) trainer.add_eval_set("val", data.validation);
+  trainer.add_eval_set("test", data.test);
+  if (!o.resume.empty()) {
+    trainer.resume(train::load_checkpoint(o.resume));
+    std::printf("resuming from %s\n", o.resume.c_str());
+  } else {
+    driver::initialize(m, spec);
+  }
+  out.result = trainer.run();
+  if (out.result.interrupted) return out;
+
+  const auto& h = out.result.history;
+  try {
+    report::plot_training_curves(h, spec.name, (fs::path(out.out_dir) / "curves.png").string());
+  } catch (const std::exception& e) {
+    warn(std::string("no curves plot: ") + e.what());
+  }
+  bool wants_confusion = std::find(spec.metrics.begin(), spec.metrics.end(), "confusion_matrix") != spec.metrics.end();
+  if (wants_confusion) {
+    int classes = spec.labels == "binary" ? 2 : 10;
+    out.test_probabilities = train::predict_all(*m.program, data.test.features);
+    out.confusion = report::ConfusionMatrix(classes);
+    std::vector<int> pred = train::predicted_classes(out.test_probabilities), truth = train::label_classes(data.test.labels);
+    for (size_t i = 0; i < pred.size(); ++i) out.confusion->add(truth[i], pred[i]);
+    std::vector<std::string> labels;
+    if (spec.labels == "binary") labels = {"0", "1"};
+    std::ofstream(fs::path(out.out_dir) / "confusion.txt") << out.confusion->to_text(labels);
+    std::ofstream(fs::path(out.out_dir) / "confusion.json") << out.confusion->to_json().dump(2) << "\n";
+    try {
+      report::plot_confusion(*out.confusion, labels, spec.name + " (test set)",
+                             (fs::path(out.out_dir) / "confusion.png").string());
+    } catch (const std::exception& e) {
+      warn(std::string("no confusion plot: ") + e.what());
+    }
+  }
+  out.total_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  return out;
+}
+
+}  // namespace kiln::cli
