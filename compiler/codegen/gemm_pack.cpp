@@ -78,15 +78,51 @@ llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans,
   auto* f32 = b.getFloatTy();
   const uint64_t mr = static_cast<uint64_t>(s.mr);
   // Rows of op(A) are p.r0.., depth k0..; dst[panel*MR*kc + k*MR + r].
+  auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(s.lanes));
+  const uint64_t L = static_cast<uint64_t>(s.lanes);
   gemm_for(b, b.getInt64(0), p.n, s.mr, "i", [&](Value* i) {
     Value* panel = b.CreateInBoundsGEP(f32, p.dst, b.CreateMul(i, p.kc));
-    gemm_for(b, b.getInt64(0), p.kc, 1, "k", [&](Value* k) {
-      Value* out = b.CreateInBoundsGEP(f32, panel, b.CreateMul(k, b.getInt64(mr)));
-      for (uint64_t r = 0; r < mr; ++r) {
-        Value* x = load_clamped(b, p, trans, b.CreateAdd(i, b.getInt64(r)), k);
-        b.CreateAlignedStore(x, b.CreateConstInBoundsGEP1_64(f32, out, r), llvm::Align(4));
-      }
-    });
+    auto scalar_panel = [&](Value* k_lo) {
+      gemm_for(b, k_lo, p.kc, 1, "k", [&](Value* k) {
+        Value* out = b.CreateInBoundsGEP(f32, panel, b.CreateMul(k, b.getInt64(mr)));
+        for (uint64_t r = 0; r < mr; ++r) {
+          Value* x = load_clamped(b, p, trans, b.CreateAdd(i, b.getInt64(r)), k);
+          b.CreateAlignedStore(x, b.CreateConstInBoundsGEP1_64(f32, out, r), llvm::Align(4));
+        }
+      });
+    };
+    if (trans || L < mr) {
+      scalar_panel(b.getInt64(0));
+      return;
+    }
+    // Row-major A, whole panel: lanes depths of the MR rows at a time (the
+    // rows padded to a square with copies of the last), transposed in
+    // registers, stored as full vectors at MR-float steps (each store's tail
+    // is overwritten by the next; the last spills into the next panel or the
+    // slot's padding).
+    Value* whole = b.CreateICmpSLE(b.CreateAdd(i, b.getInt64(mr)), p.n);
+    gemm_if(b, whole, [&] {
+      Value* k_vec = b.CreateSub(p.kc, b.CreateSRem(p.kc, b.getInt64(L)));
+      gemm_for(b, b.getInt64(0), k_vec, s.lanes, "kv", [&](Value* k) {
+        Value* depth = b.CreateAdd(p.k0, k);
+        std::vector<Value*> v;
+        for (uint64_t r = 0; r < L; ++r) {
+          if (r >= mr) {
+            v.push_back(v.back());
+            continue;
+          }
+          Value* row = b.CreateAdd(p.r0, b.CreateAdd(i, b.getInt64(r)));
+          Value* src = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(row, p.ld), depth));
+          v.push_back(b.CreateAlignedLoad(vec, src, llvm::Align(4)));
+        }
+        v = transpose_lanes(b, v);
+        for (uint64_t t = 0; t < L; ++t) {
+          Value* at = b.CreateMul(b.CreateAdd(k, b.getInt64(t)), b.getInt64(mr));
+          b.CreateAlignedStore(v[t], b.CreateInBoundsGEP(f32, panel, at), llvm::Align(4));
+        }
+      });
+      scalar_panel(k_vec);
+    }, [&] { scalar_panel(b.getInt64(0)); });
   });
   b.CreateRetVoid();
   return p.f;

@@ -26,7 +26,10 @@ inline bool gemm_packed(DType t) { return t == DType::f32; }
 inline int64_t gemm_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // Columns of the packed B block for a gemm with n columns and nr-column panels (nr divides kGemmMaxNR).
 inline int64_t gemm_nc(int64_t n, int64_t nr) { return std::min(gemm_round_up(n, nr), kGemmNC); }
-inline int64_t gemm_slot_floats(int64_t n, int64_t nr) { return kGemmKC * gemm_nc(n, nr) + kGemmMC * kGemmKC; }
+// (+ kGemmMaxNR floats of padding: A packing may store one vector past its block.)
+inline int64_t gemm_slot_floats(int64_t n, int64_t nr) {
+  return kGemmKC * gemm_nc(n, nr) + kGemmMC * kGemmKC + kGemmMaxNR;
+}
 // Floats of scratch a packed gemm with n columns needs, for any micro-kernel width.
 inline int64_t gemm_scratch_floats(int64_t n) { return kGemmSlots * gemm_slot_floats(n, kGemmMaxNR); }
 
