@@ -129,6 +129,7 @@ void KernelEmitter::tag_access(llvm::Instruction* inst, int buffer) {
 llvm::Function* KernelEmitter::emit(const Kernel& kernel) {
   Kernel expanded;
   const Kernel* k = &kernel;
+  if (kernel.kind == KernelKind::Gemm && packed_gemm_applies(kernel, p_)) return emit_packed_gemm(kernel);
   if (kernel.kind == KernelKind::Gemm) {
     expanded = expand_gemm(kernel, p_);
     k = &expanded;

@@ -28,6 +28,9 @@ struct EmitOptions {
 // The Loop IR expansion of a gemm kernel: a blocked loop nest (pack op(B) when
 // transposed, zero C, panels of N in parallel, blocks of K, rows, K, N).
 lower::Kernel expand_gemm(const lower::Kernel& gemm, const lower::Program& p);
+// Whether a gemm kernel takes the packed register-blocked path (gemm_driver.cpp):
+// f32 operands and a packing scratch sized by lower/gemm_blocking.h.
+bool packed_gemm_applies(const lower::Kernel& gemm, const lower::Program& p);
 
 class KernelEmitter {
  public:
@@ -56,6 +59,7 @@ class KernelEmitter {
     std::set<int> variant;
   };
 
+  llvm::Function* emit_packed_gemm(const lower::Kernel& k);
   void begin_function(llvm::Function* f);
   void finish_preamble();
   llvm::Value* base_pointer(int buffer);

@@ -1,5 +1,7 @@
 #include "compiler/lower/lower_ctx.h"
 
+#include "compiler/lower/gemm_blocking.h"
+
 #include <stdexcept>
 
 namespace kiln::lower {
@@ -151,7 +153,12 @@ void LowerCtx::gemm(const BufRef& a, bool trans_a, const BufRef& b, bool trans_b
   g.a = a.id, g.b = b.id, g.c = c.id;
   g.lda = a.shape[1], g.ldb = b.shape[1], g.ldc = c.shape[1];
   g.trans_a = trans_a, g.trans_b = trans_b;
-  if (trans_b) g.scratch = scratch("packed " + node.name + " B", b.dtype, {b.shape[1], b.shape[0]});
+  if (gemm_packed(c.dtype)) {
+    // Packing slots of the register-blocked kernel (compiler/codegen/gemm_driver.cpp).
+    g.scratch = scratch("packed " + node.name + " panels", c.dtype, {gemm_scratch_floats(g.n->ival)});
+  } else if (trans_b) {
+    g.scratch = scratch("packed " + node.name + " B", b.dtype, {b.shape[1], b.shape[0]});
+  }
   k.writes = {c.id};
   kernels.push_back(std::move(k));
 }

@@ -251,81 +251,102 @@ void window_loops(lower::KernelBuilder& k, const ConvGeometry& g, lower::E oh, l
   });
 }
 
-void register_conv_lowering(OpRegistry& r) {
+// The im2col matrix of x as a scratch buffer: row (n*OH + oh)*OW + ow holds
+// the window of that output position, (kh*KW + kw)*C + ch, zero in the padding.
+// A 1x1 stride-1 unpadded convolution is its own im2col: x itself.
+static lower::BufRef im2col(lower::LowerCtx& c, const lower::BufRef& x, const ConvGeometry& g) {
   using namespace lower;
-  // Direct loop nests; the innermost loop runs over the contiguous channel
-  // dimension. (Convolution through the packed GEMM is the next step.)
-  r.find_mut("conv2d")->lower = [](LowerCtx& c) {
-    const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
-    ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], w.shape[0], w.shape[1]);
-    int64_t C = x.shape[3], F = w.shape[3];
-    auto k = c.kernel("conv2d " + geometry_str(g));
-    k.loop("n", 0, y.dim(0), [&](E n) {
-      k.loop("oh", 0, g.oh, [&](E oh) {
-        k.loop("ow", 0, g.ow, [&](E ow) {
-          E row = y.offset({n, oh, ow, 0});
-          k.loop("f", 0, F, [&](E f) { k.store(y, row + f, lit(0, y.scalar())); });
-          window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
-            k.loop("c", 0, C, [&](E ch) {
-              E xv = k.let("xv", k.load(x, x.offset({n, ih, iw, ch})));
-              E wrow = w.offset({kh, kw, ch, 0});
-              k.loop("f", 0, F, [&](E f) {
-                k.store(y, row + f, k.load(y, row + f) + xv * k.load(w, wrow + f));
-              });
-            });
-          });
-        });
-      });
-    }, big(c));
-  };
-  // dx[n,ih,iw,c] = sum over the windows covering it of dy[n,oh,ow,f] * w[kh,kw,c,f]
-  r.find_mut("conv2d_backprop_input")->lower = [](LowerCtx& c) {
-    const BufRef &dy = c.in[0], &w = c.in[1], &dx = c.out;
-    ConvGeometry g = geometry_of(c, dx.shape[1], dx.shape[2], w.shape[0], w.shape[1]);
-    int64_t C = w.shape[2], F = w.shape[3];
-    auto k = c.kernel("conv2d input gradient " + geometry_str(g));
-    k.loop("n", 0, dx.dim(0), [&](E n) {
-      E image = dx.offset({n, 0, 0, 0});
-      k.loop("i", 0, g.h * g.w * C, [&](E i) { k.store(dx, image + i, lit(0, dx.scalar())); });
-      k.loop("oh", 0, g.oh, [&](E oh) {
-        k.loop("ow", 0, g.ow, [&](E ow) {
-          E dyrow = dy.offset({n, oh, ow, 0});
-          window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
-            k.loop("c", 0, C, [&](E ch) {
-              E wrow = w.offset({kh, kw, ch, 0});
-              E acc = k.let("acc", lit(0, dx.scalar()));
-              k.loop("f", 0, F, [&](E f) { k.set(acc, acc + k.load(dy, dyrow + f) * k.load(w, wrow + f)); });
-              E at = dx.offset({n, ih, iw, ch});
-              k.store(dx, at, k.load(dx, at) + acc);
-            });
-          });
-        });
-      });
-    }, big(c));
-  };
-  // dw[kh,kw,c,f] = sum over n, oh, ow of x[n,ih,iw,c] * dy[n,oh,ow,f]
-  r.find_mut("conv2d_backprop_filter")->lower = [](LowerCtx& c) {
-    const BufRef &x = c.in[0], &dy = c.in[1], &dw = c.out;
-    ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], dw.shape[0], dw.shape[1]);
-    int64_t C = x.shape[3], F = dy.shape[3];
-    auto k = c.kernel("conv2d filter gradient " + geometry_str(g));
-    k.loop("i", 0, dw.size(), [&](E i) { k.store(dw, i, lit(0, dw.scalar())); });
-    k.loop("n", 0, x.dim(0), [&](E n) {
-      k.loop("oh", 0, g.oh, [&](E oh) {
-        k.loop("ow", 0, g.ow, [&](E ow) {
-          E dyrow = dy.offset({n, oh, ow, 0});
-          window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
-            k.loop("c", 0, C, [&](E ch) {
-              E xv = k.let("xv", k.load(x, x.offset({n, ih, iw, ch})));
-              E wrow = dw.offset({kh, kw, ch, 0});
-              k.loop("f", 0, F, [&](E f) {
-                k.store(dw, wrow + f, k.load(dw, wrow + f) + xv * k.load(dy, dyrow + f));
-              });
+  const int64_t kkc = g.kh * g.kw * g.c;
+  if (g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 && g.pad_left == 0 && g.oh == g.h &&
+      g.ow == g.w)
+    return x;
+  Shape shape{x.shape[0], g.oh * g.ow * kkc};
+  BufRef col{c.scratch("im2col " + c.node.name, x.dtype, shape), x.dtype, shape};
+  bool padded = g.pad_top > 0 || g.pad_left > 0 || (g.oh - 1) * g.sh + g.kh > g.h || (g.ow - 1) * g.sw + g.kw > g.w;
+  auto k = c.kernel("im2col " + geometry_str(g));
+  k.loop("n", 0, x.dim(0), [&](E n) {
+    k.loop("oh", 0, g.oh, [&](E oh) {
+      k.loop("ow", 0, g.ow, [&](E ow) {
+        E row = ((n * g.oh + oh) * g.ow + ow) * kkc;
+        k.loop("kh", 0, g.kh, [&](E kh) {
+          k.loop("kw", 0, g.kw, [&](E kw) {
+            E ih = oh * g.sh - g.pad_top + kh, iw = ow * g.sw - g.pad_left + kw;
+            E dst = row + (kh * g.kw + kw) * g.c;
+            if (!padded) {
+              k.loop("c", 0, g.c, [&](E ch) { k.store(col, dst + ch, k.load(x, x.offset({n, ih, iw, ch}))); });
+              return;
+            }
+            // Padding reads a clamped (in-bounds) pixel and stores zero instead.
+            E inside = (ih >= 0) && (ih < g.h) && (iw >= 0) && (iw < g.w);
+            E ihc = max(E(0), min(ih, E(g.h - 1))), iwc = max(E(0), min(iw, E(g.w - 1)));
+            k.loop("c", 0, g.c, [&](E ch) {
+              k.store(col, dst + ch, select(inside, k.load(x, x.offset({n, ihc, iwc, ch})), lit(0, x.scalar())));
             });
           });
         });
       });
     });
+  }, big(c));
+  return col;
+}
+
+// A buffer viewed as a [rows, cols] matrix (rows may depend on the batch: the
+// gemm's M or K is then set by the caller).
+static lower::BufRef matrix(const lower::BufRef& b, int64_t cols, int64_t rows = kOpenDim) {
+  return {b.id, b.dtype, {rows, cols}};
+}
+
+void register_conv_lowering(OpRegistry& r) {
+  using namespace lower;
+  // All three through the packed GEMM: with P = batch*OH*OW output positions
+  // and the im2col matrix col [P, KH*KW*C],
+  //   forward          y [P, F]        = col @ w [KH*KW*C, F]
+  //   input gradient   dcol [P, KH*KW*C] = dy [P, F] @ w^T, then summed back into dx (col2im)
+  //   filter gradient  dw [KH*KW*C, F] = col^T @ dy [P, F]
+  r.find_mut("conv2d")->lower = [](LowerCtx& c) {
+    const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
+    ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], w.shape[0], w.shape[1]);
+    g.c = x.shape[3];
+    const int64_t kkc = g.kh * g.kw * g.c;
+    BufRef col = im2col(c, x, g);
+    c.gemm(matrix(col, kkc), false, matrix(w, w.shape[3], kkc), false, matrix(y, w.shape[3]),
+           "conv2d " + geometry_str(g) + " as im2col gemm");
+    c.kernels.back().gemm.m = (x.dim(0) * (g.oh * g.ow)).p;
+  };
+  r.find_mut("conv2d_backprop_input")->lower = [](LowerCtx& c) {
+    const BufRef &dy = c.in[0], &w = c.in[1], &dx = c.out;
+    ConvGeometry g = geometry_of(c, dx.shape[1], dx.shape[2], w.shape[0], w.shape[1]);
+    const int64_t C = w.shape[2], F = w.shape[3], kkc = g.kh * g.kw * C;
+    Shape shape{dy.shape[0], g.oh * g.ow * kkc};
+    BufRef dcol{c.scratch("col gradient " + c.node.name, dx.dtype, shape), dx.dtype, shape};
+    c.gemm(matrix(dy, F), false, matrix(w, F, kkc), true, matrix(dcol, kkc),
+           "conv2d input gradient " + geometry_str(g) + ": window gradients dy @ w^T");
+    c.kernels.back().gemm.m = (dx.dim(0) * (g.oh * g.ow)).p;
+    // col2im: each image's windows added back into its pixels (images in parallel).
+    auto k = c.kernel("conv2d input gradient " + geometry_str(g) + ": col2im");
+    k.loop("n", 0, dx.dim(0), [&](E n) {
+      E image = dx.offset({n, 0, 0, 0});
+      k.loop("i", 0, g.h * g.w * C, [&](E i) { k.store(dx, image + i, lit(0, dx.scalar())); });
+      k.loop("oh", 0, g.oh, [&](E oh) {
+        k.loop("ow", 0, g.ow, [&](E ow) {
+          E row = ((n * g.oh + oh) * g.ow + ow) * kkc;
+          window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
+            E src = row + (kh * g.kw + kw) * C, at = dx.offset({n, ih, iw, 0});
+            k.loop("c", 0, C, [&](E ch) { k.store(dx, at + ch, k.load(dx, at + ch) + k.load(dcol, src + ch)); });
+          });
+        });
+      });
+    }, big(c));
+  };
+  r.find_mut("conv2d_backprop_filter")->lower = [](LowerCtx& c) {
+    const BufRef &x = c.in[0], &dy = c.in[1], &dw = c.out;
+    ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], dw.shape[0], dw.shape[1]);
+    g.c = x.shape[3];
+    const int64_t F = dy.shape[3], kkc = g.kh * g.kw * g.c;
+    BufRef col = im2col(c, x, g);
+    c.gemm(matrix(col, kkc), true, matrix(dy, F), false, matrix(dw, F, kkc),
+           "conv2d filter gradient " + geometry_str(g) + " as col^T @ dy");
+    c.kernels.back().gemm.k = (x.dim(0) * (g.oh * g.ow)).p;
   };
 }
 

@@ -1,0 +1,139 @@
+// The packed f32 GEMM kernel (BLIS loop order): for each NC block of columns,
+// each KC block of depth, pack op(B) once; for each MC block of rows pack
+// op(A); then the micro-kernel over every MR x NR tile.
+//
+// Parallelism: kGemmSlots groups through ctx->parallel_for. Large M splits the
+// rows, small M (a batch of 32 or 64) splits the NR panels of the columns.
+// A thread runs one contiguous chunk of groups as one rectangle and packs into
+// the scratch slot of its first group. The split never cuts K, so every C
+// element is summed over k in the same order for any thread count.
+#include "compiler/codegen/emitter.h"
+#include "compiler/codegen/gemm_ir.h"
+#include "compiler/lower/gemm_blocking.h"
+
+namespace kiln::codegen {
+
+using namespace kiln::lower;
+using llvm::Value;
+
+// Rows from which the rows are split across threads (below: the columns).
+constexpr int64_t kSplitRowsFrom = 4 * kGemmMC;
+// Below this many multiply-adds the groups run on the calling thread.
+constexpr int64_t kParallelMinFlops = int64_t{1} << 18;
+
+bool packed_gemm_applies(const Kernel& k, const Program& p) {
+  const GemmSpec& g = k.gemm;
+  if (g.scratch < 0 || !is_const(g.n)) return false;
+  for (int id : {g.a, g.b, g.c, g.scratch})
+    if (!gemm_packed(p.buffers.at(static_cast<size_t>(id)).dtype)) return false;
+  const Shape& s = p.buffers.at(static_cast<size_t>(g.scratch)).shape;
+  return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival);
+}
+
+llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
+  const GemmSpec& g = k.gemm;
+  GemmShape s;
+  s.lanes = opts_.lanes;
+  s.mr = static_cast<int>(kGemmMR);
+  s.nr_vecs = 2;
+  const int64_t mr = s.mr, nr = s.nr();
+  const int64_t nc_max = gemm_nc(g.n->ival, nr), slot = gemm_slot_floats(g.n->ival, nr);
+  auto attrs = [this](llvm::Function* f) { add_attributes(f); };
+  llvm::Function* ukr = gemm_microkernel(m_, s, attrs);
+  llvm::Function* pack_a = gemm_pack_a(m_, s, g.trans_a, attrs);
+  llvm::Function* pack_b = gemm_pack_b(m_, s, g.trans_b, attrs);
+
+  k_ = &k;
+  scope_.clear();
+  noalias_.clear();
+  scalar_cache_.clear();
+  llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();
+  auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false);
+  auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k.name, m_);
+  add_attributes(f);
+  f->addFnAttr(llvm::Attribute::NoInline);
+  begin_function(f);
+  fn_.ctx = f->getArg(0), fn_.inputs = f->getArg(1), fn_.outputs = f->getArg(2);
+  finish_preamble();
+  Value *A = base_pointer(g.a), *B = base_pointer(g.b), *C = base_pointer(g.c), *S = base_pointer(g.scratch);
+  Value *M = emit_scalar(g.m), *N = emit_scalar(g.n), *K = emit_scalar(g.k);
+  scalar_cache_.clear();
+
+  // The closure: operands and sizes, read back by the region.
+  auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64});
+  Value* closure = b_.CreateAlloca(closure_ty);
+  Value* fields[] = {A, B, C, S, M, N, K};
+  for (unsigned i = 0; i < 7; ++i) b_.CreateStore(fields[i], b_.CreateStructGEP(closure_ty, closure, i));
+
+  auto* rty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, i64}, false);
+  auto* region = llvm::Function::Create(rty, llvm::GlobalValue::InternalLinkage, k.name + "_groups", m_);
+  add_attributes(region);
+  region->addFnAttr(llvm::Attribute::NoInline);
+  {
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(c_, "entry", region));
+    auto c64 = [&](int64_t v) { return b.getInt64(static_cast<uint64_t>(v)); };
+    auto smin = [&](Value* x, Value* y) { return b.CreateSelect(b.CreateICmpSLT(x, y), x, y); };
+    Value* cl = region->getArg(0);
+    Value *begin = region->getArg(1), *end = region->getArg(2);
+    Value* r[7];
+    for (unsigned i = 0; i < 7; ++i)
+      r[i] = b.CreateLoad(closure_ty->getElementType(i), b.CreateStructGEP(closure_ty, cl, i));
+    Value *a = r[0], *bm = r[1], *cm = r[2], *sc = r[3], *m = r[4], *n = r[5], *kk = r[6];
+    // This chunk's rectangle of C, cut at MR rows or NR columns.
+    Value* G = c64(kGemmSlots);
+    Value* m_panels = b.CreateSDiv(b.CreateAdd(m, c64(mr - 1)), c64(mr));
+    Value* n_panels = b.CreateSDiv(b.CreateAdd(n, c64(nr - 1)), c64(nr));
+    auto cut = [&](Value* group, Value* panels, int64_t width, Value* size) {
+      return smin(size, b.CreateMul(b.CreateSDiv(b.CreateMul(group, panels), G), c64(width)));
+    };
+    Value* split_m = b.CreateICmpSGE(m, c64(kSplitRowsFrom));
+    Value* rb = b.CreateSelect(split_m, cut(begin, m_panels, mr, m), c64(0));
+    Value* re = b.CreateSelect(split_m, cut(end, m_panels, mr, m), m);
+    Value* cb = b.CreateSelect(split_m, c64(0), cut(begin, n_panels, nr, n));
+    Value* ce = b.CreateSelect(split_m, n, cut(end, n_panels, nr, n));
+    Value* bp = b.CreateInBoundsGEP(f32, sc, b.CreateMul(begin, c64(slot)));
+    Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(kGemmKC * nc_max));
+    Value* lda = c64(g.lda), *ldb = c64(g.ldb), *ldc = c64(g.ldc);
+    gemm_for(b, cb, ce, kGemmNC, "jc", [&](Value* jc) {
+      Value* nc = smin(c64(kGemmNC), b.CreateSub(ce, jc));
+      gemm_for(b, c64(0), kk, kGemmKC, "pc", [&](Value* pc) {
+        Value* kc = smin(c64(kGemmKC), b.CreateSub(kk, pc));
+        Value* load_c = g.accumulate ? b.getTrue() : b.CreateICmpSGT(pc, c64(0));
+        b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
+        gemm_for(b, rb, re, kGemmMC, "ic", [&](Value* ic) {
+          Value* mc = smin(c64(kGemmMC), b.CreateSub(re, ic));
+          b.CreateCall(pack_a, {a, lda, ic, mc, pc, kc, ap});
+          gemm_for(b, c64(0), nc, nr, "jr", [&](Value* jr) {
+            Value* bpanel = b.CreateInBoundsGEP(f32, bp, b.CreateMul(jr, kc));
+            Value* n_eff = smin(c64(nr), b.CreateSub(nc, jr));
+            Value* col = b.CreateAdd(jc, jr);
+            gemm_for(b, c64(0), mc, mr, "ir", [&](Value* ir) {
+              Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateMul(ir, kc));
+              Value* m_eff = smin(c64(mr), b.CreateSub(mc, ir));
+              Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc), col);
+              Value* ctile = b.CreateInBoundsGEP(f32, cm, at);
+              b.CreateCall(ukr, {kc, apanel, bpanel, ctile, ldc, m_eff, n_eff, load_c});
+            });
+          });
+        });
+      });
+    });
+    b.CreateRetVoid();
+  }
+
+  // Small products run inline; larger ones go to the thread pool.
+  Value* flops = b_.CreateMul(b_.CreateMul(M, N), K);
+  Value* small = b_.CreateICmpSLT(flops, b_.getInt64(kParallelMinFlops));
+  Value* groups = b_.getInt64(kGemmSlots);
+  gemm_if(b_, small, [&] { b_.CreateCall(rty, region, {closure, b_.getInt64(0), groups}); }, [&] {
+    Value* pf = b_.CreateLoad(ptr, b_.CreateStructGEP(context_type(), fn_.ctx, 4));
+    Value* pool = b_.CreateLoad(ptr, b_.CreateStructGEP(context_type(), fn_.ctx, 5));
+    auto* pf_ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, ptr, ptr}, false);
+    b_.CreateCall(pf_ty, pf, {pool, groups, region, closure});
+  });
+  b_.CreateRetVoid();
+  k_ = nullptr;
+  return f;
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,150 @@
+// The register-blocked micro-kernel of the packed GEMM, plus the small
+// control-flow helpers the GEMM builders share.
+//
+// MR rows x NR/lanes vectors of accumulators live in SSA phis across the K
+// loop: per step, NR/lanes vector loads of the B panel, MR broadcasts of the A
+// panel, MR x NR/lanes fused multiply-adds. Each C element is one accumulator
+// lane summed over k in order, so the result does not depend on where the
+// tile sits in C (edge tiles run the same vector code, then store partially).
+#include <llvm/IR/Intrinsics.h>
+
+#include "compiler/codegen/gemm_ir.h"
+
+namespace kiln::codegen {
+
+using llvm::Value;
+
+void gemm_for(llvm::IRBuilder<>& b, Value* lo, Value* hi, Value* step, const std::string& name,
+              const std::function<void(Value*)>& body) {
+  llvm::LLVMContext& c = b.getContext();
+  llvm::Function* f = b.GetInsertBlock()->getParent();
+  llvm::BasicBlock* pre = b.GetInsertBlock();
+  auto* head = llvm::BasicBlock::Create(c, name + ".head", f);
+  auto* loop = llvm::BasicBlock::Create(c, name + ".body", f);
+  auto* exit = llvm::BasicBlock::Create(c, name + ".end", f);
+  b.CreateBr(head);
+  b.SetInsertPoint(head);
+  llvm::PHINode* i = b.CreatePHI(b.getInt64Ty(), 2, name);
+  i->addIncoming(lo, pre);
+  b.CreateCondBr(b.CreateICmpSLT(i, hi), loop, exit);
+  b.SetInsertPoint(loop);
+  body(i);
+  Value* next = b.CreateAdd(i, step, name + ".next", false, true);
+  i->addIncoming(next, b.GetInsertBlock());
+  b.CreateBr(head);
+  b.SetInsertPoint(exit);
+}
+
+void gemm_if(llvm::IRBuilder<>& b, Value* cond, const std::function<void()>& then_,
+             const std::function<void()>& else_) {
+  llvm::LLVMContext& c = b.getContext();
+  llvm::Function* f = b.GetInsertBlock()->getParent();
+  auto* tb = llvm::BasicBlock::Create(c, "then", f);
+  auto* eb = llvm::BasicBlock::Create(c, "else", f);
+  auto* done = llvm::BasicBlock::Create(c, "endif", f);
+  b.CreateCondBr(cond, tb, eb);
+  b.SetInsertPoint(tb);
+  if (then_) then_();
+  b.CreateBr(done);
+  b.SetInsertPoint(eb);
+  if (else_) else_();
+  b.CreateBr(done);
+  b.SetInsertPoint(done);
+}
+
+llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s,
+                                 const std::function<void(llvm::Function*)>& attrs) {
+  const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes, nr = s.nr();
+  std::string name = "kiln_gemm_ukr_" + std::to_string(mr) + "x" + std::to_string(nr);
+  if (llvm::Function* f = m.getFunction(name)) return f;
+  llvm::LLVMContext& c = m.getContext();
+  llvm::IRBuilder<> b(c);
+  llvm::Type *i64 = b.getInt64Ty(), *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
+  auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
+  auto* fty = llvm::FunctionType::get(b.getVoidTy(), {i64, ptr, ptr, ptr, i64, i64, i64, b.getInt1Ty()}, false);
+  auto* f = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m);
+  attrs(f);
+  for (unsigned a : {1u, 2u, 3u}) f->addParamAttr(a, llvm::Attribute::NoAlias);
+  Value *kc = f->getArg(0), *ap = f->getArg(1), *bp = f->getArg(2), *cp = f->getArg(3);
+  Value *ldc = f->getArg(4), *m_eff = f->getArg(5), *n_eff = f->getArg(6), *load_c = f->getArg(7);
+  const llvm::Align a4(4);
+
+  auto* entry = llvm::BasicBlock::Create(c, "entry", f);
+  auto* loop = llvm::BasicBlock::Create(c, "k", f);
+  auto* exit = llvm::BasicBlock::Create(c, "store", f);
+  b.SetInsertPoint(entry);
+  auto* tile = b.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(mr * nr)), nullptr, "tile");
+  tile->setAlignment(llvm::Align(64));
+  b.CreateBr(loop);
+
+  // The K loop: accumulators are phis (k >= 1 always: the driver never calls with kc = 0).
+  b.SetInsertPoint(loop);
+  llvm::PHINode* k = b.CreatePHI(i64, 2, "k");
+  k->addIncoming(b.getInt64(0), entry);
+  std::vector<llvm::PHINode*> acc;
+  for (int i = 0; i < mr * nv; ++i) {
+    acc.push_back(b.CreatePHI(vec, 2, "acc"));
+    acc.back()->addIncoming(llvm::Constant::getNullValue(vec), entry);
+  }
+  llvm::Function* fma = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::fmuladd, {vec});
+  Value* brow = b.CreateInBoundsGEP(f32, bp, b.CreateMul(k, b.getInt64(static_cast<uint64_t>(nr))));
+  Value* arow = b.CreateInBoundsGEP(f32, ap, b.CreateMul(k, b.getInt64(static_cast<uint64_t>(mr))));
+  std::vector<Value*> bv;
+  for (int v = 0; v < nv; ++v)
+    bv.push_back(b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(v * lanes)), a4));
+  std::vector<Value*> next(acc.begin(), acc.end());
+  for (int i = 0; i < mr; ++i) {
+    Value* ai = b.CreateAlignedLoad(f32, b.CreateConstInBoundsGEP1_64(f32, arow, static_cast<uint64_t>(i)), a4);
+    Value* splat = b.CreateVectorSplat(static_cast<unsigned>(lanes), ai);
+    for (int v = 0; v < nv; ++v) next[i * nv + v] = b.CreateCall(fma, {splat, bv[v], next[i * nv + v]});
+  }
+  Value* k1 = b.CreateAdd(k, b.getInt64(1), "k.next", false, true);
+  k->addIncoming(k1, loop);
+  for (int i = 0; i < mr * nv; ++i) acc[i]->addIncoming(next[i], loop);
+  auto* br = b.CreateCondBr(b.CreateICmpSLT(k1, kc), loop, exit);
+  // Unrolling the K loop by 4 hides the loop overhead behind the FMAs.
+  llvm::MDNode* unroll = llvm::MDNode::get(
+      c, {llvm::MDString::get(c, "llvm.loop.unroll.count"), llvm::ConstantAsMetadata::get(b.getInt32(4))});
+  llvm::MDNode* loop_md = llvm::MDNode::getDistinct(c, {nullptr, unroll});
+  loop_md->replaceOperandWith(0, loop_md);
+  br->setMetadata(llvm::LLVMContext::MD_loop, loop_md);
+
+  b.SetInsertPoint(exit);
+  std::vector<Value*> res(next.begin(), next.end());
+  auto row_ptr = [&](Value* i) { return b.CreateInBoundsGEP(f32, cp, b.CreateMul(i, ldc)); };
+  Value* full = b.CreateAnd(b.CreateICmpEQ(m_eff, b.getInt64(static_cast<uint64_t>(mr))),
+                            b.CreateICmpEQ(n_eff, b.getInt64(static_cast<uint64_t>(nr))));
+  gemm_if(b, full, [&] {
+    // Whole tile: vector stores straight into C.
+    auto store_all = [&](bool add) {
+      for (int i = 0; i < mr; ++i) {
+        Value* row = row_ptr(b.getInt64(static_cast<uint64_t>(i)));
+        for (int v = 0; v < nv; ++v) {
+          Value* p = b.CreateConstInBoundsGEP1_64(f32, row, static_cast<uint64_t>(v * lanes));
+          Value* x = res[i * nv + v];
+          if (add) x = b.CreateFAdd(b.CreateAlignedLoad(vec, p, a4), x);
+          b.CreateAlignedStore(x, p, a4);
+        }
+      }
+    };
+    gemm_if(b, load_c, [&] { store_all(true); }, [&] { store_all(false); });
+  }, [&] {
+    // Edge tile: spill the accumulators, copy the m x n corner.
+    for (int i = 0; i < mr * nv; ++i)
+      b.CreateAlignedStore(res[i], b.CreateConstInBoundsGEP1_64(f32, tile, static_cast<uint64_t>(i * lanes)), a4);
+    gemm_for(b, b.getInt64(0), m_eff, 1, "ei", [&](Value* i) {
+      Value* row = row_ptr(i);
+      Value* trow = b.CreateInBoundsGEP(f32, tile, b.CreateMul(i, b.getInt64(static_cast<uint64_t>(nr))));
+      gemm_for(b, b.getInt64(0), n_eff, 1, "ej", [&](Value* j) {
+        Value* p = b.CreateInBoundsGEP(f32, row, j);
+        Value* x = b.CreateAlignedLoad(f32, b.CreateInBoundsGEP(f32, trow, j), a4);
+        Value* sum = b.CreateFAdd(b.CreateAlignedLoad(f32, p, a4), x);
+        b.CreateAlignedStore(b.CreateSelect(load_c, sum, x), p, a4);
+      });
+    });
+  });
+  b.CreateRetVoid();
+  return f;
+}
+
+}  // namespace kiln::codegen

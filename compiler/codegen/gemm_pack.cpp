@@ -1,0 +1,201 @@
+// Packing for the GEMM micro-kernel: op(A) into MR-row panels (k-major: the
+// MR values of one k are adjacent, broadcast one by one), op(B) into NR-column
+// panels (k-major: one k's NR values are the vectors the kernel loads).
+// Panels are zero padded past the matrix edge, so edge tiles compute with
+// zeros and the kernel stores only their valid corner.
+#include "compiler/codegen/gemm_ir.h"
+
+namespace kiln::codegen {
+
+using llvm::Value;
+
+namespace {
+
+struct PackFn {
+  llvm::Function* f = nullptr;
+  Value *src = nullptr, *ld = nullptr, *r0 = nullptr, *n = nullptr, *k0 = nullptr, *kc = nullptr, *dst = nullptr;
+};
+
+// void name(ptr src, i64 ld, i64 r0, i64 n, i64 k0, i64 kc, ptr dst); nullptr f if it exists already.
+PackFn begin_pack(llvm::Module& m, llvm::IRBuilder<>& b, const std::string& name,
+                  const std::function<void(llvm::Function*)>& attrs) {
+  PackFn p;
+  if (m.getFunction(name)) return p;
+  llvm::Type *i64 = b.getInt64Ty(), *ptr = b.getPtrTy();
+  auto* fty = llvm::FunctionType::get(b.getVoidTy(), {ptr, i64, i64, i64, i64, i64, ptr}, false);
+  p.f = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m);
+  attrs(p.f);
+  p.f->addParamAttr(0, llvm::Attribute::NoAlias);
+  p.f->addParamAttr(6, llvm::Attribute::NoAlias);
+  p.src = p.f->getArg(0), p.ld = p.f->getArg(1), p.r0 = p.f->getArg(2), p.n = p.f->getArg(3);
+  p.k0 = p.f->getArg(4), p.kc = p.f->getArg(5), p.dst = p.f->getArg(6);
+  b.SetInsertPoint(llvm::BasicBlock::Create(m.getContext(), "entry", p.f));
+  return p;
+}
+
+// Element (row r0 + i, depth k0 + k) of the source: src[row*ld + depth], or
+// src[depth*ld + row] when `trans`. Rows at or past n read row n-1 (in bounds)
+// and yield zero.
+Value* load_clamped(llvm::IRBuilder<>& b, const PackFn& p, bool trans, Value* i, Value* k) {
+  auto* f32 = b.getFloatTy();
+  Value* last = b.CreateSub(p.n, b.getInt64(1));
+  Value* inside = b.CreateICmpSLT(i, p.n);
+  Value* row = b.CreateAdd(p.r0, b.CreateSelect(inside, i, last));
+  Value* depth = b.CreateAdd(p.k0, k);
+  Value* at = trans ? b.CreateAdd(b.CreateMul(depth, p.ld), row) : b.CreateAdd(b.CreateMul(row, p.ld), depth);
+  Value* x = b.CreateAlignedLoad(f32, b.CreateInBoundsGEP(f32, p.src, at), llvm::Align(4));
+  return b.CreateSelect(inside, x, llvm::ConstantFP::get(f32, 0.0));
+}
+
+// Transposes a lanes x lanes block held as `lanes` row vectors: log2(lanes)
+// rounds of interleaving row i with row i + lanes/2.
+std::vector<Value*> transpose_lanes(llvm::IRBuilder<>& b, std::vector<Value*> v) {
+  const int L = static_cast<int>(v.size());
+  std::vector<int> lo, hi;
+  for (int i = 0; i < L / 2; ++i) {
+    lo.insert(lo.end(), {i, i + L});
+    hi.insert(hi.end(), {i + L / 2, i + L / 2 + L});
+  }
+  for (int round = 1; round < L; round *= 2) {
+    std::vector<Value*> next(static_cast<size_t>(L));
+    for (int i = 0; i < L / 2; ++i) {
+      next[2 * i] = b.CreateShuffleVector(v[i], v[i + L / 2], lo);
+      next[2 * i + 1] = b.CreateShuffleVector(v[i], v[i + L / 2], hi);
+    }
+    v = next;
+  }
+  return v;
+}
+
+}  // namespace
+
+llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans,
+                            const std::function<void(llvm::Function*)>& attrs) {
+  std::string name = std::string("kiln_gemm_pack_a") + (trans ? "_t" : "") + "_" + std::to_string(s.mr);
+  llvm::IRBuilder<> b(m.getContext());
+  PackFn p = begin_pack(m, b, name, attrs);
+  if (!p.f) return m.getFunction(name);
+  auto* f32 = b.getFloatTy();
+  const uint64_t mr = static_cast<uint64_t>(s.mr);
+  // Rows of op(A) are p.r0.., depth k0..; dst[panel*MR*kc + k*MR + r].
+  auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(s.lanes));
+  const uint64_t L = static_cast<uint64_t>(s.lanes);
+  gemm_for(b, b.getInt64(0), p.n, s.mr, "i", [&](Value* i) {
+    Value* panel = b.CreateInBoundsGEP(f32, p.dst, b.CreateMul(i, p.kc));
+    auto scalar_panel = [&](Value* k_lo) {
+      gemm_for(b, k_lo, p.kc, 1, "k", [&](Value* k) {
+        Value* out = b.CreateInBoundsGEP(f32, panel, b.CreateMul(k, b.getInt64(mr)));
+        for (uint64_t r = 0; r < mr; ++r) {
+          Value* x = load_clamped(b, p, trans, b.CreateAdd(i, b.getInt64(r)), k);
+          b.CreateAlignedStore(x, b.CreateConstInBoundsGEP1_64(f32, out, r), llvm::Align(4));
+        }
+      });
+    };
+    if (trans || L < mr) {
+      scalar_panel(b.getInt64(0));
+      return;
+    }
+    // Row-major A, whole panel: lanes depths of the MR rows at a time (the
+    // rows padded to a square with copies of the last), transposed in
+    // registers, stored as full vectors at MR-float steps (each store's tail
+    // is overwritten by the next; the last spills into the next panel or the
+    // slot's padding).
+    Value* whole = b.CreateICmpSLE(b.CreateAdd(i, b.getInt64(mr)), p.n);
+    gemm_if(b, whole, [&] {
+      Value* k_vec = b.CreateSub(p.kc, b.CreateSRem(p.kc, b.getInt64(L)));
+      gemm_for(b, b.getInt64(0), k_vec, s.lanes, "kv", [&](Value* k) {
+        Value* depth = b.CreateAdd(p.k0, k);
+        std::vector<Value*> v;
+        for (uint64_t r = 0; r < L; ++r) {
+          if (r >= mr) {
+            v.push_back(v.back());
+            continue;
+          }
+          Value* row = b.CreateAdd(p.r0, b.CreateAdd(i, b.getInt64(r)));
+          Value* src = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(row, p.ld), depth));
+          v.push_back(b.CreateAlignedLoad(vec, src, llvm::Align(4)));
+        }
+        v = transpose_lanes(b, v);
+        for (uint64_t t = 0; t < L; ++t) {
+          Value* at = b.CreateMul(b.CreateAdd(k, b.getInt64(t)), b.getInt64(mr));
+          b.CreateAlignedStore(v[t], b.CreateInBoundsGEP(f32, panel, at), llvm::Align(4));
+        }
+      });
+      scalar_panel(k_vec);
+    }, [&] { scalar_panel(b.getInt64(0)); });
+  });
+  b.CreateRetVoid();
+  return p.f;
+}
+
+llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans,
+                            const std::function<void(llvm::Function*)>& attrs) {
+  std::string name = std::string("kiln_gemm_pack_b") + (trans ? "_t" : "") + "_" + std::to_string(s.nr());
+  llvm::IRBuilder<> b(m.getContext());
+  PackFn p = begin_pack(m, b, name, attrs);
+  if (!p.f) return m.getFunction(name);
+  auto* f32 = b.getFloatTy();
+  auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(s.lanes));
+  const uint64_t nr = static_cast<uint64_t>(s.nr());
+  // Columns of op(B) are the "rows" r0.. of the source when `trans` (B^T), else
+  // columns of B[depth*ld + col]; dst[panel*NR*kc + k*NR + c].
+  gemm_for(b, b.getInt64(0), p.n, s.nr(), "j", [&](Value* j) {
+    Value* panel = b.CreateInBoundsGEP(f32, p.dst, b.CreateMul(j, p.kc));
+    Value* whole = b.CreateICmpSLE(b.CreateAdd(j, b.getInt64(nr)), p.n);
+    // Columns [0, NR) of the panel for depths [k_lo, kc), one element at a time.
+    auto scalar_panel = [&](Value* k_lo) {
+      gemm_for(b, k_lo, p.kc, 1, "k", [&](Value* k) {
+        Value* out = b.CreateInBoundsGEP(f32, panel, b.CreateMul(k, b.getInt64(nr)));
+        for (uint64_t cc = 0; cc < nr; ++cc) {
+          Value* x = load_clamped(b, p, !trans, b.CreateAdd(j, b.getInt64(cc)), k);
+          b.CreateAlignedStore(x, b.CreateConstInBoundsGEP1_64(f32, out, cc), llvm::Align(4));
+        }
+      });
+    };
+    if (trans) {
+      // B^T: column c of the panel is row r0+j+c of the source. Whole panels
+      // move lanes x lanes blocks at a time (lanes row loads, a transpose in
+      // registers, lanes stores); the depth tail goes element by element.
+      gemm_if(b, whole, [&] {
+        const uint64_t L = static_cast<uint64_t>(s.lanes);
+        Value* k_vec = b.CreateSub(p.kc, b.CreateSRem(p.kc, b.getInt64(L)));
+        gemm_for(b, b.getInt64(0), k_vec, s.lanes, "kv", [&](Value* k) {
+          Value* depth = b.CreateAdd(p.k0, k);
+          for (int h = 0; h < s.nr_vecs; ++h) {
+            std::vector<Value*> v;
+            for (uint64_t i = 0; i < L; ++i) {
+              Value* row = b.CreateAdd(p.r0, b.CreateAdd(j, b.getInt64(static_cast<uint64_t>(h) * L + i)));
+              Value* src = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(row, p.ld), depth));
+              v.push_back(b.CreateAlignedLoad(vec, src, llvm::Align(4)));
+            }
+            v = transpose_lanes(b, v);
+            for (uint64_t t = 0; t < L; ++t) {
+              Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(k, b.getInt64(t)), b.getInt64(nr)),
+                                      b.getInt64(static_cast<uint64_t>(h) * L));
+              b.CreateAlignedStore(v[t], b.CreateInBoundsGEP(f32, panel, at), llvm::Align(4));
+            }
+          }
+        });
+        scalar_panel(k_vec);
+      }, [&] { scalar_panel(b.getInt64(0)); });
+      return;
+    }
+    // Untransposed whole panels: NR contiguous floats per k, copied as vectors.
+    gemm_if(b, whole, [&] {
+      Value* col = b.CreateAdd(p.r0, j);
+      gemm_for(b, b.getInt64(0), p.kc, 1, "k", [&](Value* k) {
+        Value* src = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(b.CreateAdd(p.k0, k), p.ld), col));
+        Value* out = b.CreateInBoundsGEP(f32, panel, b.CreateMul(k, b.getInt64(nr)));
+        for (int v = 0; v < s.nr_vecs; ++v) {
+          uint64_t off = static_cast<uint64_t>(v * s.lanes);
+          Value* x = b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, src, off), llvm::Align(4));
+          b.CreateAlignedStore(x, b.CreateConstInBoundsGEP1_64(f32, out, off), llvm::Align(4));
+        }
+      });
+    }, [&] { scalar_panel(b.getInt64(0)); });
+  });
+  b.CreateRetVoid();
+  return p.f;
+}
+
+}  // namespace kiln::codegen
