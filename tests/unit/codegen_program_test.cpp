@@ -100,6 +100,7 @@ TEST_CASE("codegen: conv kernels compile to vectors of the host width; asm uses 
   CHECK(ir.find(vec) != std::string::npos);
   CHECK(ir.find("define void @k") != std::string::npos);
   CHECK(ir.find("noalias") != std::string::npos);
+  CHECK(ir.find("!{!\"conv2/conv2d\", !\"conv2\"") != std::string::npos);  // the node rides along
   // The CLI shows the same for a conv kernel named by its JSON node's kernel.
   std::string name = codegen::select_kernels(p, "conv1/conv2d")[0]->name;
   std::string cli = run_kiln("ir " + std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json --batch 8 --stage llvm --kernel " + name);
