@@ -157,6 +157,9 @@ llvm::Function* KernelEmitter::emit(const Kernel& kernel) {
   add_attributes(f);
   f->addFnAttr(llvm::Attribute::NoInline);
   for (unsigned i = 0; i < 3; ++i) f->addParamAttr(i, llvm::Attribute::NoAlias);
+  // The node it computes travels with it: `!kiln.node !{graph node, JSON node, what}`.
+  f->setMetadata("kiln.node", llvm::MDNode::get(c_, {llvm::MDString::get(c_, k->node), llvm::MDString::get(c_, k->origin),
+                                                     llvm::MDString::get(c_, k->comment)}));
   begin_function(f);
   fn_.ctx = f->getArg(0), fn_.inputs = f->getArg(1), fn_.outputs = f->getArg(2);
   finish_preamble();

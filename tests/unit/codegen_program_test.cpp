@@ -4,10 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <array>
 #include <climits>
-#include <cstdio>
-#include <memory>
 
 #include "compiler/codegen/codegen.h"
 #include "compiler/codegen/vector_plan.h"
@@ -18,19 +15,11 @@
 #include "compiler/lower/lower_program.h"
 #include "compiler/ops/registry.h"
 #include "runtime/thread_pool.h"
+#include "tests/unit/test_util.h"
 
 using namespace kiln;
 
 static Graph cnn() { return load_graph(std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json"); }
-
-static std::string run_kiln(const std::string& args) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen((std::string(KILN_BINARY) + " " + args + " 2>&1").c_str(), "r"),
-                                             pclose);
-  std::array<char, 4096> buf;
-  while (pipe && fgets(buf.data(), buf.size(), pipe.get())) out += buf.data();
-  return out;
-}
 
 TEST_CASE("codegen: arena placement is aligned, disjoint and sized for the maximum batch") {
   Graph g = cnn();
@@ -100,16 +89,19 @@ TEST_CASE("codegen: conv kernels compile to vectors of the host width; asm uses 
   CHECK(ir.find(vec) != std::string::npos);
   CHECK(ir.find("define void @k") != std::string::npos);
   CHECK(ir.find("noalias") != std::string::npos);
+  CHECK(ir.find("!{!\"conv2/conv2d\", !\"conv2\"") != std::string::npos);  // the node rides along
   // The CLI shows the same for a conv kernel named by its JSON node's kernel.
   std::string name = codegen::select_kernels(p, "conv1/conv2d")[0]->name;
-  std::string cli = run_kiln("ir " + std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json --batch 8 --stage llvm --kernel " + name);
-  CHECK(cli.find(vec) != std::string::npos);
+  auto cli = test::run_kiln("ir graphs/cnn_mnist.json --batch 8 --stage llvm --kernel " + name);
+  CHECK(cli.exit_code == 0);
+  CHECK(cli.output.find(vec) != std::string::npos);
   if (lanes == 8) {
     std::string as = codegen::asm_text(p, name);
     CHECK(as.find("ymm") != std::string::npos);
   }
-  std::string bad = run_kiln("ir " + std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json --stage llvm --kernel no_such_kernel");
-  CHECK(bad.find("no kernel matches 'no_such_kernel'") != std::string::npos);
+  auto bad = test::run_kiln("ir graphs/cnn_mnist.json --stage llvm --kernel no_such_kernel");
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.output.find("no kernel matches 'no_such_kernel'") != std::string::npos);
 }
 
 TEST_CASE("codegen: the runtime checks batch sizes and pointer counts; init fills params") {
@@ -172,7 +164,9 @@ TEST_CASE("codegen: parallel kernels give the same results on a thread pool") {
 }
 
 TEST_CASE("codegen: kiln compile --stats and --check-numerics") {
-  std::string out = run_kiln("compile " + std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json --batch 8 --stats --check-numerics --check-batch 3");
+  auto run = test::run_kiln("compile graphs/cnn_mnist.json --batch 8 --stats --check-numerics --check-batch 3");
+  CHECK(run.exit_code == 0);
+  const std::string& out = run.output;
   CHECK(out.find("cold compile:") != std::string::npos);
   CHECK(out.find("kernels:") != std::string::npos);
   CHECK(out.find("arena") != std::string::npos);
