@@ -19,15 +19,22 @@ void add_matmul(JitCase& t, const std::string& name, int64_t m, int64_t k, int64
 }
 }  // namespace
 
-TEST_CASE("codegen: packed gemm at edge sizes 1, 7, 33, 65, 257 in every transpose form") {
-  JitCase t(3, 4);
-  const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 65}, {65, 7, 33}, {33, 257, 7}, {257, 65, 1}, {1, 257, 33}};
-  for (int form = 0; form < 4; ++form)
-    for (auto& s : shapes)
-      add_matmul(t, "f" + std::to_string(form) + "_" + std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" +
-                        std::to_string(s[2]),
-                 s[0], s[1], s[2], form & 1, form & 2);
-  t.check(1e-5);
+TEST_CASE("codegen: packed gemm at edge sizes 1, 7, 33, 65, 257 in every transpose form and vector width") {
+  // 128, 256 and 512 bits: micro-kernels 6x8, 6x16, 6x32 (4-lane A packing
+  // takes the scalar path, 8 and 16 lanes the in-register transpose).
+  for (int bits : {128, 256, 512}) {
+    INFO("vector bits " << bits);
+    JitCase t(3, 4);
+    const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 65}, {65, 7, 33}, {33, 257, 7}, {257, 65, 1}, {1, 257, 33}};
+    for (int form = 0; form < 4; ++form)
+      for (auto& s : shapes) {
+        if (bits != 256 && s[0] * s[1] * s[2] < 7 * 33 * 65) continue;  // the other widths: the larger tiles only
+        add_matmul(t, "f" + std::to_string(form) + "_" + std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" +
+                          std::to_string(s[2]),
+                   s[0], s[1], s[2], form & 1, form & 2);
+      }
+    t.check(1e-5, bits);
+  }
 }
 
 TEST_CASE("codegen: packed gemm across cache blocks: K > KC, N > NC, rows split (M >= 288)") {
