@@ -38,7 +38,12 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   s.nr_vecs = 2;
   const int64_t mr = s.mr, nr = s.nr();
   const int64_t nc_max = gemm_nc(g.n->ival, nr), slot = gemm_slot_floats(g.n->ival, nr);
-  auto attrs = [this](llvm::Function* f) { add_attributes(f); };
+  // Shared by every gemm of the module and called once per tile or block: not
+  // inlined, so each is compiled once (compile time) and stays compact.
+  auto attrs = [this](llvm::Function* f) {
+    add_attributes(f);
+    f->addFnAttr(llvm::Attribute::NoInline);
+  };
   llvm::Function* ukr = gemm_microkernel(m_, s, attrs);
   llvm::Function* pack_a = gemm_pack_a(m_, s, g.trans_a, attrs);
   llvm::Function* pack_b = gemm_pack_b(m_, s, g.trans_b, attrs);

@@ -180,20 +180,28 @@ llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans,
       }, [&] { scalar_panel(b.getInt64(0)); });
       return;
     }
-    // Untransposed whole panels: NR contiguous floats per k, copied as vectors.
-    gemm_if(b, whole, [&] {
-      Value* col = b.CreateAdd(p.r0, j);
-      gemm_for(b, b.getInt64(0), p.kc, 1, "k", [&](Value* k) {
-        Value* src = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(b.CreateAdd(p.k0, k), p.ld), col));
-        Value* out = b.CreateInBoundsGEP(f32, panel, b.CreateMul(k, b.getInt64(nr)));
+    // Untransposed: only the partial last panel here, element by element
+    // (the whole panels are copied below, row by row).
+    gemm_if(b, whole, {}, [&] { scalar_panel(b.getInt64(0)); });
+  });
+  if (!trans) {
+    // Whole panels of row-major B: each depth's row is read contiguously
+    // (prefetch-friendly) and its NR-float pieces go to the panels as vectors.
+    Value* n_whole = b.CreateSub(p.n, b.CreateSRem(p.n, b.getInt64(nr)));
+    gemm_for(b, b.getInt64(0), p.kc, 1, "k", [&](Value* k) {
+      Value* src_row = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(b.CreateAdd(p.k0, k), p.ld), p.r0));
+      Value* dst_row = b.CreateInBoundsGEP(f32, p.dst, b.CreateMul(k, b.getInt64(nr)));
+      gemm_for(b, b.getInt64(0), n_whole, s.nr(), "j", [&](Value* j) {
+        Value* src = b.CreateInBoundsGEP(f32, src_row, j);
+        Value* out = b.CreateInBoundsGEP(f32, dst_row, b.CreateMul(j, p.kc));
         for (int v = 0; v < s.nr_vecs; ++v) {
           uint64_t off = static_cast<uint64_t>(v * s.lanes);
           Value* x = b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, src, off), llvm::Align(4));
           b.CreateAlignedStore(x, b.CreateConstInBoundsGEP1_64(f32, out, off), llvm::Align(4));
         }
       });
-    }, [&] { scalar_panel(b.getInt64(0)); });
-  });
+    });
+  }
   b.CreateRetVoid();
   return p.f;
 }

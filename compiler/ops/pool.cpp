@@ -133,29 +133,42 @@ void register_pool_lowering(OpRegistry& r) {
       });
     }, numel(y.shape, c.max_batch()) >= kParallelMinElements);
   };
-  // Each output's gradient goes to the first maximum of its window (row-major order).
+  // Each output's gradient goes to the first maximum of its window (row-major
+  // order). Channels innermost, so every loop is contiguous and vectorizes:
+  // per window, its maximum per channel, then a pass over the window that
+  // hands dy to the first position equal to it (a per-channel "done" flag).
   r.find_mut("maxpool2d_grad")->lower = [](LowerCtx& c) {
     const BufRef &x = c.in[0], &dy = c.in[1], &dx = c.out;
     ConvGeometry g = pool_geometry(c);
     int64_t C = x.shape[3];
+    Shape rows{x.shape[0], C};
+    BufRef best{c.scratch("window max " + c.node.name, x.dtype, rows), x.dtype, rows};
+    BufRef done{c.scratch("window done " + c.node.name, x.dtype, rows), x.dtype, rows};
     auto k = c.kernel("maxpool2d gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
+    E zero = lit(0, dx.scalar()), one = lit(1, dx.scalar());
     k.loop("n", 0, dx.dim(0), [&](E n) {
-      E image = dx.offset({n, 0, 0, 0});
-      k.loop("i", 0, g.h * g.w * C, [&](E i) { k.store(dx, image + i, lit(0, dx.scalar())); });
+      E image = dx.offset({n, 0, 0, 0}), row = n * C;
+      k.loop("i", 0, g.h * g.w * C, [&](E i) { k.store(dx, image + i, zero); });
       k.loop("oh", 0, g.oh, [&](E oh) {
         k.loop("ow", 0, g.ow, [&](E ow) {
+          E grad = dy.offset({n, oh, ow, 0});
           k.loop("c", 0, C, [&](E ch) {
-            E best = k.let("best", lit(-INFINITY, x.scalar()));
-            E first_h = max(E(0), oh * g.sh - g.pad_top), first_w = max(E(0), ow * g.sw - g.pad_left);
-            E at = k.let("at", first_h * g.w + first_w);
-            window_loops(k, g, oh, ow, [&](E ih, E iw, E, E) {
-              E v = k.let("v", k.load(x, x.offset({n, ih, iw, ch})));
-              E better = v > best;
-              k.set(at, select(better, ih * g.w + iw, at));
-              k.set(best, select(better, v, best));
+            k.store(best, row + ch, lit(-INFINITY, x.scalar()));
+            k.store(done, row + ch, zero);
+          });
+          window_loops(k, g, oh, ow, [&](E ih, E iw, E, E) {
+            E src = x.offset({n, ih, iw, 0});
+            k.loop("c", 0, C, [&](E ch) {
+              k.store(best, row + ch, max(k.load(best, row + ch), k.load(x, src + ch)));
             });
-            E dst = image + at * C + ch;
-            k.store(dx, dst, k.load(dx, dst) + k.load(dy, dy.offset({n, oh, ow, ch})));
+          });
+          window_loops(k, g, oh, ow, [&](E ih, E iw, E, E) {
+            E src = x.offset({n, ih, iw, 0});
+            k.loop("c", 0, C, [&](E ch) {
+              E hit = (k.load(x, src + ch) == k.load(best, row + ch)) && (k.load(done, row + ch) == zero);
+              k.store(dx, src + ch, k.load(dx, src + ch) + select(hit, k.load(dy, grad + ch), zero));
+              k.store(done, row + ch, select(hit, one, k.load(done, row + ch)));
+            });
           });
         });
       });

@@ -19,15 +19,22 @@ void add_matmul(JitCase& t, const std::string& name, int64_t m, int64_t k, int64
 }
 }  // namespace
 
-TEST_CASE("codegen: packed gemm at edge sizes 1, 7, 33, 65, 257 in every transpose form") {
-  JitCase t(3, 4);
-  const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 65}, {65, 7, 33}, {33, 257, 7}, {257, 65, 1}, {1, 257, 33}};
-  for (int form = 0; form < 4; ++form)
-    for (auto& s : shapes)
-      add_matmul(t, "f" + std::to_string(form) + "_" + std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" +
-                        std::to_string(s[2]),
-                 s[0], s[1], s[2], form & 1, form & 2);
-  t.check(1e-5);
+TEST_CASE("codegen: packed gemm at edge sizes 1, 7, 33, 65, 257 in every transpose form and vector width") {
+  // 128, 256 and 512 bits: micro-kernels 6x8, 6x16, 6x32 (4-lane A packing
+  // takes the scalar path, 8 and 16 lanes the in-register transpose).
+  for (int bits : {128, 256, 512}) {
+    INFO("vector bits " << bits);
+    JitCase t(3, 4);
+    const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 65}, {65, 7, 33}, {33, 257, 7}, {257, 65, 1}, {1, 257, 33}};
+    for (int form = 0; form < 4; ++form)
+      for (auto& s : shapes) {
+        if (bits != 256 && s[0] * s[1] * s[2] < 7 * 33 * 65) continue;  // the other widths: the larger tiles only
+        add_matmul(t, "f" + std::to_string(form) + "_" + std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" +
+                          std::to_string(s[2]),
+                   s[0], s[1], s[2], form & 1, form & 2);
+      }
+    t.check(1e-5, bits);
+  }
 }
 
 TEST_CASE("codegen: packed gemm across cache blocks: K > KC, N > NC, rows split (M >= 288)") {
@@ -66,4 +73,37 @@ TEST_CASE("codegen: packed gemm gives bit-identical results on 1, 2 and 3 thread
     CHECK(one[0] == doctest::Approx(c00).epsilon(1e-5));
     for (size_t r = 1; r < runs.size(); ++r) CHECK(runs[r].at(name).data == one);
   }
+}
+
+TEST_CASE("codegen: packed gemm with accumulate adds to what C holds") {
+  // No op lowers to an accumulating gemm yet: lower a matmul, flip the flag,
+  // and check C = C0 + A @ B against a sum written out here.
+  JitCase t(5, 8);
+  NodeId a = t.input("a", {-1, 37});
+  NodeId b = t.input("b", {70, 37});
+  t.out("c", t.op("matmul", {a, b}, {{"transpose_b", true}}));
+  auto program = lower::lower_program("acc", {{"eval_step", &t.g, {"c"}, {}}}, {.max_batch = 8});
+  int flipped = 0, c_buffer = -1;
+  for (auto& k : program.kernels)
+    if (k.kind == lower::KernelKind::Gemm) k.gemm.accumulate = true, c_buffer = k.gemm.c, ++flipped;
+  REQUIRE(flipped == 1);
+  // The gemm writes an arena buffer (an output copy follows): C0 goes there.
+  const lower::Buffer& cb = program.buffers.at(static_cast<size_t>(c_buffer));
+  REQUIRE(cb.storage == lower::Storage::Arena);
+  auto cp = codegen::CompiledProgram::compile(program);
+  Program prog(cp->info());
+  std::vector<float> av(t.feeds.at("a").data.begin(), t.feeds.at("a").data.end());
+  std::vector<float> bv(t.feeds.at("b").data.begin(), t.feeds.at("b").data.end());
+  std::vector<float> c(5 * 70);
+  for (size_t i = 0; i < c.size(); ++i) c[i] = static_cast<float>(i % 7) - 3.0f;
+  std::vector<float> c0 = c;
+  std::memcpy(prog.arena() + cb.offset, c0.data(), c0.size() * sizeof(float));
+  prog.run("eval_step", 5, {av.data(), bv.data()}, {c.data()});
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 70; ++j) {
+      double want = c0[static_cast<size_t>(i * 70 + j)];
+      for (int k = 0; k < 37; ++k) want += double(av[static_cast<size_t>(i * 37 + k)]) * bv[static_cast<size_t>(j * 37 + k)];
+      INFO("c[" << i << "," << j << "]");
+      CHECK(c[static_cast<size_t>(i * 70 + j)] == doctest::Approx(want).epsilon(1e-5));
+    }
 }
