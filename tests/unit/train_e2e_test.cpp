@@ -52,14 +52,14 @@ train::TrainerOptions options(const TrainSpec& spec, const driver::CompiledModel
 }  // namespace
 
 TEST_SUITE("e2e") {
-// The issue asks for test accuracy > 0.20 here; with 2,000 training images the
-// MLP levels off near 0.18-0.195 (0.177 on all 10,000 test images, at batch 8,
-// 16 and 64 alike), so this asserts learning well above chance (0.10, with a
-// standard error of 0.0095 on 1,000 images) and the issue stays open on 0.20.
-TEST_CASE("e2e: the seed's MLP on 2,000 CIFAR-10 images: loss falls by 30% in 3 epochs, test accuracy > 0.17") {
+// Batches of 4 at the seed's lr: 2,000 images give 1,500 steps in 3 epochs,
+// about the step count of one full epoch at batch 64 (where the seed reaches
+// 0.228). Measured: test accuracy 0.172 / 0.214 / 0.241 after epochs 1-3 (at
+// batch 8: 0.193, at 16: 0.195 — too few steps; lr 3e-3 diverges at batch 8).
+TEST_CASE("e2e: the seed's MLP on 2,000 CIFAR-10 images: loss falls by 30% in 3 epochs, test accuracy > 0.20") {
   TrainSpec spec;
   Run run;
-  if (!load("e2_mlp_autodiff_b64.json", 2000, 1000, 16, spec, run)) return;
+  if (!load("e2_mlp_autodiff_b64.json", 2000, 1000, 4, spec, run)) return;
   REQUIRE(run.data.train.size() == 2000);
   auto& prog = *run.model.program;
   double initial = train::evaluate(prog, run.data.train, "x", "t").loss;
@@ -72,7 +72,7 @@ TEST_CASE("e2e: the seed's MLP on 2,000 CIFAR-10 images: loss falls by 30% in 3 
                             << ", epoch time " << r.history.back().seconds << " s");
   CHECK(final_loss <= 0.7 * initial);
   CHECK(r.history.back().train_loss < r.history.front().train_loss);
-  CHECK(r.history.back().test_acc > 0.17);
+  CHECK(r.history.back().test_acc > 0.20);
 }
 
 TEST_CASE("e2e: the seed's CNN on 2,000 MNIST images: test accuracy > 0.80 after one epoch") {

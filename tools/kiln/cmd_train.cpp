@@ -1,6 +1,7 @@
 // kiln train: train a graph with a training spec, compiled (JIT) steps.
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "compiler/driver/training_setup.h"
 #include "tools/kiln/command.h"
@@ -22,6 +23,7 @@ RegisterCommand reg{60, [](CLI::App& app) {
   struct Opts {
     std::string graph, spec;
     RunOptions run;
+    std::optional<uint64_t> seed;
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("graph", o->graph, "model graph JSON (replaces the spec's graph)")->required()->check(CLI::ExistingFile);
@@ -34,10 +36,12 @@ RegisterCommand reg{60, [](CLI::App& app) {
   sub->add_option("--resume", o->run.resume, "continue an interrupted run from its checkpoint")->check(CLI::ExistingFile);
   sub->add_option("--threads", o->run.threads, "worker threads (default: the spec's, else every core)")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--seed", o->seed, "seed for param init and batch order (default: the spec's)");
   sub->add_flag("--check-numerics", o->run.check_numerics, "check every param and state for NaN/Inf after each step");
   sub->callback([o] {
     TrainSpec spec = load_spec_or_fail(o->spec);
     spec.graph = o->graph;
+    if (o->seed) spec.seed = *o->seed;
     if (!spec.optimizer.sweeps.empty())
       throw InputError(o->spec + ": the spec sweeps " + spec.optimizer.sweeps.begin()->first +
                        "; `kiln reproduce` runs sweeps (kiln train runs one setting)");

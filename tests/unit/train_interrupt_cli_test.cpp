@@ -1,0 +1,126 @@
+// The real Ctrl-C path of `kiln train` (label "e2e"): SIGINT mid-run saves
+// interrupted.ckpt and exits with 130; `--resume` then ends with exactly the
+// params of an uninterrupted run. Needs data/ prepared (else skipped).
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/train/checkpoint.h"
+#include "tests/unit/test_util.h"
+
+using namespace kiln;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A CNN spec small enough for seconds: 640 MNIST images, batches of 8, 3 epochs.
+std::string write_spec(const fs::path& dir) {
+  nlohmann::json spec = nlohmann::json::parse(std::ifstream(test::source_path("graphs/experiments/e4a_cnn.json")));
+  spec["graph"] = test::source_path("graphs/cnn_mnist.json");
+  spec["data"]["dir"] = test::source_path("data/mnist");
+  spec["batch_size"] = 8;
+  spec["epochs"] = 3;
+  spec["validation"]["count"] = 100;
+  spec["metrics"] = {"loss", "accuracy"};
+  fs::path file = dir / "spec.json";
+  std::ofstream(file) << spec.dump(2);
+  return file.string();
+}
+
+// Runs kiln with `args`, sends SIGINT once its output contains `after`, and
+// returns the exit status (or -1 if it died of a signal) and what it printed.
+test::CommandResult run_and_interrupt(const std::vector<std::string>& args, const std::string& after) {
+  int out[2];
+  REQUIRE(pipe(out) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(out[1], 1), dup2(out[1], 2);
+    close(out[0]), close(out[1]);
+    std::vector<char*> argv{const_cast<char*>(KILN_BINARY)};
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(KILN_BINARY, argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  test::CommandResult r{-1, ""};
+  bool sent = false;
+  char buf[4096];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) {
+    r.output.append(buf, static_cast<size_t>(n));
+    if (!sent && r.output.find(after) != std::string::npos) {
+      kill(pid, SIGINT);
+      sent = true;
+    }
+  }
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace
+
+TEST_SUITE("e2e") {
+TEST_CASE("e2e: kiln train: Ctrl-C saves interrupted.ckpt and exits 130; --resume ends bitwise equal to an uninterrupted run") {
+  if (!fs::exists(test::source_path("data/mnist/train-images-idx3-ubyte.gz"))) {
+    MESSAGE("skipped: MNIST not prepared in data/ (kiln data prepare --from ../shared/data)");
+    return;
+  }
+  fs::path dir = fs::temp_directory_path() / ("kiln_interrupt_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::string spec = write_spec(dir), graph = test::source_path("graphs/cnn_mnist.json");
+  const std::vector<std::string> common{"train", graph, spec, "--subset", "640", "--test-subset", "200", "--threads", "2"};
+
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = common;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  auto quote = [](const std::vector<std::string>& a) {
+    std::string s;
+    for (auto& x : a) s += " '" + x + "'";
+    return s;
+  };
+
+  test::CommandResult whole = test::run_command(std::string("'") + KILN_BINARY + "'" + quote(with({"--out", (dir / "whole").string()})));
+  REQUIRE_MESSAGE(whole.exit_code == 0, whole.output);
+
+  // Interrupt once the first epoch's line is out: two more epochs remain.
+  test::CommandResult cut = run_and_interrupt(with({"--out", (dir / "cut").string()}), "Epoch : 1 ,");
+  INFO(cut.output);
+  CHECK(cut.exit_code == 130);
+  CHECK(cut.output.find("interrupted after step") != std::string::npos);
+  REQUIRE(fs::exists(dir / "cut" / "interrupted.ckpt"));
+  CHECK_FALSE(fs::exists(dir / "cut" / "final.ckpt"));
+
+  test::CommandResult resumed = test::run_command(
+      std::string("'") + KILN_BINARY + "'" +
+      quote(with({"--out", (dir / "cut").string(), "--resume", (dir / "cut" / "interrupted.ckpt").string()})));
+  REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
+  CHECK(resumed.output.find("resuming from") != std::string::npos);
+
+  train::Checkpoint a = train::load_checkpoint((dir / "whole" / "final.ckpt").string());
+  train::Checkpoint b = train::load_checkpoint((dir / "cut" / "final.ckpt").string());
+  REQUIRE(a.params.size() == 8);  // 4 conv/dense layers: kernel + bias each
+  REQUIRE(b.params.size() == a.params.size());
+  for (size_t i = 0; i < a.params.size(); ++i) {
+    INFO(a.params[i].name);
+    CHECK(a.params[i].name == b.params[i].name);
+    CHECK(a.params[i].value.bit_equal(b.params[i].value));
+  }
+  REQUIRE(a.optimizer_state.size() == b.optimizer_state.size());
+  for (size_t i = 0; i < a.optimizer_state.size(); ++i) CHECK(a.optimizer_state[i].value.bit_equal(b.optimizer_state[i].value));
+  fs::remove_all(dir);
+}
+}
