@@ -143,20 +143,13 @@ ConvShapes conv_shapes(const Attrs& a, size_t n, size_t h, size_t w, size_t c, s
 // Calls tap(n, oy, ox, ky, kx, iy, ix) for every filter tap that lands inside the input.
 template <class Tap>
 void for_each_tap(const ConvShapes& s, Tap tap) {
-  const ConvGeometry& g = s.g;
   for (size_t n = 0; n < s.n; ++n)
-    for (int64_t oy = 0; oy < g.oh; ++oy)
-      for (int64_t ox = 0; ox < g.ow; ++ox)
-        for (int64_t ky = 0; ky < g.kh; ++ky) {
-          int64_t iy = oy * g.sh + ky - g.pad_top;
-          if (iy < 0 || iy >= g.h) continue;
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            int64_t ix = ox * g.sw + kx - g.pad_left;
-            if (ix < 0 || ix >= g.w) continue;
-            tap(n, static_cast<size_t>(oy), static_cast<size_t>(ox), static_cast<size_t>(ky), static_cast<size_t>(kx),
-                static_cast<size_t>(iy), static_cast<size_t>(ix));
-          }
-        }
+    for (int64_t oy = 0; oy < s.g.oh; ++oy)
+      for (int64_t ox = 0; ox < s.g.ow; ++ox)
+        for_each_window_tap(s.g, oy, ox, [&](int64_t ky, int64_t kx, int64_t iy, int64_t ix) {
+          tap(n, static_cast<size_t>(oy), static_cast<size_t>(ox), static_cast<size_t>(ky), static_cast<size_t>(kx),
+              static_cast<size_t>(iy), static_cast<size_t>(ix));
+        });
 }
 
 interp::Array zero_array(std::vector<size_t> shape) {

@@ -18,4 +18,20 @@ struct ConvGeometry {
 ConvGeometry conv_geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                            const std::string& padding);
 
+// Calls tap(ky, kx, iy, ix) for every window tap of output position (oy, ox)
+// that lands inside the input, in row-major tap order; padding is skipped.
+// The reference kernels of conv2d and of the pools walk windows with it.
+template <class Tap>
+void for_each_window_tap(const ConvGeometry& g, int64_t oy, int64_t ox, Tap tap) {
+  for (int64_t ky = 0; ky < g.kh; ++ky) {
+    int64_t iy = oy * g.sh + ky - g.pad_top;
+    if (iy < 0 || iy >= g.h) continue;
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      int64_t ix = ox * g.sw + kx - g.pad_left;
+      if (ix < 0 || ix >= g.w) continue;
+      tap(ky, kx, iy, ix);
+    }
+  }
+}
+
 }  // namespace kiln

@@ -74,16 +74,10 @@ static void for_each_window_max(const interp::Array& x, const Attrs& a, Visit vi
         for (size_t c = 0; c < ch; ++c, ++out) {
           bool found = false;
           size_t best = 0;
-          for (int64_t ky = 0; ky < g.kh; ++ky) {
-            int64_t iy = oy * g.sh + ky - g.pad_top;
-            if (iy < 0 || iy >= g.h) continue;
-            for (int64_t kx = 0; kx < g.kw; ++kx) {
-              int64_t ix = ox * g.sw + kx - g.pad_left;
-              if (ix < 0 || ix >= g.w) continue;
-              size_t at = ((b * h + static_cast<size_t>(iy)) * w + static_cast<size_t>(ix)) * ch + c;
-              if (!found || px[at] > px[best]) best = at, found = true;
-            }
-          }
+          for_each_window_tap(g, oy, ox, [&](int64_t, int64_t, int64_t iy, int64_t ix) {
+            size_t at = ((b * h + static_cast<size_t>(iy)) * w + static_cast<size_t>(ix)) * ch + c;
+            if (!found || px[at] > px[best]) best = at, found = true;
+          });
           visit(out, best);
         }
 }
