@@ -174,7 +174,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a 10,000-image subset (test 2,000), 1+2 epochs: checks the harness")
     ap.add_argument("--only", default=",".join(WORKLOADS), help="workloads: " + ",".join(WORKLOADS))
-    ap.add_argument("--peers", default="kiln,torch,tf,jax", help="kiln,torch,tf,jax (kiln is always run when a ratio is wanted)")
+    ap.add_argument("--peers", default="kiln,torch,tf,jax", help="kiln,torch,tf,jax, or one mode: torch:eager, torch:compile, tf:function, tf:xla, jax:jit")
     ap.add_argument("--epochs", type=int, default=0, help="epochs per run including the warm-up (default 4; --quick 3)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--subset", type=int, default=0)
@@ -189,9 +189,10 @@ def main():
         if w not in WORKLOADS:
             raise SystemExit("unknown workload %s (known: %s)" % (w, ", ".join(WORKLOADS)))
     groups = [g for g in a.peers.split(",") if g]
+    known = {g for g, _, _, _ in RUNNERS} | {"%s:%s" % (g, m) for g, _, m, _ in RUNNERS}
     for g in groups:
-        if g not in ("kiln", "torch", "tf", "jax"):
-            raise SystemExit("unknown peer %s (known: kiln, torch, tf, jax)" % g)
+        if g not in known:
+            raise SystemExit("unknown peer %s (known: %s)" % (g, ", ".join(sorted(known))))
     epochs = a.epochs or (3 if a.quick else 4)
     subset = a.subset or (10000 if a.quick else 0)
     test_subset = a.test_subset or (2000 if a.quick else 0)
@@ -234,10 +235,45 @@ def main():
         rc, _, _, reason = run_one(cmd, env, timeout, os.path.join(logs, "base.log"))
         return None if rc == 0 else "no CNN base (" + reason + ")"
 
+    def write_report(rows, done):
+        finished = datetime.datetime.now(datetime.timezone.utc)
+        argv = " ".join(["tools/bench/peers.sh"] + sys.argv[1:])
+        header = [
+            "## Peer benchmark%s%s" % (" (--quick: a subset, not comparable to full runs)" if a.quick else "", "" if done else " (in progress)"),
+            "",
+            "- date: %s – %s" % (started.strftime("%Y-%m-%d %H:%M UTC"), finished.strftime("%H:%M UTC")),
+            "- machine: %s, %d logical CPUs, %s GiB; %d threads for every framework%s; load average %s before, %s after" % (
+                cpu_model(), ncpu, mem_gib(), a.threads, " (taskset %s)" % pin[2] if pin else "", load_before, loadavg()),
+            "- versions: kiln %s; %s" % (versions["kiln"], ", ".join(
+                "%s %s" % (k, v) for k, v in versions.items() if k in ("python", "numpy", "torch", "tensorflow-cpu", "jax", "jaxlib"))),
+            "- command: `%s`" % argv,
+            "- %d epochs per run: the first is the warm-up, the median is over the other %d; "
+            "train %s, test %s images" % (epochs, epochs - 1, subset or "all", test_subset or "all"),
+            "",
+            "compile s: kiln's own compile time (before its first epoch); for a peer, which compiles inside its first "
+            "epoch, the first epoch's excess over the median epoch. kiln/peer: kiln's median epoch over the row's "
+            "(< 1: kiln faster). Peak RSS: the whole process (tree).",
+            "",
+        ]
+        md = "\n".join(header) + table(rows, workloads)
+        if done:
+            print("\n" + md)
+        with open(stem + ".md", "w") as f:
+            f.write(md + "\n")
+        with open(stem + ".json", "w") as f:
+            json.dump({"started": started.isoformat(), "finished": finished.isoformat(), "machine": cpu_model(),
+                       "cpus": ncpu, "threads": a.threads, "versions": versions, "command": argv,
+                       "epochs": epochs, "subset": subset, "test_subset": test_subset, "rows": rows}, f, indent=1)
+        if done:
+            print("\nwrote %s.md and %s.json (logs in %s)" % (stem, stem, logs))
+        missing = [r for r in rows if "summary" not in r]
+        return 1 if missing else 0
+
+
     for w in workloads:
         base_problem = ensure_base() if w == "transfer32" else None
         for group, label, mode, script in RUNNERS:
-            if group not in groups:
+            if group not in groups and "%s:%s" % (group, mode) not in groups:
                 continue
             out = os.path.join(logs, "%s_%s_%s.json" % (w, group, mode))
             log = os.path.join(logs, "%s_%s_%s.log" % (w, group, mode))
@@ -271,38 +307,9 @@ def main():
                 print("median epoch %.3f s, compile %.2f s, RSS %.0f MiB, test acc %s" % (
                     s["median_s"], s["compile_s"], rss, fmt(s["test_acc"], "%.4f")), flush=True)
             rows.append(row)
+            write_report(rows, done=False)
 
-    finished = datetime.datetime.now(datetime.timezone.utc)
-    argv = " ".join(["tools/bench/peers.sh"] + sys.argv[1:])
-    header = [
-        "## Peer benchmark%s" % (" (--quick: a subset, not comparable to full runs)" if a.quick else ""),
-        "",
-        "- date: %s – %s" % (started.strftime("%Y-%m-%d %H:%M UTC"), finished.strftime("%H:%M UTC")),
-        "- machine: %s, %d logical CPUs, %s GiB; %d threads for every framework%s; load average %s before, %s after" % (
-            cpu_model(), ncpu, mem_gib(), a.threads, " (taskset %s)" % pin[2] if pin else "", load_before, loadavg()),
-        "- versions: kiln %s; %s" % (versions["kiln"], ", ".join(
-            "%s %s" % (k, v) for k, v in versions.items() if k in ("python", "numpy", "torch", "tensorflow-cpu", "jax", "jaxlib"))),
-        "- command: `%s`" % argv,
-        "- %d epochs per run: the first is the warm-up, the median is over the other %d; "
-        "train %s, test %s images" % (epochs, epochs - 1, subset or "all", test_subset or "all"),
-        "",
-        "compile s: kiln's own compile time (before its first epoch); for a peer, which compiles inside its first "
-        "epoch, the first epoch's excess over the median epoch. kiln/peer: kiln's median epoch over the row's "
-        "(< 1: kiln faster). Peak RSS: the whole process (tree).",
-        "",
-    ]
-    md = "\n".join(header) + table(rows, workloads)
-    print("\n" + md)
-    with open(stem + ".md", "w") as f:
-        f.write(md + "\n")
-    with open(stem + ".json", "w") as f:
-        json.dump({"started": started.isoformat(), "finished": finished.isoformat(), "machine": cpu_model(),
-                   "cpus": ncpu, "threads": a.threads, "versions": versions, "command": argv,
-                   "epochs": epochs, "subset": subset, "test_subset": test_subset, "rows": rows}, f, indent=1)
-    print("\nwrote %s.md and %s.json (logs in %s)" % (stem, stem, logs))
-    missing = [r for r in rows if "summary" not in r]
-    return 1 if missing else 0
-
+    return write_report(rows, done=True)
 
 if __name__ == "__main__":
     sys.exit(main())
