@@ -163,7 +163,7 @@ def table(rows, workloads):
             xla = [r for r in xla if r.get("summary")]
             if xla:
                 fastest = min(r["summary"]["compile_s"] for r in xla)
-                out.append("; kiln compile %.2f s vs XLA's (TF xla / JAX jit, fastest) %.2f s: %s" % (
+                out[-1] += ("; kiln compile %.2f s vs XLA's (TF xla / JAX jit, fastest) %.2f s: %s" % (
                     kiln["summary"]["compile_s"], fastest,
                     "below" if kiln["summary"]["compile_s"] < fastest else "not below"))
         out.append("")
