@@ -1,6 +1,6 @@
 #include "runtime/data/preprocess.h"
 
-#include <xsimd/xsimd.hpp>
+#include "runtime/data/preprocess_simd_impl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,10 +9,15 @@
 
 namespace kiln::data {
 
-namespace {
+// The baseline instantiations (this file is compiled for the baseline ISA).
+#if defined(__x86_64__)
+template void simd::AffineU8ToF32::operator()<xsimd::sse2>(xsimd::sse2, const uint8_t*, float*, size_t, float, float) const;
+#else
+template void simd::AffineU8ToF32::operator()<xsimd::default_arch>(xsimd::default_arch, const uint8_t*, float*, size_t,
+                                                                   float, float) const;
+#endif
 
-using FloatBatch = xsimd::batch<float>;
-constexpr size_t kLanes = FloatBatch::size;
+namespace {
 
 // Row length D of a [N, ...] tensor.
 int64_t row_size(const Tensor& t, const char* what) {
@@ -24,17 +29,10 @@ void require_u8(const Tensor& t, const char* what) {
   if (t.dtype() != ElemType::u8) throw std::invalid_argument(std::string(what) + ": needs u8 images, got " + elem_type_name(t.dtype()));
 }
 
-// dst[i] = (float(src[i]) - sub) * mul  or  / div, over n values.
-template <bool kDivide>
+// dst[i] = (float(src[i]) - sub) / scale, with the widest vectors this CPU has.
 void affine_u8_to_f32(const uint8_t* src, float* dst, size_t n, float sub, float scale) {
-  const FloatBatch vsub(sub), vscale(scale);
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    FloatBatch x = FloatBatch::load_unaligned(src + i);  // widening load u8 -> f32
-    FloatBatch y = kDivide ? (x - vsub) / vscale : (x - vsub) * vscale;
-    y.store_unaligned(dst + i);
-  }
-  for (; i < n; ++i) dst[i] = kDivide ? (static_cast<float>(src[i]) - sub) / scale : (static_cast<float>(src[i]) - sub) * scale;
+  static auto kernel = xsimd::dispatch<simd::PreprocessArchs>(simd::AffineU8ToF32{});
+  kernel(src, dst, n, sub, scale);
 }
 
 }  // namespace
@@ -59,7 +57,7 @@ Tensor per_image_standardize(const Tensor& images) {
     const __int128 num = static_cast<__int128>(d) * sumsq - static_cast<__int128>(sum) * sum;  // D^2 * variance
     const double var = static_cast<double>(num) / (static_cast<double>(d) * static_cast<double>(d));
     const double adjusted = std::max(std::sqrt(var), min_std);
-    affine_u8_to_f32<true>(x, dst + i * d, static_cast<size_t>(d), static_cast<float>(mean), static_cast<float>(adjusted));
+    affine_u8_to_f32(x, dst + i * d, static_cast<size_t>(d), static_cast<float>(mean), static_cast<float>(adjusted));
   }
   return out;
 }
@@ -67,7 +65,7 @@ Tensor per_image_standardize(const Tensor& images) {
 Tensor scale_unit(const Tensor& images) {
   require_u8(images, "scale_unit");
   Tensor out(ElemType::f32, images.shape());
-  affine_u8_to_f32<true>(images.data<uint8_t>(), out.data<float>(), static_cast<size_t>(images.numel()), 0.0f, 255.0f);
+  affine_u8_to_f32(images.data<uint8_t>(), out.data<float>(), static_cast<size_t>(images.numel()), 0.0f, 255.0f);
   return out;
 }
 
