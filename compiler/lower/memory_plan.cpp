@@ -124,8 +124,8 @@ std::map<const Graph*, std::vector<Entry*>> groups_of(Program& p) {
   return groups;
 }
 
-// Turns the safe updates of a single-entry group into in-place writes;
-// returns the copy kernels no longer needed.
+// Turns the safe updates of a single-entry group into in-place writes and
+// adds the copy kernels no longer needed to `dropped`.
 void make_updates_in_place(Program& p, Entry& e, std::set<int>& dropped) {
   std::vector<std::set<int>> access(e.kernels.size()), writes(e.kernels.size());
   for (size_t i = 0; i < e.kernels.size(); ++i)
@@ -136,7 +136,7 @@ void make_updates_in_place(Program& p, Entry& e, std::set<int>& dropped) {
   for (Entry::Update& u : e.updates) {
     const Buffer& v = p.buffers[static_cast<size_t>(u.value)];
     if (v.storage != Storage::Arena || used_values.count(u.value)) continue;
-    // The one kernel writing the new value, other than nothing.
+    // The one kernel that writes the new value.
     size_t writer = e.kernels.size();
     int writers = 0;
     for (size_t i = 0; i < e.kernels.size(); ++i)
