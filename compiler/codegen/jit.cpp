@@ -112,6 +112,7 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
 
   cp->stats_.kernels = p.kernels.size();
   cp->stats_.arena_bytes = p.arena_bytes;
+  cp->stats_.intermediate_bytes = p.intermediate_bytes;
   cp->stats_.param_bytes = p.param_bytes;
   cp->stats_.state_bytes = p.state_bytes;
   for (auto& b : p.buffers)

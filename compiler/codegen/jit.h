@@ -26,6 +26,7 @@ struct CompileStats {
   double total_ms() const { return lower_ms + emit_ms + jit_ms; }
   size_t kernels = 0;
   int64_t arena_bytes = 0, param_bytes = 0, state_bytes = 0, constant_bytes = 0;
+  int64_t intermediate_bytes = 0;  // the arena without buffer reuse (sum of every intermediate)
 };
 
 class CompiledProgram {

@@ -160,8 +160,14 @@ struct Entry {
   std::vector<int> input_slot;
   int slot_count = 0;
   std::vector<int> kernels;            // indexes into Program::kernels, in execution order
-  std::vector<int> arena_buffers;      // the arena buffers it uses (disjoint from each other)
+  std::vector<int> arena_buffers;      // the arena buffers it uses (placed by plan_memory)
   int64_t arena_bytes = 0;
+  // Persistent tensors written back at the end of the step: param <- value by
+  // `kernel` (a copy; plan_memory may turn it into an in-place write).
+  struct Update {
+    int param = -1, value = -1, kernel = -1;
+  };
+  std::vector<Update> updates;
 };
 
 struct Program {
@@ -172,6 +178,7 @@ struct Program {
   std::vector<Entry> entries;
   std::vector<int> persistent;         // Param and State buffers, in declaration order
   int64_t arena_bytes = 0;             // max over entries: entries run one at a time
+  int64_t intermediate_bytes = 0;      // the arena without reuse: every arena buffer of a graph, summed
   int64_t param_bytes = 0, state_bytes = 0;
   const Entry* entry(std::string_view name) const;
 };

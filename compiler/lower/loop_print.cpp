@@ -100,7 +100,7 @@ std::string print_kernel(const Program& p, const Kernel& k) {
 std::string print_program(const Program& p) {
   std::ostringstream os;
   os << "program " << p.name << "  max_batch=" << p.max_batch << "  arena=" << p.arena_bytes
-     << " bytes  params=" << p.param_bytes << " bytes  state=" << p.state_bytes << " bytes\n";
+     << " bytes (intermediates " << p.intermediate_bytes << " bytes)  params=" << p.param_bytes << " bytes  state=" << p.state_bytes << " bytes\n";
   os << "buffers:\n";
   for (size_t i = 0; i < p.buffers.size(); ++i) {
     const Buffer& b = p.buffers[i];

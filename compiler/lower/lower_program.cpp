@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "compiler/lower/lower_ctx.h"
+#include "compiler/lower/memory_plan.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln::lower {
@@ -257,10 +258,12 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
       if (g.node(value).type != pn.type)
         throw std::runtime_error("update of '" + pn.name + "' has type " + type_str(g.node(value).type) +
                                  ", expected " + type_str(pn.type));
+      e.updates.push_back({dst, src, static_cast<int>(tail.size())});
       tail.push_back(copy_kernel(src, dst, "update_" + pn.name, "%" + pn.name + " <- %" + g.node(value).name +
                                                                     " (in place, after every other kernel)"));
     }
     auto tail_ids = add_kernels(tail);
+    for (auto& u : e.updates) u.kernel = tail_ids[static_cast<size_t>(u.kernel)];
     e.kernels.insert(e.kernels.end(), tail_ids.begin(), tail_ids.end());
     e.arena_buffers = arena;
     e.arena_bytes = cursor_;
@@ -324,7 +327,9 @@ Program lower_program(const std::string& name, const std::vector<EntrySpec>& ent
     pl.add_group(group);
   }
   pl.add_init();
-  return pl.finish();
+  Program p = pl.finish();
+  plan_memory(p);  // buffer reuse and in-place updates; replaces the placement above
+  return p;
 }
 
 }  // namespace kiln::lower

@@ -48,10 +48,11 @@ void check_fits(const EntryInfo& e, const TensorInfo& in, const Tensor& t, const
   }
 }
 
-// Input pointers of an entry: features, labels and (train_step) the lr scalar, by name.
-std::vector<const void*> entry_inputs(const EntryInfo& e, const std::string& features,
-                                      const std::string& labels, const void* x, const void* y, const float* lr) {
-  std::vector<const void*> in;
+// Input pointers of an entry: features, labels and (train_step) the lr scalar,
+// by name, into `in` (reused across steps: no allocation after the first).
+void entry_inputs(const EntryInfo& e, const std::string& features, const std::string& labels, const void* x,
+                  const void* y, const float* lr, std::vector<const void*>& in) {
+  in.clear();
   for (const TensorInfo& t : e.inputs) {
     if (t.name == features) in.push_back(x);
     else if (t.name == labels) in.push_back(y);
@@ -60,7 +61,6 @@ std::vector<const void*> entry_inputs(const EntryInfo& e, const std::string& fea
       throw std::runtime_error(e.name + " has an input '" + t.name + "' the trainer cannot feed (it feeds '" +
                                features + "', '" + labels + "'" + (lr ? ", 'lr'" : "") + ")");
   }
-  return in;
 }
 
 // Output buffers of an entry, each sized for the program's maximum batch.
@@ -104,13 +104,15 @@ EvalResult evaluate(Program& program, const data::Dataset& data, const std::stri
   const size_t x_row = n ? data.features.nbytes() / static_cast<size_t>(n) : 0;
   const size_t y_row = n ? data.labels.nbytes() / static_cast<size_t>(n) : 0;
   Outputs out(e, max_batch);
+  std::vector<const void*> in;
   EvalResult r;
   double loss_sum = 0, correct = 0;
   for (int64_t begin = 0; begin < n; begin += max_batch) {
     int64_t b = std::min(max_batch, n - begin);
     const auto* x = static_cast<const uint8_t*>(data.features.raw()) + static_cast<size_t>(begin) * x_row;
     const auto* y = static_cast<const uint8_t*>(data.labels.raw()) + static_cast<size_t>(begin) * y_row;
-    program.run("eval_step", b, entry_inputs(e, features_input, labels_input, x, y, nullptr), out.ptrs);
+    entry_inputs(e, features_input, labels_input, x, y, nullptr, in);
+    program.run("eval_step", b, in, out.ptrs);
     loss_sum += out.scalar(loss_i, e.outputs[static_cast<size_t>(loss_i)].type) * static_cast<double>(b);
     if (correct_i >= 0) correct += out.scalar(correct_i, e.outputs[static_cast<size_t>(correct_i)].type);
   }
@@ -243,6 +245,8 @@ TrainResult Trainer::run() {
   const int loss_i = output_index(step, "loss"), correct_i = output_index(step, "correct");
   const ElemType loss_t = step.outputs[static_cast<size_t>(loss_i)].type;
   Outputs out(step, program_.info().max_batch);
+  std::vector<const void*> in;  // the step's input pointers, refilled in place each step
+  const std::string step_name = "train_step";
 
   data::BatcherOptions bo;
   bo.batch_size = opt_.batch_size;
@@ -262,10 +266,10 @@ TrainResult Trainer::run() {
     while (auto batch = batcher.next()) {
       const int64_t b = batch->size();
       float lr = static_cast<float>(opt_.learning_rate(steps_));
-      auto in = entry_inputs(step, opt_.features_input, opt_.labels_input, batch->features().raw(),
-                             batch->labels().raw(), &lr);
+      entry_inputs(step, opt_.features_input, opt_.labels_input, batch->features().raw(), batch->labels().raw(), &lr,
+                   in);
       auto t0 = Clock::now();
-      program_.run("train_step", b, in, out.ptrs);
+      program_.run(step_name, b, in, out.ptrs);
       partial_.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       ++steps_;
       position_ = batcher.position();

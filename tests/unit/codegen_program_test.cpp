@@ -13,6 +13,7 @@
 #include "compiler/frontend/graph_json.h"
 #include "compiler/ir/builder.h"
 #include "compiler/lower/lower_program.h"
+#include "compiler/lower/memory_plan.h"
 #include "compiler/ops/registry.h"
 #include "runtime/thread_pool.h"
 #include "tests/unit/test_util.h"
@@ -33,17 +34,22 @@ TEST_CASE("codegen: arena placement is aligned, disjoint and sized for the maxim
   CHECK(conv1->bytes(32) == 32 * 26 * 26 * 32 * 4);
   for (auto& b : p.buffers)
     if (b.storage == lower::Storage::Arena) CHECK(b.offset % lower::kBufferAlign == 0);
-  // Buffers of one entry never overlap (entries run one at a time and may share bytes).
+  // Buffers live at the same time never overlap (others may share bytes).
   const lower::Entry* eval = p.entry("eval_step");
   REQUIRE(eval != nullptr);
-  std::vector<std::pair<int64_t, int64_t>> eval_spans;
-  for (int id : eval->arena_buffers) {
-    const lower::Buffer& b = p.buffers[static_cast<size_t>(id)];
-    eval_spans.push_back({b.offset, b.offset + b.bytes(32)});
-  }
-  CHECK(eval_spans.size() > 20);
-  std::sort(eval_spans.begin(), eval_spans.end());
-  for (size_t i = 1; i < eval_spans.size(); ++i) CHECK(eval_spans[i].first >= eval_spans[i - 1].second);
+  auto ranges = lower::arena_live_ranges(p, eval->graph);
+  CHECK(ranges.size() > 20);
+  for (size_t i = 0; i < ranges.size(); ++i)
+    for (size_t j = i + 1; j < ranges.size(); ++j) {
+      const auto &a = ranges[i], &b = ranges[j];
+      if (a.last < b.first || b.last < a.first) continue;
+      int64_t ao = p.buffers[static_cast<size_t>(a.buffer)].offset, bo = p.buffers[static_cast<size_t>(b.buffer)].offset;
+      INFO(p.buffers[static_cast<size_t>(a.buffer)].name << " and " << p.buffers[static_cast<size_t>(b.buffer)].name);
+      CHECK((ao + a.bytes <= bo || bo + b.bytes <= ao));
+    }
+  for (auto& r : ranges) CHECK(p.buffers[static_cast<size_t>(r.buffer)].offset + r.bytes <= p.arena_bytes);
+  // Reuse: the arena is smaller than every intermediate value side by side.
+  CHECK(p.arena_bytes < p.intermediate_bytes);
   // 56,394 params (the seed's count) in their own storage.
   CHECK(p.param_bytes >= 56394 * 4);
 }

@@ -87,9 +87,10 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
       std::printf("  cold compile: %.1f ms (lower %.1f, LLVM IR %.1f, O3 + machine code %.1f on %d threads; O3 %.1f ms of CPU)\n",
                   s.total_ms(), s.lower_ms, s.emit_ms, s.jit_ms, s.threads, s.optimize_cpu_ms);
       std::printf("  kernels: %zu\n", s.kernels);
-      std::printf("  buffers: arena %s bytes, params %s bytes, state %s bytes, constants %s bytes\n",
-                  grouped(s.arena_bytes).c_str(), grouped(s.param_bytes).c_str(), grouped(s.state_bytes).c_str(),
-                  grouped(s.constant_bytes).c_str());
+      std::printf("  buffers: arena %s bytes (sum of intermediates %s bytes), params %s bytes, state %s bytes, "
+                  "constants %s bytes\n",
+                  grouped(s.arena_bytes).c_str(), grouped(s.intermediate_bytes).c_str(), grouped(s.param_bytes).c_str(),
+                  grouped(s.state_bytes).c_str(), grouped(s.constant_bytes).c_str());
     }
     if (!o->check) return;
     int64_t batch = o->check_batch ? o->check_batch : o->batch;
