@@ -6,6 +6,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "compiler/autodiff/train_step.h"
+#include "compiler/codegen/check_numerics.h"
 #include "runtime/thread_pool.h"
 
 namespace kiln::codegen {
@@ -175,6 +177,21 @@ std::string format_profile(const EntryProfile& p, size_t max_rows) {
     s += line;
   }
   return s;
+}
+
+EntryBuffers random_entry_buffers(const lower::Entry& entry, int64_t batch, uint64_t seed,
+                                  const std::string& features_input, double lr) {
+  auto feeds = random_feeds(entry, batch, seed);
+  if (feeds.count(features_input))
+    for (auto& v : feeds.at(features_input).data) v = (v + 1) / 2;
+  if (feeds.count(kLearningRateInput)) feeds.at(kLearningRateInput).data = {lr};
+  EntryBuffers b;
+  for (auto& t : entry.inputs) b.input_bytes.push_back(to_bytes(feeds.at(t.name), t.dtype));
+  for (auto& t : entry.outputs)
+    b.output_bytes.emplace_back(static_cast<size_t>(numel(t.shape, batch) * static_cast<int64_t>(dtype_size(t.dtype))) + 8);
+  for (auto& v : b.input_bytes) b.inputs.push_back(v.data());
+  for (auto& v : b.output_bytes) b.outputs.push_back(v.data());
+  return b;
 }
 
 }  // namespace kiln::codegen

@@ -39,6 +39,17 @@ EntryProfile profile_entry(const CompiledProgram& cp, Program& prog, const std::
                            const std::vector<const void*>& inputs, const std::vector<void*>& outputs, int steps,
                            int warmup = 2);
 
+// Random inputs (features in [0, 1), the learning rate `lr`) and output
+// buffers of an entry at batch size `batch`: kernel times do not depend on
+// the values. The pointer vectors point into the byte vectors.
+struct EntryBuffers {
+  std::vector<std::vector<uint8_t>> input_bytes, output_bytes;
+  std::vector<const void*> inputs;
+  std::vector<void*> outputs;
+};
+EntryBuffers random_entry_buffers(const lower::Entry& entry, int64_t batch, uint64_t seed,
+                                  const std::string& features_input, double lr);
+
 // The table: kernel, JSON node, calls, total ms, % of the step, ms per call, GFLOP/s.
 std::string format_profile(const EntryProfile& p, size_t max_rows = 0);
 

@@ -6,7 +6,13 @@
 // then the median of --repeats runs, at each thread count. It also checks the
 // two results agree.
 //
-//   kiln_bench_gemm [--repeats 5] [--threads 1,2] [--big] [--only NAME]
+// Then it times whole compiled training steps (graphs/mlp_cifar10.json at
+// batch 64, and with --big at the full batch of 50,000; graphs/cnn_mnist.json
+// at batch 32) and prints their achieved GFLOP/s (FLOPs of every kernel,
+// see `kiln profile`) beside OpenBLAS's GFLOP/s at the step's forward GEMM
+// shape, measured in the same run.
+//
+//   kiln_bench_gemm [--repeats 5] [--threads 1,2] [--big] [--only NAME] [--no-steps]
 #include <cblas.h>
 
 #include <algorithm>
@@ -19,6 +25,9 @@
 #include <vector>
 
 #include "compiler/codegen/jit.h"
+#include "compiler/codegen/profile.h"
+#include "compiler/driver/training_setup.h"
+#include "compiler/frontend/graph_json.h"
 #include "compiler/ir/builder.h"
 #include "runtime/program.h"
 #include "runtime/thread_pool.h"
@@ -52,17 +61,55 @@ double median_seconds(int repeats, F&& f) {
   return t[t.size() / 2];
 }
 
+double blas_gflops(int64_t m, int64_t k, int64_t n, int threads, int repeats) {
+  std::vector<float> a(static_cast<size_t>(m * k), 0.5f), b(static_cast<size_t>(k * n), 0.25f), c(static_cast<size_t>(m * n));
+  openblas_set_num_threads(threads);
+  double t = median_seconds(repeats, [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                1.0f, a.data(), static_cast<int>(k), b.data(), static_cast<int>(n), 0.0f, c.data(), static_cast<int>(n));
+  });
+  return 2.0 * static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n) / t * 1e-9;
+}
+
+struct StepCase {
+  std::string name, graph, spec;
+  int64_t batch;
+  int64_t fwd_m, fwd_k, fwd_n;  // the step's largest forward GEMM (conv: as im2col)
+  bool big = false;
+};
+
+// One compiled training step timed whole, its GFLOP/s from every kernel's FLOPs.
+void time_step(const StepCase& c, int threads, int repeats) {
+  std::string root = KILN_SOURCE_DIR;
+  kiln::TrainSpec spec = kiln::load_train_spec(root + "/" + c.spec);
+  kiln::driver::CompiledModel m =
+      kiln::driver::compile_model(kiln::load_graph(root + "/" + c.graph), &spec, c.batch, threads);
+  kiln::driver::initialize(m, spec);
+  const kiln::lower::Entry* e = m.compiled->loops().entry("train_step");
+  auto buffers = kiln::codegen::random_entry_buffers(*e, c.batch, 1, m.features_input, spec.optimizer.lr);
+  int steps = c.big ? 1 : repeats;
+  auto p = kiln::codegen::profile_entry(*m.compiled, *m.program, "train_step", c.batch, buffers.inputs, buffers.outputs,
+                                         steps, 1);
+  double flops = 0;
+  for (auto& k : p.kernels) flops += k.flops * static_cast<double>(k.calls) / static_cast<double>(p.steps);
+  double gf = flops / (p.step_ms * 1e-3) * 1e-9, blas = blas_gflops(c.fwd_m, c.fwd_k, c.fwd_n, threads, c.big ? 1 : repeats);
+  std::printf("%-14s %6lld %3d %10.2f %10.2f %10.1f %10.1f %7.2f\n", c.name.c_str(), static_cast<long long>(c.batch),
+              threads, p.step_ms, flops * 1e-9, gf, blas, gf / blas);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int repeats = 5;
-  bool big = false;
+  bool big = false, steps = true;
   std::string only;
   std::vector<int> threads = {1, 2};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--repeats" && i + 1 < argc) repeats = std::max(1, std::atoi(argv[++i]));
     else if (a == "--big") big = true;
+    else if (a == "--no-steps") steps = false;
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--threads" && i + 1 < argc) {
       threads.clear();
@@ -73,7 +120,7 @@ int main(int argc, char** argv) {
         p = q == std::string::npos ? s.size() : q + 1;
       }
     } else {
-      std::fprintf(stderr, "usage: kiln_bench_gemm [--repeats N] [--threads 1,2] [--big] [--only NAME]\n");
+      std::fprintf(stderr, "usage: kiln_bench_gemm [--repeats N] [--threads 1,2] [--big] [--only NAME] [--no-steps]\n");
       return 1;
     }
   }
@@ -141,6 +188,22 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     std::printf("%-12s (compile %.0f ms)\n", "", compile_ms);
+  }
+  if (!steps) return 0;
+  // Whole training steps: forward, backward and update, as `kiln train` runs them.
+  const std::vector<StepCase> cases = {
+      {"mlp_b64", "graphs/mlp_cifar10.json", "graphs/experiments/e2_mlp_autodiff_b64.json", 64, 64, 3072, 1024},
+      {"mlp_full", "graphs/mlp_cifar10.json", "graphs/experiments/e2_mlp_autodiff_full.json", 50000, 50000, 3072, 1024,
+       true},
+      {"cnn_b32", "graphs/cnn_mnist.json", "graphs/experiments/e4a_cnn.json", 32, 32 * 11 * 11, 288, 64},
+  };
+  std::printf("\n%-14s %6s %3s %10s %10s %10s %10s %7s\n", "train step", "batch", "thr", "step ms", "GFLOP", "GF/s",
+              "blas GF/s", "ratio");
+  std::printf("(blas GF/s: OpenBLAS sgemm at the step's forward shape, same threads; ratio = step GF/s / blas GF/s)\n");
+  for (const StepCase& c : cases) {
+    if (c.big && !big) continue;
+    if (!only.empty() && c.name != only) continue;
+    for (int t : threads) time_step(c, t, repeats);
   }
   return 0;
 }

@@ -1,8 +1,6 @@
 // kiln profile: where a compiled step's time goes, kernel by kernel.
 #include <cstdio>
 
-#include "compiler/autodiff/train_step.h"
-#include "compiler/codegen/check_numerics.h"
 #include "compiler/codegen/profile.h"
 #include "compiler/driver/training_setup.h"
 #include "compiler/frontend/graph_json.h"
@@ -51,25 +49,11 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
       throw InputError(e.what());
     }
     driver::initialize(m, spec);
-    // Random batches of the right shapes: kernel times do not depend on the values.
     const lower::Entry* e = m.compiled->loops().entry(o->entry);
     if (!e) throw InputError("the compiled program has no " + o->entry + " entry point");
-    auto feeds = codegen::random_feeds(*e, batch, spec.seed);
-    if (feeds.count(m.features_input))
-      for (auto& v : feeds.at(m.features_input).data) v = (v + 1) / 2;
-    if (feeds.count(kLearningRateInput)) feeds.at(kLearningRateInput).data = {spec.optimizer.lr > 0 ? spec.optimizer.lr : 0.01};
-    std::vector<std::vector<uint8_t>> in_bytes, out_bytes;
-    std::vector<const void*> inputs;
-    std::vector<void*> outputs;
-    for (auto& t : e->inputs) {
-      in_bytes.push_back(codegen::to_bytes(feeds.at(t.name), t.dtype));
-      inputs.push_back(in_bytes.back().data());
-    }
-    for (auto& t : e->outputs) {
-      out_bytes.emplace_back(static_cast<size_t>(numel(t.shape, batch) * static_cast<int64_t>(dtype_size(t.dtype))) + 8);
-      outputs.push_back(out_bytes.back().data());
-    }
-    auto p = codegen::profile_entry(*m.compiled, *m.program, o->entry, batch, inputs, outputs, o->steps);
+    auto buffers = codegen::random_entry_buffers(*e, batch, spec.seed, m.features_input,
+                                                 spec.optimizer.lr > 0 ? spec.optimizer.lr : 0.01);
+    auto p = codegen::profile_entry(*m.compiled, *m.program, o->entry, batch, buffers.inputs, buffers.outputs, o->steps);
     const auto& s = m.compiled->stats();
     std::printf("%s: arena %.1f MB (sum of intermediates %.1f MB), compiled in %.0f ms\n", m.graphs->model.name.c_str(),
                 static_cast<double>(s.arena_bytes) / 1e6, static_cast<double>(s.intermediate_bytes) / 1e6, m.compile_ms);
