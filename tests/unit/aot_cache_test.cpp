@@ -153,7 +153,7 @@ TEST_CASE("compile cache: a damaged entry is reported, deleted and rebuilt, neve
   CHECK(r5.output.find("cache: off") != std::string::npos);
 }
 
-TEST_CASE("aot: --target-cpu skylake-avx512 writes AVX-512 code; objects need only libc and libm") {
+TEST_CASE("aot: --target-cpu skylake-avx512 writes AVX-512 code, objects need only libc and libm") {
   test::TempDir dir;
   const std::string graph = write_tiny_graph(dir);
   auto r = test::run_kiln("compile '" + graph + "' --batch 8 --no-cache -o '" + dir.path +
