@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates curl
-  llvm-19-dev libxtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libcli11-dev
+  llvm-19-dev llvm-19 binutils libxtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libcli11-dev
   zlib1g-dev libarchive-dev libjpeg-dev libpng-dev libssl-dev libstb-dev libzstd-dev
   libopenblas-dev gnuplot-nox python3 python3-jsonschema afl++
 )

@@ -19,8 +19,7 @@ BuiltModule::BuiltModule() = default;
 BuiltModule::BuiltModule(BuiltModule&&) noexcept = default;
 BuiltModule::~BuiltModule() = default;
 
-static EmitOptions emit_options(const CodegenOptions& opts) {
-  const HostTarget& host = host_target();
+static EmitOptions emit_options(const CodegenOptions& opts, const HostTarget& host) {
   EmitOptions e;
   int bits = opts.vector_bits ? opts.vector_bits : host.vector_bits;
   if (bits != 128 && bits != 256 && bits != 512)
@@ -32,29 +31,33 @@ static EmitOptions emit_options(const CodegenOptions& opts) {
 }
 
 BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
-                         const std::function<bool(const lower::Kernel&)>& keep, bool entries) {
-  const HostTarget& host = host_target();
+                         const std::function<bool(const lower::Kernel&)>& keep, bool entries,
+                         llvm::LLVMContext* context) {
+  const HostTarget host = target_for_cpu(opts.target_cpu);
   BuiltModule out;
-  out.context = std::make_unique<llvm::LLVMContext>();
-  out.module = std::make_unique<llvm::Module>(p.name, *out.context);
+  if (!context) {
+    out.context = std::make_unique<llvm::LLVMContext>();
+    context = out.context.get();
+  }
+  out.module = std::make_unique<llvm::Module>(p.name, *context);
   llvm::Module& m = *out.module;
   m.setTargetTriple(host.triple);
-  auto tm = make_host_target_machine();
+  auto tm = make_target_machine(host);
   m.setDataLayout(tm->createDataLayout());
 
-  KernelEmitter em(m, p, emit_options(opts));
+  KernelEmitter em(m, p, emit_options(opts, host));
   std::vector<llvm::Function*> fns(p.kernels.size(), nullptr);
   for (size_t i = 0; i < p.kernels.size(); ++i)
     if (!keep || keep(p.kernels[i])) fns[i] = em.emit(p.kernels[i]);
   if (entries) {
-    llvm::IRBuilder<> b(*out.context);
+    llvm::IRBuilder<> b(*context);
     auto* ptr = b.getPtrTy();
     auto* kty = llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr, ptr}, false);
     auto* ety = llvm::FunctionType::get(b.getInt32Ty(), {ptr, ptr, ptr}, false);
     for (const lower::Entry& e : p.entries) {
       auto* f = llvm::Function::Create(ety, llvm::GlobalValue::ExternalLinkage, entry_symbol(e.name), m);
       em.add_attributes(f);
-      b.SetInsertPoint(llvm::BasicBlock::Create(*out.context, "entry", f));
+      b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", f));
       // Kernels read inputs by the slots of their graph's entries: remap
       // unless this entry's inputs already are those slots.
       llvm::Value* slots = f->getArg(1);
@@ -151,7 +154,7 @@ std::string llvm_ir_text(const lower::Program& p, const std::string& selector, c
 
 std::string asm_text(const lower::Program& p, const std::string& selector, const CodegenOptions& opts) {
   BuiltModule bm = build_module(p, opts, keep_selected(p, selector), selector.empty());
-  auto tm = make_host_target_machine();
+  auto tm = make_target_machine(target_for_cpu(opts.target_cpu));
   return module_asm(*bm.module, *tm);
 }
 

@@ -16,7 +16,9 @@ class TargetMachine;
 namespace kiln::codegen {
 
 struct CodegenOptions {
-  int vector_bits = 0;     // 0: the host's widest SIMD registers; else 128, 256 or 512
+  int vector_bits = 0;     // 0: the target's widest SIMD registers; else 128, 256 or 512
+  std::string target_cpu{};  // "" or "host": this machine (all the JIT can run); else an LLVM CPU name
+  std::string cache_dir{};   // compile cache folder (compile_cache.h); "" = no cache
   bool optimize = true;    // run LLVM's O3 pipeline
 };
 
@@ -31,8 +33,11 @@ struct BuiltModule {
 // One function per kernel (and per parallel region) and, when `entries`, one
 // `int32_t kiln_<entry>(ctx, inputs, outputs)` per entry point. `keep`
 // selects kernels (null: all); entries declare the kernels it leaves out.
+// `context` non-null: the module lives in it (modules to be linked together
+// share one); else in a context of its own (BuiltModule::context).
 BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
-                         const std::function<bool(const lower::Kernel&)>& keep = nullptr, bool entries = true);
+                         const std::function<bool(const lower::Kernel&)>& keep = nullptr, bool entries = true,
+                         llvm::LLVMContext* context = nullptr);
 // LLVM's O3 module pipeline, tuned for `tm`.
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm);
 std::string module_text(const llvm::Module& m);

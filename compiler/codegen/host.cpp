@@ -1,6 +1,7 @@
 #include "compiler/codegen/host.h"
 
 #include <llvm/ADT/StringMap.h>
+#include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/MC/TargetRegistry.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Target/TargetMachine.h>
@@ -41,8 +42,30 @@ const HostTarget& host_target() {
   return t;
 }
 
-std::unique_ptr<llvm::TargetMachine> make_host_target_machine() {
-  const HostTarget& t = host_target();
+HostTarget target_for_cpu(const std::string& cpu) {
+  const HostTarget& host = host_target();
+  if (cpu.empty() || cpu == "host" || cpu == host.cpu) return host;
+  std::string err;
+  const llvm::Target* target = llvm::TargetRegistry::lookupTarget(host.triple, err);
+  if (!target) throw std::runtime_error("LLVM has no target for " + host.triple + ": " + err);
+  std::unique_ptr<llvm::MCSubtargetInfo> sti(target->createMCSubtargetInfo(host.triple, cpu, ""));
+  if (!sti || !sti->isCPUStringValid(cpu))
+    throw std::invalid_argument("unknown target CPU '" + cpu + "' for " + host.triple +
+                                " (see `llc-19 -mcpu=help`; e.g. x86-64-v3, skylake-avx512, znver4)");
+  HostTarget t;
+  t.triple = host.triple;
+  t.cpu = cpu;
+  // No feature string: the target machine derives the features from the CPU name.
+  auto has = [&](const char* f) { return sti->checkFeatures(std::string("+") + f); };
+  if (has("avx512f")) t.vector_bits = 512;
+  else if (has("avx")) t.vector_bits = 256;
+  else t.vector_bits = 128;
+  const bool arm = llvm::StringRef(t.triple).starts_with("aarch64");
+  t.fma = arm ? has("neon") : has("fma");  // (asking x86 about "neon" prints a warning)
+  return t;
+}
+
+std::unique_ptr<llvm::TargetMachine> make_target_machine(const HostTarget& t) {
   std::string err;
   const llvm::Target* target = llvm::TargetRegistry::lookupTarget(t.triple, err);
   if (!target) throw std::runtime_error("LLVM has no target for " + t.triple + ": " + err);
@@ -52,5 +75,7 @@ std::unique_ptr<llvm::TargetMachine> make_host_target_machine() {
   if (!tm) throw std::runtime_error("LLVM could not create a target machine for " + t.cpu);
   return tm;
 }
+
+std::unique_ptr<llvm::TargetMachine> make_host_target_machine() { return make_target_machine(host_target()); }
 
 }  // namespace kiln::codegen

@@ -2,10 +2,12 @@
 
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ObjectTransformLayer.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Support/Error.h>
+#include <llvm/Support/MemoryBuffer.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,8 +15,11 @@
 #include <ctime>
 #include <thread>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 
+#include "compiler/codegen/compile_cache.h"
 #include "compiler/codegen/host.h"
 
 namespace kiln::codegen {
@@ -39,17 +44,10 @@ static T take(llvm::Expected<T> v, const std::string& what) {
 
 CompiledProgram::~CompiledProgram() = default;
 
-std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program, const CodegenOptions& opts) {
-  std::unique_ptr<CompiledProgram> cp(new CompiledProgram);
-  cp->program_ = std::move(program);
-  const lower::Program& p = cp->program_;
-  const HostTarget& host = host_target();
-
-  // Kernels go into several modules, which the JIT optimizes (O3) and
-  // compiles on its own threads; one more module holds the entry points.
-  const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
-  const size_t parts = std::min<size_t>(p.kernels.size(), threads > 1 ? 2 * threads : 1);
-  auto t0 = Clock::now();
+// The kernel modules and the entry module of `p`, unoptimized. Kernels go
+// into several modules, which the JIT optimizes (O3) and compiles on its own
+// threads; one more module holds the entry points.
+static std::vector<BuiltModule> build_modules(const lower::Program& p, const CodegenOptions& opts, size_t parts) {
   CodegenOptions no_opt = opts;
   no_opt.optimize = false;
   std::vector<BuiltModule> modules;
@@ -59,6 +57,34 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
     modules.push_back(build_module(p, no_opt, [&](const lower::Kernel& k) { return mine.count(&k) > 0; }, false));
   }
   modules.push_back(build_module(p, no_opt, [](const lower::Kernel&) { return false; }, true));
+  return modules;
+}
+
+std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program, const CodegenOptions& opts) {
+  std::unique_ptr<CompiledProgram> cp(new CompiledProgram);
+  cp->program_ = std::move(program);
+  const lower::Program& p = cp->program_;
+  const HostTarget& host = host_target();
+  if (target_for_cpu(opts.target_cpu).cpu != host.cpu)
+    throw std::invalid_argument("the JIT runs code for this CPU (" + host.cpu + ") only, not " + opts.target_cpu +
+                                ": compile ahead of time (`kiln compile ... -o DIR --target-cpu " + opts.target_cpu + "`)");
+  const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+
+  // A cache hit loads the objects a previous compile of this program produced.
+  std::optional<CompileCache> cache;
+  std::string key;
+  std::optional<std::vector<Blob>> cached;
+  if (!opts.cache_dir.empty()) {
+    cache.emplace(opts.cache_dir);
+    key = compile_cache_key(p, opts, host, "jit");
+    cp->stats_.cache_entry = cache->entry_path(key);
+    cached = cache->load(key);
+    cp->stats_.cache_hit = cached.has_value();
+  }
+
+  std::vector<BuiltModule> modules;
+  auto t0 = Clock::now();
+  if (!cached) modules = build_modules(p, opts, std::min<size_t>(p.kernels.size(), threads > 1 ? 2 * threads : 1));
   cp->stats_.emit_ms = ms_since(t0);
 
   auto t1 = Clock::now();
@@ -78,7 +104,7 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
   if (threads > 1) builder.setNumCompileThreads(threads);
   cp->jit_ = std::shared_ptr<llvm::orc::LLJIT>(take(builder.create(), "creating the JIT"));
   auto optimize_ns = std::make_shared<std::atomic<int64_t>>(0);
-  if (opts.optimize) {
+  if (opts.optimize && !cached) {
     cp->jit_->getIRTransformLayer().setTransform(
         [optimize_ns](llvm::orc::ThreadSafeModule tsm, llvm::orc::MaterializationResponsibility&)
             -> llvm::Expected<llvm::orc::ThreadSafeModule> {
@@ -90,6 +116,27 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
           *optimize_ns += thread_cpu_ns() - start;
           return std::move(tsm);
         });
+  }
+  // On a miss with a cache, keep a copy of every object the JIT compiles (one per module).
+  struct Captured {
+    std::mutex mu;
+    std::vector<Blob> objects;
+  };
+  auto captured = std::make_shared<Captured>();
+  if (cache && !cached)
+    cp->jit_->getObjTransformLayer().setTransform(
+        [captured](std::unique_ptr<llvm::MemoryBuffer> obj) -> llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> {
+          std::lock_guard<std::mutex> lock(captured->mu);
+          captured->objects.emplace_back(obj->getBufferStart(), obj->getBufferEnd());
+          return obj;
+        });
+  if (cached) {
+    for (size_t i = 0; i < cached->size(); ++i) {
+      llvm::StringRef bytes(reinterpret_cast<const char*>((*cached)[i].data()), (*cached)[i].size());
+      if (auto err = cp->jit_->addObjectFile(llvm::MemoryBuffer::getMemBufferCopy(bytes, "cached" + std::to_string(i))))
+        throw std::runtime_error("loading cache entry " + cp->stats_.cache_entry + ": " + llvm::toString(std::move(err)) +
+                                 " (delete it, or compile with --no-cache)");
+    }
   }
   for (BuiltModule& bm : modules)
     if (auto err = cp->jit_->addIRModule(llvm::orc::ThreadSafeModule(std::move(bm.module), std::move(bm.context))))
@@ -109,6 +156,10 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
   cp->stats_.jit_ms = ms_since(t1);
   cp->stats_.optimize_cpu_ms = static_cast<double>(optimize_ns->load()) / 1e6;
   cp->stats_.threads = static_cast<int>(threads);
+  if (cache && !cached) {
+    std::lock_guard<std::mutex> lock(captured->mu);
+    cache->store(key, captured->objects);
+  }
 
   cp->stats_.kernels = p.kernels.size();
   cp->stats_.arena_bytes = p.arena_bytes;

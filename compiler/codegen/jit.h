@@ -23,6 +23,8 @@ struct CompileStats {
   double jit_ms = 0;           // O3, instruction selection, register allocation, linking (wall time)
   double optimize_cpu_ms = 0;  // the O3 part, summed over the compile threads
   int threads = 1;             // compile threads
+  bool cache_hit = false;      // the code came from the compile cache (emit and codegen skipped)
+  std::string cache_entry;     // its cache file ("" without a cache)
   double total_ms() const { return lower_ms + emit_ms + jit_ms; }
   size_t kernels = 0;
   int64_t arena_bytes = 0, param_bytes = 0, state_bytes = 0, constant_bytes = 0;

@@ -120,7 +120,8 @@ int64_t training_max_batch(const TrainSpec& spec, int64_t train_size) {
   return spec.full_batch ? train_size : std::min(spec.batch_size, train_size);
 }
 
-CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads) {
+CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads,
+                            const codegen::CodegenOptions& copts) {
   CompiledModel m;
   auto inputs = model.inputs();
   if (inputs.size() != 2)
@@ -137,12 +138,44 @@ CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batc
   } else {
     m.graphs = codegen::program_graphs(std::move(model), nullptr);
   }
-  m.compiled = codegen::compile_entries(m.graphs->model.name, m.graphs->entries(), {.max_batch = max_batch});
+  m.compiled = codegen::compile_entries(m.graphs->model.name, m.graphs->entries(), {.max_batch = max_batch}, copts);
   m.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   m.pool = std::make_unique<ThreadPool>(n);
   m.program = std::make_unique<Program>(m.compiled->info(), m.pool.get());
   return m;
+}
+
+std::string aot_init_json(const codegen::ProgramGraphs& graphs, const lower::Program& program,
+                          std::optional<uint64_t> seed) {
+  // Mirrors initialize(): params from interp::init_params, state from initial_optimizer_state.
+  auto init_of = [](const Graph& g, const std::string& name) -> const Node* {
+    for (NodeId id : g.params())
+      if (g.node(id).name == name) return &g.node(id);
+    return nullptr;
+  };
+  const lower::Entry* init = program.entry("init");
+  nlohmann::json inputs = nlohmann::json::array();
+  for (const lower::EntryTensor& t : init ? init->inputs : std::vector<lower::EntryTensor>{}) {
+    nlohmann::json rule;
+    if (const Node* n = init_of(graphs.model, t.name)) {
+      rule = n->attrs.value("init", nlohmann::json{{"kind", "zeros"}});
+    } else if (const Node* s = graphs.train_step ? init_of(*graphs.train_step, t.name) : nullptr) {
+      nlohmann::json st = s->attrs.value("init", nlohmann::json::object());
+      if (st.value("kind", std::string("zeros")) == "copy") {
+        const Node* of = init_of(graphs.model, st.at("of").get<std::string>());
+        if (!of) throw std::runtime_error("state '" + t.name + "' copies param '" + st.at("of").get<std::string>() + "', which the model lacks");
+        rule = {{"kind", "copy"}, {"of", of->name}, {"init", of->attrs.value("init", nlohmann::json{{"kind", "zeros"}})}};
+      } else {
+        rule = {{"kind", "zeros"}};
+      }
+    } else {
+      throw std::runtime_error("init input '" + t.name + "' is neither a param nor an optimizer state");
+    }
+    inputs.push_back({{"name", t.name}, {"init", rule}});
+  }
+  nlohmann::json j = {{"seed", seed ? nlohmann::json(*seed) : nlohmann::json(nullptr)}, {"inputs", inputs}};
+  return j.dump();
 }
 
 void initialize(CompiledModel& m, const TrainSpec& spec) {

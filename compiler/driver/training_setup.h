@@ -6,6 +6,7 @@
 // checkpoint to resume). Used by `kiln train|eval|predict|reproduce` and tests.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,7 +55,16 @@ struct CompiledModel {
 
 // `spec` null: forward entries only (predict, eval_step). Applies the spec's
 // freeze/unfreeze patterns. threads 0: every core.
-CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads);
+// `copts`: codegen options (e.g. a compile cache folder).
+CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads,
+                            const codegen::CodegenOptions& copts = {});
+
+// kiln_aot_program::init_json (runtime/aot_program.h) for a program lowered
+// from `graphs`: how each input of its init entry gets its first value, so an
+// AOT program initializes exactly as initialize() does with seed `seed`
+// (nullopt: the graph's own initializer seeds).
+std::string aot_init_json(const codegen::ProgramGraphs& graphs, const lower::Program& program,
+                          std::optional<uint64_t> seed);
 
 // Fills params (drawn with the spec's seed, then overwritten by name from the
 // spec's init_from checkpoint) and optimizer state (zeros, or copies of the

@@ -1,6 +1,7 @@
 #include "compiler/frontend/initializers.h"
 
 #include "compiler/ops/registry.h"
+#include "runtime/init/initializers.h"
 
 namespace kiln {
 
@@ -42,14 +43,6 @@ nlohmann::json normalize_initializer(const nlohmann::json& spec, uint64_t defaul
   return out;
 }
 
-uint64_t param_seed(uint64_t graph_seed, const std::string& name) {
-  // FNV-1a over the name, mixed with the graph seed (splitmix64 finalizer).
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  uint64_t z = h ^ (graph_seed + 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return (z ^ (z >> 31)) & ((1ull << 53) - 1);  // fits a JSON number exactly
-}
+uint64_t param_seed(uint64_t graph_seed, const std::string& name) { return init::param_seed(graph_seed, name); }
 
 }  // namespace kiln

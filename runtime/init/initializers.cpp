@@ -106,4 +106,13 @@ std::vector<double> draw_initial_values(const nlohmann::json& spec, const std::v
   return out;
 }
 
+uint64_t param_seed(uint64_t graph_seed, const std::string& name) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  uint64_t z = h ^ (graph_seed + 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return (z ^ (z >> 31)) & ((1ull << 53) - 1);
+}
+
 }  // namespace kiln::init

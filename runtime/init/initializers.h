@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace kiln::init {
@@ -44,6 +45,11 @@ class SeededRandom {
   bool have_spare_ = false;
   double spare_ = 0;
 };
+
+// A per-param seed derived from a graph seed (the spec's "seed") and the param
+// name: FNV-1a over the name, mixed by splitmix64, 53 bits (exact in JSON).
+// Here so that an AOT program draws the same values as `kiln train`.
+uint64_t param_seed(uint64_t graph_seed, const std::string& param_name);
 
 // Draws prod(shape) values (row-major) for `spec`. Throws std::invalid_argument
 // saying what is wrong with the spec (unknown kind, missing parameter, bad range).

@@ -1,16 +1,23 @@
-// kiln compile: JIT-compile a graph's programs, report what it cost, and
-// optionally check every kernel against the interpreter.
+// kiln compile: JIT-compile a graph's programs (through the compile cache),
+// report what it cost, and optionally check every kernel against the
+// interpreter; or, with -o, write them ahead of time as an object file and a
+// C header for the host or any CPU of its architecture (--target-cpu).
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "compiler/autodiff/autodiff.h"
+#include "compiler/codegen/aot.h"
 #include "compiler/codegen/check_numerics.h"
+#include "compiler/codegen/compile_cache.h"
+#include "compiler/driver/training_setup.h"
 #include "compiler/codegen/programs.h"
 #include "compiler/frontend/train_spec.h"
 #include "compiler/codegen/host.h"
 #include "compiler/codegen/jit.h"
 #include "compiler/frontend/graph_json.h"
 #include "compiler/interp/interpreter.h"
+#include "runtime/file_io.h"
 #include "runtime/thread_pool.h"
 #include "tools/kiln/command.h"
 
@@ -30,7 +37,8 @@ static std::string grouped(int64_t n) {
 static RegisterCommand compile_cmd(30, [](CLI::App& app) {
   auto* sub = app.add_subcommand("compile", "Compile a graph to machine code (LLVM JIT for this CPU)");
   struct Opts {
-    std::string file, train;
+    std::string file, train, out_dir, prefix, target_cpu, cache_dir;
+    bool no_cache = false;
     int64_t batch = 0, check_batch = 0;
     bool stats = false, check = false;
     int vector_bits = 0;
@@ -50,7 +58,20 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
   sub->add_option("--seed", o->seed, "seed of the random inputs for --check-numerics");
   sub->add_option("--vector-bits", o->vector_bits, "SIMD width (default: the host's widest)")
       ->check(CLI::IsMember({0, 128, 256, 512}));
+  sub->add_option("-o,--output", o->out_dir,
+                  "write the programs ahead of time into this folder: PREFIX.o and PREFIX.h (link with kiln_runtime)");
+  sub->add_option("--prefix", o->prefix, "symbol prefix of the -o object (default: the graph name)");
+  sub->add_option("--target-cpu", o->target_cpu,
+                  "LLVM CPU name to compile -o for (default: this machine's), e.g. skylake-avx512, x86-64-v3");
+  sub->add_option("--cache-dir", o->cache_dir, "compile cache folder (default: $KILN_CACHE_DIR, else ~/.cache/kiln)");
+  sub->add_flag("--no-cache", o->no_cache, "neither read nor write the compile cache");
   sub->callback([o] {
+    if (o->out_dir.empty() && !o->target_cpu.empty() && codegen::target_for_cpu(o->target_cpu).cpu != codegen::host_target().cpu)
+      throw InputError("--target-cpu " + o->target_cpu + " needs -o DIR: the JIT only runs code for this CPU (" +
+                       codegen::host_target().cpu + ")");
+    if (!o->out_dir.empty() && o->check) throw InputError("--check-numerics runs the JIT; it does not combine with -o");
+    const std::string cache_dir = o->no_cache ? "" : !o->cache_dir.empty() ? o->cache_dir : codegen::default_cache_dir();
+    std::optional<uint64_t> seed;
     Graph g = load_graph_or_fail(o->file);
     std::unique_ptr<const codegen::ProgramGraphs> graphs;
     double lr = 0.01;
@@ -61,6 +82,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
         TrainStepConfig config = train_step_config(spec);
         if (!o->batch) o->batch = spec.full_batch ? 0 : spec.batch_size;
         if (spec.optimizer.lr > 0) lr = spec.optimizer.lr;
+        seed = spec.seed;
         graphs = codegen::program_graphs(std::move(g), &config);
       } else {
         graphs = codegen::program_graphs(std::move(g), nullptr);
@@ -74,8 +96,31 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     }
     if (o->batch <= 0) o->batch = 64;
     const Graph& model = graphs->model;
-    auto cp = codegen::compile_entries(model.name, graphs->entries(), {.max_batch = o->batch},
-                                       {.vector_bits = o->vector_bits});
+    codegen::CodegenOptions copts{.vector_bits = o->vector_bits, .target_cpu = o->target_cpu, .cache_dir = cache_dir};
+    if (!o->out_dir.empty()) {
+      lower::Program p = lower::lower_program(model.name, graphs->entries(), {.max_batch = o->batch});
+      codegen::AotOptions aopts{o->prefix.empty() ? codegen::c_identifier_of(model.name) : o->prefix,
+                                driver::aot_init_json(*graphs, p, seed), copts};
+      codegen::AotResult r;
+      try {
+        r = codegen::compile_aot(p, aopts);
+      } catch (const std::invalid_argument& e) {
+        throw InputError(e.what());
+      }
+      std::filesystem::create_directories(o->out_dir);
+      const std::string base = o->out_dir + "/" + aopts.prefix;
+      write_file_atomic(base + ".o", r.object);
+      write_file_atomic(base + ".h", std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(r.header.data()), r.header.size()));
+      std::printf("wrote %s.o (%zu bytes) and %s.h: %s for %s (%d-bit vectors), max batch %lld\n", base.c_str(),
+                  r.object.size(), base.c_str(), model.name.c_str(), r.target.cpu.c_str(), o->vector_bits ? o->vector_bits : r.target.vector_bits,
+                  static_cast<long long>(o->batch));
+      if (o->stats)
+        std::printf("  compile: %.1f ms; cache: %s\n", r.ms,
+                    cache_dir.empty() ? "off" : r.cache_hit ? ("hit (codegen skipped), " + r.cache_entry).c_str()
+                                                            : ("miss, stored " + r.cache_entry).c_str());
+      return;
+    }
+    auto cp = codegen::compile_entries(model.name, graphs->entries(), {.max_batch = o->batch}, copts);
     const auto& s = cp->stats();
     const auto& host = codegen::host_target();
     int bits = o->vector_bits ? o->vector_bits : host.vector_bits;
@@ -86,6 +131,9 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     if (o->stats) {
       std::printf("  cold compile: %.1f ms (lower %.1f, LLVM IR %.1f, O3 + machine code %.1f on %d threads; O3 %.1f ms of CPU)\n",
                   s.total_ms(), s.lower_ms, s.emit_ms, s.jit_ms, s.threads, s.optimize_cpu_ms);
+      std::printf("  cache: %s\n", cache_dir.empty() ? "off"
+                                    : s.cache_hit ? ("hit (codegen skipped), " + s.cache_entry).c_str()
+                                                  : ("miss, stored " + s.cache_entry).c_str());
       std::printf("  kernels: %zu\n", s.kernels);
       std::printf("  buffers: arena %s bytes (sum of intermediates %s bytes), params %s bytes, state %s bytes, "
                   "constants %s bytes\n",
