@@ -10,6 +10,7 @@
 #include <optional>
 #include <sstream>
 
+#include "compiler/codegen/compile_cache.h"
 #include "compiler/driver/training_setup.h"
 #include "compiler/frontend/graph_json.h"
 #include "runtime/report/plot.h"
@@ -204,6 +205,7 @@ RegisterCommand reg{65, [](CLI::App& app) {
         ro.threads = o->threads;
         ro.stop = stop;
         ro.progress = false;
+        ro.cache_dir = codegen::default_cache_dir();
         if (o->quick) {
           QuickSize q = quick_size(id);
           ro.train_subset = q.train, ro.test_subset = q.test, ro.epochs = q.epochs;

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "compiler/codegen/compile_cache.h"
 #include "compiler/driver/training_setup.h"
 #include "tools/kiln/command.h"
 #include "tools/kiln/train_run.h"
@@ -24,6 +25,8 @@ RegisterCommand reg{60, [](CLI::App& app) {
     std::string graph, spec;
     RunOptions run;
     std::optional<uint64_t> seed;
+    std::string cache_dir;
+    bool no_cache = false;
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("graph", o->graph, "model graph JSON (replaces the spec's graph)")->required()->check(CLI::ExistingFile);
@@ -37,6 +40,8 @@ RegisterCommand reg{60, [](CLI::App& app) {
   sub->add_option("--threads", o->run.threads, "worker threads (default: the spec's, else every core)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--seed", o->seed, "seed for param init and batch order (default: the spec's)");
+  sub->add_option("--cache-dir", o->cache_dir, "compile cache folder (default: $KILN_CACHE_DIR, else ~/.cache/kiln)");
+  sub->add_flag("--no-cache", o->no_cache, "neither read nor write the compile cache");
   sub->add_flag("--check-numerics", o->run.check_numerics, "check every param and state for NaN/Inf after each step");
   sub->callback([o] {
     TrainSpec spec = load_spec_or_fail(o->spec);
@@ -46,6 +51,7 @@ RegisterCommand reg{60, [](CLI::App& app) {
       throw InputError(o->spec + ": the spec sweeps " + spec.optimizer.sweeps.begin()->first +
                        "; `kiln reproduce` runs sweeps (kiln train runs one setting)");
     RunOptions run = o->run;
+    run.cache_dir = o->no_cache ? "" : !o->cache_dir.empty() ? o->cache_dir : codegen::default_cache_dir();
     run.stop = install_interrupt_flag();
     RunOutcome r = run_training(spec, run);
     if (r.result.interrupted) {

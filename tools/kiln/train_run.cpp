@@ -65,7 +65,8 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   int threads = o.threads > 0 ? o.threads : spec.threads;
   auto t_compile = Clock::now();
   driver::CompiledModel m =
-      driver::compile_model(model, &spec, driver::training_max_batch(spec, data.train.size()), threads);
+      driver::compile_model(model, &spec, driver::training_max_batch(spec, data.train.size()), threads,
+                            {.cache_dir = o.cache_dir});
   out.compile_seconds = std::chrono::duration<double>(Clock::now() - t_compile).count();
   out.max_batch = m.program->info().max_batch;
   {
@@ -74,10 +75,11 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
     out.params = count_params(flagged, false);
     out.trainable_params = count_params(flagged, true);
   }
-  std::printf("%s: %lld train, %lld validation, %lld test images; %lld params (%lld trainable); compiled in %.1f s\n",
+  std::printf("%s: %lld train, %lld validation, %lld test images; %lld params (%lld trainable); compiled in %.1f s%s\n",
               spec.name.c_str(), static_cast<long long>(out.train_size), static_cast<long long>(out.validation_size),
               static_cast<long long>(out.test_size), static_cast<long long>(out.params),
-              static_cast<long long>(out.trainable_params), out.compile_seconds);
+              static_cast<long long>(out.trainable_params), out.compile_seconds,
+              m.compiled->stats().cache_hit ? " (compile cache hit)" : "");
   std::fflush(stdout);
 
   train::TrainerOptions to;

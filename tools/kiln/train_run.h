@@ -21,6 +21,7 @@ struct RunOptions {
   int threads = 0;                  // 0: the spec's, else every core
   bool check_numerics = false;
   bool progress = true;
+  std::string cache_dir;            // compile cache folder ("" = no cache)
   const std::atomic<bool>* stop = nullptr;
 };
 
