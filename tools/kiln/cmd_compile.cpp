@@ -32,7 +32,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
   struct Opts {
     std::string file, train;
     int64_t batch = 0, check_batch = 0;
-    bool stats = false, check = false;
+    bool stats = false, check = false, no_fusion = false;
     int vector_bits = 0;
     uint64_t seed = 1;
   };
@@ -44,6 +44,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
                   "maximum batch size (the open dimension) to compile for (default: the spec's, else 64)")
       ->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--stats", o->stats, "print cold compile time, kernel count and buffer bytes");
+  sub->add_flag("--no-fusion", o->no_fusion, "one kernel per graph node (to compare with the fused program)");
   sub->add_flag("--check-numerics", o->check,
                 "run every kernel and compare its node with the interpreter; stop at the first that differs");
   sub->add_option("--check-batch", o->check_batch, "batch size for --check-numerics (default: the maximum)");
@@ -74,7 +75,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     }
     if (o->batch <= 0) o->batch = 64;
     const Graph& model = graphs->model;
-    auto cp = codegen::compile_entries(model.name, graphs->entries(), {.max_batch = o->batch},
+    auto cp = codegen::compile_entries(model.name, graphs->entries(), {.max_batch = o->batch, .fuse = !o->no_fusion},
                                        {.vector_bits = o->vector_bits});
     const auto& s = cp->stats();
     const auto& host = codegen::host_target();
