@@ -128,8 +128,6 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
                  shape_str(node.type.shape) + ")";
       } else if (!same_entries(ii, i)) {
         reason = "needed by different entry points";
-      } else if (chosen >= 0) {
-        reason = "already fused with the group of another input";
       } else {
         // The group's kernel moves to this node: no member may have a reader
         // outside the group that runs before it.
@@ -143,7 +141,17 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
         note("not fused: " + pct(g, in) + " -> " + pct(g, id) + ": " + reason);
         continue;
       }
-      chosen = gi;
+      if (chosen < 0) {
+        chosen = gi;
+        continue;
+      }
+      // A second input's group qualifies too (e.g. Adam's m and v feeding the
+      // param update): both merge, so one pass reads and writes all three.
+      auto& into_group = members[static_cast<size_t>(chosen)];
+      for (NodeId m : members[static_cast<size_t>(gi)]) grp[static_cast<size_t>(m)] = chosen;
+      into_group.insert(into_group.end(), members[static_cast<size_t>(gi)].begin(), members[static_cast<size_t>(gi)].end());
+      std::sort(into_group.begin(), into_group.end());
+      members[static_cast<size_t>(gi)].clear();
     }
     if (chosen < 0) {
       chosen = static_cast<int>(members.size());
@@ -193,6 +201,7 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
   plan.group_of.assign(n, -1);
   for (size_t mi = 0; mi < members.size(); ++mi) {
     const auto& ms = members[mi];
+    if (ms.empty()) continue;  // merged into another group
     if (into[mi] != kNoNode) {
       FusionGroup fg;
       fg.members = ms;
