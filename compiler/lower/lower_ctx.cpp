@@ -201,6 +201,10 @@ Sym sym_dim(int64_t d) { return d == kOpenDim ? Sym{1, 1} : Sym{d, 0}; }
 }  // namespace
 
 void LowerCtx::elementwise(const std::function<E(const std::vector<E>&)>& f, const std::string& comment) {
+  if (capture_elementwise) {
+    capture_elementwise(f, comment);
+    return;
+  }
   const int r = out.rank();
   std::vector<Sym> size(static_cast<size_t>(r));
   for (int d = 0; d < r; ++d) size[d] = sym_dim(out.shape[d]);

@@ -101,6 +101,10 @@ struct LowerCtx {
   // adjacent dimensions that are contiguous in every operand are merged, the
   // innermost loop is contiguous in the output, big kernels run in parallel.
   void elementwise(const std::function<E(const std::vector<E>&)>& f, const std::string& comment);
+  // Set by fusion (compiler/lower/fusion.cpp): elementwise() hands its scalar
+  // function here instead of emitting a kernel, so a group composes them.
+  using ElementwiseFn = std::function<E(const std::vector<E>&)>;
+  std::function<void(const ElementwiseFn&, const std::string&)> capture_elementwise;
   // A scratch arena buffer (bytes sized for the maximum batch) private to this node.
   int scratch(const std::string& purpose, DType dtype, Shape shape);
 };

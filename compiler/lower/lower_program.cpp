@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <stdexcept>
 
+#include "compiler/lower/fusion.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/lower/memory_plan.h"
 #include "compiler/ops/registry.h"
@@ -52,6 +54,8 @@ class ProgramLowering {
   ProgramLowering(const std::string& name, const LowerOptions& opts) {
     p_.name = name;
     p_.max_batch = opts.max_batch;
+    fuse_ = opts.fuse && !std::getenv("KILN_NO_FUSION");
+    why_ = opts.why;
     if (opts.max_batch < 1) throw std::runtime_error("the maximum batch size must be at least 1");
   }
 
@@ -88,6 +92,8 @@ class ProgramLowering {
   Program p_;
   std::map<std::string, int> persistent_by_name_;
   int64_t cursor_ = 0;
+  bool fuse_ = true;
+  std::vector<std::string>* why_ = nullptr;
 };
 
 int ProgramLowering::persistent(const Node& n) {
@@ -191,18 +197,43 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
   std::vector<int> buffer_of(g.nodes.size(), -1);
   std::vector<std::vector<int>> kernels_of(g.nodes.size());
   std::vector<NodeId> slot_nodes;  // the group's input slots, in graph order
+  FusionPlan plan;
+  plan.group_of.assign(g.nodes.size(), -1);
+  if (fuse_) {
+    std::vector<bool> must_store(g.nodes.size(), false);
+    std::vector<std::pair<NodeId, NodeId>> updates;
+    for (auto& outs : outs_of)
+      for (auto& o : outs) must_store[static_cast<size_t>(o.second)] = true;
+    for (const EntrySpec* spec : specs) updates.insert(updates.end(), spec->updates.begin(), spec->updates.end());
+    plan = plan_fusion(g, needed_by, must_store, updates);
+    if (why_)
+      for (auto& line : plan.why) why_->push_back(g.name + ": " + line);
+  }
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (!needed[i]) continue;
     NodeId id = static_cast<NodeId>(i);
     const Node& n = g.nodes[i];
+    if (plan.internal(id)) continue;  // computed inside its group's kernel, never stored
     if (n.op == "input") slot_nodes.push_back(id);
-    buffer_of[i] = node_buffer(g, id, static_cast<int>(slot_nodes.size()) - 1);
+    NodeId into = plan.in_place_param(id);
+    buffer_of[i] = into != kNoNode ? buffer_of[static_cast<size_t>(into)]
+                                   : node_buffer(g, id, static_cast<int>(slot_nodes.size()) - 1);
     if (n.op == "input" || n.op == "param" || n.op == "constant") continue;
+    if (plan.group_of[i] >= 0) {
+      if (!plan.places_group(id)) continue;
+      std::vector<Kernel> fused{lower_fused_group(p_, g, plan.groups[static_cast<size_t>(plan.group_of[i])], buffer_of)};
+      kernels_of[i] = add_kernels(fused);
+      continue;
+    }
     const OpDef* def = reg.find(n.op);
     if (!def || !def->lower)
       throw std::runtime_error("node '" + n.name + "' (JSON node " + n.origin + "): op '" + n.op + "' has no lowering");
     LowerCtx ctx(p_, g, id);
     for (NodeId in : n.inputs) {
+      if (buffer_of[static_cast<size_t>(in)] < 0) {  // a group this node computes inline (fusion)
+        ctx.in.push_back(BufRef{kInlinedBuffer, g.node(in).type.dtype, g.node(in).type.shape});
+        continue;
+      }
       const Buffer& b = p_.buffers[static_cast<size_t>(buffer_of[static_cast<size_t>(in)])];
       ctx.in.push_back(BufRef{buffer_of[static_cast<size_t>(in)], b.dtype, b.shape});
     }
@@ -212,6 +243,8 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     } catch (const std::exception& ex) {
       throw std::runtime_error("lowering node '" + n.name + "' (JSON node " + n.origin + ", op " + n.op + "): " + ex.what());
     }
+    if (int gi = plan.inlined_into(id); gi >= 0)
+      for (Kernel& k : ctx.kernels) inline_group(p_, g, plan.groups[static_cast<size_t>(gi)], buffer_of, k);
     for (size_t b = 0; b < p_.buffers.size(); ++b)
       if (p_.buffers[b].storage == Storage::Arena && p_.buffers[b].offset < 0) place_arena(static_cast<int>(b));
     kernels_of[i] = add_kernels(ctx.kernels);

@@ -21,6 +21,8 @@ struct EntrySpec {
 
 struct LowerOptions {
   int64_t max_batch = 64;             // the open dimension's compiled maximum
+  bool fuse = true;                   // fusion (compiler/lower/fusion.h); KILN_NO_FUSION=1 also turns it off
+  std::vector<std::string>* why = nullptr;  // if set, receives each fusion decision with its reason
 };
 
 // Throws std::runtime_error naming the node when something cannot be lowered.

@@ -40,7 +40,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     std::string file, train, out_dir, prefix, target_cpu, cache_dir;
     bool no_cache = false;
     int64_t batch = 0, check_batch = 0;
-    bool stats = false, check = false;
+    bool stats = false, check = false, no_fusion = false;
     int vector_bits = 0;
     uint64_t seed = 1;
   };
@@ -52,6 +52,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
                   "maximum batch size (the open dimension) to compile for (default: the spec's, else 64)")
       ->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--stats", o->stats, "print cold compile time, kernel count and buffer bytes");
+  sub->add_flag("--no-fusion", o->no_fusion, "one kernel per graph node (to compare with the fused program)");
   sub->add_flag("--check-numerics", o->check,
                 "run every kernel and compare its node with the interpreter; stop at the first that differs");
   sub->add_option("--check-batch", o->check_batch, "batch size for --check-numerics (default: the maximum)");
@@ -98,7 +99,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     const Graph& model = graphs->model;
     codegen::CodegenOptions copts{.vector_bits = o->vector_bits, .target_cpu = o->target_cpu, .cache_dir = cache_dir};
     if (!o->out_dir.empty()) {
-      lower::Program p = lower::lower_program(model.name, graphs->entries(), {.max_batch = o->batch});
+      lower::Program p = lower::lower_program(model.name, graphs->entries(), {.max_batch = o->batch, .fuse = !o->no_fusion});
       codegen::AotOptions aopts{o->prefix.empty() ? codegen::c_identifier_of(model.name) : o->prefix,
                                 driver::aot_init_json(*graphs, p, seed), copts};
       codegen::AotResult r;
@@ -120,7 +121,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
                                                             : ("miss, stored " + r.cache_entry).c_str());
       return;
     }
-    auto cp = codegen::compile_entries(model.name, graphs->entries(), {.max_batch = o->batch}, copts);
+    auto cp = codegen::compile_entries(model.name, graphs->entries(), {.max_batch = o->batch, .fuse = !o->no_fusion}, copts);
     const auto& s = cp->stats();
     const auto& host = codegen::host_target();
     int bits = o->vector_bits ? o->vector_bits : host.vector_bits;

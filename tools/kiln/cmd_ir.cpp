@@ -6,6 +6,7 @@
 #include "compiler/codegen/codegen.h"
 #include "compiler/codegen/programs.h"
 #include "compiler/frontend/graph_json.h"
+#include "compiler/lower/fusion.h"
 #include "compiler/frontend/train_spec.h"
 #include "compiler/passes/pass_manager.h"
 #include "tools/kiln/command.h"
@@ -18,7 +19,7 @@ namespace {
 
 struct IrOpts {
   std::string file, stage = "graph", format = "text", spec, kernel;
-  bool dump_after_each = false;
+  bool dump_after_each = false, why = false;
   int64_t batch = 64;
   int vector_bits = 0;
 };
@@ -60,8 +61,10 @@ void print_program_stage(const IrOpts& o) {
   TrainStepConfig config = config_for(g, o);
   bool trains = g.output("loss") != kNoNode;
   auto graphs = codegen::program_graphs(std::move(g), trains ? &config : nullptr);
-  lower::Program p = lower::lower_program(graphs->model.name, graphs->entries(), {.max_batch = o.batch});
+  std::vector<std::string> why;
+  lower::Program p = lower::lower_program(graphs->model.name, graphs->entries(), {.max_batch = o.batch, .why = &why});
   if (o.stage == "loops") {
+    if (o.why) std::cout << lower::print_fusion_why(why);
     if (o.kernel.empty()) {
       std::cout << lower::print_program(p);
       return;
@@ -96,6 +99,7 @@ static RegisterCommand ir_cmd(20, [](CLI::App& app) {
       ->check(CLI::ExistingFile);
   sub->add_flag("--dump-after-each,--print-after-all", o->dump_after_each,
                 "with --stage optimized: print each pass's name, node counts and the graph after it");
+  sub->add_flag("--why", o->why, "loops: first say which nodes were fused into one kernel, which were not, and why");
   sub->add_option("--kernel", o->kernel,
                   "loops|llvm|asm: only this kernel (its name, its graph node or JSON node, or part of its name)");
   sub->add_option("--batch", o->batch, "loops|llvm|asm: the maximum batch size compiled for")

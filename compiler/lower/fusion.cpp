@@ -1,0 +1,423 @@
+#include "compiler/lower/fusion.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "compiler/lower/lower_ctx.h"
+#include "compiler/lower/lower_program.h"
+#include "compiler/ops/registry.h"
+
+namespace kiln::lower {
+
+namespace {
+
+// The scalar function an op's lowering would emit as one elementwise kernel,
+// if that is all it emits (so the op can live inside a fused loop).
+struct Captured {
+  LowerCtx::ElementwiseFn f;
+  std::string comment;
+  bool ok = false;
+};
+
+Captured capture(const Graph& g, NodeId id) {
+  const Node& n = g.node(id);
+  Captured c;
+  if (n.op == "input" || n.op == "param" || n.op == "constant") return c;
+  const OpDef* def = OpRegistry::get().find(n.op);
+  if (!def || !def->lower) return c;
+  Program scratch_program;  // whatever a non-elementwise lowering adds goes here and is dropped
+  LowerCtx ctx(scratch_program, g, id);
+  for (NodeId in : n.inputs) ctx.in.push_back(BufRef{-1, g.node(in).type.dtype, g.node(in).type.shape});
+  ctx.out = BufRef{-1, n.type.dtype, n.type.shape};
+  int calls = 0;
+  ctx.capture_elementwise = [&](const LowerCtx::ElementwiseFn& f, const std::string& comment) {
+    c.f = f;
+    c.comment = comment;
+    ++calls;
+  };
+  try {
+    def->lower(ctx);
+  } catch (const std::exception&) {
+    return Captured{};
+  }
+  c.ok = calls == 1 && ctx.kernels.empty();
+  return c;
+}
+
+std::string pct(const Graph& g, NodeId id) { return "%" + g.node(id).name; }
+
+std::string list_names(const Graph& g, const std::vector<NodeId>& ids) {
+  std::string s;
+  for (NodeId id : ids) s += (s.empty() ? "" : ", ") + pct(g, id);
+  return s;
+}
+
+}  // namespace
+
+bool FusionPlan::internal(NodeId id) const {
+  int gi = group_of.at(static_cast<size_t>(id));
+  if (gi < 0) return false;
+  const auto& outs = groups[static_cast<size_t>(gi)].outputs;
+  return std::find(outs.begin(), outs.end(), id) == outs.end();
+}
+
+bool FusionPlan::places_group(NodeId id) const {
+  int gi = group_of.at(static_cast<size_t>(id));
+  return gi >= 0 && groups[static_cast<size_t>(gi)].members.back() == id;
+}
+
+int FusionPlan::inlined_into(NodeId reduction) const {
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (groups[i].into == reduction) return static_cast<int>(i);
+  return -1;
+}
+
+NodeId FusionPlan::in_place_param(NodeId value) const {
+  for (auto& [v, p] : in_place)
+    if (v == value) return p;
+  return kNoNode;
+}
+
+FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& needed_by,
+                       const std::vector<bool>& must_store, const std::vector<std::pair<NodeId, NodeId>>& updates) {
+  const size_t n = g.nodes.size();
+  auto users = g.users();
+  std::vector<bool> needed(n, false), fusable(n, false);
+  for (auto& mine : needed_by)
+    for (size_t i = 0; i < n; ++i) needed[i] = needed[i] || mine[i];
+  for (size_t i = 0; i < n; ++i)
+    if (needed[i]) fusable[i] = capture(g, static_cast<NodeId>(i)).ok;
+  auto same_entries = [&](size_t a, size_t b) {
+    for (auto& mine : needed_by)
+      if (mine[a] != mine[b]) return false;
+    return true;
+  };
+
+  FusionPlan plan;
+  std::vector<std::vector<NodeId>> members;  // candidate groups, singletons included
+  std::vector<int> grp(n, -1);
+  auto note = [&](const std::string& s) { plan.why.push_back(s); };
+  for (size_t i = 0; i < n; ++i) {
+    if (!needed[i]) continue;
+    const Node& node = g.nodes[i];
+    const NodeId id = static_cast<NodeId>(i);
+    if (!fusable[i]) {
+      // Say why an elementwise producer feeding this node stays a separate kernel.
+      for (NodeId in : node.inputs)
+        if (fusable[static_cast<size_t>(in)])
+          note("not fused: " + pct(g, in) + " -> " + pct(g, id) + ": " + node.op +
+               " is not elementwise (it reads " + pct(g, in) + " from memory)");
+      continue;
+    }
+    int chosen = -1;
+    for (NodeId in : node.inputs) {
+      const size_t ii = static_cast<size_t>(in);
+      if (!fusable[ii]) {
+        const std::string& op = g.nodes[ii].op;
+        if (op == "matmul" && node.type.shape == g.nodes[ii].type.shape)
+          note("matmul epilogue: " + pct(g, id) + " (" + node.op + ") runs in the pass right after the GEMM of " +
+               pct(g, in));
+        continue;
+      }
+      int gi = grp[ii];
+      if (gi < 0 || gi == chosen) continue;
+      std::string reason;
+      if (g.nodes[ii].type.shape != node.type.shape) {
+        reason = "different iteration space (" + shape_str(g.nodes[ii].type.shape) + " vs " +
+                 shape_str(node.type.shape) + ")";
+      } else if (!same_entries(ii, i)) {
+        reason = "needed by different entry points";
+      } else {
+        // The group's kernel moves to this node: no member may have a reader
+        // outside the group that runs before it.
+        for (NodeId m : members[static_cast<size_t>(gi)])
+          for (NodeId u : users[static_cast<size_t>(m)])
+            if (u != id && u < id && grp[static_cast<size_t>(u)] != gi && needed[static_cast<size_t>(u)] &&
+                reason.empty())
+              reason = pct(g, m) + " is also read by " + pct(g, u) + ", which runs before " + pct(g, id);
+      }
+      if (!reason.empty()) {
+        note("not fused: " + pct(g, in) + " -> " + pct(g, id) + ": " + reason);
+        continue;
+      }
+      if (chosen < 0) {
+        chosen = gi;
+        continue;
+      }
+      // A second input's group qualifies too (e.g. Adam's m and v feeding the
+      // param update): both merge, so one pass reads and writes all three.
+      auto& into_group = members[static_cast<size_t>(chosen)];
+      for (NodeId m : members[static_cast<size_t>(gi)]) grp[static_cast<size_t>(m)] = chosen;
+      into_group.insert(into_group.end(), members[static_cast<size_t>(gi)].begin(), members[static_cast<size_t>(gi)].end());
+      std::sort(into_group.begin(), into_group.end());
+      members[static_cast<size_t>(gi)].clear();
+    }
+    if (chosen < 0) {
+      chosen = static_cast<int>(members.size());
+      members.emplace_back();
+    }
+    members[static_cast<size_t>(chosen)].push_back(id);
+    grp[i] = chosen;
+  }
+
+  // Reductions reading a group whose every value stays inside it: the group
+  // is computed in the reduction's loop (a flat index addresses every operand).
+  std::vector<NodeId> into(members.size(), kNoNode);
+  auto is_update_value = [&](NodeId m) {
+    for (auto& u : updates)
+      if (u.second == m) return true;
+    return false;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const Node& r = g.nodes[i];
+    if (!needed[i] || (r.op != "reduce_sum" && r.op != "reduce_max")) continue;
+    const NodeId p = r.inputs[0];
+    const int gi = grp[static_cast<size_t>(p)];
+    if (gi < 0) continue;
+    const auto& ms = members[static_cast<size_t>(gi)];
+    std::string reason;
+    if (ms.back() != p) reason = pct(g, p) + " is not its group's last node";
+    else if (!same_entries(i, static_cast<size_t>(p))) reason = "needed by different entry points";
+    for (NodeId m : ms) {
+      if (!reason.empty()) break;
+      if (must_store[static_cast<size_t>(m)] || is_update_value(m)) reason = pct(g, m) + " is returned by the step";
+      for (NodeId u : users[static_cast<size_t>(m)])
+        if (reason.empty() && needed[static_cast<size_t>(u)] && u != static_cast<NodeId>(i) && grp[static_cast<size_t>(u)] != gi)
+          reason = pct(g, m) + " is also read by " + pct(g, u);
+      for (NodeId in : g.node(m).inputs) {
+        const Shape& s = g.node(in).type.shape;
+        if (reason.empty() && grp[static_cast<size_t>(in)] != gi && s != g.node(p).type.shape && numel(s, 2) != 1)
+          reason = pct(g, in) + " is broadcast (the reduction indexes its input flat)";
+      }
+    }
+    if (!reason.empty()) {
+      note("not fused into reduction: " + pct(g, p) + " -> " + pct(g, static_cast<NodeId>(i)) + ": " + reason);
+      continue;
+    }
+    into[static_cast<size_t>(gi)] = static_cast<NodeId>(i);
+  }
+
+  plan.group_of.assign(n, -1);
+  for (size_t mi = 0; mi < members.size(); ++mi) {
+    const auto& ms = members[mi];
+    if (ms.empty()) continue;  // merged into another group
+    if (into[mi] != kNoNode) {
+      FusionGroup fg;
+      fg.members = ms;
+      fg.shape = g.node(ms.back()).type.shape;
+      fg.into = into[mi];
+      for (NodeId m : ms) plan.group_of[static_cast<size_t>(m)] = static_cast<int>(plan.groups.size());
+      note("fused into reduction: " + list_names(g, ms) + " computed inside " + pct(g, fg.into) + " (" +
+           g.node(fg.into).op + "), never stored");
+      plan.groups.push_back(std::move(fg));
+      continue;
+    }
+    if (ms.size() < 2) continue;
+    FusionGroup fg;
+    fg.members = ms;
+    fg.shape = g.node(ms.back()).type.shape;
+    std::vector<NodeId> internal;
+    const int gi = static_cast<int>(plan.groups.size());
+    for (NodeId m : ms) {
+      bool outside = must_store[static_cast<size_t>(m)];
+      for (NodeId u : users[static_cast<size_t>(m)])
+        outside = outside || (needed[static_cast<size_t>(u)] && grp[static_cast<size_t>(u)] != grp[static_cast<size_t>(m)]);
+      outside = outside || is_update_value(m);
+      (outside ? fg.outputs : internal).push_back(m);
+      plan.group_of[static_cast<size_t>(m)] = gi;
+    }
+    note("fused " + std::to_string(ms.size()) + " elementwise nodes into one loop over " + shape_str(fg.shape) +
+         ": " + list_names(g, ms) + "; stored: " + list_names(g, fg.outputs) +
+         (internal.empty() ? "" : "; kept in registers: " + list_names(g, internal)));
+    plan.groups.push_back(std::move(fg));
+  }
+
+  // In-place updates: the kernel computing a param's new value stores it into
+  // the param when every other reader of the old value has run by then and
+  // the kernel itself reads the param only at the element it writes.
+  auto position = [&](NodeId id) {
+    int gi = plan.group_of[static_cast<size_t>(id)];
+    if (gi < 0) return id;
+    const FusionGroup& fg = plan.groups[static_cast<size_t>(gi)];
+    return fg.into != kNoNode ? fg.into : fg.members.back();
+  };
+  for (auto& [param, value] : updates) {
+    if (param == value || !needed[static_cast<size_t>(value)]) continue;
+    std::string reason;
+    const size_t vi = static_cast<size_t>(value);
+    if (g.node(param).op != "param") reason = pct(g, param) + " is not a param";
+    else if (!fusable[vi]) reason = g.node(value).op + " is not elementwise";
+    else if (g.node(value).type.shape != g.node(param).type.shape) reason = "different shapes";
+    else if (must_store[static_cast<size_t>(param)] || must_store[vi]) reason = "an entry returns the old or new value";
+    const NodeId at = position(value);
+    const int gi = plan.group_of[vi];
+    for (NodeId u : users[static_cast<size_t>(param)]) {
+      if (!reason.empty() || !needed[static_cast<size_t>(u)]) continue;
+      bool same_kernel = u == value || (gi >= 0 && plan.group_of[static_cast<size_t>(u)] == gi);
+      if (same_kernel) {
+        if (g.node(u).type.shape != g.node(param).type.shape) reason = pct(g, u) + " broadcasts the param";
+      } else if (position(u) >= at) {
+        reason = pct(g, u) + " reads the old value after the update's kernel";
+      }
+    }
+    if (!reason.empty()) {
+      note("copy after the step: " + pct(g, param) + " <- " + pct(g, value) + ": " + reason);
+      continue;
+    }
+    plan.in_place.push_back({value, param});
+    note("in place: " + pct(g, value) + " is stored straight into " + pct(g, param) + " (no copy kernel)");
+  }
+  return plan;
+}
+
+Kernel lower_fused_group(Program& p, const Graph& g, const FusionGroup& grp, const std::vector<int>& buffer_of) {
+  const NodeId last = grp.members.back();
+  Kernel k;
+  k.kind = KernelKind::Loops;
+  k.node = g.node(last).name;
+  k.origin = g.node(last).origin;
+  std::map<NodeId, Captured> fns;
+  std::set<NodeId> in_group(grp.members.begin(), grp.members.end());
+  std::map<NodeId, int> uses;  // uses inside the group: shared values become locals
+  for (NodeId m : grp.members) {
+    fns[m] = capture(g, m);
+    if (!fns[m].ok) throw std::logic_error("fusion: " + g.node(m).name + " is not elementwise");
+    k.comment += (k.comment.empty() ? "fused: " : "; ") + ("%" + g.node(m).name + " = " + fns[m].comment);
+    for (NodeId in : g.node(m).inputs)
+      if (in_group.count(in)) ++uses[in];
+  }
+  auto ref = [&](NodeId id) {
+    int b = buffer_of.at(static_cast<size_t>(id));
+    if (b < 0) throw std::logic_error("fusion: no buffer for " + g.node(id).name);
+    const Buffer& buf = p.buffers.at(static_cast<size_t>(b));
+    return BufRef{b, buf.dtype, buf.shape};
+  };
+  // One flat loop when every operand is either the full iteration space or a
+  // single element; otherwise a loop per dimension with broadcasting reads.
+  bool flat = true;
+  for (NodeId m : grp.members)
+    for (NodeId in : g.node(m).inputs)
+      if (!in_group.count(in)) {
+        const Shape& s = g.node(in).type.shape;
+        flat = flat && (s == grp.shape || numel(s, 2) == 1);
+      }
+  KernelBuilder kb(k);
+  const bool parallel = numel(grp.shape, p.max_batch) >= kParallelMinElements;
+  std::set<int> written;
+  for (NodeId o : grp.outputs) written.insert(buffer_of.at(static_cast<size_t>(o)));
+  auto body = [&](const std::function<E(const BufRef&)>& index) {
+    std::map<NodeId, E> value;
+    // A param updated in place is read into a local before any store, so
+    // every member sees its old value.
+    for (NodeId m : grp.members)
+      for (NodeId in : g.node(m).inputs)
+        if (!in_group.count(in) && !value.count(in) && written.count(buffer_of.at(static_cast<size_t>(in)))) {
+          BufRef r = ref(in);
+          value[in] = kb.let("old_" + c_identifier(g.node(in).name), kb.load(r, index(r)));
+        }
+    for (NodeId m : grp.members) {
+      std::vector<E> args;
+      for (NodeId in : g.node(m).inputs) {
+        if (in_group.count(in) || value.count(in)) {
+          args.push_back(value.at(in));
+          continue;
+        }
+        BufRef r = ref(in);
+        const Buffer& buf = p.buffers.at(static_cast<size_t>(r.id));
+        if (buf.storage == Storage::Constant && buf.data.size() == 1) args.push_back(lit(buf.data[0], r.scalar()));
+        else args.push_back(kb.load(r, index(r)));
+      }
+      E v = fns[m].f(args);
+      if (uses[m] > 1) v = kb.let(c_identifier(g.node(m).name), v);
+      value[m] = v;
+      if (std::find(grp.outputs.begin(), grp.outputs.end(), m) != grp.outputs.end()) {
+        BufRef out = ref(m);
+        kb.store(out, index(out), v);
+      }
+    }
+  };
+  if (flat) {
+    BufRef full{-1, DType::f32, grp.shape};
+    kb.loop("i", 0, full.size(), [&](E i) {
+      body([&](const BufRef& r) { return r.shape == grp.shape ? i : E(0); });
+    }, parallel);
+  } else {
+    kb.loops(grp.shape, [&](const std::vector<E>& idx) {
+      body([&](const BufRef& r) {
+        // Trailing dimensions align (numpy); a size-1 dimension broadcasts.
+        std::vector<E> mine;
+        const size_t lead = idx.size() - static_cast<size_t>(r.rank());
+        for (int d = 0; d < r.rank(); ++d)
+          mine.push_back(r.shape[static_cast<size_t>(d)] == 1 ? E(0) : idx[lead + static_cast<size_t>(d)]);
+        return r.offset(mine);
+      });
+    }, parallel);
+  }
+  return k;
+}
+
+namespace {
+
+// e with every load of kInlinedBuffer replaced by `at(index)`.
+ExprP substitute(const ExprP& e, const std::function<ExprP(const ExprP&)>& at) {
+  if (!e) return e;
+  if (e->kind == ExprKind::Load && e->id == kInlinedBuffer) return at(substitute(e->args[0], at));
+  bool changed = false;
+  std::vector<ExprP> args;
+  for (const ExprP& a : e->args) {
+    args.push_back(substitute(a, at));
+    changed = changed || args.back() != a;
+  }
+  if (!changed) return e;
+  auto copy = std::make_shared<Expr>(*e);
+  copy->args = std::move(args);
+  return copy;
+}
+
+void substitute(std::vector<Stmt>& body, const std::function<ExprP(const ExprP&)>& at) {
+  for (Stmt& s : body) {
+    s.lo = substitute(s.lo, at);
+    s.hi = substitute(s.hi, at);
+    s.index = substitute(s.index, at);
+    s.value = substitute(s.value, at);
+    substitute(s.body, at);
+  }
+}
+
+}  // namespace
+
+void inline_group(const Program& p, const Graph& g, const FusionGroup& grp, const std::vector<int>& buffer_of,
+                  Kernel& k) {
+  std::map<NodeId, Captured> fns;
+  std::set<NodeId> in_group(grp.members.begin(), grp.members.end());
+  for (NodeId m : grp.members) fns[m] = capture(g, m);
+  substitute(k.body, [&](const ExprP& index) {
+    std::map<NodeId, E> value;
+    for (NodeId m : grp.members) {
+      std::vector<E> args;
+      for (NodeId in : g.node(m).inputs) {
+        if (in_group.count(in)) {
+          args.push_back(value.at(in));
+          continue;
+        }
+        int b = buffer_of.at(static_cast<size_t>(in));
+        const Buffer& buf = p.buffers.at(static_cast<size_t>(b));
+        Scalar t = scalar_of(buf.dtype);
+        if (buf.storage == Storage::Constant && buf.data.size() == 1) args.push_back(lit(buf.data[0], t));
+        else args.push_back(E(load(b, t, buf.shape == grp.shape ? index : c_int(0))));
+      }
+      value[m] = fns[m].f(args);
+    }
+    return value.at(grp.members.back()).p;
+  });
+  k.comment += " of (" + fns[grp.members.back()].comment + ", computed inline)";
+}
+
+std::string print_fusion_why(const std::vector<std::string>& why) {
+  std::string s;
+  for (const std::string& line : why) s += "// why: " + line + "\n";
+  return s;
+}
+
+}  // namespace kiln::lower

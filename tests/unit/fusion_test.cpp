@@ -1,0 +1,100 @@
+// Fusion (compiler/lower/fusion.cpp): the MLP training step lowers to fewer
+// kernels than it has primitives, the bias add + relu after the first matmul
+// share one pass, the optimizer update of a weight matrix is one in-place pass,
+// and every decision is explained (what `kiln ir --stage loops --why` prints).
+// The compiled results themselves are checked against the interpreter by the
+// codegen_*_test.cpp differential tests, which run fused programs.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "compiler/autodiff/train_step.h"
+#include "compiler/codegen/programs.h"
+#include "compiler/frontend/graph_json.h"
+#include "compiler/frontend/train_spec.h"
+#include "compiler/lower/fusion.h"
+#include "compiler/lower/lower_program.h"
+
+using namespace kiln;
+
+namespace {
+
+// Kernels of the MLP's train_step entry (GD, batch 64), one per node vs fused.
+constexpr size_t kMlpStepUnfused = 60, kMlpStepFused = 33;
+
+std::string source(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }
+
+std::unique_ptr<const codegen::ProgramGraphs> mlp_graphs() {
+  Graph g = load_graph(source("graphs/mlp_cifar10.json"));
+  TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/experiments/e2_mlp_autodiff_b64.json"))).front();
+  apply_trainable_patterns(g, spec);
+  TrainStepConfig config = train_step_config(spec);
+  return codegen::program_graphs(std::move(g), &config);
+}
+
+std::vector<const lower::Kernel*> entry_kernels(const lower::Program& p, const std::string& entry) {
+  std::vector<const lower::Kernel*> ks;
+  for (int k : p.entry(entry)->kernels) ks.push_back(&p.kernels[static_cast<size_t>(k)]);
+  return ks;
+}
+
+bool any_line(const std::vector<std::string>& lines, const std::string& a, const std::string& b = "") {
+  return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.find(a) != std::string::npos && l.find(b) != std::string::npos;
+  });
+}
+
+}  // namespace
+
+TEST_CASE("fusion: the MLP training step has fewer kernels than primitives") {
+  auto graphs = mlp_graphs();
+  auto entries = graphs->entries();
+  lower::Program unfused = lower::lower_program("mlp", entries, {.max_batch = 64, .fuse = false});
+  lower::Program fused = lower::lower_program("mlp", entries, {.max_batch = 64, .fuse = true});
+  auto before = entry_kernels(unfused, "train_step"), after = entry_kernels(fused, "train_step");
+  MESSAGE("train_step kernels: " << before.size() << " unfused, " << after.size() << " fused; whole program "
+                                 << unfused.kernels.size() << " -> " << fused.kernels.size());
+  CHECK(before.size() == kMlpStepUnfused);
+  CHECK(after.size() == kMlpStepFused);
+  CHECK(fused.kernels.size() < unfused.kernels.size());
+  CHECK(fused.arena_bytes < unfused.arena_bytes);  // internal values get no buffer
+
+  // After the first matmul (h = x @ w1): no standalone bias-add or relu
+  // kernel; one kernel computes both, storing only what the backward needs.
+  const Graph& step = *graphs->train_step;
+  for (const lower::Kernel* k : after) {
+    CHECK_MESSAGE(k->node != "hb", k->name);
+    CHECK_MESSAGE(!(k->kind == lower::KernelKind::Loops && k->comment.find("fused") == std::string::npos &&
+                    (k->node == "hb" || k->node == "a")),
+                  k->name);
+  }
+  auto gemm_h = std::find_if(after.begin(), after.end(), [](const lower::Kernel* k) {
+    return k->kind == lower::KernelKind::Gemm && k->node == "h";
+  });
+  REQUIRE(gemm_h != after.end());
+  REQUIRE(gemm_h + 1 != after.end());
+  const lower::Kernel& epilogue = **(gemm_h + 1);
+  INFO(epilogue.comment);
+  CHECK(epilogue.comment.find("%hb") != std::string::npos);
+  CHECK(epilogue.comment.find("maximum") != std::string::npos);
+  (void)step;
+
+  // The GD update of w1 stores into w1 in the kernel that computes it: no copy after the step.
+  for (const lower::Kernel* k : after) CHECK_MESSAGE(k->node != "update_w1", k->name);
+  CHECK(std::any_of(before.begin(), before.end(), [](const lower::Kernel* k) { return k->node == "update_w1"; }));
+}
+
+TEST_CASE("fusion: every decision has a reason (kiln ir --stage loops --why)") {
+  auto graphs = mlp_graphs();
+  std::vector<std::string> why, why_off;
+  lower::lower_program("mlp", graphs->entries(), {.max_batch = 64, .why = &why});
+  CHECK(any_line(why, "matmul epilogue: %hb"));
+  CHECK(any_line(why, "fused ", "%hb"));
+  CHECK(any_line(why, "in place: ", "%w1"));
+  CHECK(any_line(why, "not fused: ", "is not elementwise"));
+  std::string text = lower::print_fusion_why(why);
+  CHECK(text.rfind("// why: ", 0) == 0);
+
+  lower::lower_program("mlp", graphs->entries(), {.max_batch = 64, .fuse = false, .why = &why_off});
+  CHECK(why_off.empty());
+}
