@@ -114,7 +114,7 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
             optimize_module(m, *tm);
           });
           *optimize_ns += thread_cpu_ns() - start;
-          return std::move(tsm);
+          return tsm;  // implicitly moved into the Expected
         });
   }
   // On a miss with a cache, keep a copy of every object the JIT compiles (one per module).

@@ -118,11 +118,6 @@ void KernelBuilder::set(const E& l, E value) {
 
 // ---- LowerCtx ----
 
-static BufRef ref_of(const Program& p, int id) {
-  const Buffer& b = p.buffers.at(static_cast<size_t>(id));
-  return BufRef{id, b.dtype, b.shape};
-}
-
 LowerCtx::LowerCtx(Program& p, const Graph& g, NodeId node_id)
     : program(p), graph(g), id(node_id), node(g.node(node_id)), attrs(node.attrs) {}
 

@@ -151,16 +151,22 @@ TEST_CASE("codegen: the planned arena is smaller than every intermediate side by
                                     std::tuple{"graphs/cnn_mnist.json", "graphs/experiments/e4a_cnn.json", 32}}) {
     INFO(graph);
     Model m = model(graph, spec);
-    lower::Program p = lower::lower_program(m.graphs->model.name, m.graphs->entries(), {.max_batch = batch});
-    CHECK(p.arena_bytes < p.intermediate_bytes);
-    const lower::Entry* train = p.entry("train_step");
-    REQUIRE(train != nullptr);
-    CHECK(train->arena_bytes <= p.arena_bytes);
-    // Every optimizer update writes its param or state in place: no end-of-step copies.
-    REQUIRE(!train->updates.empty());
-    for (auto& u : train->updates) {
-      INFO("update of " << p.buffers[static_cast<size_t>(u.param)].name);
-      CHECK(u.kernel == -1);
+    for (bool fuse : {true, false}) {
+      INFO("fusion " << (fuse ? "on" : "off"));
+      lower::Program p =
+          lower::lower_program(m.graphs->model.name, m.graphs->entries(), {.max_batch = batch, .fuse = fuse});
+      CHECK(p.arena_bytes < p.intermediate_bytes);
+      const lower::Entry* train = p.entry("train_step");
+      REQUIRE(train != nullptr);
+      CHECK(train->arena_bytes <= p.arena_bytes);
+      // Every optimizer update writes its param or state in place: no end-of-step copies. Fused,
+      // the update kernel stores into the param itself; unfused, the memory plan redirects it.
+      for (int k : train->kernels) CHECK(p.kernels[static_cast<size_t>(k)].node.rfind("update_", 0) != 0);
+      for (auto& u : train->updates) {
+        INFO("update of " << p.buffers[static_cast<size_t>(u.param)].name);
+        CHECK(u.kernel == -1);
+      }
+      if (!fuse) CHECK(!train->updates.empty());
     }
   }
 }

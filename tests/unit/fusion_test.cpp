@@ -20,7 +20,8 @@ using namespace kiln;
 namespace {
 
 // Kernels of the MLP's train_step entry (GD, batch 64), one per node vs fused.
-constexpr size_t kMlpStepUnfused = 60, kMlpStepFused = 33;
+// Unfused, the memory plan already writes the 5 updates in place (60 - 5 copies).
+constexpr size_t kMlpStepUnfused = 55, kMlpStepFused = 33;
 
 std::string source(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }
 
@@ -79,9 +80,11 @@ TEST_CASE("fusion: the MLP training step has fewer kernels than primitives") {
   CHECK(epilogue.comment.find("maximum") != std::string::npos);
   (void)step;
 
-  // The GD update of w1 stores into w1 in the kernel that computes it: no copy after the step.
+  // The GD update of w1 stores into w1 in the kernel that computes it: no copy after the step
+  // (fused: the update value never gets a buffer of its own; the entry lists no update).
   for (const lower::Kernel* k : after) CHECK_MESSAGE(k->node != "update_w1", k->name);
-  CHECK(std::any_of(before.begin(), before.end(), [](const lower::Kernel* k) { return k->node == "update_w1"; }));
+  CHECK(fused.entry("train_step")->updates.empty());
+  CHECK(unfused.entry("train_step")->updates.size() == 5);
 }
 
 TEST_CASE("fusion: every decision has a reason (kiln ir --stage loops --why)") {
