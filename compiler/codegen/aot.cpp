@@ -145,13 +145,8 @@ std::string header_text(const lower::Program& p, const std::string& prefix, cons
 }
 
 std::vector<uint8_t> emit_object(llvm::Module& m, llvm::TargetMachine& tm) {
-  llvm::SmallString<0> buf;
-  llvm::raw_svector_ostream os(buf);
-  llvm::legacy::PassManager pm;
-  if (tm.addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::ObjectFile))
-    throw std::runtime_error("LLVM cannot emit an object file for " + m.getTargetTriple());
-  pm.run(m);
-  return std::vector<uint8_t>(buf.begin(), buf.end());
+  std::string object = emit_machine_code(m, tm, true);
+  return std::vector<uint8_t>(object.begin(), object.end());
 }
 
 }  // namespace

@@ -113,15 +113,19 @@ std::string module_text(const llvm::Module& m) {
   return os.str();
 }
 
-std::string module_asm(llvm::Module& m, llvm::TargetMachine& tm) {
+std::string emit_machine_code(llvm::Module& m, llvm::TargetMachine& tm, bool object) {
   llvm::SmallString<0> buf;
   llvm::raw_svector_ostream os(buf);
   llvm::legacy::PassManager pm;
-  if (tm.addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::AssemblyFile))
-    throw std::runtime_error("LLVM cannot emit assembly for " + m.getTargetTriple());
+  if (tm.addPassesToEmitFile(pm, os, nullptr,
+                             object ? llvm::CodeGenFileType::ObjectFile : llvm::CodeGenFileType::AssemblyFile))
+    throw std::runtime_error(std::string("LLVM cannot emit ") + (object ? "an object file" : "assembly") + " for " +
+                             m.getTargetTriple());
   pm.run(m);
   return std::string(buf.str());
 }
+
+std::string module_asm(llvm::Module& m, llvm::TargetMachine& tm) { return emit_machine_code(m, tm, false); }
 
 std::vector<const lower::Kernel*> select_kernels(const lower::Program& p, const std::string& selector) {
   std::vector<const lower::Kernel*> out;

@@ -42,6 +42,8 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm);
 std::string module_text(const llvm::Module& m);
 std::string module_asm(llvm::Module& m, llvm::TargetMachine& tm);
+// The module's machine code for `tm`: an ELF object (AOT) or assembly text.
+std::string emit_machine_code(llvm::Module& m, llvm::TargetMachine& tm, bool object);
 
 // Kernels whose name is `selector`, or whose node or JSON node is `selector`,
 // or (failing those) whose name contains it.
