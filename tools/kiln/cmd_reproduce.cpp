@@ -243,7 +243,7 @@ RegisterCommand reg{65, [](CLI::App& app) {
     std::vector<CriterionResult> criteria = evaluate_criteria(done, e4b_identical ? &*e4b_identical : nullptr);
     md << "## Against the seed's results\n\n"
        << (o->quick ? "Quick run: the criteria are the full runs'; on subsets they are indicative only.\n\n" : "")
-       << criteria_table(criteria) << "\n";
+       << criteria_table(criteria, o->quick) << "\n";
     std::vector<report::Series> e3_loss, e3_acc;
     for (const char* id : {"E1", "E2", "E3", "E4a", "E4b", "E4c", "E4d"}) {
       bool any = extra.count(id) > 0;

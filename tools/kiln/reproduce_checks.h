@@ -30,8 +30,9 @@ struct CriterionResult {
 // predicted bit for bit (absent when E4b did not run).
 std::vector<CriterionResult> evaluate_criteria(const std::vector<ExperimentRun>& runs, const bool* e4b_identical);
 
-// A markdown table: experiment | criterion | kiln | verdict.
-std::string criteria_table(const std::vector<CriterionResult>& results);
+// A markdown table: experiment | criterion | kiln | verdict. A quick run's
+// verdicts read "met" / "not met (subset)": its numbers come from data subsets.
+std::string criteria_table(const std::vector<CriterionResult>& results, bool quick);
 
 // Largest relative difference between two runs' printed numbers (E2 vs E1).
 double max_relative_difference(const std::vector<report::EpochMetrics>& a, const std::vector<report::EpochMetrics>& b);
