@@ -20,6 +20,8 @@
 
 namespace kiln::codegen {
 
+struct GemmShape;  // gemm_ir.h
+
 struct EmitOptions {
   int lanes = 8;  // vector lanes of vectorized loops
   std::string cpu, features;
@@ -60,6 +62,7 @@ class KernelEmitter {
   };
 
   llvm::Function* emit_packed_gemm(const lower::Kernel& k);
+  llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty, const GemmShape& s);
   void begin_function(llvm::Function* f);
   void finish_preamble();
   llvm::Value* base_pointer(int buffer);

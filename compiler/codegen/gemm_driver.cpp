@@ -53,6 +53,8 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   noalias_.clear();
   scalar_cache_.clear();
   llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();
+  auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr});
+  llvm::Function* epi = k.body.empty() ? nullptr : emit_gemm_epilogue(k, closure_ty, s);
   auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false);
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k.name, m_);
   add_attributes(f);
@@ -64,11 +66,11 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   Value *M = emit_scalar(g.m), *N = emit_scalar(g.n), *K = emit_scalar(g.k);
   scalar_cache_.clear();
 
-  // The closure: operands and sizes, read back by the region.
-  auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64});
+  // The closure: operands and sizes, read back by the region, and the
+  // kernel's own arguments, read back by the epilogue.
+  Value* fields[] = {A, B, C, S, M, N, K, fn_.ctx, fn_.inputs, fn_.outputs};
   Value* closure = b_.CreateAlloca(closure_ty);
-  Value* fields[] = {A, B, C, S, M, N, K};
-  for (unsigned i = 0; i < 7; ++i) b_.CreateStore(fields[i], b_.CreateStructGEP(closure_ty, closure, i));
+  for (unsigned i = 0; i < 10; ++i) b_.CreateStore(fields[i], b_.CreateStructGEP(closure_ty, closure, i));
 
   auto* rty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, i64}, false);
   auto* region = llvm::Function::Create(rty, llvm::GlobalValue::InternalLinkage, k.name + "_groups", m_);
@@ -84,6 +86,13 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     for (unsigned i = 0; i < 7; ++i)
       r[i] = b.CreateLoad(closure_ty->getElementType(i), b.CreateStructGEP(closure_ty, cl, i));
     Value *a = r[0], *bm = r[1], *cm = r[2], *sc = r[3], *m = r[4], *n = r[5], *kk = r[6];
+    Value* block = nullptr;  // an MC x NC block of the product, for the epilogue (in L2)
+    if (epi) {
+      block = b.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(kGemmMC * nc_max)));
+      llvm::cast<llvm::AllocaInst>(block)->setAlignment(llvm::Align(64));
+    }
+    // (accumulating into C needs C itself: such a gemm keeps the C path)
+    Value* one_block = g.accumulate ? b.getFalse() : b.CreateICmpSLE(kk, c64(kGemmKC));
     // This chunk's rectangle of C, cut at MR rows or NR columns.
     Value* G = c64(kGemmSlots);
     Value* m_panels = b.CreateSDiv(b.CreateAdd(m, c64(mr - 1)), c64(mr));
@@ -117,8 +126,26 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
               Value* m_eff = smin(c64(mr), b.CreateSub(mc, ir));
               Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc), col);
               Value* ctile = b.CreateInBoundsGEP(f32, cm, at);
-              b.CreateCall(ukr, {kc, apanel, bpanel, ctile, ldc, m_eff, n_eff, load_c});
+              if (!epi) {
+                b.CreateCall(ukr, {kc, apanel, bpanel, ctile, ldc, m_eff, n_eff, load_c});
+                return;
+              }
+              // One block of depth: the product goes to the block on the
+              // stack, never to C. Deeper: C accumulates as without an epilogue.
+              gemm_if(b, one_block, [&] {
+                Value* at = b.CreateAdd(b.CreateMul(ir, c64(nc_max)), jr);
+                b.CreateCall(ukr, {kc, apanel, bpanel, b.CreateInBoundsGEP(f32, block, at), c64(nc_max), m_eff, n_eff,
+                                   b.getFalse()});
+              }, [&] { b.CreateCall(ukr, {kc, apanel, bpanel, ctile, ldc, m_eff, n_eff, load_c}); });
             });
+          });
+          if (!epi) return;
+          // The MC x NC block of the product is final: the epilogue streams
+          // over its rows (contiguous in every buffer it touches).
+          gemm_if(b, one_block, [&] { b.CreateCall(epi, {cl, block, c64(nc_max), ic, jc, mc, nc}); }, [&] {
+            Value* cblock = b.CreateInBoundsGEP(f32, cm, b.CreateAdd(b.CreateMul(ic, ldc), jc));
+            gemm_if(b, b.CreateICmpSGE(b.CreateAdd(pc, kc), kk),
+                    [&] { b.CreateCall(epi, {cl, cblock, ldc, ic, jc, mc, nc}); });
           });
         });
       });
@@ -138,6 +165,70 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   });
   b_.CreateRetVoid();
   k_ = nullptr;
+  return f;
+}
+
+}  // namespace kiln::codegen
+
+namespace kiln::codegen {
+
+// void epi(ptr closure, ptr tile, i64 ldt, i64 row0, i64 col0, i64 m, i64 n):
+// the epilogue loop's body for each element (row0 + r, col0 + c), r < m, c < n,
+// of the product, whose value is tile[r * ldt + c]. Each row runs as vectors
+// (the loop's vector plan) and a scalar tail.
+llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructType* closure_ty, const GemmShape& s) {
+  using namespace kiln::lower;
+  const Stmt& loop = k.body.at(0);
+  const int value = k.gemm.epilogue_value;
+  auto plan = plan_vector_loop(loop);
+  llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();
+  auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, i64, i64, i64, i64, i64}, false);
+  auto* f = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, k.name + "_epilogue", m_);
+  add_attributes(f);
+  begin_function(f);
+  Value* cl = f->getArg(0);
+  fn_.ctx = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, cl, 7), "ctx");
+  fn_.inputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, cl, 8), "inputs");
+  fn_.outputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, cl, 9), "outputs");
+  finish_preamble();
+  Value *tile = f->getArg(1), *ldt = f->getArg(2), *row0 = f->getArg(3), *col0 = f->getArg(4);
+  Value *m = f->getArg(5), *n = f->getArg(6);
+  const int64_t lanes = s.lanes, ldc = k.gemm.ldc;
+  Value* vec_end = plan ? b_.CreateSub(n, b_.CreateSRem(n, b_.getInt64(static_cast<uint64_t>(lanes)))) : b_.getInt64(0);
+  gemm_for(b_, b_.getInt64(0), m, 1, "er", [&](Value* r) {
+    Value* first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);
+    Value* trow = b_.CreateInBoundsGEP(f32, tile, b_.CreateMul(r, ldt));
+    if (plan) {
+      gemm_for(b_, b_.getInt64(0), vec_end, lanes, "ev", [&](Value* c) {
+        Vec vv;
+        vv.var = loop.var;
+        vv.plan = &*plan;
+        for (auto& [l, role] : plan->locals) vv.variant.insert(l);
+        vv.i = b_.CreateAdd(first, c);
+        fn_.vars[static_cast<size_t>(loop.var)] = vv.i;
+        vv.temps[value] = b_.CreateAlignedLoad(llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes)),
+                                               b_.CreateInBoundsGEP(f32, trow, c), llvm::Align(4));
+        for (const Stmt& st : loop.body) {
+          cache_.clear();
+          scalar_cache_.clear();
+          vec_ = &vv;
+          if (st.kind == StmtKind::Store) {
+            Value* index = emit_scalar(st.index);
+            emit_store(st.target, index, emit(st.value));
+          } else {
+            vv.temps[st.target] = emit(st.value);
+          }
+          vec_ = nullptr;
+        }
+      });
+    }
+    gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
+      fn_.vars[static_cast<size_t>(loop.var)] = b_.CreateAdd(first, c);
+      b_.CreateStore(b_.CreateLoad(f32, b_.CreateInBoundsGEP(f32, trow, c)), fn_.locals.at(static_cast<size_t>(value)));
+      emit_stmts(loop.body);
+    });
+  });
+  b_.CreateRetVoid();
   return f;
 }
 

@@ -23,6 +23,8 @@ Kernel expand_gemm(const Kernel& gk, const Program& p) {
   k.origin = gk.origin;
   k.comment = gk.comment;
   k.writes = gk.writes;
+  k.var_names = gk.var_names;  // the epilogue's, if any
+  k.locals = gk.locals;
   KernelBuilder kb(k);
   auto ref = [&](int id) {
     const Buffer& b = p.buffers.at(static_cast<size_t>(id));
@@ -65,6 +67,13 @@ Kernel expand_gemm(const Kernel& gk, const Program& p) {
       });
     });
   }, parallel);
+  if (!gk.body.empty()) {
+    // The epilogue, after the whole product: each element's value from C.
+    Stmt epilogue = gk.body.at(0);
+    epilogue.body.insert(epilogue.body.begin(),
+                         assign_stmt(g.epilogue_value, load(g.c, C.scalar(), var(epilogue.var))));
+    k.body.push_back(std::move(epilogue));
+  }
   return k;
 }
 

@@ -82,7 +82,8 @@ double kernel_flops(const lower::Kernel& k, int64_t batch) {
   std::map<int, int64_t> vars;
   if (k.kind == lower::KernelKind::Gemm)
     return 2.0 * static_cast<double>(eval_int(k.gemm.m, batch, vars)) * static_cast<double>(eval_int(k.gemm.n, batch, vars)) *
-           static_cast<double>(eval_int(k.gemm.k, batch, vars));
+               static_cast<double>(eval_int(k.gemm.k, batch, vars)) +
+           stmts_flops(k.body, 1, batch, vars);  // its epilogue
   return stmts_flops(k.body, 1, batch, vars);
 }
 

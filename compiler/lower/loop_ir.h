@@ -101,6 +101,9 @@ struct GemmSpec {
   bool trans_a = false, trans_b = false;
   bool accumulate = false;
   int scratch = -1;               // arena buffer for packing op(B), sized for the maximum batch
+  // With an epilogue (the kernel's body, see compiler/lower/gemm_epilogue.h):
+  // the local holding the product of the element the epilogue computes.
+  int epilogue_value = -1;
 };
 
 enum class KernelKind : uint8_t { Loops, Gemm };
@@ -116,7 +119,7 @@ struct Kernel {
   std::string node;       // the graph node it computes
   std::string origin;     // the JSON node it came from
   std::string comment;    // what it computes, printed above it
-  std::vector<Stmt> body;             // Loops
+  std::vector<Stmt> body;             // Loops; for a Gemm, its epilogue (if any)
   GemmSpec gemm;                      // Gemm
   std::vector<std::string> var_names; // loop variables by id
   std::vector<LocalDecl> locals;      // locals by id

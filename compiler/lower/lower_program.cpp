@@ -8,8 +8,10 @@
 #include <stdexcept>
 
 #include "compiler/lower/fusion.h"
+#include "compiler/lower/gemm_epilogue.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/lower/memory_plan.h"
+#include "compiler/lower/split_reduction.h"
 #include "compiler/ops/registry.h"
 
 namespace kiln::lower {
@@ -361,6 +363,9 @@ Program lower_program(const std::string& name, const std::vector<EntrySpec>& ent
   }
   pl.add_init();
   Program p = pl.finish();
+  if (opts.fuse && !std::getenv("KILN_NO_FUSION") && !std::getenv("KILN_NO_GEMM_EPILOGUE"))
+    fuse_gemm_epilogues(p, opts.why);
+  split_reductions(p);  // long full reductions: parallel chunks, folded in a fixed order
   plan_memory(p);  // buffer reuse and in-place updates; replaces the placement above
   return p;
 }

@@ -1,0 +1,205 @@
+#include "compiler/lower/gemm_epilogue.h"
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+namespace kiln::lower {
+
+namespace {
+
+bool mentions_var(const ExprP& e, int v) {
+  if (!e) return false;
+  if (e->kind == ExprKind::Var && e->id == v) return true;
+  for (const ExprP& a : e->args)
+    if (mentions_var(a, v)) return true;
+  return false;
+}
+
+bool mentions_local(const ExprP& e, int l) {
+  if (e->kind == ExprKind::Local && e->id == l) return true;
+  for (const ExprP& a : e->args)
+    if (mentions_local(a, l)) return true;
+  return false;
+}
+
+void walk_loads(const ExprP& e, const std::function<void(const Expr&)>& f) {
+  if (!e) return;
+  if (e->kind == ExprKind::Load) f(*e);
+  for (const ExprP& a : e->args) walk_loads(a, f);
+}
+
+// Reads and writes of a kernel (gemm operands included).
+void accesses(const Kernel& k, std::set<int>& reads, std::set<int>& writes) {
+  if (k.kind == KernelKind::Gemm) {
+    reads.insert({k.gemm.a, k.gemm.b});
+    writes.insert(k.gemm.c);
+    if (k.gemm.scratch >= 0) reads.insert(k.gemm.scratch), writes.insert(k.gemm.scratch);
+    for (const ExprP& e : {k.gemm.m, k.gemm.n, k.gemm.k}) walk_loads(e, [&](const Expr& l) { reads.insert(l.id); });
+  }
+  std::function<void(const std::vector<Stmt>&)> stmts = [&](const std::vector<Stmt>& body) {
+    for (const Stmt& s : body) {
+      for (const ExprP* e : {&s.lo, &s.hi, &s.index, &s.value})
+        walk_loads(*e, [&](const Expr& l) { reads.insert(l.id); });
+      if (s.kind == StmtKind::Store) writes.insert(s.target);
+      stmts(s.body);
+    }
+  };
+  stmts(k.body);
+}
+
+// Integer value of a size expression at a batch size (constants, the batch, + - * /).
+std::optional<int64_t> eval_size(const ExprP& e, int64_t batch) {
+  if (e->kind == ExprKind::Const) return e->ival;
+  if (e->kind == ExprKind::Batch) return batch;
+  if (e->kind != ExprKind::Binary) return std::nullopt;
+  auto a = eval_size(e->args[0], batch), b = eval_size(e->args[1], batch);
+  if (!a || !b) return std::nullopt;
+  switch (e->op) {
+    case Op::Add: return *a + *b;
+    case Op::Sub: return *a - *b;
+    case Op::Mul: return *a * *b;
+    case Op::Div: return *b ? std::optional<int64_t>(*a / *b) : std::nullopt;
+    default: return std::nullopt;
+  }
+}
+
+// Why `u` cannot be the epilogue of a gemm writing `c` (empty: it can).
+std::string epilogue_misfit(const Program& p, const Kernel& u, int c) {
+  if (u.kind != KernelKind::Loops || u.body.size() != 1 || u.body[0].kind != StmtKind::Loop)
+    return "its consumer is not one flat loop";
+  const Stmt& loop = u.body[0];
+  const int v = loop.var;
+  if (!is_const(loop.lo) || loop.lo->ival != 0) return "its consumer's loop does not start at 0";
+  for (const Stmt& s : loop.body)
+    if (s.kind == StmtKind::Loop) return "its consumer is a loop nest (the product's rows and columns apart)";
+  const Buffer& cb = p.buffers.at(static_cast<size_t>(c));
+  for (int64_t batch : {int64_t{1}, p.max_batch}) {
+    auto trips = eval_size(loop.hi, batch);
+    if (!trips || *trips * static_cast<int64_t>(dtype_size(cb.dtype)) != cb.bytes(batch)) return "its consumer does not cover the product";
+  }
+  std::set<int> assigned;
+  for (const Stmt& s : loop.body) {
+    for (int l : assigned)
+      if (s.kind == StmtKind::Assign && s.target == l) return "its consumer assigns a local twice";
+    // A local read before its assignment carries a value between elements.
+    for (size_t l = 0; l < u.locals.size(); ++l)
+      if (mentions_local(s.value, static_cast<int>(l)) && !assigned.count(static_cast<int>(l)))
+        return "its consumer carries a local across elements";
+    if (s.kind == StmtKind::Assign) assigned.insert(s.target);
+    if (s.kind == StmtKind::Store && (s.target == c || !same_expr(s.index, var(v))))
+      return "its consumer stores other than at its own element";
+    std::string bad;
+    walk_loads(s.value, [&](const Expr& l) {
+      const ExprP& at = l.args[0];
+      if (same_expr(at, var(v))) return;
+      if (l.id == c || mentions_var(at, v)) bad = "its consumer reads a neighbouring element";
+    });
+    if (!bad.empty()) return bad;
+  }
+  return "";
+}
+
+ExprP product_as_local(const ExprP& e, int c, int v, int value, Scalar t) {
+  if (e->kind == ExprKind::Load && e->id == c) return local(value, t);
+  bool changed = false;
+  std::vector<ExprP> args;
+  for (const ExprP& a : e->args) {
+    args.push_back(product_as_local(a, c, v, value, t));
+    changed = changed || args.back() != a;
+  }
+  if (!changed) return e;
+  auto copy = std::make_shared<Expr>(*e);
+  copy->args = std::move(args);
+  return copy;
+}
+
+}  // namespace
+
+int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
+  // Which kernels (of any entry) touch each buffer.
+  std::set<int> used;
+  for (const Entry& e : p.entries) used.insert(e.kernels.begin(), e.kernels.end());
+  std::map<int, std::set<int>> touched_by;
+  for (int ki : used) {
+    std::set<int> r, w;
+    accesses(p.kernels[static_cast<size_t>(ki)], r, w);
+    for (int b : r) touched_by[b].insert(ki);
+    for (int b : w) touched_by[b].insert(ki);
+  }
+  std::set<int> tail;  // end-of-step update copies stay where they are
+  for (const Entry& e : p.entries)
+    for (const Entry::Update& u : e.updates) tail.insert(u.kernel);
+
+  int fused = 0;
+  for (int gi : used) {
+    Kernel& g = p.kernels[static_cast<size_t>(gi)];
+    if (g.kind != KernelKind::Gemm || !g.body.empty() || g.gemm.accumulate || !g.locals.empty() ||
+        !g.var_names.empty())
+      continue;
+    const int c = g.gemm.c;
+    const Buffer& cb = p.buffers.at(static_cast<size_t>(c));
+    if (cb.storage != Storage::Arena || !is_float(scalar_of(cb.dtype))) continue;
+    const Scalar t = scalar_of(cb.dtype);
+    auto say = [&](const std::string& s) {
+      if (why) why->push_back(p.name + ": gemm " + g.name + ": " + s);
+    };
+    std::set<int> others = touched_by[c];
+    others.erase(gi);
+    if (others.size() != 1) {
+      say(others.empty() ? "no epilogue: nothing reads its product" : "no epilogue: its product has several readers");
+      continue;
+    }
+    const int ui = *others.begin();
+    const Kernel& u = p.kernels[static_cast<size_t>(ui)];
+    if (tail.count(ui)) continue;
+    if (std::string misfit = epilogue_misfit(p, u, c); !misfit.empty()) {
+      say("no epilogue: " + misfit + " (" + u.name + ")");
+      continue;
+    }
+    std::set<int> ur, uw;
+    accesses(u, ur, uw);
+    if (uw.count(g.gemm.a) || uw.count(g.gemm.b)) {
+      say("no epilogue: " + u.name + " overwrites an operand of the product");
+      continue;
+    }
+    // Running u's work at g's place must not change what the kernels between see.
+    bool movable = true;
+    for (const Entry& e : p.entries) {
+      auto pg = std::find(e.kernels.begin(), e.kernels.end(), gi);
+      auto pu = std::find(e.kernels.begin(), e.kernels.end(), ui);
+      if ((pg == e.kernels.end()) != (pu == e.kernels.end()) || pu < pg) movable = false;
+      if (!movable || pg == e.kernels.end()) continue;
+      for (auto it = pg + 1; it != pu && movable; ++it) {
+        std::set<int> xr, xw;
+        accesses(p.kernels[static_cast<size_t>(*it)], xr, xw);
+        for (int b : uw) movable = movable && !xr.count(b) && !xw.count(b);
+        for (int b : ur) movable = movable && !xw.count(b);
+      }
+    }
+    if (!movable) {
+      say("no epilogue: a kernel between it and " + u.name + " depends on the order");
+      continue;
+    }
+
+    Stmt loop = u.body[0];
+    const int value = static_cast<int>(u.locals.size());
+    for (Stmt& s : loop.body) s.value = product_as_local(s.value, c, loop.var, value, t);
+    g.body = {loop};
+    g.var_names = u.var_names;
+    g.locals = u.locals;
+    g.locals.push_back({"product", t});
+    g.gemm.epilogue_value = value;
+    g.writes = u.writes;
+    g.comment += "; epilogue per tile: " + (u.comment.empty() ? u.node : u.comment);
+    say("epilogue: " + u.name + " (node " + u.node + ") runs on each tile of the product");
+    g.node = u.node;
+    g.origin = u.origin;
+    for (Entry& e : p.entries) e.kernels.erase(std::remove(e.kernels.begin(), e.kernels.end(), ui), e.kernels.end());
+    ++fused;
+  }
+  return fused;
+}
+
+}  // namespace kiln::lower

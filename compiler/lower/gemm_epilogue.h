@@ -1,0 +1,25 @@
+#pragma once
+// GEMM epilogues: an elementwise kernel that is the only reader of a gemm's
+// product runs inside the gemm, on each output tile while it is in L1.
+//
+// The typical case is a weight's optimizer update right after its gradient
+// gemm (w -= lr * (dW + 2*lambda*w)): unfused, dW (12 MB for the MLP's first
+// layer) is written by the gemm and read back by the update; with the
+// epilogue the product never leaves the cache, and the update's pass over
+// memory is gone.
+//
+// Contract. A Gemm kernel whose `body` is non-empty carries an epilogue: one
+// loop `for i in [0, M*N)` over C's elements (C is contiguous: ldc == N)
+// whose body reads the product of element i from the local
+// `gemm.epilogue_value`, never from C; every other access is at element i or
+// invariant in i, so the elements may be visited in any order. Codegen runs
+// the body per tile; the Loop IR expansion stores C, then runs the loop.
+#include "compiler/lower/loop_ir.h"
+
+namespace kiln::lower {
+
+// Folds every qualifying (gemm, consumer) pair; removes the consumers from
+// the entries. Returns the number folded. Runs before plan_memory.
+int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why = nullptr);
+
+}  // namespace kiln::lower

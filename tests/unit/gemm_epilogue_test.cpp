@@ -1,0 +1,127 @@
+// GEMM epilogues (compiler/lower/gemm_epilogue.cpp, codegen/gemm_driver.cpp):
+// the MLP's weight update runs inside its gradient gemm, and an elementwise
+// consumer of a product gives the interpreter's values through both codegen
+// paths (one block of depth: the product stays in a block on the stack;
+// K > KC: C accumulates, the last block runs the epilogue), at odd sizes,
+// and bit-identical on 1, 2 and 3 threads.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "compiler/autodiff/train_step.h"
+#include "compiler/codegen/programs.h"
+#include "compiler/frontend/graph_json.h"
+#include "compiler/frontend/train_spec.h"
+#include "runtime/thread_pool.h"
+#include "tests/unit/codegen_helpers.h"
+
+using namespace kiln;
+using namespace kiln::codegen_test;
+
+namespace {
+
+std::string source(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }
+
+// y = (a @ b) * c + c: one flat elementwise loop over the product.
+void add_scaled_product(JitCase& t, const std::string& name, int64_t k, int64_t n, DType dt = DType::f32) {
+  NodeId a = t.input(name + "_a", {-1, k}, -1, 1, dt);
+  NodeId b = t.input(name + "_b", {k, n}, -1, 1, dt);
+  NodeId c = t.input(name + "_c", {-1, n}, -1, 1, dt);
+  NodeId p = t.op("matmul", {a, b});
+  t.out(name, t.op("add", {t.op("mul", {p, c}), c}));
+}
+
+const lower::Kernel* gemm_with_epilogue(const lower::Program& p, const std::string& entry) {
+  for (int k : p.entry(entry)->kernels) {
+    const lower::Kernel& kernel = p.kernels[static_cast<size_t>(k)];
+    if (kernel.kind == lower::KernelKind::Gemm && !kernel.body.empty()) return &kernel;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("gemm epilogue: the MLP's w1 update runs inside the gemm of its gradient") {
+  Graph g = load_graph(source("graphs/mlp_cifar10.json"));
+  TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/experiments/e2_mlp_autodiff_b64.json"))).front();
+  apply_trainable_patterns(g, spec);
+  TrainStepConfig config = train_step_config(spec);
+  auto graphs = codegen::program_graphs(std::move(g), &config);
+  std::vector<std::string> why;
+  lower::Program p = lower::lower_program("mlp", graphs->entries(), {.max_batch = 64, .why = &why});
+  const lower::Program& cp = p;
+  int w1 = -1;
+  for (size_t b = 0; b < cp.buffers.size(); ++b)
+    if (cp.buffers[b].name == "w1" && cp.buffers[b].storage == lower::Storage::Param) w1 = static_cast<int>(b);
+  REQUIRE(w1 >= 0);
+  // Exactly one kernel of the step writes w1, and it is the gemm x^T @ dH.
+  std::vector<const lower::Kernel*> writers;
+  for (int k : cp.entry("train_step")->kernels) {
+    const lower::Kernel& kernel = cp.kernels[static_cast<size_t>(k)];
+    if (std::find(kernel.writes.begin(), kernel.writes.end(), w1) != kernel.writes.end()) writers.push_back(&kernel);
+  }
+  REQUIRE(writers.size() == 1);
+  const lower::Kernel& upd = *writers[0];
+  CHECK(upd.kind == lower::KernelKind::Gemm);
+  CHECK(upd.gemm.trans_a);
+  CHECK(upd.node == "w1/update/new_param");
+  REQUIRE(upd.body.size() == 1);
+  CHECK(upd.gemm.epilogue_value >= 0);
+  CHECK(lower::print_kernel(cp, upd).find("epilogue, on each tile of the product") != std::string::npos);
+  CHECK(std::any_of(why.begin(), why.end(), [](const std::string& l) {
+    return l.find("epilogue: ") != std::string::npos && l.find("w1/update/new_param") != std::string::npos;
+  }));
+  // The forward product feeds a bias add over rows and columns: no epilogue, and a reason.
+  CHECK(std::any_of(why.begin(), why.end(), [](const std::string& l) {
+    return l.find("no epilogue: its consumer is a loop nest") != std::string::npos;
+  }));
+}
+
+TEST_CASE("gemm epilogue: one block of depth and K > KC, odd sizes, match the interpreter") {
+  JitCase t(5, 8);
+  add_scaled_product(t, "shallow", 37, 70);   // K <= KC: the product never reaches C
+  add_scaled_product(t, "deep", 600, 33);     // three KC blocks: the epilogue after the last
+  add_scaled_product(t, "wide", 20, 1100);    // two NC blocks
+  auto p = lower::lower_program("t", {{"eval_step", &t.g, {"shallow", "deep", "wide"}, {}}}, {.max_batch = 8});
+  int with_epilogue = 0;
+  for (int k : p.entry("eval_step")->kernels)
+    with_epilogue += p.kernels[static_cast<size_t>(k)].kind == lower::KernelKind::Gemm &&
+                     !p.kernels[static_cast<size_t>(k)].body.empty();
+  CHECK(with_epilogue == 3);
+  REQUIRE(gemm_with_epilogue(p, "eval_step") != nullptr);
+  t.check(1e-5);
+}
+
+TEST_CASE("gemm epilogue: 128-bit vectors (NR = 8, other row tails) and the f64 Loop IR expansion") {
+  JitCase t(7, 8);
+  add_scaled_product(t, "narrow", 19, 45);
+  t.check(1e-5, 128);
+  // f64 products take the Loop IR expansion: C is stored, then the epilogue loop reads it.
+  JitCase d(7, 8);
+  add_scaled_product(d, "double", 19, 45, DType::f64);
+  auto p = lower::lower_program("t", {{"eval_step", &d.g, {"double"}, {}}}, {.max_batch = 8});
+  REQUIRE(gemm_with_epilogue(p, "eval_step") != nullptr);
+  d.check(1e-12);
+}
+
+TEST_CASE("gemm epilogue: bit-identical on 1, 2 and 3 threads, rows split and column panels split") {
+  JitCase t(64, 64);
+  add_scaled_product(t, "small_m", 300, 1100);  // M = 64: column panels across threads
+  NodeId tall = t.input("tall", {400, 300});
+  NodeId w = t.input("w", {300, 1100});
+  NodeId c = t.input("c", {400, 1100});
+  t.out("large_m", t.op("mul", {t.op("matmul", {tall, w}), c}));
+  auto cp = codegen::compile_entries("threads", {{"eval_step", &t.g, {"small_m", "large_m"}, {}}}, {.max_batch = 64});
+  REQUIRE(gemm_with_epilogue(cp->loops(), "eval_step") != nullptr);
+  std::vector<std::map<std::string, interp::Value>> runs;
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    Program prog(cp->info(), &pool);
+    runs.push_back(codegen::run_entry(prog, "eval_step", 64, t.feeds));
+  }
+  for (const char* name : {"small_m", "large_m"}) {
+    INFO(name);
+    for (size_t r = 1; r < runs.size(); ++r) CHECK(runs[r].at(name).data == runs[0].at(name).data);
+  }
+  t.check(1e-5);
+}
