@@ -120,6 +120,12 @@ Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
   s.gradients.clear();  // consumed: the step's own outputs are its updates
   s.outputs.push_back({"loss", loss});
   if (correct != kNoNode) s.outputs.push_back({"correct", correct});
+  // Without a pre stage the step's forward pass is the model's: keeping the
+  // model's other outputs lets predict and eval_step be lowered from this
+  // graph and share its forward kernels (compiled once, not twice).
+  if (rule.pre.is_null())
+    for (auto& [name, id] : model.outputs)
+      if (s.output(name) == kNoNode) s.outputs.push_back({name, s.find(model.node(id).name)});
   for (auto& [target, value] : s.updates) s.outputs.push_back({next_value_name(s.node(target).name), value});
   eliminate_dead_code(s);
   verify_or_throw(s, "building the training step");

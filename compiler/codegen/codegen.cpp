@@ -94,7 +94,10 @@ void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   llvm::CGSCCAnalysisManager cgam;
   llvm::ModuleAnalysisManager mam;
   llvm::PipelineTuningOptions pto;
-  pto.LoopVectorization = true;
+  // kiln vectorizes its loops itself (emit_loops.cpp, the gemm's packing and
+  // micro-kernel): LLVM's loop vectorizer would cost a third of the compile
+  // time and find nothing left to do. SLP stays on for straight-line code.
+  pto.LoopVectorization = false;
   pto.SLPVectorization = true;
   llvm::PassBuilder pb(&tm, pto);
   pb.registerModuleAnalyses(mam);

@@ -91,7 +91,30 @@ llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans,
         }
       });
     };
-    if (trans || L < mr) {
+    if (trans) {
+      // op(A) = A^T: a panel's MR rows at one depth are MR neighbours in a
+      // row of A: one MR-wide load and store per depth for a whole panel.
+      auto* row_vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(mr));
+      // A last, partial panel loads under a mask: rows past n read as 0.
+      Value* whole = b.CreateICmpSLE(b.CreateAdd(i, b.getInt64(mr)), p.n);
+      std::vector<llvm::Constant*> lane;
+      for (uint64_t r = 0; r < mr; ++r) lane.push_back(b.getInt64(r));
+      Value* rows_left = b.CreateVectorSplat(static_cast<unsigned>(mr), b.CreateSub(p.n, i));
+      Value* mask = b.CreateICmpSLT(llvm::ConstantVector::get(lane), rows_left);
+      auto copy = [&](bool masked) {
+        gemm_for(b, b.getInt64(0), p.kc, 1, "kt", [&](Value* k) {
+          Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(p.k0, k), p.ld), b.CreateAdd(p.r0, i));
+          Value* src = b.CreateInBoundsGEP(f32, p.src, at);
+          Value* x = masked ? static_cast<Value*>(b.CreateMaskedLoad(row_vec, src, llvm::Align(4), mask,
+                                                                      llvm::Constant::getNullValue(row_vec)))
+                            : b.CreateAlignedLoad(row_vec, src, llvm::Align(4));
+          b.CreateAlignedStore(x, b.CreateInBoundsGEP(f32, panel, b.CreateMul(k, b.getInt64(mr))), llvm::Align(4));
+        });
+      };
+      gemm_if(b, whole, [&] { copy(false); }, [&] { copy(true); });
+      return;
+    }
+    if (L < mr) {
       scalar_panel(b.getInt64(0));
       return;
     }

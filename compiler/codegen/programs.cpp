@@ -6,12 +6,17 @@ namespace kiln::codegen {
 
 std::vector<lower::EntrySpec> ProgramGraphs::entries() const {
   std::vector<lower::EntrySpec> out = lower::forward_entries(model);
-  if (train_step) {
-    lower::EntrySpec t{"train_step", &*train_step, {}, train_step->updates};
-    for (auto& [name, id] : train_step->outputs)
-      if (name.find('@') == std::string::npos) t.outputs.push_back(name);
-    out.push_back(std::move(t));
-  }
+  if (!train_step) return out;
+  // predict and eval_step come from the training graph when it carries every
+  // model output (no pre stage): one set of forward kernels serves all three.
+  bool shares = true;
+  for (auto& [name, id] : model.outputs) shares = shares && train_step->output(name) != kNoNode;
+  if (shares)
+    for (lower::EntrySpec& e : out) e.graph = &*train_step;
+  lower::EntrySpec t{"train_step", &*train_step, {}, train_step->updates};
+  for (const char* name : {"loss", "correct"})
+    if (train_step->output(name) != kNoNode) t.outputs.push_back(name);
+  out.push_back(std::move(t));
   return out;
 }
 

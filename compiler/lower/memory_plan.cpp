@@ -124,9 +124,10 @@ std::map<const Graph*, std::vector<Entry*>> groups_of(Program& p) {
   return groups;
 }
 
-// Turns the safe updates of a single-entry group into in-place writes and
-// adds the copy kernels no longer needed to `dropped`.
-void make_updates_in_place(Program& p, Entry& e, std::set<int>& dropped) {
+// Turns the safe updates of an entry into in-place writes and adds the copy
+// kernels no longer needed to `dropped`. `shared`: kernels other entries of
+// the group also run; an update whose value one of them touches stays a copy.
+void make_updates_in_place(Program& p, Entry& e, const std::set<int>& shared, std::set<int>& dropped) {
   std::vector<std::set<int>> access(e.kernels.size()), writes(e.kernels.size());
   for (size_t i = 0; i < e.kernels.size(); ++i)
     access[i] = buffers_of(p.kernels[static_cast<size_t>(e.kernels[i])], &writes[i]);
@@ -142,6 +143,10 @@ void make_updates_in_place(Program& p, Entry& e, std::set<int>& dropped) {
     for (size_t i = 0; i < e.kernels.size(); ++i)
       if (writes[i].count(u.value)) writer = i, ++writers;
     if (writers != 1) continue;
+    bool seen_elsewhere = false;
+    for (size_t i = 0; i < e.kernels.size(); ++i)
+      seen_elsewhere = seen_elsewhere || (shared.count(e.kernels[i]) && access[i].count(u.value));
+    if (seen_elsewhere) continue;
     if (!elementwise_into(p.kernels[static_cast<size_t>(e.kernels[writer])], u.value, u.param)) continue;
     // Nobody touches the old value after it is overwritten (its own copy aside).
     bool later = false;
@@ -266,8 +271,15 @@ void plan_memory(Program& p) {
     int64_t sum = 0;
     for (int b : entries[0]->arena_buffers) sum += aligned(p.buffers[static_cast<size_t>(b)].bytes(p.max_batch));
     p.intermediate_bytes = std::max(p.intermediate_bytes, sum);
-    // Kernels are shared within a group: only a lone entry owns its kernels outright.
-    if (entries.size() == 1) make_updates_in_place(p, *entries[0], dropped);
+    // Kernels are shared within a group: an entry's updates go in place only
+    // through kernels no other entry runs.
+    for (Entry* e : entries) {
+      if (e->updates.empty()) continue;
+      std::set<int> shared;
+      for (Entry* other : entries)
+        if (other != e) shared.insert(other->kernels.begin(), other->kernels.end());
+      make_updates_in_place(p, *e, shared, dropped);
+    }
   }
   drop_kernels(p, dropped);
   p.arena_bytes = 0;

@@ -21,7 +21,7 @@ namespace {
 
 // Kernels of the MLP's train_step entry (GD, batch 64), one per node vs fused.
 // Unfused, the memory plan already writes the 5 updates in place (60 - 5 copies).
-constexpr size_t kMlpStepUnfused = 55, kMlpStepFused = 30;
+constexpr size_t kMlpStepUnfused = 55, kMlpStepFused = 31;
 
 std::string source(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }
 
@@ -100,4 +100,29 @@ TEST_CASE("fusion: every decision has a reason (kiln ir --stage loops --why)") {
 
   lower::lower_program("mlp", graphs->entries(), {.max_batch = 64, .fuse = false, .why = &why_off});
   CHECK(why_off.empty());
+}
+
+TEST_CASE("programs: predict and eval_step share the training graph's forward kernels; not with a pre stage") {
+  auto graphs = mlp_graphs();
+  auto entries = graphs->entries();
+  for (const lower::EntrySpec& e : entries) CHECK_MESSAGE(e.graph == &*graphs->train_step, e.name);
+  lower::Program p = lower::lower_program("mlp", entries, {.max_batch = 64});
+  const lower::Entry *eval = p.entry("eval_step"), *train = p.entry("train_step");
+  REQUIRE(eval != nullptr);
+  REQUIRE(train != nullptr);
+  // Both gemms of the forward pass are compiled once.
+  int shared_gemms = 0;
+  for (int k : eval->kernels)
+    shared_gemms += p.kernels[static_cast<size_t>(k)].kind == lower::KernelKind::Gemm &&
+                    std::count(train->kernels.begin(), train->kernels.end(), k) == 1;
+  CHECK(shared_gemms == 2);
+  // E3's rule moves the params before the loss (a pre stage): evaluation must
+  // see the params themselves, so it keeps the model's own graph.
+  Graph g = load_graph(source("graphs/mlp_cifar10.json"));
+  TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/experiments/e3_interp_alpha.json"))).front();
+  apply_trainable_patterns(g, spec);
+  TrainStepConfig config = train_step_config(spec);
+  auto e3 = codegen::program_graphs(std::move(g), &config);
+  for (const lower::EntrySpec& e : e3->entries())
+    CHECK_MESSAGE(e.graph == (e.name == "train_step" ? &*e3->train_step : &e3->model), e.name);
 }
