@@ -7,6 +7,10 @@ the validation set (CNN workloads) and the test set, in batches of the
 training batch size (all at once for full batch). Its time is wall-clock from
 the first batch to the last evaluation result (device work synchronized).
 Data loading and preprocessing happen once, before, and are not timed.
+Compiling (tracing, JIT) is timed apart, before the first epoch, for every
+batch size the epochs will use (Runner.warm_up, or the peer's own
+ahead-of-time compile: JAX), and reported as "compile_seconds"; the epochs
+then run on what was compiled.
 """
 import argparse
 import json
@@ -111,6 +115,67 @@ class Runner:
             correct += c
         return loss / n, correct / n
 
+    # ------------------------------------------------------------ compile / warm-up, timed apart
+    def batch_sizes(self):
+        """(train, eval): the distinct batch sizes (rows) an epoch feeds the train step and the
+        evaluation, in the order it first meets them (full batches, then each set's remainder)."""
+        n = len(self.sets["train"][0])
+        b = self.batch or n
+        train = [b] + ([n % b] if n % b else [])
+        ev = []
+        for name in ("val", "test"):
+            if self.sets[name] is not None:
+                m = len(self.sets[name][0])
+                for r in ([b] if m >= b else []) + ([m % b] if m % b else []):
+                    if r not in ev:
+                        ev.append(r)
+        return train, ev
+
+    def sample(self, name, rows):
+        """The first rows of a set (the eval sizes come from the validation or the test set), laid out as
+        the epochs' batches are (a shape- or stride-specializing compiler would otherwise compile again):
+        train batches are gathered copies (x[permutation slice]), eval batches slices, full batch the set."""
+        if name == "eval":
+            for s in ("val", "test"):
+                if self.sets[s] is not None and len(self.sets[s][0]) >= rows:
+                    name = s
+                    break
+        x, y = self.sets[name]
+        if name == "train" and self.batch:
+            idx = np.arange(rows)
+            return x[idx], y[idx]
+        if name == "train":
+            return x, y
+        return x[:rows], y[:rows]
+
+    def set_compile(self, seconds, how):
+        self.compile_seconds, self.compile_how = seconds, how
+
+    def warm_up(self, step, evaluate, save, restore, sync=lambda: None):
+        """Compile (trace, JIT) before the first epoch, timed apart from it: for every batch size the run
+        will use (batch_sizes, in that order) one call of the train step, then of the evaluation, on the
+        first rows of the data; then a second round of the same calls. A first call = tracing +
+        compiling + one execution, a second call = one execution, so compile seconds = Σ first − Σ
+        second. save() is called before and restore(saved) after, so that the timed epochs start from
+        the initial parameters and optimizer state."""
+        train, ev = self.batch_sizes()
+        calls = [(step, self.sample("train", r)) for r in train] + [(evaluate, self.sample("eval", r)) for r in ev]
+        saved = save()
+        rounds = []
+        for _ in range(2):
+            secs = 0.0
+            for fn, (x, y) in calls:
+                t = time.perf_counter()
+                fn(x, y)
+                sync()
+                secs += time.perf_counter() - t
+            rounds.append(secs)
+        restore(saved)
+        sync()
+        self.set_compile(max(0.0, rounds[0] - rounds[1]),
+                         "measured: first calls minus second calls, train batch sizes %s, eval %s (first %.3f s, "
+                         "second %.3f s)" % (train, ev, rounds[0], rounds[1]))
+
     def run(self, step, evaluate, sync=lambda: None, framework="", version="", extra=None):
         xtr, ytr = self.sets["train"]
         n = len(xtr)
@@ -142,6 +207,10 @@ class Runner:
                   "workload": self.args.workload, "train_size": n, "batch": self.batch or n,
                   "threads": self.args.threads, "first_step_seconds": first_step,
                   "load_seconds": self.load_seconds, "epochs": epochs}
+        if getattr(self, "compile_seconds", None) is not None:
+            result["compile_seconds"] = self.compile_seconds
+            result["compile_measured"] = True
+            result["compile_how"] = self.compile_how
         result.update(extra or {})
         with open(self.args.out, "w") as f:
             json.dump(result, f, indent=1)

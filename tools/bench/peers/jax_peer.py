@@ -1,5 +1,7 @@
-"""JAX peer. --mode jit (jax.jit of the whole train step, params and optimizer state donated)."""
+"""JAX peer. --mode jit (jax.jit of the whole train step, params and optimizer state donated),
+compiled ahead of time (timed) for each batch size before the first epoch."""
 import os
+import time
 
 import common
 
@@ -93,13 +95,32 @@ def eval_jit(tp, fp, x, y):
     return loss_of(p, out, y), correct_of(out, y)
 
 
+# Compile ahead of time, timed: jit(f).lower(example args).compile() for every batch size the epochs
+# use (full batches and the remainders); the epochs then call these executables, so nothing compiles
+# inside them and nothing compiles twice (an executable accepts only its own shapes).
+def spec(a, rows):
+    return jax.ShapeDtypeStruct((rows,) + a.shape[1:], a.dtype)
+
+
+train_sizes, eval_sizes = run.batch_sizes()
+xtr, ytr = run.sets["train"]
+t0 = time.perf_counter()
+train_exe = {r: train_jit.lower(params, state, frozen, spec(xtr, r), spec(ytr, r)).compile() for r in train_sizes}
+eval_exe = {}
+for r in eval_sizes:
+    xe, ye = run.sample("eval", r)
+    eval_exe[r] = eval_jit.lower(params, frozen, spec(xe, r), spec(ye, r)).compile()
+run.set_compile(time.perf_counter() - t0, "measured: jax.jit(...).lower(...).compile() of the train step for "
+                "batch sizes %s and of the eval step for %s" % (train_sizes, eval_sizes))
+
+
 def step(x, y):
     global params, state
-    params, state, _ = train_jit(params, state, frozen, x, y)
+    params, state, _ = train_exe[len(x)](params, state, frozen, x, y)
 
 
 def evaluate(x, y):
-    loss, c = eval_jit(params, frozen, x, y)
+    loss, c = eval_exe[len(x)](params, frozen, x, y)
     return float(loss) * len(x), float(c)
 
 

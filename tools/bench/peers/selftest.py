@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
 """A seconds-long check of the peer harness that needs neither the venv nor numpy
 (ctest: bench_peers_selftest): kiln's random permutation reproduced bit for
-bit, and the report's table from made-up results, a missing peer included."""
+bit, the report's table from made-up results (a missing peer, an estimated
+compile time, the machine-limit line), the issue's verdict rule, and the
+machine limit's GEMM list and FLOP counts."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
+import machine_limit as ml  # noqa: E402
 import run  # noqa: E402
 
 failures = 0
+checks = 0
 
 
 def check(cond, what):
-    global failures
+    global failures, checks
+    checks += 1
     if not cond:
         failures += 1
         print("FAIL: " + what)
@@ -45,8 +50,68 @@ check(s["median_s"] == 4.2 and abs(s["compile_s"] - 4.8) < 1e-9 and s["timed_epo
 t = run.table(rows, ["cnn32"])
 check("| JAX | jit | missing: exit 1: ModuleNotFoundError: jax |" in t, "missing row:\n" + t)
 check("| kiln | jit | 1.50 | 3.00 | 2.000 (1.80–2.20, 3) | 100 | 0.5000 | 1.00 |" in t, "kiln row:\n" + t)
-check("kiln / best peer (PyTorch eager): **0.48×** (target ≤ 0.5×: met)" in t, "summary line:\n" + t)
-check("kiln compile 1.50 s vs XLA's (TF xla / JAX jit, fastest) 15.00 s: below" in t, "compile line:\n" + t)
+check("kiln / best peer (PyTorch eager): **0.48×**; target: kiln ≤ 0.5 × best peer = 2.100 s (no machine limit); "
+      "kiln 2.000 s: met" in t, "summary line:\n" + t)
+check("| TensorFlow | xla | 15.00~ |" in t, "estimated compile marked ~:\n" + t)
+check("kiln compile 1.50 s vs XLA's (TF xla / JAX jit, fastest: TensorFlow xla, estimated) 15.00 s: below" in t,
+      "compile line:\n" + t)
 
-print("bench_peers_selftest: %d passed, %d failed" % (9 - failures, failures))
+# a measured peer compile, and the machine limit: 1.25 x 1.8 s = 2.25 s > 0.5 x 4.2 s, so the limit's bound applies
+res = {"epochs": [{"epoch": 1, "seconds": 5.1}, {"epoch": 2, "seconds": 5.0}], "compile_seconds": 3.25,
+       "compile_measured": True}
+rows[2]["summary"] = run.summarize(res)
+limits = {"cnn32": {"limit_s": 1.8, "gflop": 94.5, "gflops_per_s": 52.5, "threads": 2, "note": ""}}
+t = run.table(rows, ["cnn32"], limits)
+check("| TensorFlow | xla | 3.25 |" in t, "measured compile:\n" + t)
+check("machine limit: 1.800 s per epoch (94.5 GFLOP of GEMMs at OpenBLAS's measured 52.5 GF/s, 2 threads); "
+      "kiln / limit: **1.11×**" in t, "limit line:\n" + t)
+check("target: kiln ≤ max(0.5 × best peer = 2.100 s, 1.25 × machine limit = 2.250 s) = 2.250 s, the machine-limit "
+      "bound; kiln 2.000 s: met" in t, "verdict with the limit:\n" + t)
+check("fastest: TensorFlow xla, measured) 3.25 s: below" in t, "measured compile line:\n" + t)
+check("caution" not in t, "no caution when kiln is slower than the limit:\n" + t)
+limits["cnn32"]["limit_s"] = 2.5  # a disturbed limit: kiln (2.0 s) faster than its GEMMs alone
+t = run.table(rows, ["cnn32"], limits)
+check("**caution**: kiln's epoch is shorter than the machine limit" in t and "kiln 2.000 s: not judged: the limit is suspect (against 0.5 × best peer alone: met)" in t,
+      "suspect limit:\n" + t)
+t = run.table(rows, ["cnn32"], {"cnn32": {"error": "exit 1: no numpy"}})
+check("machine limit: missing (exit 1: no numpy)" in t, "missing limit:\n" + t)
+
+# the verdict rule
+check(run.verdict("mlp64", 5.0, 12.0, 3.0) == (6.0, "0.5 × best peer", True), "verdict: peer bound")
+check(run.verdict("mlp64", 5.0, 8.0, 4.5) == (5.625, "1.25 × machine limit", True), "verdict: limit bound")
+check(run.verdict("cnn32", 6.0, 8.0, 4.5) == (5.625, "1.25 × machine limit", False), "verdict: limit bound, not met")
+check(run.verdict("cnn32", 4.1, 8.0, None) == (4.0, "0.5 × best peer", False), "verdict: no limit")
+check(run.verdict("mlpfull", 5.0, 5.0, 1.0) == (5.0, "1.0 × best peer", True), "verdict: full batch")
+check(run.verdict("mlpfull", 5.1, 5.0, 10.0)[2] is False, "verdict: full batch ignores the limit")
+
+# the machine limit's GEMMs and FLOPs
+step = ml.step_gemms("mlp", 64)
+check(sum(ml.flops(m, k, n) for _, m, k, n, _, _ in step) == 2 * 64 * 3072 * 1024 * 2 + 3 * 2 * 64 * 1024 * 10,
+      "MLP batch-64 step FLOPs")
+check(("fc1 dW", 3072, 64, 1024, True, False) in step and ("fc2 dX", 64, 10, 1024, False, True) in step
+      and len(step) == 5, "MLP step GEMMs: %s" % step)
+check(ml.batches(50000, 64) == {64: 781, 16: 1} and ml.batches(10000, 10000) == {10000: 1}, "batches")
+mlp = ml.epoch_gemms("mlp64")
+check(sum(g["count"] for g in mlp if g["phase"] == "train" and g["name"] == "fc1") == 782, "mlp64: 782 steps")
+# per train row: fc1 and fc1 dW (no dX into the input), fc2, fc2 dW, fc2 dX; per test row: fc1, fc2
+check(ml.epoch_flops("mlp64") == 2 * 3072 * 1024 * (2 * 50000 + 10000) + 2 * 1024 * 10 * (3 * 50000 + 10000),
+      "mlp64 epoch FLOPs")
+check(ml.epoch_flops("mlpfull") == ml.epoch_flops("mlp64"), "mlpfull does the same products")
+check(ml.timed_shape(50000, 3072, 1024) == (8192, 3072, 1024, 50000 / 8192) and
+      ml.timed_shape(3072, 50000, 1024)[:3] == (3072, 8192, 1024) and ml.timed_shape(32 * 676, 9, 32)[3] == 1.0,
+      "cut shapes")
+cnn = ml.step_gemms("cnn", 32)
+conv_fwd = 2 * 32 * (26 * 26 * 9 * 32 + 11 * 11 * 288 * 64 + 3 * 3 * 576 * 64)
+check(sum(ml.flops(m, k, n) for _, m, k, n, _, _ in cnn) == 3 * conv_fwd - 2 * 32 * 26 * 26 * 9 * 32
+      + 3 * 2 * 32 * 64 * 10, "CNN step FLOPs (3x forward, less conv1's dX)")
+check(("conv2 dX", 32 * 121, 64, 288, False, True) in cnn and ("conv1 dW", 9, 32 * 676, 32, True, False) in cnn
+      and not any(n == "conv1 dX" for n, *_ in cnn), "CNN step GEMMs: %s" % cnn)
+tr = ml.step_gemms("transfer", 32)
+check(sum(ml.flops(m, k, n) for _, m, k, n, _, _ in tr) == conv_fwd + 2 * 2 * 32 * 64, "transfer step FLOPs")
+check(ml.set_sizes("cnn32") == (52500, 7500, 10000) and ml.set_sizes("transfer32", 1000, 200) == (1000, 200, 200)
+      and ml.set_sizes("mlpfull", 60000) == (50000, 0, 10000), "set sizes")
+ev = {(g["rows"], g["count"]) for g in ml.epoch_gemms("cnn32") if g["phase"] == "eval"}
+check(ev == {(32, 234 + 312), (12, 1), (16, 1)}, "cnn32 eval batches: %s" % ev)
+
+print("bench_peers_selftest: %d checks, %d failed" % (checks, failures))
 sys.exit(1 if failures else 0)

@@ -1,4 +1,5 @@
-"""TensorFlow 2 peer. --mode function (tf.function graphs) | xla (tf.function(jit_compile=True))."""
+"""TensorFlow 2 peer. --mode function (tf.function graphs) | xla (tf.function(jit_compile=True)).
+Tracing and compiling are timed before the first epoch (common.Runner.warm_up)."""
 import os
 
 import common
@@ -104,4 +105,9 @@ def evaluate(x, y):
     return float(loss) * len(x), float(c)
 
 
+# Trace + compile (XLA with jit_compile) every batch size before the first epoch, timed (common.warm_up);
+# the warm-up steps' updates are undone: every variable (parameters, Adam's m, v, t) is restored.
+state_vars = list(P.values()) + (M + V + [T] if run.opt == "adam" else [])
+run.warm_up(step, evaluate, save=lambda: [v.numpy() for v in state_vars],
+            restore=lambda saved: [v.assign(a) for v, a in zip(state_vars, saved)])
 run.run(step, evaluate, framework="tensorflow", version=tf.__version__)

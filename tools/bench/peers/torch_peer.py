@@ -1,4 +1,5 @@
-"""PyTorch peer. --mode eager | compile (torch.compile of the loss/forward and of the optimizer step)."""
+"""PyTorch peer. --mode eager | compile (torch.compile of the loss/forward and of the optimizer step).
+Compiling (and eager's first-call overheads) is timed before the first epoch (common.Runner.warm_up)."""
 import os
 
 import numpy as np
@@ -111,5 +112,28 @@ def evaluate(x, y):
     return float(loss) * len(x), float(c)
 
 
+# Compile (torch.compile: Dynamo + Inductor, forward, backward and the optimizer step; eager: first-call
+# overheads) for every batch size before the first epoch, timed (common.warm_up). The warm-up steps'
+# updates are undone: parameters restored in place, the optimizer's state (Adam's exp_avg, exp_avg_sq,
+# step; none for plain SGD) zeroed in place, which is what a fresh Adam starts from.
+assert run.opt == "gd" or isinstance(opt, torch.optim.Adam)
+
+
+def save():
+    return [p.detach().clone() for p in params]
+
+
+def restore(saved):
+    with torch.no_grad():
+        for p, a in zip(params, saved):
+            p.copy_(a)
+            p.grad = None
+        for st in opt.state.values():
+            for v in st.values():
+                if torch.is_tensor(v):
+                    v.zero_()
+
+
+run.warm_up(step, evaluate, save, restore)
 run.run(step, evaluate, framework="torch", version=torch.__version__,
         extra={"threads_set": torch.get_num_threads()})
