@@ -8,11 +8,11 @@ as a process of its own, so that OPENBLAS_NUM_THREADS / OMP_NUM_THREADS
 (= --threads) are set before numpy (and its bundled OpenBLAS) loads.
 
 The limit of a workload = Σ over the GEMMs of one epoch of (how many times the
-epoch runs it) × (numpy's matmul, i.e. OpenBLAS sgemm, on that shape, float32,
-operands stored the way the transposes need, so that OpenBLAS gets the
-transpose flags and not a copy: one warm-up, then the median of 5 repeats, 3
-for GEMMs over 1 GFLOP; a repeat of a small GEMM loops it for >= 2 ms and
-divides). Everything that is not a GEMM (bias, ReLU, pooling, im2col, the
+epoch runs it) × (OpenBLAS sgemm on that shape: the system's libopenblas through
+ctypes when it is installed, else numpy's matmul; float32, operands stored the
+way the transposes need, so that OpenBLAS gets the transpose flags and not a
+copy: one warm-up, then the fastest of 7 repeats, 5 for GEMMs over 1 GFLOP; a
+repeat loops a GEMM for >= 20 ms and divides). Everything that is not a GEMM (bias, ReLU, pooling, im2col, the
 loss, the optimizer update, Python) counts as free, so this is a lower bound
 on any framework's epoch that computes these products with OpenBLAS-class
 GEMMs. FLOPs = 2·M·K·N. A GEMM over 4 GFLOP with a dimension above 8192 (only
@@ -192,32 +192,72 @@ def blas_info(np):
     return info, threads
 
 
-def time_gemm(np, m, k, n, ta, tb):
-    """Median seconds of one OpenBLAS sgemm (numpy matmul) C[m,n] = op(A) op(B), operands laid out for the transposes."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
-    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
-    a, b = (a.T if ta else a), (b.T if tb else b)
-    c = np.empty((m, n), dtype=np.float32)
-    np.matmul(a, b, out=c)  # warm-up
+def system_openblas(threads):
+    """(cblas_sgemm, its config string) of the machine's own OpenBLAS (Debian's libopenblas.so.0, the
+    one kiln_bench_gemm links), or (None, reason): numpy's bundled OpenBLAS is often slower at small M
+    (here 78 against 111 GF/s at 64x3072x1024), and the limit should be the best BLAS at hand."""
+    import ctypes
+    import ctypes.util
+    lib = None
+    for name in ("libopenblas.so.0", ctypes.util.find_library("openblas")):
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            lib = None
+    if lib is None or not hasattr(lib, "cblas_sgemm"):
+        return None, "no system libopenblas (apt-get install libopenblas-dev)"
+    lib.openblas_set_num_threads(ctypes.c_int(threads))
+    lib.openblas_get_config.restype = ctypes.c_char_p
+    i, f, v = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    lib.cblas_sgemm.argtypes = [i, i, i, i, i, i, f, v, i, v, i, f, v, i]
+    lib.cblas_sgemm.restype = None
+    return lib.cblas_sgemm, lib.openblas_get_config().decode()
+
+
+def time_call(call, fl):
+    """Fastest seconds of call() over repeats of at least 20 ms (one warm-up): a limit is what the
+    machine can do, so the best repeat, not the median (a shared machine's noise only adds time)."""
+    call()
     t = time.perf_counter()
-    np.matmul(a, b, out=c)
+    call()
     once = time.perf_counter() - t
-    loops = max(1, int(2e-3 / max(once, 1e-7)))
-    repeats = 3 if flops(m, k, n) > 1e9 else 5
+    loops = max(1, int(2e-2 / max(once, 1e-7)))
+    repeats = 5 if fl > 1e9 else 7
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(loops):
-            np.matmul(a, b, out=c)
+            call()
         times.append((time.perf_counter() - t) / loops)
-    return statistics.median(times)
+    return min(times)
+
+
+def time_gemm(np, m, k, n, ta, tb, sgemm=None):
+    """(seconds, which): the system OpenBLAS's cblas_sgemm when there is one, else numpy's matmul, on
+    C[m,n] = op(A) op(B), float32, operands laid out for the transposes. Never both in one
+    measurement: two OpenBLAS thread pools in one process (each spinning after its calls) slow each
+    other down."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    c = np.empty((m, n), dtype=np.float32)
+    at, bt = (a.T if ta else a), (b.T if tb else b)
+    if sgemm is None:
+        return time_call(lambda: np.matmul(at, bt, out=c), flops(m, k, n)), "numpy"
+    args = (101, 112 if ta else 111, 112 if tb else 111, m, n, k, 1.0, a.ctypes.data, a.shape[1],
+            b.ctypes.data, b.shape[1], 0.0, c.ctypes.data, n)
+    return time_call(lambda: sgemm(*args), flops(m, k, n)), "system"
 
 
 def measure(workloads, threads, subset=0, test_subset=0, log=print):
     """{workload: {...}} with each epoch's GEMMs, FLOPs, limit seconds and GF/s (numpy must see the threads already)."""
     import numpy as np
     info, blas_threads = blas_info(np)
+    sgemm, system = system_openblas(threads)
+    info = "the system's %s (cblas_sgemm)" % system if sgemm else info + " (numpy; " + system + ")"
     cache = {}
     out = {}
     for w in workloads:
@@ -227,8 +267,9 @@ def measure(workloads, threads, subset=0, test_subset=0, log=print):
             m, k, n, scale = timed_shape(g["M"], g["K"], g["N"])
             key = (m, k, n, g["ta"], g["tb"])
             if key not in cache:
-                cache[key] = time_gemm(np, *key)
-            g["seconds"] = cache[key] * scale
+                cache[key] = time_gemm(np, *key, sgemm=sgemm)
+            g["seconds"] = cache[key][0] * scale
+            g["blas"] = cache[key][1]
             g["gflops_per_s"] = g["flops"] / g["seconds"] / 1e9
             if scale != 1.0:
                 g["timed_at"] = "%dx%dx%d, time x %.4g" % (m, k, n, scale)
