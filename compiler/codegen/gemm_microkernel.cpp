@@ -75,6 +75,16 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s,
   b.SetInsertPoint(entry);
   auto* tile = b.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(mr * nr)), nullptr, "tile");
   tile->setAlignment(llvm::Align(64));
+  // C's tile is read (load_c) and written after the K loop: ask for its lines
+  // now, so a tall C (rows 4 KiB apart, which hardware prefetchers do not
+  // follow) arrives while the FMAs run.
+  llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
+  for (int i = 0; i < mr; ++i) {
+    Value* row = b.CreateGEP(f32, cp, b.CreateMul(b.getInt64(static_cast<uint64_t>(i)), ldc));
+    for (int at : {0, nr - 1})
+      b.CreateCall(prefetch, {b.CreateGEP(f32, row, b.getInt64(static_cast<uint64_t>(at))), b.getInt32(1), b.getInt32(3),
+                              b.getInt32(1)});
+  }
   b.CreateBr(loop);
 
   // The K loop: accumulators are phis (k >= 1 always: the driver never calls with kc = 0).

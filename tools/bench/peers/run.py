@@ -301,7 +301,7 @@ def main():
             cmd += ["--subset", str(subset)]
         if test_subset:
             cmd += ["--test-subset", str(test_subset)]
-        print("[%s] machine limit (numpy/OpenBLAS on each epoch's GEMM shapes) ..." % time.strftime("%H:%M:%S"),
+        print("[%s] machine limit (OpenBLAS on each epoch's GEMM shapes) ..." % time.strftime("%H:%M:%S"),
               end=" ", flush=True)
         rc, wall, _, reason = run_one(cmd, env, timeout, log)
         try:
