@@ -187,10 +187,10 @@ def table(rows, workloads, limits=None):
                 "; " + lim["note"] if lim.get("note") else "",
                 "; kiln / limit: **%.2f×**" % (kiln["summary"]["median_s"] / limit_s) if kiln else ""))
             if kiln and kiln["summary"]["median_s"] < limit_s:
-                out.append("\n**caution**: kiln's epoch is shorter than the machine limit, which a quiet machine "
-                           "does not allow (kiln's GEMMs run at about OpenBLAS's speed and it does more than GEMMs): "
-                           "the limit's timings were disturbed (see the load average), so its bound is not to be "
-                           "trusted in this run.")
+                out.append("\n**caution**: kiln's epoch is shorter than the machine limit: kiln's kernels beat "
+                           "OpenBLAS on some of these shapes (kiln_bench_gemm: small-K A^T products, im2col convs "
+                           "with K = 9), or the limit's timings were disturbed (see the load average); either way "
+                           "its bound decides no verdict in this run.")
         elif lim:
             out.append("machine limit: missing (%s)" % lim.get("error", "?"))
         peers = [r for r in wr if r["framework"] != "kiln" and r.get("summary")]
@@ -206,7 +206,7 @@ def table(rows, workloads, limits=None):
             else:
                 rule = "target: kiln ≤ 0.5 × best peer = %.3f s (no machine limit)" % target
             if bound.endswith("limit") and k < limit_s:  # the deciding bound is a disturbed measurement
-                said = "not judged: the limit is suspect (against 0.5 × best peer alone: %s)" % (
+                said = "not judged by the limit (see the caution; against 0.5 × best peer alone: %s)" % (
                     "met" if k <= 0.5 * b else "not met")
             else:
                 said = "met" if met else "not met"
@@ -334,7 +334,7 @@ def main():
             "minus second calls, the warm-up steps undone); a trailing ~ marks the fallback estimate, the first "
             "epoch's excess over the median epoch. kiln/peer: kiln's median epoch over the row's "
             "(< 1: kiln faster). Peak RSS: the whole process (tree). Machine limit: the epoch's GEMMs (forward, "
-            "backward, evaluation) timed with numpy's OpenBLAS at the same thread count, everything else free "
+            "backward, evaluation) timed with OpenBLAS sgemm (the system's libopenblas, else numpy's) at the same thread count, the fastest of its repeats, everything else free "
             "(tools/bench/peers/machine_limit.py). Target (the issue's): batch 32/64: kiln's median epoch ≤ "
             "max(0.5 × the best peer's, 1.25 × the machine limit); full batch: ≤ 1.0 × the best peer's.",
             "",

@@ -71,7 +71,7 @@ check("fastest: TensorFlow xla, measured) 3.25 s: below" in t, "measured compile
 check("caution" not in t, "no caution when kiln is slower than the limit:\n" + t)
 limits["cnn32"]["limit_s"] = 2.5  # a disturbed limit: kiln (2.0 s) faster than its GEMMs alone
 t = run.table(rows, ["cnn32"], limits)
-check("**caution**: kiln's epoch is shorter than the machine limit" in t and "kiln 2.000 s: not judged: the limit is suspect (against 0.5 × best peer alone: met)" in t,
+check("**caution**: kiln's epoch is shorter than the machine limit" in t and "kiln 2.000 s: not judged by the limit (see the caution; against 0.5 × best peer alone: met)" in t,
       "suspect limit:\n" + t)
 t = run.table(rows, ["cnn32"], {"cnn32": {"error": "exit 1: no numpy"}})
 check("machine limit: missing (exit 1: no numpy)" in t, "missing limit:\n" + t)
