@@ -40,13 +40,6 @@ std::optional<int64_t> stride_along(const ExprP& e, int v, const std::set<int>& 
   }
 }
 
-static bool uses_local(const ExprP& e, int id) {
-  if (e->kind == ExprKind::Local && e->id == id) return true;
-  for (auto& a : e->args)
-    if (uses_local(a, id)) return true;
-  return false;
-}
-
 static void collect_loads(const ExprP& e, std::vector<const Expr*>& out) {
   if (e->kind == ExprKind::Load) out.push_back(e.get());
   for (auto& a : e->args) collect_loads(a, out);
@@ -68,8 +61,8 @@ std::optional<VectorPlan> plan_vector_loop(const Stmt& loop) {
     Op op = Op::Add;
     int mentions = 0;
     for (const Stmt& s : loop.body) {
-      if (s.index && uses_local(s.index, l)) return std::nullopt;
-      if (uses_local(s.value, l)) {
+      if (s.index && mentions_local(s.index, l)) return std::nullopt;
+      if (mentions_local(s.value, l)) {
         ++mentions;
         if (!assigned) read_before_assign = true;
       }
@@ -79,8 +72,8 @@ std::optional<VectorPlan> plan_vector_loop(const Stmt& loop) {
         const ExprP& val = s.value;
         if (val->kind == ExprKind::Binary && (val->op == Op::Add || val->op == Op::Max || val->op == Op::Min)) {
           const ExprP &x = val->args[0], &y = val->args[1];
-          bool left = x->kind == ExprKind::Local && x->id == l && !uses_local(y, l);
-          bool right = y->kind == ExprKind::Local && y->id == l && !uses_local(x, l);
+          bool left = x->kind == ExprKind::Local && x->id == l && !mentions_local(y, l);
+          bool right = y->kind == ExprKind::Local && y->id == l && !mentions_local(x, l);
           if (left || right) reduction = true, op = val->op;
         }
       }
@@ -101,7 +94,7 @@ std::optional<VectorPlan> plan_vector_loop(const Stmt& loop) {
     for (const Stmt& s : loop.body)
       for (auto& [r, role2] : plan.locals)
         if (role2 == VectorPlan::LocalRole::Reduction && r != l && s.kind == StmtKind::Assign && s.target != r &&
-            uses_local(s.value, r))
+            mentions_local(s.value, r))
           return std::nullopt;
   }
   // Accesses: stores contiguous; loads contiguous or invariant; a stored

@@ -5,48 +5,16 @@
 #include <map>
 #include <set>
 
+#include "compiler/lower/memory_plan.h"
+
 namespace kiln::lower {
 
 namespace {
-
-bool mentions_var(const ExprP& e, int v) {
-  if (!e) return false;
-  if (e->kind == ExprKind::Var && e->id == v) return true;
-  for (const ExprP& a : e->args)
-    if (mentions_var(a, v)) return true;
-  return false;
-}
-
-bool mentions_local(const ExprP& e, int l) {
-  if (e->kind == ExprKind::Local && e->id == l) return true;
-  for (const ExprP& a : e->args)
-    if (mentions_local(a, l)) return true;
-  return false;
-}
 
 void walk_loads(const ExprP& e, const std::function<void(const Expr&)>& f) {
   if (!e) return;
   if (e->kind == ExprKind::Load) f(*e);
   for (const ExprP& a : e->args) walk_loads(a, f);
-}
-
-// Reads and writes of a kernel (gemm operands included).
-void accesses(const Kernel& k, std::set<int>& reads, std::set<int>& writes) {
-  if (k.kind == KernelKind::Gemm) {
-    reads.insert({k.gemm.a, k.gemm.b});
-    writes.insert(k.gemm.c);
-    if (k.gemm.scratch >= 0) reads.insert(k.gemm.scratch), writes.insert(k.gemm.scratch);
-    for (const ExprP& e : {k.gemm.m, k.gemm.n, k.gemm.k}) walk_loads(e, [&](const Expr& l) { reads.insert(l.id); });
-  }
-  std::function<void(const std::vector<Stmt>&)> stmts = [&](const std::vector<Stmt>& body) {
-    for (const Stmt& s : body) {
-      for (const ExprP* e : {&s.lo, &s.hi, &s.index, &s.value})
-        walk_loads(*e, [&](const Expr& l) { reads.insert(l.id); });
-      if (s.kind == StmtKind::Store) writes.insert(s.target);
-      stmts(s.body);
-    }
-  };
-  stmts(k.body);
 }
 
 // Integer value of a size expression at a batch size (constants, the batch, + - * /).
@@ -122,12 +90,8 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
   std::set<int> used;
   for (const Entry& e : p.entries) used.insert(e.kernels.begin(), e.kernels.end());
   std::map<int, std::set<int>> touched_by;
-  for (int ki : used) {
-    std::set<int> r, w;
-    accesses(p.kernels[static_cast<size_t>(ki)], r, w);
-    for (int b : r) touched_by[b].insert(ki);
-    for (int b : w) touched_by[b].insert(ki);
-  }
+  for (int ki : used)
+    for (int b : kernel_buffers(p.kernels[static_cast<size_t>(ki)])) touched_by[b].insert(ki);
   std::set<int> tail;  // end-of-step update copies stay where they are
   for (const Entry& e : p.entries)
     for (const Entry::Update& u : e.updates) tail.insert(u.kernel);
@@ -158,8 +122,8 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
       say("no epilogue: " + misfit + " (" + u.name + ")");
       continue;
     }
-    std::set<int> ur, uw;
-    accesses(u, ur, uw);
+    std::set<int> uw;
+    const std::set<int> ua = kernel_buffers(u, &uw);
     if (uw.count(g.gemm.a) || uw.count(g.gemm.b)) {
       say("no epilogue: " + u.name + " overwrites an operand of the product");
       continue;
@@ -172,10 +136,10 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
       if ((pg == e.kernels.end()) != (pu == e.kernels.end()) || pu < pg) movable = false;
       if (!movable || pg == e.kernels.end()) continue;
       for (auto it = pg + 1; it != pu && movable; ++it) {
-        std::set<int> xr, xw;
-        accesses(p.kernels[static_cast<size_t>(*it)], xr, xw);
-        for (int b : uw) movable = movable && !xr.count(b) && !xw.count(b);
-        for (int b : ur) movable = movable && !xw.count(b);
+        std::set<int> xw;
+        const std::set<int> xa = kernel_buffers(p.kernels[static_cast<size_t>(*it)], &xw);
+        for (int b : uw) movable = movable && !xa.count(b);
+        for (int b : ua) movable = movable && !xw.count(b);
       }
     }
     if (!movable) {
@@ -192,8 +156,8 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
     g.locals.push_back({"product", t});
     g.gemm.epilogue_value = value;
     g.writes = u.writes;
-    g.comment += "; epilogue per tile: " + (u.comment.empty() ? u.node : u.comment);
-    say("epilogue: " + u.name + " (node " + u.node + ") runs on each tile of the product");
+    g.comment += "; epilogue per block: " + (u.comment.empty() ? u.node : u.comment);
+    say("epilogue: " + u.name + " (node " + u.node + ") runs on each block of the product");
     g.node = u.node;
     g.origin = u.origin;
     for (Entry& e : p.entries) e.kernels.erase(std::remove(e.kernels.begin(), e.kernels.end(), ui), e.kernels.end());

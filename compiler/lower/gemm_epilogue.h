@@ -1,6 +1,7 @@
 #pragma once
 // GEMM epilogues: an elementwise kernel that is the only reader of a gemm's
-// product runs inside the gemm, on each output tile while it is in L1.
+// product runs inside the gemm, on each finished MC x NC block of the product
+// while that block is in L2 (rows streamed: contiguous in every buffer).
 //
 // The typical case is a weight's optimizer update right after its gradient
 // gemm (w -= lr * (dW + 2*lambda*w)): unfused, dW (12 MB for the MLP's first
@@ -13,7 +14,7 @@
 // whose body reads the product of element i from the local
 // `gemm.epilogue_value`, never from C; every other access is at element i or
 // invariant in i, so the elements may be visited in any order. Codegen runs
-// the body per tile; the Loop IR expansion stores C, then runs the loop.
+// the body per block; the Loop IR expansion stores C, then runs the loop.
 #include "compiler/lower/loop_ir.h"
 
 namespace kiln::lower {

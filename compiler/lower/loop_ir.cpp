@@ -194,6 +194,22 @@ ExprP cast(ExprP a, Scalar t) {
   return e;
 }
 
+bool mentions_local(const ExprP& e, int local) {
+  if (!e) return false;
+  if (e->kind == ExprKind::Local && e->id == local) return true;
+  for (const ExprP& a : e->args)
+    if (mentions_local(a, local)) return true;
+  return false;
+}
+
+bool mentions_var(const ExprP& e, int v) {
+  if (!e) return false;
+  if (e->kind == ExprKind::Var && e->id == v) return true;
+  for (const ExprP& a : e->args)
+    if (mentions_var(a, v)) return true;
+  return false;
+}
+
 bool same_expr(const ExprP& a, const ExprP& b) {
   if (a == b) return true;
   if (a->kind != b->kind || a->type != b->type || a->op != b->op || a->id != b->id) return false;

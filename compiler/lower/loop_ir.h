@@ -71,6 +71,8 @@ ExprP cast(ExprP a, Scalar t);
 
 bool is_const(const ExprP& e);
 bool same_expr(const ExprP& a, const ExprP& b);
+bool mentions_local(const ExprP& e, int local);  // e reads that local
+bool mentions_var(const ExprP& e, int var);      // e depends on that loop variable
 std::string print_expr(const ExprP& e, const struct Program* prog = nullptr, const struct Kernel* k = nullptr);
 
 enum class StmtKind : uint8_t { Loop, Store, Assign };

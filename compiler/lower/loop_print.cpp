@@ -92,7 +92,7 @@ std::string print_kernel(const Program& p, const Kernel& k) {
     if (g.scratch >= 0) os << " scratch=" << buffer_label(&p, g.scratch);
     os << "\n";
     if (!k.body.empty()) {
-      os << "  epilogue, on each tile of the product ($" << k.locals.at(static_cast<size_t>(g.epilogue_value)).name
+      os << "  epilogue, on each block of the product ($" << k.locals.at(static_cast<size_t>(g.epilogue_value)).name
          << " = its element):\n";
       print_stmts(os, p, k, k.body, 2);
     }

@@ -220,10 +220,7 @@ int64_t place(Program& p, std::vector<LiveRange> ranges) {
 
 }  // namespace
 
-std::vector<int> kernel_buffers(const Kernel& k) {
-  auto s = buffers_of(k);
-  return {s.begin(), s.end()};
-}
+std::set<int> kernel_buffers(const Kernel& k, std::set<int>* written) { return buffers_of(k, written); }
 
 std::vector<LiveRange> arena_live_ranges(const Program& p, const Graph* graph) {
   std::set<int> kernels, arena;

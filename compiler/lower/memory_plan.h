@@ -11,6 +11,7 @@
 // order is a subsequence); entries of different graphs share the arena's
 // bytes outright (they never run at the same time).
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include "compiler/lower/loop_ir.h"
@@ -35,7 +36,8 @@ std::vector<LiveRange> arena_live_ranges(const Program& p, const Graph* graph);
 // Program::intermediate_bytes (what the arena would be without reuse).
 void plan_memory(Program& p);
 
-// The buffers `k` reads or writes (gemm operands and scratch included), each once.
-std::vector<int> kernel_buffers(const Kernel& k);
+// The buffers `k` reads or writes (gemm operands and scratch included), each
+// once; `written`, if given, receives those it writes.
+std::set<int> kernel_buffers(const Kernel& k, std::set<int>* written = nullptr);
 
 }  // namespace kiln::lower

@@ -6,13 +6,6 @@ namespace kiln::lower {
 
 namespace {
 
-bool mentions_local(const ExprP& e, int id) {
-  if (e->kind == ExprKind::Local && e->id == id) return true;
-  for (const ExprP& a : e->args)
-    if (mentions_local(a, id)) return true;
-  return false;
-}
-
 // The fold `acc = acc op x` (or `x op acc`) with op Add/Max/Min: the operand x.
 ExprP fold_operand(const Stmt& s, int acc) {
   if (s.kind != StmtKind::Assign || s.target != acc) return nullptr;
