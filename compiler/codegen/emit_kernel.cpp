@@ -61,6 +61,16 @@ void KernelEmitter::begin_function(llvm::Function* f) {
   b_.SetInsertPoint(llvm::BasicBlock::Create(c_, "entry", f));
 }
 
+// In a function called with a closure: the kernel's ctx, inputs and outputs
+// from fields first .. first + 2 of it, then the preamble.
+void KernelEmitter::load_kernel_args(llvm::StructType* closure_ty, Value* closure, unsigned first) {
+  auto* ptr = b_.getPtrTy();
+  fn_.ctx = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, closure, first), "ctx");
+  fn_.inputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, closure, first + 1), "inputs");
+  fn_.outputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, closure, first + 2), "outputs");
+  finish_preamble();
+}
+
 // After fn_.ctx/inputs/outputs are set: the batch size, locals, loop variables.
 void KernelEmitter::finish_preamble() {
   fn_.batch = b_.CreateLoad(b_.getInt64Ty(), b_.CreateStructGEP(context_type(), fn_.ctx, kBatch), "batch");
@@ -204,11 +214,7 @@ void KernelEmitter::emit_region(const Stmt& loop, int index) {
   {
     llvm::IRBuilderBase::InsertPointGuard guard(b_);
     begin_function(region);
-    Value* c = region->getArg(0);
-    fn_.ctx = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, c, 0), "ctx");
-    fn_.inputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, c, 1), "inputs");
-    fn_.outputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, c, 2), "outputs");
-    finish_preamble();
+    load_kernel_args(closure_ty, region->getArg(0), 0);
     Value* rlo = emit_scalar(loop.lo);
     scalar_cache_.clear();
     emit_loop(loop, b_.CreateAdd(rlo, region->getArg(1)), b_.CreateAdd(rlo, region->getArg(2)));

@@ -76,6 +76,32 @@ void KernelEmitter::emit_loop(const Stmt& s, Value* lo, Value* hi, bool no_vecto
   b_.SetInsertPoint(exit);
 }
 
+// One vector iteration of a planned loop's body (v.i: its first lane's index):
+// stores as vector stores, temporaries as vector values, reductions into
+// their vector accumulators.
+void KernelEmitter::emit_vector_body(const std::vector<Stmt>& body, Vec& v) {
+  for (const Stmt& st : body) {
+    cache_.clear();
+    scalar_cache_.clear();
+    vec_ = &v;
+    if (st.kind == StmtKind::Store) {
+      Value* index = emit_scalar(st.index);
+      Value* value = emit(st.value);
+      emit_store(st.target, index, value);
+    } else if (v.plan->locals.at(st.target) == VectorPlan::LocalRole::Temp) {
+      v.temps[st.target] = emit(st.value);
+    } else {
+      const ExprP& val = st.value;
+      const ExprP& operand = val->args[0]->kind == ExprKind::Local && val->args[0]->id == st.target ? val->args[1]
+                                                                                                     : val->args[0];
+      llvm::AllocaInst* acc = llvm::cast<llvm::AllocaInst>(v.acc.at(st.target));
+      Value* cur = b_.CreateLoad(acc->getAllocatedType(), acc);
+      b_.CreateStore(emit_binary(val->op, cur, emit(operand), val->type), acc);
+    }
+    vec_ = nullptr;
+  }
+}
+
 void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Value* lo, Value* hi) {
   const int lanes = opts_.lanes;
   auto* i64 = b_.getInt64Ty();
@@ -113,26 +139,7 @@ void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Valu
   i->addIncoming(lo, pre);
   fn_.vars[static_cast<size_t>(s.var)] = i;
   v.i = i;
-  for (const Stmt& st : s.body) {
-    cache_.clear();
-    scalar_cache_.clear();
-    vec_ = &v;
-    if (st.kind == StmtKind::Store) {
-      Value* index = emit_scalar(st.index);
-      Value* value = emit(st.value);
-      emit_store(st.target, index, value);
-    } else if (plan.locals.at(st.target) == VectorPlan::LocalRole::Temp) {
-      v.temps[st.target] = emit(st.value);
-    } else {
-      const ExprP& val = st.value;
-      const ExprP& operand = val->args[0]->kind == ExprKind::Local && val->args[0]->id == st.target ? val->args[1]
-                                                                                                     : val->args[0];
-      llvm::AllocaInst* acc = llvm::cast<llvm::AllocaInst>(v.acc.at(st.target));
-      Value* cur = b_.CreateLoad(acc->getAllocatedType(), acc);
-      b_.CreateStore(emit_binary(val->op, cur, emit(operand), val->type), acc);
-    }
-    vec_ = nullptr;
-  }
+  emit_vector_body(s.body, v);
   Value* next = b_.CreateAdd(i, b_.getInt64(static_cast<uint64_t>(lanes)), "", true, true);
   b_.CreateCondBr(b_.CreateICmpSLT(next, vec_end), body, exit);
   i->addIncoming(next, b_.GetInsertBlock());

@@ -65,12 +65,14 @@ class KernelEmitter {
   llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty, const GemmShape& s);
   void begin_function(llvm::Function* f);
   void finish_preamble();
+  void load_kernel_args(llvm::StructType* closure_ty, llvm::Value* closure, unsigned first);
   llvm::Value* base_pointer(int buffer);
   void emit_region(const lower::Stmt& loop, int index);
   void emit_stmts(const std::vector<lower::Stmt>& body);
   void emit_stmt(const lower::Stmt& s);
   void emit_loop(const lower::Stmt& s, llvm::Value* lo, llvm::Value* hi, bool no_vectorize_md = false);
   void emit_scalar_loop_body(const lower::Stmt& s);
+  void emit_vector_body(const std::vector<lower::Stmt>& body, Vec& v);
   void emit_vector_loop(const lower::Stmt& s, const VectorPlan& plan, llvm::Value* lo, llvm::Value* hi);
   void emit_store(int buffer, llvm::Value* index, llvm::Value* value);
 

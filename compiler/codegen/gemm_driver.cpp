@@ -186,11 +186,7 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, k.name + "_epilogue", m_);
   add_attributes(f);
   begin_function(f);
-  Value* cl = f->getArg(0);
-  fn_.ctx = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, cl, 7), "ctx");
-  fn_.inputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, cl, 8), "inputs");
-  fn_.outputs = b_.CreateLoad(ptr, b_.CreateStructGEP(closure_ty, cl, 9), "outputs");
-  finish_preamble();
+  load_kernel_args(closure_ty, f->getArg(0), 7);
   Value *tile = f->getArg(1), *ldt = f->getArg(2), *row0 = f->getArg(3), *col0 = f->getArg(4);
   Value *m = f->getArg(5), *n = f->getArg(6);
   const int64_t lanes = s.lanes, ldc = k.gemm.ldc;
@@ -208,18 +204,7 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
         fn_.vars[static_cast<size_t>(loop.var)] = vv.i;
         vv.temps[value] = b_.CreateAlignedLoad(llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes)),
                                                b_.CreateInBoundsGEP(f32, trow, c), llvm::Align(4));
-        for (const Stmt& st : loop.body) {
-          cache_.clear();
-          scalar_cache_.clear();
-          vec_ = &vv;
-          if (st.kind == StmtKind::Store) {
-            Value* index = emit_scalar(st.index);
-            emit_store(st.target, index, emit(st.value));
-          } else {
-            vv.temps[st.target] = emit(st.value);
-          }
-          vec_ = nullptr;
-        }
+        emit_vector_body(loop.body, vv);  // the plan has no reductions (gemm_epilogue.cpp)
       });
     }
     gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
