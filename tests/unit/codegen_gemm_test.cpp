@@ -4,7 +4,6 @@
 // and as K, and bit-identical results for any thread count.
 #include <cstring>
 
-#include "runtime/thread_pool.h"
 #include "tests/unit/codegen_helpers.h"
 
 using namespace kiln;
@@ -55,12 +54,7 @@ TEST_CASE("codegen: packed gemm gives bit-identical results on 1, 2 and 3 thread
   t.out("small_m", t.op("matmul", {x, w}));
   t.out("large_m", t.op("matmul", {tall, w}));
   auto cp = codegen::compile_entries("threads", {{"eval_step", &t.g, {"small_m", "large_m"}, {}}}, {.max_batch = 64});
-  std::vector<std::map<std::string, interp::Value>> runs;
-  for (int threads : {1, 2, 3}) {
-    ThreadPool pool(threads);
-    Program prog(cp->info(), &pool);
-    runs.push_back(codegen::run_entry(prog, "eval_step", 64, t.feeds));
-  }
+  auto runs = run_on_threads(*cp, "eval_step", 64, t.feeds);
   for (const char* name : {"small_m", "large_m"}) {
     INFO(name);
     const auto& one = runs[0].at(name).data;

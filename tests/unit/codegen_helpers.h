@@ -14,6 +14,7 @@
 #include "compiler/interp/interpreter.h"
 #include "compiler/ir/builder.h"
 #include "runtime/program.h"
+#include "runtime/thread_pool.h"
 
 namespace kiln::codegen_test {
 
@@ -86,5 +87,20 @@ struct JitCase {
     return got;
   }
 };
+
+// The outputs of `entry` run once on a pool of each thread count (for checks
+// that results do not depend on it).
+inline std::vector<std::map<std::string, Value>> run_on_threads(const codegen::CompiledProgram& cp,
+                                                                const std::string& entry, int64_t batch,
+                                                                const std::map<std::string, Value>& feeds,
+                                                                std::initializer_list<int> threads = {1, 2, 3}) {
+  std::vector<std::map<std::string, Value>> runs;
+  for (int n : threads) {
+    ThreadPool pool(n);
+    Program prog(cp.info(), &pool);
+    runs.push_back(codegen::run_entry(prog, entry, batch, feeds));
+  }
+  return runs;
+}
 
 }  // namespace kiln::codegen_test

@@ -12,7 +12,6 @@
 #include "compiler/codegen/programs.h"
 #include "compiler/frontend/graph_json.h"
 #include "compiler/frontend/train_spec.h"
-#include "runtime/thread_pool.h"
 #include "tests/unit/codegen_helpers.h"
 
 using namespace kiln;
@@ -67,7 +66,7 @@ TEST_CASE("gemm epilogue: the MLP's w1 update runs inside the gemm of its gradie
   CHECK(upd.node == "w1/update/new_param");
   REQUIRE(upd.body.size() == 1);
   CHECK(upd.gemm.epilogue_value >= 0);
-  CHECK(lower::print_kernel(cp, upd).find("epilogue, on each tile of the product") != std::string::npos);
+  CHECK(lower::print_kernel(cp, upd).find("epilogue, on each block of the product") != std::string::npos);
   CHECK(std::any_of(why.begin(), why.end(), [](const std::string& l) {
     return l.find("epilogue: ") != std::string::npos && l.find("w1/update/new_param") != std::string::npos;
   }));
@@ -113,12 +112,7 @@ TEST_CASE("gemm epilogue: bit-identical on 1, 2 and 3 threads, rows split and co
   t.out("large_m", t.op("mul", {t.op("matmul", {tall, w}), c}));
   auto cp = codegen::compile_entries("threads", {{"eval_step", &t.g, {"small_m", "large_m"}, {}}}, {.max_batch = 64});
   REQUIRE(gemm_with_epilogue(cp->loops(), "eval_step") != nullptr);
-  std::vector<std::map<std::string, interp::Value>> runs;
-  for (int threads : {1, 2, 3}) {
-    ThreadPool pool(threads);
-    Program prog(cp->info(), &pool);
-    runs.push_back(codegen::run_entry(prog, "eval_step", 64, t.feeds));
-  }
+  auto runs = run_on_threads(*cp, "eval_step", 64, t.feeds);
   for (const char* name : {"small_m", "large_m"}) {
     INFO(name);
     for (size_t r = 1; r < runs.size(); ++r) CHECK(runs[r].at(name).data == runs[0].at(name).data);

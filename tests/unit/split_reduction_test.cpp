@@ -5,7 +5,6 @@
 #include <doctest/doctest.h>
 
 #include "compiler/lower/split_reduction.h"
-#include "runtime/thread_pool.h"
 #include "tests/unit/codegen_helpers.h"
 
 using namespace kiln;
@@ -31,12 +30,7 @@ TEST_CASE("split reduction: a long sum of squares runs in chunks, equal on any t
   t.out("mx", t.op("reduce_max", {v}, {{"axes", nlohmann::json::array()}, {"keepdims", false}}));
   auto cp = codegen::compile_entries("split", {{"eval_step", &t.g, {"ss", "mx"}, {}}}, {.max_batch = 2});
   CHECK(split_kernels(cp->loops()) == 2);
-  std::vector<std::map<std::string, interp::Value>> runs;
-  for (int threads : {1, 2, 3}) {
-    ThreadPool pool(threads);
-    Program prog(cp->info(), &pool);
-    runs.push_back(codegen::run_entry(prog, "eval_step", 2, t.feeds));
-  }
+  auto runs = run_on_threads(*cp, "eval_step", 2, t.feeds);
   for (size_t r = 1; r < runs.size(); ++r) {
     CHECK(runs[r].at("ss").data == runs[0].at("ss").data);
     CHECK(runs[r].at("mx").data == runs[0].at("mx").data);
