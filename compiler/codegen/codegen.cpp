@@ -27,23 +27,49 @@ static EmitOptions emit_options(const CodegenOptions& opts, const HostTarget& ho
   e.lanes = bits / 32;
   e.cpu = host.cpu;
   e.features = host.features;
+  e.gemm_helpers_imported = opts.gemm_helpers_imported;
   return e;
+}
+
+// An empty module for the target, in `context` or (null) a context of its own.
+static BuiltModule new_module(const std::string& name, const HostTarget& host, llvm::TargetMachine& tm,
+                              llvm::LLVMContext* context) {
+  BuiltModule out;
+  if (!context) {
+    out.context = std::make_unique<llvm::LLVMContext>();
+    context = out.context.get();
+  }
+  out.module = std::make_unique<llvm::Module>(name, *context);
+  out.module->setTargetTriple(host.triple);
+  out.module->setDataLayout(tm.createDataLayout());
+  return out;
+}
+
+static void verify(llvm::Module& m) {
+  std::string err;
+  llvm::raw_string_ostream es(err);
+  if (llvm::verifyModule(m, &es)) throw std::logic_error("codegen produced invalid LLVM IR: " + es.str());
+}
+
+BuiltModule build_gemm_helpers(const lower::Program& p, const CodegenOptions& opts) {
+  const HostTarget host = target_for_cpu(opts.target_cpu);
+  auto tm = make_target_machine(host);
+  BuiltModule out = new_module(p.name + ".gemm", host, *tm, nullptr);
+  KernelEmitter em(*out.module, p, emit_options(opts, host));
+  if (!em.emit_gemm_helpers()) return BuiltModule{};
+  verify(*out.module);
+  if (opts.optimize) optimize_module(*out.module, *tm);
+  return out;
 }
 
 BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
                          const std::function<bool(const lower::Kernel&)>& keep, bool entries,
                          llvm::LLVMContext* context) {
   const HostTarget host = target_for_cpu(opts.target_cpu);
-  BuiltModule out;
-  if (!context) {
-    out.context = std::make_unique<llvm::LLVMContext>();
-    context = out.context.get();
-  }
-  out.module = std::make_unique<llvm::Module>(p.name, *context);
-  llvm::Module& m = *out.module;
-  m.setTargetTriple(host.triple);
   auto tm = make_target_machine(host);
-  m.setDataLayout(tm->createDataLayout());
+  BuiltModule out = new_module(p.name, host, *tm, context);
+  llvm::Module& m = *out.module;
+  context = &m.getContext();
 
   KernelEmitter em(m, p, emit_options(opts, host));
   std::vector<llvm::Function*> fns(p.kernels.size(), nullptr);
@@ -81,9 +107,7 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
       b.CreateRet(b.getInt32(0));
     }
   }
-  std::string err;
-  llvm::raw_string_ostream es(err);
-  if (llvm::verifyModule(m, &es)) throw std::logic_error("codegen produced invalid LLVM IR: " + es.str());
+  verify(m);
   if (opts.optimize) optimize_module(m, *tm);
   return out;
 }

@@ -20,6 +20,9 @@ struct CodegenOptions {
   std::string target_cpu{};  // "" or "host": this machine (all the JIT can run); else an LLVM CPU name
   std::string cache_dir{};   // compile cache folder (compile_cache.h); "" = no cache
   bool optimize = true;    // run LLVM's O3 pipeline
+  // The GEMM's shared functions (micro-kernel, packers) are only declared in
+  // the module; build_gemm_helpers defines them (the JIT's split modules).
+  bool gemm_helpers_imported = false;
 };
 
 struct BuiltModule {
@@ -38,6 +41,10 @@ struct BuiltModule {
 BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
                          const std::function<bool(const lower::Kernel&)>& keep = nullptr, bool entries = true,
                          llvm::LLVMContext* context = nullptr);
+// The module defining the GEMM helpers that `p`'s packed gemms call, with
+// external linkage, for modules built with gemm_helpers_imported; no module
+// (null) when `p` has no packed gemm.
+BuiltModule build_gemm_helpers(const lower::Program& p, const CodegenOptions& opts);
 // LLVM's O3 module pipeline, tuned for `tm`.
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm);
 std::string module_text(const llvm::Module& m);

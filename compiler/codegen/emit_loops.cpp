@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "compiler/codegen/emitter.h"
+#include "compiler/codegen/gemm_ir.h"
 
 namespace kiln::codegen {
 
@@ -64,15 +65,8 @@ void KernelEmitter::emit_loop(const Stmt& s, Value* lo, Value* hi, bool no_vecto
   Value* next = b_.CreateAdd(i, b_.getInt64(1), "", true, true);
   auto* br = b_.CreateCondBr(b_.CreateICmpSLT(next, hi), body, exit);
   i->addIncoming(next, b_.GetInsertBlock());
-  if (no_vectorize_md) {
-    // A scalar tail of a loop already vectorized here: leave it scalar.
-    llvm::Metadata* off[] = {llvm::MDString::get(c_, "llvm.loop.vectorize.enable"),
-                             llvm::ConstantAsMetadata::get(b_.getFalse())};
-    llvm::Metadata* ops[] = {nullptr, llvm::MDNode::get(c_, off)};
-    auto* id = llvm::MDNode::getDistinct(c_, ops);
-    id->replaceOperandWith(0, id);
-    br->setMetadata(llvm::LLVMContext::MD_loop, id);
-  }
+  // (no_vectorize_md: a vector loop's scalar tail)
+  set_loop_hints(br, Unroll::ConstantTripsOnly, /*vectorize=*/!no_vectorize_md);
   b_.SetInsertPoint(exit);
 }
 
@@ -141,7 +135,8 @@ void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Valu
   v.i = i;
   emit_vector_body(s.body, v);
   Value* next = b_.CreateAdd(i, b_.getInt64(static_cast<uint64_t>(lanes)), "", true, true);
-  b_.CreateCondBr(b_.CreateICmpSLT(next, vec_end), body, exit);
+  set_loop_hints(b_.CreateCondBr(b_.CreateICmpSLT(next, vec_end), body, exit), Unroll::ConstantTripsOnly,
+                 /*vectorize=*/false);
   i->addIncoming(next, b_.GetInsertBlock());
   b_.SetInsertPoint(exit);
 

@@ -25,6 +25,7 @@ struct GemmShape;  // gemm_ir.h
 struct EmitOptions {
   int lanes = 8;  // vector lanes of vectorized loops
   std::string cpu, features;
+  bool gemm_helpers_imported = false;  // CodegenOptions::gemm_helpers_imported
 };
 
 // The Loop IR expansion of a gemm kernel: a blocked loop nest (pack op(B) when
@@ -38,6 +39,9 @@ class KernelEmitter {
  public:
   KernelEmitter(llvm::Module& m, const lower::Program& p, const EmitOptions& opts);
   llvm::Function* emit(const lower::Kernel& k);
+  // Defines, exported, the GEMM helpers the program's packed gemms call
+  // (build_gemm_helpers); false when it has none.
+  bool emit_gemm_helpers();
   // Declares (once) the struct type of kiln_context.
   llvm::StructType* context_type();
   void add_attributes(llvm::Function* f) const;
@@ -62,6 +66,7 @@ class KernelEmitter {
   };
 
   llvm::Function* emit_packed_gemm(const lower::Kernel& k);
+  GemmShape gemm_shape() const;
   llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty, const GemmShape& s);
   void begin_function(llvm::Function* f);
   void finish_preamble();

@@ -30,23 +30,47 @@ bool packed_gemm_applies(const Kernel& k, const Program& p) {
   return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival);
 }
 
-llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
-  const GemmSpec& g = k.gemm;
+GemmShape KernelEmitter::gemm_shape() const {
   GemmShape s;
   s.lanes = opts_.lanes;
   s.mr = static_cast<int>(kGemmMR);
   s.nr_vecs = 2;
+  return s;
+}
+
+// The helpers are shared by every gemm of the module and called once per tile
+// or block: not inlined, so each is compiled once (compile time) and stays compact.
+static GemmHelperOptions helper_options(const KernelEmitter& em, HelperPlacement placement) {
+  return {placement, [&em](llvm::Function* f) {
+            em.add_attributes(f);
+            f->addFnAttr(llvm::Attribute::NoInline);
+          }};
+}
+
+bool KernelEmitter::emit_gemm_helpers() {
+  const GemmShape s = gemm_shape();
+  const GemmHelperOptions o = helper_options(*this, HelperPlacement::Exported);
+  bool any = false;
+  for (const Kernel& k : p_.kernels) {
+    if (k.kind != KernelKind::Gemm || !packed_gemm_applies(k, p_)) continue;
+    gemm_microkernel(m_, s, o);
+    gemm_pack_a(m_, s, k.gemm.trans_a, o);
+    gemm_pack_b(m_, s, k.gemm.trans_b, o);
+    any = true;
+  }
+  return any;
+}
+
+llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
+  const GemmSpec& g = k.gemm;
+  const GemmShape s = gemm_shape();
   const int64_t mr = s.mr, nr = s.nr();
   const int64_t nc_max = gemm_nc(g.n->ival, nr), slot = gemm_slot_floats(g.n->ival, nr);
-  // Shared by every gemm of the module and called once per tile or block: not
-  // inlined, so each is compiled once (compile time) and stays compact.
-  auto attrs = [this](llvm::Function* f) {
-    add_attributes(f);
-    f->addFnAttr(llvm::Attribute::NoInline);
-  };
-  llvm::Function* ukr = gemm_microkernel(m_, s, attrs);
-  llvm::Function* pack_a = gemm_pack_a(m_, s, g.trans_a, attrs);
-  llvm::Function* pack_b = gemm_pack_b(m_, s, g.trans_b, attrs);
+  const GemmHelperOptions helpers =
+      helper_options(*this, opts_.gemm_helpers_imported ? HelperPlacement::Imported : HelperPlacement::Internal);
+  llvm::Function* ukr = gemm_microkernel(m_, s, helpers);
+  llvm::Function* pack_a = gemm_pack_a(m_, s, g.trans_a, helpers);
+  llvm::Function* pack_b = gemm_pack_b(m_, s, g.trans_b, helpers);
 
   k_ = &k;
   scope_.clear();
@@ -108,20 +132,24 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     Value* bp = b.CreateInBoundsGEP(f32, sc, b.CreateMul(begin, c64(slot)));
     Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(kGemmKC * nc_max));
     Value* lda = c64(g.lda), *ldb = c64(g.ldb), *ldc = c64(g.ldc);
-    gemm_for(b, cb, ce, kGemmNC, "jc", [&](Value* jc) {
+    // The block loops call the packers and the micro-kernel: nothing to gain from unrolling them.
+    auto block_for = [&](Value* lo, Value* hi, int64_t step, const char* name, const std::function<void(Value*)>& body) {
+      set_loop_hints(gemm_for(b, lo, hi, step, name, body), Unroll::Never, /*vectorize=*/false);
+    };
+    block_for(cb, ce, kGemmNC, "jc", [&](Value* jc) {
       Value* nc = smin(c64(kGemmNC), b.CreateSub(ce, jc));
-      gemm_for(b, c64(0), kk, kGemmKC, "pc", [&](Value* pc) {
+      block_for(c64(0), kk, kGemmKC, "pc", [&](Value* pc) {
         Value* kc = smin(c64(kGemmKC), b.CreateSub(kk, pc));
         Value* load_c = g.accumulate ? b.getTrue() : b.CreateICmpSGT(pc, c64(0));
         b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
-        gemm_for(b, rb, re, kGemmMC, "ic", [&](Value* ic) {
+        block_for(rb, re, kGemmMC, "ic", [&](Value* ic) {
           Value* mc = smin(c64(kGemmMC), b.CreateSub(re, ic));
           b.CreateCall(pack_a, {a, lda, ic, mc, pc, kc, ap});
-          gemm_for(b, c64(0), nc, nr, "jr", [&](Value* jr) {
+          block_for(c64(0), nc, nr, "jr", [&](Value* jr) {
             Value* bpanel = b.CreateInBoundsGEP(f32, bp, b.CreateMul(jr, kc));
             Value* n_eff = smin(c64(nr), b.CreateSub(nc, jr));
             Value* col = b.CreateAdd(jc, jr);
-            gemm_for(b, c64(0), mc, mr, "ir", [&](Value* ir) {
+            block_for(c64(0), mc, mr, "ir", [&](Value* ir) {
               Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateMul(ir, kc));
               Value* m_eff = smin(c64(mr), b.CreateSub(mc, ir));
               Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc), col);
@@ -185,13 +213,17 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
   auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, i64, i64, i64, i64, i64}, false);
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, k.name + "_epilogue", m_);
   add_attributes(f);
+  // Called once per MC x NC block: inlined, it would be copied into both
+  // branches of the driver and unswitched with it (compile time, no speed).
+  f->addFnAttr(llvm::Attribute::NoInline);
   begin_function(f);
   load_kernel_args(closure_ty, f->getArg(0), 7);
   Value *tile = f->getArg(1), *ldt = f->getArg(2), *row0 = f->getArg(3), *col0 = f->getArg(4);
   Value *m = f->getArg(5), *n = f->getArg(6);
   const int64_t lanes = s.lanes, ldc = k.gemm.ldc;
   Value* vec_end = plan ? b_.CreateSub(n, b_.CreateSRem(n, b_.getInt64(static_cast<uint64_t>(lanes)))) : b_.getInt64(0);
-  gemm_for(b_, b_.getInt64(0), m, 1, "er", [&](Value* r) {
+  // Rows: never unrolled (each row's loops are the work); columns: vectors, then a scalar tail.
+  set_loop_hints(gemm_for(b_, b_.getInt64(0), m, 1, "er", [&](Value* r) {
     Value* first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);
     Value* trow = b_.CreateInBoundsGEP(f32, tile, b_.CreateMul(r, ldt));
     if (plan) {
@@ -207,12 +239,12 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
         emit_vector_body(loop.body, vv);  // the plan has no reductions (gemm_epilogue.cpp)
       });
     }
-    gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
+    set_loop_hints(gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
       fn_.vars[static_cast<size_t>(loop.var)] = b_.CreateAdd(first, c);
       b_.CreateStore(b_.CreateLoad(f32, b_.CreateInBoundsGEP(f32, trow, c)), fn_.locals.at(static_cast<size_t>(value)));
       emit_stmts(loop.body);
-    });
-  });
+    }), Unroll::Never, /*vectorize=*/false);
+  }), Unroll::Never, /*vectorize=*/false);
   b_.CreateRetVoid();
   return f;
 }

@@ -22,30 +22,52 @@ struct GemmShape {
 };
 
 // for (i = lo; i < hi; i += step) body(i), with i an i64 phi. Leaves the
-// builder after the loop.
-void gemm_for(llvm::IRBuilder<>& b, llvm::Value* lo, llvm::Value* hi, llvm::Value* step, const std::string& name,
-              const std::function<void(llvm::Value*)>& body);
-inline void gemm_for(llvm::IRBuilder<>& b, llvm::Value* lo, llvm::Value* hi, int64_t step, const std::string& name,
-                     const std::function<void(llvm::Value*)>& body) {
-  gemm_for(b, lo, hi, b.getInt64(static_cast<uint64_t>(step)), name, body);
+// builder after the loop; returns the loop's back edge (for set_loop_hints).
+llvm::BranchInst* gemm_for(llvm::IRBuilder<>& b, llvm::Value* lo, llvm::Value* hi, llvm::Value* step,
+                           const std::string& name, const std::function<void(llvm::Value*)>& body);
+inline llvm::BranchInst* gemm_for(llvm::IRBuilder<>& b, llvm::Value* lo, llvm::Value* hi, int64_t step,
+                                  const std::string& name, const std::function<void(llvm::Value*)>& body) {
+  return gemm_for(b, lo, hi, b.getInt64(static_cast<uint64_t>(step)), name, body);
 }
+// Loop metadata on a loop's back edge: how far LLVM may unroll it and
+// whether it may vectorize it. kiln blocks and vectorizes its loops itself;
+// O3 would also runtime-unroll each by up to 8 (and unswitch the copies):
+// twice the machine code and compile time, for no measured speed. Loops whose
+// trip count is a constant may still unroll fully (ConstantTripsOnly): a
+// 3 x 3 window or 16 channels do gain from that.
+enum class Unroll { Never, ConstantTripsOnly };
+void set_loop_hints(llvm::BranchInst* latch, Unroll unroll, bool vectorize);
 // if (cond) then_() else else_(); either may be empty.
 void gemm_if(llvm::IRBuilder<>& b, llvm::Value* cond, const std::function<void()>& then_,
              const std::function<void()>& else_ = {});
 
+// Where a GEMM helper (micro-kernel, packers) is defined. Every gemm of a
+// program calls the same few: the JIT compiles them once, in a module of
+// their own (Exported there, Imported by the kernel modules); a module that
+// holds the whole program (AOT, `kiln ir`) keeps them Internal.
+enum class HelperPlacement { Internal, Exported, Imported };
+
+struct GemmHelperOptions {
+  HelperPlacement placement = HelperPlacement::Internal;
+  std::function<void(llvm::Function*)> attrs;  // target attributes, added to a definition
+};
+
 // void ukr(i64 kc, ptr a, ptr b, ptr c, i64 ldc, i64 m, i64 n, i1 load_c):
 // C[i*ldc + j] = (load_c ? C[i*ldc + j] : 0) + sum_k a[k*MR + i] * b[k*NR + j]
 // for i < m <= MR, j < n <= NR, the sum over k in order with one FMA per step.
-// `attrs` adds the target attributes to the function. Created once per module.
-llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const std::function<void(llvm::Function*)>& attrs);
+// Created once per module.
+llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o);
 
 // void pack_a(ptr A, i64 lda, i64 i0, i64 mc, i64 k0, i64 kc, ptr dst):
 // op(A)[i0 .. i0+mc, k0 .. k0+kc] into ceil(mc/MR) panels dst[p*MR*kc + k*MR + r], rows past mc zero.
-llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans,
-                            const std::function<void(llvm::Function*)>& attrs);
+llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans, const GemmHelperOptions& o);
 // void pack_b(ptr B, i64 ldb, i64 j0, i64 nc, i64 k0, i64 kc, ptr dst):
 // op(B)[k0 .. k0+kc, j0 .. j0+nc] into ceil(nc/NR) panels dst[q*NR*kc + k*NR + c], columns past nc zero.
-llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans,
-                            const std::function<void(llvm::Function*)>& attrs);
+llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans, const GemmHelperOptions& o);
+
+// A new function `name` of type `fty` placed as `o` says; nullptr when the
+// module has it already. Its body is to be built only when it is not Imported.
+llvm::Function* create_gemm_helper(llvm::Module& m, const std::string& name, llvm::FunctionType* fty,
+                                   const GemmHelperOptions& o);
 
 }  // namespace kiln::codegen

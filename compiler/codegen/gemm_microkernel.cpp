@@ -14,8 +14,8 @@ namespace kiln::codegen {
 
 using llvm::Value;
 
-void gemm_for(llvm::IRBuilder<>& b, Value* lo, Value* hi, Value* step, const std::string& name,
-              const std::function<void(Value*)>& body) {
+llvm::BranchInst* gemm_for(llvm::IRBuilder<>& b, Value* lo, Value* hi, Value* step, const std::string& name,
+                           const std::function<void(Value*)>& body) {
   llvm::LLVMContext& c = b.getContext();
   llvm::Function* f = b.GetInsertBlock()->getParent();
   llvm::BasicBlock* pre = b.GetInsertBlock();
@@ -31,8 +31,21 @@ void gemm_for(llvm::IRBuilder<>& b, Value* lo, Value* hi, Value* step, const std
   body(i);
   Value* next = b.CreateAdd(i, step, name + ".next", false, true);
   i->addIncoming(next, b.GetInsertBlock());
-  b.CreateBr(head);
+  llvm::BranchInst* latch = b.CreateBr(head);
   b.SetInsertPoint(exit);
+  return latch;
+}
+
+void set_loop_hints(llvm::BranchInst* latch, Unroll unroll, bool vectorize) {
+  llvm::LLVMContext& c = latch->getContext();
+  const char* no_unroll = unroll == Unroll::Never ? "llvm.loop.unroll.disable" : "llvm.loop.unroll.runtime.disable";
+  llvm::SmallVector<llvm::Metadata*, 3> ops{nullptr, llvm::MDNode::get(c, {llvm::MDString::get(c, no_unroll)})};
+  if (!vectorize)
+    ops.push_back(llvm::MDNode::get(c, {llvm::MDString::get(c, "llvm.loop.vectorize.enable"),
+                                        llvm::ConstantAsMetadata::get(llvm::ConstantInt::getFalse(c))}));
+  auto* id = llvm::MDNode::getDistinct(c, ops);
+  id->replaceOperandWith(0, id);
+  latch->setMetadata(llvm::LLVMContext::MD_loop, id);
 }
 
 void gemm_if(llvm::IRBuilder<>& b, Value* cond, const std::function<void()>& then_,
@@ -52,19 +65,28 @@ void gemm_if(llvm::IRBuilder<>& b, Value* cond, const std::function<void()>& the
   b.SetInsertPoint(done);
 }
 
-llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s,
-                                 const std::function<void(llvm::Function*)>& attrs) {
+llvm::Function* create_gemm_helper(llvm::Module& m, const std::string& name, llvm::FunctionType* fty,
+                                   const GemmHelperOptions& o) {
+  if (m.getFunction(name)) return nullptr;
+  auto linkage = o.placement == HelperPlacement::Internal ? llvm::GlobalValue::InternalLinkage
+                                                          : llvm::GlobalValue::ExternalLinkage;
+  auto* f = llvm::Function::Create(fty, linkage, name, m);
+  if (o.placement != HelperPlacement::Imported && o.attrs) o.attrs(f);
+  return f;
+}
+
+llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o) {
   const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes, nr = s.nr();
   std::string name = "kiln_gemm_ukr_" + std::to_string(mr) + "x" + std::to_string(nr);
-  if (llvm::Function* f = m.getFunction(name)) return f;
   llvm::LLVMContext& c = m.getContext();
   llvm::IRBuilder<> b(c);
   llvm::Type *i64 = b.getInt64Ty(), *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
   auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
   auto* fty = llvm::FunctionType::get(b.getVoidTy(), {i64, ptr, ptr, ptr, i64, i64, i64, b.getInt1Ty()}, false);
-  auto* f = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m);
-  attrs(f);
+  llvm::Function* f = create_gemm_helper(m, name, fty, o);
+  if (!f) return m.getFunction(name);
   for (unsigned a : {1u, 2u, 3u}) f->addParamAttr(a, llvm::Attribute::NoAlias);
+  if (o.placement == HelperPlacement::Imported) return f;
   Value *kc = f->getArg(0), *ap = f->getArg(1), *bp = f->getArg(2), *cp = f->getArg(3);
   Value *ldc = f->getArg(4), *m_eff = f->getArg(5), *n_eff = f->getArg(6), *load_c = f->getArg(7);
   const llvm::Align a4(4);

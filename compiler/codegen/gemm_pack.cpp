@@ -16,15 +16,14 @@ struct PackFn {
   Value *src = nullptr, *ld = nullptr, *r0 = nullptr, *n = nullptr, *k0 = nullptr, *kc = nullptr, *dst = nullptr;
 };
 
-// void name(ptr src, i64 ld, i64 r0, i64 n, i64 k0, i64 kc, ptr dst); nullptr f if it exists already.
-PackFn begin_pack(llvm::Module& m, llvm::IRBuilder<>& b, const std::string& name,
-                  const std::function<void(llvm::Function*)>& attrs) {
+// void name(ptr src, i64 ld, i64 r0, i64 n, i64 k0, i64 kc, ptr dst); f
+// nullptr when its body is not to be built here (it exists already, or is Imported).
+PackFn begin_pack(llvm::Module& m, llvm::IRBuilder<>& b, const std::string& name, const GemmHelperOptions& o) {
   PackFn p;
-  if (m.getFunction(name)) return p;
   llvm::Type *i64 = b.getInt64Ty(), *ptr = b.getPtrTy();
   auto* fty = llvm::FunctionType::get(b.getVoidTy(), {ptr, i64, i64, i64, i64, i64, ptr}, false);
-  p.f = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m);
-  attrs(p.f);
+  p.f = create_gemm_helper(m, name, fty, o);
+  if (!p.f || o.placement == HelperPlacement::Imported) return PackFn{};
   p.f->addParamAttr(0, llvm::Attribute::NoAlias);
   p.f->addParamAttr(6, llvm::Attribute::NoAlias);
   p.src = p.f->getArg(0), p.ld = p.f->getArg(1), p.r0 = p.f->getArg(2), p.n = p.f->getArg(3);
@@ -69,11 +68,10 @@ std::vector<Value*> transpose_lanes(llvm::IRBuilder<>& b, std::vector<Value*> v)
 
 }  // namespace
 
-llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans,
-                            const std::function<void(llvm::Function*)>& attrs) {
+llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans, const GemmHelperOptions& o) {
   std::string name = std::string("kiln_gemm_pack_a") + (trans ? "_t" : "") + "_" + std::to_string(s.mr);
   llvm::IRBuilder<> b(m.getContext());
-  PackFn p = begin_pack(m, b, name, attrs);
+  PackFn p = begin_pack(m, b, name, o);
   if (!p.f) return m.getFunction(name);
   auto* f32 = b.getFloatTy();
   const uint64_t mr = static_cast<uint64_t>(s.mr);
@@ -151,11 +149,10 @@ llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans,
   return p.f;
 }
 
-llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans,
-                            const std::function<void(llvm::Function*)>& attrs) {
+llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans, const GemmHelperOptions& o) {
   std::string name = std::string("kiln_gemm_pack_b") + (trans ? "_t" : "") + "_" + std::to_string(s.nr());
   llvm::IRBuilder<> b(m.getContext());
-  PackFn p = begin_pack(m, b, name, attrs);
+  PackFn p = begin_pack(m, b, name, o);
   if (!p.f) return m.getFunction(name);
   auto* f32 = b.getFloatTy();
   auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(s.lanes));

@@ -44,13 +44,18 @@ static T take(llvm::Expected<T> v, const std::string& what) {
 
 CompiledProgram::~CompiledProgram() = default;
 
-// The kernel modules and the entry module of `p`, unoptimized. Kernels go
-// into several modules, which the JIT optimizes (O3) and compiles on its own
-// threads; one more module holds the entry points.
+// The kernel modules, the GEMM helper module and the entry module of `p`,
+// unoptimized. Kernels go into several modules, which the JIT optimizes (O3)
+// and compiles on its own threads; the helpers every gemm calls (micro-kernel,
+// packers) are compiled once, in a module of their own; one more module holds
+// the entry points.
 static std::vector<BuiltModule> build_modules(const lower::Program& p, const CodegenOptions& opts, size_t parts) {
   CodegenOptions no_opt = opts;
   no_opt.optimize = false;
+  no_opt.gemm_helpers_imported = true;
   std::vector<BuiltModule> modules;
+  // First: the largest, so a compile thread starts on it first.
+  if (BuiltModule helpers = build_gemm_helpers(p, no_opt); helpers.module) modules.push_back(std::move(helpers));
   for (size_t part = 0; part < parts; ++part) {
     std::map<const lower::Kernel*, bool> mine;
     for (size_t k = part; k < p.kernels.size(); k += parts) mine[&p.kernels[k]] = true;
@@ -138,6 +143,12 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
                                  " (delete it, or compile with --no-cache)");
     }
   }
+  // The GEMM helpers' module is looked up with the kernels below, so that it
+  // compiles next to them, not once a kernel's object first needs it.
+  std::vector<std::string> helpers;
+  for (BuiltModule& bm : modules)
+    for (const llvm::Function& f : *bm.module)
+      if (!f.isDeclaration() && f.getName().starts_with("kiln_gemm_")) helpers.push_back(f.getName().str());
   for (BuiltModule& bm : modules)
     if (auto err = cp->jit_->addIRModule(llvm::orc::ThreadSafeModule(std::move(bm.module), std::move(bm.context))))
       throw std::runtime_error("adding a module to the JIT: " + llvm::toString(std::move(err)));
@@ -148,6 +159,7 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
   llvm::orc::JITDylibSearchOrder order{{&cp->jit_->getMainJITDylib(), llvm::orc::JITDylibLookupFlags::MatchAllSymbols}};
   llvm::orc::SymbolLookupSet kernels;
   for (const lower::Kernel& k : p.kernels) kernels.add(cp->jit_->mangleAndIntern(k.name));
+  for (const std::string& name : helpers) kernels.add(cp->jit_->mangleAndIntern(name));
   take(es.lookup(order, std::move(kernels)), "compiling the kernels");
   for (const lower::Entry& e : p.entries) {
     auto addr = take(cp->jit_->lookup(entry_symbol(e.name)), "looking up entry " + e.name);
