@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
+
+#include <sys/mman.h>
 #include <stdexcept>
 
 #include "runtime/thread_pool.h"
@@ -25,22 +28,27 @@ int64_t TensorInfo::bytes(int64_t batch) const {
   return n;
 }
 
-static void free_aligned(uint8_t* p) { std::free(p); }
+void UnmapPages::operator()(uint8_t* p) const {
+  if (p) munmap(p, bytes);
+}
 
-// Zeroed, 64-byte aligned; at least 64 bytes so every pointer is valid.
-static std::unique_ptr<uint8_t, void (*)(uint8_t*)> alloc_aligned(int64_t bytes, const char* what) {
-  size_t size = static_cast<size_t>((std::max<int64_t>(bytes, 1) + 63) / 64 * 64);
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, size));
-  if (!p) throw std::runtime_error(std::string("cannot allocate ") + std::to_string(size) + " bytes for the " + what);
-  std::memset(p, 0, size);
-  return {p, free_aligned};
+// Zeroed and page aligned (the kernels assume 64 bytes); at least one page,
+// so every pointer is valid. Anonymous pages are zero-filled when first
+// touched: a full-batch arena (hundreds of MB) is not written here.
+static std::unique_ptr<uint8_t, UnmapPages> alloc_zeroed(int64_t bytes, const char* what) {
+  const size_t size = static_cast<size_t>(std::max<int64_t>(bytes, 1));
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    throw std::runtime_error(std::string("cannot allocate ") + std::to_string(size) + " bytes for the " + what + ": " +
+                             std::strerror(errno));
+  return {static_cast<uint8_t*>(p), UnmapPages{size}};
 }
 
 Program::Program(ProgramInfo info, ThreadPool* pool)
     : info_(std::move(info)),
-      arena_(alloc_aligned(info_.arena_bytes, "arena")),
-      params_(alloc_aligned(info_.param_bytes, "params")),
-      state_(alloc_aligned(info_.state_bytes, "optimizer state")) {
+      arena_(alloc_zeroed(info_.arena_bytes, "arena")),
+      params_(alloc_zeroed(info_.param_bytes, "params")),
+      state_(alloc_zeroed(info_.state_bytes, "optimizer state")) {
   ctx_.arena = arena_.get();
   ctx_.params = params_.get();
   ctx_.state = state_.get();

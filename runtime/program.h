@@ -73,6 +73,12 @@ struct ProgramInfo {
   std::shared_ptr<const void> code;     // keeps the code alive (a JIT, a loaded library)
 };
 
+// Deleter of the pages a Program maps for its arena, params and state.
+struct UnmapPages {
+  size_t bytes = 0;
+  void operator()(uint8_t* p) const;
+};
+
 // Owns a compiled program's memory (arena, params, state) and calls its entry points.
 class Program {
  public:
@@ -98,7 +104,9 @@ class Program {
  private:
   ProgramInfo info_;
   kiln_context ctx_{};
-  std::unique_ptr<uint8_t, void (*)(uint8_t*)> arena_, params_, state_;
+  // Pages mapped from the OS, zero-filled when first touched: a large arena
+  // costs nothing until it is used.
+  std::unique_ptr<uint8_t, UnmapPages> arena_, params_, state_;
 };
 
 }  // namespace kiln

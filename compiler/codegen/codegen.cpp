@@ -5,6 +5,7 @@
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Passes/PassBuilder.h>
+#include <llvm/Passes/StandardInstrumentations.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
 
@@ -123,7 +124,12 @@ void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   // time and find nothing left to do. SLP stays on for straight-line code.
   pto.LoopVectorization = false;
   pto.SLPVectorization = true;
-  llvm::PassBuilder pb(&tm, pto);
+  // Honours LLVM's own debugging options (KILN_LLVM_OPTIONS, host.cpp), e.g.
+  // -time-passes or -print-after=<pass>.
+  llvm::PassInstrumentationCallbacks pic;
+  llvm::StandardInstrumentations si(m.getContext(), /*DebugLogging=*/false);
+  si.registerCallbacks(pic, &mam);
+  llvm::PassBuilder pb(&tm, pto, std::nullopt, &pic);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
   pb.registerFunctionAnalyses(fam);

@@ -3,7 +3,9 @@
 #include <llvm/ADT/StringMap.h>
 #include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/MC/TargetRegistry.h>
+#include <llvm/Support/CommandLine.h>
 #include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/Target/TargetOptions.h>
 #include <llvm/TargetParser/Host.h>
@@ -16,6 +18,11 @@ namespace kiln::codegen {
 static HostTarget detect() {
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
+  // LLVM's own options for whoever studies the compiler, from the environment:
+  // KILN_LLVM_OPTIONS="-time-passes" (a per-pass compile time report at exit),
+  // "-print-after=licm", ...
+  const char* argv0 = "kiln";
+  llvm::cl::ParseCommandLineOptions(1, &argv0, "kiln", &llvm::errs(), "KILN_LLVM_OPTIONS");
   HostTarget t;
   t.triple = llvm::sys::getProcessTriple();
   t.cpu = llvm::sys::getHostCPUName().str();
