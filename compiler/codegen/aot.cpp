@@ -180,21 +180,24 @@ AotResult compile_aot(const lower::Program& p, const AotOptions& opts) {
     }
   }
 
-  // As the JIT does: kernels and entries in separate modules, each optimized
-  // alone (no kernel is inlined into an entry), then linked as they are.
+  // As the JIT does: kernels, GEMM helpers and entries in separate modules,
+  // each optimized alone, at its own level (no kernel is inlined into an
+  // entry), then linked as they are.
   llvm::LLVMContext context;
   CodegenOptions no_opt = opts.codegen;
   no_opt.optimize = false;
+  no_opt.gemm_helpers_imported = true;
   BuiltModule kernels = build_module(p, no_opt, nullptr, false, &context);
+  BuiltModule helpers = build_gemm_helpers(p, no_opt, &context);
   BuiltModule entries = build_module(p, no_opt, [](const lower::Kernel&) { return false; }, true, &context);
   auto tm = make_target_machine(r.target);
-  if (opts.codegen.optimize) {
-    optimize_module(*kernels.module, *tm);
-    optimize_module(*entries.module, *tm);
-  }
+  if (opts.codegen.optimize)
+    for (BuiltModule* bm : {&kernels, &helpers, &entries})
+      if (bm->module) optimize_module(*bm->module, *tm);
   llvm::Module& m = *kernels.module;
-  if (llvm::Linker::linkModules(m, std::move(entries.module)))
-    throw std::runtime_error("AOT: linking the kernel and entry modules failed");
+  for (BuiltModule* bm : {&helpers, &entries})
+    if (bm->module && llvm::Linker::linkModules(m, std::move(bm->module)))
+      throw std::runtime_error("AOT: linking the kernel, GEMM helper and entry modules failed");
 
   std::set<std::string> exported;
   for (const lower::Entry& e : p.entries) {

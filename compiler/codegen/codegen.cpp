@@ -46,16 +46,30 @@ static BuiltModule new_module(const std::string& name, const HostTarget& host, l
   return out;
 }
 
+// The module flag that tells optimize_module how hard to work on a module
+// (an LLVM optimization level). Kernel and entry modules: 1. kiln has
+// already blocked, fused and vectorized their loops; O1 (SROA, InstCombine,
+// LICM, full unrolling of constant trip counts) cleans them up, and O3 ran
+// them no faster (kiln profile, MLP and CNN steps) at twice the compile time.
+// The GEMM helpers (micro-kernel, packers), and a module that holds them
+// with kernels: 3.
+static constexpr const char* kOptLevelFlag = "kiln.opt_level";
+
+static void set_opt_level(llvm::Module& m, int level) {
+  m.addModuleFlag(llvm::Module::Warning, kOptLevelFlag, static_cast<uint32_t>(level));
+}
+
 static void verify(llvm::Module& m) {
   std::string err;
   llvm::raw_string_ostream es(err);
   if (llvm::verifyModule(m, &es)) throw std::logic_error("codegen produced invalid LLVM IR: " + es.str());
 }
 
-BuiltModule build_gemm_helpers(const lower::Program& p, const CodegenOptions& opts) {
+BuiltModule build_gemm_helpers(const lower::Program& p, const CodegenOptions& opts, llvm::LLVMContext* context) {
   const HostTarget host = target_for_cpu(opts.target_cpu);
   auto tm = make_target_machine(host);
-  BuiltModule out = new_module(p.name + ".gemm", host, *tm, nullptr);
+  BuiltModule out = new_module(p.name + ".gemm", host, *tm, context);
+  set_opt_level(*out.module, 3);
   KernelEmitter em(*out.module, p, emit_options(opts, host));
   if (!em.emit_gemm_helpers()) return BuiltModule{};
   verify(*out.module);
@@ -71,6 +85,7 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
   BuiltModule out = new_module(p.name, host, *tm, context);
   llvm::Module& m = *out.module;
   context = &m.getContext();
+  set_opt_level(m, opts.gemm_helpers_imported ? 1 : 3);
 
   KernelEmitter em(m, p, emit_options(opts, host));
   std::vector<llvm::Function*> fns(p.kernels.size(), nullptr);
@@ -135,7 +150,10 @@ void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
-  llvm::ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3);
+  auto* flag = llvm::mdconst::extract_or_null<llvm::ConstantInt>(m.getModuleFlag(kOptLevelFlag));
+  const llvm::OptimizationLevel level =
+      flag && flag->getZExtValue() == 1 ? llvm::OptimizationLevel::O1 : llvm::OptimizationLevel::O3;
+  llvm::ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(level);
   mpm.run(m, mam);
 }
 
@@ -184,15 +202,35 @@ static std::function<bool(const lower::Kernel&)> keep_selected(const lower::Prog
   };
 }
 
+// The modules the JIT would compile for the selected kernels (codegen
+// options as given, helpers imported), optimized: the kernels (and, for all
+// of them, the entries) and, when a selected kernel is a packed gemm, the
+// GEMM helpers.
+static std::vector<BuiltModule> modules_for_text(const lower::Program& p, const std::string& selector,
+                                                 const CodegenOptions& opts) {
+  CodegenOptions split = opts;
+  split.gemm_helpers_imported = true;
+  auto keep = keep_selected(p, selector);
+  std::vector<BuiltModule> out;
+  out.push_back(build_module(p, split, keep, selector.empty()));
+  bool gemm = false;
+  for (const lower::Kernel& k : p.kernels) gemm = gemm || (keep(k) && k.kind == lower::KernelKind::Gemm);
+  if (gemm)
+    if (BuiltModule helpers = build_gemm_helpers(p, split); helpers.module) out.push_back(std::move(helpers));
+  return out;
+}
+
 std::string llvm_ir_text(const lower::Program& p, const std::string& selector, const CodegenOptions& opts) {
-  BuiltModule bm = build_module(p, opts, keep_selected(p, selector), selector.empty());
-  return module_text(*bm.module);
+  std::string text;
+  for (BuiltModule& bm : modules_for_text(p, selector, opts)) text += module_text(*bm.module);
+  return text;
 }
 
 std::string asm_text(const lower::Program& p, const std::string& selector, const CodegenOptions& opts) {
-  BuiltModule bm = build_module(p, opts, keep_selected(p, selector), selector.empty());
   auto tm = make_target_machine(target_for_cpu(opts.target_cpu));
-  return module_asm(*bm.module, *tm);
+  std::string text;
+  for (BuiltModule& bm : modules_for_text(p, selector, opts)) text += module_asm(*bm.module, *tm);
+  return text;
 }
 
 }  // namespace kiln::codegen

@@ -19,7 +19,7 @@ struct CodegenOptions {
   int vector_bits = 0;     // 0: the target's widest SIMD registers; else 128, 256 or 512
   std::string target_cpu{};  // "" or "host": this machine (all the JIT can run); else an LLVM CPU name
   std::string cache_dir{};   // compile cache folder (compile_cache.h); "" = no cache
-  bool optimize = true;    // run LLVM's O3 pipeline
+  bool optimize = true;    // run LLVM's optimizations (optimize_module)
   // The GEMM's shared functions (micro-kernel, packers) are only declared in
   // the module; build_gemm_helpers defines them (the JIT's split modules).
   bool gemm_helpers_imported = false;
@@ -43,9 +43,12 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
                          llvm::LLVMContext* context = nullptr);
 // The module defining the GEMM helpers that `p`'s packed gemms call, with
 // external linkage, for modules built with gemm_helpers_imported; no module
-// (null) when `p` has no packed gemm.
-BuiltModule build_gemm_helpers(const lower::Program& p, const CodegenOptions& opts);
-// LLVM's O3 module pipeline, tuned for `tm`.
+// (null) when `p` has no packed gemm. `context` as for build_module.
+BuiltModule build_gemm_helpers(const lower::Program& p, const CodegenOptions& opts,
+                               llvm::LLVMContext* context = nullptr);
+// LLVM's module pipeline, tuned for `tm`, at the level the module was built
+// for: O1 for kernels and entries (built with gemm_helpers_imported), O3 for
+// the GEMM helpers and for modules that hold them (codegen.cpp says why).
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm);
 std::string module_text(const llvm::Module& m);
 std::string module_asm(llvm::Module& m, llvm::TargetMachine& tm);

@@ -15,6 +15,7 @@
 #include <ctime>
 #include <thread>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -143,24 +144,37 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
                                  " (delete it, or compile with --no-cache)");
     }
   }
-  // The GEMM helpers' module is looked up with the kernels below, so that it
-  // compiles next to them, not once a kernel's object first needs it.
-  std::vector<std::string> helpers;
-  for (BuiltModule& bm : modules)
+  // What each module defines for the others (kernels, GEMM helpers, entries).
+  std::vector<std::vector<std::string>> defined;
+  for (BuiltModule& bm : modules) {
+    defined.emplace_back();
     for (const llvm::Function& f : *bm.module)
-      if (!f.isDeclaration() && f.getName().starts_with("kiln_gemm_")) helpers.push_back(f.getName().str());
+      if (!f.isDeclaration() && f.hasExternalLinkage()) defined.back().push_back(f.getName().str());
+  }
   for (BuiltModule& bm : modules)
     if (auto err = cp->jit_->addIRModule(llvm::orc::ThreadSafeModule(std::move(bm.module), std::move(bm.context))))
       throw std::runtime_error("adding a module to the JIT: " + llvm::toString(std::move(err)));
-  // Every kernel first, in one lookup (their modules compile concurrently),
-  // then the entry points, whose calls into other modules are then resolved
-  // to finished code.
+  // One lookup per module, all in flight at once, issued in the modules'
+  // order: the compile threads take the modules in that order (the GEMM
+  // helpers, the largest, first) and compile them concurrently. A module
+  // is not left to compile only when another's object first needs it.
   auto& es = cp->jit_->getExecutionSession();
   llvm::orc::JITDylibSearchOrder order{{&cp->jit_->getMainJITDylib(), llvm::orc::JITDylibLookupFlags::MatchAllSymbols}};
-  llvm::orc::SymbolLookupSet kernels;
-  for (const lower::Kernel& k : p.kernels) kernels.add(cp->jit_->mangleAndIntern(k.name));
-  for (const std::string& name : helpers) kernels.add(cp->jit_->mangleAndIntern(name));
-  take(es.lookup(order, std::move(kernels)), "compiling the kernels");
+  std::vector<std::future<std::string>> compiled;
+  for (const std::vector<std::string>& names : defined) {
+    if (names.empty()) continue;
+    llvm::orc::SymbolLookupSet symbols;
+    for (const std::string& name : names) symbols.add(cp->jit_->mangleAndIntern(name));
+    auto done = std::make_shared<std::promise<std::string>>();
+    compiled.push_back(done->get_future());
+    es.lookup(llvm::orc::LookupKind::Static, order, std::move(symbols), llvm::orc::SymbolState::Ready,
+              [done](llvm::Expected<llvm::orc::SymbolMap> r) { done->set_value(r ? "" : llvm::toString(r.takeError())); },
+              llvm::orc::NoDependenciesToRegister);
+  }
+  std::string failure;
+  for (auto& f : compiled)
+    if (std::string err = f.get(); !err.empty() && failure.empty()) failure = err;
+  if (!failure.empty()) throw std::runtime_error("compiling the kernels: " + failure);
   for (const lower::Entry& e : p.entries) {
     auto addr = take(cp->jit_->lookup(entry_symbol(e.name)), "looking up entry " + e.name);
     cp->entries_[e.name] = addr.toPtr<kiln_entry_fn>();
