@@ -132,24 +132,20 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     Value* bp = b.CreateInBoundsGEP(f32, sc, b.CreateMul(begin, c64(slot)));
     Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(kGemmKC * nc_max));
     Value* lda = c64(g.lda), *ldb = c64(g.ldb), *ldc = c64(g.ldc);
-    // The block loops call the packers and the micro-kernel: nothing to gain from unrolling them.
-    auto block_for = [&](Value* lo, Value* hi, int64_t step, const char* name, const std::function<void(Value*)>& body) {
-      set_loop_hints(gemm_for(b, lo, hi, step, name, body), Unroll::Never, /*vectorize=*/false);
-    };
-    block_for(cb, ce, kGemmNC, "jc", [&](Value* jc) {
+    gemm_for(b, cb, ce, kGemmNC, "jc", [&](Value* jc) {
       Value* nc = smin(c64(kGemmNC), b.CreateSub(ce, jc));
-      block_for(c64(0), kk, kGemmKC, "pc", [&](Value* pc) {
+      gemm_for(b, c64(0), kk, kGemmKC, "pc", [&](Value* pc) {
         Value* kc = smin(c64(kGemmKC), b.CreateSub(kk, pc));
         Value* load_c = g.accumulate ? b.getTrue() : b.CreateICmpSGT(pc, c64(0));
         b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
-        block_for(rb, re, kGemmMC, "ic", [&](Value* ic) {
+        gemm_for(b, rb, re, kGemmMC, "ic", [&](Value* ic) {
           Value* mc = smin(c64(kGemmMC), b.CreateSub(re, ic));
           b.CreateCall(pack_a, {a, lda, ic, mc, pc, kc, ap});
-          block_for(c64(0), nc, nr, "jr", [&](Value* jr) {
+          gemm_for(b, c64(0), nc, nr, "jr", [&](Value* jr) {
             Value* bpanel = b.CreateInBoundsGEP(f32, bp, b.CreateMul(jr, kc));
             Value* n_eff = smin(c64(nr), b.CreateSub(nc, jr));
             Value* col = b.CreateAdd(jc, jr);
-            block_for(c64(0), mc, mr, "ir", [&](Value* ir) {
+            gemm_for(b, c64(0), mc, mr, "ir", [&](Value* ir) {
               Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateMul(ir, kc));
               Value* m_eff = smin(c64(mr), b.CreateSub(mc, ir));
               Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc), col);
@@ -222,8 +218,7 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
   Value *m = f->getArg(5), *n = f->getArg(6);
   const int64_t lanes = s.lanes, ldc = k.gemm.ldc;
   Value* vec_end = plan ? b_.CreateSub(n, b_.CreateSRem(n, b_.getInt64(static_cast<uint64_t>(lanes)))) : b_.getInt64(0);
-  // Rows: never unrolled (each row's loops are the work); columns: vectors, then a scalar tail.
-  set_loop_hints(gemm_for(b_, b_.getInt64(0), m, 1, "er", [&](Value* r) {
+  gemm_for(b_, b_.getInt64(0), m, 1, "er", [&](Value* r) {
     Value* first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);
     Value* trow = b_.CreateInBoundsGEP(f32, tile, b_.CreateMul(r, ldt));
     if (plan) {
@@ -239,12 +234,12 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
         emit_vector_body(loop.body, vv);  // the plan has no reductions (gemm_epilogue.cpp)
       });
     }
-    set_loop_hints(gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
+    gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
       fn_.vars[static_cast<size_t>(loop.var)] = b_.CreateAdd(first, c);
       b_.CreateStore(b_.CreateLoad(f32, b_.CreateInBoundsGEP(f32, trow, c)), fn_.locals.at(static_cast<size_t>(value)));
       emit_stmts(loop.body);
-    }), Unroll::Never, /*vectorize=*/false);
-  }), Unroll::Never, /*vectorize=*/false);
+    });
+  });
   b_.CreateRetVoid();
   return f;
 }

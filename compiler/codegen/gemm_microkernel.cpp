@@ -14,8 +14,8 @@ namespace kiln::codegen {
 
 using llvm::Value;
 
-llvm::BranchInst* gemm_for(llvm::IRBuilder<>& b, Value* lo, Value* hi, Value* step, const std::string& name,
-                           const std::function<void(Value*)>& body) {
+void gemm_for(llvm::IRBuilder<>& b, Value* lo, Value* hi, Value* step, const std::string& name,
+              const std::function<void(Value*)>& body) {
   llvm::LLVMContext& c = b.getContext();
   llvm::Function* f = b.GetInsertBlock()->getParent();
   llvm::BasicBlock* pre = b.GetInsertBlock();
@@ -31,9 +31,8 @@ llvm::BranchInst* gemm_for(llvm::IRBuilder<>& b, Value* lo, Value* hi, Value* st
   body(i);
   Value* next = b.CreateAdd(i, step, name + ".next", false, true);
   i->addIncoming(next, b.GetInsertBlock());
-  llvm::BranchInst* latch = b.CreateBr(head);
+  set_loop_hints(b.CreateBr(head), Unroll::Never, /*vectorize=*/false);
   b.SetInsertPoint(exit);
-  return latch;
 }
 
 void set_loop_hints(llvm::BranchInst* latch, Unroll unroll, bool vectorize) {
