@@ -4,6 +4,7 @@
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/ExecutionEngine/Orc/ObjectTransformLayer.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
+#include <llvm/Object/ObjectFile.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Support/Error.h>
@@ -44,6 +45,28 @@ static T take(llvm::Expected<T> v, const std::string& what) {
 }
 
 CompiledProgram::~CompiledProgram() = default;
+
+// The global functions an object file defines.
+static std::vector<std::string> global_functions(llvm::StringRef bytes) {
+  auto obj = llvm::object::ObjectFile::createObjectFile(llvm::MemoryBufferRef(bytes, "cached"));
+  if (!obj) throw std::runtime_error("a compile cache object is unreadable: " + llvm::toString(obj.takeError()));
+  std::vector<std::string> out;
+  for (const llvm::object::SymbolRef& sym : (*obj)->symbols()) {
+    auto flags = sym.getFlags();
+    auto type = sym.getType();
+    auto name = sym.getName();
+    if (!flags || !type || !name) {
+      if (!flags) llvm::consumeError(flags.takeError());
+      if (!type) llvm::consumeError(type.takeError());
+      if (!name) llvm::consumeError(name.takeError());
+      continue;
+    }
+    if ((*flags & llvm::object::SymbolRef::SF_Global) && !(*flags & llvm::object::SymbolRef::SF_Undefined) &&
+        *type == llvm::object::SymbolRef::ST_Function)
+      out.push_back(name->str());
+  }
+  return out;
+}
 
 // The kernel modules, the GEMM helper module and the entry module of `p`,
 // unoptimized. Kernels go into several modules, which the JIT optimizes (O3)
@@ -136,35 +159,38 @@ std::unique_ptr<CompiledProgram> CompiledProgram::compile(lower::Program program
           captured->objects.emplace_back(obj->getBufferStart(), obj->getBufferEnd());
           return obj;
         });
+  // What each module or cached object defines for the others (kernels, GEMM
+  // helpers, entries). Object symbols are linker names already; IR names are mangled.
+  auto& es = cp->jit_->getExecutionSession();
+  std::vector<llvm::orc::SymbolLookupSet> defined;
   if (cached) {
     for (size_t i = 0; i < cached->size(); ++i) {
       llvm::StringRef bytes(reinterpret_cast<const char*>((*cached)[i].data()), (*cached)[i].size());
+      defined.emplace_back();
+      for (const std::string& name : global_functions(bytes)) defined.back().add(es.intern(name));
       if (auto err = cp->jit_->addObjectFile(llvm::MemoryBuffer::getMemBufferCopy(bytes, "cached" + std::to_string(i))))
         throw std::runtime_error("loading cache entry " + cp->stats_.cache_entry + ": " + llvm::toString(std::move(err)) +
                                  " (delete it, or compile with --no-cache)");
     }
   }
-  // What each module defines for the others (kernels, GEMM helpers, entries).
-  std::vector<std::vector<std::string>> defined;
   for (BuiltModule& bm : modules) {
     defined.emplace_back();
     for (const llvm::Function& f : *bm.module)
-      if (!f.isDeclaration() && f.hasExternalLinkage()) defined.back().push_back(f.getName().str());
+      if (!f.isDeclaration() && f.hasExternalLinkage()) defined.back().add(cp->jit_->mangleAndIntern(f.getName()));
   }
   for (BuiltModule& bm : modules)
     if (auto err = cp->jit_->addIRModule(llvm::orc::ThreadSafeModule(std::move(bm.module), std::move(bm.context))))
       throw std::runtime_error("adding a module to the JIT: " + llvm::toString(std::move(err)));
-  // One lookup per module, all in flight at once, issued in the modules'
-  // order: the compile threads take the modules in that order (the GEMM
-  // helpers, the largest, first) and compile them concurrently. A module
-  // is not left to compile only when another's object first needs it.
-  auto& es = cp->jit_->getExecutionSession();
+  // One lookup per module (or object), all in flight at once, issued in the
+  // modules' order: the compile threads take the modules in that order (the
+  // GEMM helpers, the largest, first) and compile them concurrently. And
+  // every one is finished code when compile returns: a call from one module
+  // into another must not reach code still being linked (looking up an entry
+  // alone waits for its own module, not for the kernels it calls).
   llvm::orc::JITDylibSearchOrder order{{&cp->jit_->getMainJITDylib(), llvm::orc::JITDylibLookupFlags::MatchAllSymbols}};
   std::vector<std::future<std::string>> compiled;
-  for (const std::vector<std::string>& names : defined) {
-    if (names.empty()) continue;
-    llvm::orc::SymbolLookupSet symbols;
-    for (const std::string& name : names) symbols.add(cp->jit_->mangleAndIntern(name));
+  for (llvm::orc::SymbolLookupSet& symbols : defined) {
+    if (symbols.empty()) continue;
     auto done = std::make_shared<std::promise<std::string>>();
     compiled.push_back(done->get_future());
     es.lookup(llvm::orc::LookupKind::Static, order, std::move(symbols), llvm::orc::SymbolState::Ready,
