@@ -56,7 +56,8 @@ static BuiltModule new_module(const std::string& name, const HostTarget& host, l
 static constexpr const char* kOptLevelFlag = "kiln.opt_level";
 
 static void set_opt_level(llvm::Module& m, int level) {
-  m.addModuleFlag(llvm::Module::Warning, kOptLevelFlag, static_cast<uint32_t>(level));
+  // (Max: AOT links optimized modules of both levels into one object.)
+  m.addModuleFlag(llvm::Module::Max, kOptLevelFlag, static_cast<uint32_t>(level));
 }
 
 static void verify(llvm::Module& m) {

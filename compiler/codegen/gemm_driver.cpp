@@ -38,8 +38,9 @@ GemmShape KernelEmitter::gemm_shape() const {
   return s;
 }
 
-// The helpers are shared by every gemm of the module and called once per tile
-// or block: not inlined, so each is compiled once (compile time) and stays compact.
+// The helpers are shared by every gemm of the program (the JIT compiles them
+// once, in a module of their own) and called once per tile or block: never
+// inlined, so each stays one compact copy.
 static GemmHelperOptions helper_options(const KernelEmitter& em, HelperPlacement placement) {
   return {placement, [&em](llvm::Function* f) {
             em.add_attributes(f);

@@ -3,7 +3,10 @@
 // blocks (KC = 256, MC = 72, NC = 1024), every transpose form, the batch as M
 // and as K, and bit-identical results for any thread count.
 #include <cstring>
+#include <regex>
 
+#include "compiler/codegen/codegen.h"
+#include "compiler/lower/lower_program.h"
 #include "tests/unit/codegen_helpers.h"
 
 using namespace kiln;
@@ -100,4 +103,65 @@ TEST_CASE("codegen: packed gemm with accumulate adds to what C holds") {
       INFO("c[" << i << "," << j << "]");
       CHECK(c[static_cast<size_t>(i * 70 + j)] == doctest::Approx(want).epsilon(1e-5));
     }
+}
+
+TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, at O3; kernels import them, at O1") {
+  // Two gemms with A as stored, one with A^T: the JIT's kernel modules
+  // declare the micro-kernel and packers; build_gemm_helpers defines each
+  // exactly once, exported.
+  JitCase t(3, 4);
+  add_matmul(t, "p", 5, 7, 9, false, false);
+  add_matmul(t, "q", 6, 8, 10, false, false);
+  add_matmul(t, "r", 6, 8, 10, true, false);
+  lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r"}, {}}}, {.max_batch = 4});
+  codegen::CodegenOptions opts{.optimize = false, .gemm_helpers_imported = true};
+  codegen::BuiltModule kernels = codegen::build_module(p, opts, nullptr, false);
+  codegen::BuiltModule helpers = codegen::build_gemm_helpers(p, opts);
+  const bool built = helpers.module != nullptr;
+  REQUIRE(built);
+  const std::string k = codegen::module_text(*kernels.module), h = codegen::module_text(*helpers.module);
+  auto opt_level = [](const std::string& text) {
+    std::smatch m;
+    return std::regex_search(text, m, std::regex(R"(!"kiln\.opt_level", i32 (\d+)\})")) ? std::stoi(m[1].str()) : -1;
+  };
+  CHECK(opt_level(k) == 1);
+  CHECK(opt_level(h) == 3);
+  std::vector<std::string> defined;
+  const std::regex define(R"(\ndefine (\w+ )*void @(kiln_gemm_\w+)\()");
+  for (auto it = std::sregex_iterator(h.begin(), h.end(), define); it != std::sregex_iterator(); ++it)
+    defined.push_back((*it)[2].str());
+  std::sort(defined.begin(), defined.end());
+  CHECK(defined == std::vector<std::string>{"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_16",
+                                            "kiln_gemm_ukr_6x16"});
+  CHECK(h.find("define internal") == std::string::npos);  // exported: the kernel modules link to them
+  for (const std::string& name : defined) {
+    INFO(name);
+    CHECK(k.find("declare void @" + name + "(") != std::string::npos);
+    CHECK(k.find("@" + name + "(") != std::string::npos);
+    CHECK(k.find("define internal void @" + name + "(") == std::string::npos);
+  }
+  // One module holding everything (the default): the helpers are its own, internal, and it is O3.
+  codegen::BuiltModule whole = codegen::build_module(p, {.optimize = false}, nullptr, false);
+  const std::string w = codegen::module_text(*whole.module);
+  CHECK(opt_level(w) == 3);
+  CHECK(w.find("define internal void @kiln_gemm_ukr_6x16(") != std::string::npos);
+  // No packed gemm, no helper module.
+  JitCase none(3, 4);
+  none.out("y", none.op("relu", {none.input("x", {-1, 5})}));
+  lower::Program q = lower::lower_program("none", {{"eval_step", &none.g, {"y"}, {}}}, {.max_batch = 4});
+  const bool built_none = codegen::build_gemm_helpers(q, opts).module != nullptr;
+  CHECK_FALSE(built_none);
+}
+
+TEST_CASE("codegen: kiln's loops carry unroll hints; the micro-kernel keeps its unroll count") {
+  // A vector loop and its scalar tail may unroll only for constant trip
+  // counts; the GEMM's own loops never; the micro-kernel's K loop asks for 4.
+  JitCase t(3, 4);
+  add_matmul(t, "p", 5, 7, 9, false, false);
+  t.out("y", t.op("relu", {t.input("x", {-1, 37})}));
+  lower::Program p = lower::lower_program("hints", {{"eval_step", &t.g, {"p", "y"}, {}}}, {.max_batch = 4});
+  const std::string ir = codegen::llvm_ir_text(p, "", {.optimize = false});  // as emitted
+  CHECK(ir.find("!\"llvm.loop.unroll.runtime.disable\"") != std::string::npos);
+  CHECK(ir.find("!\"llvm.loop.unroll.disable\"") != std::string::npos);
+  CHECK(ir.find("!\"llvm.loop.unroll.count\", i32 4") != std::string::npos);
 }

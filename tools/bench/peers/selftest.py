@@ -113,5 +113,11 @@ check(ml.set_sizes("cnn32") == (52500, 7500, 10000) and ml.set_sizes("transfer32
 ev = {(g["rows"], g["count"]) for g in ml.epoch_gemms("cnn32") if g["phase"] == "eval"}
 check(ev == {(32, 234 + 312), (12, 1), (16, 1)}, "cnn32 eval batches: %s" % ev)
 
+# The machine limit counts the faster of the measurements before and after the workloads.
+fl = run.faster_limits({"mlp64": {"limit_s": 9.7, "note": ""}, "cnn32": {"error": "x"}, "mlpfull": {"limit_s": 5.0}},
+                       {"mlp64": {"limit_s": 6.9}, "cnn32": {"limit_s": 11.0}, "mlpfull": {"error": "y"}})
+check(fl["mlp64"]["limit_s"] == 6.9 and "before 9.700 s, after 6.900 s" in fl["mlp64"]["note"], "faster limit: %s" % fl["mlp64"])
+check(fl["cnn32"]["limit_s"] == 11.0 and fl["mlpfull"]["limit_s"] == 5.0, "a missing measurement: the other counts")
+
 print("bench_peers_selftest: %d checks, %d failed" % (checks, failures))
 sys.exit(1 if failures else 0)
