@@ -31,7 +31,7 @@ struct AotResult {
   HostTarget target;
   bool cache_hit = false;       // object and header came from the compile cache
   std::string cache_entry;
-  double ms = 0;                // wall time of emit + O3 + machine code (or the cache load)
+  double ms = 0;                // wall time of emit + optimization + machine code (or the cache load)
 };
 
 // Throws std::invalid_argument for a prefix that is not a C identifier or an unknown CPU.

@@ -1,7 +1,7 @@
 #pragma once
 // The compile cache: machine code of a lowered program, keyed by everything
 // that decides it, so that compiling the same graph + spec for the same target
-// again loads the code instead of running codegen (LLVM IR, O3, instruction
+// again loads the code instead of running codegen (LLVM IR, optimization, instruction
 // selection).
 //
 // Key: SHA-256 of the lowered program (its Loop IR text, which follows from

@@ -130,7 +130,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     std::printf("compiled %s for %s (%d-bit vectors: %d x f32), max batch %lld; entries: %s\n", model.name.c_str(),
                 host.cpu.c_str(), bits, bits / 32, static_cast<long long>(o->batch), entries.c_str());
     if (o->stats) {
-      std::printf("  cold compile: %.1f ms (lower %.1f, LLVM IR %.1f, O3 + machine code %.1f on %d threads; O3 %.1f ms of CPU)\n",
+      std::printf("  cold compile: %.1f ms (lower %.1f, LLVM IR %.1f, optimize + machine code %.1f on %d threads; optimize %.1f ms of CPU)\n",
                   s.total_ms(), s.lower_ms, s.emit_ms, s.jit_ms, s.threads, s.optimize_cpu_ms);
       std::printf("  cache: %s\n", cache_dir.empty() ? "off"
                                     : s.cache_hit ? ("hit (codegen skipped), " + s.cache_entry).c_str()
