@@ -1,11 +1,11 @@
 #include "runtime/program.h"
 
-#include <algorithm>
-#include <cstdlib>
-#include <cerrno>
-#include <cstring>
-
 #include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 #include "runtime/thread_pool.h"

@@ -194,21 +194,18 @@ ExprP cast(ExprP a, Scalar t) {
   return e;
 }
 
-bool mentions_local(const ExprP& e, int local) {
+// Whether `e` contains a leaf of `kind` (Local or Var) with id `id`.
+static bool mentions(const ExprP& e, ExprKind kind, int id) {
   if (!e) return false;
-  if (e->kind == ExprKind::Local && e->id == local) return true;
+  if (e->kind == kind && e->id == id) return true;
   for (const ExprP& a : e->args)
-    if (mentions_local(a, local)) return true;
+    if (mentions(a, kind, id)) return true;
   return false;
 }
 
-bool mentions_var(const ExprP& e, int v) {
-  if (!e) return false;
-  if (e->kind == ExprKind::Var && e->id == v) return true;
-  for (const ExprP& a : e->args)
-    if (mentions_var(a, v)) return true;
-  return false;
-}
+bool mentions_local(const ExprP& e, int local) { return mentions(e, ExprKind::Local, local); }
+
+bool mentions_var(const ExprP& e, int v) { return mentions(e, ExprKind::Var, v); }
 
 bool same_expr(const ExprP& a, const ExprP& b) {
   if (a == b) return true;
