@@ -69,10 +69,20 @@ check("target: kiln ≤ max(0.5 × best peer = 2.100 s, 1.25 × machine limit = 
       "bound; kiln 2.000 s: met" in t, "verdict with the limit:\n" + t)
 check("fastest: TensorFlow xla, measured) 3.25 s: below" in t, "measured compile line:\n" + t)
 check("caution" not in t, "no caution when kiln is slower than the limit:\n" + t)
-limits["cnn32"]["limit_s"] = 2.5  # a disturbed limit: kiln (2.0 s) faster than its GEMMs alone
+limits["cnn32"]["limit_s"] = 2.5  # measured once: kiln (2.0 s) faster than its GEMMs alone
 t = run.table(rows, ["cnn32"], limits)
 check("**caution**: kiln's epoch is shorter than the machine limit" in t and "kiln 2.000 s: not judged by the limit (see the caution; against 0.5 × best peer alone: met)" in t,
       "suspect limit:\n" + t)
+limits["cnn32"]["measured_s"] = [2.5, 2.9]  # measured twice, 16% apart: still suspect
+t = run.table(rows, ["cnn32"], limits)
+check("**caution**" in t and "not judged by the limit" in t, "disagreeing limit measurements:\n" + t)
+limits["cnn32"]["measured_s"] = [2.5, 2.6]  # measured twice, 4% apart: a steady limit that kiln beats
+t = run.table(rows, ["cnn32"], limits)
+check("**caution**" not in t and "whose two measurements agree (within 10%)" in t and
+      "1.25 × machine limit = 3.125 s) = 3.125 s, the machine-limit bound; kiln 2.000 s: met" in t,
+      "steady limit beaten by kiln:\n" + t)
+check(run.steady_limit({"measured_s": [8.834, 8.807]}) and not run.steady_limit({"measured_s": [6.9, 9.7]}) and
+      not run.steady_limit({"limit_s": 9.7}) and not run.steady_limit(None), "steady_limit")
 t = run.table(rows, ["cnn32"], {"cnn32": {"error": "exit 1: no numpy"}})
 check("machine limit: missing (exit 1: no numpy)" in t, "missing limit:\n" + t)
 
@@ -116,7 +126,9 @@ check(ev == {(32, 234 + 312), (12, 1), (16, 1)}, "cnn32 eval batches: %s" % ev)
 # The machine limit counts the faster of the measurements before and after the workloads.
 fl = run.faster_limits({"mlp64": {"limit_s": 9.7, "note": ""}, "cnn32": {"error": "x"}, "mlpfull": {"limit_s": 5.0}},
                        {"mlp64": {"limit_s": 6.9}, "cnn32": {"limit_s": 11.0}, "mlpfull": {"error": "y"}})
-check(fl["mlp64"]["limit_s"] == 6.9 and "before 9.700 s, after 6.900 s" in fl["mlp64"]["note"], "faster limit: %s" % fl["mlp64"])
+check(fl["mlp64"]["limit_s"] == 6.9 and "before 9.700 s, after 6.900 s" in fl["mlp64"]["note"] and
+      fl["mlp64"]["measured_s"] == [9.7, 6.9], "faster limit: %s" % fl["mlp64"])
+check(fl["cnn32"]["measured_s"] == [11.0], "one measurement: %s" % fl["cnn32"])
 check(fl["cnn32"]["limit_s"] == 11.0 and fl["mlpfull"]["limit_s"] == 5.0, "a missing measurement: the other counts")
 
 print("bench_peers_selftest: %d checks, %d failed" % (checks, failures))
