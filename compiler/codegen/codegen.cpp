@@ -8,6 +8,14 @@
 #include <llvm/Passes/StandardInstrumentations.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
+#include <llvm/Transforms/InstCombine/InstCombine.h>
+#include <llvm/Transforms/Scalar/EarlyCSE.h>
+#include <llvm/Transforms/Scalar/LICM.h>
+#include <llvm/Transforms/Scalar/LoopPassManager.h>
+#include <llvm/Transforms/Scalar/LoopUnrollPass.h>
+#include <llvm/Transforms/Scalar/SROA.h>
+#include <llvm/Transforms/Scalar/SimplifyCFG.h>
+#include <llvm/Transforms/Vectorize/SLPVectorizer.h>
 
 #include <stdexcept>
 
@@ -46,18 +54,15 @@ static BuiltModule new_module(const std::string& name, const HostTarget& host, l
   return out;
 }
 
-// The module flag that tells optimize_module how hard to work on a module
-// (an LLVM optimization level). Kernel and entry modules: 1. kiln has
-// already blocked, fused and vectorized their loops; O1 (SROA, InstCombine,
-// LICM, full unrolling of constant trip counts) cleans them up, and O3 ran
-// them no faster (kiln profile, MLP and CNN steps) at twice the compile time.
-// The GEMM helpers (micro-kernel, packers), and a module that holds them
-// with kernels: 3.
-static constexpr const char* kOptLevelFlag = "kiln.opt_level";
+// The module flag that tells optimize_module which pipeline a module gets
+// (pipeline_for). Kernel and entry modules: 1; the GEMM helpers
+// (micro-kernel, packers), or a module that holds them with kernels: 2.
+static constexpr const char* kPipelineFlag = "kiln.pipeline";
+enum class Pipeline : uint32_t { Kernels = 1, GemmHelpers = 2 };
 
-static void set_opt_level(llvm::Module& m, int level) {
-  // (Max: AOT links optimized modules of both levels into one object.)
-  m.addModuleFlag(llvm::Module::Max, kOptLevelFlag, static_cast<uint32_t>(level));
+static void set_pipeline(llvm::Module& m, Pipeline pipeline) {
+  // (Max: AOT links optimized modules of both kinds into one object.)
+  m.addModuleFlag(llvm::Module::Max, kPipelineFlag, static_cast<uint32_t>(pipeline));
 }
 
 static void verify(llvm::Module& m) {
@@ -70,7 +75,7 @@ BuiltModule build_gemm_helpers(const lower::Program& p, const CodegenOptions& op
   const HostTarget host = target_for_cpu(opts.target_cpu);
   auto tm = make_target_machine(host);
   BuiltModule out = new_module(p.name + ".gemm", host, *tm, context);
-  set_opt_level(*out.module, 3);
+  set_pipeline(*out.module, Pipeline::GemmHelpers);
   KernelEmitter em(*out.module, p, emit_options(opts, host));
   if (!em.emit_gemm_helpers()) return BuiltModule{};
   verify(*out.module);
@@ -86,7 +91,7 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
   BuiltModule out = new_module(p.name, host, *tm, context);
   llvm::Module& m = *out.module;
   context = &m.getContext();
-  set_opt_level(m, opts.gemm_helpers_imported ? 1 : 3);
+  set_pipeline(m, opts.gemm_helpers_imported ? Pipeline::Kernels : Pipeline::GemmHelpers);
 
   KernelEmitter em(m, p, emit_options(opts, host));
   std::vector<llvm::Function*> fns(p.kernels.size(), nullptr);
@@ -129,32 +134,68 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
   return out;
 }
 
+// kiln's own pipelines, not LLVM's O1/O3. kiln has already tiled, fused and
+// vectorized its loops (emit_loops.cpp; the GEMM's packers and micro-kernel),
+// so what LLVM must add is cleanup: promote the few allocas (SROA), fold and
+// combine (EarlyCSE, InstCombine), simplify control flow, hoist invariant
+// loads out of loops (LICM), and unroll. O1 spent 45 ms of CPU on a module of
+// 600 instructions, mostly in passes that found nothing kiln had not done
+// (IndVarSimplify, LoopIdiom, LoopDeletion...). These pipelines take the
+// MLP's optimization from about 250 ms of CPU to 90, and give the same
+// machine code for the kernels a step spends its time in (their sizes in
+// `kiln ir --stage asm` within a few instructions; kiln profile of the MLP
+// and CNN steps: no kernel slower beyond the machine's noise).
+// - Unrolling: for kernels as at O1 (the loop overhead of short elementwise
+//   bodies); for the GEMM helpers as at O3, which honours the micro-kernel's
+//   unroll-by-4 request.
+// - SLP merges scalar copies into vector moves: the packers' edges, the
+//   im2col of a one-channel image.
+static llvm::FunctionPassManager pipeline_for(Pipeline pipeline) {
+  auto licm = [] {
+    return llvm::createFunctionToLoopPassAdaptor(llvm::LICMPass(llvm::LICMOptions()), /*UseMemorySSA=*/true);
+  };
+  llvm::FunctionPassManager fpm;
+  fpm.addPass(llvm::SROAPass(llvm::SROAOptions::ModifyCFG));
+  fpm.addPass(llvm::EarlyCSEPass());
+  fpm.addPass(llvm::InstCombinePass());
+  fpm.addPass(llvm::SimplifyCFGPass());
+  fpm.addPass(licm());
+  fpm.addPass(llvm::LoopUnrollPass(llvm::LoopUnrollOptions(pipeline == Pipeline::GemmHelpers ? 3 : 1)));
+  // Again after unrolling: an unrolled inner loop leaves fixed addresses (a
+  // pooling window's running max), which LICM now keeps in registers, and
+  // copies of its address arithmetic, which CSE merges so that SLP sees
+  // neighbouring scalar copies as one vector.
+  fpm.addPass(licm());
+  fpm.addPass(llvm::EarlyCSEPass());
+  fpm.addPass(llvm::InstCombinePass());
+  fpm.addPass(llvm::SLPVectorizerPass());
+  fpm.addPass(llvm::InstCombinePass());
+  fpm.addPass(llvm::SimplifyCFGPass());
+  return fpm;
+}
+
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
   llvm::ModuleAnalysisManager mam;
-  llvm::PipelineTuningOptions pto;
-  // kiln vectorizes its loops itself (emit_loops.cpp, the gemm's packing and
-  // micro-kernel): LLVM's loop vectorizer would cost a third of the compile
-  // time and find nothing left to do. SLP stays on for straight-line code.
-  pto.LoopVectorization = false;
-  pto.SLPVectorization = true;
   // Honours LLVM's own debugging options (KILN_LLVM_OPTIONS, host.cpp), e.g.
   // -time-passes or -print-after=<pass>.
   llvm::PassInstrumentationCallbacks pic;
   llvm::StandardInstrumentations si(m.getContext(), /*DebugLogging=*/false);
   si.registerCallbacks(pic, &mam);
-  llvm::PassBuilder pb(&tm, pto, std::nullopt, &pic);
+  llvm::PassBuilder pb(&tm, llvm::PipelineTuningOptions(), std::nullopt, &pic);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
-  auto* flag = llvm::mdconst::extract_or_null<llvm::ConstantInt>(m.getModuleFlag(kOptLevelFlag));
-  const llvm::OptimizationLevel level =
-      flag && flag->getZExtValue() == 1 ? llvm::OptimizationLevel::O1 : llvm::OptimizationLevel::O3;
-  llvm::ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(level);
+  auto* flag = llvm::mdconst::extract_or_null<llvm::ConstantInt>(m.getModuleFlag(kPipelineFlag));
+  const Pipeline pipeline = flag && flag->getZExtValue() == static_cast<uint32_t>(Pipeline::Kernels)
+                                ? Pipeline::Kernels
+                                : Pipeline::GemmHelpers;
+  llvm::ModulePassManager mpm;
+  mpm.addPass(llvm::createModuleToFunctionPassAdaptor(pipeline_for(pipeline)));
   mpm.run(m, mam);
 }
 

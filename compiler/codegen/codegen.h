@@ -46,9 +46,10 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
 // (null) when `p` has no packed gemm. `context` as for build_module.
 BuiltModule build_gemm_helpers(const lower::Program& p, const CodegenOptions& opts,
                                llvm::LLVMContext* context = nullptr);
-// LLVM's module pipeline, tuned for `tm`, at the level the module was built
-// for: O1 for kernels and entries (built with gemm_helpers_imported), O3 for
-// the GEMM helpers and for modules that hold them (codegen.cpp says why).
+// kiln's LLVM pass pipeline, tuned for `tm`, for what the module was built
+// for: the kernels' for kernels and entries (built with gemm_helpers_imported),
+// the GEMM helpers' for the helpers and for modules that hold them (codegen.cpp
+// lists the passes and says why not LLVM's O1/O3).
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm);
 std::string module_text(const llvm::Module& m);
 std::string module_asm(llvm::Module& m, llvm::TargetMachine& tm);

@@ -32,6 +32,17 @@ inline void gemm_for(llvm::IRBuilder<>& b, llvm::Value* lo, llvm::Value* hi, int
                      const std::function<void(llvm::Value*)>& body) {
   gemm_for(b, lo, hi, b.getInt64(static_cast<uint64_t>(step)), name, body);
 }
+// gemm_for that also walks float pointers: walker w starts at start and moves
+// stride floats per iteration; body(i, pointers). A hot loop's addresses then
+// cost one add each, without LLVM's loop strength reduction (which kiln's
+// codegen leaves out: host.cpp).
+struct GemmWalker {
+  llvm::Value* start;
+  llvm::Value* stride;  // i64, in floats
+};
+void gemm_for_walk(llvm::IRBuilder<>& b, llvm::Value* lo, llvm::Value* hi, int64_t step, const std::string& name,
+                   const std::vector<GemmWalker>& walkers,
+                   const std::function<void(llvm::Value*, const std::vector<llvm::Value*>&)>& body);
 // Loop metadata on a loop's back edge (a loop emitted by kiln): how far LLVM
 // may unroll it and whether it may vectorize it. kiln blocks and vectorizes
 // its loops itself;

@@ -35,6 +35,27 @@ void gemm_for(llvm::IRBuilder<>& b, Value* lo, Value* hi, Value* step, const std
   b.SetInsertPoint(exit);
 }
 
+void gemm_for_walk(llvm::IRBuilder<>& b, Value* lo, Value* hi, int64_t step, const std::string& name,
+                   const std::vector<GemmWalker>& walkers,
+                   const std::function<void(Value*, const std::vector<Value*>&)>& body) {
+  llvm::BasicBlock* pre = b.GetInsertBlock();
+  std::vector<llvm::PHINode*> phis;
+  gemm_for(b, lo, hi, step, name, [&](Value* i) {
+    // The phis go at the top of the loop header, beside i's.
+    llvm::BasicBlock* head = llvm::cast<llvm::PHINode>(i)->getParent();
+    llvm::IRBuilder<> hb(head, head->getFirstNonPHIIt());
+    std::vector<Value*> ptrs;
+    for (const GemmWalker& w : walkers) {
+      phis.push_back(hb.CreatePHI(b.getPtrTy(), 2, name + ".p"));
+      phis.back()->addIncoming(w.start, pre);
+      ptrs.push_back(phis.back());
+    }
+    body(i, ptrs);
+    for (size_t k = 0; k < walkers.size(); ++k)
+      phis[k]->addIncoming(b.CreateInBoundsGEP(b.getFloatTy(), phis[k], walkers[k].stride), b.GetInsertBlock());
+  });
+}
+
 void set_loop_hints(llvm::BranchInst* latch, Unroll unroll, bool vectorize) {
   llvm::LLVMContext& c = latch->getContext();
   const char* no_unroll = unroll == Unroll::Never ? "llvm.loop.unroll.disable" : "llvm.loop.unroll.runtime.disable";
@@ -118,8 +139,14 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
     acc.back()->addIncoming(llvm::Constant::getNullValue(vec), entry);
   }
   llvm::Function* fma = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::fmuladd, {vec});
-  Value* brow = b.CreateInBoundsGEP(f32, bp, b.CreateMul(k, b.getInt64(static_cast<uint64_t>(nr))));
-  Value* arow = b.CreateInBoundsGEP(f32, ap, b.CreateMul(k, b.getInt64(static_cast<uint64_t>(mr))));
+  // The panels are walked by pointers bumped once per k (not k * NR
+  // indexing): the loads then take constant offsets from two registers
+  // without relying on LLVM's loop strength reduction, which kiln's codegen
+  // pipeline leaves out (host.cpp).
+  llvm::PHINode* brow = b.CreatePHI(ptr, 2, "b.row");
+  brow->addIncoming(bp, entry);
+  llvm::PHINode* arow = b.CreatePHI(ptr, 2, "a.row");
+  arow->addIncoming(ap, entry);
   std::vector<Value*> bv;
   for (int v = 0; v < nv; ++v)
     bv.push_back(b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(v * lanes)), a4));
@@ -131,6 +158,8 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
   }
   Value* k1 = b.CreateAdd(k, b.getInt64(1), "k.next", false, true);
   k->addIncoming(k1, loop);
+  brow->addIncoming(b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(nr), "b.next"), loop);
+  arow->addIncoming(b.CreateConstInBoundsGEP1_64(f32, arow, static_cast<uint64_t>(mr), "a.next"), loop);
   for (int i = 0; i < mr * nv; ++i) acc[i]->addIncoming(next[i], loop);
   auto* br = b.CreateCondBr(b.CreateICmpSLT(k1, kc), loop, exit);
   // Unrolling the K loop by 4 hides the loop overhead behind the FMAs.

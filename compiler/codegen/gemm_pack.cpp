@@ -211,9 +211,9 @@ llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans, con
     gemm_for(b, b.getInt64(0), p.kc, 1, "k", [&](Value* k) {
       Value* src_row = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(b.CreateAdd(p.k0, k), p.ld), p.r0));
       Value* dst_row = b.CreateInBoundsGEP(f32, p.dst, b.CreateMul(k, b.getInt64(nr)));
-      gemm_for(b, b.getInt64(0), n_whole, s.nr(), "j", [&](Value* j) {
-        Value* src = b.CreateInBoundsGEP(f32, src_row, j);
-        Value* out = b.CreateInBoundsGEP(f32, dst_row, b.CreateMul(j, p.kc));
+      std::vector<GemmWalker> walk{{src_row, b.getInt64(nr)}, {dst_row, b.CreateMul(p.kc, b.getInt64(nr))}};
+      gemm_for_walk(b, b.getInt64(0), n_whole, s.nr(), "j", walk, [&](Value*, const std::vector<Value*>& at) {
+        Value *src = at[0], *out = at[1];
         for (int v = 0; v < s.nr_vecs; ++v) {
           uint64_t off = static_cast<uint64_t>(v * s.lanes);
           Value* x = b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, src, off), llvm::Align(4));

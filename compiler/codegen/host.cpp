@@ -4,12 +4,14 @@
 #include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/MC/TargetRegistry.h>
 #include <llvm/Support/CommandLine.h>
+#include <llvm/Support/StringSaver.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/Target/TargetOptions.h>
 #include <llvm/TargetParser/Host.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 
@@ -18,11 +20,20 @@ namespace kiln::codegen {
 static HostTarget detect() {
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
-  // LLVM's own options for whoever studies the compiler, from the environment:
-  // KILN_LLVM_OPTIONS="-time-passes" (a per-pass compile time report at exit),
-  // "-print-after=licm", ...
-  const char* argv0 = "kiln";
-  llvm::cl::ParseCommandLineOptions(1, &argv0, "kiln", &llvm::errs(), "KILN_LLVM_OPTIONS");
+  // kiln's codegen leaves out loop strength reduction: it took a fifth of
+  // the machine-code time of a cold compile (MLP: 100 of 500 ms of CPU), and
+  // kiln's hot loops already walk their operands by pointer increments (the
+  // micro-kernel, the packers: gemm_for_walk) or by one index that x86
+  // addressing absorbs (emit_loops.cpp). kiln_bench_gemm and kiln profile
+  // measured no difference.
+  // Then LLVM's own options for whoever studies the compiler, from the
+  // environment (later ones win): KILN_LLVM_OPTIONS="-time-passes" (a per-pass
+  // compile time report at exit), "-print-after=licm", "-disable-lsr=false"...
+  llvm::BumpPtrAllocator alloc;
+  llvm::StringSaver saver(alloc);
+  llvm::SmallVector<const char*, 8> argv{"kiln", "-disable-lsr"};
+  if (const char* env = std::getenv("KILN_LLVM_OPTIONS")) llvm::cl::TokenizeGNUCommandLine(env, saver, argv);
+  llvm::cl::ParseCommandLineOptions(static_cast<int>(argv.size()), argv.data(), "kiln", &llvm::errs());
   HostTarget t;
   t.triple = llvm::sys::getProcessTriple();
   t.cpu = llvm::sys::getHostCPUName().str();

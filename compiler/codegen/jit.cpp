@@ -69,10 +69,10 @@ static std::vector<std::string> global_functions(llvm::StringRef bytes) {
 }
 
 // The kernel modules, the GEMM helper module and the entry module of `p`,
-// unoptimized. Kernels go into several modules, which the JIT optimizes (O1)
-// and compiles on its own threads; the helpers every gemm calls (micro-kernel,
-// packers) are compiled once, in a module of their own (O3); one more module
-// holds the entry points.
+// unoptimized. Kernels go into several modules, which the JIT optimizes (the
+// kernels' pipeline) and compiles on its own threads; the helpers every gemm
+// calls (micro-kernel, packers) are compiled once, in a module of their own
+// (the helpers' pipeline); one more module holds the entry points.
 static std::vector<BuiltModule> build_modules(const lower::Program& p, const CodegenOptions& opts, size_t parts) {
   CodegenOptions no_opt = opts;
   no_opt.optimize = false;

@@ -21,7 +21,7 @@ struct CompileStats {
   double lower_ms = 0;         // Graph -> Loop IR (filled by compile_entries)
   double emit_ms = 0;          // Loop IR -> LLVM IR
   double jit_ms = 0;           // optimization, instruction selection, register allocation, linking (wall time)
-  double optimize_cpu_ms = 0;  // the optimization part (O1 kernels, O3 GEMM helpers), summed over the compile threads
+  double optimize_cpu_ms = 0;  // the optimization part (optimize_module), summed over the compile threads
   int threads = 1;             // compile threads
   bool cache_hit = false;      // the code came from the compile cache (emit and codegen skipped)
   std::string cache_entry;     // its cache file ("" without a cache)

@@ -29,7 +29,7 @@ TEST_CASE("codegen: arithmetic with broadcasting over odd sizes and an open batc
   t.check();
 }
 
-TEST_CASE("codegen: sigmoid is stable in both tails; 1-element tensors") {
+TEST_CASE("codegen: sigmoid is stable in both tails and on 1-element tensors") {
   JitCase t(1, 4);
   NodeId x = t.input("x", {-1, 257}, -60, 60);
   NodeId one = t.input("one", {-1, 1}, -3, 3);

@@ -4,6 +4,7 @@
 // and as K, and bit-identical results for any thread count.
 #include <cstring>
 #include <regex>
+#include <sstream>
 
 #include "compiler/codegen/codegen.h"
 #include "compiler/lower/lower_program.h"
@@ -105,7 +106,7 @@ TEST_CASE("codegen: packed gemm with accumulate adds to what C holds") {
     }
 }
 
-TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, at O3; kernels import them, at O1") {
+TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, with the helpers' pipeline, and kernels import them") {
   // Two gemms with A as stored, one with A^T: the JIT's kernel modules
   // declare the micro-kernel and packers; build_gemm_helpers defines each
   // exactly once, exported.
@@ -120,12 +121,13 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, a
   const bool built = helpers.module != nullptr;
   REQUIRE(built);
   const std::string k = codegen::module_text(*kernels.module), h = codegen::module_text(*helpers.module);
-  auto opt_level = [](const std::string& text) {
+  // The module flag optimize_module reads: 1 = the kernels' pipeline, 2 = the GEMM helpers'.
+  auto pipeline = [](const std::string& text) {
     std::smatch m;
-    return std::regex_search(text, m, std::regex(R"(!"kiln\.opt_level", i32 (\d+)\})")) ? std::stoi(m[1].str()) : -1;
+    return std::regex_search(text, m, std::regex(R"(!"kiln\.pipeline", i32 (\d+)\})")) ? std::stoi(m[1].str()) : -1;
   };
-  CHECK(opt_level(k) == 1);
-  CHECK(opt_level(h) == 3);
+  CHECK(pipeline(k) == 1);
+  CHECK(pipeline(h) == 2);
   std::vector<std::string> defined;
   const std::regex define(R"(\ndefine (\w+ )*void @(kiln_gemm_\w+)\()");
   for (auto it = std::sregex_iterator(h.begin(), h.end(), define); it != std::sregex_iterator(); ++it)
@@ -140,10 +142,10 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, a
     CHECK(k.find("@" + name + "(") != std::string::npos);
     CHECK(k.find("define internal void @" + name + "(") == std::string::npos);
   }
-  // One module holding everything (the default): the helpers are its own, internal, and it is O3.
+  // One module holding everything (the default): the helpers are its own, internal, and it gets their pipeline.
   codegen::BuiltModule whole = codegen::build_module(p, {.optimize = false}, nullptr, false);
   const std::string w = codegen::module_text(*whole.module);
-  CHECK(opt_level(w) == 3);
+  CHECK(pipeline(w) == 2);
   CHECK(w.find("define internal void @kiln_gemm_ukr_6x16(") != std::string::npos);
   // No packed gemm, no helper module.
   JitCase none(3, 4);
@@ -153,7 +155,7 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, a
   CHECK_FALSE(built_none);
 }
 
-TEST_CASE("codegen: kiln's loops carry unroll hints; the micro-kernel keeps its unroll count") {
+TEST_CASE("codegen: kiln's loops carry unroll hints, and the micro-kernel keeps its unroll count") {
   // A vector loop and its scalar tail may unroll only for constant trip
   // counts; the GEMM's own loops never; the micro-kernel's K loop asks for 4.
   JitCase t(3, 4);
@@ -164,4 +166,37 @@ TEST_CASE("codegen: kiln's loops carry unroll hints; the micro-kernel keeps its 
   CHECK(ir.find("!\"llvm.loop.unroll.runtime.disable\"") != std::string::npos);
   CHECK(ir.find("!\"llvm.loop.unroll.disable\"") != std::string::npos);
   CHECK(ir.find("!\"llvm.loop.unroll.count\", i32 4") != std::string::npos);
+}
+
+TEST_CASE("codegen: the micro-kernel's K loop walks its panels by pointer increments, with no multiplies") {
+  // kiln's codegen leaves out LLVM's loop strength reduction (host.cpp): the
+  // K loop must address its panels from bumped pointers by itself. Every
+  // block of the micro-kernel that does FMAs (the unrolled loop and its
+  // remainder) computes no address by multiplying or shifting.
+  JitCase t(3, 4);
+  add_matmul(t, "p", 5, 7, 9, false, false);
+  lower::Program p = lower::lower_program("walk", {{"eval_step", &t.g, {"p"}, {}}}, {.max_batch = 4});
+  const std::string as = codegen::asm_text(p, "");  // every kernel, and the GEMM helpers
+  const size_t begin = as.find("\nkiln_gemm_ukr_");
+  REQUIRE(begin != std::string::npos);
+  const std::string ukr = as.substr(begin, as.find(".Lfunc_end", begin) - begin);
+  int fma_blocks = 0;
+  std::istringstream lines(ukr);
+  std::string line, block;
+  auto check_block = [&] {
+    if (block.find("fmadd") == std::string::npos && block.find("mulps") == std::string::npos) return;
+    ++fma_blocks;
+    INFO(block);
+    CHECK(block.find("imul") == std::string::npos);
+    CHECK(block.find("shl") == std::string::npos);
+  };
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line[0] == '.' && line.back() == ':') {  // a new basic block
+      check_block();
+      block.clear();
+    }
+    block += line + "\n";
+  }
+  check_block();
+  CHECK(fma_blocks >= 2);  // the unrolled K loop and its remainder
 }

@@ -210,7 +210,7 @@ TEST_CASE("kiln check: exit 1 with located errors, 2 for usage errors, ok for va
   CHECK(good.output.find("3,157,002 params") != std::string::npos);
 }
 
-TEST_CASE("frontend: hand-written gradients attach to their params; constants do not read the node before") {
+TEST_CASE("frontend: hand-written gradients attach to their params, and constants do not read the node before") {
   // The README's linear regression: dL/dw = x^T (2 (y - t) / N) for the batch-mean MSE.
   kiln::Graph g = kiln::parse_graph(R"({"format": "kiln.graph/1", "name": "linear_regression",
       "inputs": {"x": {"shape": [-1, 3]}, "t": {"shape": [-1, 1]}},

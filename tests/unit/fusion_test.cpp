@@ -102,7 +102,7 @@ TEST_CASE("fusion: every decision has a reason (kiln ir --stage loops --why)") {
   CHECK(why_off.empty());
 }
 
-TEST_CASE("programs: predict and eval_step share the training graph's forward kernels; not with a pre stage") {
+TEST_CASE("programs: predict and eval_step share the training graph's forward kernels, except with a pre stage") {
   auto graphs = mlp_graphs();
   auto entries = graphs->entries();
   for (const lower::EntrySpec& e : entries) CHECK_MESSAGE(e.graph == &*graphs->train_step, e.name);

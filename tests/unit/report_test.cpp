@@ -65,7 +65,7 @@ TEST_CASE("gnuplot draws curves and a heat map as PNG files") {
 
 #include "runtime/report/progress.h"
 
-TEST_CASE("progress renders done/total, rate and ETA; plain mode prints at most one line per 10%") {
+TEST_CASE("progress renders done/total, rate and ETA, and plain mode prints at most one line per 10%") {
   CHECK(Progress::format_duration(12.34) == "12.3s");
   CHECK(Progress::format_duration(65) == "1:05");
   CHECK(Progress::format_duration(3725) == "1:02:05");

@@ -71,7 +71,7 @@ test::CommandResult run_and_interrupt(const std::vector<std::string>& args, cons
 }  // namespace
 
 TEST_SUITE("e2e") {
-TEST_CASE("e2e: kiln train: Ctrl-C saves interrupted.ckpt and exits 130; --resume ends bitwise equal to an uninterrupted run") {
+TEST_CASE("e2e: kiln train: Ctrl-C saves interrupted.ckpt and exits 130, and --resume ends bitwise equal to an uninterrupted run") {
   if (!fs::exists(test::source_path("data/mnist/train-images-idx3-ubyte.gz"))) {
     MESSAGE("skipped: MNIST not prepared in data/ (kiln data prepare --from ../shared/data)");
     return;
