@@ -15,6 +15,7 @@ then run on what was compiled.
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -148,21 +149,26 @@ class Runner:
             return x, y
         return x[:rows], y[:rows]
 
-    def set_compile(self, seconds, how):
-        self.compile_seconds, self.compile_how = seconds, how
+    def set_compile(self, seconds, how, noise=None):
+        self.compile_seconds, self.compile_how, self.compile_noise = seconds, how, noise
+
+    # Rounds of execution-only calls after the first round: their median is what the first round's
+    # execution cost, their spread how far a difference of two rounds can be trusted.
+    LATER_ROUNDS = 3
 
     def warm_up(self, step, evaluate, save, restore, sync=lambda: None):
         """Compile (trace, JIT) before the first epoch, timed apart from it: for every batch size the run
         will use (batch_sizes, in that order) one call of the train step, then of the evaluation, on the
-        first rows of the data; then a second round of the same calls. A first call = tracing +
-        compiling + one execution, a second call = one execution, so compile seconds = Σ first − Σ
-        second. save() is called before and restore(saved) after, so that the timed epochs start from
-        the initial parameters and optimizer state."""
+        first rows of the data; then LATER_ROUNDS more rounds of the same calls. A first call = tracing +
+        compiling + one execution, a later call = one execution, so compile seconds = Σ first − the
+        median of the later rounds' Σ; the later rounds' spread (max − min) is reported as the
+        estimate's noise. save() is called before and restore(saved) after, so that the timed epochs
+        start from the initial parameters and optimizer state."""
         train, ev = self.batch_sizes()
         calls = [(step, self.sample("train", r)) for r in train] + [(evaluate, self.sample("eval", r)) for r in ev]
         saved = save()
         rounds = []
-        for _ in range(2):
+        for _ in range(1 + self.LATER_ROUNDS):
             secs = 0.0
             for fn, (x, y) in calls:
                 t = time.perf_counter()
@@ -172,9 +178,12 @@ class Runner:
             rounds.append(secs)
         restore(saved)
         sync()
-        self.set_compile(max(0.0, rounds[0] - rounds[1]),
-                         "measured: first calls minus second calls, train batch sizes %s, eval %s (first %.3f s, "
-                         "second %.3f s)" % (train, ev, rounds[0], rounds[1]))
+        later = rounds[1:]
+        self.set_compile(max(0.0, rounds[0] - statistics.median(later)),
+                         "measured: first calls minus the median of %d later rounds, train batch sizes %s, eval %s "
+                         "(first %.3f s, later %s s)" % (len(later), train, ev, rounds[0],
+                                                         " ".join("%.3f" % r for r in later)),
+                         noise=max(later) - min(later))
 
     def run(self, step, evaluate, sync=lambda: None, framework="", version="", extra=None):
         xtr, ytr = self.sets["train"]
@@ -211,6 +220,8 @@ class Runner:
             result["compile_seconds"] = self.compile_seconds
             result["compile_measured"] = True
             result["compile_how"] = self.compile_how
+            if self.compile_noise is not None:
+                result["compile_noise_seconds"] = self.compile_noise
         result.update(extra or {})
         with open(self.args.out, "w") as f:
             json.dump(result, f, indent=1)

@@ -134,7 +134,8 @@ def summarize(res):
     else:  # fallback, an estimate: a peer that compiled inside its first epoch: its excess over a warm epoch
         compile_s = max(0.0, warm - med)
     last = eps[-1]
-    return {"compile_s": compile_s, "compile_measured": measured, "warmup_s": warm, "median_s": med,
+    return {"compile_s": compile_s, "compile_measured": measured, "compile_noise_s": res.get("compile_noise_seconds"),
+            "warmup_s": warm, "median_s": med,
             "timed_epochs": len(timed),
             "min_s": min(timed), "max_s": max(timed), "test_acc": last.get("test_acc"), "val_acc": last.get("val_acc")}
 
@@ -143,8 +144,16 @@ def fmt(v, spec="%.2f"):
     return "—" if v is None else spec % v
 
 
+def compile_resolved(s):
+    """Whether a compile figure can be told from zero: a difference of warm-up rounds (common.warm_up)
+    smaller than the spread of the rounds it was computed from cannot."""
+    noise = s.get("compile_noise_s")
+    return noise is None or s["compile_s"] > noise
+
+
 def compile_fmt(s):
-    return fmt(s["compile_s"]) + ("" if s.get("compile_measured", True) else "~")
+    return (fmt(s["compile_s"]) + ("" if s.get("compile_measured", True) else "~") +
+            ("" if compile_resolved(s) else " (±%.2f)" % s["compile_noise_s"]))
 
 
 def verdict(workload, kiln_s, best_s, limit_s=None):
@@ -250,6 +259,13 @@ def table(rows, workloads, limits=None):
             out.append("\nkiln / best peer (%s %s): **%.2f×**; %s; kiln %.3f s: %s" % (
                 best["framework"], best["mode"], k / b, rule, k, said))
             xla = [r for r in wr if (r["mode"] == "xla" or r["framework"] == "JAX") and r.get("summary")]
+            # A figure within its own noise is not compared: it could be anything from 0 to its noise.
+            unresolved = [r for r in xla if not compile_resolved(r["summary"])]
+            xla = [r for r in xla if compile_resolved(r["summary"])]
+            for r in unresolved:
+                out.append("\n%s %s's compile estimate, %.2f s, is within its own noise (the later warm-up rounds "
+                           "spread over %.2f s): not compared" % (r["framework"], r["mode"], r["summary"]["compile_s"],
+                                                                 r["summary"]["compile_noise_s"]))
             if xla:
                 fastest = min(xla, key=lambda r: r["summary"]["compile_s"])
                 fs = fastest["summary"]
@@ -372,8 +388,9 @@ def main():
             "",
             "compile s: kiln's own compile time (cold, before its first epoch); a peer's, measured before its first "
             "epoch for every batch size the run uses (JAX: `jit(...).lower(...).compile()`; TF, torch: first calls "
-            "minus second calls, the warm-up steps undone); a trailing ~ marks the fallback estimate, the first "
-            "epoch's excess over the median epoch. kiln/peer: kiln's median epoch over the row's "
+            "minus the median of 3 later rounds of calls, the warm-up steps undone; (±x) marks a figure within "
+            "the later rounds' spread x, not compared with kiln's); a trailing ~ marks the fallback estimate, the "
+            "first epoch's excess over the median epoch. kiln/peer: kiln's median epoch over the row's "
             "(< 1: kiln faster). Peak RSS: the whole process (tree). Machine limit: the epoch's GEMMs (forward, "
             "backward, evaluation) timed with OpenBLAS sgemm (the system's libopenblas, else numpy's) at the same thread count, the fastest of its repeats, before and after the workloads (the faster counts), everything else free "
             "(tools/bench/peers/machine_limit.py). Target (the issue's): batch 32/64: kiln's median epoch ≤ "

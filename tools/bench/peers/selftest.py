@@ -86,6 +86,22 @@ check(run.steady_limit({"measured_s": [8.834, 8.807]}) and not run.steady_limit(
 t = run.table(rows, ["cnn32"], {"cnn32": {"error": "exit 1: no numpy"}})
 check("machine limit: missing (exit 1: no numpy)" in t, "missing limit:\n" + t)
 
+# A warm-up estimate within its own noise (common.warm_up: first round minus the later rounds' median, their
+# spread the noise) is shown with it and not compared; the comparison falls to the resolved figures (JAX's).
+noisy = {"epochs": [{"epoch": 1, "seconds": 5.1}, {"epoch": 2, "seconds": 5.0}], "compile_seconds": 0.3,
+         "compile_measured": True, "compile_noise_seconds": 0.45}
+rows[2]["summary"] = run.summarize(noisy)
+rows[3] = {"workload": "cnn32", "framework": "JAX", "mode": "jit", "peak_rss_mib": 100.0,
+           "summary": run.summarize(dict(noisy, compile_seconds=2.0, compile_noise_seconds=None))}
+t = run.table(rows, ["cnn32"])
+check("| TensorFlow | xla | 0.30 (±0.45) |" in t, "noisy compile shown with its noise:\n" + t)
+check("TensorFlow xla's compile estimate, 0.30 s, is within its own noise (the later warm-up rounds spread over "
+      "0.45 s): not compared" in t and "fastest: JAX jit, measured) 2.00 s: below" in t, "noisy compile line:\n" + t)
+rows[2]["summary"] = run.summarize(dict(noisy, compile_noise_seconds=0.2))  # resolved: 0.30 s > 0.20 s of noise
+t = run.table(rows, ["cnn32"])
+check("| TensorFlow | xla | 0.30 |" in t and "fastest: TensorFlow xla, measured) 0.30 s: not below" in t,
+      "resolved small compile:\n" + t)
+
 # the verdict rule
 check(run.verdict("mlp64", 5.0, 12.0, 3.0) == (6.0, "0.5 × best peer", True), "verdict: peer bound")
 check(run.verdict("mlp64", 5.0, 8.0, 4.5) == (5.625, "1.25 × machine limit", True), "verdict: limit bound")
