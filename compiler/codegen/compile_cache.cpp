@@ -100,6 +100,9 @@ std::string compile_cache_key(const lower::Program& p, const CodegenOptions& opt
   text += "kind " + kind + "\ntarget " + target.triple + " " + target.cpu + " " + target.features + " " +
           std::to_string(target.vector_bits) + "\n";
   text += "options vector_bits=" + std::to_string(opts.vector_bits) + " optimize=" + std::to_string(opts.optimize) + "\n";
+  // LLVM's own options change the code too (e.g. -disable-lsr=false, host.cpp).
+  const char* llvm_options = std::getenv("KILN_LLVM_OPTIONS");
+  text += std::string("llvm options ") + (llvm_options ? llvm_options : "") + "\n";
   text += lower::print_program(p);
   // What the Loop IR text leaves out: entry slot maps, exact constants, the source graphs.
   std::set<const Graph*> graphs;

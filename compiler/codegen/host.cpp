@@ -23,9 +23,9 @@ static HostTarget detect() {
   // kiln's codegen leaves out loop strength reduction: it took a fifth of
   // the machine-code time of a cold compile (MLP: 100 of 500 ms of CPU), and
   // kiln's hot loops already walk their operands by pointer increments (the
-  // micro-kernel, the packers: gemm_for_walk) or by one index that x86
-  // addressing absorbs (emit_loops.cpp). kiln_bench_gemm and kiln profile
-  // measured no difference.
+  // micro-kernel's K loop; the B packer's row copy: gemm_for_walk) or by one
+  // index that x86 addressing absorbs (emit_loops.cpp). kiln_bench_gemm and
+  // kiln profile measured no difference.
   // Then LLVM's own options for whoever studies the compiler, from the
   // environment (later ones win): KILN_LLVM_OPTIONS="-time-passes" (a per-pass
   // compile time report at exit), "-print-after=licm", "-disable-lsr=false"...
