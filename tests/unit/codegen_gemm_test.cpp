@@ -109,50 +109,62 @@ TEST_CASE("codegen: packed gemm with accumulate adds to what C holds") {
 TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, with the helpers' pipeline, and kernels import them") {
   // Two gemms with A as stored, one with A^T: the JIT's kernel modules
   // declare the micro-kernel and packers; build_gemm_helpers defines each
-  // exactly once, exported.
-  JitCase t(3, 4);
-  add_matmul(t, "p", 5, 7, 9, false, false);
-  add_matmul(t, "q", 6, 8, 10, false, false);
-  add_matmul(t, "r", 6, 8, 10, true, false);
-  lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r"}, {}}}, {.max_batch = 4});
-  codegen::CodegenOptions opts{.optimize = false, .gemm_helpers_imported = true};
-  codegen::BuiltModule kernels = codegen::build_module(p, opts, nullptr, false);
-  codegen::BuiltModule helpers = codegen::build_gemm_helpers(p, opts);
-  const bool built = helpers.module != nullptr;
-  REQUIRE(built);
-  const std::string k = codegen::module_text(*kernels.module), h = codegen::module_text(*helpers.module);
-  // The module flag optimize_module reads: 1 = the kernels' pipeline, 2 = the GEMM helpers'.
-  auto pipeline = [](const std::string& text) {
-    std::smatch m;
-    return std::regex_search(text, m, std::regex(R"(!"kiln\.pipeline", i32 (\d+)\})")) ? std::stoi(m[1].str()) : -1;
+  // exactly once, exported. Built for 256 and 512 bits on any host (only
+  // inspected): the names say the register tile each width must use.
+  struct Width {
+    int bits;
+    std::vector<std::string> helpers;
+    std::string ukr;
   };
-  CHECK(pipeline(k) == 1);
-  CHECK(pipeline(h) == 2);
-  std::vector<std::string> defined;
-  const std::regex define(R"(\ndefine (\w+ )*void @(kiln_gemm_\w+)\()");
-  for (auto it = std::sregex_iterator(h.begin(), h.end(), define); it != std::sregex_iterator(); ++it)
-    defined.push_back((*it)[2].str());
-  std::sort(defined.begin(), defined.end());
-  CHECK(defined == std::vector<std::string>{"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_16",
-                                            "kiln_gemm_ukr_6x16"});
-  CHECK(h.find("define internal") == std::string::npos);  // exported: the kernel modules link to them
-  for (const std::string& name : defined) {
-    INFO(name);
-    CHECK(k.find("declare void @" + name + "(") != std::string::npos);
-    CHECK(k.find("@" + name + "(") != std::string::npos);
-    CHECK(k.find("define internal void @" + name + "(") == std::string::npos);
+  const Width widths[] = {
+      {256, {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_16", "kiln_gemm_ukr_6x16"}, "kiln_gemm_ukr_6x16"},
+      {512, {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_32", "kiln_gemm_ukr_6x32"}, "kiln_gemm_ukr_6x32"},
+  };
+  for (const Width& width : widths) {
+    INFO("vector bits " << width.bits);
+    JitCase t(3, 4);
+    add_matmul(t, "p", 5, 7, 9, false, false);
+    add_matmul(t, "q", 6, 8, 10, false, false);
+    add_matmul(t, "r", 6, 8, 10, true, false);
+    lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r"}, {}}}, {.max_batch = 4});
+    codegen::CodegenOptions opts{.vector_bits = width.bits, .optimize = false, .gemm_helpers_imported = true};
+    codegen::BuiltModule kernels = codegen::build_module(p, opts, nullptr, false);
+    codegen::BuiltModule helpers = codegen::build_gemm_helpers(p, opts);
+    const bool built = helpers.module != nullptr;
+    REQUIRE(built);
+    const std::string k = codegen::module_text(*kernels.module), h = codegen::module_text(*helpers.module);
+    // The module flag optimize_module reads: 1 = the kernels' pipeline, 2 = the GEMM helpers'.
+    auto pipeline = [](const std::string& text) {
+      std::smatch m;
+      return std::regex_search(text, m, std::regex(R"(!"kiln\.pipeline", i32 (\d+)\})")) ? std::stoi(m[1].str()) : -1;
+    };
+    CHECK(pipeline(k) == 1);
+    CHECK(pipeline(h) == 2);
+    std::vector<std::string> defined;
+    const std::regex define(R"(\ndefine (\w+ )*void @(kiln_gemm_\w+)\()");
+    for (auto it = std::sregex_iterator(h.begin(), h.end(), define); it != std::sregex_iterator(); ++it)
+      defined.push_back((*it)[2].str());
+    std::sort(defined.begin(), defined.end());
+    CHECK(defined == width.helpers);
+    CHECK(h.find("define internal") == std::string::npos);  // exported: the kernel modules link to them
+    for (const std::string& name : defined) {
+      INFO(name);
+      CHECK(k.find("declare void @" + name + "(") != std::string::npos);
+      CHECK(k.find("@" + name + "(") != std::string::npos);
+      CHECK(k.find("define internal void @" + name + "(") == std::string::npos);
+    }
+    // One module holding everything (the default): the helpers are its own, internal, and it gets their pipeline.
+    codegen::BuiltModule whole = codegen::build_module(p, {.vector_bits = width.bits, .optimize = false}, nullptr, false);
+    const std::string w = codegen::module_text(*whole.module);
+    CHECK(pipeline(w) == 2);
+    CHECK(w.find("define internal void @" + width.ukr + "(") != std::string::npos);
+    // No packed gemm, no helper module.
+    JitCase none(3, 4);
+    none.out("y", none.op("relu", {none.input("x", {-1, 5})}));
+    lower::Program q = lower::lower_program("none", {{"eval_step", &none.g, {"y"}, {}}}, {.max_batch = 4});
+    const bool built_none = codegen::build_gemm_helpers(q, opts).module != nullptr;
+    CHECK_FALSE(built_none);
   }
-  // One module holding everything (the default): the helpers are its own, internal, and it gets their pipeline.
-  codegen::BuiltModule whole = codegen::build_module(p, {.optimize = false}, nullptr, false);
-  const std::string w = codegen::module_text(*whole.module);
-  CHECK(pipeline(w) == 2);
-  CHECK(w.find("define internal void @kiln_gemm_ukr_6x16(") != std::string::npos);
-  // No packed gemm, no helper module.
-  JitCase none(3, 4);
-  none.out("y", none.op("relu", {none.input("x", {-1, 5})}));
-  lower::Program q = lower::lower_program("none", {{"eval_step", &none.g, {"y"}, {}}}, {.max_batch = 4});
-  const bool built_none = codegen::build_gemm_helpers(q, opts).module != nullptr;
-  CHECK_FALSE(built_none);
 }
 
 TEST_CASE("codegen: kiln's loops carry unroll hints, and the micro-kernel keeps its unroll count") {
@@ -172,31 +184,38 @@ TEST_CASE("codegen: the micro-kernel's K loop walks its panels by pointer increm
   // kiln's codegen leaves out LLVM's loop strength reduction (host.cpp): the
   // K loop must address its panels from bumped pointers by itself. Every
   // block of the micro-kernel that does FMAs (the unrolled loop and its
-  // remainder) computes no address by multiplying or shifting.
-  JitCase t(3, 4);
-  add_matmul(t, "p", 5, 7, 9, false, false);
-  lower::Program p = lower::lower_program("walk", {{"eval_step", &t.g, {"p"}, {}}}, {.max_batch = 4});
-  const std::string as = codegen::asm_text(p, "");  // every kernel, and the GEMM helpers
-  const size_t begin = as.find("\nkiln_gemm_ukr_");
-  REQUIRE(begin != std::string::npos);
-  const std::string ukr = as.substr(begin, as.find(".Lfunc_end", begin) - begin);
-  int fma_blocks = 0;
-  std::istringstream lines(ukr);
-  std::string line, block;
-  auto check_block = [&] {
-    if (block.find("fmadd") == std::string::npos && block.find("mulps") == std::string::npos) return;
-    ++fma_blocks;
-    INFO(block);
-    CHECK(block.find("imul") == std::string::npos);
-    CHECK(block.find("shl") == std::string::npos);
-  };
-  while (std::getline(lines, line)) {
-    if (!line.empty() && line[0] == '.' && line.back() == ':') {  // a new basic block
-      check_block();
-      block.clear();
+  // remainder) computes no address by multiplying or shifting. Compiled (not
+  // run) for an AVX2 and an AVX-512 CPU on any host.
+  for (const char* cpu : {"znver3", "znver4"}) {
+    INFO("target cpu " << cpu);
+    JitCase t(3, 4);
+    add_matmul(t, "p", 5, 7, 9, false, false);
+    lower::Program p = lower::lower_program("walk", {{"eval_step", &t.g, {"p"}, {}}}, {.max_batch = 4});
+    const std::string as = codegen::asm_text(p, "", {.target_cpu = cpu});  // every kernel, and the GEMM helpers
+    const size_t begin = as.find("\nkiln_gemm_ukr_");
+    REQUIRE(begin != std::string::npos);
+    const std::string ukr = as.substr(begin, as.find(".Lfunc_end", begin) - begin);
+    // The accumulators are the target's widest registers.
+    CHECK(ukr.find(std::string(cpu) == "znver4" ? "zmm" : "ymm") != std::string::npos);
+    if (std::string(cpu) == "znver3") CHECK(ukr.find("zmm") == std::string::npos);
+    int fma_blocks = 0;
+    std::istringstream lines(ukr);
+    std::string line, block;
+    auto check_block = [&] {
+      if (block.find("fmadd") == std::string::npos && block.find("mulps") == std::string::npos) return;
+      ++fma_blocks;
+      INFO(block);
+      CHECK(block.find("imul") == std::string::npos);
+      CHECK(block.find("shl") == std::string::npos);
+    };
+    while (std::getline(lines, line)) {
+      if (!line.empty() && line[0] == '.' && line.back() == ':') {  // a new basic block
+        check_block();
+        block.clear();
+      }
+      block += line + "\n";
     }
-    block += line + "\n";
+    check_block();
+    CHECK(fma_blocks >= 2);  // the unrolled K loop and its remainder
   }
-  check_block();
-  CHECK(fma_blocks >= 2);  // the unrolled K loop and its remainder
 }
