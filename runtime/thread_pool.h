@@ -1,6 +1,15 @@
 #pragma once
 // One persistent pool of worker threads behind parallel_for, shared by JIT
 // and AOT programs (generated code calls back into it through the context).
+//
+// Hand-off is by spinning first, sleeping later: a training step runs many
+// short parallel kernels back to back, and waking a sleeping thread (futex,
+// and on a VM an inter-processor interrupt to a halted vCPU) measured 45-80 us
+// per parallel_for here, longer than a small convolution's whole GEMM. Idle
+// workers and a caller waiting for its workers spin on an atomic for up to
+// spin_us() microseconds, then block. Workers are pinned to cores of their
+// own, and a caller on a worker's core is moved off it (thread_pool.cpp says why).
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -27,17 +36,38 @@ class ThreadPool {
   using Body = void (*)(void* closure, int64_t begin, int64_t end);
   void parallel_for(int64_t n, Body body, void* closure);
 
+  // How long an idle thread spins before it sleeps: KILN_SPIN_US, else 300 us
+  // (0: sleep at once, as a pool sharing its cores with other work may want).
+  static int64_t spin_us();
+
  private:
   void worker(int index);
+  // Waits until `value` differs from `old` (spinning, then sleeping on wake_)
+  // and returns the new value; publish() changes a watched value and wakes sleepers.
+  template <class T>
+  T await_change(const std::atomic<T>& value, T old);
+  void wake_sleepers();
+  // Moves the calling thread off the workers' cores when it is on one (Linux).
+  void steer_caller();
+  std::vector<int> worker_cpus_;  // the core each worker is pinned to (empty: none pinned)
+  // The cores a steered caller had (given back by the destructor when that thread runs it).
+  std::vector<int> steered_;
+  std::thread::id steered_thread_;
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable wake_, done_;
+  // The job: written by parallel_for before generation_ moves on (release),
+  // read by workers after they see it move (acquire).
   Body body_ = nullptr;
   void* closure_ = nullptr;
   int64_t n_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};  // workers yet to finish the current job
+  std::atomic<bool> stop_{false};
+  int64_t spin_ns_ = 0;
+  // Sleeping, after the spin: threads blocked on wake_ (counted, so a
+  // hand-off with nobody asleep costs no lock).
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::atomic<int> sleepers_{0};
 };
 
 }  // namespace kiln

@@ -16,11 +16,12 @@
 #include <unordered_map>
 
 #include "compiler/codegen/vector_plan.h"
+#include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/loop_ir.h"
 
 namespace kiln::codegen {
 
-struct GemmShape;  // gemm_ir.h
+using GemmShape = lower::GemmPlan;  // (gemm_ir.h)
 
 struct EmitOptions {
   int lanes = 8;  // vector lanes of vectorized loops
@@ -66,7 +67,8 @@ class KernelEmitter {
   };
 
   llvm::Function* emit_packed_gemm(const lower::Kernel& k);
-  GemmShape gemm_shape() const;
+  // The register tile and blocking of a packed gemm kernel (lower::plan_gemm for its shape and our lanes).
+  GemmShape gemm_plan(const lower::Kernel& k) const;
   llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty, const GemmShape& s);
   void begin_function(llvm::Function* f);
   void finish_preamble();

@@ -16,8 +16,6 @@ namespace kiln::codegen {
 using namespace kiln::lower;
 using llvm::Value;
 
-// Rows from which the rows are split across threads (below: the columns).
-constexpr int64_t kSplitRowsFrom = 4 * kGemmMC;
 // Below this many multiply-adds the groups run on the calling thread.
 constexpr int64_t kParallelMinFlops = int64_t{1} << 18;
 
@@ -30,12 +28,10 @@ bool packed_gemm_applies(const Kernel& k, const Program& p) {
   return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival);
 }
 
-GemmShape KernelEmitter::gemm_shape() const {
-  GemmShape s;
-  s.lanes = opts_.lanes;
-  s.mr = static_cast<int>(kGemmMR);
-  s.nr_vecs = 2;
-  return s;
+GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
+  const GemmSpec& g = k.gemm;
+  auto known = [](const ExprP& e) { return is_const(e) ? e->ival : int64_t{-1}; };
+  return plan_gemm(opts_.lanes, known(g.m), g.n->ival, known(g.k));
 }
 
 // The helpers are shared by every gemm of the program (the JIT compiles them
@@ -49,11 +45,11 @@ static GemmHelperOptions helper_options(const KernelEmitter& em, HelperPlacement
 }
 
 bool KernelEmitter::emit_gemm_helpers() {
-  const GemmShape s = gemm_shape();
   const GemmHelperOptions o = helper_options(*this, HelperPlacement::Exported);
   bool any = false;
   for (const Kernel& k : p_.kernels) {
     if (k.kind != KernelKind::Gemm || !packed_gemm_applies(k, p_)) continue;
+    const GemmShape s = gemm_plan(k);  // (each helper is defined once: plans share them by name)
     gemm_microkernel(m_, s, o);
     gemm_pack_a(m_, s, k.gemm.trans_a, o);
     gemm_pack_b(m_, s, k.gemm.trans_b, o);
@@ -64,9 +60,11 @@ bool KernelEmitter::emit_gemm_helpers() {
 
 llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   const GemmSpec& g = k.gemm;
-  const GemmShape s = gemm_shape();
+  const GemmShape s = gemm_plan(k);
   const int64_t mr = s.mr, nr = s.nr();
-  const int64_t nc_max = gemm_nc(g.n->ival, nr), slot = gemm_slot_floats(g.n->ival, nr);
+  const int64_t nc_max = gemm_nc(g.n->ival, s), slot = gemm_slot_floats(g.n->ival, s);
+  // Rows from which the rows are split across threads (below: the columns).
+  const int64_t split_rows_from = 4 * s.mc;
   const GemmHelperOptions helpers =
       helper_options(*this, opts_.gemm_helpers_imported ? HelperPlacement::Imported : HelperPlacement::Internal);
   llvm::Function* ukr = gemm_microkernel(m_, s, helpers);
@@ -113,11 +111,15 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     Value *a = r[0], *bm = r[1], *cm = r[2], *sc = r[3], *m = r[4], *n = r[5], *kk = r[6];
     Value* block = nullptr;  // an MC x NC block of the product, for the epilogue (in L2)
     if (epi) {
-      block = b.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(kGemmMC * nc_max)));
+      block = b.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(s.mc * nc_max)));
       llvm::cast<llvm::AllocaInst>(block)->setAlignment(llvm::Align(64));
     }
     // (accumulating into C needs C itself: such a gemm keeps the C path)
-    Value* one_block = g.accumulate ? b.getFalse() : b.CreateICmpSLE(kk, c64(kGemmKC));
+    Value* one_block = g.accumulate ? b.getFalse() : b.CreateICmpSLE(kk, c64(s.kc));
+    // K in blocks of equal depth, each at most KC: 300 is one block of 300
+    // under KC 320, 600 two of 300 under KC 256 (not 256 + 256 + 88).
+    Value* k_blocks = b.CreateSDiv(b.CreateAdd(kk, c64(s.kc - 1)), c64(s.kc));
+    Value* kc_step = b.CreateSDiv(b.CreateAdd(kk, b.CreateSub(k_blocks, c64(1))), k_blocks);
     // This chunk's rectangle of C, cut at MR rows or NR columns.
     Value* G = c64(kGemmSlots);
     Value* m_panels = b.CreateSDiv(b.CreateAdd(m, c64(mr - 1)), c64(mr));
@@ -125,22 +127,22 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     auto cut = [&](Value* group, Value* panels, int64_t width, Value* size) {
       return smin(size, b.CreateMul(b.CreateSDiv(b.CreateMul(group, panels), G), c64(width)));
     };
-    Value* split_m = b.CreateICmpSGE(m, c64(kSplitRowsFrom));
+    Value* split_m = b.CreateICmpSGE(m, c64(split_rows_from));
     Value* rb = b.CreateSelect(split_m, cut(begin, m_panels, mr, m), c64(0));
     Value* re = b.CreateSelect(split_m, cut(end, m_panels, mr, m), m);
     Value* cb = b.CreateSelect(split_m, c64(0), cut(begin, n_panels, nr, n));
     Value* ce = b.CreateSelect(split_m, n, cut(end, n_panels, nr, n));
     Value* bp = b.CreateInBoundsGEP(f32, sc, b.CreateMul(begin, c64(slot)));
-    Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(kGemmKC * nc_max));
+    Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(s.kc * nc_max));
     Value* lda = c64(g.lda), *ldb = c64(g.ldb), *ldc = c64(g.ldc);
-    gemm_for(b, cb, ce, kGemmNC, "jc", [&](Value* jc) {
-      Value* nc = smin(c64(kGemmNC), b.CreateSub(ce, jc));
-      gemm_for(b, c64(0), kk, kGemmKC, "pc", [&](Value* pc) {
-        Value* kc = smin(c64(kGemmKC), b.CreateSub(kk, pc));
+    gemm_for(b, cb, ce, s.nc, "jc", [&](Value* jc) {
+      Value* nc = smin(c64(s.nc), b.CreateSub(ce, jc));
+      gemm_for(b, c64(0), kk, kc_step, "pc", [&](Value* pc) {
+        Value* kc = smin(kc_step, b.CreateSub(kk, pc));
         Value* load_c = g.accumulate ? b.getTrue() : b.CreateICmpSGT(pc, c64(0));
         b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
-        gemm_for(b, rb, re, kGemmMC, "ic", [&](Value* ic) {
-          Value* mc = smin(c64(kGemmMC), b.CreateSub(re, ic));
+        gemm_for(b, rb, re, s.mc, "ic", [&](Value* ic) {
+          Value* mc = smin(c64(s.mc), b.CreateSub(re, ic));
           b.CreateCall(pack_a, {a, lda, ic, mc, pc, kc, ap});
           gemm_for(b, c64(0), nc, nr, "jr", [&](Value* jr) {
             Value* bpanel = b.CreateInBoundsGEP(f32, bp, b.CreateMul(jr, kc));

@@ -12,14 +12,12 @@
 #include <functional>
 #include <string>
 
+#include "compiler/lower/gemm_blocking.h"
+
 namespace kiln::codegen {
 
-struct GemmShape {
-  int lanes = 8;     // floats per vector
-  int mr = 6;        // rows of the micro-kernel
-  int nr_vecs = 2;   // vectors per row: NR = nr_vecs * lanes
-  int nr() const { return nr_vecs * lanes; }
-};
+// The helpers read the plan's register tile: lanes, mr, nr_vecs.
+using GemmShape = lower::GemmPlan;
 
 // for (i = lo; i < hi; i += step) body(i), with i an i64 phi, which LLVM
 // neither unrolls nor vectorizes: the GEMM's block, packing, edge and

@@ -1,36 +1,58 @@
 #pragma once
-// Cache blocking of the packed f32 GEMM (compiler/codegen/gemm_*.cpp), shared
-// with lowering so the packing scratch is sized at compile time.
+// Register tiles and cache blocking of the packed f32 GEMM
+// (compiler/codegen/gemm_*.cpp), shared with lowering so the packing scratch
+// is sized at compile time.
 //
 // The kernel splits its work into kGemmSlots groups handed to parallel_for;
 // each contiguous chunk of groups a thread runs packs into its own slot of the
 // scratch: a KC x NC block of op(B) in NR-column panels, then an MC x KC block
-// of op(A) in MR-row panels.
+// of op(A) in MR-row panels. plan_gemm chooses MR, NR, KC, MC and NC per
+// vector ISA and per shape; lowering does not know the ISA, so the scratch is
+// sized for the largest plan any ISA may choose.
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "compiler/ir/types.h"
 
 namespace kiln::lower {
 
-constexpr int64_t kGemmMR = 6;       // rows of the micro-kernel (accumulators: MR x NR/lanes vectors)
-constexpr int64_t kGemmKC = 256;     // depth of a packed block: a KC x NR panel of B stays in L1
-constexpr int64_t kGemmMC = 72;      // rows of a packed A block (MC x KC = 72 KiB, in L2)
-constexpr int64_t kGemmNC = 1024;    // columns of a packed B block (KC x NC = 1 MiB, L2/L3)
+constexpr int64_t kGemmMaxKC = 320;  // the deepest packed block any plan uses
+constexpr int64_t kGemmMaxMC = 96;   // the most rows of a packed A block
+constexpr int64_t kGemmNC = 1024;    // columns of a packed B block (KC x NC floats: L2/L3)
 constexpr int64_t kGemmMaxNR = 64;   // the widest micro-kernel (NR = 2 vectors, up to 32 lanes)
 constexpr int64_t kGemmSlots = 8;    // parallel groups: at most 8 threads share one gemm
+
+// One gemm's register tile and cache blocks.
+struct GemmPlan {
+  int lanes = 8;       // floats per vector
+  int mr = 6;          // rows of the register tile (accumulators: mr x nr_vecs vectors)
+  int nr_vecs = 2;     // vectors per tile row: NR = nr_vecs * lanes columns
+  int64_t kc = 256;    // the deepest block; K is cut into ceil(K / kc) blocks of equal depth
+  int64_t mc = 72;     // rows of a packed A block (a multiple of mr, MC x KC floats in L2)
+  int64_t nc = 1024;   // columns of a packed B block (a multiple of NR)
+  int nr() const { return nr_vecs * lanes; }
+  // "6x32 tile (2 vectors of 16), KC <= 256, MC 72, NC 1024"
+  std::string describe() const;
+};
+
+// The plan for op(A)[m x k] x op(B)[k x n] with vectors of `lanes` floats
+// (4: SSE/NEON, 8: AVX/AVX2, 16: AVX-512, which also has twice the vector
+// registers). m or k < 0: not known at compile time (they follow the batch).
+GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k);
 
 // Only f32 gemms take the packed path; others keep the Loop IR expansion.
 inline bool gemm_packed(DType t) { return t == DType::f32; }
 
 inline int64_t gemm_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-// Columns of the packed B block for a gemm with n columns and nr-column panels (nr divides kGemmMaxNR).
-inline int64_t gemm_nc(int64_t n, int64_t nr) { return std::min(gemm_round_up(n, nr), kGemmNC); }
-// (+ kGemmMaxNR floats of padding: A packing may store one vector past its block.)
-inline int64_t gemm_slot_floats(int64_t n, int64_t nr) {
-  return kGemmKC * gemm_nc(n, nr) + kGemmMC * kGemmKC + kGemmMaxNR;
+// Columns of the packed B block for a gemm with n columns under plan p.
+inline int64_t gemm_nc(int64_t n, const GemmPlan& p) { return std::min(gemm_round_up(n, p.nr()), p.nc); }
+// Floats of one slot under plan p (+ kGemmMaxNR floats of padding: A packing
+// may store one vector past its block).
+inline int64_t gemm_slot_floats(int64_t n, const GemmPlan& p) { return p.kc * gemm_nc(n, p) + p.mc * p.kc + kGemmMaxNR; }
+// Floats of scratch a packed gemm with n columns needs, for any plan.
+inline int64_t gemm_scratch_floats(int64_t n) {
+  return kGemmSlots * (kGemmMaxKC * std::min(gemm_round_up(n, kGemmMaxNR), kGemmNC) + kGemmMaxMC * kGemmMaxKC + kGemmMaxNR);
 }
-// Floats of scratch a packed gemm with n columns needs, for any micro-kernel width.
-inline int64_t gemm_scratch_floats(int64_t n) { return kGemmSlots * gemm_slot_floats(n, kGemmMaxNR); }
 
 }  // namespace kiln::lower

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "compiler/codegen/codegen.h"
+#include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/lower_program.h"
 #include "tests/unit/codegen_helpers.h"
 
@@ -45,7 +46,46 @@ TEST_CASE("codegen: packed gemm across cache blocks: K > KC, N > NC, rows split 
   add_matmul(t, "deep", 13, 600, 40, false, false);       // three KC blocks, the last partial
   add_matmul(t, "wide", 7, 20, 1100, false, true);        // two NC blocks, B^T
   add_matmul(t, "tall", 301, 70, 35, true, false);        // rows split across groups, A^T
+  add_matmul(t, "k288", 20, 288, 40, false, false);       // K a little past 256: one block of 288
+  add_matmul(t, "k321", 9, 321, 12, false, true);         // past KC's limit: two blocks of 161 + 160
   t.check(1e-5);
+}
+
+TEST_CASE("gemm plans: the register tile follows the ISA and the shape, the scratch holds every plan") {
+  // AVX2 (8 lanes, 16 registers) and AVX-512 (16 lanes, 32 registers) at a large shape: 6 rows of 2 vectors.
+  lower::GemmPlan avx2 = lower::plan_gemm(8, -1, 1024, 3072), avx512 = lower::plan_gemm(16, -1, 1024, 3072);
+  CHECK(avx2.mr == 6);
+  CHECK(avx2.nr() == 16);
+  CHECK(avx512.mr == 6);
+  CHECK(avx512.nr() == 32);
+  CHECK(avx512.describe() == "6x32 tile (2 vectors of 16), KC <= 256, MC 72, NC 1024");
+  // A matrix one vector wide: one vector a row, more rows (more registers on AVX-512).
+  CHECK(lower::plan_gemm(8, -1, 8, 100).nr() == 8);
+  CHECK(lower::plan_gemm(8, -1, 8, 100).mr == 8);
+  CHECK(lower::plan_gemm(16, -1, 10, 100).nr() == 16);
+  CHECK(lower::plan_gemm(16, -1, 10, 100).mr == 12);
+  CHECK(lower::plan_gemm(16, -1, 17, 100).nr() == 32);  // 17 columns need two vectors
+  // Fewer rows than the tile: a tile of exactly those rows.
+  CHECK(lower::plan_gemm(16, 3, 64, 64).mr == 3);
+  CHECK(lower::plan_gemm(8, -1, 64, 64).mr == 6);  // (rows unknown: the batch)
+  // Depth: one block up to 320 when K is known, else blocks of at most 256.
+  CHECK(lower::plan_gemm(16, -1, 64, 288).kc == 288);
+  CHECK(lower::plan_gemm(16, -1, 64, 321).kc == 256);
+  CHECK(lower::plan_gemm(16, -1, 64, -1).kc == 256);
+  // Every plan's MC is a multiple of its MR, NC of its NR, and its slots fit the scratch lowering sized.
+  for (int lanes : {4, 8, 16})
+    for (int64_t m : {-1, 1, 5, 7, 64, 4096})
+      for (int64_t n : {1, 7, 8, 16, 17, 33, 64, 1000, 1025, 4096})
+        for (int64_t k : {-1, 1, 256, 257, 320, 321, 4096}) {
+          lower::GemmPlan p = lower::plan_gemm(lanes, m, n, k);
+          INFO(lanes << " lanes, m " << m << " n " << n << " k " << k << ": " << p.describe());
+          CHECK(p.mc % p.mr == 0);
+          CHECK(p.nc % p.nr() == 0);
+          CHECK(p.nr() <= lower::kGemmMaxNR);
+          CHECK(p.kc <= lower::kGemmMaxKC);
+          CHECK(p.mc <= lower::kGemmMaxMC);
+          CHECK(lower::kGemmSlots * lower::gemm_slot_floats(n, p) <= lower::gemm_scratch_floats(n));
+        }
 }
 
 TEST_CASE("codegen: packed gemm gives bit-identical results on 1, 2 and 3 threads") {
@@ -123,9 +163,10 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, w
   for (const Width& width : widths) {
     INFO("vector bits " << width.bits);
     JitCase t(3, 4);
-    add_matmul(t, "p", 5, 7, 9, false, false);
-    add_matmul(t, "q", 6, 8, 10, false, false);
-    add_matmul(t, "r", 6, 8, 10, true, false);
+    // (at least 6 rows and 33 columns: the full 6 x 2-vector tile on both widths)
+    add_matmul(t, "p", 7, 7, 40, false, false);
+    add_matmul(t, "q", 8, 8, 41, false, false);
+    add_matmul(t, "r", 8, 8, 41, true, false);
     lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r"}, {}}}, {.max_batch = 4});
     codegen::CodegenOptions opts{.vector_bits = width.bits, .optimize = false, .gemm_helpers_imported = true};
     codegen::BuiltModule kernels = codegen::build_module(p, opts, nullptr, false);

@@ -6,6 +6,11 @@
 // then the median of --repeats runs, at each thread count. It also checks the
 // two results agree.
 //
+// After the named shapes, --random N (default 20) further shapes drawn with a
+// fixed seed (M, N, K log-uniform in [8, 4096], the transpose forms in turn)
+// and a summary line: the geometric mean and minimum of their ratios. Then
+// the host's ISA and, per shape, the register tile and blocking kiln chose.
+//
 // Then it times whole compiled training steps (graphs/mlp_cifar10.json at
 // batch 64, and with --big at the full batch of 50,000; graphs/cnn_mnist.json
 // at batch 32) and prints their achieved GFLOP/s (FLOPs of every kernel,
@@ -13,6 +18,9 @@
 // shape, measured in the same run.
 //
 //   kiln_bench_gemm [--repeats 5] [--threads 1,2] [--big] [--only NAME] [--no-steps]
+//                   [--random N] [--vector-bits 256|512]
+// (ratio = OpenBLAS time / kiln time: above 1, kiln is faster; --vector-bits
+// compiles kiln's kernels for that width, e.g. the AVX2 kernels on an AVX-512 host.)
 #include <cblas.h>
 
 #include <algorithm>
@@ -22,9 +30,12 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "compiler/codegen/host.h"
 #include "compiler/codegen/jit.h"
+#include "compiler/lower/gemm_blocking.h"
 #include "compiler/codegen/profile.h"
 #include "compiler/driver/training_setup.h"
 #include "compiler/frontend/graph_json.h"
@@ -47,6 +58,10 @@ struct Shape3 {
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+
+// Idle for 0.2 s: OpenBLAS's worker threads spin for about 2^28 cycles after
+// a call before they sleep, and would take a core from the next kiln run.
+void settle() { std::this_thread::sleep_for(std::chrono::milliseconds(200)); }
 
 template <class F>
 double median_seconds(int repeats, F&& f) {
@@ -79,29 +94,103 @@ struct StepCase {
 };
 
 // One compiled training step timed whole, its GFLOP/s from every kernel's FLOPs.
-void time_step(const StepCase& c, int threads, int repeats) {
+void time_step(const StepCase& c, int threads, int repeats, int vector_bits) {
   std::string root = KILN_SOURCE_DIR;
   kiln::TrainSpec spec = kiln::load_train_spec(root + "/" + c.spec);
-  kiln::driver::CompiledModel m =
-      kiln::driver::compile_model(kiln::load_graph(root + "/" + c.graph), &spec, c.batch, threads);
-  kiln::driver::initialize(m, spec);
-  const kiln::lower::Entry* e = m.compiled->loops().entry("train_step");
-  auto buffers = kiln::codegen::random_entry_buffers(*e, c.batch, 1, m.features_input, spec.optimizer.lr);
-  int steps = c.big ? 1 : repeats;
-  auto p = kiln::codegen::profile_entry(*m.compiled, *m.program, "train_step", c.batch, buffers.inputs, buffers.outputs,
-                                         steps, 1);
-  double flops = 0;
-  for (auto& k : p.kernels) flops += k.flops * static_cast<double>(k.calls) / static_cast<double>(p.steps);
-  double gf = flops / (p.step_ms * 1e-3) * 1e-9, blas = blas_gflops(c.fwd_m, c.fwd_k, c.fwd_n, threads, c.big ? 1 : repeats);
+  double flops = 0, step_ms = 0;
+  {
+    kiln::driver::CompiledModel m = kiln::driver::compile_model(kiln::load_graph(root + "/" + c.graph), &spec, c.batch,
+                                                                threads, {.vector_bits = vector_bits});
+    kiln::driver::initialize(m, spec);
+    const kiln::lower::Entry* e = m.compiled->loops().entry("train_step");
+    auto buffers = kiln::codegen::random_entry_buffers(*e, c.batch, 1, m.features_input, spec.optimizer.lr);
+    int steps = c.big ? 1 : repeats;
+    settle();
+    auto p = kiln::codegen::profile_entry(*m.compiled, *m.program, "train_step", c.batch, buffers.inputs,
+                                           buffers.outputs, steps, 1);
+    for (auto& k : p.kernels) flops += k.flops * static_cast<double>(k.calls) / static_cast<double>(p.steps);
+    step_ms = p.step_ms;
+  }  // (the model's pool is gone before OpenBLAS runs)
+  double gf = flops / (step_ms * 1e-3) * 1e-9, blas = blas_gflops(c.fwd_m, c.fwd_k, c.fwd_n, threads, c.big ? 1 : repeats);
   std::printf("%-14s %6lld %3d %10.2f %10.2f %10.1f %10.1f %7.2f\n", c.name.c_str(), static_cast<long long>(c.batch),
-              threads, p.step_ms, flops * 1e-9, gf, blas, gf / blas);
+              threads, step_ms, flops * 1e-9, gf, blas, gf / blas);
   std::fflush(stdout);
+}
+
+// A random shape: M, N, K log-uniform in [8, 4096] (at most 2^34 multiply-adds: seconds, not minutes).
+Shape3 random_shape(std::mt19937& rng, int index) {
+  std::uniform_real_distribution<double> log_dim(std::log(8.0), std::log(4096.0));
+  for (;;) {
+    auto dim = [&] { return static_cast<int64_t>(std::lround(std::exp(log_dim(rng)))); };
+    Shape3 s{"rand" + std::to_string(index), dim(), dim(), dim(), (index & 1) != 0, (index & 2) != 0};
+    if (static_cast<double>(s.m) * static_cast<double>(s.k) * static_cast<double>(s.n) <= 0x1p34) return s;
+  }
+}
+
+std::string dims_text(const Shape3& s) {
+  char dims[64];
+  std::snprintf(dims, sizeof dims, "%lldx%lldx%lld%s%s", static_cast<long long>(s.m), static_cast<long long>(s.k),
+                static_cast<long long>(s.n), s.ta ? " A^T" : "", s.tb ? " B^T" : "");
+  return dims;
+}
+
+// Times one shape at each thread count and prints a table line each;
+// returns the ratios (OpenBLAS time / kiln time) by thread count.
+std::vector<double> bench_shape(const Shape3& s, const std::vector<int>& threads, int repeats, int vector_bits,
+                                std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1, 1);
+  // A is stored [K, M] when transposed, B is stored [N, K].
+  int64_t a_rows = s.ta ? s.k : s.m, a_cols = s.ta ? s.m : s.k;
+  int64_t b_rows = s.tb ? s.n : s.k, b_cols = s.tb ? s.k : s.n;
+  std::vector<float> a(static_cast<size_t>(a_rows * a_cols)), b(static_cast<size_t>(b_rows * b_cols));
+  for (auto& x : a) x = dist(rng);
+  for (auto& x : b) x = dist(rng);
+  std::vector<float> c_kiln(static_cast<size_t>(s.m * s.n)), c_blas(c_kiln.size());
+
+  kiln::Graph g;
+  g.name = "bench_" + s.name;
+  kiln::GraphBuilder gb(g);
+  kiln::NodeId an = gb.input("a", {kiln::DType::f32, {a_rows, a_cols}});
+  kiln::NodeId bn = gb.input("b", {kiln::DType::f32, {b_rows, b_cols}});
+  kiln::NodeId mm = gb.add("matmul", {an, bn}, {{"transpose_a", s.ta}, {"transpose_b", s.tb}});
+  g.outputs.push_back({"c", mm});
+  double t0 = now_s();
+  auto cp = kiln::codegen::compile_entries(g.name, {{"eval_step", &g, {"c"}, {}}}, {.max_batch = 1},
+                                           {.vector_bits = vector_bits});
+  double compile_ms = (now_s() - t0) * 1e3;
+  double flops = 2.0 * static_cast<double>(s.m) * static_cast<double>(s.k) * static_cast<double>(s.n);
+  int reps = s.big ? 1 : repeats;
+  std::vector<double> ratios;
+  for (int t : threads) {
+    double tk;
+    {
+      settle();  // OpenBLAS's threads spin a while after each call: let them sleep first
+      kiln::ThreadPool pool(t);
+      kiln::Program prog(cp->info(), &pool);
+      tk = median_seconds(reps, [&] { prog.run("eval_step", 1, {a.data(), b.data()}, {c_kiln.data()}); });
+    }  // (kiln's pool is gone: its workers do not spin beside OpenBLAS)
+    openblas_set_num_threads(t);
+    double tb = median_seconds(reps, [&] {
+      cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans,
+                  static_cast<int>(s.m), static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, a.data(),
+                  static_cast<int>(a_cols), b.data(), static_cast<int>(b_cols), 0.0f, c_blas.data(),
+                  static_cast<int>(s.n));
+    });
+    double diff = 0;
+    for (size_t i = 0; i < c_kiln.size(); ++i) diff = std::max(diff, static_cast<double>(std::fabs(c_kiln[i] - c_blas[i])));
+    std::printf("%-12s %-18s %3d %10.3f %10.1f %10.3f %10.1f %7.2f %9.2g\n", s.name.c_str(), dims_text(s).c_str(), t,
+                tk * 1e3, flops / tk * 1e-9, tb * 1e3, flops / tb * 1e-9, tb / tk, diff);
+    std::fflush(stdout);
+    ratios.push_back(tb / tk);
+  }
+  std::printf("%-12s (compile %.0f ms)\n", "", compile_ms);
+  return ratios;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int repeats = 5;
+  int repeats = 5, random_shapes = 20, vector_bits = 0;
   bool big = false, steps = true;
   std::string only;
   std::vector<int> threads = {1, 2};
@@ -111,6 +200,8 @@ int main(int argc, char** argv) {
     else if (a == "--big") big = true;
     else if (a == "--no-steps") steps = false;
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--random" && i + 1 < argc) random_shapes = std::max(0, std::atoi(argv[++i]));
+    else if (a == "--vector-bits" && i + 1 < argc) vector_bits = std::atoi(argv[++i]);
     else if (a == "--threads" && i + 1 < argc) {
       threads.clear();
       std::string s = argv[++i];
@@ -120,9 +211,22 @@ int main(int argc, char** argv) {
         p = q == std::string::npos ? s.size() : q + 1;
       }
     } else {
-      std::fprintf(stderr, "usage: kiln_bench_gemm [--repeats N] [--threads 1,2] [--big] [--only NAME] [--no-steps]\n");
+      std::fprintf(stderr,
+                   "usage: kiln_bench_gemm [--repeats N] [--threads 1,2] [--big] [--only NAME] [--no-steps] "
+                   "[--random N] [--vector-bits 256|512]\n");
       return 1;
     }
+  }
+  const kiln::codegen::HostTarget& host = kiln::codegen::host_target();
+  if (vector_bits == 0) vector_bits = host.vector_bits;
+  if (vector_bits != 128 && vector_bits != 256 && vector_bits != 512) {
+    std::fprintf(stderr, "kiln_bench_gemm: --vector-bits must be 128, 256 or 512\n");
+    return 1;
+  }
+  if (vector_bits > host.vector_bits) {
+    std::fprintf(stderr, "kiln_bench_gemm: this host (%s) runs at most %d-bit vectors, not %d\n", host.cpu.c_str(),
+                 host.vector_bits, vector_bits);
+    return 1;
   }
   // CNN (graphs/cnn_mnist.json) conv layers at batch 32 as their im2col GEMMs:
   // forward M = batch*OH*OW, K = KH*KW*C, N = F; filter gradient (A^T) M = KH*KW*C,
@@ -139,56 +243,46 @@ int main(int argc, char** argv) {
       {"conv2_dx", 32 * 11 * 11, 64, 288, false, true},
       {"mlp50000", 50000, 3072, 1024, false, false, true},
   };
+  const size_t named = shapes.size();
+  std::mt19937 shape_rng(20261202);  // the random shapes: the same on every run and host
+  for (int i = 0; i < random_shapes; ++i) shapes.push_back(random_shape(shape_rng, i));
+
   std::printf("OpenBLAS core: %s\n", openblas_get_corename());
   std::printf("%-12s %-18s %3s %10s %10s %10s %10s %7s %9s\n", "shape", "MxKxN", "thr", "kiln ms", "kiln GF/s",
               "blas ms", "blas GF/s", "ratio", "max|diff|");
   std::mt19937 rng(42);
-  std::uniform_real_distribution<float> dist(-1, 1);
-  for (const Shape3& s : shapes) {
+  std::vector<const Shape3*> run;
+  std::vector<std::vector<double>> random_ratios(threads.size());
+  std::vector<std::string> worst(threads.size());
+  std::vector<double> worst_ratio(threads.size(), 1e30);
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const Shape3& s = shapes[i];
     if (s.big && !big) continue;
-    if (!only.empty() && s.name != only) continue;
-    // A is stored [K, M] when transposed, B is stored [N, K].
-    int64_t a_rows = s.ta ? s.k : s.m, a_cols = s.ta ? s.m : s.k;
-    int64_t b_rows = s.tb ? s.n : s.k, b_cols = s.tb ? s.k : s.n;
-    std::vector<float> a(static_cast<size_t>(a_rows * a_cols)), b(static_cast<size_t>(b_rows * b_cols));
-    for (auto& x : a) x = dist(rng);
-    for (auto& x : b) x = dist(rng);
-    std::vector<float> c_kiln(static_cast<size_t>(s.m * s.n)), c_blas(c_kiln.size());
-
-    kiln::Graph g;
-    g.name = "bench_" + s.name;
-    kiln::GraphBuilder gb(g);
-    kiln::NodeId an = gb.input("a", {kiln::DType::f32, {a_rows, a_cols}});
-    kiln::NodeId bn = gb.input("b", {kiln::DType::f32, {b_rows, b_cols}});
-    kiln::NodeId mm = gb.add("matmul", {an, bn}, {{"transpose_a", s.ta}, {"transpose_b", s.tb}});
-    g.outputs.push_back({"c", mm});
-    double t0 = now_s();
-    auto cp = kiln::codegen::compile_entries(g.name, {{"eval_step", &g, {"c"}, {}}}, {.max_batch = 1});
-    double compile_ms = (now_s() - t0) * 1e3;
-    double flops = 2.0 * static_cast<double>(s.m) * static_cast<double>(s.k) * static_cast<double>(s.n);
-    int reps = s.big ? 1 : repeats;
-    for (int t : threads) {
-      kiln::ThreadPool pool(t);
-      kiln::Program prog(cp->info(), &pool);
-      double tk = median_seconds(reps, [&] { prog.run("eval_step", 1, {a.data(), b.data()}, {c_kiln.data()}); });
-      openblas_set_num_threads(t);
-      double tb = median_seconds(reps, [&] {
-        cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans,
-                    static_cast<int>(s.m), static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, a.data(),
-                    static_cast<int>(a_cols), b.data(), static_cast<int>(b_cols), 0.0f, c_blas.data(),
-                    static_cast<int>(s.n));
-      });
-      double diff = 0;
-      for (size_t i = 0; i < c_kiln.size(); ++i) diff = std::max(diff, static_cast<double>(std::fabs(c_kiln[i] - c_blas[i])));
-      char dims[64];
-      std::snprintf(dims, sizeof dims, "%lldx%lldx%lld%s%s", static_cast<long long>(s.m), static_cast<long long>(s.k),
-                    static_cast<long long>(s.n), s.ta ? " A^T" : "", s.tb ? " B^T" : "");
-      std::printf("%-12s %-18s %3d %10.3f %10.1f %10.3f %10.1f %7.2f %9.2g\n", s.name.c_str(), dims, t, tk * 1e3,
-                  flops / tk * 1e-9, tb * 1e3, flops / tb * 1e-9, tb / tk, diff);
-      std::fflush(stdout);
+    if (!only.empty() && s.name != only && !(only == "random" && i >= named)) continue;
+    std::vector<double> ratios = bench_shape(s, threads, repeats, vector_bits, rng);
+    run.push_back(&s);
+    if (i < named) continue;
+    for (size_t t = 0; t < threads.size(); ++t) {
+      random_ratios[t].push_back(ratios[t]);
+      if (ratios[t] < worst_ratio[t]) worst_ratio[t] = ratios[t], worst[t] = s.name;
     }
-    std::printf("%-12s (compile %.0f ms)\n", "", compile_ms);
   }
+  for (size_t t = 0; t < threads.size(); ++t) {
+    if (random_ratios[t].empty()) continue;
+    double log_sum = 0;
+    for (double r : random_ratios[t]) log_sum += std::log(r);
+    std::printf("random shapes (%zu, seed 20261202), %d thread%s: ratio geometric mean %.2f, minimum %.2f (%s)\n",
+                random_ratios[t].size(), threads[t], threads[t] > 1 ? "s" : "",
+                std::exp(log_sum / static_cast<double>(random_ratios[t].size())), worst_ratio[t], worst[t].c_str());
+  }
+  // What was measured: the ISA kiln compiled for, and each shape's plan.
+  const int lanes = vector_bits / 32;
+  std::printf("\nhost: %s, %d-bit vectors on the host (%s); kiln's kernels compiled for %d-bit vectors\n",
+              host.cpu.c_str(), host.vector_bits,
+              host.vector_bits == 512 ? "AVX-512" : host.vector_bits == 256 ? "AVX2" : "SSE/NEON", vector_bits);
+  for (const Shape3* s : run)
+    std::printf("plan %-12s %-18s %s\n", s->name.c_str(), dims_text(*s).c_str(),
+                kiln::lower::plan_gemm(lanes, s->m, s->n, s->k).describe().c_str());
   if (!steps) return 0;
   // Whole training steps: forward, backward and update, as `kiln train` runs them.
   const std::vector<StepCase> cases = {
@@ -203,7 +297,7 @@ int main(int argc, char** argv) {
   for (const StepCase& c : cases) {
     if (c.big && !big) continue;
     if (!only.empty() && c.name != only) continue;
-    for (int t : threads) time_step(c, t, repeats);
+    for (int t : threads) time_step(c, t, repeats, vector_bits);
   }
   return 0;
 }

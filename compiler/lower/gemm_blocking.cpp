@@ -1,0 +1,41 @@
+#include "compiler/lower/gemm_blocking.h"
+
+#include <cstdio>
+
+namespace kiln::lower {
+
+std::string GemmPlan::describe() const {
+  char text[128];
+  std::snprintf(text, sizeof text, "%dx%d tile (%d vector%s of %d), KC <= %lld, MC %lld, NC %lld", mr, nr(), nr_vecs,
+                nr_vecs > 1 ? "s" : "", lanes, static_cast<long long>(kc), static_cast<long long>(mc),
+                static_cast<long long>(nc));
+  return text;
+}
+
+GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k) {
+  GemmPlan p;
+  p.lanes = lanes;
+  // AVX-512 has 32 vector registers, the others kiln targets 16.
+  const int registers = lanes >= 16 ? 32 : 16;
+  // A tile no wider than the matrix: columns past n cost as many FMAs as real ones.
+  p.nr_vecs = static_cast<int>(std::clamp<int64_t>((n + lanes - 1) / lanes, 1, 2));
+  // Rows: as many as the registers hold beside the B vectors and a broadcast,
+  // kept to what was measured fastest (kiln_bench_gemm): with two vectors a
+  // row, 6 rows on both ISAs (12 x 32 on AVX-512 ran no faster at N = 64 and
+  // 20% slower at 1024^3); with one vector, 8 rows (AVX2) or 12 (AVX-512).
+  // At most `lanes` rows: A packing transposes lanes x lanes blocks.
+  const int free = registers - p.nr_vecs - 2;
+  p.mr = p.nr_vecs == 2 ? 6 : std::min(registers == 32 ? 12 : 8, free);
+  if (lanes >= 8) p.mr = std::min(p.mr, lanes);
+  // A matrix of fewer rows than the tile: a tile of exactly its rows.
+  if (m > 0 && m < p.mr) p.mr = static_cast<int>(m);
+  // Depth: a KC x NR panel of B stays in L1 across a block's tiles. A K a
+  // little past 256 stays one block (K = 288, a 3 x 3 x 32 convolution): a
+  // thin second block would reload C and lose the fused epilogue.
+  p.kc = k > 256 && k <= kGemmMaxKC ? k : 256;
+  p.mc = std::max<int64_t>(p.mr, 72 / p.mr * p.mr);
+  p.nc = kGemmNC;
+  return p;
+}
+
+}  // namespace kiln::lower
