@@ -127,7 +127,9 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     auto cut = [&](Value* group, Value* panels, int64_t width, Value* size) {
       return smin(size, b.CreateMul(b.CreateSDiv(b.CreateMul(group, panels), G), c64(width)));
     };
-    Value* split_m = b.CreateICmpSGE(m, c64(split_rows_from));
+    // Rows split when there are many, or at least as many row panels as
+    // column panels (30 x 24 with K = 3848: five row panels, one column panel).
+    Value* split_m = b.CreateOr(b.CreateICmpSGE(m, c64(split_rows_from)), b.CreateICmpSGE(m_panels, n_panels));
     Value* rb = b.CreateSelect(split_m, cut(begin, m_panels, mr, m), c64(0));
     Value* re = b.CreateSelect(split_m, cut(end, m_panels, mr, m), m);
     Value* cb = b.CreateSelect(split_m, c64(0), cut(begin, n_panels, nr, n));
@@ -219,7 +221,8 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
   load_kernel_args(closure_ty, f->getArg(0), 7);
   Value *tile = f->getArg(1), *ldt = f->getArg(2), *row0 = f->getArg(3), *col0 = f->getArg(4);
   Value *m = f->getArg(5), *n = f->getArg(6);
-  const int64_t lanes = s.lanes, ldc = k.gemm.ldc;
+  // (the epilogue's vectors are the kernels' width, which a narrow tile's may not be)
+  const int64_t lanes = opts_.lanes, ldc = k.gemm.ldc;
   Value* vec_end = plan ? b_.CreateSub(n, b_.CreateSRem(n, b_.getInt64(static_cast<uint64_t>(lanes)))) : b_.getInt64(0);
   gemm_for(b_, b_.getInt64(0), m, 1, "er", [&](Value* r) {
     Value* first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);

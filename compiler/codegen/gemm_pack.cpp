@@ -66,6 +66,30 @@ std::vector<Value*> transpose_lanes(llvm::IRBuilder<>& b, std::vector<Value*> v)
   return v;
 }
 
+// A vector of lanes floats from src; with `count` (< lanes) only the first
+// count are read (a masked load: the rest may lie past the matrix) and the
+// others are zero.
+Value* load_lanes(llvm::IRBuilder<>& b, llvm::FixedVectorType* vec, Value* src, Value* count) {
+  if (!count) return b.CreateAlignedLoad(vec, src, llvm::Align(4));
+  const unsigned L = vec->getNumElements();
+  std::vector<llvm::Constant*> lane;
+  for (unsigned t = 0; t < L; ++t) lane.push_back(b.getInt64(t));
+  Value* mask = b.CreateICmpSLT(llvm::ConstantVector::get(lane), b.CreateVectorSplat(L, count));
+  return b.CreateMaskedLoad(vec, src, llvm::Align(4), mask, llvm::Constant::getNullValue(vec));
+}
+
+// Stores transposed vector t at at(t), for every t (count null) or for t < count.
+void store_rows(llvm::IRBuilder<>& b, const std::vector<Value*>& v, Value* count,
+                const std::function<Value*(uint64_t)>& at) {
+  for (uint64_t t = 0; t < v.size(); ++t) {
+    if (!count) {
+      b.CreateAlignedStore(v[t], at(t), llvm::Align(4));
+      continue;
+    }
+    gemm_if(b, b.CreateICmpULT(b.getInt64(t), count), [&] { b.CreateAlignedStore(v[t], at(t), llvm::Align(4)); });
+  }
+}
+
 }  // namespace
 
 llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans, const GemmHelperOptions& o) {
@@ -123,8 +147,8 @@ llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans, con
     // slot's padding).
     Value* whole = b.CreateICmpSLE(b.CreateAdd(i, b.getInt64(mr)), p.n);
     gemm_if(b, whole, [&] {
-      Value* k_vec = b.CreateSub(p.kc, b.CreateSRem(p.kc, b.getInt64(L)));
-      gemm_for(b, b.getInt64(0), k_vec, s.lanes, "kv", [&](Value* k) {
+      // `depths` (lanes, or the tail's fewer under a mask) depths from k.
+      auto block = [&](Value* k, Value* depths) {
         Value* depth = b.CreateAdd(p.k0, k);
         std::vector<Value*> v;
         for (uint64_t r = 0; r < L; ++r) {
@@ -134,15 +158,17 @@ llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans, con
           }
           Value* row = b.CreateAdd(p.r0, b.CreateAdd(i, b.getInt64(r)));
           Value* src = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(row, p.ld), depth));
-          v.push_back(b.CreateAlignedLoad(vec, src, llvm::Align(4)));
+          v.push_back(load_lanes(b, vec, src, depths));
         }
         v = transpose_lanes(b, v);
-        for (uint64_t t = 0; t < L; ++t) {
-          Value* at = b.CreateMul(b.CreateAdd(k, b.getInt64(t)), b.getInt64(mr));
-          b.CreateAlignedStore(v[t], b.CreateInBoundsGEP(f32, panel, at), llvm::Align(4));
-        }
-      });
-      scalar_panel(k_vec);
+        store_rows(b, v, depths, [&](uint64_t t) {
+          return b.CreateInBoundsGEP(f32, panel, b.CreateMul(b.CreateAdd(k, b.getInt64(t)), b.getInt64(mr)));
+        });
+      };
+      Value* k_vec = b.CreateSub(p.kc, b.CreateSRem(p.kc, b.getInt64(L)));
+      gemm_for(b, b.getInt64(0), k_vec, s.lanes, "kv", [&](Value* k) { block(k, nullptr); });
+      // The depth tail (K = 9, 27, 75: small convolutions) as one masked block.
+      gemm_if(b, b.CreateICmpSLT(k_vec, p.kc), [&] { block(k_vec, b.CreateSub(p.kc, k_vec)); });
     }, [&] { scalar_panel(b.getInt64(0)); });
   });
   b.CreateRetVoid();
@@ -178,25 +204,26 @@ llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans, con
       // registers, lanes stores); the depth tail goes element by element.
       gemm_if(b, whole, [&] {
         const uint64_t L = static_cast<uint64_t>(s.lanes);
-        Value* k_vec = b.CreateSub(p.kc, b.CreateSRem(p.kc, b.getInt64(L)));
-        gemm_for(b, b.getInt64(0), k_vec, s.lanes, "kv", [&](Value* k) {
+        auto block = [&](Value* k, Value* depths) {
           Value* depth = b.CreateAdd(p.k0, k);
           for (int h = 0; h < s.nr_vecs; ++h) {
             std::vector<Value*> v;
             for (uint64_t i = 0; i < L; ++i) {
               Value* row = b.CreateAdd(p.r0, b.CreateAdd(j, b.getInt64(static_cast<uint64_t>(h) * L + i)));
               Value* src = b.CreateInBoundsGEP(f32, p.src, b.CreateAdd(b.CreateMul(row, p.ld), depth));
-              v.push_back(b.CreateAlignedLoad(vec, src, llvm::Align(4)));
+              v.push_back(load_lanes(b, vec, src, depths));
             }
             v = transpose_lanes(b, v);
-            for (uint64_t t = 0; t < L; ++t) {
+            store_rows(b, v, depths, [&](uint64_t t) {
               Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(k, b.getInt64(t)), b.getInt64(nr)),
                                       b.getInt64(static_cast<uint64_t>(h) * L));
-              b.CreateAlignedStore(v[t], b.CreateInBoundsGEP(f32, panel, at), llvm::Align(4));
-            }
+              return b.CreateInBoundsGEP(f32, panel, at);
+            });
           }
-        });
-        scalar_panel(k_vec);
+        };
+        Value* k_vec = b.CreateSub(p.kc, b.CreateSRem(p.kc, b.getInt64(L)));
+        gemm_for(b, b.getInt64(0), k_vec, s.lanes, "kv", [&](Value* k) { block(k, nullptr); });
+        gemm_if(b, b.CreateICmpSLT(k_vec, p.kc), [&] { block(k_vec, b.CreateSub(p.kc, k_vec)); });
       }, [&] { scalar_panel(b.getInt64(0)); });
       return;
     }

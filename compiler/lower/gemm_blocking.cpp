@@ -14,15 +14,18 @@ std::string GemmPlan::describe() const {
 
 GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k) {
   GemmPlan p;
-  p.lanes = lanes;
   // AVX-512 has 32 vector registers, the others kiln targets 16.
   const int registers = lanes >= 16 ? 32 : 16;
+  // At most 8 columns on AVX-512: 8-lane vectors (ymm, 32 of them), not half-empty 16-lane ones.
+  p.lanes = lanes >= 16 && n <= 8 ? 8 : lanes;
+  lanes = p.lanes;
   // A tile no wider than the matrix: columns past n cost as many FMAs as real ones.
   p.nr_vecs = static_cast<int>(std::clamp<int64_t>((n + lanes - 1) / lanes, 1, 2));
   // Rows: as many as the registers hold beside the B vectors and a broadcast,
   // kept to what was measured fastest (kiln_bench_gemm): with two vectors a
   // row, 6 rows on both ISAs (12 x 32 on AVX-512 ran no faster at N = 64 and
-  // 20% slower at 1024^3); with one vector, 8 rows (AVX2) or 12 (AVX-512).
+  // 20% slower at 1024^3); with one vector, 8 rows (AVX2) or 12 (AVX-512,
+  // whose 32 registers hold them).
   // At most `lanes` rows: A packing transposes lanes x lanes blocks.
   const int free = registers - p.nr_vecs - 2;
   p.mr = p.nr_vecs == 2 ? 6 : std::min(registers == 32 ? 12 : 8, free);

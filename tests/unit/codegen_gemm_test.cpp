@@ -65,6 +65,8 @@ TEST_CASE("gemm plans: the register tile follows the ISA and the shape, the scra
   CHECK(lower::plan_gemm(16, -1, 10, 100).nr() == 16);
   CHECK(lower::plan_gemm(16, -1, 10, 100).mr == 12);
   CHECK(lower::plan_gemm(16, -1, 17, 100).nr() == 32);  // 17 columns need two vectors
+  CHECK(lower::plan_gemm(16, -1, 8, 100).lanes == 8);    // 8 columns on AVX-512: 8-lane vectors
+  CHECK(lower::plan_gemm(16, -1, 8, 100).mr == 8);
   // Fewer rows than the tile: a tile of exactly those rows.
   CHECK(lower::plan_gemm(16, 3, 64, 64).mr == 3);
   CHECK(lower::plan_gemm(8, -1, 64, 64).mr == 6);  // (rows unknown: the batch)

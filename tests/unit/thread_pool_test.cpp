@@ -1,0 +1,93 @@
+// The runtime's thread pool: every index exactly once, through the spinning
+// and the sleeping hand-off; workers on cores of their own; the caller's
+// cores given back.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+#include "runtime/thread_pool.h"
+
+using kiln::ThreadPool;
+
+namespace {
+// Runs parallel_for(n) and checks that every index was visited exactly once.
+void check_cover(ThreadPool& pool, int64_t n) {
+  std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+  pool.parallel_for(n, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
+  });
+  for (int64_t i = 0; i < n; ++i) {
+    INFO("index " << i << " of " << n);
+    REQUIRE(seen[static_cast<size_t>(i)].load() == 1);
+  }
+}
+}  // namespace
+
+TEST_CASE("thread pool: every index exactly once, back to back and after the workers fell asleep") {
+  for (int threads : {1, 2, 3, 4}) {
+    INFO(threads << " threads");
+    ThreadPool pool(threads);
+    // Back to back: the workers are still spinning from the last job.
+    for (int round = 0; round < 2000; ++round) check_cover(pool, 1 + round % 13);
+    // Past the spin: each job finds the workers asleep and must wake them.
+    for (int round = 0; round < 5; ++round) {
+      std::this_thread::sleep_for(std::chrono::microseconds(ThreadPool::spin_us() + 2000));
+      check_cover(pool, 8);
+    }
+  }
+}
+
+TEST_CASE("thread pool: chunks are contiguous, in order, the caller's first") {
+  ThreadPool pool(3);
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  const auto caller = std::this_thread::get_id();
+  std::atomic<bool> caller_ran_first_chunk{false};
+  pool.parallel_for(10, [&](int64_t b, int64_t e) {
+    std::lock_guard lock(mu);
+    chunks.emplace_back(b, e);
+    if (b == 0 && std::this_thread::get_id() == caller) caller_ran_first_chunk = true;
+  });
+  std::sort(chunks.begin(), chunks.end());
+  CHECK(chunks == std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {3, 6}, {6, 10}});
+  CHECK(caller_ran_first_chunk.load());
+}
+
+#if defined(__linux__)
+TEST_CASE("thread pool: a worker runs on its own core, the caller off it, and the caller's cores come back") {
+  cpu_set_t before;
+  REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
+  if (CPU_COUNT(&before) < 2) {
+    MESSAGE("skipped: this process may use one core");
+    return;
+  }
+  if (const char* pin = std::getenv("KILN_PIN_THREADS"); pin && std::string(pin) == "0") {
+    MESSAGE("skipped: KILN_PIN_THREADS=0");
+    return;
+  }
+  {
+    ThreadPool pool(2);
+    for (int round = 0; round < 50; ++round) {
+      std::atomic<int> caller_cpu{-1}, worker_cpu{-1};
+      pool.parallel_for(2, [&](int64_t b, int64_t) { (b == 0 ? caller_cpu : worker_cpu) = sched_getcpu(); });
+      INFO("round " << round);
+      REQUIRE(worker_cpu.load() >= 0);
+      CHECK(caller_cpu.load() != worker_cpu.load());
+    }
+  }
+  cpu_set_t after;
+  REQUIRE(sched_getaffinity(0, sizeof after, &after) == 0);
+  CHECK(CPU_EQUAL(&before, &after));
+}
+#endif
