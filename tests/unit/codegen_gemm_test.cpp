@@ -1,7 +1,9 @@
 // The packed register-blocked GEMM (compiler/codegen/gemm_*.cpp): edge sizes
-// around the micro-kernel tile (MR = 6 rows, NR = 2 vectors) and the cache
-// blocks (KC = 256, MC = 72, NC = 1024), every transpose form, the batch as M
-// and as K, and bit-identical results for any thread count.
+// around the register tiles lower::plan_gemm chooses (6 rows of 2 vectors,
+// one-vector tiles for narrow N, tiles of exactly M rows for small M) and the
+// cache blocks (K cut into equal blocks of at most KC, MC rows, NC columns),
+// every transpose form, the batch as M and as K, and bit-identical results
+// for any thread count; the plans themselves per ISA and shape.
 #include <cstring>
 #include <regex>
 #include <sstream>
