@@ -123,20 +123,22 @@ void ThreadPool::steer_caller() {
   others = before;
   for (int cpu : worker_cpus_) CPU_CLR(cpu, &others);
   if (CPU_COUNT(&others) == 0 || sched_setaffinity(0, sizeof others, &others) != 0) return;
-  if (steered_.empty()) {  // the first time: what the destructor gives back
+  if (!steered_) {  // the first time: what the destructor gives back
+    steered_ = true;
     steered_thread_ = std::this_thread::get_id();
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &before)) steered_.push_back(c);
+    for (int c = 0; c < CPU_SETSIZE && c < static_cast<int>(steered_from_.size()); ++c)
+      steered_from_[static_cast<size_t>(c)] = CPU_ISSET(c, &before);
   }
 #endif
 }
 
 ThreadPool::~ThreadPool() {
 #if defined(__linux__)
-  if (!steered_.empty() && steered_thread_ == std::this_thread::get_id()) {
+  if (steered_ && steered_thread_ == std::this_thread::get_id()) {
     cpu_set_t before;
     CPU_ZERO(&before);
-    for (int c : steered_) CPU_SET(c, &before);
+    for (size_t c = 0; c < steered_from_.size() && c < CPU_SETSIZE; ++c)
+      if (steered_from_[c]) CPU_SET(c, &before);
     sched_setaffinity(0, sizeof before, &before);
   }
 #endif

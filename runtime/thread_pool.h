@@ -10,6 +10,7 @@
 // spin_us() microseconds, then block. Workers are pinned to cores of their
 // own, and a caller on a worker's core is moved off it (thread_pool.cpp says why).
 #include <atomic>
+#include <bitset>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -50,8 +51,10 @@ class ThreadPool {
   // Moves the calling thread off the workers' cores when it is on one (Linux).
   void steer_caller();
   std::vector<int> worker_cpus_;  // the core each worker is pinned to (empty: none pinned)
-  // The cores a steered caller had (given back by the destructor when that thread runs it).
-  std::vector<int> steered_;
+  // The cores a steered caller had (given back by the destructor when that
+  // thread runs it). A bitset: steering happens inside steps, which allocate nothing.
+  std::bitset<1024> steered_from_;  // (glibc's CPU_SETSIZE)
+  bool steered_ = false;
   std::thread::id steered_thread_;
   std::vector<std::thread> workers_;
   // The job: written by parallel_for before generation_ moves on (release),

@@ -9,6 +9,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <malloc.h>
+#include <string>
+#include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "compiler/autodiff/train_step.h"
 #include "compiler/codegen/check_numerics.h"
@@ -219,6 +225,49 @@ TEST_CASE("codegen: train_step, eval_step and predict allocate nothing (10 steps
   std::free(p);
   CHECK(g_allocations.load() == 1);
 }
+
+#if defined(__linux__)
+TEST_CASE("codegen: the thread pool steers a caller off its worker's core without allocating") {
+  // Steering happens inside a step the first time the caller is found on a
+  // worker's core: it must allocate nothing either. Put this thread on the
+  // worker's core, so the counted parallel_for (almost always) has to steer it.
+  cpu_set_t original;
+  REQUIRE(sched_getaffinity(0, sizeof original, &original) == 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &original)) cpus.push_back(c);
+  if (cpus.size() < 2) {
+    MESSAGE("skipped: this process may use one core");
+    return;
+  }
+  if (const char* pin = std::getenv("KILN_PIN_THREADS"); pin && std::string(pin) == "0") {
+    MESSAGE("skipped: KILN_PIN_THREADS=0");
+    return;
+  }
+  {
+    ThreadPool pool(2);  // its worker: the second allowed core
+    cpu_set_t worker_core;
+    CPU_ZERO(&worker_core);
+    CPU_SET(cpus[1], &worker_core);
+    // Onto the worker's core, then free again: the thread stays there (nothing
+    // moves a running thread at once) until the pool steers it away.
+    REQUIRE(sched_setaffinity(0, sizeof worker_core, &worker_core) == 0);
+    REQUIRE(sched_getcpu() == cpus[1]);
+    REQUIRE(sched_setaffinity(0, sizeof original, &original) == 0);
+    std::atomic<int> caller_cpu{-1};
+    auto body = [](void* closure, int64_t b, int64_t) {
+      if (b == 0) static_cast<std::atomic<int>*>(closure)->store(sched_getcpu());
+    };
+    g_allocations = 0;
+    g_count_allocations = true;
+    pool.parallel_for(2, body, &caller_cpu);
+    g_count_allocations = false;
+    CHECK(g_allocations.load() == 0);
+    CHECK(caller_cpu.load() != cpus[1]);  // it was moved off the worker's core
+  }
+  REQUIRE(sched_setaffinity(0, sizeof original, &original) == 0);
+}
+#endif
 
 TEST_CASE("codegen: 5 MLP training steps give bit-identical params on 1, 2 and 3 threads") {
   check_thread_count_invariance("graphs/mlp_cifar10.json", "graphs/experiments/e2_mlp_autodiff_b64.json", 32, 0.01);
