@@ -95,8 +95,11 @@ ThreadPool::ThreadPool(int threads) : spin_ns_(spin_us() * 1000) {
   if (!(pin && std::string(pin) == "0") && sched_getaffinity(0, sizeof allowed, &allowed) == 0)
     for (int c = 0; c < CPU_SETSIZE; ++c)
       if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
-  // Pinning only when every thread can have a core of its own.
-  if (cpus.size() < static_cast<size_t>(threads)) cpus.clear();
+  // Pinning only when the pool spans exactly the cores the process may use
+  // (kiln's default: a thread per core). A smaller pool leaves its threads
+  // free: other pools or processes (MPI ranks started unbound) may want the
+  // other cores, and every pool pinning to the same first cores would pile them up.
+  if (cpus.size() != static_cast<size_t>(threads)) cpus.clear();
 #endif
   for (int i = 1; i < threads; ++i) {
     workers_.emplace_back([this, i] { worker(i); });

@@ -7,8 +7,9 @@
 // and on a VM an inter-processor interrupt to a halted vCPU) measured 45-80 us
 // per parallel_for here, longer than a small convolution's whole GEMM. Idle
 // workers and a caller waiting for its workers spin on an atomic for up to
-// spin_us() microseconds, then block. Workers are pinned to cores of their
-// own, and a caller on a worker's core is moved off it (thread_pool.cpp says why).
+// spin_us() microseconds, then block. A pool with a thread for every core the
+// process may use pins its workers to cores of their own and moves a caller
+// found on a worker's core off it (thread_pool.cpp says why).
 #include <atomic>
 #include <bitset>
 #include <condition_variable>
