@@ -176,8 +176,22 @@ void ThreadPool::parallel_for(int64_t n, Body body, void* closure) {
   int64_t b, e;
   chunk(n, parts, 0, b, e);
   if (b < e) body(closure, b, e);
+  const int64_t wait_from = now_ns();
   for (int left = pending_.load(std::memory_order_acquire); left != 0;)
     left = await_change(pending_, left);
+  jobs_.fetch_add(1, std::memory_order_relaxed);
+  barrier_ns_.fetch_add(now_ns() - wait_from, std::memory_order_relaxed);
+}
+
+ThreadPool::Stats ThreadPool::stats() const {
+  return {jobs_.load(std::memory_order_relaxed), barrier_ns_.load(std::memory_order_relaxed),
+          worker_busy_ns_.load(std::memory_order_relaxed)};
+}
+
+void ThreadPool::reset_stats() {
+  jobs_ = 0;
+  barrier_ns_ = 0;
+  worker_busy_ns_ = 0;
 }
 
 void ThreadPool::worker(int index) {
@@ -187,7 +201,11 @@ void ThreadPool::worker(int index) {
     if (stop_.load(std::memory_order_acquire)) return;
     int64_t b, e;
     chunk(n_, threads(), index, b, e);
-    if (b < e) body_(closure_, b, e);
+    if (b < e) {
+      const int64_t from = now_ns();
+      body_(closure_, b, e);
+      worker_busy_ns_.fetch_add(now_ns() - from, std::memory_order_relaxed);
+    }
     if (pending_.fetch_sub(1) == 1) wake_sleepers();
   }
 }

@@ -38,6 +38,17 @@ class ThreadPool {
   using Body = void (*)(void* closure, int64_t begin, int64_t end);
   void parallel_for(int64_t n, Body body, void* closure);
 
+  // What the pool has done since the last reset_stats() (for `kiln profile`):
+  // parallel_for calls that used the workers, the time the caller spent
+  // waiting for them after its own chunk, and the time workers spent in chunks.
+  struct Stats {
+    int64_t jobs = 0;
+    int64_t barrier_ns = 0;
+    int64_t worker_busy_ns = 0;
+  };
+  Stats stats() const;
+  void reset_stats();
+
   // How long an idle thread spins before it sleeps: KILN_SPIN_US, else 300 us
   // (0: sleep at once, as a pool sharing its cores with other work may want).
   static int64_t spin_us();
@@ -66,6 +77,7 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};  // workers yet to finish the current job
   std::atomic<bool> stop_{false};
+  std::atomic<int64_t> jobs_{0}, barrier_ns_{0}, worker_busy_ns_{0};
   int64_t spin_ns_ = 0;
   // Sleeping, after the spin: threads blocked on wake_ (counted, so a
   // hand-off with nobody asleep costs no lock).

@@ -105,9 +105,17 @@ EntryProfile profile_entry(const CompiledProgram& cp, Program& prog, const std::
   out.steps = steps;
   auto* pool = static_cast<ThreadPool*>(prog.context().pool);
   out.threads = pool ? pool->threads() : 1;
+  if (pool) pool->reset_stats();
   auto t0 = Clock::now();
   for (int s = 0; s < steps; ++s) prog.run(entry, batch, inputs, outputs);
   out.step_ms = ms(Clock::now() - t0) / steps;
+  if (pool && pool->threads() > 1) {
+    const ThreadPool::Stats st = pool->stats();
+    out.parallel_calls = static_cast<double>(st.jobs) / steps;
+    out.barrier_ms = static_cast<double>(st.barrier_ns) * 1e-6 / steps;
+    const double worker_ms = out.step_ms * steps * (pool->threads() - 1);
+    out.worker_idle = worker_ms > 0 ? std::max(0.0, 1.0 - static_cast<double>(st.worker_busy_ns) * 1e-6 / worker_ms) : 0;
+  }
 
   // Kernels read step inputs by their group's slots (see lower::Entry::input_slot).
   std::vector<const void*> slots(static_cast<size_t>(e->slot_count), nullptr);
@@ -149,6 +157,14 @@ std::string format_profile(const EntryProfile& p, size_t max_rows) {
                 p.entry.c_str(), static_cast<long long>(p.batch), p.threads, p.threads == 1 ? "" : "s", p.steps,
                 p.step_ms, p.step_ms > 0 ? 1000.0 * static_cast<double>(p.batch) / p.step_ms : 0.0, p.kernels_ms);
   s += line;
+  if (p.threads > 1) {
+    std::snprintf(line, sizeof line,
+                  "parallel: %.0f hand-offs per step; the caller waited %.3f ms per step for workers (%.1f%% of the "
+                  "step); workers idle %.1f%% of the step\n",
+                  p.parallel_calls, p.barrier_ms, p.step_ms > 0 ? 100.0 * p.barrier_ms / p.step_ms : 0.0,
+                  100.0 * p.worker_idle);
+    s += line;
+  }
   std::snprintf(line, sizeof line, "%-44s %-16s %6s %10s %7s %9s %8s\n", "kernel", "JSON node", "calls", "total ms",
                 "% step", "ms/call", "GFLOP/s");
   s += line;

@@ -2,6 +2,7 @@
 // work (FLOPs) it relates each kernel's time to.
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <sstream>
 
 #include "compiler/codegen/profile.h"
@@ -42,6 +43,30 @@ TEST_CASE("cli: kiln profile lists every kernel of the MLP train step, sorted, p
   CHECK(sorted);
   CHECK(matmul);
   CHECK(percent == doctest::Approx(100).epsilon(0.03));
+}
+
+TEST_CASE("cli: kiln profile on 2 threads reports the hand-offs per step and the time lost waiting for workers") {
+  auto r = test::run_kiln("profile graphs/mlp_cifar10.json --train graphs/experiments/e2_mlp_autodiff_b64.json "
+                          "--steps 3 --batch 64 --threads 2");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::istringstream lines(r.output);
+  std::string line;
+  double handoffs = -1, waited = -1, share = -1, idle = -1;
+  while (std::getline(lines, line))
+    if (line.rfind("parallel: ", 0) == 0)
+      std::sscanf(line.c_str(), "parallel: %lf hand-offs per step; the caller waited %lf ms per step for workers (%lf%% "
+                  "of the step); workers idle %lf%%", &handoffs, &waited, &share, &idle);
+  CHECK(handoffs >= 1);  // the GEMMs at least go to the pool
+  CHECK(waited >= 0);
+  CHECK(share >= 0);
+  CHECK(share <= 100);
+  CHECK(idle >= 0);
+  CHECK(idle <= 100);
+  // One thread: no pool, no line.
+  auto one = test::run_kiln("profile graphs/mlp_cifar10.json --train graphs/experiments/e2_mlp_autodiff_b64.json "
+                            "--steps 1 --batch 8 --threads 1");
+  CHECK(one.output.find("parallel: ") == std::string::npos);
 }
 
 TEST_CASE("cli: profile FLOPs: 2*M*N*K for a gemm at the run's batch, operations x elements for a loop") {

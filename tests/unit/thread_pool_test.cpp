@@ -64,6 +64,26 @@ TEST_CASE("thread pool: chunks are contiguous, in order, the caller's first") {
   CHECK(caller_ran_first_chunk.load());
 }
 
+TEST_CASE("thread pool: stats count hand-offs, the caller's wait for workers and the workers' busy time") {
+  ThreadPool pool(2);
+  pool.reset_stats();
+  // The worker's chunk takes 2 ms, the caller's none: the caller waits about 2 ms.
+  pool.parallel_for(2, [](int64_t b, int64_t) {
+    if (b == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  });
+  pool.parallel_for(1, [](int64_t, int64_t) {});  // one index: runs on the caller, no hand-off
+  ThreadPool::Stats st = pool.stats();
+  CHECK(st.jobs == 1);
+  CHECK(st.worker_busy_ns >= 2'000'000);
+  CHECK(st.barrier_ns >= 1'500'000);  // (the worker started while the caller ran its empty chunk)
+  CHECK(st.barrier_ns <= st.worker_busy_ns + 1'000'000);
+  pool.reset_stats();
+  st = pool.stats();
+  CHECK(st.jobs == 0);
+  CHECK(st.barrier_ns == 0);
+  CHECK(st.worker_busy_ns == 0);
+}
+
 #if defined(__linux__)
 TEST_CASE("thread pool: a worker runs on its own core, the caller off it, and the caller's cores come back") {
   cpu_set_t before;
