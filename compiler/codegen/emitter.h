@@ -69,7 +69,7 @@ class KernelEmitter {
   llvm::Function* emit_packed_gemm(const lower::Kernel& k);
   // The register tile and blocking of a packed gemm kernel (lower::plan_gemm for its shape and our lanes).
   GemmShape gemm_plan(const lower::Kernel& k) const;
-  llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty, const GemmShape& s);
+  llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty);
   void begin_function(llvm::Function* f);
   void finish_preamble();
   void load_kernel_args(llvm::StructType* closure_ty, llvm::Value* closure, unsigned first);

@@ -77,7 +77,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   scalar_cache_.clear();
   llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();
   auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr});
-  llvm::Function* epi = k.body.empty() ? nullptr : emit_gemm_epilogue(k, closure_ty, s);
+  llvm::Function* epi = k.body.empty() ? nullptr : emit_gemm_epilogue(k, closure_ty);
   auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false);
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k.name, m_);
   add_attributes(f);
@@ -205,7 +205,7 @@ namespace kiln::codegen {
 // the epilogue loop's body for each element (row0 + r, col0 + c), r < m, c < n,
 // of the product, whose value is tile[r * ldt + c]. Each row runs as vectors
 // (the loop's vector plan) and a scalar tail.
-llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructType* closure_ty, const GemmShape& s) {
+llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructType* closure_ty) {
   using namespace kiln::lower;
   const Stmt& loop = k.body.at(0);
   const int value = k.gemm.epilogue_value;
