@@ -25,6 +25,9 @@
 #include "compiler/interp/interpreter.h"
 #include "compiler/lower/memory_plan.h"
 #include "runtime/thread_pool.h"
+#if defined(__linux__)
+#include "tests/unit/two_cores.h"
+#endif
 
 // ---- a counting allocator hook ----
 // Counts the malloc family's calls while `g_count_allocations` is set, on every
@@ -231,24 +234,12 @@ TEST_CASE("codegen: the thread pool steers a caller off its worker's core withou
   // Steering happens inside a step the first time the caller is found on a
   // worker's core: it must allocate nothing either. Put this thread on the
   // worker's core, so the counted parallel_for (almost always) has to steer it.
-  cpu_set_t original;
-  REQUIRE(sched_getaffinity(0, sizeof original, &original) == 0);
-  std::vector<int> cpus;
-  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
-    if (CPU_ISSET(c, &original)) cpus.push_back(c);
-  if (cpus.size() < 2) {
-    MESSAGE("skipped: this process may use one core");
+  test::TwoCores cores;
+  if (!cores.skip_reason.empty()) {
+    MESSAGE("skipped: " << cores.skip_reason);
     return;
   }
-  if (const char* pin = std::getenv("KILN_PIN_THREADS"); pin && std::string(pin) == "0") {
-    MESSAGE("skipped: KILN_PIN_THREADS=0");
-    return;
-  }
-  // A pool pins only when it has a thread for every core the process may use: two here.
-  cpu_set_t two;
-  CPU_ZERO(&two);
-  for (int c : cpus) CPU_SET(c, &two);
-  REQUIRE(sched_setaffinity(0, sizeof two, &two) == 0);
+  const int cpus[2] = {cores.cpu[0], cores.cpu[1]};
   {
     ThreadPool pool(2);  // its worker: the second core
     cpu_set_t worker_core;
@@ -258,7 +249,7 @@ TEST_CASE("codegen: the thread pool steers a caller off its worker's core withou
     // moves a running thread at once) until the pool steers it away.
     REQUIRE(sched_setaffinity(0, sizeof worker_core, &worker_core) == 0);
     REQUIRE(sched_getcpu() == cpus[1]);
-    REQUIRE(sched_setaffinity(0, sizeof two, &two) == 0);
+    REQUIRE(sched_setaffinity(0, sizeof cores.two, &cores.two) == 0);
     std::atomic<int> caller_cpu{-1};
     auto body = [](void* closure, int64_t b, int64_t) {
       if (b == 0) static_cast<std::atomic<int>*>(closure)->store(sched_getcpu());
@@ -270,7 +261,6 @@ TEST_CASE("codegen: the thread pool steers a caller off its worker's core withou
     CHECK(g_allocations.load() == 0);
     CHECK(caller_cpu.load() != cpus[1]);  // it was moved off the worker's core
   }
-  REQUIRE(sched_setaffinity(0, sizeof original, &original) == 0);
 }
 #endif
 

@@ -17,8 +17,12 @@
 #endif
 
 #include "runtime/thread_pool.h"
+#if defined(__linux__)
+#include "tests/unit/two_cores.h"
+#endif
 
 using kiln::ThreadPool;
+namespace test = kiln::test;
 
 namespace {
 // Runs parallel_for(n) and checks that every index was visited exactly once.
@@ -86,23 +90,11 @@ TEST_CASE("thread pool: stats count hand-offs, the caller's wait for workers and
 
 #if defined(__linux__)
 TEST_CASE("thread pool: a worker runs on its own core, the caller off it, and the caller's cores come back") {
-  cpu_set_t before;
-  REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
-  if (CPU_COUNT(&before) < 2) {
-    MESSAGE("skipped: this process may use one core");
+  test::TwoCores cores;
+  if (!cores.skip_reason.empty()) {
+    MESSAGE("skipped: " << cores.skip_reason);
     return;
   }
-  if (const char* pin = std::getenv("KILN_PIN_THREADS"); pin && std::string(pin) == "0") {
-    MESSAGE("skipped: KILN_PIN_THREADS=0");
-    return;
-  }
-  // A pool pins only when it has a thread for every core the process may
-  // use: this thread keeps to two cores while the two-thread pool lives.
-  cpu_set_t two;
-  CPU_ZERO(&two);
-  for (int c = 0, n = 0; c < CPU_SETSIZE && n < 2; ++c)
-    if (CPU_ISSET(c, &before)) CPU_SET(c, &two), ++n;
-  REQUIRE(sched_setaffinity(0, sizeof two, &two) == 0);
   {
     ThreadPool pool(2);
     for (int round = 0; round < 50; ++round) {
@@ -115,7 +107,6 @@ TEST_CASE("thread pool: a worker runs on its own core, the caller off it, and th
   }
   cpu_set_t after;
   REQUIRE(sched_getaffinity(0, sizeof after, &after) == 0);
-  CHECK(CPU_EQUAL(&two, &after));  // the pool gave back what the caller had
-  REQUIRE(sched_setaffinity(0, sizeof before, &before) == 0);
+  CHECK(CPU_EQUAL(&cores.two, &after));  // the pool gave back what the caller had
 }
 #endif
