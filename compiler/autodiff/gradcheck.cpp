@@ -37,25 +37,36 @@ double max_rel_error(const Value& a, const Value& b, double floor) {
   return worst;
 }
 
-// Labels must index a one_hot: an integer input feeding one_hot(depth) is drawn in [0, depth).
-int64_t label_range(const Graph& g, NodeId input) {
-  for (const Node& n : g.nodes)
-    if (n.op == "one_hot" && n.inputs[0] == input) return n.attrs.at("depth").get<int64_t>();
-  return 2;
+// Integer inputs that index something (one_hot's labels, a loss's classes)
+// are drawn in [0, bound), the tightest bound any of their readers declares.
+int64_t index_range(const Graph& g, NodeId input) {
+  int64_t bound = 0;
+  for (const Node& n : g.nodes) {
+    const auto& declared = OpRegistry::get().find(n.op)->index_bound;
+    if (!declared) continue;
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      if (n.inputs[k] == input)
+        if (int64_t b = declared(g, n, static_cast<int>(k)); b > 0) bound = bound ? std::min(bound, b) : b;
+  }
+  return bound ? bound : 2;
 }
 
-Feeds draw_inputs(const Graph& g, std::mt19937_64& rng, int64_t batch) {
+Feeds draw_inputs(const Graph& g, std::mt19937_64& rng, const GradcheckOptions& opt) {
   Feeds feeds;
+  const int64_t batch = opt.batch;
   std::normal_distribution<double> normal(0.0, 1.0);
   for (NodeId id : g.inputs()) {
     const Node& n = g.node(id);
     Shape s = n.type.shape;
     for (auto& d : s) d = d == kOpenDim ? batch : d;
     Value v{n.type.dtype, s, std::vector<double>(static_cast<size_t>(numel(s)))};
-    if (is_float(n.type.dtype)) {
+    if (auto range = opt.input_ranges.find(n.name); range != opt.input_ranges.end() && is_float(n.type.dtype)) {
+      std::uniform_real_distribution<double> uniform(range->second.first, range->second.second);
+      for (double& x : v.data) x = uniform(rng);
+    } else if (is_float(n.type.dtype)) {
       for (double& x : v.data) x = normal(rng);
     } else {
-      std::uniform_int_distribution<int64_t> pick(0, label_range(g, id) - 1);
+      std::uniform_int_distribution<int64_t> pick(0, index_range(g, id) - 1);
       for (double& x : v.data) x = static_cast<double>(pick(rng));
     }
     feeds[n.name] = std::move(v);
@@ -63,9 +74,10 @@ Feeds draw_inputs(const Graph& g, std::mt19937_64& rng, int64_t batch) {
   return feeds;
 }
 
-// The model plus, for each kink (maximum, reduce_max, maxpool2d), the masks its
-// gradient rule routes a unit cotangent through ("kink:<i>"), and for each
-// maximum the smallest |x - y| ("margin:<i>").
+// The model plus, for each op with kinks, what must not change between
+// theta - h and theta + h ("kink:<i>"): the masks its gradient rule routes a
+// unit cotangent through (slope kinks) or its value (jumps); and for each op
+// that declares one, the smallest distance to a kink ("margin:<i>").
 struct Probe {
   Graph graph;
   std::vector<std::string> kinks, margins;
@@ -77,31 +89,41 @@ Probe build_probe(const Graph& model) {
   GraphBuilder b(g);
   b.set_scope("gradcheck");
   size_t n = g.nodes.size();
+  auto watch = [&](NodeId id) {
+    p.kinks.push_back("kink:" + std::to_string(p.kinks.size()));
+    g.outputs.push_back({p.kinks.back(), id});
+  };
   for (size_t i = 0; i < n; ++i) {
     const Node node = g.nodes[i];
-    if (node.op != "maximum" && node.op != "reduce_max" && node.op != "maxpool2d") continue;
-    NodeId ones = b.constant(1.0, node.type.dtype);
-    if (!node.type.shape.empty()) ones = b.add("broadcast", {ones}, {{"shape", node.type.shape}});
-    GradCtx ctx{b, static_cast<NodeId>(i), node.inputs, static_cast<NodeId>(i), ones};
-    for (NodeId m : OpRegistry::get().find(node.op)->grad(ctx))
-      if (m != kNoNode) {
-        p.kinks.push_back("kink:" + std::to_string(p.kinks.size()));
-        g.outputs.push_back({p.kinks.back(), m});
-      }
-    if (node.op == "maximum") {
-      NodeId d = b.add2("sub", node.inputs[0], node.inputs[1]);
-      NodeId abs_d = b.add2("maximum", d, b.add1("neg", d));
-      NodeId min_abs = b.add1("neg", b.add1("reduce_max", b.add1("neg", abs_d)));
+    const OpDef& def = *OpRegistry::get().find(node.op);
+    if (def.kinks == Kinks::none) continue;
+    if (def.kinks == Kinks::jump) watch(static_cast<NodeId>(i));
+    if (def.kinks == Kinks::slope && def.grad && is_float(node.type.dtype)) {
+      NodeId ones = b.constant(1.0, node.type.dtype);
+      if (!node.type.shape.empty()) ones = b.add("broadcast", {ones}, {{"shape", node.type.shape}});
+      GradCtx ctx{b, static_cast<NodeId>(i), node.inputs, static_cast<NodeId>(i), ones};
+      for (NodeId m : def.grad(ctx))
+        if (m != kNoNode) watch(m);
+    }
+    if (def.kink_distance) {
+      NodeId d = def.kink_distance(b, node);
+      NodeId min_d = b.add1("neg", b.add1("reduce_max", b.add1("neg", d)));
       p.margins.push_back("margin:" + std::to_string(p.margins.size()));
-      g.outputs.push_back({p.margins.back(), min_abs});
+      g.outputs.push_back({p.margins.back(), min_d});
     }
   }
   return p;
 }
 
+// A sum's operands: an op that is commutative and associative with identity 0.
+bool is_sum(const Node& n) {
+  const OpAlgebra& a = OpRegistry::get().find(n.op)->algebra;
+  return a.commutative && a.associative && a.right_identity == 0.0 && n.inputs.size() == 2;
+}
+
 std::vector<NodeId> add_terms(const Graph& g, NodeId id, bool same_type_only) {
   const Node& n = g.node(id);
-  if (n.op == "add" && g.node(n.inputs[0]).type == n.type && g.node(n.inputs[1]).type == n.type) {
+  if (is_sum(n) && g.node(n.inputs[0]).type == n.type && g.node(n.inputs[1]).type == n.type) {
     auto l = add_terms(g, n.inputs[0], same_type_only), r = add_terms(g, n.inputs[1], same_type_only);
     l.insert(l.end(), r.begin(), r.end());
     return l;
@@ -183,7 +205,12 @@ GradcheckReport gradcheck(const Graph& model, const GradcheckOptions& opt) {
   // divergence report the gradient of each loss term and each hand-written term.
   Graph a = model;
   std::vector<NodeId> params = trainable_params(a);
-  if (params.empty()) throw std::invalid_argument("graph '" + model.name + "' has no trainable params");
+  if (opt.check_inputs)
+    for (NodeId id : a.inputs())
+      if (is_float(a.node(id).type.dtype)) params.push_back(id);
+  if (params.empty())
+    throw std::invalid_argument("graph '" + model.name + "' has no trainable params" +
+                                (opt.check_inputs ? " or float inputs" : ""));
   std::map<NodeId, NodeId> hand = a.gradients;
   a.gradients.clear();
   Gradients ad = differentiate(a, loss, params);
@@ -229,7 +256,7 @@ GradcheckReport gradcheck(const Graph& model, const GradcheckOptions& opt) {
   Feeds best;
   report.kink_margin = -1;
   for (int draw = 0; draw < std::max(1, opt.max_redraws); ++draw) {
-    Feeds feeds = draw_inputs(model, rng, opt.batch);
+    Feeds feeds = draw_inputs(model, rng, opt);
     for (auto& [k, v] : values) feeds[k] = v;
     double margin = std::numeric_limits<double>::infinity();
     if (!probe.margins.empty())

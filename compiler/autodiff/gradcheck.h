@@ -23,6 +23,7 @@
 // rounding noise is ~1e-16 |loss| / h); hand-written vs autodiff (no finite
 // differences) uses floor = 1e-9 * max |autodiff gradient of that param|.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct GradcheckOptions {
   double step = 1e-5;                // h
   double fd_floor = 1e-4;
   int max_redraws = 8;
+  bool check_inputs = false;         // float inputs are checked like params (the gradient with respect to the data)
+  // Float inputs named here are drawn uniformly from [lo, hi) (others: standard normal).
+  std::map<std::string, std::pair<double, double>> input_ranges;
 };
 
 struct ParamCheck {

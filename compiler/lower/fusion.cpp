@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <stdexcept>
 
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/lower/lower_program.h"
@@ -20,13 +21,14 @@ struct Captured {
   bool ok = false;
 };
 
+// Only ops declared elementwise get here; their lowering must be exactly one
+// elementwise kernel, which is a bug in the op's registration otherwise.
 Captured capture(const Graph& g, NodeId id) {
   const Node& n = g.node(id);
   Captured c;
-  if (n.op == "input" || n.op == "param" || n.op == "constant") return c;
   const OpDef* def = OpRegistry::get().find(n.op);
-  if (!def || !def->lower) return c;
-  Program scratch_program;  // whatever a non-elementwise lowering adds goes here and is dropped
+  if (!def || def->pattern != OpPattern::elementwise || !def->lower) return c;
+  Program scratch_program;
   LowerCtx ctx(scratch_program, g, id);
   for (NodeId in : n.inputs) ctx.in.push_back(BufRef{-1, g.node(in).type.dtype, g.node(in).type.shape});
   ctx.out = BufRef{-1, n.type.dtype, n.type.shape};
@@ -36,12 +38,11 @@ Captured capture(const Graph& g, NodeId id) {
     c.comment = comment;
     ++calls;
   };
-  try {
-    def->lower(ctx);
-  } catch (const std::exception&) {
-    return Captured{};
-  }
-  c.ok = calls == 1 && ctx.kernels.empty();
+  def->lower(ctx);
+  if (calls != 1 || !ctx.kernels.empty())
+    throw std::logic_error("op '" + n.op + "' is registered as elementwise but its lowering does not emit one "
+                           "elementwise kernel (%" + n.name + ")");
+  c.ok = true;
   return c;
 }
 
@@ -114,9 +115,9 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
     for (NodeId in : node.inputs) {
       const size_t ii = static_cast<size_t>(in);
       if (!fusable[ii]) {
-        const std::string& op = g.nodes[ii].op;
-        if (op == "matmul" && node.type.shape == g.nodes[ii].type.shape)
-          note("matmul epilogue: " + pct(g, id) + " (" + node.op + ") runs in the pass right after the GEMM of " +
+        const OpDef* producer = OpRegistry::get().find(g.nodes[ii].op);
+        if (producer->pattern == OpPattern::contraction && node.type.shape == g.nodes[ii].type.shape)
+          note(g.nodes[ii].op + " epilogue: " + pct(g, id) + " (" + node.op + ") runs in the pass right after the GEMM of " +
                pct(g, in));
         continue;
       }
@@ -171,7 +172,7 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
   };
   for (size_t i = 0; i < n; ++i) {
     const Node& r = g.nodes[i];
-    if (!needed[i] || (r.op != "reduce_sum" && r.op != "reduce_max")) continue;
+    if (!needed[i] || !OpRegistry::get().find(r.op)->inlines_elementwise_input) continue;
     const NodeId p = r.inputs[0];
     const int gi = grp[static_cast<size_t>(p)];
     if (gi < 0) continue;

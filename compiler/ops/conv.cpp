@@ -8,6 +8,7 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
@@ -50,7 +51,7 @@ static void check_rank4(const TensorType& t, const char* what) {
     if (t.shape[i] == kOpenDim) throw OpError(std::string(what) + " may only have an open batch dimension");
 }
 
-void register_conv_ops(OpRegistry& r) {
+static void add_conv_ops(OpRegistry& r) {
   r.add({.name = "conv2d", .family = "conv", .summary = "2-D cross-correlation, NHWC input, HWIO filter, no bias",
          .inputs = {"x", "w"}, .attrs = conv_attrs(),
          .shape_rule = "x: [N,H,W,C], w: [KH,KW,C,F] -> [N,OH,OW,F]; valid: OH=(H-KH)/S+1, same: OH=ceil(H/S)",
@@ -66,7 +67,10 @@ void register_conv_ops(OpRegistry& r) {
            auto [sh, sw] = strides_of(c);
            auto g = conv_geometry(x[1], x[2], w[0], w[1], sh, sw, c.s("padding"));
            return TensorType{c.in[0].dtype, {x[0], g.oh, g.ow, w[3]}};
-         }});
+         },
+         .pattern = OpPattern::contraction,
+         .samples = {{{{{-1, 7, 9, 3}}, {{3, 3, 3, 4}}}},
+                     {{{{-1, 7, 9, 3}}, {{3, 2, 3, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}}}}});
 
   r.add({.name = "conv2d_backprop_input", .family = "conv",
          .summary = "gradient of conv2d with respect to its input (a transposed convolution)",
@@ -85,7 +89,10 @@ void register_conv_ops(OpRegistry& r) {
              throw OpError("dy " + shape_str(dy) + " does not match a conv of " + shape_str(w) + " over " +
                            std::to_string(hw[0]) + "x" + std::to_string(hw[1]));
            return TensorType{c.in[0].dtype, {dy[0], hw[0], hw[1], w[2]}};
-         }});
+         },
+         .pattern = OpPattern::contraction,
+         .samples = {{{{{-1, 5, 7, 4}}, {{3, 3, 3, 4}}}, {{"input_hw", {7, 9}}}},
+                     {{{{-1, 4, 5, 5}}, {{3, 2, 3, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}, {"input_hw", {7, 9}}}}}});
 
   r.add({.name = "conv2d_backprop_filter", .family = "conv",
          .summary = "gradient of conv2d with respect to its filter (sums over the batch)",
@@ -103,14 +110,17 @@ void register_conv_ops(OpRegistry& r) {
            if (g.oh != dy[1] || g.ow != dy[2])
              throw OpError("dy " + shape_str(dy) + " does not match the conv output of x " + shape_str(x));
            return TensorType{c.in[0].dtype, {k[0], k[1], x[3], dy[3]}};
-         }});
+         },
+         .pattern = OpPattern::contraction,
+         .samples = {{{{{-1, 7, 9, 3}}, {{-1, 5, 7, 4}}}, {{"filter_hw", {3, 3}}}},
+                     {{{{-1, 7, 9, 3}}, {{-1, 4, 5, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}, {"filter_hw", {3, 2}}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
 // conv2d's gradients are the two backprop ops. Those have no gradient rule
 // themselves (second order is not needed): autodiff reports an error naming
 // the node if a loss ever depends on a param through one of them.
-void register_conv_gradients(OpRegistry& r) {
+static void add_conv_gradients(OpRegistry& r) {
   r.find_mut("conv2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     const Attrs attrs = c.graph().node(c.node).attrs;
     const Shape xs = c.type(c.x[0]).shape, ws = c.type(c.x[1]).shape;
@@ -160,7 +170,7 @@ interp::Array zero_array(std::vector<size_t> shape) {
 
 }  // namespace
 
-void register_conv_reference(OpRegistry& r) {
+static void add_conv_reference(OpRegistry& r) {
   r.find_mut("conv2d")->reference = [](interp::RefCtx& c) {
     const auto &x = *c.in[0], &w = *c.in[1];
     auto s = conv_shapes(c.attrs, x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3], w.shape()[0], w.shape()[1],
@@ -289,7 +299,7 @@ static lower::BufRef matrix(const lower::BufRef& b, int64_t cols, int64_t rows =
   return {b.id, b.dtype, {rows, cols}};
 }
 
-void register_conv_lowering(OpRegistry& r) {
+static void add_conv_lowering(OpRegistry& r) {
   using namespace lower;
   // All three through the packed GEMM: with P = batch*OH*OW output positions
   // and the im2col matrix col [P, KH*KW*C],
@@ -341,6 +351,15 @@ void register_conv_lowering(OpRegistry& r) {
            "conv2d filter gradient " + geometry_str(g) + " as col^T @ dy");
     c.kernels.back().gemm.k = (x.dim(0) * (g.oh * g.ow)).p;
   };
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_conv_family(OpRegistry& r) {
+  add_conv_ops(r);
+  add_conv_gradients(r);
+  add_conv_reference(r);
+  add_conv_lowering(r);
 }
 
 }  // namespace kiln

@@ -4,6 +4,7 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
@@ -24,29 +25,40 @@ static TensorType unary_numeric(const InferCtx& c) {
   return c.in[0];
 }
 
+// |x - y|: where maximum and compare switch.
+static NodeId distance_between_operands(GraphBuilder& b, const Node& n) {
+  NodeId d = b.add2("sub", n.inputs[0], n.inputs[1]);
+  return b.add2("maximum", d, b.add1("neg", d));
+}
+
 static const char* kBroadcastRule = "x: S1, y: S2 -> broadcast(S1, S2) (numpy rules, trailing dims aligned)";
 
-void register_elementwise_ops(OpRegistry& r) {
-  auto binary = [&](const char* name, const char* summary) {
-    r.add({.name = name, .family = "elementwise", .summary = summary, .inputs = {"x", "y"},
-           .shape_rule = kBroadcastRule, .infer = binary_same_dtype});
+static void add_elementwise_ops(OpRegistry& r) {
+  auto binary = [&](const char* name, const char* summary, OpAlgebra algebra) -> OpDef& {
+    return r.add({.name = name, .family = "elementwise", .summary = summary, .inputs = {"x", "y"},
+                  .shape_rule = kBroadcastRule, .infer = binary_same_dtype, .pattern = OpPattern::elementwise,
+                  .algebra = std::move(algebra), .samples = binary_samples()});
   };
-  binary("add", "x + y");
-  binary("sub", "x - y");
-  binary("mul", "x * y");
-  binary("div", "x / y");
-  binary("maximum", "max(x, y); the gradient goes to x where x > y, else to y (so relu(0) has gradient 0)");
+  binary("add", "x + y", {.commutative = true, .associative = true, .left_identity = 0.0, .right_identity = 0.0});
+  binary("sub", "x - y", {.right_identity = 0.0});
+  binary("mul", "x * y", {.commutative = true, .associative = true, .left_identity = 1.0, .right_identity = 1.0});
+  binary("div", "x / y", {.right_identity = 1.0}).samples = binary_samples({-1, 1}, {0.5, 2});
+  OpDef& maximum = binary("maximum", "max(x, y); the gradient goes to x where x > y, else to y (so relu(0) has gradient 0)",
+                          {.commutative = true, .associative = true});
+  maximum.kinks = Kinks::slope;
+  maximum.kink_distance = distance_between_operands;
 
-  auto unary = [&](const char* name, const char* summary, InferFn infer) {
-    r.add({.name = name, .family = "elementwise", .summary = summary, .inputs = {"x"},
-           .shape_rule = "x: S -> S", .infer = infer});
+  auto unary = [&](const char* name, const char* summary, InferFn infer, Range range = {}) -> OpDef& {
+    return r.add({.name = name, .family = "elementwise", .summary = summary, .inputs = {"x"},
+                  .shape_rule = "x: S -> S", .infer = infer, .pattern = OpPattern::elementwise,
+                  .samples = unary_samples(range)});
   };
-  unary("neg", "-x", unary_numeric);
+  unary("neg", "-x", unary_numeric).algebra.involution = true;
   unary("exp", "e^x", unary_float);
-  unary("log", "natural logarithm", unary_float);
-  unary("sqrt", "square root", unary_float);
+  unary("log", "natural logarithm", unary_float, {.lo = 0.1, .hi = 4});
+  unary("sqrt", "square root", unary_float, {.lo = 0.1, .hi = 4});
   unary("square", "x * x", unary_numeric);
-  unary("sigmoid", "1 / (1 + e^-x), evaluated without overflow in either tail", unary_float);
+  unary("sigmoid", "1 / (1 + e^-x), evaluated without overflow in either tail", unary_float, {.lo = -6, .hi = 6});
 
   r.add({.name = "compare", .family = "elementwise", .summary = "elementwise comparison, giving a bool mask",
          .inputs = {"x", "y"},
@@ -57,7 +69,11 @@ void register_elementwise_ops(OpRegistry& r) {
              throw OpError("operand dtypes differ: " + type_str(c.in[0]) + " vs " + type_str(c.in[1]));
            return TensorType{DType::boolean, broadcast_shapes(c.in[0].shape, c.in[1].shape)};
          },
-         .no_grad = true});
+         .no_grad = true,
+         .pattern = OpPattern::elementwise,
+         .kinks = Kinks::jump,
+         .kink_distance = distance_between_operands,
+         .samples = with_each("kind", {"lt", "le", "gt", "ge", "eq", "ne"}, binary_samples())});
 
   r.add({.name = "select", .family = "elementwise", .summary = "cond ? x : y, elementwise",
          .inputs = {"cond", "x", "y"},
@@ -68,18 +84,31 @@ void register_elementwise_ops(OpRegistry& r) {
              throw OpError("branch dtypes differ: " + type_str(c.in[1]) + " vs " + type_str(c.in[2]));
            return TensorType{c.in[1].dtype,
                              broadcast_shapes(c.in[0].shape, broadcast_shapes(c.in[1].shape, c.in[2].shape))};
-         }});
+         },
+         .pattern = OpPattern::elementwise,
+         .samples = {{{{{-1, 17}, 0, 2, DType::boolean}, {{-1, 17}}, {{-1, 17}}}},
+                     {{{{17}, 0, 2, DType::boolean}, {{-1, 1}}, {{}}}}}});
 
   r.add({.name = "cast", .family = "elementwise", .summary = "convert the element type (bool -> 0/1, float -> int truncates)",
          .inputs = {"x"},
          .attrs = {{"dtype", AttrKind::Enum, true, nullptr, "target type", {"f32", "f64", "i32", "i64", "bool"}}},
          .shape_rule = "x: S -> dtype[S]",
-         .infer = [](const InferCtx& c) { return TensorType{*parse_dtype(c.s("dtype")), c.in[0].shape}; }});
+         .infer = [](const InferCtx& c) { return TensorType{*parse_dtype(c.s("dtype")), c.in[0].shape}; },
+         .pattern = OpPattern::elementwise,
+         // Casts to integers have steps, but no gradient flows through them;
+         // float-to-float casts are smooth, so no kinks are declared.
+         .algebra = {.noop_if_type_unchanged = true},
+         .samples = {{{{{-1, 17}, -3, 3}}, {{"dtype", "f64"}}},
+                     {{{{-1, 17}, -3, 3}}, {{"dtype", "i32"}}},
+                     {{{{33}, -3, 3}}, {{"dtype", "i64"}}},
+                     {{{{33}, -3, 3}}, {{"dtype", "bool"}}},
+                     {{{{33}, -3, 3, DType::i32}}, {{"dtype", "f32"}}},
+                     {{{{33}, 0, 2, DType::boolean}}, {{"dtype", "f32"}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
 // Binary ops broadcast, so each cotangent is summed back to its operand's shape.
-void register_elementwise_gradients(OpRegistry& r) {
+static void add_elementwise_gradients(OpRegistry& r) {
   auto to_shape = [](GradCtx& c, NodeId g, int input) { return c.b.reduce_to_shape(g, c.type(c.x[input]).shape); };
   r.find_mut("add")->grad = [=](GradCtx& c) -> std::vector<NodeId> {
     return {to_shape(c, c.dy, 0), to_shape(c, c.dy, 1)};
@@ -152,7 +181,7 @@ static double stable_sigmoid(double x) {
 }
 
 // Binary ops broadcast with numpy rules (xtensor's), computed in double.
-void register_elementwise_reference(OpRegistry& r) {
+static void add_elementwise_reference(OpRegistry& r) {
   using interp::Array;
   using interp::RefCtx;
   r.find_mut("add")->reference = [](RefCtx& c) { c.out = *c.in[0] + *c.in[1]; };
@@ -196,7 +225,7 @@ void register_elementwise_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
-void register_elementwise_lowering(OpRegistry& r) {
+static void add_elementwise_lowering(OpRegistry& r) {
   using namespace lower;
   auto binary = [&](const char* name, E (*f)(E, E)) {
     r.find_mut(name)->lower = [name, f](LowerCtx& c) {
@@ -244,6 +273,15 @@ void register_elementwise_lowering(OpRegistry& r) {
     c.elementwise([to](const std::vector<E>& v) { return cast(v[0], to); },
                   "cast to " + std::string(scalar_name(to)));
   };
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_elementwise_family(OpRegistry& r) {
+  add_elementwise_ops(r);
+  add_elementwise_gradients(r);
+  add_elementwise_reference(r);
+  add_elementwise_lowering(r);
 }
 
 }  // namespace kiln

@@ -4,10 +4,11 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
-void register_index_ops(OpRegistry& r) {
+static void add_index_ops(OpRegistry& r) {
   r.add({.name = "one_hot", .family = "index",
          .summary = "integer labels -> one-hot rows; a label outside [0, depth) gives a row of zeros",
          .inputs = {"indices"},
@@ -21,7 +22,10 @@ void register_index_ops(OpRegistry& r) {
            s.push_back(c.i("depth"));
            return TensorType{*parse_dtype(c.s("dtype")), s};
          },
-         .no_grad = true});
+         .no_grad = true,
+         .pattern = OpPattern::data_movement,
+         .index_bound = [](const Graph&, const Node& n, int) { return n.attrs.at("depth").get<int64_t>(); },
+         .samples = {{{{{-1}, 0, 5, DType::i32}}, {{"depth", 5}}}, {{{{17}, 0, 33, DType::i64}}, {{"depth", 33}, {"dtype", "f64"}}}}});
 
   r.add({.name = "argmax", .family = "index", .summary = "index of the first maximum along an axis", .inputs = {"x"},
          .attrs = {{"axis", AttrKind::Int, false, -1, "the axis (negative counts from the end)", {}, -64, 63}},
@@ -33,15 +37,18 @@ void register_index_ops(OpRegistry& r) {
            s.erase(s.begin() + ax);
            return TensorType{DType::i32, s};
          },
-         .no_grad = true});
+         .no_grad = true,
+         .pattern = OpPattern::reduction,
+         .kinks = Kinks::jump,
+         .samples = {{{{{-1, 17}}}}, {{{{3, 33, 5}}}, {{"axis", 1}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
-void register_index_gradients(OpRegistry& r) {
+static void add_index_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
-void register_index_reference(OpRegistry& r) {
+static void add_index_reference(OpRegistry& r) {
   r.find_mut("one_hot")->reference = [](interp::RefCtx& c) {
     const interp::Array& labels = *c.in[0];
     size_t depth = c.attrs.at("depth").get<size_t>();
@@ -79,7 +86,7 @@ void register_index_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
-void register_index_lowering(OpRegistry& r) {
+static void add_index_lowering(OpRegistry& r) {
   using namespace lower;
   r.find_mut("one_hot")->lower = [](LowerCtx& c) {
     int64_t depth = c.attrs.at("depth");
@@ -116,6 +123,15 @@ void register_index_lowering(OpRegistry& r) {
       });
     });
   };
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_index_family(OpRegistry& r) {
+  add_index_ops(r);
+  add_index_gradients(r);
+  add_index_reference(r);
+  add_index_lowering(r);
 }
 
 }  // namespace kiln

@@ -6,10 +6,28 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
-void register_layout_ops(OpRegistry& r) {
+static std::vector<int64_t> perm_of(const Node& n) { return n.attrs.at("perm").get<std::vector<int64_t>>(); }
+
+static bool is_identity_perm(const std::vector<int64_t>& perm) {
+  for (size_t i = 0; i < perm.size(); ++i)
+    if (perm[i] != static_cast<int64_t>(i)) return false;
+  return true;
+}
+
+// transpose(transpose(x, inner), outer) = transpose(x, inner[outer[i]]).
+static void compose_transposes(Node& outer, const Node& inner) {
+  auto outer_perm = perm_of(outer), inner_perm = perm_of(inner);
+  std::vector<int64_t> composed(outer_perm.size());
+  for (size_t i = 0; i < composed.size(); ++i) composed[i] = inner_perm[static_cast<size_t>(outer_perm[i])];
+  outer.inputs[0] = inner.inputs[0];
+  outer.attrs["perm"] = composed;
+}
+
+static void add_layout_ops(OpRegistry& r) {
   r.add({.name = "reshape", .family = "layout", .summary = "same elements, new shape (row-major)", .inputs = {"x"},
          .attrs = {{"shape", AttrKind::Shape, true, nullptr, "new dimensions; a leading -1 keeps the open batch dimension"}},
          .shape_rule = "x: S -> shape, prod(S) == prod(shape); -1 only as the first dim and only if x's first dim is open",
@@ -28,7 +46,12 @@ void register_layout_ops(OpRegistry& r) {
              throw OpError("reshape " + shape_str(from) + " -> " + shape_str(to) + " changes the element count (" +
                            std::to_string(numel(a)) + " vs " + std::to_string(numel(b)) + " per batch item)");
            return TensorType{c.in[0].dtype, to};
-         }});
+         },
+         .pattern = OpPattern::data_movement,
+         .algebra = {.noop_if_type_unchanged = true,
+                     .compose = [](Node& outer, const Node& inner) { outer.inputs[0] = inner.inputs[0]; }},
+         .samples = {{{{{-1, 3, 17}}}, {{"shape", {-1, 51}}}}, {{{{-1, 66}}}, {{"shape", {-1, 6, 11}}}},
+                     {{{{33, 2}}}, {{"shape", {6, 11}}}}}});
 
   r.add({.name = "transpose", .family = "layout", .summary = "permute axes", .inputs = {"x"},
          .attrs = {{"perm", AttrKind::IntList, true, nullptr, "output axis i is input axis perm[i]", {}, 0, 63}},
@@ -45,7 +68,12 @@ void register_layout_ops(OpRegistry& r) {
            Shape out;
            for (auto p : perm) out.push_back(c.in[0].shape[static_cast<size_t>(p)]);
            return TensorType{c.in[0].dtype, out};
-         }});
+         },
+         .pattern = OpPattern::data_movement,
+         .algebra = {.is_noop = [](const Node& n) { return is_identity_perm(perm_of(n)); },
+                     .compose = compose_transposes,
+                     .swaps_matrix_axes = [](const Node& n) { return perm_of(n) == std::vector<int64_t>{1, 0}; }},
+         .samples = {{{{{-1, 17}}}, {{"perm", {1, 0}}}}, {{{{-1, 3, 5}}}, {{"perm", {0, 2, 1}}}}, {{{{3, 17, 5}}}, {{"perm", {1, 2, 0}}}}}});
 
   r.add({.name = "broadcast", .family = "layout", .summary = "repeat x to a larger shape (numpy rules)", .inputs = {"x"},
          .attrs = {{"shape", AttrKind::Shape, true, nullptr, "target dimensions (-1 = the open batch dimension)"}},
@@ -56,11 +84,14 @@ void register_layout_ops(OpRegistry& r) {
            if (got != to)
              throw OpError("cannot broadcast " + shape_str(c.in[0].shape) + " to " + shape_str(to));
            return TensorType{c.in[0].dtype, to};
-         }});
+         },
+         .pattern = OpPattern::broadcast,
+         .algebra = {.noop_if_type_unchanged = true},
+         .samples = {{{{{17}}}, {{"shape", {5, 17}}}}, {{{{3, 1}}}, {{"shape", {2, 3, 33}}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
-void register_layout_gradients(OpRegistry& r) {
+static void add_layout_gradients(OpRegistry& r) {
   r.find_mut("reshape")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     return {c.b.add("reshape", {c.dy}, {{"shape", c.type(c.x[0]).shape}})};
   };
@@ -77,7 +108,7 @@ void register_layout_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
-void register_layout_reference(OpRegistry& r) {
+static void add_layout_reference(OpRegistry& r) {
   r.find_mut("reshape")->reference = [](interp::RefCtx& c) {
     auto to = c.concrete(c.attrs.at("shape").get<Shape>());  // a leading -1 is the run-time batch
     c.out = *c.in[0];
@@ -93,7 +124,7 @@ void register_layout_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
-void register_layout_lowering(OpRegistry& r) {
+static void add_layout_lowering(OpRegistry& r) {
   using namespace lower;
   // Same elements in the same row-major order: a flat copy.
   r.find_mut("reshape")->lower = [](LowerCtx& c) {
@@ -115,6 +146,15 @@ void register_layout_lowering(OpRegistry& r) {
     c.elementwise([](const std::vector<E>& v) { return v[0]; },
                   "broadcast " + shape_str(c.in[0].shape) + " -> " + shape_str(c.out.shape));
   };
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_layout_family(OpRegistry& r) {
+  add_layout_ops(r);
+  add_layout_gradients(r);
+  add_layout_reference(r);
+  add_layout_lowering(r);
 }
 
 }  // namespace kiln

@@ -5,6 +5,7 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
@@ -28,7 +29,7 @@ static NodeId float_labels(GraphBuilder& b, NodeId labels, DType dt) {
   return b.type(labels).dtype == dt ? labels : b.add("cast", {labels}, {{"dtype", dtype_name(dt)}});
 }
 
-void register_loss_ops(OpRegistry& r) {
+static void add_loss_ops(OpRegistry& r) {
   r.add({.name = "mse", .family = "losses",
          .summary = "sum over classes of (pred - target)^2, mean over the batch (the seed's MSE)",
          .inputs = {"pred", "target"},
@@ -39,7 +40,9 @@ void register_loss_ops(OpRegistry& r) {
            require(b.type(in[0]).rank() >= 1, "mse needs a batch dimension");
            NodeId d = b.add2("sub", in[0], in[1]);
            return batch_mean(b, sum_per_example(b, b.add1("square", d)));
-         }});
+         },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 17}}, {{-1, 17}}}}}});
 
   r.add({.name = "sparse_softmax_cross_entropy", .family = "losses",
          .summary = "mean over the batch of -log softmax(logits)[label]", .inputs = {"logits", "labels"},
@@ -53,7 +56,12 @@ void register_loss_ops(OpRegistry& r) {
            NodeId onehot = b.add("one_hot", {in[1]}, {{"depth", lt.shape[1]}, {"dtype", dtype_name(lt.dtype)}});
            NodeId picked = b.add("reduce_sum", {b.add2("mul", onehot, logp)}, {{"axes", {1}}});
            return b.add1("neg", batch_mean(b, picked));
-         }});
+         },
+         .pattern = OpPattern::opaque,
+         .index_bound = [](const Graph& g, const Node& n, int k) -> int64_t {
+           return k == 1 ? g.node(n.inputs[0]).type.shape.back() : 0;
+         },
+         .samples = {{{{{-1, 17}, -3, 3}, {{-1}, 0, 17, DType::i32}}}}});
 
   r.add({.name = "binary_cross_entropy", .family = "losses",
          .summary = "mean of max(x,0) - x*z + log(1 + exp(-|x|)) (from logits, stable)",
@@ -70,7 +78,9 @@ void register_loss_ops(OpRegistry& r) {
            NodeId softplus = b.add1("log", b.add2("add", one, b.add1("exp", b.add1("neg", absx))));
            NodeId per = b.add2("add", b.add2("sub", b.add2("maximum", x, zero), b.add2("mul", x, z)), softplus);
            return batch_mean(b, sum_per_example(b, per));
-         }});
+         },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 17}, -3, 3}, {{-1, 17}, 0, 1}}}}});
 
   r.add({.name = "l2_penalty", .family = "losses",
          .summary = "reg * sum of squares of every input (weights and kernels, not biases)",
@@ -85,7 +95,9 @@ void register_loss_ops(OpRegistry& r) {
              total = total == kNoNode ? s : b.add2("add", total, s);
            }
            return b.add2("mul", b.constant(a.at("reg").get<double>(), b.type(in[0]).dtype), total);
-         }});
+         },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{17, 5}}, {{3, 3, 2, 4}}}, {{"reg", 0.01}}}}});
 
   r.add({.name = "correct_count", .family = "losses",
          .summary = "how many predictions in the batch are right (f32 scalar; a metric, no gradient)",
@@ -110,19 +122,35 @@ void register_loss_ops(OpRegistry& r) {
              hit = b.add("compare", {pred, truth}, {{"kind", "eq"}});
            }
            return b.add("reduce_sum", {b.add("cast", {hit}, {{"dtype", "f32"}})});
-         }});
+         },
+         .pattern = OpPattern::opaque,
+         .index_bound = [](const Graph& g, const Node& n, int k) -> int64_t {
+           return k == 1 && n.attrs.value("labels", std::string("sparse")) == "sparse" ? g.node(n.inputs[0]).type.shape.back() : 0;
+         },
+         .samples = {{{{{-1, 17}}, {{-1}, 0, 17, DType::i32}}},
+                     {{{{-1, 17}}, {{-1, 17}, 0, 1}}, {{"labels", "onehot"}}},
+                     {{{{-1, 1}}, {{-1, 1}, 0, 1}}, {{"labels", "binary"}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
-void register_loss_gradients(OpRegistry& r) {
+static void add_loss_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
-void register_loss_reference(OpRegistry& r) {
+static void add_loss_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
-void register_loss_lowering(OpRegistry& r) {
+static void add_loss_lowering(OpRegistry& r) {
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_loss_family(OpRegistry& r) {
+  add_loss_ops(r);
+  add_loss_gradients(r);
+  add_loss_reference(r);
+  add_loss_lowering(r);
 }
 
 }  // namespace kiln

@@ -4,10 +4,11 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
-void register_matmul_ops(OpRegistry& r) {
+static void add_matmul_ops(OpRegistry& r) {
   r.add({.name = "matmul", .family = "matmul",
          .summary = "matrix product op(a) @ op(b), op = optional transpose",
          .inputs = {"a", "b"},
@@ -29,7 +30,13 @@ void register_matmul_ops(OpRegistry& r) {
                            (tb ? "^T" : "") + " has K=" + (kb == kOpenDim ? std::string("?") : std::to_string(kb)));
            if (n == kOpenDim) throw OpError("the open batch dimension cannot be matmul's N");
            return TensorType{a.dtype, {m, n}};
-         }});
+         },
+         .pattern = OpPattern::contraction,
+         .algebra = {.transpose_flags = {"transpose_a", "transpose_b"}},
+         .samples = {{{{{-1, 17}}, {{17, 33}}}},
+                     {{{{17, 33}}, {{5, 17}}}, {{"transpose_a", true}, {"transpose_b", true}}},
+                     {{{{-1, 17}}, {{-1, 5}}}, {{"transpose_a", true}}},
+                     {{{{-1, 17}}, {{33, 17}}}, {{"transpose_b", true}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
@@ -40,7 +47,7 @@ void register_matmul_ops(OpRegistry& r) {
 //   T   -  | B dC^T          | A dC
 //   -   T  | dC B            | dC^T A
 //   T   T  | B^T dC^T        | dC^T A^T
-void register_matmul_gradients(OpRegistry& r) {
+static void add_matmul_gradients(OpRegistry& r) {
   r.find_mut("matmul")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     const Attrs attrs = c.graph().node(c.node).attrs;
     bool ta = attrs.at("transpose_a"), tb = attrs.at("transpose_b");
@@ -58,7 +65,7 @@ void register_matmul_gradients(OpRegistry& r) {
 // ---- reference kernels (compiler/interp runs them) ----
 // Transposes are materialized, then a plain i-k-j loop (rows of b streamed,
 // so the MLP's 4x3072x1024 product stays fast without a BLAS).
-void register_matmul_reference(OpRegistry& r) {
+static void add_matmul_reference(OpRegistry& r) {
   r.find_mut("matmul")->reference = [](interp::RefCtx& c) {
     using interp::Array;
     Array a = c.attrs.at("transpose_a").get<bool>() ? Array(xt::transpose(*c.in[0])) : *c.in[0];
@@ -80,11 +87,20 @@ void register_matmul_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
-void register_matmul_lowering(OpRegistry& r) {
+static void add_matmul_lowering(OpRegistry& r) {
   r.find_mut("matmul")->lower = [](lower::LowerCtx& c) {
     bool ta = c.attrs.at("transpose_a"), tb = c.attrs.at("transpose_b");
     c.gemm(c.in[0], ta, c.in[1], tb, c.out, std::string("matmul") + (ta ? " a^T" : "") + (tb ? " b^T" : ""));
   };
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_matmul_family(OpRegistry& r) {
+  add_matmul_ops(r);
+  add_matmul_gradients(r);
+  add_matmul_reference(r);
+  add_matmul_lowering(r);
 }
 
 }  // namespace kiln

@@ -8,6 +8,7 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
@@ -28,11 +29,15 @@ static TensorType pool_output(const TensorType& x, const Attrs& a) {
   return {x.dtype, {x.shape[0], g.oh, g.ow, x.shape[3]}};
 }
 
-void register_pool_ops(OpRegistry& r) {
+static void add_pool_ops(OpRegistry& r) {
   r.add({.name = "maxpool2d", .family = "pool", .summary = "max over windows, NHWC", .inputs = {"x"},
          .attrs = pool_attrs(),
          .shape_rule = "x: [N,H,W,C] -> [N,OH,OW,C] (valid: OH=(H-PH)/S+1, same: ceil(H/S))",
-         .infer = [](const InferCtx& c) { return pool_output(c.in[0], c.attrs); }});
+         .infer = [](const InferCtx& c) { return pool_output(c.in[0], c.attrs); },
+         .pattern = OpPattern::opaque,
+         .kinks = Kinks::slope,
+         .samples = {{{{{-1, 6, 6, 3}}}},
+                     {{{{-1, 7, 9, 2}}}, {{"pool", {3, 2}}, {"strides", {2, 3}}, {"padding", "same"}}}}});
   r.add({.name = "maxpool2d_grad", .family = "pool",
          .summary = "gradient of maxpool2d: dy routed to the first maximum of each window of x",
          .inputs = {"x", "dy"}, .attrs = pool_attrs(),
@@ -42,12 +47,16 @@ void register_pool_ops(OpRegistry& r) {
            if (y.shape != c.in[1].shape)
              throw OpError("dy " + shape_str(c.in[1].shape) + " is not maxpool2d's output shape " + shape_str(y.shape));
            return c.in[0];
-         }});
+         },
+         .pattern = OpPattern::opaque,
+         .kinks = Kinks::slope,
+         .samples = {{{{{-1, 6, 6, 3}}, {{-1, 3, 3, 3}}}},
+                     {{{{-1, 7, 9, 2}}, {{-1, 4, 3, 2}}}, {{"pool", {3, 2}}, {"strides", {2, 3}}, {"padding", "same"}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
 // maxpool2d_grad itself has no gradient rule (second order is not needed).
-void register_pool_gradients(OpRegistry& r) {
+static void add_pool_gradients(OpRegistry& r) {
   r.find_mut("maxpool2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     const Attrs attrs = c.graph().node(c.node).attrs;
     return {c.b.add("maxpool2d_grad", {c.x[0], c.dy}, attrs)};
@@ -82,7 +91,7 @@ static void for_each_window_max(const interp::Array& x, const Attrs& a, Visit vi
         }
 }
 
-void register_pool_reference(OpRegistry& r) {
+static void add_pool_reference(OpRegistry& r) {
   r.find_mut("maxpool2d")->reference = [](interp::RefCtx& c) {
     const interp::Array& x = *c.in[0];
     c.out = interp::Array::from_shape(c.concrete(c.node.type.shape));
@@ -106,7 +115,7 @@ static ConvGeometry pool_geometry(const lower::LowerCtx& c) {
   return conv_geometry(x[1], x[2], p[0], p[1], s[0], s[1], c.attrs.at("padding").get<std::string>());
 }
 
-void register_pool_lowering(OpRegistry& r) {
+static void add_pool_lowering(OpRegistry& r) {
   using namespace lower;
   r.find_mut("maxpool2d")->lower = [](LowerCtx& c) {
     const BufRef &x = c.in[0], &y = c.out;
@@ -168,6 +177,15 @@ void register_pool_lowering(OpRegistry& r) {
       });
     }, numel(dx.shape, c.max_batch()) >= kParallelMinElements);
   };
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_pool_family(OpRegistry& r) {
+  add_pool_ops(r);
+  add_pool_gradients(r);
+  add_pool_reference(r);
+  add_pool_lowering(r);
 }
 
 }  // namespace kiln

@@ -10,6 +10,7 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
@@ -42,14 +43,32 @@ static std::vector<AttrSpec> reduce_attrs() {
           {"keepdims", AttrKind::Bool, false, false, "keep reduced axes as size 1"}};
 }
 
+// Every axis, one axis (negative), several with keepdims, the open batch axis.
+static std::vector<OpSample> reduce_samples() {
+  return {{{{{-1, 17}}}},
+          {{{{-1, 17}}}, {{"axes", {-1}}}},
+          {{{{-1, 3, 33}}}, {{"axes", {0, 2}}, {"keepdims", true}}},
+          {{{{-1, 5}}}, {{"axes", {0}}}}};
+}
+
 static const char* kReduceRule = "x: S -> S without the reduced axes (or with them as 1 when keepdims)";
 
-void register_reduce_ops(OpRegistry& r) {
+static void add_reduce_ops(OpRegistry& r) {
   r.add({.name = "reduce_sum", .family = "reduce", .summary = "sum over axes", .inputs = {"x"},
-         .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer});
+         .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer,
+         .pattern = OpPattern::reduction,
+         .inlines_elementwise_input = true,
+         .samples = reduce_samples()});
   r.add({.name = "reduce_max", .family = "reduce",
          .summary = "maximum over axes; the gradient goes to the first maximal element",
-         .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer});
+         .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer,
+         .pattern = OpPattern::reduction,
+         .kinks = Kinks::slope,
+         .inlines_elementwise_input = true,
+         // Its gradient does not reduce over the open batch dimension (see reduce_max_grad).
+         .samples = {{{{{-1, 17}}}, {{"axes", {-1}}}},
+                     {{{{-1, 3, 33}}}, {{"axes", {1, 2}}, {"keepdims", true}}},
+                     {{{{5, 17}}}}}});
   r.add({.name = "reduce_mean", .family = "reduce", .summary = "mean over axes (composite: reduce_sum / element count)",
          .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule,
          .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
@@ -70,7 +89,9 @@ void register_reduce_ops(OpRegistry& r) {
              count = count == kNoNode ? s : b.add2("mul", count, s);
            }
            return b.add2("div", sum, count);
-         }});
+         },
+         .pattern = OpPattern::reduction,
+         .samples = reduce_samples()});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
@@ -132,7 +153,7 @@ static std::vector<NodeId> reduce_max_grad(GradCtx& c) {
   return {b.add("transpose", {routed}, {{"perm", inverse}})};
 }
 
-void register_reduce_gradients(OpRegistry& r) {
+static void add_reduce_gradients(OpRegistry& r) {
   r.find_mut("reduce_sum")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     auto axes = reduction_axes(c.graph().node(c.node).attrs, c.type(c.x[0]).rank());
     NodeId g = restore_reduced_axes(c, axes);
@@ -182,7 +203,7 @@ static void reduce_ref(interp::RefCtx& c, double init, Combine combine) {
   c.out = std::move(out);
 }
 
-void register_reduce_reference(OpRegistry& r) {
+static void add_reduce_reference(OpRegistry& r) {
   r.find_mut("reduce_sum")->reference = [](interp::RefCtx& c) {
     reduce_ref(c, 0.0, [](double acc, double v) { return acc + v; });
   };
@@ -252,10 +273,19 @@ static void lower_reduction(lower::LowerCtx& c, bool is_max) {
   level(0);
 }
 
-void register_reduce_lowering(OpRegistry& r) {
+static void add_reduce_lowering(OpRegistry& r) {
   using namespace lower;
   r.find_mut("reduce_sum")->lower = [](LowerCtx& c) { lower_reduction(c, false); };
   r.find_mut("reduce_max")->lower = [](LowerCtx& c) { lower_reduction(c, true); };
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_reduce_family(OpRegistry& r) {
+  add_reduce_ops(r);
+  add_reduce_gradients(r);
+  add_reduce_reference(r);
+  add_reduce_lowering(r);
 }
 
 }  // namespace kiln

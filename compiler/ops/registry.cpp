@@ -22,49 +22,33 @@ std::string_view attr_kind_name(AttrKind k) {
   return "?";
 }
 
+std::string_view pattern_name(OpPattern p) {
+  switch (p) {
+    case OpPattern::unset: return "unset";
+    case OpPattern::source: return "source";
+    case OpPattern::elementwise: return "elementwise";
+    case OpPattern::broadcast: return "broadcast";
+    case OpPattern::reduction: return "reduction";
+    case OpPattern::contraction: return "contraction";
+    case OpPattern::data_movement: return "data movement";
+    case OpPattern::opaque: return "opaque";
+  }
+  return "?";
+}
+
 OpRegistry& OpRegistry::get() {
   static OpRegistry* reg = [] {
     auto* r = new OpRegistry;
-    register_source_ops(*r);
-    register_elementwise_ops(*r);
-    register_matmul_ops(*r);
-    register_reduce_ops(*r);
-    register_layout_ops(*r);
-    register_conv_ops(*r);
-    register_pool_ops(*r);
-    register_index_ops(*r);
-    register_activation_ops(*r);
-    register_loss_ops(*r);
-    register_source_gradients(*r);
-    register_source_reference(*r);
-    register_source_lowering(*r);
-    register_elementwise_gradients(*r);
-    register_elementwise_reference(*r);
-    register_elementwise_lowering(*r);
-    register_matmul_gradients(*r);
-    register_matmul_reference(*r);
-    register_matmul_lowering(*r);
-    register_reduce_gradients(*r);
-    register_reduce_reference(*r);
-    register_reduce_lowering(*r);
-    register_layout_gradients(*r);
-    register_layout_reference(*r);
-    register_layout_lowering(*r);
-    register_conv_gradients(*r);
-    register_conv_reference(*r);
-    register_conv_lowering(*r);
-    register_pool_gradients(*r);
-    register_pool_reference(*r);
-    register_pool_lowering(*r);
-    register_index_gradients(*r);
-    register_index_reference(*r);
-    register_index_lowering(*r);
-    register_activation_gradients(*r);
-    register_activation_reference(*r);
-    register_activation_lowering(*r);
-    register_loss_gradients(*r);
-    register_loss_reference(*r);
-    register_loss_lowering(*r);
+    register_source_family(*r);
+    register_elementwise_family(*r);
+    register_matmul_family(*r);
+    register_reduce_family(*r);
+    register_layout_family(*r);
+    register_conv_family(*r);
+    register_pool_family(*r);
+    register_index_family(*r);
+    register_activation_family(*r);
+    register_loss_family(*r);
     return r;
   }();
   return *reg;

@@ -3,6 +3,7 @@
 // fills in its ops' attributes, shape rule, gradient rule, reference kernel and
 // lowering, so everything an op means lives in one place.
 #include <functional>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -59,6 +60,56 @@ struct GradCtx {
   TensorType type(NodeId id) const;
 };
 
+// What an op's loops look like. Passes ask this, never a list of op names:
+// fusion puts elementwise ops in one loop, the algebra pass reads an operand
+// a broadcast feeds straight into an elementwise user, gradcheck knows which
+// ops it must steer clear of.
+enum class OpPattern : uint8_t {
+  unset,          // a registration that forgot to say (the registry test fails)
+  source,         // a leaf or a fact about a shape: input, param, constant, dim_size
+  elementwise,    // out[i] = f(in0[i], in1[i], ...), operands numpy-broadcast: fuses with its neighbours
+  broadcast,      // replicates its input to a larger shape, no arithmetic
+  reduction,      // combines elements along axes
+  contraction,    // sums of products (matmul, convolution): a GEMM
+  data_movement,  // moves or picks elements (transpose, reshape, gather, one_hot)
+  opaque,         // several steps of its own (softmax, losses, pooling)
+};
+std::string_view pattern_name(OpPattern p);
+
+// Where an op is not smooth, for gradcheck: `slope` ops switch which input or
+// slope the gradient takes (maximum, abs, max-pool); `jump` ops have steps in
+// their value (floor, sign, compare).
+enum class Kinks : uint8_t { none, slope, jump };
+
+// Algebraic facts the simplifier rewrites with.
+struct OpAlgebra {
+  bool commutative = false;
+  bool associative = false;
+  std::optional<double> left_identity, right_identity;  // e op x = x, x op e = x
+  bool involution = false;                                // op(op(x)) = x
+  bool noop_if_type_unchanged = false;                    // cast / broadcast / reshape to the input's own type
+  std::function<bool(const Node&)> is_noop;               // e.g. transpose by the identity permutation
+  // op(op(x)) as one op: rewrites `outer` to read `inner`'s input.
+  std::function<void(Node& outer, const Node& inner)> compose;
+  // The node only swaps the two axes of a matrix (a contraction can read its input transposed instead).
+  std::function<bool(const Node&)> swaps_matrix_axes;
+  // Contractions: the bool attribute that reads input k transposed ("" where none).
+  std::vector<std::string> transpose_flags;
+};
+
+// A sample application for the registry sweep (JIT against the interpreter,
+// gradcheck in f64): input shapes (-1 = the open batch dimension), dtypes and
+// the range values are drawn from (chosen away from kinks), and attributes.
+struct SampleInput {
+  Shape shape;
+  double lo = -1, hi = 1;
+  DType dtype = DType::f32;
+};
+struct OpSample {
+  std::vector<SampleInput> inputs;
+  Attrs attrs = Attrs::object();
+};
+
 using InferFn = std::function<TensorType(const InferCtx&)>;
 using ExpandFn = std::function<NodeId(GraphBuilder&, const std::vector<NodeId>&, const Attrs&)>;
 // Returns one cotangent per input, kNoNode where no gradient flows.
@@ -80,6 +131,24 @@ struct OpDef {
   bool no_grad = false;          // gradient stops here explicitly (argmax, one_hot, compare, ...)
   ReferenceFn reference;         // interp
   LowerFn lower;                 // loop IR
+
+  // What the op is, for passes (see OpPattern, OpAlgebra, Kinks).
+  OpPattern pattern = OpPattern::unset;
+  bool pure = true;              // a function of its inputs alone: may be merged (CSE) and folded
+  bool interface = false;        // fed or persistent (input, param): part of the graph's signature, never removed
+  OpAlgebra algebra;
+  Kinks kinks = Kinks::none;
+  // Elementwise distance from this node's inputs to its nearest kink (built as
+  // graph nodes); gradcheck redraws inputs to keep the smallest one large.
+  std::function<NodeId(GraphBuilder&, const Node&)> kink_distance;
+  // Integer input k must lie in [0, index_bound(node, k)) (0: not an index).
+  std::function<int64_t(const Graph&, const Node&, int)> index_bound;
+  // A value known from the input types alone (dim_size of a static dimension).
+  std::function<std::optional<double>(const Graph&, const Node&)> fold_from_types;
+  // A reduction whose loop can compute its elementwise producers inline.
+  bool inlines_elementwise_input = false;
+  std::vector<OpSample> samples;
+
   bool composite() const { return static_cast<bool>(expand); }
 };
 
@@ -107,47 +176,18 @@ std::string closest_name(std::string_view name, const std::vector<std::string>& 
 Shape broadcast_shapes(const Shape& a, const Shape& b);  // throws OpError with both shapes
 int normalize_axis(int64_t axis, int rank);              // throws OpError if out of range
 
-// Each family file defines one of these; registry.cpp calls them all.
-void register_source_ops(OpRegistry&);
-void register_elementwise_ops(OpRegistry&);
-void register_matmul_ops(OpRegistry&);
-void register_reduce_ops(OpRegistry&);
-void register_layout_ops(OpRegistry&);
-void register_conv_ops(OpRegistry&);
-void register_pool_ops(OpRegistry&);
-void register_index_ops(OpRegistry&);
-void register_activation_ops(OpRegistry&);
-void register_loss_ops(OpRegistry&);
-// The other aspects of each family, in the same files.
-void register_source_gradients(OpRegistry&);
-void register_source_reference(OpRegistry&);
-void register_source_lowering(OpRegistry&);
-void register_elementwise_gradients(OpRegistry&);
-void register_elementwise_reference(OpRegistry&);
-void register_elementwise_lowering(OpRegistry&);
-void register_matmul_gradients(OpRegistry&);
-void register_matmul_reference(OpRegistry&);
-void register_matmul_lowering(OpRegistry&);
-void register_reduce_gradients(OpRegistry&);
-void register_reduce_reference(OpRegistry&);
-void register_reduce_lowering(OpRegistry&);
-void register_layout_gradients(OpRegistry&);
-void register_layout_reference(OpRegistry&);
-void register_layout_lowering(OpRegistry&);
-void register_conv_gradients(OpRegistry&);
-void register_conv_reference(OpRegistry&);
-void register_conv_lowering(OpRegistry&);
-void register_pool_gradients(OpRegistry&);
-void register_pool_reference(OpRegistry&);
-void register_pool_lowering(OpRegistry&);
-void register_index_gradients(OpRegistry&);
-void register_index_reference(OpRegistry&);
-void register_index_lowering(OpRegistry&);
-void register_activation_gradients(OpRegistry&);
-void register_activation_reference(OpRegistry&);
-void register_activation_lowering(OpRegistry&);
-void register_loss_gradients(OpRegistry&);
-void register_loss_reference(OpRegistry&);
-void register_loss_lowering(OpRegistry&);
+// Each family file under compiler/ops/ defines one: its ops with everything
+// they mean (attributes, shape rule, properties, samples, gradient, reference
+// kernel, lowering). registry.cpp calls them all.
+void register_source_family(OpRegistry&);
+void register_elementwise_family(OpRegistry&);
+void register_matmul_family(OpRegistry&);
+void register_reduce_family(OpRegistry&);
+void register_layout_family(OpRegistry&);
+void register_conv_family(OpRegistry&);
+void register_pool_family(OpRegistry&);
+void register_index_family(OpRegistry&);
+void register_activation_family(OpRegistry&);
+void register_loss_family(OpRegistry&);
 
 }  // namespace kiln

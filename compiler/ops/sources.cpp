@@ -4,6 +4,7 @@
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
 
 namespace kiln {
 
@@ -13,7 +14,7 @@ static TensorType declared_type(const InferCtx& c) {
   return {*dt, c.ints("shape")};
 }
 
-void register_source_ops(OpRegistry& r) {
+static void add_source_ops(OpRegistry& r) {
   r.add({.name = "input", .family = "sources",
          .summary = "A tensor fed at every step (a batch of data, labels, a learning rate).",
          .attrs = {{"shape", AttrKind::Shape, true, nullptr, "dimensions; -1 marks the open batch dimension"},
@@ -24,7 +25,10 @@ void register_source_ops(OpRegistry& r) {
            for (size_t i = 1; i < t.shape.size(); ++i)
              if (t.shape[i] == kOpenDim) throw OpError("only the leading (batch) dimension may be open (-1)");
            return t;
-         }});
+         },
+         .pattern = OpPattern::source,
+         .pure = false,
+         .interface = true});
 
   r.add({.name = "param", .family = "sources",
          .summary = "A persistent tensor: a model parameter (role param) or optimizer state (role state).",
@@ -40,7 +44,10 @@ void register_source_ops(OpRegistry& r) {
            if (numel(t.shape) > (int64_t{1} << 31))
              throw OpError("param of " + std::to_string(numel(t.shape)) + " elements is absurdly large");
            return t;
-         }});
+         },
+         .pattern = OpPattern::source,
+         .pure = false,
+         .interface = true});
 
   r.add({.name = "constant", .family = "sources",
          .summary = "A literal: a scalar, or a flat list of values with a shape.",
@@ -56,7 +63,9 @@ void register_source_ops(OpRegistry& r) {
              throw OpError("constant holds " + std::to_string(v.size()) + " values but its shape " +
                            shape_str(t.shape) + " needs " + std::to_string(numel(t.shape)));
            return t;
-         }});
+         },
+         .pattern = OpPattern::source,
+         .samples = {{{}, {{"value", {1.5, -2, 0.25}}, {"shape", {3}}}}, {{}, {{"value", 2}, {"dtype", "i32"}}}}});
 
   r.add({.name = "dim_size", .family = "sources",
          .summary = "The size of one dimension of x as a scalar (the run-time batch size for the open dimension).",
@@ -68,16 +77,24 @@ void register_source_ops(OpRegistry& r) {
            normalize_axis(c.i("axis"), c.in[0].rank());
            return TensorType{*parse_dtype(c.s("dtype")), {}};
          },
-         .no_grad = true});
+         .no_grad = true,
+         .pattern = OpPattern::source,
+         .fold_from_types = [](const Graph& g, const Node& n) -> std::optional<double> {
+           const Shape& s = g.node(n.inputs[0]).type.shape;
+           int64_t d = s.at(static_cast<size_t>(normalize_axis(n.attrs.at("axis").get<int64_t>(), static_cast<int>(s.size()))));
+           if (d == kOpenDim) return std::nullopt;
+           return static_cast<double>(d);
+         },
+         .samples = {{{{{-1, 17}}}, {{"axis", 0}}}, {{{{-1, 17}}}, {{"axis", -1}, {"dtype", "i64"}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
-void register_source_gradients(OpRegistry& r) {
+static void add_source_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
 // input and param have no kernel: the interpreter binds them to the fed values.
-void register_source_reference(OpRegistry& r) {
+static void add_source_reference(OpRegistry& r) {
   r.find_mut("constant")->reference = [](interp::RefCtx& c) {
     auto shape = c.concrete(c.attrs.at("shape").get<Shape>());
     c.out = interp::Array::from_shape(shape);
@@ -96,7 +113,7 @@ void register_source_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
-void register_source_lowering(OpRegistry& r) {
+static void add_source_lowering(OpRegistry& r) {
   // input, param and constant need no kernel: lower_program gives them their
   // buffers (step inputs, persistent storage, embedded data).
   r.find_mut("dim_size")->lower = [](lower::LowerCtx& c) {
@@ -105,6 +122,15 @@ void register_source_lowering(OpRegistry& r) {
     auto k = c.kernel("size of dimension " + std::to_string(axis) + " of %" + c.graph.node(c.node.inputs[0]).name);
     k.store(c.out, 0, cast(c.in[0].dim(axis), c.out.scalar()));
   };
+}
+
+// One registration for the family: its ops, then their gradients, reference
+// kernels and lowerings.
+void register_source_family(OpRegistry& r) {
+  add_source_ops(r);
+  add_source_gradients(r);
+  add_source_reference(r);
+  add_source_lowering(r);
 }
 
 }  // namespace kiln

@@ -2,6 +2,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "compiler/ops/registry.h"
 #include "compiler/passes/graph_edit.h"
 #include "compiler/passes/passes.h"
 
@@ -13,7 +14,7 @@ bool eliminate_common_subexpressions(Graph& g) {
   bool changed = false;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     Node& n = g.nodes[i];
-    if (n.op == "input" || n.op == "param") continue;
+    if (!OpRegistry::get().find(n.op)->pure) continue;  // two inputs (params, random draws) are two values
     // Inputs were already redirected to their earliest equal node, so equal
     // values end up with equal keys.
     std::string key = n.op + "(";

@@ -1,12 +1,14 @@
 // Constant folding through the interpreter's reference kernels: the folded
 // value is by definition what the op means.
 #include "compiler/interp/interpreter.h"
+#include "compiler/ops/registry.h"
 #include "compiler/passes/passes.h"
 
 namespace kiln {
 
 static bool foldable(const Graph& g, const Node& n) {
-  if (n.inputs.empty() || n.op == "dim_size") return false;
+  const OpDef& def = *OpRegistry::get().find(n.op);
+  if (n.inputs.empty() || !def.pure || def.fold_from_types) return false;
   if (has_open_dim(n.type.shape) || numel(n.type.shape) > kMaxFoldedElements) return false;
   for (NodeId in : n.inputs)
     if (g.node(in).op != "constant") return false;
@@ -40,13 +42,11 @@ bool fold_constants(Graph& g) {
   bool changed = false;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     Node& n = g.nodes[i];
-    if (n.op == "dim_size") {
-      const Shape& s = g.node(n.inputs[0]).type.shape;
-      int64_t axis = n.attrs.at("axis").get<int64_t>();
-      int64_t d = s.at(static_cast<size_t>(axis < 0 ? axis + static_cast<int64_t>(s.size()) : axis));
-      if (d == kOpenDim) continue;
-      become_constant(n, static_cast<double>(d));
-      changed = true;
+    if (const auto& from_types = OpRegistry::get().find(n.op)->fold_from_types) {
+      if (auto v = from_types(g, n)) {
+        become_constant(n, *v);
+        changed = true;
+      }
       continue;
     }
     if (!foldable(g, n)) continue;

@@ -1,5 +1,7 @@
 #include "compiler/passes/graph_edit.h"
 
+#include "compiler/ops/registry.h"
+
 #include <queue>
 #include <stdexcept>
 
@@ -94,7 +96,7 @@ std::vector<NodeId> topological_sort(Graph& g) {
 std::vector<bool> live_nodes(const Graph& g) {
   std::vector<bool> live(g.nodes.size(), false);
   for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (g.nodes[i].op == "input" || g.nodes[i].op == "param") live[i] = true;
+    if (OpRegistry::get().find(g.nodes[i].op)->interface) live[i] = true;
   auto mark = [&](NodeId id) { live.at(static_cast<size_t>(id)) = true; };
   for (auto& [name, id] : g.outputs) mark(id);
   for (auto& [param, grad] : g.gradients) mark(param), mark(grad);

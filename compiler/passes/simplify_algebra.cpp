@@ -21,77 +21,62 @@ static std::optional<double> uniform_value(const Node& n) {
   return first;
 }
 
-static std::vector<int64_t> perm_of(const Node& n) { return n.attrs.at("perm").get<std::vector<int64_t>>(); }
-
-static bool is_identity(const std::vector<int64_t>& perm) {
-  for (size_t i = 0; i < perm.size(); ++i)
-    if (perm[i] != static_cast<int64_t>(i)) return false;
-  return true;
-}
+static const OpDef& def_of(const Node& n) { return *OpRegistry::get().find(n.op); }
 
 // The earlier node that `id` can be replaced by, or kNoNode.
 static NodeId identity_replacement(const Graph& g, NodeId id) {
   const Node& n = g.node(id);
+  const OpAlgebra& alg = def_of(n).algebra;
   auto same_type = [&](NodeId x) { return g.node(x).type == n.type; };
-  auto operand_if = [&](int k, double neutral) -> NodeId {
-    NodeId other = n.inputs[static_cast<size_t>(1 - k)];
-    auto v = uniform_value(g.node(n.inputs[static_cast<size_t>(k)]));
-    return v && *v == neutral && same_type(other) ? other : kNoNode;
+  // x op e -> x when the constant operand k is the op's identity on that side.
+  auto operand_if = [&](size_t k, const std::optional<double>& identity) -> NodeId {
+    if (!identity || n.inputs.size() != 2) return kNoNode;
+    NodeId other = n.inputs[1 - k];
+    auto v = uniform_value(g.node(n.inputs[k]));
+    return v && *v == *identity && same_type(other) ? other : kNoNode;
   };
-  if (n.op == "mul" || n.op == "add") {
-    double neutral = n.op == "mul" ? 1.0 : 0.0;
-    NodeId r = operand_if(1, neutral);
-    return r != kNoNode ? r : operand_if(0, neutral);
-  }
-  if (n.op == "sub") return operand_if(1, 0.0);
-  if (n.op == "div") return operand_if(1, 1.0);
-  if (n.op == "neg" && g.node(n.inputs[0]).op == "neg") return g.node(n.inputs[0]).inputs[0];
-  if ((n.op == "cast" || n.op == "broadcast" || n.op == "reshape") && same_type(n.inputs[0])) return n.inputs[0];
-  if (n.op == "transpose" && is_identity(perm_of(n))) return n.inputs[0];
+  if (NodeId r = operand_if(1, alg.right_identity); r != kNoNode) return r;
+  if (NodeId r = operand_if(0, alg.left_identity); r != kNoNode) return r;
+  if (alg.involution && g.node(n.inputs[0]).op == n.op) return g.node(n.inputs[0]).inputs[0];
+  if (alg.noop_if_type_unchanged && same_type(n.inputs[0])) return n.inputs[0];
+  if (alg.is_noop && alg.is_noop(n)) return n.inputs[0];
   return kNoNode;
 }
 
 // In-place rewrites; true if `n` changed.
 static bool fold_into_node(Graph& g, Node& n) {
-  if (n.op == "reshape" && g.node(n.inputs[0]).op == "reshape") {
-    n.inputs[0] = g.node(n.inputs[0]).inputs[0];
+  const OpDef& def = def_of(n);
+  if (def.algebra.compose && g.node(n.inputs[0]).op == n.op) {
+    def.algebra.compose(n, g.node(n.inputs[0]));
     return true;
   }
-  if (n.op == "transpose" && g.node(n.inputs[0]).op == "transpose") {
-    const Node& inner = g.node(n.inputs[0]);
-    auto outer_perm = perm_of(n), inner_perm = perm_of(inner);
-    std::vector<int64_t> composed(outer_perm.size());
-    for (size_t i = 0; i < composed.size(); ++i) composed[i] = inner_perm[static_cast<size_t>(outer_perm[i])];
-    n.inputs[0] = inner.inputs[0];
-    n.attrs["perm"] = composed;
-    return true;
-  }
-  // A binary op broadcasts by itself: an operand broadcast explicitly to a
-  // shape the op would produce anyway is read unbroadcast.
-  if (n.op == "add" || n.op == "sub" || n.op == "mul" || n.op == "div" || n.op == "maximum") {
-    for (size_t k = 0; k < 2; ++k) {
+  // An elementwise op broadcasts by itself: an operand broadcast explicitly to
+  // a shape the op would produce anyway is read unbroadcast.
+  if (def.pattern == OpPattern::elementwise && n.inputs.size() >= 2) {
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
       const Node& operand = g.node(n.inputs[k]);
-      if (operand.op != "broadcast") continue;
-      const Shape& small = g.node(operand.inputs[0]).type.shape;
-      if (broadcast_shapes(small, g.node(n.inputs[1 - k]).type.shape) != n.type.shape) continue;
+      if (def_of(operand).pattern != OpPattern::broadcast) continue;
+      Shape shape = g.node(operand.inputs[0]).type.shape;
+      for (size_t j = 0; j < n.inputs.size(); ++j)
+        if (j != k) shape = broadcast_shapes(shape, g.node(n.inputs[j]).type.shape);
+      if (shape != n.type.shape) continue;
       n.inputs[k] = operand.inputs[0];
       return true;
     }
     return false;
   }
-  if (n.op == "matmul") {
-    bool changed = false;
-    for (int k = 0; k < 2; ++k) {
-      const Node& operand = g.node(n.inputs[static_cast<size_t>(k)]);
-      if (operand.op != "transpose" || perm_of(operand) != std::vector<int64_t>{1, 0}) continue;
-      const char* flag = k == 0 ? "transpose_a" : "transpose_b";
-      n.attrs[flag] = !n.attrs.at(flag).get<bool>();
-      n.inputs[static_cast<size_t>(k)] = operand.inputs[0];
-      changed = true;
-    }
-    return changed;
+  // A contraction reads a transposed matrix operand through its transpose flag.
+  bool changed = false;
+  for (size_t k = 0; k < def.algebra.transpose_flags.size() && k < n.inputs.size(); ++k) {
+    const std::string& flag = def.algebra.transpose_flags[k];
+    const Node& operand = g.node(n.inputs[k]);
+    const auto& swaps = def_of(operand).algebra.swaps_matrix_axes;
+    if (flag.empty() || !swaps || !swaps(operand)) continue;
+    n.attrs[flag] = !n.attrs.at(flag).get<bool>();
+    n.inputs[k] = operand.inputs[0];
+    changed = true;
   }
-  return false;
+  return changed;
 }
 
 bool simplify_algebra(Graph& g) {

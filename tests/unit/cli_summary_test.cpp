@@ -32,6 +32,7 @@ TEST_CASE("kiln ops lists every op with its shape rule") {
   auto r = run_kiln("ops");
   REQUIRE(r.exit_code == 0);
   CHECK(has(r.output, "conv2d  [primitive, conv]"));
+  CHECK(has(r.output, "is:     elementwise; commutative; associative; identity 0; 4 samples"));  // add's declared facts
   CHECK(has(r.output, "shape:  x: [N,H,W,C], w: [KH,KW,C,F] -> [N,OH,OW,F]"));
   CHECK(has(r.output, "sparse_softmax_cross_entropy  [composite, losses]"));
 }

@@ -71,16 +71,18 @@ TEST_CASE("thread pool: chunks are contiguous, in order, the caller's first") {
 TEST_CASE("thread pool: stats count hand-offs, the caller's wait for workers and the workers' busy time") {
   ThreadPool pool(2);
   pool.reset_stats();
-  // The worker's chunk takes 2 ms, the caller's none: the caller waits about 2 ms.
+  // The worker's chunk takes 20 ms, the caller's none: the caller waits about
+  // 20 ms. (Long enough that a busy machine delaying either thread by a few
+  // milliseconds, as ctest -j2 does, cannot break the bounds below.)
   pool.parallel_for(2, [](int64_t b, int64_t) {
-    if (b == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (b == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   });
   pool.parallel_for(1, [](int64_t, int64_t) {});  // one index: runs on the caller, no hand-off
   ThreadPool::Stats st = pool.stats();
   CHECK(st.jobs == 1);
-  CHECK(st.worker_busy_ns >= 2'000'000);
-  CHECK(st.barrier_ns >= 1'500'000);  // (the worker started while the caller ran its empty chunk)
-  CHECK(st.barrier_ns <= st.worker_busy_ns + 1'000'000);
+  CHECK(st.worker_busy_ns >= 20'000'000);
+  CHECK(st.barrier_ns >= 10'000'000);  // (the worker started while the caller ran its empty chunk)
+  CHECK(st.barrier_ns <= st.worker_busy_ns + 15'000'000);
   pool.reset_stats();
   st = pool.stats();
   CHECK(st.jobs == 0);
