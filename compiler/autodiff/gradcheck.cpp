@@ -97,8 +97,8 @@ Probe build_probe(const Graph& model) {
     const Node node = g.nodes[i];
     const OpDef& def = *OpRegistry::get().find(node.op);
     if (def.kinks == Kinks::none) continue;
-    if (def.kinks == Kinks::jump) watch(static_cast<NodeId>(i));
-    if (def.kinks == Kinks::slope && def.grad && is_float(node.type.dtype)) {
+    if (def.kinks == Kinks::value_steps) watch(static_cast<NodeId>(i));
+    if (def.kinks == Kinks::gradient_steps && def.grad && is_float(node.type.dtype)) {
       NodeId ones = b.constant(1.0, node.type.dtype);
       if (!node.type.shape.empty()) ones = b.add("broadcast", {ones}, {{"shape", node.type.shape}});
       GradCtx ctx{b, static_cast<NodeId>(i), node.inputs, static_cast<NodeId>(i), ones};

@@ -130,6 +130,12 @@ Value* KernelEmitter::emit_unary(Op op, Value* a, Scalar t) {
       if (is_float(t)) return intrinsic(llvm::Intrinsic::fabs);
       return b_.CreateCall(llvm::Intrinsic::getDeclaration(&m_, llvm::Intrinsic::abs, {ty}), {a, b_.getFalse()});
     case Op::Not: return b_.CreateNot(a);
+    case Op::Floor: return intrinsic(llvm::Intrinsic::floor);
+    case Op::Ceil: return intrinsic(llvm::Intrinsic::ceil);
+    case Op::Round: return intrinsic(llvm::Intrinsic::roundeven);
+    case Op::Sin: return intrinsic(llvm::Intrinsic::sin);
+    case Op::Cos: return intrinsic(llvm::Intrinsic::cos);
+    case Op::Tanh: return intrinsic(llvm::Intrinsic::tanh);
     default: break;
   }
   throw std::logic_error("not a unary op: " + std::string(op_name(op)));
@@ -160,6 +166,9 @@ Value* KernelEmitter::emit_binary(Op op, Value* a, Value* b, Scalar t) {
     // interpreter's "a if a > b else b" for every input.
     case Op::Max: return b_.CreateSelect(f ? b_.CreateFCmpOGT(a, b) : b_.CreateICmpSGT(a, b), a, b);
     case Op::Min: return b_.CreateSelect(f ? b_.CreateFCmpOLT(a, b) : b_.CreateICmpSLT(a, b), a, b);
+    case Op::Pow:
+      if (!f) throw std::logic_error("pow on integers");
+      return b_.CreateCall(llvm::Intrinsic::getDeclaration(&m_, llvm::Intrinsic::pow, {a->getType()}), {a, b});
     case Op::And: return b_.CreateAnd(a, b);
     case Op::Or: return b_.CreateOr(a, b);
     case Op::Lt: return f ? b_.CreateFCmpOLT(a, b) : b_.CreateICmpSLT(a, b);

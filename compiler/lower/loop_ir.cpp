@@ -35,6 +35,12 @@ std::string_view op_name(Op op) {
     case Op::Sqrt: return "sqrt";
     case Op::Abs: return "abs";
     case Op::Not: return "not";
+    case Op::Floor: return "floor";
+    case Op::Ceil: return "ceil";
+    case Op::Round: return "round";
+    case Op::Sin: return "sin";
+    case Op::Cos: return "cos";
+    case Op::Tanh: return "tanh";
     case Op::Add: return "+";
     case Op::Sub: return "-";
     case Op::Mul: return "*";
@@ -42,6 +48,7 @@ std::string_view op_name(Op op) {
     case Op::Mod: return "%";
     case Op::Max: return "max";
     case Op::Min: return "min";
+    case Op::Pow: return "pow";
     case Op::And: return "&&";
     case Op::Or: return "||";
     case Op::Lt: return "<";

@@ -34,9 +34,9 @@ enum class ExprKind : uint8_t {
 
 enum class Op : uint8_t {
   // unary
-  Neg, Exp, Log, Sqrt, Abs, Not,
-  // binary arithmetic (same type in and out)
-  Add, Sub, Mul, Div, Mod, Max, Min, And, Or,
+  Neg, Exp, Log, Sqrt, Abs, Not, Floor, Ceil, Round, Sin, Cos, Tanh,
+  // binary arithmetic (same type in and out); Round is to nearest, ties to even
+  Add, Sub, Mul, Div, Mod, Max, Min, Pow, And, Or,
   // comparisons (-> i1)
   Lt, Le, Gt, Ge, Eq, Ne,
 };

@@ -40,7 +40,7 @@ std::string print_expr(const ExprP& e, const Program* p, const Kernel* k) {
       if (e->op == Op::Not) return "!" + sub(0);
       return std::string(op_name(e->op)) + "(" + sub(0) + ")";
     case ExprKind::Binary:
-      if (e->op == Op::Max || e->op == Op::Min) return std::string(op_name(e->op)) + "(" + sub(0) + ", " + sub(1) + ")";
+      if (e->op == Op::Max || e->op == Op::Min || e->op == Op::Pow) return std::string(op_name(e->op)) + "(" + sub(0) + ", " + sub(1) + ")";
       return "(" + sub(0) + " " + std::string(op_name(e->op)) + " " + sub(1) + ")";
     case ExprKind::Select: return "select(" + sub(0) + ", " + sub(1) + ", " + sub(2) + ")";
     case ExprKind::Cast: return std::string(scalar_name(e->type)) + "(" + sub(0) + ")";

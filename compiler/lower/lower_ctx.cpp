@@ -27,6 +27,15 @@ E exp(E a) { return unary(Op::Exp, a.p); }
 E log(E a) { return unary(Op::Log, a.p); }
 E sqrt(E a) { return unary(Op::Sqrt, a.p); }
 E abs(E a) { return unary(Op::Abs, a.p); }
+E floor(E a) { return unary(Op::Floor, a.p); }
+E ceil(E a) { return unary(Op::Ceil, a.p); }
+E round_even(E a) { return unary(Op::Round, a.p); }
+E sin(E a) { return unary(Op::Sin, a.p); }
+E cos(E a) { return unary(Op::Cos, a.p); }
+E tanh(E a) { return unary(Op::Tanh, a.p); }
+E pow(E a, E b) { return binary(Op::Pow, a.p, b.p); }
+E logical_not(E a) { return unary(Op::Not, a.p); }
+E logical_or(E a, E b) { return binary(Op::Or, a.p, b.p); }
 E lit(double v, Scalar t) { return c_of(v, t); }
 
 // ---- BufRef ----

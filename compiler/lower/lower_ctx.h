@@ -41,6 +41,15 @@ E exp(E a);
 E log(E a);
 E sqrt(E a);
 E abs(E a);
+E floor(E a);
+E ceil(E a);
+E round_even(E a);  // to nearest, ties to even
+E sin(E a);
+E cos(E a);
+E tanh(E a);
+E pow(E a, E b);
+E logical_not(E a);
+E logical_or(E a, E b);
 E lit(double v, Scalar t);  // a constant of type t
 
 // A buffer seen through its shape: row-major index math, open batch dimension included.

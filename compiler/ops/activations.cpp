@@ -1,5 +1,7 @@
 // Activations and the dense layer, as composites of primitives: their
 // gradients come from their decompositions, fusion gets their speed back.
+#include <cmath>
+
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -26,8 +28,83 @@ static void add_activation_ops(OpRegistry& r) {
            return b.add2("maximum", in[0], b.scalar_like(0.0, in[0]));
          },
          .pattern = OpPattern::elementwise,
-         .kinks = Kinks::slope,
+         .kinks = Kinks::gradient_steps,
          .samples = unary_samples()});
+
+  // Elementwise activations with parameters: composites of math ops, so their
+  // gradients and fusion come from the parts.
+  auto activation = [&](const char* name, const char* summary, std::vector<AttrSpec> attrs, ExpandFn expand,
+                        std::vector<OpSample> samples) -> OpDef& {
+    return r.add({.name = name, .family = "activations", .summary = summary, .inputs = {"x"},
+                  .attrs = std::move(attrs), .shape_rule = "x: S -> S",
+                  .expand = [name, expand](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+                    float_only(b.type(in[0]), name);
+                    return expand(b, in, a);
+                  },
+                  .pattern = OpPattern::elementwise, .samples = std::move(samples)});
+  };
+  auto k = [](GraphBuilder& b, double v, NodeId like) { return b.scalar_like(v, like); };
+  activation("gelu", "x * Phi(x), Phi the normal CDF; approximate = tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
+             {{"approximate", AttrKind::Enum, false, "none", "the exact form or the tanh approximation", {"none", "tanh"}}},
+             [k](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+               NodeId x = in[0], inner;
+               if (a.at("approximate") == "tanh") {
+                 NodeId cubic = b.add2("mul", b.add2("mul", x, b.add1("square", x)), k(b, 0.044715, x));
+                 NodeId arg = b.add2("mul", b.add2("add", x, cubic), k(b, std::sqrt(2 / M_PI), x));
+                 inner = b.add1("tanh", arg);
+               } else {
+                 inner = b.add1("erf", b.add2("mul", x, k(b, M_SQRT1_2, x)));
+               }
+               NodeId half_x = b.add2("mul", x, k(b, 0.5, x));
+               return b.add2("mul", half_x, b.add2("add", inner, k(b, 1, x)));
+             },
+             with_each("approximate", {"none", "tanh"}, unary_samples({-3, 3})));
+  activation("leaky_relu", "x where x > 0, else alpha x",
+             {{"alpha", AttrKind::Float, false, 0.01, "slope below zero"}},
+             [k](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+               NodeId x = in[0];
+               NodeId pos = b.add("compare", {x, k(b, 0, x)}, {{"kind", "gt"}});
+               return b.add("select", {pos, x, b.add2("mul", x, k(b, a.at("alpha").get<double>(), x))});
+             },
+             {{{{{-1, 17}}}}, {{{{3, 33}}}, {{"alpha", 0.2}}}});
+  // exp of min(x, 0): the branch select does not take must not overflow
+  // (its gradient, multiplied by zero, would be inf * 0 = NaN).
+  auto elu = [k](GraphBuilder& b, NodeId x, double alpha) {
+    NodeId pos = b.add("compare", {x, k(b, 0, x)}, {{"kind", "gt"}});
+    NodeId e = b.add1("exp", b.add2("minimum", x, k(b, 0, x)));
+    return b.add("select", {pos, x, b.add2("mul", b.add2("sub", e, k(b, 1, x)), k(b, alpha, x))});
+  };
+  activation("elu", "x where x > 0, else alpha (e^x - 1)", {{"alpha", AttrKind::Float, false, 1.0, "scale below zero"}},
+             [elu](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+               return elu(b, in[0], a.at("alpha").get<double>());
+             },
+             {{{{{-1, 17}, -2, 2}}}, {{{{3, 33}, -2, 2}}, {{"alpha", 0.5}}}});
+  activation("selu", "scale * elu(x, alpha) with the self-normalizing constants (alpha 1.6733, scale 1.0507)", {},
+             [elu, k](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
+               const double alpha = 1.6732632423543772848170429916717, scale = 1.0507009873554804934193349852946;
+               return b.add2("mul", elu(b, in[0], alpha), k(b, scale, in[0]));
+             },
+             unary_samples({-2, 2}));
+  activation("silu", "x * sigmoid(x) (swish)", {},
+             [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
+               return b.add2("mul", in[0], b.add1("sigmoid", in[0]));
+             },
+             unary_samples({-4, 4}));
+  auto hard_sigmoid = [k](GraphBuilder& b, NodeId x, double alpha, double beta) {
+    NodeId lin = b.add2("add", b.add2("mul", x, k(b, alpha, x)), k(b, beta, x));
+    return b.add("clip", {lin}, {{"min", 0.0}, {"max", 1.0}});
+  };
+  activation("hard_sigmoid", "max(0, min(1, alpha x + beta))",
+             {{"alpha", AttrKind::Float, false, 0.2, "slope"}, {"beta", AttrKind::Float, false, 0.5, "offset"}},
+             [hard_sigmoid](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+               return hard_sigmoid(b, in[0], a.at("alpha").get<double>(), a.at("beta").get<double>());
+             },
+             {{{{{-1, 17}, -4, 4}}}, {{{{3, 33}, -4, 4}}, {{"alpha", 0.5}, {"beta", 0.25}}}});
+  activation("hard_swish", "x * hard_sigmoid(x; alpha 1/6, beta 1/2)", {},
+             [hard_sigmoid](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
+               return b.add2("mul", in[0], hard_sigmoid(b, in[0], 1.0 / 6, 0.5));
+             },
+             unary_samples({-5, 5}));
 
   r.add({.name = "softmax", .family = "activations",
          .summary = "exp(x - max) / sum(exp(x - max)) along an axis (composite)", .inputs = {"x"},

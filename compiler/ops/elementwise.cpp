@@ -45,7 +45,7 @@ static void add_elementwise_ops(OpRegistry& r) {
   binary("div", "x / y", {.right_identity = 1.0}).samples = binary_samples({-1, 1}, {0.5, 2});
   OpDef& maximum = binary("maximum", "max(x, y); the gradient goes to x where x > y, else to y (so relu(0) has gradient 0)",
                           {.commutative = true, .associative = true});
-  maximum.kinks = Kinks::slope;
+  maximum.kinks = Kinks::gradient_steps;
   maximum.kink_distance = distance_between_operands;
 
   auto unary = [&](const char* name, const char* summary, InferFn infer, Range range = {}) -> OpDef& {
@@ -71,7 +71,7 @@ static void add_elementwise_ops(OpRegistry& r) {
          },
          .no_grad = true,
          .pattern = OpPattern::elementwise,
-         .kinks = Kinks::jump,
+         .kinks = Kinks::value_steps,
          .kink_distance = distance_between_operands,
          .samples = with_each("kind", {"lt", "le", "gt", "ge", "eq", "ne"}, binary_samples())});
 
@@ -88,6 +88,32 @@ static void add_elementwise_ops(OpRegistry& r) {
          .pattern = OpPattern::elementwise,
          .samples = {{{{{-1, 17}, 0, 2, DType::boolean}, {{-1, 17}}, {{-1, 17}}}},
                      {{{{17}, 0, 2, DType::boolean}, {{-1, 1}}, {{}}}}}});
+
+  r.add({.name = "where", .family = "elementwise", .summary = "cond ? x : y (another name for select)",
+         .inputs = {"cond", "x", "y"}, .shape_rule = "as select",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) { return b.add("select", in); },
+         .pattern = OpPattern::elementwise,
+         .samples = {{{{{-1, 17}, 0, 2, DType::boolean}, {{-1, 17}}, {{17}}}}}});
+
+  auto logical = [&](const char* name, const char* summary, std::vector<std::string> inputs) {
+    r.add({.name = name, .family = "elementwise", .summary = summary, .inputs = inputs,
+           .shape_rule = inputs.size() == 1 ? "bool[S] -> bool[S]" : "bool[S1], bool[S2] -> bool[broadcast(S1, S2)]",
+           .infer = [](const InferCtx& c) {
+             Shape shape = c.in[0].shape;
+             for (const TensorType& t : c.in) {
+               if (t.dtype != DType::boolean) throw OpError("needs bool tensors, got " + type_str(t));
+               shape = broadcast_shapes(shape, t.shape);
+             }
+             return TensorType{DType::boolean, shape};
+           },
+           .no_grad = true, .pattern = OpPattern::elementwise,
+           .samples = inputs.size() == 1 ? unary_samples({0, 2}, DType::boolean)
+                                         : binary_samples({0, 2}, {0, 2}, DType::boolean)});
+  };
+  logical("logical_not", "not x", {"x"});
+  logical("logical_and", "x and y", {"x", "y"});
+  logical("logical_or", "x or y", {"x", "y"});
+  logical("logical_xor", "x xor y (true where exactly one is)", {"x", "y"});
 
   r.add({.name = "cast", .family = "elementwise", .summary = "convert the element type (bool -> 0/1, float -> int truncates)",
          .inputs = {"x"},
@@ -216,6 +242,16 @@ static void add_elementwise_reference(OpRegistry& r) {
   r.find_mut("select")->reference = [](RefCtx& c) {
     c.out = xt::where(xt::not_equal(*c.in[0], 0.0), *c.in[1], *c.in[2]);
   };
+  r.find_mut("logical_not")->reference = [](RefCtx& c) { c.out = xt::where(xt::equal(*c.in[0], 0.0), 1.0, 0.0); };
+  r.find_mut("logical_and")->reference = [](RefCtx& c) {
+    c.out = xt::where(xt::not_equal(*c.in[0], 0.0) && xt::not_equal(*c.in[1], 0.0), 1.0, 0.0);
+  };
+  r.find_mut("logical_or")->reference = [](RefCtx& c) {
+    c.out = xt::where(xt::not_equal(*c.in[0], 0.0) || xt::not_equal(*c.in[1], 0.0), 1.0, 0.0);
+  };
+  r.find_mut("logical_xor")->reference = [](RefCtx& c) {
+    c.out = xt::where(xt::not_equal(xt::not_equal(*c.in[0], 0.0), xt::not_equal(*c.in[1], 0.0)), 1.0, 0.0);
+  };
   r.find_mut("cast")->reference = [](RefCtx& c) {
     DType to = c.node.type.dtype;
     if (to == DType::boolean) c.out = map_each(*c.in[0], [](double v) { return v != 0 ? 1.0 : 0.0; });
@@ -268,6 +304,10 @@ static void add_elementwise_lowering(OpRegistry& r) {
   r.find_mut("select")->lower = [](LowerCtx& c) {
     c.elementwise([](const std::vector<E>& v) { return select(v[0], v[1], v[2]); }, "select elementwise");
   };
+  unary("logical_not", [](E x) { return logical_not(x); });
+  binary("logical_and", [](E a, E b) { return a && b; });
+  binary("logical_or", [](E a, E b) { return logical_or(a, b); });
+  binary("logical_xor", [](E a, E b) { return a != b; });
   r.find_mut("cast")->lower = [](LowerCtx& c) {
     Scalar to = c.out.scalar();
     c.elementwise([to](const std::vector<E>& v) { return cast(v[0], to); },

@@ -39,7 +39,7 @@ static void add_index_ops(OpRegistry& r) {
          },
          .no_grad = true,
          .pattern = OpPattern::reduction,
-         .kinks = Kinks::jump,
+         .kinks = Kinks::value_steps,
          .samples = {{{{{-1, 17}}}}, {{{{3, 33, 5}}}, {{"axis", 1}}}}});
 }
 

@@ -35,7 +35,7 @@ static void add_pool_ops(OpRegistry& r) {
          .shape_rule = "x: [N,H,W,C] -> [N,OH,OW,C] (valid: OH=(H-PH)/S+1, same: ceil(H/S))",
          .infer = [](const InferCtx& c) { return pool_output(c.in[0], c.attrs); },
          .pattern = OpPattern::opaque,
-         .kinks = Kinks::slope,
+         .kinks = Kinks::gradient_steps,
          .samples = {{{{{-1, 6, 6, 3}}}},
                      {{{{-1, 7, 9, 2}}}, {{"pool", {3, 2}}, {"strides", {2, 3}}, {"padding", "same"}}}}});
   r.add({.name = "maxpool2d_grad", .family = "pool",
@@ -49,7 +49,7 @@ static void add_pool_ops(OpRegistry& r) {
            return c.in[0];
          },
          .pattern = OpPattern::opaque,
-         .kinks = Kinks::slope,
+         .kinks = Kinks::gradient_steps,
          .samples = {{{{{-1, 6, 6, 3}}, {{-1, 3, 3, 3}}}},
                      {{{{-1, 7, 9, 2}}, {{-1, 4, 3, 2}}}, {{"pool", {3, 2}}, {"strides", {2, 3}}, {"padding", "same"}}}}});
 }

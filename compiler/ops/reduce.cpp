@@ -63,7 +63,7 @@ static void add_reduce_ops(OpRegistry& r) {
          .summary = "maximum over axes; the gradient goes to the first maximal element",
          .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer,
          .pattern = OpPattern::reduction,
-         .kinks = Kinks::slope,
+         .kinks = Kinks::gradient_steps,
          .inlines_elementwise_input = true,
          // Its gradient does not reduce over the open batch dimension (see reduce_max_grad).
          .samples = {{{{{-1, 17}}}, {{"axes", {-1}}}},

@@ -76,10 +76,11 @@ enum class OpPattern : uint8_t {
 };
 std::string_view pattern_name(OpPattern p);
 
-// Where an op is not smooth, for gradcheck: `slope` ops switch which input or
-// slope the gradient takes (maximum, abs, max-pool); `jump` ops have steps in
-// their value (floor, sign, compare).
-enum class Kinks : uint8_t { none, slope, jump };
+// Where an op is not smooth, for gradcheck, which must not difference across
+// a step. `gradient_steps`: its gradient rule with dy = 1 is piecewise
+// constant and changes exactly at the kinks (maximum, abs, max-pool, mod);
+// `value_steps`: its value is piecewise constant (floor, sign, compare).
+enum class Kinks : uint8_t { none, gradient_steps, value_steps };
 
 // Algebraic facts the simplifier rewrites with.
 struct OpAlgebra {
@@ -189,5 +190,6 @@ void register_pool_family(OpRegistry&);
 void register_index_family(OpRegistry&);
 void register_activation_family(OpRegistry&);
 void register_loss_family(OpRegistry&);
+void register_math_family(OpRegistry&);
 
 }  // namespace kiln

@@ -119,8 +119,8 @@ static std::string op_facts(const OpDef& d) {
   if (a.left_identity && a.right_identity && *a.left_identity == *a.right_identity) add("identity " + number(*a.left_identity));
   else if (a.right_identity) add("right identity " + number(*a.right_identity));
   if (a.involution) add("involution");
-  if (d.kinks == Kinks::slope) add("kinks in its slope");
-  if (d.kinks == Kinks::jump) add("steps in its value");
+  if (d.kinks == Kinks::gradient_steps) add("steps in its gradient");
+  if (d.kinks == Kinks::value_steps) add("steps in its value");
   if (d.no_grad) add("no gradient");
   if (!d.interface) add(std::to_string(d.samples.size()) + " samples");
   return s;
