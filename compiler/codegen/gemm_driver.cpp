@@ -76,7 +76,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   noalias_.clear();
   scalar_cache_.clear();
   llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();
-  auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr});
+  auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, i64});
   llvm::Function* epi = k.body.empty() ? nullptr : emit_gemm_epilogue(k, closure_ty);
   auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false);
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k.name, m_);
@@ -87,13 +87,14 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   finish_preamble();
   Value *A = base_pointer(g.a), *B = base_pointer(g.b), *C = base_pointer(g.c), *S = base_pointer(g.scratch);
   Value *M = emit_scalar(g.m), *N = emit_scalar(g.n), *K = emit_scalar(g.k);
+  Value* products = g.batched() ? emit_scalar(g.batch) : b_.getInt64(1);
   scalar_cache_.clear();
 
   // The closure: operands and sizes, read back by the region, and the
   // kernel's own arguments, read back by the epilogue.
-  Value* fields[] = {A, B, C, S, M, N, K, fn_.ctx, fn_.inputs, fn_.outputs};
+  Value* fields[] = {A, B, C, S, M, N, K, fn_.ctx, fn_.inputs, fn_.outputs, products};
   Value* closure = b_.CreateAlloca(closure_ty);
-  for (unsigned i = 0; i < 10; ++i) b_.CreateStore(fields[i], b_.CreateStructGEP(closure_ty, closure, i));
+  for (unsigned i = 0; i < 11; ++i) b_.CreateStore(fields[i], b_.CreateStructGEP(closure_ty, closure, i));
 
   auto* rty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, i64}, false);
   auto* region = llvm::Function::Create(rty, llvm::GlobalValue::InternalLinkage, k.name + "_groups", m_);
@@ -108,7 +109,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     Value* r[7];
     for (unsigned i = 0; i < 7; ++i)
       r[i] = b.CreateLoad(closure_ty->getElementType(i), b.CreateStructGEP(closure_ty, cl, i));
-    Value *a = r[0], *bm = r[1], *cm = r[2], *sc = r[3], *m = r[4], *n = r[5], *kk = r[6];
+    Value *sc = r[3], *m = r[4], *n = r[5], *kk = r[6];
     Value* block = nullptr;  // an MC x NC block of the product, for the epilogue (in L2)
     if (epi) {
       block = b.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(s.mc * nc_max)));
@@ -120,8 +121,14 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     // under KC 320, 600 two of 300 under KC 256 (not 256 + 256 + 88).
     Value* k_blocks = b.CreateSDiv(b.CreateAdd(kk, c64(s.kc - 1)), c64(s.kc));
     Value* kc_step = b.CreateSDiv(b.CreateAdd(kk, b.CreateSub(k_blocks, c64(1))), k_blocks);
-    // This chunk's rectangle of C, cut at MR rows or NR columns.
+    // This chunk's packing slot: its first group (chunks never share one).
+    Value* bp = b.CreateInBoundsGEP(f32, sc, b.CreateMul(begin, c64(slot)));
+    Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(s.kc * nc_max));
+    Value* lda = c64(g.lda), *ldb = c64(g.ldb), *ldc = c64(g.ldc);
     Value* G = c64(kGemmSlots);
+    // Groups [gb, ge) of one product: its rectangle of C, cut at MR rows or NR
+    // columns. row0 places the product's rows in the epilogue's flat index.
+    auto rectangle = [&](Value* gb, Value* ge, Value* a, Value* bm, Value* cm, Value* row0) {
     Value* m_panels = b.CreateSDiv(b.CreateAdd(m, c64(mr - 1)), c64(mr));
     Value* n_panels = b.CreateSDiv(b.CreateAdd(n, c64(nr - 1)), c64(nr));
     auto cut = [&](Value* group, Value* panels, int64_t width, Value* size) {
@@ -130,13 +137,10 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     // Rows split when there are many, or at least as many row panels as
     // column panels (30 x 24 with K = 3848: five row panels, one column panel).
     Value* split_m = b.CreateOr(b.CreateICmpSGE(m, c64(split_rows_from)), b.CreateICmpSGE(m_panels, n_panels));
-    Value* rb = b.CreateSelect(split_m, cut(begin, m_panels, mr, m), c64(0));
-    Value* re = b.CreateSelect(split_m, cut(end, m_panels, mr, m), m);
-    Value* cb = b.CreateSelect(split_m, c64(0), cut(begin, n_panels, nr, n));
-    Value* ce = b.CreateSelect(split_m, n, cut(end, n_panels, nr, n));
-    Value* bp = b.CreateInBoundsGEP(f32, sc, b.CreateMul(begin, c64(slot)));
-    Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(s.kc * nc_max));
-    Value* lda = c64(g.lda), *ldb = c64(g.ldb), *ldc = c64(g.ldc);
+    Value* rb = b.CreateSelect(split_m, cut(gb, m_panels, mr, m), c64(0));
+    Value* re = b.CreateSelect(split_m, cut(ge, m_panels, mr, m), m);
+    Value* cb = b.CreateSelect(split_m, c64(0), cut(gb, n_panels, nr, n));
+    Value* ce = b.CreateSelect(split_m, n, cut(ge, n_panels, nr, n));
     gemm_for(b, cb, ce, s.nc, "jc", [&](Value* jc) {
       Value* nc = smin(c64(s.nc), b.CreateSub(ce, jc));
       gemm_for(b, c64(0), kk, kc_step, "pc", [&](Value* pc) {
@@ -171,19 +175,41 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
           if (!epi) return;
           // The MC x NC block of the product is final: the epilogue streams
           // over its rows (contiguous in every buffer it touches).
-          gemm_if(b, one_block, [&] { b.CreateCall(epi, {cl, block, c64(nc_max), ic, jc, mc, nc}); }, [&] {
+          Value* row = b.CreateAdd(row0, ic);
+          gemm_if(b, one_block, [&] { b.CreateCall(epi, {cl, block, c64(nc_max), row, jc, mc, nc}); }, [&] {
             Value* cblock = b.CreateInBoundsGEP(f32, cm, b.CreateAdd(b.CreateMul(ic, ldc), jc));
             gemm_if(b, b.CreateICmpSGE(b.CreateAdd(pc, kc), kk),
-                    [&] { b.CreateCall(epi, {cl, cblock, ldc, ic, jc, mc, nc}); });
+                    [&] { b.CreateCall(epi, {cl, cblock, ldc, row, jc, mc, nc}); });
           });
         });
       });
     });
+    };
+    Value *a = r[0], *bm = r[1], *cm = r[2];
+    if (!g.batched()) {
+      rectangle(begin, end, a, bm, cm, c64(0));
+    } else {
+      // Groups of the whole batch: product p has units [p G, (p + 1) G), and
+      // this chunk's groups [begin, end) cover units [begin P, end P).
+      Value* P = b.CreateLoad(i64, b.CreateStructGEP(closure_ty, cl, 10));
+      Value *u0 = b.CreateMul(begin, P), *u1 = b.CreateMul(end, P);
+      Value* last = b.CreateSDiv(b.CreateAdd(u1, c64(kGemmSlots - 1)), G);
+      gemm_for(b, b.CreateSDiv(u0, G), last, 1, "product", [&](Value* p) {
+        Value* first_unit = b.CreateMul(p, G);
+        Value* gb = b.CreateSub(u0, first_unit);
+        gb = b.CreateSelect(b.CreateICmpSLT(gb, c64(0)), c64(0), gb);
+        Value* ge = smin(b.CreateSub(u1, first_unit), G);
+        auto at = [&](Value* base, int64_t stride) {
+          return stride ? b.CreateInBoundsGEP(f32, base, b.CreateMul(p, c64(stride))) : base;
+        };
+        rectangle(gb, ge, at(a, g.stride_a), at(bm, g.stride_b), at(cm, g.stride_c), b.CreateMul(p, m));
+      });
+    }
     b.CreateRetVoid();
   }
 
   // Small products run inline; larger ones go to the thread pool.
-  Value* flops = b_.CreateMul(b_.CreateMul(M, N), K);
+  Value* flops = b_.CreateMul(b_.CreateMul(b_.CreateMul(M, N), K), products);
   Value* small = b_.CreateICmpSLT(flops, b_.getInt64(kParallelMinFlops));
   Value* groups = b_.getInt64(kGemmSlots);
   gemm_if(b_, small, [&] { b_.CreateCall(rty, region, {closure, b_.getInt64(0), groups}); }, [&] {

@@ -36,7 +36,12 @@ Kernel expand_gemm(const Kernel& gk, const Program& p) {
   int64_t c_elems = numel(C.shape, p.max_batch);
   bool parallel = c_elems >= kParallelMinElements;
 
-  if (g.trans_b) {
+  // A batch of products: product p reads its operands at p * stride; its rows
+  // and tiles join the single parallel loop of each phase.
+  const bool batched = g.batched();
+  E P = batched ? E(g.batch) : E(1);
+  auto at = [&](E p, int64_t stride) { return stride ? p * stride : E(0); };
+  if (g.trans_b && !batched) {
     // op(B) = B^T: copy it to row-major [K, N] so the inner loop is contiguous.
     BufRef S = ref(g.scratch);
     kb.loop("k", 0, K, [&](E kk) {
@@ -46,22 +51,26 @@ Kernel expand_gemm(const Kernel& gk, const Program& p) {
     ldb = g.n->ival;
   }
   if (!g.accumulate) {
-    kb.loop("i", 0, M, [&](E i) {
-      kb.loop("j", 0, N, [&](E j) { kb.store(C, i * g.ldc + j, lit(0, C.scalar())); });
+    kb.loop("row", 0, P * M, [&](E row) {
+      kb.loop("j", 0, N, [&](E j) { kb.store(C, row * g.ldc + j, lit(0, C.scalar())); });
     }, parallel);
   }
   E n_blocks = (N + (kNB - 1)) / kNB;
   E m_blocks = (M + (kMB - 1)) / kMB;
-  kb.loop("tile", 0, m_blocks * n_blocks, [&](E t) {
+  kb.loop("tile", 0, P * (m_blocks * n_blocks), [&](E pt) {
+    E p = batched ? pt / (m_blocks * n_blocks) : E(0);
+    E t = batched ? pt % (m_blocks * n_blocks) : pt;
+    E a0 = at(p, g.stride_a), b0 = at(p, g.stride_b), c0 = at(p, g.stride_c);
     E i0 = (t / n_blocks) * kMB, j0 = (t % n_blocks) * kNB;
     kb.loop("kb", 0, (K + (kKB - 1)) / kKB, [&](E kblk) {
       E k0 = kblk * kKB;
       kb.loop("i", i0, min(M, i0 + kMB), [&](E i) {
         kb.loop("k", k0, min(K, k0 + kKB), [&](E kk) {
-          E a = kb.let("a", kb.load(A, g.trans_a ? kk * g.lda + i : i * g.lda + kk));
+          E a = kb.let("a", kb.load(A, a0 + (g.trans_a ? kk * g.lda + i : i * g.lda + kk)));
           kb.loop("j", j0, min(N, j0 + kNB), [&](E j) {
-            E at = i * g.ldc + j;
-            kb.store(C, at, kb.load(C, at) + a * kb.load(B, kk * ldb + j));
+            E c_at = c0 + i * g.ldc + j;
+            E b_at = b0 + (g.trans_b && batched ? j * ldb + kk : kk * ldb + j);
+            kb.store(C, c_at, kb.load(C, c_at) + a * kb.load(B, b_at));
           });
         });
       });

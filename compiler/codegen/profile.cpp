@@ -81,7 +81,8 @@ double stmts_flops(const std::vector<lower::Stmt>& body, double trips, int64_t b
 double kernel_flops(const lower::Kernel& k, int64_t batch) {
   std::map<int, int64_t> vars;
   if (k.kind == lower::KernelKind::Gemm)
-    return 2.0 * static_cast<double>(eval_int(k.gemm.m, batch, vars)) * static_cast<double>(eval_int(k.gemm.n, batch, vars)) *
+    return 2.0 * static_cast<double>(k.gemm.batched() ? eval_int(k.gemm.batch, batch, vars) : 1) *
+               static_cast<double>(eval_int(k.gemm.m, batch, vars)) * static_cast<double>(eval_int(k.gemm.n, batch, vars)) *
                static_cast<double>(eval_int(k.gemm.k, batch, vars)) +
            stmts_flops(k.body, 1, batch, vars);  // its epilogue
   return stmts_flops(k.body, 1, batch, vars);

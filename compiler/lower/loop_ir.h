@@ -103,6 +103,12 @@ struct GemmSpec {
   bool trans_a = false, trans_b = false;
   bool accumulate = false;
   int scratch = -1;               // arena buffer for packing op(B), sized for the maximum batch
+  // A batch of independent products (batched matmul): `batch` of them (null:
+  // one), operand i of product b at its buffer + b * stride (0: one matrix
+  // shared by every product). C's products are contiguous (stride_c = M * ldc).
+  ExprP batch;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+  bool batched() const { return batch && !(batch->kind == ExprKind::Const && batch->ival == 1); }
   // With an epilogue (the kernel's body, see compiler/lower/gemm_epilogue.h):
   // the local holding the product of the element the epilogue computes.
   int epilogue_value = -1;

@@ -85,7 +85,11 @@ std::string print_kernel(const Program& p, const Kernel& k) {
   if (!k.comment.empty()) os << "  # " << k.comment << "\n";
   if (k.kind == KernelKind::Gemm) {
     const GemmSpec& g = k.gemm;
-    os << "  gemm " << buffer_label(&p, g.c) << (g.accumulate ? " += " : " = ") << buffer_label(&p, g.a)
+    os << "  gemm ";
+    if (g.batched())
+      os << "[" << print_expr(g.batch, &p, &k) << " products, strides a=" << g.stride_a << " b=" << g.stride_b
+         << " c=" << g.stride_c << "] ";
+    os << buffer_label(&p, g.c) << (g.accumulate ? " += " : " = ") << buffer_label(&p, g.a)
        << (g.trans_a ? "^T" : "") << " @ " << buffer_label(&p, g.b) << (g.trans_b ? "^T" : "")
        << "  M=" << print_expr(g.m, &p, &k) << " N=" << print_expr(g.n, &p, &k) << " K=" << print_expr(g.k, &p, &k)
        << " lda=" << g.lda << " ldb=" << g.ldb << " ldc=" << g.ldc;

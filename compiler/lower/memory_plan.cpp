@@ -38,6 +38,7 @@ std::set<int> buffers_of(const Kernel& k, std::set<int>* written = nullptr) {
     for (int b : {g.a, g.b, g.c, g.scratch})
       if (b >= 0) all.insert(b);
     for (const ExprP& e : {g.m, g.n, g.k}) expr_buffers(e, all);
+    if (g.batch) expr_buffers(g.batch, all);
     if (written) {
       written->insert(g.c);
       if (g.scratch >= 0) written->insert(g.scratch);
