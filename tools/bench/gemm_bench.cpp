@@ -11,6 +11,9 @@
 // and a summary line: the geometric mean and minimum of their ratios. Then
 // the host's ISA and, per shape, the register tile and blocking kiln chose.
 //
+// Then batched matmuls at attention's shapes (one kernel for 128 products)
+// beside one OpenBLAS sgemm of the same total work.
+//
 // Then it times whole compiled training steps (graphs/mlp_cifar10.json at
 // batch 64, and with --big at the full batch of 50,000; graphs/cnn_mnist.json
 // at batch 32) and prints their achieved GFLOP/s (FLOPs of every kernel,
@@ -187,6 +190,50 @@ std::vector<double> bench_shape(const Shape3& s, const std::vector<int>& threads
   return ratios;
 }
 
+// A batched matmul (attention's products) against one OpenBLAS sgemm doing
+// the same total work as a single product: [P, M, K] x [P, K, N] (or its
+// [P, N, K]^T form) vs (P*M) x K x N. ratio = kiln GF/s / sgemm GF/s.
+struct BatchedCase {
+  std::string name;
+  int64_t products, m, k, n;
+  bool tb = false;
+};
+
+void bench_batched(const BatchedCase& s, const std::vector<int>& threads, int repeats, int vector_bits,
+                   std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1, 1);
+  std::vector<float> a(static_cast<size_t>(s.products * s.m * s.k)), b(static_cast<size_t>(s.products * s.k * s.n));
+  for (auto& x : a) x = dist(rng);
+  for (auto& x : b) x = dist(rng);
+  std::vector<float> c(static_cast<size_t>(s.products * s.m * s.n));
+  kiln::Graph g;
+  g.name = "bench_" + s.name;
+  kiln::GraphBuilder gb(g);
+  kiln::NodeId an = gb.input("a", {kiln::DType::f32, {s.products, s.m, s.k}});
+  kiln::NodeId bn = gb.input("b", {kiln::DType::f32, {s.products, s.tb ? s.n : s.k, s.tb ? s.k : s.n}});
+  g.outputs.push_back({"c", gb.add("matmul", {an, bn}, {{"transpose_b", s.tb}})});
+  auto cp = kiln::codegen::compile_entries(g.name, {{"eval_step", &g, {"c"}, {}}}, {.max_batch = 1},
+                                           {.vector_bits = vector_bits});
+  const double flops = 2.0 * static_cast<double>(s.products * s.m) * static_cast<double>(s.k) * static_cast<double>(s.n);
+  for (int t : threads) {
+    double tk;
+    {
+      settle();
+      kiln::ThreadPool pool(t);
+      kiln::Program prog(cp->info(), &pool);
+      tk = median_seconds(repeats, [&] { prog.run("eval_step", 1, {a.data(), b.data()}, {c.data()}); });
+    }
+    double blas = blas_gflops(s.products * s.m, s.k, s.n, t, repeats);
+    char dims[96];
+    std::snprintf(dims, sizeof dims, "[%lld,%lld,%lld]x[%lld,%lld,%lld]%s", static_cast<long long>(s.products),
+                  static_cast<long long>(s.m), static_cast<long long>(s.k), static_cast<long long>(s.products),
+                  static_cast<long long>(s.tb ? s.n : s.k), static_cast<long long>(s.tb ? s.k : s.n), s.tb ? "^T" : "");
+    std::printf("%-14s %-28s %3d %10.3f %10.1f %10.1f %7.2f\n", s.name.c_str(), dims, t, tk * 1e3, flops / tk * 1e-9,
+                blas, flops / tk * 1e-9 / blas);
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -274,6 +321,19 @@ int main(int argc, char** argv) {
     std::printf("random shapes (%zu, seed 20261202), %d thread%s: ratio geometric mean %.2f, minimum %.2f (%s)\n",
                 random_ratios[t].size(), threads[t], threads[t] > 1 ? "s" : "",
                 std::exp(log_sum / static_cast<double>(random_ratios[t].size())), worst_ratio[t], worst[t].c_str());
+  }
+  const std::vector<BatchedCase> batched = {
+      {"attn_scores", 128, 128, 32, 128, true},   // q k^T: 128 heads x batch of 128 tokens, d = 32
+      {"attn_context", 128, 128, 128, 32},        // softmax(scores) v
+  };
+  bool header = false;
+  for (const BatchedCase& b : batched) {
+    if (!only.empty() && b.name != only) continue;
+    if (!header)
+      std::printf("\n%-14s %-28s %3s %10s %10s %10s %7s\n(blas GF/s: one sgemm of the same total work, (P*M)xKxN)\n",
+                  "batched", "shape", "thr", "kiln ms", "kiln GF/s", "blas GF/s", "ratio");
+    header = true;
+    bench_batched(b, threads, repeats, vector_bits, rng);
   }
   // What was measured: the ISA kiln compiled for, and each shape's plan.
   const int lanes = vector_bits / 32;
