@@ -191,5 +191,6 @@ void register_index_family(OpRegistry&);
 void register_activation_family(OpRegistry&);
 void register_loss_family(OpRegistry&);
 void register_math_family(OpRegistry&);
+void register_movement_family(OpRegistry&);
 
 }  // namespace kiln
