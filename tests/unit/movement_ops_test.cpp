@@ -42,7 +42,7 @@ TEST_CASE("movement ops: slice, pad, concat, tile, flip on values written out (J
   CHECK(got.at("range").data == std::vector<double>{1, 0.5, 0, -0.5});
 }
 
-TEST_CASE("movement ops: gather wraps negative indices and reads zeros outside; scatter_add adds repeats") {
+TEST_CASE("movement ops: gather wraps negative indices and reads zeros outside, scatter_add adds repeats") {
   JitCase t(4, 4);
   NodeId table = iota_input(t, "table", {5, 2});  // rows [0 1] [2 3] [4 5] [6 7] [8 9]
   NodeId ids = t.input("ids", {-1}, 0, 1, DType::i32);
