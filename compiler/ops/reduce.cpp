@@ -69,6 +69,14 @@ static void add_reduce_ops(OpRegistry& r) {
          .samples = {{{{{-1, 17}}}, {{"axes", {-1}}}},
                      {{{{-1, 3, 33}}}, {{"axes", {1, 2}}, {"keepdims", true}}},
                      {{{{5, 17}}}}}});
+  r.add({.name = "reduce_prod", .family = "reduce",
+         .summary = "product over axes (its gradient dy * y / x needs x != 0)",
+         .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer,
+         .pattern = OpPattern::reduction,
+         .inlines_elementwise_input = true,
+         .samples = {{{{{-1, 17}, 0.7, 1.3}}, {{"axes", {-1}}}},
+                     {{{{-1, 3, 5}, 0.5, 1.5}}, {{"axes", {0, 2}}, {"keepdims", true}}},
+                     {{{{5, 7}, -1.5, -0.5}}}}});
   r.add({.name = "reduce_mean", .family = "reduce", .summary = "mean over axes (composite: reduce_sum / element count)",
          .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule,
          .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
@@ -161,6 +169,12 @@ static void add_reduce_gradients(OpRegistry& r) {
     return {c.type(g).shape == xs ? g : c.b.add("broadcast", {g}, {{"shape", xs}})};
   };
   r.find_mut("reduce_max")->grad = reduce_max_grad;
+  r.find_mut("reduce_prod")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    auto axes = reduction_axes(c.graph().node(c.node).attrs, c.type(c.x[0]).rank());
+    NodeId g = restore_reduced_axes(c, axes);
+    NodeId y = c.type(c.y).shape == c.type(g).shape ? c.y : c.b.add("reshape", {c.y}, {{"shape", c.type(g).shape}});
+    return {c.b.add2("div", c.b.add2("mul", g, y), c.x[0])};
+  };
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
@@ -207,6 +221,9 @@ static void add_reduce_reference(OpRegistry& r) {
   r.find_mut("reduce_sum")->reference = [](interp::RefCtx& c) {
     reduce_ref(c, 0.0, [](double acc, double v) { return acc + v; });
   };
+  r.find_mut("reduce_prod")->reference = [](interp::RefCtx& c) {
+    reduce_ref(c, 1.0, [](double acc, double v) { return acc * v; });
+  };
   r.find_mut("reduce_max")->reference = [](interp::RefCtx& c) {
     reduce_ref(c, -std::numeric_limits<double>::infinity(), [](double acc, double v) {
       return (v > acc || std::isnan(v)) ? v : acc;  // a NaN propagates
@@ -217,7 +234,7 @@ static void add_reduce_reference(OpRegistry& r) {
 // ---- lowering to loop IR (compiler/lower) ----
 // x's dims merged into runs that are all kept or all reduced; the innermost run
 // of reduced dims sums into a local, the others accumulate into the output.
-static void lower_reduction(lower::LowerCtx& c, bool is_max) {
+static void lower_reduction(lower::LowerCtx& c, lower::Op op) {
   using namespace lower;
   const BufRef& x = c.in[0];
   std::vector<int> axes = reduction_axes(c.attrs, x.rank());
@@ -236,13 +253,16 @@ static void lower_reduction(lower::LowerCtx& c, bool is_max) {
   }
   std::reverse(runs.begin(), runs.end());
   Scalar t = x.scalar();
-  E identity = is_max ? lit(is_float(t) ? -INFINITY : (t == Scalar::i32 ? INT32_MIN : INT64_MIN), t) : lit(0, t);
-  auto combine = [&](E a, E b) { return is_max ? max(a, b) : a + b; };
+  const bool is_max = op == Op::Max;
+  E identity = is_max ? lit(is_float(t) ? -INFINITY : (t == Scalar::i32 ? INT32_MIN : INT64_MIN), t)
+                      : lit(op == Op::Mul ? 1 : 0, t);
+  auto combine = [&](E a, E b) { return is_max ? max(a, b) : op == Op::Mul ? a * b : a + b; };
   bool inner_reduced = !runs.empty() && runs.back().reduced;
   size_t outer_runs = inner_reduced ? runs.size() - 1 : runs.size();
   bool single_pass = true;  // every reduced run is the innermost one
   for (size_t i = 0; i < outer_runs; ++i) single_pass = single_pass && !runs[i].reduced;
-  auto k = c.kernel(std::string(is_max ? "max" : "sum") + " over axes " + c.attrs.at("axes").dump());
+  auto k = c.kernel(std::string(is_max ? "max" : op == Op::Mul ? "product" : "sum") + " over axes " +
+                    c.attrs.at("axes").dump());
   bool parallel = !runs.empty() && !runs[0].reduced && numel(x.shape, c.max_batch()) >= kParallelMinElements &&
                   outer_runs > 0;
   if (!single_pass)
@@ -275,8 +295,9 @@ static void lower_reduction(lower::LowerCtx& c, bool is_max) {
 
 static void add_reduce_lowering(OpRegistry& r) {
   using namespace lower;
-  r.find_mut("reduce_sum")->lower = [](LowerCtx& c) { lower_reduction(c, false); };
-  r.find_mut("reduce_max")->lower = [](LowerCtx& c) { lower_reduction(c, true); };
+  r.find_mut("reduce_sum")->lower = [](LowerCtx& c) { lower_reduction(c, Op::Add); };
+  r.find_mut("reduce_max")->lower = [](LowerCtx& c) { lower_reduction(c, Op::Max); };
+  r.find_mut("reduce_prod")->lower = [](LowerCtx& c) { lower_reduction(c, Op::Mul); };
 }
 
 // One registration for the family: its ops, then their gradients, reference

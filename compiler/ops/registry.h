@@ -192,5 +192,6 @@ void register_activation_family(OpRegistry&);
 void register_loss_family(OpRegistry&);
 void register_math_family(OpRegistry&);
 void register_movement_family(OpRegistry&);
+void register_scan_family(OpRegistry&);
 
 }  // namespace kiln
