@@ -271,7 +271,7 @@ class Frontend {
           auto it = index.find(r.name);
           if (it == index.end()) {
             if (!names_incomplete_)
-              fail("/nodes/" + std::to_string(i) + "/inputs/" + std::to_string(j), node_name(nodes[i]),
+              fail(node_paths_[i] + "/inputs/" + std::to_string(j), node_name(nodes[i]),
                    "unknown input '" + r.name + "'" + did_you_mean(r.name, known));
             poisoned_.insert(i);
             continue;
@@ -283,7 +283,7 @@ class Frontend {
           std::string cycle;
           for (auto s = std::find(stack.begin(), stack.end(), k); s != stack.end(); ++s)
             cycle += node_name(nodes[*s]) + " -> ";
-          fail("/nodes/" + std::to_string(i) + "/inputs" + (nodes[i].contains("inputs") ? "/" + std::to_string(j) : ""),
+          fail(node_paths_[i] + "/inputs" + (nodes[i].contains("inputs") ? "/" + std::to_string(j) : ""),
                node_name(nodes[i]), "cycle: " + cycle + node_name(nodes[k]));
           poisoned_.insert(i);
           continue;
@@ -299,15 +299,46 @@ class Frontend {
     return order;
   }
 
+  // Inline nodes ({"op": ..., "inputs": [...]} inside an inputs list) and
+  // numbers become nodes of their own, named after their reader and position
+  // ("dw2/0", "dw2/1/0", ...) unless they carry a name, placed before it, and
+  // keep their place in the file for errors ("/nodes/3/inputs/0").
+  void hoist_inline(const json& n, const std::string& path) {
+    if (!n.is_object() || !n.contains("inputs") || !n["inputs"].is_array()) {
+      flat_nodes_.push_back(n);
+      node_paths_.push_back(path);
+      return;
+    }
+    json copy = n;
+    const std::string parent = node_name(n);
+    for (size_t j = 0; j < n["inputs"].size(); ++j) {
+      const json& in = n["inputs"][j];
+      const std::string at = path + "/inputs/" + std::to_string(j);
+      json child;
+      if (in.is_number()) child = {{"op", "constant"}, {"value", in}};
+      else if (in.is_object() && (in.contains("op") || in.contains("layer"))) child = in;
+      else continue;
+      if (!child.contains("name")) child["name"] = parent + "/" + std::to_string(j);
+      if (!child.contains("inputs") && !reads_nothing(child)) child["inputs"] = json::array();
+      copy["inputs"][j] = child["name"];
+      hoist_inline(child, at);
+    }
+    flat_nodes_.push_back(std::move(copy));
+    node_paths_.push_back(path);
+  }
+
   void read_nodes() {
     const json* s = section("nodes", true);
     if (!s) return;
-    const json& nodes = *s;
+    flat_nodes_ = json::array();
+    node_paths_.clear();
+    for (size_t i = 0; i < s->size(); ++i) hoist_inline((*s)[i], "/nodes/" + std::to_string(i));
+    const json& nodes = flat_nodes_;
     refs_.assign(nodes.size(), {});
     built_.assign(nodes.size(), kNoNode);
     // Pass 1: the shape of each node object, its name, and what it reads.
     for (size_t i = 0; i < nodes.size(); ++i) {
-      std::string path = "/nodes/" + std::to_string(i);
+      const std::string& path = node_paths_[i];
       const json& n = nodes[i];
       std::string name = node_name(n);
       if (!n.is_object()) {
@@ -335,7 +366,8 @@ class Frontend {
           for (size_t j = 0; j < ins.size(); ++j) {
             if (ins[j].is_string()) refs_[i].push_back({ins[j].get<std::string>()});
             else {
-              fail(path + "/inputs/" + std::to_string(j), name, "an input is a name (string), got " + brief(ins[j]));
+              fail(path + "/inputs/" + std::to_string(j), name,
+                   "an input is a name (string), an inline node (object) or a number, got " + brief(ins[j]));
               poisoned_.insert(i);
             }
           }
@@ -422,7 +454,7 @@ class Frontend {
   }
 
   void build_node(size_t i, const json& n) {
-    std::string path = "/nodes/" + std::to_string(i);
+    const std::string path = node_paths_[i];
     std::string name = node_name(n);
     node_path_ = path;
     if (poisoned_.count(i) || !check_node_alone(i, n, path, name)) {
@@ -567,6 +599,8 @@ class Frontend {
   std::map<std::string, std::string> defined_at_;  // name -> JSON path
   std::map<std::string, NodeId> sym_;              // JSON name -> node, for everything built
   std::vector<std::vector<Ref>> refs_;             // per JSON node: what it reads
+  json flat_nodes_;                                 // the nodes with inline nodes hoisted before their readers
+  std::vector<std::string> node_paths_;             // each flat node's JSON path in the file
   std::vector<NodeId> built_;                      // per JSON node: its value, kNoNode if it failed
   std::set<size_t> poisoned_;                      // JSON nodes that failed (their users are skipped)
 };
