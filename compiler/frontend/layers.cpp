@@ -1,14 +1,55 @@
 #include "compiler/frontend/layers.h"
 
+#include <algorithm>
+
 #include "compiler/frontend/initializers.h"
 
 namespace kiln {
 
-static const std::vector<std::string> kActivations = {"linear", "relu", "sigmoid", "softmax", "log_softmax"};
+std::vector<std::string> activation_names() {
+  std::vector<std::string> names{"linear"};
+  for (const OpDef& d : OpRegistry::get().all())
+    if (d.activation) names.push_back(d.name);
+  return names;
+}
 
-NodeId apply_activation(GraphBuilder& b, NodeId x, const std::string& activation) {
-  if (activation == "linear") return x;
-  return b.add(activation, {x});
+// "relu", or {"kind": "leaky_relu", "alpha": 0.1}: the op's own attributes
+// are checked by the op; a problem is reported at the activation attribute.
+NodeId apply_activation(GraphBuilder& b, NodeId x, const nlohmann::json& activation) {
+  auto refuse = [](const std::string& why) {
+    OpError e("attribute 'activation': " + why);
+    e.attr_problems = {{"activation", e.what()}};
+    throw e;
+  };
+  const auto names = activation_names();
+  auto known = [&](const std::string& n) {
+    if (std::find(names.begin(), names.end(), n) != names.end()) return;
+    std::string list, hint = closest_name(n, names);
+    for (auto& a : names) list += (list.empty() ? "" : ", ") + a;
+    refuse("unknown activation '" + n + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; one of " + list);
+  };
+  Attrs attrs = Attrs::object();
+  std::string kind;
+  if (activation.is_string()) {
+    kind = activation.get<std::string>();
+  } else if (activation.is_object() && activation.contains("kind") && activation["kind"].is_string()) {
+    kind = activation["kind"].get<std::string>();
+    for (auto& [k, v] : activation.items())
+      if (k != "kind") attrs[k] = v;
+  } else {
+    refuse("expected an activation's name or an object {\"kind\": name, ...its attributes}, got " + activation.dump());
+  }
+  known(kind);
+  if (kind == "linear") {
+    if (!attrs.empty()) refuse("'linear' takes no attributes");
+    return x;
+  }
+  try {
+    return b.add(kind, {x}, attrs);
+  } catch (const OpError& e) {
+    refuse(kind + ": " + e.what());
+  }
+  return x;
 }
 
 NodeId LayerCtx::make_param(const std::string& suffix, Shape shape, const nlohmann::json& init) {
@@ -37,7 +78,8 @@ static std::vector<int64_t> pair_of(const Attrs& a, const char* key) {
 }
 
 static AttrSpec activation_attr() {
-  return {"activation", AttrKind::Enum, false, "linear", "activation applied after the layer", kActivations};
+  return {"activation", AttrKind::Json, false, "linear",
+          "activation applied after the layer: a name, or {\"kind\": name, ...its attributes}"};
 }
 static AttrSpec trainable_attr() { return {"trainable", AttrKind::Bool, false, true, "params receive gradients by default"}; }
 static AttrSpec init_attr(const char* name, const char* def) {
@@ -130,7 +172,7 @@ const std::vector<LayerDef>& layer_defs() {
          return c.b.add("reshape", {c.input}, {{"shape", Shape{xt.shape[0], numel(rest)}}});
        }},
       {"activation", "an activation on its own",
-       {{"activation", AttrKind::Enum, true, nullptr, "which", kActivations}},
+       {{"activation", AttrKind::Json, true, nullptr, "which: a name, or {\"kind\": name, ...its attributes}"}},
        [](LayerCtx& c) { return apply_activation(c.b, c.input, c.attrs.at("activation")); }},
   };
   return defs;

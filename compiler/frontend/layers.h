@@ -35,7 +35,9 @@ Attrs normalize_layer_attrs(const Attrs& raw);
 Attrs check_layer_attrs(const LayerDef& def, const Attrs& raw);
 const LayerDef* find_layer(std::string_view name);
 
-// "relu" | "sigmoid" | "softmax" | "log_softmax" | "linear"
-NodeId apply_activation(GraphBuilder& b, NodeId x, const std::string& activation);
+// "linear" and every op the registry marks as an activation.
+std::vector<std::string> activation_names();
+// A name ("relu") or an object with the op's attributes ({"kind": "leaky_relu", "alpha": 0.1}).
+NodeId apply_activation(GraphBuilder& b, NodeId x, const nlohmann::json& activation);
 
 }  // namespace kiln

@@ -29,6 +29,7 @@ static void add_activation_ops(OpRegistry& r) {
          },
          .pattern = OpPattern::elementwise,
          .kinks = Kinks::gradient_steps,
+         .activation = true,
          .samples = unary_samples()});
 
   // Elementwise activations with parameters: composites of math ops, so their
@@ -41,7 +42,7 @@ static void add_activation_ops(OpRegistry& r) {
                     float_only(b.type(in[0]), name);
                     return expand(b, in, a);
                   },
-                  .pattern = OpPattern::elementwise, .samples = std::move(samples)});
+                  .pattern = OpPattern::elementwise, .activation = true, .samples = std::move(samples)});
   };
   auto k = [](GraphBuilder& b, double v, NodeId like) { return b.scalar_like(v, like); };
   activation("gelu", "x * Phi(x), Phi the normal CDF; approximate = tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
@@ -119,6 +120,7 @@ static void add_activation_ops(OpRegistry& r) {
            return b.add2("div", e, s);
          },
          .pattern = OpPattern::opaque,
+         .activation = true,
          .samples = {{{{{-1, 17}, -3, 3}}}, {{{{3, 5, 4}, -3, 3}}, {{"axis", 1}}}}});
 
   r.add({.name = "log_softmax", .family = "activations",
@@ -134,6 +136,7 @@ static void add_activation_ops(OpRegistry& r) {
            return b.add2("sub", shifted, b.add1("log", s));
          },
          .pattern = OpPattern::opaque,
+         .activation = true,
          .samples = {{{{{-1, 17}, -3, 3}}}, {{{{3, 5, 4}, -3, 3}}, {{"axis", 1}}}}});
 
   r.add({.name = "dense", .family = "activations", .summary = "x @ w + b (composite: matmul, add)",

@@ -58,7 +58,8 @@ static void add_elementwise_ops(OpRegistry& r) {
   unary("log", "natural logarithm", unary_float, {.lo = 0.1, .hi = 4});
   unary("sqrt", "square root", unary_float, {.lo = 0.1, .hi = 4});
   unary("square", "x * x", unary_numeric);
-  unary("sigmoid", "1 / (1 + e^-x), evaluated without overflow in either tail", unary_float, {.lo = -6, .hi = 6});
+  unary("sigmoid", "1 / (1 + e^-x), evaluated without overflow in either tail", unary_float, {.lo = -6, .hi = 6})
+      .activation = true;
 
   r.add({.name = "compare", .family = "elementwise", .summary = "elementwise comparison, giving a bool mask",
          .inputs = {"x", "y"},

@@ -103,7 +103,7 @@ static void add_math_ops(OpRegistry& r) {
     return r.add({.name = name, .family = "math", .summary = summary, .inputs = {"x"}, .shape_rule = "x: S -> S",
                   .infer = std::move(infer), .pattern = OpPattern::elementwise, .samples = unary_samples(range)});
   };
-  unary("tanh", "hyperbolic tangent", float_in, {-3, 3});
+  unary("tanh", "hyperbolic tangent", float_in, {-3, 3}).activation = true;
   unary("erf", "the error function (f32-accurate rational approximation in compiled code)", float_in, {-2.5, 2.5});
   OpDef& abs_op = unary("abs", "|x|", numeric_in);
   abs_op.kinks = Kinks::gradient_steps;
@@ -130,7 +130,7 @@ static void add_math_ops(OpRegistry& r) {
   unary("cos", "cosine", float_in, {-3, 3});
   unary("reciprocal", "1 / x", float_in, {0.5, 2});
   unary("rsqrt", "1 / sqrt(x)", float_in, {0.25, 4});
-  unary("softplus", "log(1 + e^x), without overflow for large x", float_in, {-4, 4});
+  unary("softplus", "log(1 + e^x), without overflow for large x", float_in, {-4, 4}).activation = true;
   r.add({.name = "clip", .family = "math", .summary = "x limited to [min, max]; the gradient passes where min <= x <= max",
          .inputs = {"x"}, .attrs = clip_attrs(), .shape_rule = "x: S -> S", .infer = numeric_in,
          .pattern = OpPattern::elementwise, .kinks = Kinks::gradient_steps,

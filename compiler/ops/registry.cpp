@@ -18,6 +18,7 @@ std::string_view attr_kind_name(AttrKind k) {
     case AttrKind::Tensor: return "number|number[]";
     case AttrKind::Enum: return "enum";
     case AttrKind::Object: return "object";
+    case AttrKind::Json: return "any";
   }
   return "?";
 }
@@ -156,6 +157,8 @@ static std::string check_value(const AttrSpec& spec, const nlohmann::json& v) {
       return "";
     case AttrKind::Object:
       return v.is_object() ? "" : "expected an object, got " + v.dump();
+    case AttrKind::Json:
+      return "";  // the op checks it itself
   }
   return "";
 }

@@ -26,7 +26,7 @@ struct OpError : std::runtime_error {
   std::vector<std::pair<std::string, std::string>> attr_problems;
 };
 
-enum class AttrKind { Int, Float, Bool, String, IntList, FloatList, Shape, Tensor, Enum, Object };
+enum class AttrKind { Int, Float, Bool, String, IntList, FloatList, Shape, Tensor, Enum, Object, Json };
 std::string_view attr_kind_name(AttrKind k);
 
 struct AttrSpec {
@@ -148,6 +148,8 @@ struct OpDef {
   std::function<std::optional<double>(const Graph&, const Node&)> fold_from_types;
   // A reduction whose loop can compute its elementwise producers inline.
   bool inlines_elementwise_input = false;
+  // May follow a layer as its `activation` (one float input, same shape out).
+  bool activation = false;
   std::vector<OpSample> samples;
 
   bool composite() const { return static_cast<bool>(expand); }

@@ -43,3 +43,32 @@ TEST_CASE("frontend: an error inside an inline node names its place in the file 
     CHECK(d.message.find("axis 5 is out of range") != std::string::npos);
   }
 }
+
+TEST_CASE("frontend: a layer's activation is any registered activation, by name or with its attributes") {
+  auto graph = [](const std::string& activation) {
+    return R"({"format": "kiln.graph/1", "name": "act", "inputs": {"x": {"shape": [-1, 4]}},
+      "nodes": [{"name": "h", "layer": "dense", "inputs": ["x"], "units": 3, "activation": )" + activation + R"(}],
+      "outputs": {"h": "h"}})";
+  };
+  Graph g = parse_graph(graph(R"({"kind": "leaky_relu", "alpha": 0.25})"));
+  bool leaky = false;
+  for (const Node& n : g.nodes) leaky = leaky || (n.op == "mul" && n.origin == "h");
+  CHECK(leaky);
+  CHECK_NOTHROW(parse_graph(graph(R"("gelu")")));
+  CHECK_NOTHROW(parse_graph(graph(R"("tanh")")));
+  for (auto [bad, phrase] : std::vector<std::pair<std::string, std::string>>{
+           {R"("tanhh")", "unknown activation 'tanhh' (did you mean 'tanh'?)"},
+           {R"({"kind": "elu", "alfa": 1})", "unknown attribute 'alfa' for elu (did you mean 'alpha'?)"},
+           {R"(3)", "expected an activation's name or an object"}}) {
+    CAPTURE(bad);
+    try {
+      parse_graph(graph(bad));
+      FAIL("accepted");
+    } catch (const GraphError& e) {
+      REQUIRE(e.diagnostics.size() == 1);
+      INFO(e.diagnostics[0].path << ": " << e.diagnostics[0].message);
+      CHECK(e.diagnostics[0].path == "/nodes/0/activation");
+      CHECK(e.diagnostics[0].message.find(phrase) != std::string::npos);
+    }
+  }
+}
