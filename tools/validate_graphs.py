@@ -36,6 +36,11 @@ SCHEMA_REJECTS = {
     "op_and_layer.json": "node with both \"op\" and \"layer\"",
     "layer_unknown_attribute.json": "dense layer with an unknown key",
     "five_errors.json": "maxpool2d layer with padding \"full\"",
+    # The op list and each op's attributes come from the registry (tools/gen_op_docs.py):
+    "unknown_op.json": "op name not in the op list",
+    "op_is_layer.json": "a layer's name used as an op",
+    "unknown_attribute.json": "matmul with an attribute it does not have",
+    "ill_typed_attribute.json": "matmul's transpose_b is not a bool",
 }
 
 

@@ -23,3 +23,17 @@ TEST_CASE("schema: graphs validate, malformed fixtures are rejected") {
   CHECK(checked >= 31);
   CHECK(failures == 0);
 }
+
+TEST_CASE("schema and README: the op and layer lists are the registry's (tools/gen_op_docs.py --check)") {
+  auto [status, out] = kiln::test::run_command("cd '" + std::string(KILN_SOURCE_DIR) +
+                                               "' && python3 tools/gen_op_docs.py --check --kiln '" + KILN_BINARY + "'");
+  INFO(out);
+  CHECK(status == 0);
+  CHECK(out.find("schema and README list all") != std::string::npos);
+  // The schema's op list really holds the new op set (a sample of it).
+  auto [s2, schema] = kiln::test::run_command("cat '" + std::string(KILN_SOURCE_DIR) + "/graphs/schema/kiln.graph.schema.json'");
+  for (const char* op : {"\"gather\"", "\"cumsum\"", "\"gelu\"", "\"scatter_add\""}) {
+    CAPTURE(op);
+    CHECK(schema.find(op) != std::string::npos);
+  }
+}

@@ -1,4 +1,4 @@
-// kiln check / summary / ops: reading graphs and describing the op set.
+// kiln check / summary: reading graphs.
 #include <cstdio>
 #include <iostream>
 #include <set>
@@ -101,60 +101,6 @@ static RegisterCommand summary_cmd(11, [](CLI::App& app) {
   auto file = std::make_shared<std::string>();
   sub->add_option("graph", *file, "graph JSON file")->required()->check(CLI::ExistingFile);
   sub->callback([file] { std::cout << graph_summary(load_graph_or_fail(*file)); });
-});
-
-// What passes know of an op: its pattern and the properties it declares.
-static std::string op_facts(const OpDef& d) {
-  std::string s(pattern_name(d.pattern));
-  auto add = [&](const std::string& fact) { s += "; " + fact; };
-  auto number = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return std::string(buf);
-  };
-  const OpAlgebra& a = d.algebra;
-  if (!d.pure) add("impure");
-  if (a.commutative) add("commutative");
-  if (a.associative) add("associative");
-  if (a.left_identity && a.right_identity && *a.left_identity == *a.right_identity) add("identity " + number(*a.left_identity));
-  else if (a.right_identity) add("right identity " + number(*a.right_identity));
-  if (a.involution) add("involution");
-  if (d.kinks == Kinks::gradient_steps) add("steps in its gradient");
-  if (d.kinks == Kinks::value_steps) add("steps in its value");
-  if (d.no_grad) add("no gradient");
-  if (!d.interface) add(std::to_string(d.samples.size()) + " samples");
-  return s;
-}
-
-static RegisterCommand ops_cmd(12, [](CLI::App& app) {
-  auto* sub = app.add_subcommand("ops", "List every op: inputs, attributes, shape rule (generated from the registry)");
-  auto markdown = std::make_shared<bool>(false);
-  sub->add_flag("--markdown", *markdown, "print a markdown table");
-  sub->callback([markdown] {
-    for (const OpDef& d : OpRegistry::get().all()) {
-      std::string ins;
-      for (size_t i = 0; i < d.inputs.size(); ++i) ins += (i ? ", " : "") + d.inputs[i];
-      if (d.variadic) ins += "...";
-      std::string attrs;
-      for (auto& a : d.attrs) {
-        attrs += (attrs.empty() ? "" : ", ") + a.name + ":" + std::string(attr_kind_name(a.kind));
-        if (a.kind == AttrKind::Enum) {
-          std::string c;
-          for (auto& s : a.choices) c += (c.empty() ? "" : "|") + s;
-          attrs += "(" + c + ")";
-        }
-        if (!a.required && !a.default_value.is_null()) attrs += "=" + a.default_value.dump();
-      }
-      const char* kind = d.composite() ? "composite" : "primitive";
-      if (*markdown)
-        std::cout << "| `" << d.name << "` | " << kind << " | " << pattern_name(d.pattern) << " | " << ins << " | "
-                  << attrs << " | " << d.shape_rule << " |\n";
-      else
-        std::cout << d.name << "  [" << kind << ", " << d.family << "]  " << d.summary << "\n    inputs: "
-                  << (ins.empty() ? "-" : ins) << "\n    attrs:  " << (attrs.empty() ? "-" : attrs)
-                  << "\n    shape:  " << d.shape_rule << "\n    is:     " << op_facts(d) << "\n";
-    }
-  });
 });
 
 }  // namespace kiln::cli
