@@ -83,16 +83,23 @@ nlohmann::json registry_json() {
   return {{"ops", ops}, {"layers", layers}, {"activations", activation_names()}};
 }
 
+// A table cell: "|" (enum choices, shape rules) would end the cell.
+std::string cell(const std::string& text) {
+  std::string out;
+  for (char ch : text) out += ch == '|' ? std::string("\\|") : std::string(1, ch);
+  return out;
+}
+
 // The table README carries between its "kiln ops --markdown" markers.
 void print_markdown() {
   std::cout << "| op | kind | pattern | inputs | attributes | shape |\n|---|---|---|---|---|---|\n";
   for (const OpDef& d : OpRegistry::get().all())
     std::cout << "| `" << d.name << "` | " << (d.composite() ? "composite" : "primitive") << " | "
-              << pattern_name(d.pattern) << " | " << inputs_text(d) << " | " << attrs_text(d.attrs) << " | "
-              << d.shape_rule << " |\n";
+              << pattern_name(d.pattern) << " | " << inputs_text(d) << " | " << cell(attrs_text(d.attrs)) << " | "
+              << cell(d.shape_rule) << " |\n";
   std::cout << "\n| layer | what it is | attributes |\n|---|---|---|\n";
   for (const LayerDef& l : layer_defs())
-    std::cout << "| `" << l.name << "` | " << l.summary << " | " << attrs_text(l.attrs) << " |\n";
+    std::cout << "| `" << l.name << "` | " << cell(l.summary) << " | " << cell(attrs_text(l.attrs)) << " |\n";
   std::cout << "\nActivations (a layer's `activation`, by name or as `{\"kind\": name, ...its attributes}`):";
   for (const std::string& a : activation_names()) std::cout << " `" << a << "`";
   std::cout << "\n";
