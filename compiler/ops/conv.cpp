@@ -1,5 +1,5 @@
-// conv2d (NHWC input, HWIO filter, TF padding) and the two ops its gradient is
-// made of: the input gradient and the filter gradient.
+// conv2d (NHWC input, HWIO filter; strides, dilations, TF or explicit padding)
+// and the two ops its gradient is made of: the input and filter gradients.
 #include "compiler/ops/conv.h"
 
 #include "compiler/ops/conv_lowering.h"
@@ -13,35 +13,68 @@
 namespace kiln {
 
 ConvGeometry conv_geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                           const std::string& padding) {
+                           const nlohmann::json& padding, int64_t dh, int64_t dw) {
+  auto refuse = [](const std::string& why) {
+    OpError e("attribute 'padding': " + why);
+    e.attr_problems = {{"padding", e.what()}};
+    throw e;
+  };
   ConvGeometry g{};
-  g.h = h, g.w = w, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw;
-  if (padding == "valid") {
-    if (h < kh || w < kw)
-      throw OpError("window " + std::to_string(kh) + "x" + std::to_string(kw) + " is larger than the " +
-                    std::to_string(h) + "x" + std::to_string(w) + " input with padding 'valid'");
-    g.oh = (h - kh) / sh + 1;
-    g.ow = (w - kw) / sw + 1;
-  } else {
+  g.h = h, g.w = w, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.dh = dh, g.dw = dw;
+  const int64_t eh = g.span_h(), ew = g.span_w();
+  int64_t bottom = 0, right = 0;
+  if (padding.is_string() && padding == "same") {
     g.oh = (h + sh - 1) / sh;
     g.ow = (w + sw - 1) / sw;
-    int64_t pad_h = std::max<int64_t>(0, (g.oh - 1) * sh + kh - h);
-    int64_t pad_w = std::max<int64_t>(0, (g.ow - 1) * sw + kw - w);
+    int64_t pad_h = std::max<int64_t>(0, (g.oh - 1) * sh + eh - h);
+    int64_t pad_w = std::max<int64_t>(0, (g.ow - 1) * sw + ew - w);
     g.pad_top = pad_h / 2;
     g.pad_left = pad_w / 2;
+    return g;
   }
+  if (padding.is_array()) {
+    bool ok = padding.size() == 4;
+    for (auto& p : padding) ok = ok && p.is_number_integer() && p.get<int64_t>() >= 0 && p.get<int64_t>() <= (1 << 20);
+    if (!ok) refuse("an explicit padding is [top, left, bottom, right] of integers >= 0, got " + padding.dump());
+    g.pad_top = padding[0], g.pad_left = padding[1], bottom = padding[2], right = padding[3];
+  } else if (!(padding.is_string() && padding == "valid")) {
+    refuse("expected \"valid\", \"same\" or [top, left, bottom, right], got " + padding.dump());
+  }
+  if (h + g.pad_top + bottom < eh || w + g.pad_left + right < ew)
+    throw OpError("window " + std::to_string(eh) + "x" + std::to_string(ew) + " (dilated) is larger than the " +
+                  std::to_string(h) + "x" + std::to_string(w) + " input with padding " + padding.dump());
+  g.oh = (h + g.pad_top + bottom - eh) / sh + 1;
+  g.ow = (w + g.pad_left + right - ew) / sw + 1;
   return g;
 }
 
-static std::vector<AttrSpec> conv_attrs() {
-  return {{"strides", AttrKind::IntList, false, nlohmann::json::array({1, 1}), "[sh, sw]", {}, 1, 1024},
-          {"padding", AttrKind::Enum, false, "valid", "TF padding", {"valid", "same"}}};
+ConvGeometry conv_geometry_of(int64_t h, int64_t w, int64_t kh, int64_t kw, const Attrs& a,
+                              const std::vector<int64_t>& default_strides) {
+  auto pair = [&](const char* key, std::vector<int64_t> fallback) {
+    auto v = a.contains(key) && !a.at(key).is_null() ? a.at(key).get<std::vector<int64_t>>() : fallback;
+    if (v.size() != 2) {
+      OpError e(std::string("attribute '") + key + "': expected [h, w], got " + a.at(key).dump());
+      e.attr_problems = {{key, e.what()}};
+      throw e;
+    }
+    return v;
+  };
+  auto s = pair("strides", default_strides), d = pair("dilations", {1, 1});
+  return conv_geometry(h, w, kh, kw, s[0], s[1], a.contains("padding") ? a.at("padding") : nlohmann::json("valid"),
+                       d[0], d[1]);
 }
 
-static std::pair<int64_t, int64_t> strides_of(const InferCtx& c) {
-  auto s = c.ints("strides");
-  if (s.size() != 2) throw OpError("strides must be [sh, sw], got " + c.attrs.at("strides").dump());
-  return {s[0], s[1]};
+std::vector<AttrSpec> window_attrs(bool dilations) {
+  std::vector<AttrSpec> a = {
+      {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" (TF) or [top, left, bottom, right]"}};
+  if (dilations) a.push_back({"dilations", AttrKind::IntList, false, nlohmann::json::array({1, 1}), "[dh, dw]: taps this far apart", {}, 1, 1024});
+  return a;
+}
+
+static std::vector<AttrSpec> conv_attrs() {
+  std::vector<AttrSpec> a = {{"strides", AttrKind::IntList, false, nlohmann::json::array({1, 1}), "[sh, sw]", {}, 1, 1024}};
+  for (auto& w : window_attrs(true)) a.push_back(w);
+  return a;
 }
 
 static void check_rank4(const TensorType& t, const char* what) {
@@ -54,7 +87,7 @@ static void check_rank4(const TensorType& t, const char* what) {
 static void add_conv_ops(OpRegistry& r) {
   r.add({.name = "conv2d", .family = "conv", .summary = "2-D cross-correlation, NHWC input, HWIO filter, no bias",
          .inputs = {"x", "w"}, .attrs = conv_attrs(),
-         .shape_rule = "x: [N,H,W,C], w: [KH,KW,C,F] -> [N,OH,OW,F]; valid: OH=(H-KH)/S+1, same: OH=ceil(H/S)",
+         .shape_rule = "x: [N,H,W,C], w: [KH,KW,C,F] -> [N,OH,OW,F]; OH = (H + pads - ((KH-1)*D+1))/S + 1 (same: ceil(H/S))",
          .infer = [](const InferCtx& c) {
            check_rank4(c.in[0], "conv2d input x");
            check_rank4(c.in[1], "conv2d filter w");
@@ -64,13 +97,14 @@ static void add_conv_ops(OpRegistry& r) {
            if (x[3] != w[2])
              throw OpError("input has " + std::to_string(x[3]) + " channels (dimension 3 of " + shape_str(x) +
                            ") but the filter " + shape_str(w) + " expects " + std::to_string(w[2]));
-           auto [sh, sw] = strides_of(c);
-           auto g = conv_geometry(x[1], x[2], w[0], w[1], sh, sw, c.s("padding"));
+           auto g = conv_geometry_of(x[1], x[2], w[0], w[1], c.attrs);
            return TensorType{c.in[0].dtype, {x[0], g.oh, g.ow, w[3]}};
          },
          .pattern = OpPattern::contraction,
          .samples = {{{{{-1, 7, 9, 3}}, {{3, 3, 3, 4}}}},
-                     {{{{-1, 7, 9, 3}}, {{3, 2, 3, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}}}}});
+                     {{{{-1, 7, 9, 3}}, {{3, 2, 3, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}}},
+                     {{{{-1, 9, 8, 2}}, {{3, 2, 2, 3}}}, {{"dilations", {2, 3}}, {"padding", {1, 0, 2, 1}}}},
+                     {{{{-1, 9, 9, 2}}, {{3, 3, 2, 2}}}, {{"dilations", {2, 2}}, {"strides", {2, 1}}, {"padding", "same"}}}}});
 
   r.add({.name = "conv2d_backprop_input", .family = "conv",
          .summary = "gradient of conv2d with respect to its input (a transposed convolution)",
@@ -82,9 +116,8 @@ static void add_conv_ops(OpRegistry& r) {
            check_rank4(c.in[1], "w");
            auto hw = c.ints("input_hw");
            if (hw.size() != 2) throw OpError("input_hw must be [H, W]");
-           auto [sh, sw] = strides_of(c);
            const auto &dy = c.in[0].shape, &w = c.in[1].shape;
-           auto g = conv_geometry(hw[0], hw[1], w[0], w[1], sh, sw, c.s("padding"));
+           auto g = conv_geometry_of(hw[0], hw[1], w[0], w[1], c.attrs);
            if (g.oh != dy[1] || g.ow != dy[2] || dy[3] != w[3])
              throw OpError("dy " + shape_str(dy) + " does not match a conv of " + shape_str(w) + " over " +
                            std::to_string(hw[0]) + "x" + std::to_string(hw[1]));
@@ -92,6 +125,7 @@ static void add_conv_ops(OpRegistry& r) {
          },
          .pattern = OpPattern::contraction,
          .samples = {{{{{-1, 5, 7, 4}}, {{3, 3, 3, 4}}}, {{"input_hw", {7, 9}}}},
+                     {{{{-1, 8, 6, 3}}, {{3, 2, 2, 3}}}, {{"input_hw", {9, 8}}, {"dilations", {2, 3}}, {"padding", {1, 0, 2, 1}}}},
                      {{{{-1, 4, 5, 5}}, {{3, 2, 3, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}, {"input_hw", {7, 9}}}}}});
 
   r.add({.name = "conv2d_backprop_filter", .family = "conv",
@@ -104,15 +138,15 @@ static void add_conv_ops(OpRegistry& r) {
            check_rank4(c.in[1], "dy");
            auto k = c.ints("filter_hw");
            if (k.size() != 2) throw OpError("filter_hw must be [KH, KW]");
-           auto [sh, sw] = strides_of(c);
            const auto &x = c.in[0].shape, &dy = c.in[1].shape;
-           auto g = conv_geometry(x[1], x[2], k[0], k[1], sh, sw, c.s("padding"));
+           auto g = conv_geometry_of(x[1], x[2], k[0], k[1], c.attrs);
            if (g.oh != dy[1] || g.ow != dy[2])
              throw OpError("dy " + shape_str(dy) + " does not match the conv output of x " + shape_str(x));
            return TensorType{c.in[0].dtype, {k[0], k[1], x[3], dy[3]}};
          },
          .pattern = OpPattern::contraction,
          .samples = {{{{{-1, 7, 9, 3}}, {{-1, 5, 7, 4}}}, {{"filter_hw", {3, 3}}}},
+                     {{{{-1, 9, 8, 2}}, {{-1, 8, 6, 3}}}, {{"filter_hw", {3, 2}}, {"dilations", {2, 3}}, {"padding", {1, 0, 2, 1}}}},
                      {{{{-1, 7, 9, 3}}, {{-1, 4, 5, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}, {"filter_hw", {3, 2}}}}}});
 }
 
@@ -124,7 +158,7 @@ static void add_conv_gradients(OpRegistry& r) {
   r.find_mut("conv2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     const Attrs attrs = c.graph().node(c.node).attrs;
     const Shape xs = c.type(c.x[0]).shape, ws = c.type(c.x[1]).shape;
-    Attrs common{{"strides", attrs.at("strides")}, {"padding", attrs.at("padding")}};
+    Attrs common{{"strides", attrs.at("strides")}, {"padding", attrs.at("padding")}, {"dilations", attrs.at("dilations")}};
     Attrs in_attrs = common, filter_attrs = common;
     in_attrs["input_hw"] = {xs[1], xs[2]};
     filter_attrs["filter_hw"] = {ws[0], ws[1]};
@@ -144,9 +178,8 @@ struct ConvShapes {
 };
 
 ConvShapes conv_shapes(const Attrs& a, size_t n, size_t h, size_t w, size_t c, size_t kh, size_t kw, size_t f) {
-  auto s = a.at("strides").get<std::vector<int64_t>>();
-  ConvGeometry g = conv_geometry(static_cast<int64_t>(h), static_cast<int64_t>(w), static_cast<int64_t>(kh),
-                                 static_cast<int64_t>(kw), s[0], s[1], a.at("padding").get<std::string>());
+  ConvGeometry g = conv_geometry_of(static_cast<int64_t>(h), static_cast<int64_t>(w), static_cast<int64_t>(kh),
+                                    static_cast<int64_t>(kw), a);
   return {n, h, w, c, kh, kw, f, g};
 }
 
@@ -231,13 +264,13 @@ static void add_conv_reference(OpRegistry& r) {
 // ---- lowering to loop IR (compiler/lower) ----
 // The geometry of the node's convolution over an h x w input with a kh x kw window.
 static ConvGeometry geometry_of(const lower::LowerCtx& c, int64_t h, int64_t w, int64_t kh, int64_t kw) {
-  auto s = c.attrs.at("strides").get<std::vector<int64_t>>();
-  return conv_geometry(h, w, kh, kw, s[0], s[1], c.attrs.at("padding").get<std::string>());
+  return conv_geometry_of(h, w, kh, kw, c.attrs);
 }
 
 static std::string geometry_str(const ConvGeometry& g) {
   return std::to_string(g.kh) + "x" + std::to_string(g.kw) + " stride " + std::to_string(g.sh) + "x" +
-         std::to_string(g.sw) + " pad " + std::to_string(g.pad_top) + "," + std::to_string(g.pad_left);
+         std::to_string(g.sw) + " pad " + std::to_string(g.pad_top) + "," + std::to_string(g.pad_left) +
+         (g.dh != 1 || g.dw != 1 ? " dilation " + std::to_string(g.dh) + "x" + std::to_string(g.dw) : "");
 }
 
 static bool big(const lower::LowerCtx& c) { return numel(c.out.shape, c.max_batch()) >= lower::kParallelMinElements; }
@@ -246,11 +279,17 @@ void window_loops(lower::KernelBuilder& k, const ConvGeometry& g, lower::E oh, l
                   const std::function<void(lower::E, lower::E, lower::E, lower::E)>& body) {
   using namespace lower;
   E top = oh * g.sh - g.pad_top, left = ow * g.sw - g.pad_left;
-  bool padded = g.pad_top > 0 || g.pad_left > 0 || (g.oh - 1) * g.sh + g.kh > g.h || (g.ow - 1) * g.sw + g.kw > g.w;
-  E kh_lo = padded ? max(E(0), -top) : E(0), kh_hi = padded ? min(E(g.kh), g.h - top) : E(g.kh);
-  E kw_lo = padded ? max(E(0), -left) : E(0), kw_hi = padded ? min(E(g.kw), g.w - left) : E(g.kw);
+  bool padded = g.pad_top > 0 || g.pad_left > 0 || (g.oh - 1) * g.sh + g.span_h() > g.h ||
+                (g.ow - 1) * g.sw + g.span_w() > g.w;
+  // Taps t with 0 <= top + t * d < size: from ceil(-top / d) to ceil((size - top) / d).
+  auto first = [](E start, int64_t d) { return d == 1 ? max(E(0), -start) : (max(E(0), -start) + E(d - 1)) / E(d); };
+  auto end = [](E start, int64_t size, int64_t taps, int64_t d) {
+    return min(E(taps), d == 1 ? E(size) - start : (E(size) - start + E(d - 1)) / E(d));
+  };
+  E kh_lo = padded ? first(top, g.dh) : E(0), kh_hi = padded ? end(top, g.h, g.kh, g.dh) : E(g.kh);
+  E kw_lo = padded ? first(left, g.dw) : E(0), kw_hi = padded ? end(left, g.w, g.kw, g.dw) : E(g.kw);
   k.loop("kh", kh_lo, kh_hi, [&](E kh) {
-    k.loop("kw", kw_lo, kw_hi, [&](E kw) { body(top + kh, left + kw, kh, kw); });
+    k.loop("kw", kw_lo, kw_hi, [&](E kw) { body(top + kh * E(g.dh), left + kw * E(g.dw), kh, kw); });
   });
 }
 
@@ -265,7 +304,8 @@ static lower::BufRef im2col(lower::LowerCtx& c, const lower::BufRef& x, const Co
     return x;
   Shape shape{x.shape[0], g.oh * g.ow * kkc};
   BufRef col{c.scratch("im2col " + c.node.name, x.dtype, shape), x.dtype, shape};
-  bool padded = g.pad_top > 0 || g.pad_left > 0 || (g.oh - 1) * g.sh + g.kh > g.h || (g.ow - 1) * g.sw + g.kw > g.w;
+  bool padded = g.pad_top > 0 || g.pad_left > 0 || (g.oh - 1) * g.sh + g.span_h() > g.h ||
+                (g.ow - 1) * g.sw + g.span_w() > g.w;
   auto k = c.kernel("im2col " + geometry_str(g));
   k.loop("n", 0, x.dim(0), [&](E n) {
     k.loop("oh", 0, g.oh, [&](E oh) {
@@ -273,7 +313,7 @@ static lower::BufRef im2col(lower::LowerCtx& c, const lower::BufRef& x, const Co
         E row = ((n * g.oh + oh) * g.ow + ow) * kkc;
         k.loop("kh", 0, g.kh, [&](E kh) {
           k.loop("kw", 0, g.kw, [&](E kw) {
-            E ih = oh * g.sh - g.pad_top + kh, iw = ow * g.sw - g.pad_left + kw;
+            E ih = oh * g.sh - g.pad_top + kh * E(g.dh), iw = ow * g.sw - g.pad_left + kw * E(g.dw);
             E dst = row + (kh * g.kw + kw) * g.c;
             if (!padded) {
               k.loop("c", 0, g.c, [&](E ch) { k.store(col, dst + ch, k.load(x, x.offset({n, ih, iw, ch}))); });

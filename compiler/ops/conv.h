@@ -2,6 +2,9 @@
 // Geometry shared by conv2d's shape rule, reference kernel and lowering.
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "compiler/ir/graph.h"
 
 namespace kiln {
 
@@ -11,12 +14,23 @@ struct ConvGeometry {
   int64_t sh, sw;           // strides
   int64_t oh, ow;           // output spatial size
   int64_t pad_top, pad_left;
+  int64_t dh = 1, dw = 1;   // dilations: taps dh rows, dw columns apart
+  int64_t span_h() const { return (kh - 1) * dh + 1; }  // rows one window covers
+  int64_t span_w() const { return (kw - 1) * dw + 1; }
 };
 
-// TF semantics: "valid" -> ceil((H-KH+1)/S); "same" -> ceil(H/S), padding split
-// with the extra row/column at the bottom/right.
+// padding: "valid" (none: OH = (H - span)/S + 1), "same" (OH = ceil(H/S), the
+// padding split with the extra row/column at the bottom/right, as TF), or
+// explicit [top, left, bottom, right]. Throws OpError naming the attribute.
 ConvGeometry conv_geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                           const std::string& padding);
+                           const nlohmann::json& padding, int64_t dh = 1, int64_t dw = 1);
+// The same from a node's attributes: strides (absent: default_strides),
+// dilations (absent: 1) and padding.
+ConvGeometry conv_geometry_of(int64_t h, int64_t w, int64_t kh, int64_t kw, const Attrs& attrs,
+                              const std::vector<int64_t>& default_strides = {1, 1});
+// The attribute specs every convolution and pooling op shares.
+struct AttrSpec;
+std::vector<AttrSpec> window_attrs(bool dilations);
 
 // Calls tap(ky, kx, iy, ix) for every window tap of output position (oy, ox)
 // that lands inside the input, in row-major tap order; padding is skipped.
@@ -24,10 +38,10 @@ ConvGeometry conv_geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t
 template <class Tap>
 void for_each_window_tap(const ConvGeometry& g, int64_t oy, int64_t ox, Tap tap) {
   for (int64_t ky = 0; ky < g.kh; ++ky) {
-    int64_t iy = oy * g.sh + ky - g.pad_top;
+    int64_t iy = oy * g.sh + ky * g.dh - g.pad_top;
     if (iy < 0 || iy >= g.h) continue;
     for (int64_t kx = 0; kx < g.kw; ++kx) {
-      int64_t ix = ox * g.sw + kx - g.pad_left;
+      int64_t ix = ox * g.sw + kx * g.dw - g.pad_left;
       if (ix < 0 || ix >= g.w) continue;
       tap(ky, kx, iy, ix);
     }

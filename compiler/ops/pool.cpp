@@ -13,19 +13,27 @@
 namespace kiln {
 
 static std::vector<AttrSpec> pool_attrs() {
-  return {{"pool", AttrKind::IntList, false, nlohmann::json::array({2, 2}), "[ph, pw] window", {}, 1, 1024},
-          {"strides", AttrKind::IntList, false, nullptr, "[sh, sw] (default: the window)", {}, 1, 1024},
-          {"padding", AttrKind::Enum, false, "valid", "TF padding", {"valid", "same"}}};
+  std::vector<AttrSpec> a = {{"pool", AttrKind::IntList, false, nlohmann::json::array({2, 2}), "[ph, pw] window", {}, 1, 1024},
+                             {"strides", AttrKind::IntList, false, nullptr, "[sh, sw] (default: the window)", {}, 1, 1024}};
+  for (auto& w : window_attrs(true)) a.push_back(w);
+  return a;
+}
+
+// The pooling window's geometry over an h x w input (strides default to the window).
+static ConvGeometry pool_geometry_of(int64_t h, int64_t w, const Attrs& a) {
+  auto p = a.at("pool").get<std::vector<int64_t>>();
+  if (p.size() != 2) {
+    OpError e("attribute 'pool': expected [ph, pw], got " + a.at("pool").dump());
+    e.attr_problems = {{"pool", e.what()}};
+    throw e;
+  }
+  return conv_geometry_of(h, w, p[0], p[1], a, p);
 }
 
 // Shape of maxpool2d's output for input type x, with the attrs checked.
 static TensorType pool_output(const TensorType& x, const Attrs& a) {
   if (x.rank() != 4) throw OpError("maxpool2d input must be rank 4 (NHWC), got " + type_str(x));
-  auto p = a.at("pool").get<std::vector<int64_t>>();
-  auto s = a.contains("strides") ? a.at("strides").get<std::vector<int64_t>>() : p;
-  if (p.size() != 2) throw OpError("pool must be [ph, pw]");
-  if (s.size() != 2) throw OpError("strides must be [sh, sw]");
-  auto g = conv_geometry(x.shape[1], x.shape[2], p[0], p[1], s[0], s[1], a.at("padding").get<std::string>());
+  auto g = pool_geometry_of(x.shape[1], x.shape[2], a);
   return {x.dtype, {x.shape[0], g.oh, g.ow, x.shape[3]}};
 }
 
@@ -37,7 +45,8 @@ static void add_pool_ops(OpRegistry& r) {
          .pattern = OpPattern::opaque,
          .kinks = Kinks::gradient_steps,
          .samples = {{{{{-1, 6, 6, 3}}}},
-                     {{{{-1, 7, 9, 2}}}, {{"pool", {3, 2}}, {"strides", {2, 3}}, {"padding", "same"}}}}});
+                     {{{{-1, 7, 9, 2}}}, {{"pool", {3, 2}}, {"strides", {2, 3}}, {"padding", "same"}}},
+                     {{{{-1, 9, 8, 2}}}, {{"pool", {2, 3}}, {"strides", {1, 2}}, {"dilations", {2, 1}}, {"padding", {1, 1, 0, 2}}}}}});
   r.add({.name = "maxpool2d_grad", .family = "pool",
          .summary = "gradient of maxpool2d: dy routed to the first maximum of each window of x",
          .inputs = {"x", "dy"}, .attrs = pool_attrs(),
@@ -70,11 +79,8 @@ static void add_pool_gradients(OpRegistry& r) {
 // positions are skipped, so they never win.
 template <class Visit>
 static void for_each_window_max(const interp::Array& x, const Attrs& a, Visit visit) {
-  auto p = a.at("pool").get<std::vector<int64_t>>();
-  auto st = a.contains("strides") ? a.at("strides").get<std::vector<int64_t>>() : p;
   size_t n = x.shape()[0], h = x.shape()[1], w = x.shape()[2], ch = x.shape()[3];
-  auto g = conv_geometry(static_cast<int64_t>(h), static_cast<int64_t>(w), p[0], p[1], st[0], st[1],
-                         a.at("padding").get<std::string>());
+  auto g = pool_geometry_of(static_cast<int64_t>(h), static_cast<int64_t>(w), a);
   const double* px = x.data();
   size_t out = 0;
   for (size_t b = 0; b < n; ++b)
@@ -110,9 +116,7 @@ static void add_pool_reference(OpRegistry& r) {
 // ---- lowering to loop IR (compiler/lower) ----
 static ConvGeometry pool_geometry(const lower::LowerCtx& c) {
   const Shape& x = c.in[0].shape;
-  auto p = c.attrs.at("pool").get<std::vector<int64_t>>();
-  auto s = c.attrs.contains("strides") ? c.attrs.at("strides").get<std::vector<int64_t>>() : p;
-  return conv_geometry(x[1], x[2], p[0], p[1], s[0], s[1], c.attrs.at("padding").get<std::string>());
+  return pool_geometry_of(x[1], x[2], c.attrs);
 }
 
 static void add_pool_lowering(OpRegistry& r) {
