@@ -81,6 +81,17 @@ static AttrSpec activation_attr() {
   return {"activation", AttrKind::Json, false, "linear",
           "activation applied after the layer: a name, or {\"kind\": name, ...its attributes}"};
 }
+static AttrSpec padding_attr() {
+  return {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" (TF) or [top, left, bottom, right]"};
+}
+
+// A pooling layer's op attributes: windows as pairs, padding and ceil_mode as written.
+static Attrs pool_op_attrs(const LayerCtx& c) {
+  Attrs a = {{"pool", pair_of(c.attrs, "pool")}, {"padding", c.attrs.at("padding")}, {"ceil_mode", c.attrs.at("ceil_mode")}};
+  if (c.attrs.contains("strides")) a["strides"] = pair_of(c.attrs, "strides");
+  return a;
+}
+
 static AttrSpec trainable_attr() { return {"trainable", AttrKind::Bool, false, true, "params receive gradients by default"}; }
 static AttrSpec init_attr(const char* name, const char* def) {
   return {name, AttrKind::Object, false, nlohmann::json{{"kind", def}}, "initializer (name or object)"};
@@ -97,7 +108,7 @@ Attrs normalize_layer_attrs(const Attrs& raw) {
 Attrs check_layer_attrs(const LayerDef& def, const Attrs& raw) {
   Attrs a = check_attrs(def.name + " layer", def.attrs, normalize_layer_attrs(raw));
   std::vector<std::pair<std::string, std::string>> problems;
-  for (const char* key : {"kernel", "strides", "pool"}) {
+  for (const char* key : {"kernel", "strides", "pool", "dilations"}) {
     if (!a.contains(key) || a[key].is_null()) continue;
     try {
       pair_of(a, key);
@@ -140,30 +151,37 @@ const std::vector<LayerDef>& layer_defs() {
        {{"filters", AttrKind::Int, true, nullptr, "output channels", {}, 1, 1 << 16},
         {"kernel", AttrKind::Tensor, true, nullptr, "window size: k or [kh, kw]"},
         {"strides", AttrKind::Tensor, false, 1, "stride: s or [sh, sw]"},
-        {"padding", AttrKind::Enum, false, "valid", "TF padding", {"valid", "same"}}, activation_attr(),
+        {"dilations", AttrKind::Tensor, false, 1, "dilation: d or [dh, dw]"}, padding_attr(), activation_attr(),
         {"use_bias", AttrKind::Bool, false, true, "add a bias"},
         init_attr("kernel_init", "glorot_uniform"), init_attr("bias_init", "zeros"), trainable_attr()},
        [](LayerCtx& c) {
          const auto& xt = c.b.type(c.input);
          if (xt.rank() != 4) throw OpError("conv2d needs an NHWC input, got " + type_str(xt));
          auto k = pair_of(c.attrs, "kernel");
-         auto s = pair_of(c.attrs, "strides");
+         auto s = pair_of(c.attrs, "strides"), d = pair_of(c.attrs, "dilations");
          int64_t f = c.attrs.at("filters");
          NodeId w = c.make_param("kernel", {k[0], k[1], xt.shape[3], f}, c.attrs.at("kernel_init"));
-         NodeId y = c.b.add("conv2d", {c.input, w}, {{"strides", s}, {"padding", c.attrs.at("padding")}});
+         NodeId y = c.b.add("conv2d", {c.input, w}, {{"strides", s}, {"dilations", d}, {"padding", c.attrs.at("padding")}});
          if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
          return apply_activation(c.b, y, c.attrs.at("activation"));
        }},
       {"maxpool2d", "max pooling (NHWC)",
        {{"pool", AttrKind::Tensor, false, 2, "window: p or [ph, pw]"},
-        {"strides", AttrKind::Tensor, false, nullptr, "stride (default: the window)"},
-        {"padding", AttrKind::Enum, false, "valid", "TF padding", {"valid", "same"}}},
+        {"strides", AttrKind::Tensor, false, nullptr, "stride (default: the window)"}, padding_attr(),
+        {"ceil_mode", AttrKind::Bool, false, false, "a partial last window counts"}},
+       [](LayerCtx& c) { return c.b.add("maxpool2d", {c.input}, pool_op_attrs(c)); }},
+      {"avgpool2d", "average pooling (NHWC)",
+       {{"pool", AttrKind::Tensor, false, 2, "window: p or [ph, pw]"},
+        {"strides", AttrKind::Tensor, false, nullptr, "stride (default: the window)"}, padding_attr(),
+        {"ceil_mode", AttrKind::Bool, false, false, "a partial last window counts"},
+        {"count_include_pad", AttrKind::Bool, false, false, "divide by the taps on the padding too"}},
        [](LayerCtx& c) {
-         auto p = pair_of(c.attrs, "pool");
-         Attrs a = {{"pool", p}, {"padding", c.attrs.at("padding")}};
-         if (c.attrs.contains("strides")) a["strides"] = pair_of(c.attrs, "strides");
-         return c.b.add("maxpool2d", {c.input}, a);
+         Attrs a = pool_op_attrs(c);
+         a["count_include_pad"] = c.attrs.at("count_include_pad");
+         return c.b.add("avgpool2d", {c.input}, a);
        }},
+      {"global_avgpool2d", "mean over H and W: [N, H, W, C] -> [N, C]", {},
+       [](LayerCtx& c) { return c.b.add("global_avgpool2d", {c.input}); }},
       {"flatten", "[N, ...] -> [N, prod(...)]", {},
        [](LayerCtx& c) {
          const auto& xt = c.b.type(c.input);

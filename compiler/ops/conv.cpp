@@ -30,6 +30,7 @@ ConvGeometry conv_geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t
     int64_t pad_w = std::max<int64_t>(0, (g.ow - 1) * sw + ew - w);
     g.pad_top = pad_h / 2;
     g.pad_left = pad_w / 2;
+    g.pad_bottom = pad_h - g.pad_top, g.pad_right = pad_w - g.pad_left;
     return g;
   }
   if (padding.is_array()) {
@@ -37,6 +38,7 @@ ConvGeometry conv_geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t
     for (auto& p : padding) ok = ok && p.is_number_integer() && p.get<int64_t>() >= 0 && p.get<int64_t>() <= (1 << 20);
     if (!ok) refuse("an explicit padding is [top, left, bottom, right] of integers >= 0, got " + padding.dump());
     g.pad_top = padding[0], g.pad_left = padding[1], bottom = padding[2], right = padding[3];
+    g.pad_bottom = bottom, g.pad_right = right;
   } else if (!(padding.is_string() && padding == "valid")) {
     refuse("expected \"valid\", \"same\" or [top, left, bottom, right], got " + padding.dump());
   }

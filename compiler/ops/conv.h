@@ -15,6 +15,7 @@ struct ConvGeometry {
   int64_t oh, ow;           // output spatial size
   int64_t pad_top, pad_left;
   int64_t dh = 1, dw = 1;   // dilations: taps dh rows, dw columns apart
+  int64_t pad_bottom = 0, pad_right = 0;  // explicit or "same" padding (ceil_mode's overhang is not padding)
   int64_t span_h() const { return (kh - 1) * dh + 1; }  // rows one window covers
   int64_t span_w() const { return (kw - 1) * dw + 1; }
 };
@@ -28,6 +29,10 @@ ConvGeometry conv_geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t
 // dilations (absent: 1) and padding.
 ConvGeometry conv_geometry_of(int64_t h, int64_t w, int64_t kh, int64_t kw, const Attrs& attrs,
                               const std::vector<int64_t>& default_strides = {1, 1});
+// A pooling window's geometry from pool, strides (default: the window),
+// dilations, padding and ceil_mode (the last window may hang over the bottom
+// and right edges, as long as it starts inside the input or its padding).
+ConvGeometry pool_geometry_of(int64_t h, int64_t w, const Attrs& attrs);
 // The attribute specs every convolution and pooling op shares.
 struct AttrSpec;
 std::vector<AttrSpec> window_attrs(bool dilations);

@@ -16,18 +16,29 @@ static std::vector<AttrSpec> pool_attrs() {
   std::vector<AttrSpec> a = {{"pool", AttrKind::IntList, false, nlohmann::json::array({2, 2}), "[ph, pw] window", {}, 1, 1024},
                              {"strides", AttrKind::IntList, false, nullptr, "[sh, sw] (default: the window)", {}, 1, 1024}};
   for (auto& w : window_attrs(true)) a.push_back(w);
+  a.push_back({"ceil_mode", AttrKind::Bool, false, false, "a partial last window counts (output size rounds up)"});
   return a;
 }
 
-// The pooling window's geometry over an h x w input (strides default to the window).
-static ConvGeometry pool_geometry_of(int64_t h, int64_t w, const Attrs& a) {
+ConvGeometry pool_geometry_of(int64_t h, int64_t w, const Attrs& a) {
   auto p = a.at("pool").get<std::vector<int64_t>>();
   if (p.size() != 2) {
     OpError e("attribute 'pool': expected [ph, pw], got " + a.at("pool").dump());
     e.attr_problems = {{"pool", e.what()}};
     throw e;
   }
-  return conv_geometry_of(h, w, p[0], p[1], a, p);
+  ConvGeometry g = conv_geometry_of(h, w, p[0], p[1], a, p);
+  if (a.value("ceil_mode", false)) {
+    // One more window where a partial one remains, if it starts before the bottom padding ends.
+    auto more = [](int64_t size, int64_t pad_lo, int64_t pad_hi, int64_t span, int64_t stride, int64_t out) {
+      int64_t ceil_out = (size + pad_lo + pad_hi - span + stride - 1) / stride + 1;
+      if ((ceil_out - 1) * stride >= size + pad_lo) --ceil_out;
+      return std::max(out, ceil_out);
+    };
+    g.oh = more(h, g.pad_top, g.pad_bottom, g.span_h(), g.sh, g.oh);
+    g.ow = more(w, g.pad_left, g.pad_right, g.span_w(), g.sw, g.ow);
+  }
+  return g;
 }
 
 // Shape of maxpool2d's output for input type x, with the attrs checked.

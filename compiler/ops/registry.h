@@ -195,5 +195,6 @@ void register_loss_family(OpRegistry&);
 void register_math_family(OpRegistry&);
 void register_movement_family(OpRegistry&);
 void register_scan_family(OpRegistry&);
+void register_avgpool_family(OpRegistry&);
 
 }  // namespace kiln

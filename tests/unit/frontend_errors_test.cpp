@@ -125,7 +125,7 @@ TEST_CASE("frontend errors: five independent problems are all reported, in file 
                       {"/nodes/3/transpose_b", "z", "attribute 'transpose_b': expected true or false, got \"no\""},
                       {"/nodes/4/op", "y", "unknown op 'softmaxx' (did you mean 'softmax'?)"},
                       {"/nodes/5/inputs/0", "loss", "unknown input 'y_' (did you mean 'y'?)"},
-                      {"/nodes/6/padding", "pool", "attribute 'padding': expected one of valid, same, got \"full\""}});
+                      {"/nodes/6/padding", "pool", "attribute 'padding': expected \"valid\", \"same\" or [top, left, bottom, right], got \"full\""}});
 }
 
 static std::vector<kiln::Diagnostic> diagnostics_of_text(const std::string& text) {

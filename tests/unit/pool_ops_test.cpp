@@ -1,0 +1,36 @@
+// Pooling on values written out: avgpool2d's divisor (taps inside the input,
+// or with count_include_pad those on the explicit padding too, never the
+// ceil_mode overhang), maxpool2d with dilation and ceil_mode, global pools.
+#include <doctest/doctest.h>
+
+#include "codegen_helpers.h"
+
+using namespace kiln;
+using codegen_test::JitCase;
+
+TEST_CASE("pooling: avgpool2d divisors, dilated and ceil-mode maxpool2d, global pools (JIT and interpreter)") {
+  JitCase t(1, 1);
+  NodeId ones = t.input("ones", {1, 3, 3, 1});
+  for (double& v : t.feeds["ones"].data) v = 1;
+  NodeId x = t.input("x", {1, 4, 4, 1});
+  for (size_t i = 0; i < 16; ++i) t.feeds["x"].data[i] = static_cast<double>(i);  // row-major 0..15
+  // 2x2 windows, stride 2, ceil_mode: the right and bottom windows hang over and count only their 1-2 taps.
+  t.out("ceil", t.op("avgpool2d", {ones}, {{"pool", {2, 2}}, {"ceil_mode", true}}));
+  // One 3x3 window over [-1, 1]^2: 4 taps inside; with the padding counted, divided by 9.
+  t.out("with_pad", t.op("avgpool2d", {ones}, {{"pool", {3, 3}}, {"padding", {1, 1, 1, 1}}, {"count_include_pad", true}}));
+  t.out("without_pad", t.op("avgpool2d", {ones}, {{"pool", {3, 3}}, {"padding", {1, 1, 1, 1}}}));
+  // Max over taps {0, 2} x {0, 2} (dilation 2), stride 1: windows at (0,0), (0,1), (1,0), (1,1).
+  t.out("dilated", t.op("maxpool2d", {x}, {{"pool", {2, 2}}, {"strides", {1, 1}}, {"dilations", {2, 2}}}));
+  t.out("ceil_max", t.op("maxpool2d", {x}, {{"pool", {3, 3}}, {"strides", {2, 2}}, {"ceil_mode", true}}));
+  t.out("global_avg", t.op("global_avgpool2d", {x}));
+  t.out("global_max", t.op("global_maxpool2d", {x}, {{"keepdims", true}}));
+  auto got = t.check(1e-6);
+  CHECK(got.at("ceil").data == std::vector<double>{1, 1, 1, 1});
+  CHECK(got.at("with_pad").data[0] == doctest::Approx(4.0 / 9));
+  CHECK(got.at("without_pad").data[0] == doctest::Approx(1.0));
+  CHECK(got.at("dilated").data == std::vector<double>{10, 11, 14, 15});
+  CHECK(got.at("ceil_max").data == std::vector<double>{10, 11, 14, 15});
+  CHECK(got.at("global_avg").data == std::vector<double>{7.5});
+  CHECK(got.at("global_max").shape == Shape{1, 1, 1, 1});
+  CHECK(got.at("global_max").data == std::vector<double>{15});
+}
