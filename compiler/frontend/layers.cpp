@@ -165,6 +165,43 @@ const std::vector<LayerDef>& layer_defs() {
          if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
          return apply_activation(c.b, y, c.attrs.at("activation"));
        }},
+      {"conv1d", "1-D convolution (NWC) + bias, then the activation",
+       {{"filters", AttrKind::Int, true, nullptr, "output channels", {}, 1, 1 << 16},
+        {"kernel", AttrKind::Int, true, nullptr, "window width", {}, 1, 1 << 16},
+        {"strides", AttrKind::Int, false, 1, "stride", {}, 1, 1 << 16},
+        {"dilations", AttrKind::Int, false, 1, "dilation", {}, 1, 1 << 16},
+        {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" or [left, right]"}, activation_attr(),
+        {"use_bias", AttrKind::Bool, false, true, "add a bias"},
+        init_attr("kernel_init", "glorot_uniform"), init_attr("bias_init", "zeros"), trainable_attr()},
+       [](LayerCtx& c) {
+         const auto& xt = c.b.type(c.input);
+         if (xt.rank() != 3) throw OpError("conv1d needs an NWC input [N, W, C], got " + type_str(xt));
+         int64_t f = c.attrs.at("filters");
+         NodeId w = c.make_param("kernel", {c.attrs.at("kernel").get<int64_t>(), xt.shape[2], f}, c.attrs.at("kernel_init"));
+         NodeId y = c.b.add("conv1d", {c.input, w}, {{"strides", {c.attrs.at("strides")}},
+                                                     {"dilations", {c.attrs.at("dilations")}}, {"padding", c.attrs.at("padding")}});
+         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
+         return apply_activation(c.b, y, c.attrs.at("activation"));
+       }},
+      {"conv2d_transpose", "transposed 2-D convolution (NHWC; kernel [kh, kw, filters, C]) + bias, then the activation",
+       {{"filters", AttrKind::Int, true, nullptr, "output channels", {}, 1, 1 << 16},
+        {"kernel", AttrKind::Tensor, true, nullptr, "window size: k or [kh, kw]"},
+        {"strides", AttrKind::Tensor, false, 1, "stride: s or [sh, sw]"}, padding_attr(),
+        {"output_padding", AttrKind::IntList, false, nlohmann::json::array({0, 0}), "[oh, ow] extra rows/columns", {}, 0, 1024},
+        activation_attr(), {"use_bias", AttrKind::Bool, false, true, "add a bias"},
+        init_attr("kernel_init", "glorot_uniform"), init_attr("bias_init", "zeros"), trainable_attr()},
+       [](LayerCtx& c) {
+         const auto& xt = c.b.type(c.input);
+         if (xt.rank() != 4) throw OpError("conv2d_transpose needs an NHWC input, got " + type_str(xt));
+         auto k = pair_of(c.attrs, "kernel");
+         int64_t f = c.attrs.at("filters");
+         NodeId w = c.make_param("kernel", {k[0], k[1], f, xt.shape[3]}, c.attrs.at("kernel_init"));
+         NodeId y = c.b.add("conv2d_transpose", {c.input, w},
+                            {{"strides", pair_of(c.attrs, "strides")}, {"padding", c.attrs.at("padding")},
+                             {"output_padding", c.attrs.at("output_padding")}});
+         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
+         return apply_activation(c.b, y, c.attrs.at("activation"));
+       }},
       {"maxpool2d", "max pooling (NHWC)",
        {{"pool", AttrKind::Tensor, false, 2, "window: p or [ph, pw]"},
         {"strides", AttrKind::Tensor, false, nullptr, "stride (default: the window)"}, padding_attr(),

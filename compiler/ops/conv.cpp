@@ -153,10 +153,28 @@ static void add_conv_ops(OpRegistry& r) {
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
-// conv2d's gradients are the two backprop ops. Those have no gradient rule
-// themselves (second order is not needed): autodiff reports an error naming
-// the node if a loss ever depends on a param through one of them.
+// conv2d's gradients are the two backprop ops. Each of the three is linear in
+// each input, so the others' gradients are again these three ops: the input
+// gradient's (conv2d_transpose's) are a convolution and a filter gradient.
 static void add_conv_gradients(OpRegistry& r) {
+  auto geometry = [](const Attrs& a) {
+    return Attrs{{"strides", a.at("strides")}, {"padding", a.at("padding")}, {"dilations", a.at("dilations")}};
+  };
+  r.find_mut("conv2d_backprop_input")->grad = [geometry](GradCtx& c) -> std::vector<NodeId> {
+    const Attrs attrs = c.graph().node(c.node).attrs;
+    const Shape ws = c.type(c.x[1]).shape;
+    Attrs filter = geometry(attrs);
+    filter["filter_hw"] = {ws[0], ws[1]};
+    return {c.b.add("conv2d", {c.dy, c.x[1]}, geometry(attrs)),
+            c.b.add("conv2d_backprop_filter", {c.dy, c.x[0]}, filter)};
+  };
+  r.find_mut("conv2d_backprop_filter")->grad = [geometry](GradCtx& c) -> std::vector<NodeId> {
+    const Attrs attrs = c.graph().node(c.node).attrs;
+    const Shape xs = c.type(c.x[0]).shape;
+    Attrs input = geometry(attrs);
+    input["input_hw"] = {xs[1], xs[2]};
+    return {c.b.add("conv2d_backprop_input", {c.x[1], c.dy}, input), c.b.add("conv2d", {c.x[0], c.dy}, geometry(attrs))};
+  };
   r.find_mut("conv2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     const Attrs attrs = c.graph().node(c.node).attrs;
     const Shape xs = c.type(c.x[0]).shape, ws = c.type(c.x[1]).shape;

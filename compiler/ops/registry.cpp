@@ -46,6 +46,7 @@ OpRegistry& OpRegistry::get() {
     register_movement_family(*r);
     register_scan_family(*r);
     register_avgpool_family(*r);
+    register_conv_forms_family(*r);
     register_matmul_family(*r);
     register_reduce_family(*r);
     register_layout_family(*r);

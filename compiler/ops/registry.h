@@ -196,5 +196,6 @@ void register_math_family(OpRegistry&);
 void register_movement_family(OpRegistry&);
 void register_scan_family(OpRegistry&);
 void register_avgpool_family(OpRegistry&);
+void register_conv_forms_family(OpRegistry&);
 
 }  // namespace kiln

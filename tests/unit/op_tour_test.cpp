@@ -20,3 +20,15 @@ TEST_CASE("op tour: kiln compile --check-numerics matches every node, kiln gradc
   CHECK(grad.output.find("PASS") != std::string::npos);
   for (const char* param : {"embedding", "wq", "wk", "wv", "w4"}) CHECK(grad.output.find(param) != std::string::npos);
 }
+
+TEST_CASE("layer tour: conv1d, conv2d_transpose, dilated and padded conv2d, pools: check-numerics and gradcheck pass") {
+  auto numerics = run_kiln("compile graphs/layer_tour.json --check-numerics --batch 3 2>&1");
+  INFO(numerics.output);
+  CHECK(numerics.exit_code == 0);
+  CHECK(numerics.output.find("nodes match the interpreter (batch 3)") != std::string::npos);
+  auto grad = run_kiln("gradcheck graphs/layer_tour.json 2>&1");
+  INFO(grad.output);
+  CHECK(grad.exit_code == 0);
+  for (const char* param : {"c1/kernel", "up/kernel", "up/bias", "c2/kernel"}) CHECK(grad.output.find(param) != std::string::npos);
+  CHECK(grad.output.find("PASS") != std::string::npos);
+}
