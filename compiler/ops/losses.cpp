@@ -63,6 +63,70 @@ static void add_loss_ops(OpRegistry& r) {
          },
          .samples = {{{{{-1, 17}, -3, 3}, {{-1}, 0, 17, DType::i32}}}}});
 
+  r.add({.name = "softmax_cross_entropy", .family = "losses",
+         .summary = "mean over the batch of -sum(t * log softmax(logits)) for probability (or one-hot) targets t, "
+                    "smoothed: t = (1 - label_smoothing) t + label_smoothing / C",
+         .inputs = {"logits", "targets"},
+         .attrs = {{"label_smoothing", AttrKind::Float, false, 0.0, "mass moved evenly onto every class", {}, 0, 1}},
+         .shape_rule = "logits: [N,C], targets: [N,C] -> scalar",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           auto lt = b.type(in[0]);
+           require(lt.rank() == 2 && is_float(lt.dtype), "logits must be a float [N, C] matrix, got " + type_str(lt));
+           require(b.type(in[1]).shape == lt.shape,
+                   "targets " + type_str(b.type(in[1])) + " and logits " + type_str(lt) + " differ in shape");
+           NodeId t = float_labels(b, in[1], lt.dtype);
+           const double eps = a.at("label_smoothing").get<double>();
+           if (eps > 0)
+             t = b.add2("add", b.add2("mul", t, b.scalar_like(1 - eps, t)),
+                        b.scalar_like(eps / static_cast<double>(lt.shape[1]), t));
+           NodeId logp = b.add("log_softmax", {in[0]});
+           return b.add1("neg", batch_mean(b, sum_per_example(b, b.add2("mul", t, logp))));
+         },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 17}, -3, 3}, {{-1, 17}, 0, 1}}},
+                     {{{{-1, 5}, -3, 3}, {{-1, 5}, 0, 1}}, {{"label_smoothing", 0.1}}}}});
+
+  // Weighted mean over the examples kept: -sum_i w[y_i] logp[i, y_i] / sum_i w[y_i]
+  // (PyTorch's "mean" reduction); an example whose label is ignore_index (or
+  // outside [0, C): one_hot gives it a row of zeros) counts nowhere.
+  r.add({.name = "nll_loss", .family = "losses",
+         .summary = "negative log-likelihood of integer labels from log-probabilities, with class weights and an "
+                    "ignored label",
+         .inputs = {"log_probs", "labels"},
+         .attrs = {{"weights", AttrKind::FloatList, false, nullptr, "one weight per class (default: all 1)"},
+                   {"ignore_index", AttrKind::Int, false, -100, "examples with this label count nowhere"}},
+         .shape_rule = "log_probs: [N,C], labels: i32|i64[N] -> scalar",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           auto lt = b.type(in[0]), yt = b.type(in[1]);
+           require(lt.rank() == 2 && is_float(lt.dtype), "log_probs must be a float [N, C] matrix, got " + type_str(lt));
+           require((yt.dtype == DType::i32 || yt.dtype == DType::i64) && yt.rank() == 1,
+                   "labels must be i32[N] or i64[N], got " + type_str(yt));
+           require(yt.shape[0] == lt.shape[0], "labels " + type_str(yt) + " and log_probs " + type_str(lt) + " differ in batch size");
+           const int64_t classes = lt.shape[1];
+           NodeId onehot = b.add("one_hot", {in[1]}, {{"depth", classes}, {"dtype", dtype_name(lt.dtype)}});
+           NodeId kept = b.add("cast", {b.add("compare", {in[1], b.scalar_like(a.at("ignore_index").get<double>(), in[1])},
+                                              {{"kind", "ne"}})},
+                               {{"dtype", dtype_name(lt.dtype)}});
+           onehot = b.add2("mul", onehot, b.add("reshape", {kept}, {{"shape", Shape{yt.shape[0], 1}}}));
+           if (a.contains("weights")) {
+             auto w = a.at("weights").get<std::vector<double>>();
+             if (static_cast<int64_t>(w.size()) != classes) {
+               OpError e("attribute 'weights': " + std::to_string(w.size()) + " weights for " + std::to_string(classes) + " classes");
+               e.attr_problems = {{"weights", e.what()}};
+               throw e;
+             }
+             onehot = b.add2("mul", onehot, b.constant_tensor(w, {classes}, lt.dtype));
+           }
+           NodeId picked = b.add("reduce_sum", {b.add2("mul", onehot, in[0])});
+           return b.add1("neg", b.add2("div", picked, b.add("reduce_sum", {onehot})));
+         },
+         .pattern = OpPattern::opaque,
+         .index_bound = [](const Graph& g, const Node& n, int k) -> int64_t {
+           return k == 1 ? g.node(n.inputs[0]).type.shape.back() : 0;
+         },
+         .samples = {{{{{-1, 17}, -3, 0}, {{-1}, 0, 17, DType::i32}}},
+                     {{{{-1, 4}, -3, 0}, {{-1}, 0, 4, DType::i64}}, {{"weights", {0.5, 1, 2, 1.5}}, {"ignore_index", 2}}}}});
+
   r.add({.name = "binary_cross_entropy", .family = "losses",
          .summary = "mean of max(x,0) - x*z + log(1 + exp(-|x|)) (from logits, stable)",
          .inputs = {"logits", "labels"},
