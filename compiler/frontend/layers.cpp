@@ -151,7 +151,9 @@ const std::vector<LayerDef>& layer_defs() {
        {{"filters", AttrKind::Int, true, nullptr, "output channels", {}, 1, 1 << 16},
         {"kernel", AttrKind::Tensor, true, nullptr, "window size: k or [kh, kw]"},
         {"strides", AttrKind::Tensor, false, 1, "stride: s or [sh, sw]"},
-        {"dilations", AttrKind::Tensor, false, 1, "dilation: d or [dh, dw]"}, padding_attr(), activation_attr(),
+        {"dilations", AttrKind::Tensor, false, 1, "dilation: d or [dh, dw]"}, padding_attr(),
+        {"groups", AttrKind::Int, false, 1, "channel groups (filters and input channels divisible by it)", {}, 1, 1 << 16},
+        activation_attr(),
         {"use_bias", AttrKind::Bool, false, true, "add a bias"},
         init_attr("kernel_init", "glorot_uniform"), init_attr("bias_init", "zeros"), trainable_attr()},
        [](LayerCtx& c) {
@@ -160,8 +162,32 @@ const std::vector<LayerDef>& layer_defs() {
          auto k = pair_of(c.attrs, "kernel");
          auto s = pair_of(c.attrs, "strides"), d = pair_of(c.attrs, "dilations");
          int64_t f = c.attrs.at("filters");
-         NodeId w = c.make_param("kernel", {k[0], k[1], xt.shape[3], f}, c.attrs.at("kernel_init"));
-         NodeId y = c.b.add("conv2d", {c.input, w}, {{"strides", s}, {"dilations", d}, {"padding", c.attrs.at("padding")}});
+         const int64_t groups = c.attrs.at("groups");
+         if (xt.shape[3] % groups != 0)
+           throw OpError("attribute 'groups': " + std::to_string(groups) + " groups do not divide the input's " +
+                         std::to_string(xt.shape[3]) + " channels");
+         NodeId w = c.make_param("kernel", {k[0], k[1], xt.shape[3] / groups, f}, c.attrs.at("kernel_init"));
+         NodeId y = c.b.add("conv2d", {c.input, w}, {{"strides", s}, {"dilations", d}, {"padding", c.attrs.at("padding")},
+                                                     {"groups", groups}});
+         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
+         return apply_activation(c.b, y, c.attrs.at("activation"));
+       }},
+      {"depthwise_conv2d", "each channel convolved with its own depth_multiplier filters (NHWC) + bias, then the activation",
+       {{"kernel", AttrKind::Tensor, true, nullptr, "window size: k or [kh, kw]"},
+        {"depth_multiplier", AttrKind::Int, false, 1, "outputs per input channel", {}, 1, 1 << 10},
+        {"strides", AttrKind::Tensor, false, 1, "stride: s or [sh, sw]"},
+        {"dilations", AttrKind::Tensor, false, 1, "dilation: d or [dh, dw]"}, padding_attr(), activation_attr(),
+        {"use_bias", AttrKind::Bool, false, true, "add a bias"},
+        init_attr("kernel_init", "glorot_uniform"), init_attr("bias_init", "zeros"), trainable_attr()},
+       [](LayerCtx& c) {
+         const auto& xt = c.b.type(c.input);
+         if (xt.rank() != 4) throw OpError("depthwise_conv2d needs an NHWC input, got " + type_str(xt));
+         auto k = pair_of(c.attrs, "kernel");
+         const int64_t channels = xt.shape[3], f = channels * c.attrs.at("depth_multiplier").get<int64_t>();
+         NodeId w = c.make_param("kernel", {k[0], k[1], 1, f}, c.attrs.at("kernel_init"));
+         NodeId y = c.b.add("conv2d", {c.input, w},
+                            {{"strides", pair_of(c.attrs, "strides")}, {"dilations", pair_of(c.attrs, "dilations")},
+                             {"padding", c.attrs.at("padding")}, {"groups", channels}});
          if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
          return apply_activation(c.b, y, c.attrs.at("activation"));
        }},

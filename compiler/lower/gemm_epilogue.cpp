@@ -104,6 +104,12 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
       continue;
     const int c = g.gemm.c;
     const Buffer& cb = p.buffers.at(static_cast<size_t>(c));
+    // A batch's products must lie one after another in C (not interleaved,
+    // as a grouped convolution's are): the epilogue walks C flat.
+    if (g.gemm.batched() && !(is_const(g.gemm.m) && g.gemm.stride_c == g.gemm.m->ival * g.gemm.ldc)) {
+      if (why) why->push_back(p.name + ": gemm " + g.name + ": no epilogue: its products interleave in C");
+      continue;
+    }
     if (cb.storage != Storage::Arena || !is_float(scalar_of(cb.dtype))) continue;
     const Scalar t = scalar_of(cb.dtype);
     auto say = [&](const std::string& s) {

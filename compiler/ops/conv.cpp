@@ -62,8 +62,10 @@ ConvGeometry conv_geometry_of(int64_t h, int64_t w, int64_t kh, int64_t kw, cons
     return v;
   };
   auto s = pair("strides", default_strides), d = pair("dilations", {1, 1});
-  return conv_geometry(h, w, kh, kw, s[0], s[1], a.contains("padding") ? a.at("padding") : nlohmann::json("valid"),
-                       d[0], d[1]);
+  ConvGeometry g = conv_geometry(h, w, kh, kw, s[0], s[1],
+                                 a.contains("padding") ? a.at("padding") : nlohmann::json("valid"), d[0], d[1]);
+  g.groups = a.value("groups", int64_t{1});
+  return g;
 }
 
 std::vector<AttrSpec> window_attrs(bool dilations) {
@@ -76,7 +78,19 @@ std::vector<AttrSpec> window_attrs(bool dilations) {
 static std::vector<AttrSpec> conv_attrs() {
   std::vector<AttrSpec> a = {{"strides", AttrKind::IntList, false, nlohmann::json::array({1, 1}), "[sh, sw]", {}, 1, 1024}};
   for (auto& w : window_attrs(true)) a.push_back(w);
+  a.push_back({"groups", AttrKind::Int, false, 1, "channel groups: filter [KH,KW,C/groups,F], each block of F/groups "
+               "outputs reads its own block of C/groups inputs (depthwise: groups = C)", {}, 1, 1 << 16});
   return a;
+}
+
+// Channels split into `groups` blocks: both counts must divide.
+static void check_groups(int64_t groups, int64_t in_channels, int64_t out_channels) {
+  if (in_channels % groups != 0 || out_channels % groups != 0) {
+    OpError e("attribute 'groups': " + std::to_string(groups) + " groups do not divide " + std::to_string(in_channels) +
+              " input and " + std::to_string(out_channels) + " output channels");
+    e.attr_problems = {{"groups", e.what()}};
+    throw e;
+  }
 }
 
 static void check_rank4(const TensorType& t, const char* what) {
@@ -96,9 +110,12 @@ static void add_conv_ops(OpRegistry& r) {
            if (c.in[1].shape[0] == kOpenDim) throw OpError("conv2d filter must be static");
            if (c.in[0].dtype != c.in[1].dtype) throw OpError("input and filter dtypes differ");
            const auto &x = c.in[0].shape, &w = c.in[1].shape;
-           if (x[3] != w[2])
+           const int64_t groups = c.i("groups");
+           check_groups(groups, x[3], w[3]);
+           if (x[3] != w[2] * groups)
              throw OpError("input has " + std::to_string(x[3]) + " channels (dimension 3 of " + shape_str(x) +
-                           ") but the filter " + shape_str(w) + " expects " + std::to_string(w[2]));
+                           ") but the filter " + shape_str(w) + " expects " + std::to_string(w[2] * groups) +
+                           (groups > 1 ? " (" + std::to_string(w[2]) + " per group x " + std::to_string(groups) + " groups)" : ""));
            auto g = conv_geometry_of(x[1], x[2], w[0], w[1], c.attrs);
            return TensorType{c.in[0].dtype, {x[0], g.oh, g.ow, w[3]}};
          },
@@ -106,7 +123,9 @@ static void add_conv_ops(OpRegistry& r) {
          .samples = {{{{{-1, 7, 9, 3}}, {{3, 3, 3, 4}}}},
                      {{{{-1, 7, 9, 3}}, {{3, 2, 3, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}}},
                      {{{{-1, 9, 8, 2}}, {{3, 2, 2, 3}}}, {{"dilations", {2, 3}}, {"padding", {1, 0, 2, 1}}}},
-                     {{{{-1, 9, 9, 2}}, {{3, 3, 2, 2}}}, {{"dilations", {2, 2}}, {"strides", {2, 1}}, {"padding", "same"}}}}});
+                     {{{{-1, 9, 9, 2}}, {{3, 3, 2, 2}}}, {{"dilations", {2, 2}}, {"strides", {2, 1}}, {"padding", "same"}}},
+                     {{{{-1, 7, 8, 4}}, {{3, 3, 2, 6}}}, {{"groups", 2}}},
+                     {{{{-1, 6, 7, 3}}, {{3, 3, 1, 3}}}, {{"groups", 3}, {"strides", {2, 2}}, {"padding", "same"}}}}});
 
   r.add({.name = "conv2d_backprop_input", .family = "conv",
          .summary = "gradient of conv2d with respect to its input (a transposed convolution)",
@@ -123,11 +142,13 @@ static void add_conv_ops(OpRegistry& r) {
            if (g.oh != dy[1] || g.ow != dy[2] || dy[3] != w[3])
              throw OpError("dy " + shape_str(dy) + " does not match a conv of " + shape_str(w) + " over " +
                            std::to_string(hw[0]) + "x" + std::to_string(hw[1]));
-           return TensorType{c.in[0].dtype, {dy[0], hw[0], hw[1], w[2]}};
+           check_groups(c.i("groups"), w[2] * c.i("groups"), w[3]);
+           return TensorType{c.in[0].dtype, {dy[0], hw[0], hw[1], w[2] * c.i("groups")}};
          },
          .pattern = OpPattern::contraction,
          .samples = {{{{{-1, 5, 7, 4}}, {{3, 3, 3, 4}}}, {{"input_hw", {7, 9}}}},
                      {{{{-1, 8, 6, 3}}, {{3, 2, 2, 3}}}, {{"input_hw", {9, 8}}, {"dilations", {2, 3}}, {"padding", {1, 0, 2, 1}}}},
+                     {{{{-1, 5, 6, 6}}, {{3, 3, 2, 6}}}, {{"input_hw", {7, 8}}, {"groups", 2}}},
                      {{{{-1, 4, 5, 5}}, {{3, 2, 3, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}, {"input_hw", {7, 9}}}}}});
 
   r.add({.name = "conv2d_backprop_filter", .family = "conv",
@@ -144,11 +165,13 @@ static void add_conv_ops(OpRegistry& r) {
            auto g = conv_geometry_of(x[1], x[2], k[0], k[1], c.attrs);
            if (g.oh != dy[1] || g.ow != dy[2])
              throw OpError("dy " + shape_str(dy) + " does not match the conv output of x " + shape_str(x));
-           return TensorType{c.in[0].dtype, {k[0], k[1], x[3], dy[3]}};
+           check_groups(c.i("groups"), x[3], dy[3]);
+           return TensorType{c.in[0].dtype, {k[0], k[1], x[3] / c.i("groups"), dy[3]}};
          },
          .pattern = OpPattern::contraction,
          .samples = {{{{{-1, 7, 9, 3}}, {{-1, 5, 7, 4}}}, {{"filter_hw", {3, 3}}}},
                      {{{{-1, 9, 8, 2}}, {{-1, 8, 6, 3}}}, {{"filter_hw", {3, 2}}, {"dilations", {2, 3}}, {"padding", {1, 0, 2, 1}}}},
+                     {{{{-1, 7, 8, 4}}, {{-1, 5, 6, 6}}}, {{"filter_hw", {3, 3}}, {"groups", 2}}},
                      {{{{-1, 7, 9, 3}}, {{-1, 4, 5, 5}}}, {{"strides", {2, 2}}, {"padding", "same"}, {"filter_hw", {3, 2}}}}}});
 }
 
@@ -158,7 +181,8 @@ static void add_conv_ops(OpRegistry& r) {
 // gradient's (conv2d_transpose's) are a convolution and a filter gradient.
 static void add_conv_gradients(OpRegistry& r) {
   auto geometry = [](const Attrs& a) {
-    return Attrs{{"strides", a.at("strides")}, {"padding", a.at("padding")}, {"dilations", a.at("dilations")}};
+    return Attrs{{"strides", a.at("strides")}, {"padding", a.at("padding")}, {"dilations", a.at("dilations")},
+                 {"groups", a.at("groups")}};
   };
   r.find_mut("conv2d_backprop_input")->grad = [geometry](GradCtx& c) -> std::vector<NodeId> {
     const Attrs attrs = c.graph().node(c.node).attrs;
@@ -178,7 +202,8 @@ static void add_conv_gradients(OpRegistry& r) {
   r.find_mut("conv2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     const Attrs attrs = c.graph().node(c.node).attrs;
     const Shape xs = c.type(c.x[0]).shape, ws = c.type(c.x[1]).shape;
-    Attrs common{{"strides", attrs.at("strides")}, {"padding", attrs.at("padding")}, {"dilations", attrs.at("dilations")}};
+    Attrs common{{"strides", attrs.at("strides")}, {"padding", attrs.at("padding")}, {"dilations", attrs.at("dilations")},
+                 {"groups", attrs.at("groups")}};
     Attrs in_attrs = common, filter_attrs = common;
     in_attrs["input_hw"] = {xs[1], xs[2]};
     filter_attrs["filter_hw"] = {ws[0], ws[1]};
@@ -232,20 +257,23 @@ static void add_conv_reference(OpRegistry& r) {
     c.out = zero_array({s.n, oh, ow, s.f});
     const double *px = x.data(), *pw = w.data();
     double* po = c.out.data();
+    const size_t groups = static_cast<size_t>(s.g.groups), cg = s.c / groups, fg = s.f / groups;
     for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {
       const double* xin = px + ((n * s.h + iy) * s.w + ix) * s.c;
       double* y = po + ((n * oh + oy) * ow + ox) * s.f;
-      for (size_t ci = 0; ci < s.c; ++ci) {
-        const double* wrow = pw + ((ky * s.kw + kx) * s.c + ci) * s.f;
-        for (size_t f = 0; f < s.f; ++f) y[f] += xin[ci] * wrow[f];
-      }
+      for (size_t gi = 0; gi < groups; ++gi)
+        for (size_t ci = 0; ci < cg; ++ci) {
+          const double* wrow = pw + ((ky * s.kw + kx) * cg + ci) * s.f + gi * fg;
+          for (size_t f = 0; f < fg; ++f) y[gi * fg + f] += xin[gi * cg + ci] * wrow[f];
+        }
     });
   };
 
   r.find_mut("conv2d_backprop_input")->reference = [](interp::RefCtx& c) {
     const auto &dy = *c.in[0], &w = *c.in[1];
     auto hw = c.attrs.at("input_hw").get<std::vector<size_t>>();
-    auto s = conv_shapes(c.attrs, dy.shape()[0], hw[0], hw[1], w.shape()[2], w.shape()[0], w.shape()[1], w.shape()[3]);
+    auto s = conv_shapes(c.attrs, dy.shape()[0], hw[0], hw[1], w.shape()[2] * c.attrs.at("groups").get<size_t>(),
+                         w.shape()[0], w.shape()[1], w.shape()[3]);
     size_t oh = static_cast<size_t>(s.g.oh), ow = static_cast<size_t>(s.g.ow);
     c.out = zero_array({s.n, s.h, s.w, s.c});
     const double *pdy = dy.data(), *pw = w.data();
@@ -253,12 +281,14 @@ static void add_conv_reference(OpRegistry& r) {
     for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {
       const double* g = pdy + ((n * oh + oy) * ow + ox) * s.f;
       double* dx = pdx + ((n * s.h + iy) * s.w + ix) * s.c;
-      for (size_t ci = 0; ci < s.c; ++ci) {
-        const double* wrow = pw + ((ky * s.kw + kx) * s.c + ci) * s.f;
-        double acc = 0;
-        for (size_t f = 0; f < s.f; ++f) acc += g[f] * wrow[f];
-        dx[ci] += acc;
-      }
+      const size_t groups = static_cast<size_t>(s.g.groups), cg = s.c / groups, fg = s.f / groups;
+      for (size_t gi = 0; gi < groups; ++gi)
+        for (size_t ci = 0; ci < cg; ++ci) {
+          const double* wrow = pw + ((ky * s.kw + kx) * cg + ci) * s.f + gi * fg;
+          double acc = 0;
+          for (size_t f = 0; f < fg; ++f) acc += g[gi * fg + f] * wrow[f];
+          dx[gi * cg + ci] += acc;
+        }
     });
   };
 
@@ -267,16 +297,18 @@ static void add_conv_reference(OpRegistry& r) {
     auto k = c.attrs.at("filter_hw").get<std::vector<size_t>>();
     auto s = conv_shapes(c.attrs, x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3], k[0], k[1], dy.shape()[3]);
     size_t oh = static_cast<size_t>(s.g.oh), ow = static_cast<size_t>(s.g.ow);
-    c.out = zero_array({s.kh, s.kw, s.c, s.f});
+    const size_t groups = static_cast<size_t>(s.g.groups), cg = s.c / groups, fg = s.f / groups;
+    c.out = zero_array({s.kh, s.kw, cg, s.f});
     const double *px = x.data(), *pdy = dy.data();
     double* pdw = c.out.data();
     for_each_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx, size_t iy, size_t ix) {
       const double* xin = px + ((n * s.h + iy) * s.w + ix) * s.c;
       const double* g = pdy + ((n * oh + oy) * ow + ox) * s.f;
-      for (size_t ci = 0; ci < s.c; ++ci) {
-        double* dwrow = pdw + ((ky * s.kw + kx) * s.c + ci) * s.f;
-        for (size_t f = 0; f < s.f; ++f) dwrow[f] += xin[ci] * g[f];
-      }
+      for (size_t gi = 0; gi < groups; ++gi)
+        for (size_t ci = 0; ci < cg; ++ci) {
+          double* dwrow = pdw + ((ky * s.kw + kx) * cg + ci) * s.f + gi * fg;
+          for (size_t f = 0; f < fg; ++f) dwrow[f] += xin[gi * cg + ci] * g[gi * fg + f];
+        }
     });
   };
 }
@@ -334,17 +366,19 @@ static lower::BufRef im2col(lower::LowerCtx& c, const lower::BufRef& x, const Co
         k.loop("kh", 0, g.kh, [&](E kh) {
           k.loop("kw", 0, g.kw, [&](E kw) {
             E ih = oh * g.sh - g.pad_top + kh * E(g.dh), iw = ow * g.sw - g.pad_left + kw * E(g.dw);
-            E dst = row + (kh * g.kw + kw) * g.c;
-            if (!padded) {
-              k.loop("c", 0, g.c, [&](E ch) { k.store(col, dst + ch, k.load(x, x.offset({n, ih, iw, ch}))); });
-              return;
-            }
             // Padding reads a clamped (in-bounds) pixel and stores zero instead.
             E inside = (ih >= 0) && (ih < g.h) && (iw >= 0) && (iw < g.w);
-            E ihc = max(E(0), min(ih, E(g.h - 1))), iwc = max(E(0), min(iw, E(g.w - 1)));
-            k.loop("c", 0, g.c, [&](E ch) {
-              k.store(col, dst + ch, select(inside, k.load(x, x.offset({n, ihc, iwc, ch})), lit(0, x.scalar())));
-            });
+            E ihc = padded ? max(E(0), min(ih, E(g.h - 1))) : ih, iwc = padded ? max(E(0), min(iw, E(g.w - 1))) : iw;
+            auto copy = [&](E dst, E first_channel, int64_t channels) {
+              k.loop("c", 0, channels, [&](E ci) {
+                E v = k.load(x, x.offset({n, ihc, iwc, first_channel + ci}));
+                k.store(col, dst + ci, padded ? select(inside, v, lit(0, x.scalar())) : v);
+              });
+            };
+            if (g.groups == 1) return copy(row + (kh * g.kw + kw) * g.c, E(0), g.c);
+            // Grouped: each group's window columns together, (group, kh, kw, channel).
+            const int64_t cg = g.c / g.groups;
+            k.loop("g", 0, g.groups, [&](E gi) { copy(row + gi * (g.kh * g.kw * cg) + (kh * g.kw + kw) * cg, gi * cg, cg); });
           });
         });
       });
@@ -359,6 +393,17 @@ static lower::BufRef matrix(const lower::BufRef& b, int64_t cols, int64_t rows =
   return {b.id, b.dtype, {rows, cols}};
 }
 
+// A grouped convolution's GEMM: one product per group over column blocks of
+// the same matrices (leading dimensions of the whole rows, each group's block
+// `stride` columns on). One group: the plain GEMM, unchanged.
+static void by_group(lower::GemmSpec& g, int64_t groups, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
+                     int64_t stride_b, int64_t stride_c) {
+  if (groups == 1) return;
+  g.lda = lda, g.ldb = ldb, g.ldc = ldc;
+  g.batch = lower::c_int(groups);
+  g.stride_a = stride_a, g.stride_b = stride_b, g.stride_c = stride_c;
+}
+
 static void add_conv_lowering(OpRegistry& r) {
   using namespace lower;
   // All three through the packed GEMM: with P = batch*OH*OW output positions
@@ -370,21 +415,23 @@ static void add_conv_lowering(OpRegistry& r) {
     const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
     ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], w.shape[0], w.shape[1]);
     g.c = x.shape[3];
-    const int64_t kkc = g.kh * g.kw * g.c;
+    const int64_t kkc = g.kh * g.kw * g.c, G = g.groups, F = w.shape[3];
     BufRef col = im2col(c, x, g);
-    c.gemm(matrix(col, kkc), false, matrix(w, w.shape[3], kkc), false, matrix(y, w.shape[3]),
+    c.gemm(matrix(col, kkc / G), false, matrix(w, F / G, kkc / G), false, matrix(y, F / G),
            "conv2d " + geometry_str(g) + " as im2col gemm");
     c.kernels.back().gemm.m = (x.dim(0) * (g.oh * g.ow)).p;
+    by_group(c.kernels.back().gemm, G, kkc, F, F, kkc / G, F / G, F / G);
   };
   r.find_mut("conv2d_backprop_input")->lower = [](LowerCtx& c) {
     const BufRef &dy = c.in[0], &w = c.in[1], &dx = c.out;
     ConvGeometry g = geometry_of(c, dx.shape[1], dx.shape[2], w.shape[0], w.shape[1]);
-    const int64_t C = w.shape[2], F = w.shape[3], kkc = g.kh * g.kw * C;
+    const int64_t G = g.groups, C = dx.shape[3], Cg = C / G, F = w.shape[3], kkc = g.kh * g.kw * C, kkcg = kkc / G;
     Shape shape{dy.shape[0], g.oh * g.ow * kkc};
     BufRef dcol{c.scratch("col gradient " + c.node.name, dx.dtype, shape), dx.dtype, shape};
-    c.gemm(matrix(dy, F), false, matrix(w, F, kkc), true, matrix(dcol, kkc),
+    c.gemm(matrix(dy, F / G), false, matrix(w, F / G, kkcg), true, matrix(dcol, kkcg),
            "conv2d input gradient " + geometry_str(g) + ": window gradients dy @ w^T");
     c.kernels.back().gemm.m = (dx.dim(0) * (g.oh * g.ow)).p;
+    by_group(c.kernels.back().gemm, G, F, F, kkc, F / G, F / G, kkcg);
     // col2im: each image's windows added back into its pixels (images in parallel).
     auto k = c.kernel("conv2d input gradient " + geometry_str(g) + ": col2im");
     k.loop("n", 0, dx.dim(0), [&](E n) {
@@ -394,8 +441,15 @@ static void add_conv_lowering(OpRegistry& r) {
         k.loop("ow", 0, g.ow, [&](E ow) {
           E row = ((n * g.oh + oh) * g.ow + ow) * kkc;
           window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
-            E src = row + (kh * g.kw + kw) * C, at = dx.offset({n, ih, iw, 0});
-            k.loop("c", 0, C, [&](E ch) { k.store(dx, at + ch, k.load(dx, at + ch) + k.load(dcol, src + ch)); });
+            E at = dx.offset({n, ih, iw, 0});
+            auto add = [&](E src, E first_channel, int64_t channels) {
+              k.loop("c", 0, channels, [&](E ci) {
+                E to = at + first_channel + ci;
+                k.store(dx, to, k.load(dx, to) + k.load(dcol, src + ci));
+              });
+            };
+            if (G == 1) return add(row + (kh * g.kw + kw) * C, E(0), C);
+            k.loop("g", 0, G, [&](E gi) { add(row + gi * kkcg + (kh * g.kw + kw) * Cg, gi * Cg, Cg); });
           });
         });
       });
@@ -405,11 +459,12 @@ static void add_conv_lowering(OpRegistry& r) {
     const BufRef &x = c.in[0], &dy = c.in[1], &dw = c.out;
     ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], dw.shape[0], dw.shape[1]);
     g.c = x.shape[3];
-    const int64_t F = dy.shape[3], kkc = g.kh * g.kw * g.c;
+    const int64_t G = g.groups, F = dy.shape[3], kkc = g.kh * g.kw * g.c;
     BufRef col = im2col(c, x, g);
-    c.gemm(matrix(col, kkc), true, matrix(dy, F), false, matrix(dw, F, kkc),
+    c.gemm(matrix(col, kkc / G), true, matrix(dy, F / G), false, matrix(dw, F / G, kkc / G),
            "conv2d filter gradient " + geometry_str(g) + " as col^T @ dy");
     c.kernels.back().gemm.k = (x.dim(0) * (g.oh * g.ow)).p;
+    by_group(c.kernels.back().gemm, G, kkc, F, F, kkc / G, F / G, F / G);
   };
 }
 

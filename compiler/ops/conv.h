@@ -15,6 +15,7 @@ struct ConvGeometry {
   int64_t oh, ow;           // output spatial size
   int64_t pad_top, pad_left;
   int64_t dh = 1, dw = 1;   // dilations: taps dh rows, dw columns apart
+  int64_t groups = 1;       // channel groups: output channel block j reads input channel block j only
   int64_t pad_bottom = 0, pad_right = 0;  // explicit or "same" padding (ceil_mode's overhang is not padding)
   int64_t span_h() const { return (kh - 1) * dh + 1; }  // rows one window covers
   int64_t span_w() const { return (kw - 1) * dw + 1; }

@@ -51,3 +51,30 @@ TEST_CASE("codegen: maxpool2d and its gradient, valid and same, overlapping wind
   t.out("grad_overlap", t.op("maxpool2d_grad", {x, dy_overlap}, {{"pool", {3, 3}}, {"strides", {2, 2}}}));
   t.check();
 }
+
+// Big enough for the thread pool (the GEMMs' 2^18 multiply-adds), odd channel
+// counts per group, and the products of a grouped GEMM on 1, 2 and 3 threads.
+TEST_CASE("codegen: grouped and depthwise conv2d with their gradients, bit-identical on 1, 2 and 3 threads") {
+  JitCase t(6, 6);
+  NodeId x = t.input("x", {-1, 17, 15, 12});
+  NodeId w_grouped = t.input("w_grouped", {3, 3, 4, 9});     // 3 groups of 4 -> 3
+  NodeId w_depthwise = t.input("w_depthwise", {3, 3, 1, 24});  // 12 groups, multiplier 2
+  NodeId dy = t.input("dy", {-1, 17, 15, 9});
+  Attrs grouped{{"groups", 3}, {"padding", "same"}}, depthwise{{"groups", 12}, {"dilations", {2, 2}}, {"padding", {2, 2, 2, 2}}};
+  t.out("grouped", t.op("conv2d", {x, w_grouped}, grouped));
+  t.out("depthwise", t.op("conv2d", {x, w_depthwise}, depthwise));
+  Attrs dx_attrs = grouped, dw_attrs = grouped;
+  dx_attrs["input_hw"] = {17, 15};
+  dw_attrs["filter_hw"] = {3, 3};
+  t.out("dx", t.op("conv2d_backprop_input", {dy, w_grouped}, dx_attrs));
+  t.out("dw", t.op("conv2d_backprop_filter", {x, dy}, dw_attrs));
+  t.check(2e-5);
+  std::vector<std::string> names{"grouped", "depthwise", "dx", "dw"};
+  auto cp = codegen::compile_entries("grouped", {{"eval_step", &t.g, names, {}}}, {.max_batch = 6});
+  auto runs = run_on_threads(*cp, "eval_step", 6, t.feeds);
+  for (auto& name : names)
+    for (size_t r = 1; r < runs.size(); ++r) {
+      CAPTURE(name);
+      CHECK(runs[r].at(name).data == runs[0].at(name).data);
+    }
+}
