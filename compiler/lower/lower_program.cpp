@@ -9,6 +9,7 @@
 
 #include "compiler/lower/fusion.h"
 #include "compiler/lower/gemm_epilogue.h"
+#include "compiler/lower/loop_verify.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/lower/memory_plan.h"
 #include "compiler/lower/split_reduction.h"
@@ -363,10 +364,10 @@ Program lower_program(const std::string& name, const std::vector<EntrySpec>& ent
   }
   pl.add_init();
   Program p = pl.finish();
-  if (opts.fuse && !std::getenv("KILN_NO_FUSION") && !std::getenv("KILN_NO_GEMM_EPILOGUE"))
-    fuse_gemm_epilogues(p, opts.why);
-  split_reductions(p);  // long full reductions: parallel chunks, folded in a fixed order
-  plan_memory(p);  // buffer reuse and in-place updates; replaces the placement above
+  if (opts.dump) *opts.dump << "// ---- Loop IR after lowering\n" << print_program(p);
+  // The named loop passes (compiler/lower/loop_verify.h), each verified.
+  run_loop_passes(p, {.fuse = opts.fuse && !std::getenv("KILN_NO_FUSION") && !std::getenv("KILN_NO_GEMM_EPILOGUE"),
+                      .why = opts.why, .dump = opts.dump});
   return p;
 }
 

@@ -3,6 +3,7 @@
 // compile-time offsets sized for the maximum batch; params and optimizer state
 // in their own persistent storage), every node lowered through its op's
 // OpDef::lower, and one entry point per requested graph.
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct LowerOptions {
   int64_t max_batch = 64;             // the open dimension's compiled maximum
   bool fuse = true;                   // fusion (compiler/lower/fusion.h); KILN_NO_FUSION=1 also turns it off
   std::vector<std::string>* why = nullptr;  // if set, receives each fusion decision with its reason
+  std::ostream* dump = nullptr;  // if set: the Loop IR after lowering and after each loop pass
 };
 
 // Throws std::runtime_error naming the node when something cannot be lowered.

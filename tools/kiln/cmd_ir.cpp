@@ -62,7 +62,9 @@ void print_program_stage(const IrOpts& o) {
   bool trains = g.output("loss") != kNoNode;
   auto graphs = codegen::program_graphs(std::move(g), trains ? &config : nullptr);
   std::vector<std::string> why;
-  lower::Program p = lower::lower_program(graphs->model.name, graphs->entries(), {.max_batch = o.batch, .why = &why});
+  lower::Program p = lower::lower_program(
+      graphs->model.name, graphs->entries(),
+      {.max_batch = o.batch, .why = &why, .dump = o.stage == "loops" && o.dump_after_each ? &std::cout : nullptr});
   if (o.stage == "loops") {
     if (o.why) std::cout << lower::print_fusion_why(why);
     if (o.kernel.empty()) {
@@ -98,7 +100,8 @@ static RegisterCommand ir_cmd(20, [](CLI::App& app) {
   sub->add_option("--spec", o->spec, "training spec (optimizer, frozen params) for the training step")
       ->check(CLI::ExistingFile);
   sub->add_flag("--dump-after-each,--print-after-all", o->dump_after_each,
-                "with --stage optimized: print each pass's name, node counts and the graph after it");
+                "with --stage optimized: print each graph pass's name, node counts and the graph after it; with "
+                "--stage loops: the Loop IR after lowering and after each loop pass");
   sub->add_flag("--why", o->why, "loops: first say which nodes were fused into one kernel, which were not, and why");
   sub->add_option("--kernel", o->kernel,
                   "loops|llvm|asm: only this kernel (its name, its graph node or JSON node, or part of its name)");
