@@ -120,33 +120,38 @@ static void for_each_avg_tap(const ConvGeometry& g, size_t n, const Attrs& a, Vi
       }
 }
 
+// Each output element is the scaled sum of its window's taps; the gradient
+// sends it back over the same taps with the same scale. `pooled` points at
+// the [N,OH,OW,C] side, `image` at the [N,H,W,C] side.
+static void average_windows(const ConvGeometry& g, size_t n, size_t ch, const Attrs& a, const double* from, double* to,
+                            bool to_pooled) {
+  const size_t h = static_cast<size_t>(g.h), w = static_cast<size_t>(g.w), oh = static_cast<size_t>(g.oh),
+               ow = static_cast<size_t>(g.ow);
+  for_each_avg_tap(g, n, a, [&](size_t b, int64_t oy, int64_t ox, int64_t iy, int64_t ix, double scale) {
+    size_t pooled = ((b * oh + static_cast<size_t>(oy)) * ow + static_cast<size_t>(ox)) * ch;
+    size_t image = ((b * h + static_cast<size_t>(iy)) * w + static_cast<size_t>(ix)) * ch;
+    size_t src = to_pooled ? image : pooled, dst = to_pooled ? pooled : image;
+    for (size_t k = 0; k < ch; ++k) to[dst + k] += from[src + k] * scale;
+  });
+}
+
 static void add_avgpool_reference(OpRegistry& r) {
   r.find_mut("avgpool2d")->reference = [](interp::RefCtx& c) {
     const interp::Array& x = *c.in[0];
-    const size_t n = x.shape()[0], h = x.shape()[1], w = x.shape()[2], ch = x.shape()[3];
-    ConvGeometry g = pool_geometry_of(static_cast<int64_t>(h), static_cast<int64_t>(w), c.attrs);
-    const size_t oh = static_cast<size_t>(g.oh), ow = static_cast<size_t>(g.ow);
-    c.out = interp::Array::from_shape({n, oh, ow, ch});
+    const size_t n = x.shape()[0], ch = x.shape()[3];
+    ConvGeometry g = pool_geometry_of(static_cast<int64_t>(x.shape()[1]), static_cast<int64_t>(x.shape()[2]), c.attrs);
+    c.out = interp::Array::from_shape({n, static_cast<size_t>(g.oh), static_cast<size_t>(g.ow), ch});
     c.out.fill(0.0);
-    for_each_avg_tap(g, n, c.attrs, [&](size_t b, int64_t oy, int64_t ox, int64_t iy, int64_t ix, double scale) {
-      for (size_t k = 0; k < ch; ++k)
-        c.out.data()[((b * oh + static_cast<size_t>(oy)) * ow + static_cast<size_t>(ox)) * ch + k] +=
-            x.data()[((b * h + static_cast<size_t>(iy)) * w + static_cast<size_t>(ix)) * ch + k] * scale;
-    });
+    average_windows(g, n, ch, c.attrs, x.data(), c.out.data(), true);
   };
   r.find_mut("avgpool2d_grad")->reference = [](interp::RefCtx& c) {
     const interp::Array& dy = *c.in[0];
     auto hw = c.attrs.at("input_hw").get<std::vector<size_t>>();
-    const size_t n = dy.shape()[0], h = hw[0], w = hw[1], ch = dy.shape()[3];
-    ConvGeometry g = pool_geometry_of(static_cast<int64_t>(h), static_cast<int64_t>(w), c.attrs);
-    const size_t oh = static_cast<size_t>(g.oh), ow = static_cast<size_t>(g.ow);
-    c.out = interp::Array::from_shape({n, h, w, ch});
+    const size_t n = dy.shape()[0], ch = dy.shape()[3];
+    ConvGeometry g = pool_geometry_of(static_cast<int64_t>(hw[0]), static_cast<int64_t>(hw[1]), c.attrs);
+    c.out = interp::Array::from_shape({n, hw[0], hw[1], ch});
     c.out.fill(0.0);
-    for_each_avg_tap(g, n, c.attrs, [&](size_t b, int64_t oy, int64_t ox, int64_t iy, int64_t ix, double scale) {
-      for (size_t k = 0; k < ch; ++k)
-        c.out.data()[((b * h + static_cast<size_t>(iy)) * w + static_cast<size_t>(ix)) * ch + k] +=
-            dy.data()[((b * oh + static_cast<size_t>(oy)) * ow + static_cast<size_t>(ox)) * ch + k] * scale;
-    });
+    average_windows(g, n, ch, c.attrs, dy.data(), c.out.data(), false);
   };
 }
 
@@ -161,10 +166,13 @@ static void add_avgpool_lowering(OpRegistry& r) {
               counted_expr(left, g.kw, g.w, g.pad_left, g.pad_right, include);
     return lit(1, t) / cast(count, t);
   };
-  r.find_mut("avgpool2d")->lower = [inverse_count](LowerCtx& c) {
+  // The window over the [N,H,W,C] side, and whether padding is counted.
+  auto window_of = [](const LowerCtx& c, const BufRef& image) {
+    return std::pair{pool_geometry_of(image.shape[1], image.shape[2], c.attrs), c.attrs.at("count_include_pad").get<bool>()};
+  };
+  r.find_mut("avgpool2d")->lower = [inverse_count, window_of](LowerCtx& c) {
     const BufRef &x = c.in[0], &y = c.out;
-    ConvGeometry g = pool_geometry_of(x.shape[1], x.shape[2], c.attrs);
-    const bool include = c.attrs.at("count_include_pad").get<bool>();
+    const auto [g, include] = window_of(c, x);
     const int64_t C = x.shape[3];
     auto k = c.kernel("avgpool2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
     k.loop("n", 0, y.dim(0), [&](E n) {
@@ -182,10 +190,9 @@ static void add_avgpool_lowering(OpRegistry& r) {
       });
     }, numel(y.shape, c.max_batch()) >= kParallelMinElements);
   };
-  r.find_mut("avgpool2d_grad")->lower = [inverse_count](LowerCtx& c) {
+  r.find_mut("avgpool2d_grad")->lower = [inverse_count, window_of](LowerCtx& c) {
     const BufRef &dy = c.in[0], &dx = c.out;
-    ConvGeometry g = pool_geometry_of(dx.shape[1], dx.shape[2], c.attrs);
-    const bool include = c.attrs.at("count_include_pad").get<bool>();
+    const auto [g, include] = window_of(c, dx);
     const int64_t C = dx.shape[3];
     auto k = c.kernel("avgpool2d gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
     k.loop("n", 0, dx.dim(0), [&](E n) {
