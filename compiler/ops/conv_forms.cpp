@@ -1,5 +1,5 @@
-// Convolutions written in terms of conv2d and its input gradient: conv1d (a
-// conv2d over a height of one) and conv2d_transpose (the input gradient of the
+// Convolutions and pools written in terms of the 2-D ops: conv1d, maxpool1d
+// and avgpool1d (over a height of one) and conv2d_transpose (the input gradient of the
 // convolution it undoes). Composites: their gradients, reference and speed
 // are conv2d's.
 #include "compiler/ir/builder.h"
@@ -97,6 +97,46 @@ static void add_conv_form_ops(OpRegistry& r) {
                      {{{{-1, 4, 3, 2}}, {{3, 3, 2, 2}}}, {{"strides", {2, 3}}, {"dilations", {2, 1}}, {"padding", {1, 0, 2, 1}}}}}});
 }
 
-void register_conv_forms_family(OpRegistry& r) { add_conv_form_ops(r); }
+// maxpool1d and avgpool1d: the 2-D pools over a height of one.
+static void add_pool1d_ops(OpRegistry& r) {
+  for (bool max : {true, false}) {
+    std::vector<AttrSpec> attrs = {{"pool", AttrKind::IntList, false, nlohmann::json::array({2}), "[p] window", {}, 1, 1024},
+                                   {"strides", AttrKind::IntList, false, nullptr, "[s] (default: the window)", {}, 1, 1024},
+                                   {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" or [left, right]"},
+                                   {"ceil_mode", AttrKind::Bool, false, false, "a partial last window counts"}};
+    if (max) attrs.push_back({"dilations", AttrKind::IntList, false, nlohmann::json::array({1}), "[d]", {}, 1, 1024});
+    else attrs.push_back({"count_include_pad", AttrKind::Bool, false, false, "divide by the taps on the padding too"});
+    r.add({.name = max ? "maxpool1d" : "avgpool1d", .family = "conv_forms",
+           .summary = max ? "max over windows, NWC (composite: maxpool2d over a height of 1)"
+                          : "mean over windows, NWC (composite: avgpool2d over a height of 1)",
+           .inputs = {"x"}, .attrs = attrs, .shape_rule = "x: [N,W,C] -> [N,OW,C]",
+           .expand = [max](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+             const Shape xs = b.type(in[0]).shape;
+             if (xs.size() != 3) throw OpError("needs an NWC input [N, W, C], got " + shape_str(xs));
+             nlohmann::json pad = a.at("padding");
+             if (pad.is_array()) {
+               if (pad.size() != 2) throw attr_error("padding", "an explicit padding is [left, right], got " + pad.dump());
+               pad = {0, pad[0], 0, pad[1]};
+             }
+             Attrs a2 = {{"pool", {1, single(a, "pool")}}, {"padding", pad}, {"ceil_mode", a.at("ceil_mode")}};
+             if (a.contains("strides")) a2["strides"] = {1, single(a, "strides")};
+             if (max) a2["dilations"] = {1, single(a, "dilations")};
+             else a2["count_include_pad"] = a.at("count_include_pad");
+             NodeId x = b.add("reshape", {in[0]}, {{"shape", Shape{xs[0], 1, xs[1], xs[2]}}});
+             NodeId y = b.add(max ? "maxpool2d" : "avgpool2d", {x}, a2);
+             const Shape ys = b.type(y).shape;
+             return b.add("reshape", {y}, {{"shape", Shape{ys[0], ys[2], ys[3]}}});
+           },
+           .pattern = OpPattern::opaque,
+           .kinks = max ? Kinks::gradient_steps : Kinks::none,
+           .samples = {{{{{-1, 17, 3}}}},
+                       {{{{-1, 33, 2}}}, {{"pool", {3}}, {"strides", {2}}, {"padding", {1, 1}}, {"ceil_mode", true}}}}});
+  }
+}
+
+void register_conv_forms_family(OpRegistry& r) {
+  add_conv_form_ops(r);
+  add_pool1d_ops(r);
+}
 
 }  // namespace kiln

@@ -13,19 +13,24 @@ static void add_index_ops(OpRegistry& r) {
          .summary = "integer labels -> one-hot rows; a label outside [0, depth) gives a row of zeros",
          .inputs = {"indices"},
          .attrs = {{"depth", AttrKind::Int, true, nullptr, "number of classes", {}, 1, 1 << 24},
-                   {"dtype", AttrKind::Enum, false, "f32", "result type", {"f32", "f64"}}},
-         .shape_rule = "indices: i32[S] -> dtype[S..., depth]",
+                   {"dtype", AttrKind::Enum, false, "f32", "result type", {"f32", "f64"}},
+                   {"axis", AttrKind::Int, false, -1, "where the classes axis goes in the result (-1: last)", {}, -64, 63}},
+         .shape_rule = "indices: i32[S] -> dtype[S with depth inserted at axis]",
          .infer = [](const InferCtx& c) {
            if (c.in[0].dtype != DType::i32 && c.in[0].dtype != DType::i64)
              throw OpError("one_hot needs integer labels, got " + type_str(c.in[0]));
            Shape s = c.in[0].shape;
-           s.push_back(c.i("depth"));
+           const int axis = normalize_axis(c.i("axis"), c.in[0].rank() + 1);
+           s.insert(s.begin() + axis, c.i("depth"));
+           for (size_t i = 1; i < s.size(); ++i)
+             if (s[i] == kOpenDim) throw OpError("the classes axis cannot go before the open batch dimension");
            return TensorType{*parse_dtype(c.s("dtype")), s};
          },
          .no_grad = true,
          .pattern = OpPattern::data_movement,
          .index_bound = [](const Graph&, const Node& n, int) { return n.attrs.at("depth").get<int64_t>(); },
-         .samples = {{{{{-1}, 0, 5, DType::i32}}, {{"depth", 5}}}, {{{{17}, 0, 33, DType::i64}}, {{"depth", 33}, {"dtype", "f64"}}}}});
+         .samples = {{{{{-1}, 0, 5, DType::i32}}, {{"depth", 5}}}, {{{{17}, 0, 33, DType::i64}}, {{"depth", 33}, {"dtype", "f64"}}},
+                     {{{{-1, 3}, 0, 4, DType::i32}}, {{"depth", 4}, {"axis", 1}}}}});
 
   r.add({.name = "argmax", .family = "index", .summary = "index of the first maximum along an axis", .inputs = {"x"},
          .attrs = {{"axis", AttrKind::Int, false, -1, "the axis (negative counts from the end)", {}, -64, 63}},
@@ -49,18 +54,23 @@ static void add_index_gradients(OpRegistry& r) {
 
 // ---- reference kernels (compiler/interp runs them) ----
 static void add_index_reference(OpRegistry& r) {
+  // Labels viewed as [outer, inner] around the classes axis: label (o, i)
+  // marks out[o, label, i]; out of range, its line stays zero.
   r.find_mut("one_hot")->reference = [](interp::RefCtx& c) {
     const interp::Array& labels = *c.in[0];
     size_t depth = c.attrs.at("depth").get<size_t>();
+    const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.at("axis").get<int64_t>(), static_cast<int>(labels.dimension()) + 1));
     std::vector<size_t> shape(labels.shape().begin(), labels.shape().end());
-    shape.push_back(depth);
+    size_t inner = 1;
+    for (size_t i = axis; i < shape.size(); ++i) inner *= shape[i];
+    shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(axis), depth);
     c.out = interp::Array::from_shape(shape);
     c.out.fill(0.0);
     double* po = c.out.data();
-    size_t row = 0;
-    for (double label : labels) {
-      if (label >= 0 && label < static_cast<double>(depth)) po[row * depth + static_cast<size_t>(label)] = 1.0;
-      ++row;  // out of range: the row stays zero
+    for (size_t at = 0; at < labels.size(); ++at) {
+      double label = labels.flat(at);
+      if (label >= 0 && label < static_cast<double>(depth))
+        po[(at / inner * depth + static_cast<size_t>(label)) * inner + at % inner] = 1.0;
     }
   };
   r.find_mut("argmax")->reference = [](interp::RefCtx& c) {
@@ -88,14 +98,20 @@ static void add_index_reference(OpRegistry& r) {
 // ---- lowering to loop IR (compiler/lower) ----
 static void add_index_lowering(OpRegistry& r) {
   using namespace lower;
+  // Per label, its line of `depth` outputs; the line is strided when the
+  // classes axis is not last ([outer, depth, inner] around it).
   r.find_mut("one_hot")->lower = [](LowerCtx& c) {
     int64_t depth = c.attrs.at("depth");
-    auto k = c.kernel("one_hot depth " + std::to_string(depth));
+    const int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), c.in[0].rank() + 1);
+    E inner = 1;
+    for (int d = axis; d < c.in[0].rank(); ++d) inner = inner * c.in[0].dim(d);
+    auto k = c.kernel("one_hot depth " + std::to_string(depth) + (axis == c.in[0].rank() ? "" : " at axis " + std::to_string(axis)));
     Scalar t = c.out.scalar();
     k.loop("i", 0, c.in[0].size(), [&](E i) {
       E label = k.let("label", cast(k.load(c.in[0], i), Scalar::i64));
+      E first = axis == c.in[0].rank() ? i * E(depth) : (i / inner) * E(depth) * inner + i % inner;
       k.loop("j", 0, depth, [&](E j) {
-        k.store(c.out, i * depth + j, select(label == j, lit(1, t), lit(0, t)));
+        k.store(c.out, first + j * inner, select(label == j, lit(1, t), lit(0, t)));
       });
     });
   };
