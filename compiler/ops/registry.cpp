@@ -47,6 +47,7 @@ OpRegistry& OpRegistry::get() {
     register_scan_family(*r);
     register_avgpool_family(*r);
     register_conv_forms_family(*r);
+    register_gather_elements_family(*r);
     register_matmul_family(*r);
     register_reduce_family(*r);
     register_layout_family(*r);

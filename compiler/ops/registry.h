@@ -197,5 +197,6 @@ void register_movement_family(OpRegistry&);
 void register_scan_family(OpRegistry&);
 void register_avgpool_family(OpRegistry&);
 void register_conv_forms_family(OpRegistry&);
+void register_gather_elements_family(OpRegistry&);
 
 }  // namespace kiln

@@ -76,3 +76,16 @@ TEST_CASE("movement ops: bad attributes are refused with the attribute and value
   CHECK_THROWS_WITH_AS(b.add("squeeze", {x}, {{"axes", {1}}}), doctest::Contains("axis 1 has size 5, not 1"),
                        std::exception);
 }
+
+TEST_CASE("movement ops: gather_elements (the ONNX example) and its gradient scatter_elements_add") {
+  JitCase t(2, 2);
+  NodeId data = t.input("data", {-1, 2});
+  t.feeds["data"].data = {1, 2, 3, 4};
+  NodeId idx = t.input("idx", {-1, 2}, 0, 1, DType::i64);
+  t.feeds["idx"].data = {0, 0, 1, -2};  // -2 wraps to 0
+  t.out("gathered", t.op("gather_elements", {data, idx}, {{"axis", 1}}));
+  t.out("scattered", t.op("scatter_elements_add", {data, idx, data}, {{"axis", 1}}));
+  auto got = t.check(0);
+  CHECK(got.at("gathered").data == std::vector<double>{1, 1, 4, 3});
+  CHECK(got.at("scattered").data == std::vector<double>{1 + 1 + 2, 2, 3 + 4, 4 + 3});
+}
