@@ -1,6 +1,8 @@
 // `kiln summary` prints the Keras-like table the issue specifies.
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "test_util.h"
 
 using kiln::test::run_kiln;
@@ -35,6 +37,15 @@ TEST_CASE("kiln ops lists every op with its shape rule") {
   CHECK(has(r.output, "is:     elementwise; commutative; associative; identity 0; 4 samples"));  // add's declared facts
   CHECK(has(r.output, "shape:  x: [N,H,W,C], w: [KH,KW,C,F] -> [N,OH,OW,F]"));
   CHECK(has(r.output, "sparse_softmax_cross_entropy  [composite, losses]"));
+  // Layers and activations in sections of their own, and the JSON form tools read.
+  CHECK(has(r.output, "\nLayers ("));
+  CHECK(has(r.output, "depthwise_conv2d  each channel convolved"));
+  CHECK(has(r.output, "\nActivations: linear"));
+  auto j = run_kiln("ops --json");
+  REQUIRE(j.exit_code == 0);
+  auto registry = nlohmann::json::parse(j.output);
+  CHECK(registry.at("ops").size() >= 100);
+  CHECK(registry.at("layers").size() >= 10);
 }
 
 TEST_CASE("kiln usage errors exit 2, input errors exit 1") {
