@@ -41,31 +41,9 @@ NodeId GraphBuilder::add(const std::string& op, std::vector<NodeId> inputs, Attr
   if (attrs.is_null()) attrs = Attrs::object();
   Attrs checked = check_attrs(*def, attrs);
 
-  if (def->composite()) {
-    std::string full = name.empty() ? unique_name((scope_.empty() ? "" : scope_ + "/") + op) : name;
-    if (!name.empty()) name_counts_.try_emplace(name, 1);
-    size_t first_new = g_.nodes.size();
-    NodeId result;
-    {
-      ScopeGuard guard(*this, full);
-      std::string saved_origin = origin_;
-      if (origin_.empty()) origin_ = full;
-      try {
-        result = def->expand(*this, inputs, checked);
-      } catch (...) {
-        origin_ = saved_origin;
-        g_.nodes.resize(first_new);  // leave the graph as it was
-        throw;
-      }
-      origin_ = saved_origin;
-    }
-    // The composite's own name goes to the node that computes its result.
-    if (!name.empty() && static_cast<size_t>(result) >= first_new) {
-      name_counts_.erase(g_.node(result).name);
-      g_.node(result).name = name;
-    }
-    return result;
-  }
+  if (def->composite()) return expand(op, def->expand, inputs, checked, name);
+  if (def->rewrite)
+    if (NodeId r = expand(op, def->rewrite, inputs, checked, name); r != kNoNode) return r;
 
   std::vector<TensorType> in;
   in.reserve(inputs.size());
@@ -78,6 +56,37 @@ NodeId GraphBuilder::add(const std::string& op, std::vector<NodeId> inputs, Attr
   n.attrs = std::move(checked);
   n.type = std::move(t);
   return append(std::move(n));
+}
+
+NodeId GraphBuilder::expand(const std::string& op, const Expansion& fn, const std::vector<NodeId>& inputs,
+                            const Attrs& attrs, const std::string& name) {
+  std::string full = name.empty() ? unique_name((scope_.empty() ? "" : scope_ + "/") + op) : name;
+  const bool reserved = name_counts_.try_emplace(full, 1).second || name.empty();
+  size_t first_new = g_.nodes.size();
+  NodeId result;
+  {
+    ScopeGuard guard(*this, full);
+    std::string saved_origin = origin_;
+    if (origin_.empty()) origin_ = full;
+    try {
+      result = fn(*this, inputs, attrs);
+    } catch (...) {
+      origin_ = saved_origin;
+      g_.nodes.resize(first_new);  // leave the graph as it was
+      throw;
+    }
+    origin_ = saved_origin;
+  }
+  if (result == kNoNode) {
+    if (reserved) name_counts_.erase(full);  // the primitive itself takes the name
+    return kNoNode;
+  }
+  // The expansion's own name goes to the node that computes its result.
+  if (!name.empty() && static_cast<size_t>(result) >= first_new) {
+    name_counts_.erase(g_.node(result).name);
+    g_.node(result).name = name;
+  }
+  return result;
 }
 
 NodeId GraphBuilder::input(const std::string& name, TensorType type) {

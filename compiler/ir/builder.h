@@ -2,6 +2,7 @@
 // GraphBuilder appends type-checked nodes to a Graph. Composite ops are
 // expanded into primitives on the spot (named "<scope>/<op>"), so a built graph
 // only ever holds primitives.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,12 @@ class GraphBuilder {
 
  private:
   NodeId append(Node n);
+  // Runs a composite's expansion (or a primitive's rewrite) as node `name`:
+  // its nodes in the op's scope, the result renamed, the graph left as it was
+  // on an error. kNoNode when the expansion declines (a rewrite that does not apply).
+  using Expansion = std::function<NodeId(GraphBuilder&, const std::vector<NodeId>&, const Attrs&)>;
+  NodeId expand(const std::string& op, const Expansion& fn, const std::vector<NodeId>& inputs, const Attrs& attrs,
+                const std::string& name);
   Graph& g_;
   std::string scope_, origin_;
   std::map<std::string, int> name_counts_;

@@ -46,15 +46,19 @@ lower::E counted_expr(lower::E start, int64_t taps, int64_t size, int64_t pad_lo
 }  // namespace
 
 static void add_avgpool_ops(OpRegistry& r) {
-  r.add({.name = "avgpool2d", .family = "avgpool", .summary = "mean over windows, NHWC", .inputs = {"x"},
-         .attrs = avgpool_attrs(),
+  r.add({.name = "avgpool2d", .family = "avgpool", .summary = "mean over windows, NHWC (or NCHW)", .inputs = {"x"},
+         .attrs = [] { auto a = avgpool_attrs(); a.push_back(layout_attr()); return a; }(),
          .shape_rule = "x: [N,H,W,C] -> [N,OH,OW,C] (OH as for maxpool2d)",
          .infer = [](const InferCtx& c) { return avgpool_output(c.in[0], c.attrs); },
          .pattern = OpPattern::opaque,
          .samples = {{{{{-1, 6, 6, 3}}}},
                      {{{{-1, 7, 9, 2}}}, {{"pool", {3, 2}}, {"strides", {2, 3}}, {"padding", "same"}}},
                      {{{{-1, 7, 8, 2}}}, {{"pool", {3, 3}}, {"strides", {2, 2}}, {"padding", {1, 0, 1, 0}},
-                                          {"count_include_pad", true}, {"ceil_mode", true}}}}});
+                                          {"count_include_pad", true}, {"ceil_mode", true}}},
+                     {{{{-1, 2, 5, 6}}}, {{"layout", "NCHW"}, {"pool", {2, 3}}, {"padding", "same"}}}},
+         .rewrite = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           return nchw_as_nhwc(b, "avgpool2d", in, a, false);
+         }});
   r.add({.name = "avgpool2d_grad", .family = "avgpool",
          .summary = "gradient of avgpool2d: each output's gradient spread evenly over its window's counted taps",
          .inputs = {"dy"},
@@ -79,19 +83,22 @@ static void add_avgpool_ops(OpRegistry& r) {
   for (bool mean : {true, false})
     r.add({.name = mean ? "global_avgpool2d" : "global_maxpool2d", .family = "avgpool",
            .summary = mean ? "mean over H and W (NHWC)" : "maximum over H and W (NHWC)", .inputs = {"x"},
-           .attrs = {{"keepdims", AttrKind::Bool, false, false, "keep H and W as size 1 ([N,1,1,C])"}},
-           .shape_rule = "x: [N,H,W,C] -> [N,C] (keepdims: [N,1,1,C])",
+           .attrs = {{"keepdims", AttrKind::Bool, false, false, "keep H and W as size 1 ([N,1,1,C])"}, layout_attr()},
+           .shape_rule = "x: [N,H,W,C] -> [N,C] (keepdims: [N,1,1,C]; NCHW: [N,C,1,1])",
            .expand = [mean](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
-             if (b.type(in[0]).rank() != 4) throw OpError("needs an NHWC input, got " + type_str(b.type(in[0])));
-             return b.add(mean ? "reduce_mean" : "reduce_max", {in[0]}, {{"axes", {1, 2}}, {"keepdims", a.at("keepdims")}});
+             if (b.type(in[0]).rank() != 4) throw OpError("needs a rank-4 input, got " + type_str(b.type(in[0])));
+             const bool nchw = a.at("layout") == "NCHW";
+             return b.add(mean ? "reduce_mean" : "reduce_max", {in[0]},
+                          {{"axes", nchw ? std::vector<int64_t>{2, 3} : std::vector<int64_t>{1, 2}}, {"keepdims", a.at("keepdims")}});
            },
            .pattern = OpPattern::reduction,
-           .samples = {{{{{-1, 5, 7, 3}}}}, {{{{-1, 3, 2, 4}}}, {{"keepdims", true}}}}});
+           .samples = {{{{{-1, 5, 7, 3}}}}, {{{{-1, 3, 2, 4}}}, {{"keepdims", true}}}, {{{{-1, 3, 2, 4}}}, {{"layout", "NCHW"}}}}});
 }
 
 static void add_avgpool_gradients(OpRegistry& r) {
   r.find_mut("avgpool2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     Attrs a = c.graph().node(c.node).attrs;
+    a.erase("layout");  // (always NHWC here: NCHW was rewritten)
     const Shape xs = c.type(c.x[0]).shape;
     a["input_hw"] = {xs[1], xs[2]};
     return {c.b.add("avgpool2d_grad", {c.dy}, a)};

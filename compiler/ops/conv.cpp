@@ -68,6 +68,22 @@ ConvGeometry conv_geometry_of(int64_t h, int64_t w, int64_t kh, int64_t kw, cons
   return g;
 }
 
+AttrSpec layout_attr() {
+  return {"layout", AttrKind::Enum, false, "NHWC",
+          "NHWC, or NCHW with filters [F, C/groups, KH, KW] (as PyTorch and ONNX)", {"NHWC", "NCHW"}};
+}
+
+NodeId nchw_as_nhwc(GraphBuilder& b, const std::string& op, const std::vector<NodeId>& in, const Attrs& attrs,
+                    bool has_filter) {
+  if (attrs.value("layout", std::string("NHWC")) != "NCHW") return kNoNode;
+  if (b.type(in[0]).rank() != 4) throw OpError(op + " with layout NCHW needs x [N,C,H,W], got " + type_str(b.type(in[0])));
+  Attrs a = attrs;
+  a["layout"] = "NHWC";
+  std::vector<NodeId> nhwc{b.add("transpose", {in[0]}, {{"perm", {0, 2, 3, 1}}})};
+  if (has_filter) nhwc.push_back(b.add("transpose", {in[1]}, {{"perm", {2, 3, 1, 0}}}));  // OIHW -> HWIO
+  return b.add("transpose", {b.add(op, nhwc, a)}, {{"perm", {0, 3, 1, 2}}});
+}
+
 std::vector<AttrSpec> window_attrs(bool dilations) {
   std::vector<AttrSpec> a = {
       {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" (TF) or [top, left, bottom, right]"}};
@@ -101,8 +117,9 @@ static void check_rank4(const TensorType& t, const char* what) {
 }
 
 static void add_conv_ops(OpRegistry& r) {
-  r.add({.name = "conv2d", .family = "conv", .summary = "2-D cross-correlation, NHWC input, HWIO filter, no bias",
-         .inputs = {"x", "w"}, .attrs = conv_attrs(),
+  r.add({.name = "conv2d", .family = "conv",
+         .summary = "2-D cross-correlation, NHWC input and HWIO filter (or NCHW and OIHW), no bias",
+         .inputs = {"x", "w"}, .attrs = [] { auto a = conv_attrs(); a.push_back(layout_attr()); return a; }(),
          .shape_rule = "x: [N,H,W,C], w: [KH,KW,C,F] -> [N,OH,OW,F]; OH = (H + pads - ((KH-1)*D+1))/S + 1 (same: ceil(H/S))",
          .infer = [](const InferCtx& c) {
            check_rank4(c.in[0], "conv2d input x");
@@ -125,7 +142,11 @@ static void add_conv_ops(OpRegistry& r) {
                      {{{{-1, 9, 8, 2}}, {{3, 2, 2, 3}}}, {{"dilations", {2, 3}}, {"padding", {1, 0, 2, 1}}}},
                      {{{{-1, 9, 9, 2}}, {{3, 3, 2, 2}}}, {{"dilations", {2, 2}}, {"strides", {2, 1}}, {"padding", "same"}}},
                      {{{{-1, 7, 8, 4}}, {{3, 3, 2, 6}}}, {{"groups", 2}}},
-                     {{{{-1, 6, 7, 3}}, {{3, 3, 1, 3}}}, {{"groups", 3}, {"strides", {2, 2}}, {"padding", "same"}}}}});
+                     {{{{-1, 6, 7, 3}}, {{3, 3, 1, 3}}}, {{"groups", 3}, {"strides", {2, 2}}, {"padding", "same"}}},
+                     {{{{-1, 4, 7, 6}}, {{6, 2, 3, 2}}}, {{"layout", "NCHW"}, {"groups", 2}, {"padding", {1, 0, 1, 1}}}}},
+         .rewrite = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           return nchw_as_nhwc(b, "conv2d", in, a, true);
+         }});
 
   r.add({.name = "conv2d_backprop_input", .family = "conv",
          .summary = "gradient of conv2d with respect to its input (a transposed convolution)",

@@ -49,15 +49,19 @@ static TensorType pool_output(const TensorType& x, const Attrs& a) {
 }
 
 static void add_pool_ops(OpRegistry& r) {
-  r.add({.name = "maxpool2d", .family = "pool", .summary = "max over windows, NHWC", .inputs = {"x"},
-         .attrs = pool_attrs(),
+  r.add({.name = "maxpool2d", .family = "pool", .summary = "max over windows, NHWC (or NCHW)", .inputs = {"x"},
+         .attrs = [] { auto a = pool_attrs(); a.push_back(layout_attr()); return a; }(),
          .shape_rule = "x: [N,H,W,C] -> [N,OH,OW,C] (valid: OH=(H-PH)/S+1, same: ceil(H/S))",
          .infer = [](const InferCtx& c) { return pool_output(c.in[0], c.attrs); },
          .pattern = OpPattern::opaque,
          .kinks = Kinks::gradient_steps,
          .samples = {{{{{-1, 6, 6, 3}}}},
                      {{{{-1, 7, 9, 2}}}, {{"pool", {3, 2}}, {"strides", {2, 3}}, {"padding", "same"}}},
-                     {{{{-1, 9, 8, 2}}}, {{"pool", {2, 3}}, {"strides", {1, 2}}, {"dilations", {2, 1}}, {"padding", {1, 1, 0, 2}}}}}});
+                     {{{{-1, 9, 8, 2}}}, {{"pool", {2, 3}}, {"strides", {1, 2}}, {"dilations", {2, 1}}, {"padding", {1, 1, 0, 2}}}},
+                     {{{{-1, 3, 7, 6}}}, {{"layout", "NCHW"}, {"pool", {3, 2}}, {"strides", {2, 2}}}}},
+         .rewrite = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           return nchw_as_nhwc(b, "maxpool2d", in, a, false);
+         }});
   r.add({.name = "maxpool2d_grad", .family = "pool",
          .summary = "gradient of maxpool2d: dy routed to the first maximum of each window of x",
          .inputs = {"x", "dy"}, .attrs = pool_attrs(),
@@ -78,7 +82,8 @@ static void add_pool_ops(OpRegistry& r) {
 // maxpool2d_grad itself has no gradient rule (second order is not needed).
 static void add_pool_gradients(OpRegistry& r) {
   r.find_mut("maxpool2d")->grad = [](GradCtx& c) -> std::vector<NodeId> {
-    const Attrs attrs = c.graph().node(c.node).attrs;
+    Attrs attrs = c.graph().node(c.node).attrs;
+    attrs.erase("layout");  // (always NHWC here: NCHW was rewritten)
     return {c.b.add("maxpool2d_grad", {c.x[0], c.dy}, attrs)};
   };
 }

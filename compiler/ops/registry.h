@@ -151,6 +151,10 @@ struct OpDef {
   // May follow a layer as its `activation` (one float input, same shape out).
   bool activation = false;
   std::vector<OpSample> samples;
+  // A primitive applied with attributes it does not compute itself (an NCHW
+  // layout) is rewritten into other ops when the builder adds it: returns
+  // kNoNode where the op applies as is.
+  ExpandFn rewrite;
 
   bool composite() const { return static_cast<bool>(expand); }
 };

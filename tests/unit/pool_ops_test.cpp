@@ -34,3 +34,20 @@ TEST_CASE("pooling: avgpool2d divisors, dilated and ceil-mode maxpool2d, global 
   CHECK(got.at("global_max").shape == Shape{1, 1, 1, 1});
   CHECK(got.at("global_max").data == std::vector<double>{15});
 }
+
+TEST_CASE("layout NCHW: conv2d with an OIHW filter and pooling read channels second (values written out)") {
+  JitCase t(1, 1);
+  NodeId x = t.input("x", {1, 2, 2, 2});  // N=1, C=2, H=2, W=2
+  t.feeds["x"].data = {1, 2, 3, 4, /* channel 1: */ 10, 20, 30, 40};
+  NodeId w = t.input("w", {1, 2, 1, 2});  // F=1, C=2, KH=1, KW=2
+  t.feeds["w"].data = {1, 0.5, /* channel 1: */ 0.1, 0};
+  t.out("conv", t.op("conv2d", {x, w}, {{"layout", "NCHW"}}));
+  t.out("max", t.op("maxpool2d", {x}, {{"layout", "NCHW"}}));
+  t.out("avg", t.op("global_avgpool2d", {x}, {{"layout", "NCHW"}}));
+  auto got = t.check(1e-6);
+  CHECK(got.at("conv").shape == Shape{1, 1, 2, 1});
+  CHECK(got.at("conv").data[0] == doctest::Approx(1 + 0.5 * 2 + 0.1 * 10));
+  CHECK(got.at("conv").data[1] == doctest::Approx(3 + 0.5 * 4 + 0.1 * 30));
+  CHECK(got.at("max").data == std::vector<double>{4, 40});
+  CHECK(got.at("avg").data == std::vector<double>{2.5, 25});
+}
