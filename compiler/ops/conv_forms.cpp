@@ -23,6 +23,28 @@ int64_t single(const Attrs& a, const char* key) {
   return v[0];
 }
 
+AttrSpec layout_1d() {
+  return {"layout", AttrKind::Enum, false, "NWC", "NWC, or NCW with filters [F, C, K] (as PyTorch and ONNX)", {"NWC", "NCW"}};
+}
+
+// Channels second (NCW, NCHW): the op's channels-last form between transposes
+// (filter perm: OI.. -> ..IO); kNoNode when already channels-last.
+NodeId channels_first_as_last(GraphBuilder& b, const std::string& op, const std::vector<NodeId>& in, Attrs a,
+                              const std::string& last, bool has_filter) {
+  if (a.at("layout") == last) return kNoNode;
+  const int rank = b.type(in[0]).rank();
+  std::vector<int64_t> to_last{0}, to_first{0, rank - 1}, filter;
+  for (int i = 2; i < rank; ++i) to_last.push_back(i);
+  to_last.push_back(1);
+  for (int i = 1; i < rank - 1; ++i) to_first.push_back(i);
+  for (int i = 2; i < rank; ++i) filter.push_back(i);
+  filter.push_back(1), filter.push_back(0);
+  a["layout"] = last;
+  std::vector<NodeId> moved{b.add("transpose", {in[0]}, {{"perm", to_last}})};
+  if (has_filter) moved.push_back(b.add("transpose", {in[1]}, {{"perm", filter}}));
+  return b.add("transpose", {b.add(op, moved, a)}, {{"perm", to_first}});
+}
+
 }  // namespace
 
 static void add_conv_form_ops(OpRegistry& r) {
@@ -31,9 +53,10 @@ static void add_conv_form_ops(OpRegistry& r) {
          .inputs = {"x", "w"},
          .attrs = {{"strides", AttrKind::IntList, false, nlohmann::json::array({1}), "[s]", {}, 1, 1024},
                    {"dilations", AttrKind::IntList, false, nlohmann::json::array({1}), "[d]", {}, 1, 1024},
-                   {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" or [left, right]"}},
-         .shape_rule = "x: [N,W,C], w: [K,C,F] -> [N,OW,F]",
+                   {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" or [left, right]"}, layout_1d()},
+         .shape_rule = "x: [N,W,C], w: [K,C,F] -> [N,OW,F] (NCW: [N,C,W], [F,C,K] -> [N,F,OW])",
          .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           if (NodeId r = channels_first_as_last(b, "conv1d", in, a, "NWC", true); r != kNoNode) return r;
            const Shape xs = b.type(in[0]).shape, ws = b.type(in[1]).shape;
            if (xs.size() != 3 || ws.size() != 3)
              throw OpError("conv1d needs x [N, W, C] and w [K, C, F], got " + shape_str(xs) + " and " + shape_str(ws));
@@ -52,7 +75,8 @@ static void add_conv_form_ops(OpRegistry& r) {
          .pattern = OpPattern::contraction,
          .samples = {{{{{-1, 17, 3}}, {{3, 3, 4}}}},
                      {{{{-1, 33, 2}}, {{4, 2, 3}}}, {{"strides", {2}}, {"dilations", {2}}, {"padding", {1, 3}}}},
-                     {{{{-1, 9, 2}}, {{3, 2, 2}}}, {{"padding", "same"}}}}});
+                     {{{{-1, 9, 2}}, {{3, 2, 2}}}, {{"padding", "same"}}},
+                     {{{{-1, 2, 9}}, {{3, 2, 3}}}, {{"layout", "NCW"}, {"dilations", {2}}}}}});
 
   r.add({.name = "conv2d_transpose", .family = "conv_forms",
          .summary = "transposed 2-D convolution (NHWC input, filter [KH,KW,out,in]): the input gradient of the "
@@ -61,9 +85,11 @@ static void add_conv_form_ops(OpRegistry& r) {
          .attrs = {{"strides", AttrKind::IntList, false, nlohmann::json::array({1, 1}), "[sh, sw]", {}, 1, 1024},
                    {"dilations", AttrKind::IntList, false, nlohmann::json::array({1, 1}), "[dh, dw]", {}, 1, 1024},
                    {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" or [top, left, bottom, right] (removed from the output)"},
-                   {"output_padding", AttrKind::IntList, false, nlohmann::json::array({0, 0}), "[oh, ow] extra rows/columns at the bottom/right, below the stride", {}, 0, 1024}},
+                   {"output_padding", AttrKind::IntList, false, nlohmann::json::array({0, 0}), "[oh, ow] extra rows/columns at the bottom/right, below the stride", {}, 0, 1024},
+                   {"layout", AttrKind::Enum, false, "NHWC", "NHWC, or NCHW with filters [C, F, KH, KW] (as PyTorch and ONNX)", {"NHWC", "NCHW"}}},
          .shape_rule = "x: [N,H,W,C], w: [KH,KW,F,C] -> [N,OH,OW,F]; OH = (H-1)*S + (KH-1)*D + 1 - pads + output_padding (same: H*S + output_padding)",
          .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           if (NodeId r = channels_first_as_last(b, "conv2d_transpose", in, a, "NHWC", true); r != kNoNode) return r;
            const Shape xs = b.type(in[0]).shape, ws = b.type(in[1]).shape;
            if (xs.size() != 4 || ws.size() != 4)
              throw OpError("conv2d_transpose needs x [N,H,W,C] and w [KH,KW,F,C], got " + shape_str(xs) + " and " + shape_str(ws));
@@ -94,7 +120,8 @@ static void add_conv_form_ops(OpRegistry& r) {
          .samples = {{{{{-1, 5, 4, 3}}, {{3, 3, 2, 3}}}},
                      {{{{-1, 4, 5, 3}}, {{3, 2, 4, 3}}}, {{"strides", {2, 2}}, {"padding", "same"}}},
                      {{{{-1, 4, 5, 3}}, {{3, 3, 4, 3}}}, {{"strides", {2, 2}}, {"padding", {1, 1, 1, 1}}, {"output_padding", {1, 0}}}},
-                     {{{{-1, 4, 3, 2}}, {{3, 3, 2, 2}}}, {{"strides", {2, 3}}, {"dilations", {2, 1}}, {"padding", {1, 0, 2, 1}}}}}});
+                     {{{{-1, 4, 3, 2}}, {{3, 3, 2, 2}}}, {{"strides", {2, 3}}, {"dilations", {2, 1}}, {"padding", {1, 0, 2, 1}}}},
+                     {{{{-1, 3, 4, 5}}, {{3, 2, 3, 3}}}, {{"layout", "NCHW"}, {"strides", {2, 2}}}}}});
 }
 
 // maxpool1d and avgpool1d: the 2-D pools over a height of one.
@@ -103,7 +130,8 @@ static void add_pool1d_ops(OpRegistry& r) {
     std::vector<AttrSpec> attrs = {{"pool", AttrKind::IntList, false, nlohmann::json::array({2}), "[p] window", {}, 1, 1024},
                                    {"strides", AttrKind::IntList, false, nullptr, "[s] (default: the window)", {}, 1, 1024},
                                    {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" or [left, right]"},
-                                   {"ceil_mode", AttrKind::Bool, false, false, "a partial last window counts"}};
+                                   {"ceil_mode", AttrKind::Bool, false, false, "a partial last window counts"},
+                                   layout_1d()};
     if (max) attrs.push_back({"dilations", AttrKind::IntList, false, nlohmann::json::array({1}), "[d]", {}, 1, 1024});
     else attrs.push_back({"count_include_pad", AttrKind::Bool, false, false, "divide by the taps on the padding too"});
     r.add({.name = max ? "maxpool1d" : "avgpool1d", .family = "conv_forms",
@@ -111,6 +139,8 @@ static void add_pool1d_ops(OpRegistry& r) {
                           : "mean over windows, NWC (composite: avgpool2d over a height of 1)",
            .inputs = {"x"}, .attrs = attrs, .shape_rule = "x: [N,W,C] -> [N,OW,C]",
            .expand = [max](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+             if (NodeId r = channels_first_as_last(b, max ? "maxpool1d" : "avgpool1d", in, a, "NWC", false); r != kNoNode)
+               return r;
              const Shape xs = b.type(in[0]).shape;
              if (xs.size() != 3) throw OpError("needs an NWC input [N, W, C], got " + shape_str(xs));
              nlohmann::json pad = a.at("padding");
@@ -130,7 +160,8 @@ static void add_pool1d_ops(OpRegistry& r) {
            .pattern = OpPattern::opaque,
            .kinks = max ? Kinks::gradient_steps : Kinks::none,
            .samples = {{{{{-1, 17, 3}}}},
-                       {{{{-1, 33, 2}}}, {{"pool", {3}}, {"strides", {2}}, {"padding", {1, 1}}, {"ceil_mode", true}}}}});
+                       {{{{-1, 33, 2}}}, {{"pool", {3}}, {"strides", {2}}, {"padding", {1, 1}}, {"ceil_mode", true}}},
+                       {{{{-1, 2, 9}}}, {{"layout", "NCW"}, {"pool", {3}}}}}});
   }
 }
 

@@ -51,3 +51,16 @@ TEST_CASE("layout NCHW: conv2d with an OIHW filter and pooling read channels sec
   CHECK(got.at("max").data == std::vector<double>{4, 40});
   CHECK(got.at("avg").data == std::vector<double>{2.5, 25});
 }
+
+TEST_CASE("layout NCW: conv1d with an [F, C, K] filter, and the 1-D pools (values written out)") {
+  JitCase t(1, 1);
+  NodeId x = t.input("x", {1, 2, 3});  // N=1, C=2, W=3
+  t.feeds["x"].data = {1, 2, 3, /* channel 1: */ 5, 0, 7};
+  NodeId w = t.input("w", {1, 2, 2});  // F=1, C=2, K=2
+  t.feeds["w"].data = {1, 10, /* channel 1: */ 0, 1};
+  t.out("conv", t.op("conv1d", {x, w}, {{"layout", "NCW"}}));
+  t.out("max", t.op("maxpool1d", {x}, {{"layout", "NCW"}, {"pool", {2}}, {"strides", {1}}}));
+  auto got = t.check(1e-6);
+  CHECK(got.at("conv").data == std::vector<double>{1 + 20 + 0, 2 + 30 + 7});
+  CHECK(got.at("max").data == std::vector<double>{2, 3, 5, 7});
+}
