@@ -179,7 +179,10 @@ static void add_avgpool_lowering(OpRegistry& r) {
   };
   r.find_mut("avgpool2d")->lower = [inverse_count, window_of](LowerCtx& c) {
     const BufRef &x = c.in[0], &y = c.out;
-    const auto [g, include] = window_of(c, x);
+    // (no structured binding: clang cannot capture one in the loops' lambdas)
+    const auto window = window_of(c, x);
+    const ConvGeometry& g = window.first;
+    const bool include = window.second;
     const int64_t C = x.shape[3];
     auto k = c.kernel("avgpool2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
     k.loop("n", 0, y.dim(0), [&](E n) {
@@ -199,7 +202,9 @@ static void add_avgpool_lowering(OpRegistry& r) {
   };
   r.find_mut("avgpool2d_grad")->lower = [inverse_count, window_of](LowerCtx& c) {
     const BufRef &dy = c.in[0], &dx = c.out;
-    const auto [g, include] = window_of(c, dx);
+    const auto window = window_of(c, dx);
+    const ConvGeometry& g = window.first;
+    const bool include = window.second;
     const int64_t C = dx.shape[3];
     auto k = c.kernel("avgpool2d gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
     k.loop("n", 0, dx.dim(0), [&](E n) {
