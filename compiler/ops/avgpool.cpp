@@ -57,7 +57,7 @@ static void add_avgpool_ops(OpRegistry& r) {
                                           {"count_include_pad", true}, {"ceil_mode", true}}},
                      {{{{-1, 2, 5, 6}}}, {{"layout", "NCHW"}, {"pool", {2, 3}}, {"padding", "same"}}}},
          .rewrite = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
-           return nchw_as_nhwc(b, "avgpool2d", in, a, false);
+           return channels_first_as_last(b, "avgpool2d", in, a, "NHWC", false);
          }});
   r.add({.name = "avgpool2d_grad", .family = "avgpool",
          .summary = "gradient of avgpool2d: each output's gradient spread evenly over its window's counted taps",

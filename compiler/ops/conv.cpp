@@ -73,15 +73,24 @@ AttrSpec layout_attr() {
           "NHWC, or NCHW with filters [F, C/groups, KH, KW] (as PyTorch and ONNX)", {"NHWC", "NCHW"}};
 }
 
-NodeId nchw_as_nhwc(GraphBuilder& b, const std::string& op, const std::vector<NodeId>& in, const Attrs& attrs,
-                    bool has_filter) {
-  if (attrs.value("layout", std::string("NHWC")) != "NCHW") return kNoNode;
-  if (b.type(in[0]).rank() != 4) throw OpError(op + " with layout NCHW needs x [N,C,H,W], got " + type_str(b.type(in[0])));
+NodeId channels_first_as_last(GraphBuilder& b, const std::string& op, const std::vector<NodeId>& in, const Attrs& attrs,
+                              const std::string& channels_last, bool has_filter) {
+  const std::string layout = attrs.value("layout", channels_last);
+  if (layout == channels_last) return kNoNode;
+  const int rank = static_cast<int>(channels_last.size());  // one letter per axis: NWC, NHWC
+  if (b.type(in[0]).rank() != rank)
+    throw OpError(op + " with layout " + layout + " needs a rank-" + std::to_string(rank) + " x, got " + type_str(b.type(in[0])));
+  // x: [N, C, spatial...] -> [N, spatial..., C] and back; filters [O, I, spatial...] -> [spatial..., I, O].
+  std::vector<int64_t> to_last{0}, to_first{0, rank - 1}, filter;
+  for (int i = 2; i < rank; ++i) to_last.push_back(i), filter.push_back(i);
+  to_last.push_back(1);
+  for (int i = 1; i < rank - 1; ++i) to_first.push_back(i);
+  filter.push_back(1), filter.push_back(0);
   Attrs a = attrs;
-  a["layout"] = "NHWC";
-  std::vector<NodeId> nhwc{b.add("transpose", {in[0]}, {{"perm", {0, 2, 3, 1}}})};
-  if (has_filter) nhwc.push_back(b.add("transpose", {in[1]}, {{"perm", {2, 3, 1, 0}}}));  // OIHW -> HWIO
-  return b.add("transpose", {b.add(op, nhwc, a)}, {{"perm", {0, 3, 1, 2}}});
+  a["layout"] = channels_last;
+  std::vector<NodeId> moved{b.add("transpose", {in[0]}, {{"perm", to_last}})};
+  if (has_filter) moved.push_back(b.add("transpose", {in[1]}, {{"perm", filter}}));
+  return b.add("transpose", {b.add(op, moved, a)}, {{"perm", to_first}});
 }
 
 std::vector<AttrSpec> window_attrs(bool dilations) {
@@ -145,7 +154,7 @@ static void add_conv_ops(OpRegistry& r) {
                      {{{{-1, 6, 7, 3}}, {{3, 3, 1, 3}}}, {{"groups", 3}, {"strides", {2, 2}}, {"padding", "same"}}},
                      {{{{-1, 4, 7, 6}}, {{6, 2, 3, 2}}}, {{"layout", "NCHW"}, {"groups", 2}, {"padding", {1, 0, 1, 1}}}}},
          .rewrite = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
-           return nchw_as_nhwc(b, "conv2d", in, a, true);
+           return channels_first_as_last(b, "conv2d", in, a, "NHWC", true);
          }});
 
   r.add({.name = "conv2d_backprop_input", .family = "conv",

@@ -34,14 +34,15 @@ ConvGeometry conv_geometry_of(int64_t h, int64_t w, int64_t kh, int64_t kw, cons
 // dilations, padding and ceil_mode (the last window may hang over the bottom
 // and right edges, as long as it starts inside the input or its padding).
 ConvGeometry pool_geometry_of(int64_t h, int64_t w, const Attrs& attrs);
-// layout "NCHW" (x [N,C,H,W], filters [F,C/groups,KH,KW] as PyTorch and
-// ONNX have them) is rewritten into the NHWC op between transposes; NHWC
-// returns kNoNode (the op applies as is). The spec of that attribute:
+// A channels-first layout (NCHW, NCW: filters [O, I, spatial...] as PyTorch
+// and ONNX have them) is rewritten into the channels-last op (`channels_last`:
+// "NHWC", "NWC") between transposes; kNoNode when the layout already is
+// channels-last (the op applies as is). The spec of the 2-D ops' attribute:
 struct AttrSpec;
 AttrSpec layout_attr();
 class GraphBuilder;
-NodeId nchw_as_nhwc(GraphBuilder& b, const std::string& op, const std::vector<NodeId>& in, const Attrs& attrs,
-                    bool has_filter);
+NodeId channels_first_as_last(GraphBuilder& b, const std::string& op, const std::vector<NodeId>& in, const Attrs& attrs,
+                              const std::string& channels_last, bool has_filter);
 // The attribute specs every convolution and pooling op shares.
 struct AttrSpec;
 std::vector<AttrSpec> window_attrs(bool dilations);

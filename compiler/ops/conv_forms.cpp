@@ -27,24 +27,6 @@ AttrSpec layout_1d() {
   return {"layout", AttrKind::Enum, false, "NWC", "NWC, or NCW with filters [F, C, K] (as PyTorch and ONNX)", {"NWC", "NCW"}};
 }
 
-// Channels second (NCW, NCHW): the op's channels-last form between transposes
-// (filter perm: OI.. -> ..IO); kNoNode when already channels-last.
-NodeId channels_first_as_last(GraphBuilder& b, const std::string& op, const std::vector<NodeId>& in, Attrs a,
-                              const std::string& last, bool has_filter) {
-  if (a.at("layout") == last) return kNoNode;
-  const int rank = b.type(in[0]).rank();
-  std::vector<int64_t> to_last{0}, to_first{0, rank - 1}, filter;
-  for (int i = 2; i < rank; ++i) to_last.push_back(i);
-  to_last.push_back(1);
-  for (int i = 1; i < rank - 1; ++i) to_first.push_back(i);
-  for (int i = 2; i < rank; ++i) filter.push_back(i);
-  filter.push_back(1), filter.push_back(0);
-  a["layout"] = last;
-  std::vector<NodeId> moved{b.add("transpose", {in[0]}, {{"perm", to_last}})};
-  if (has_filter) moved.push_back(b.add("transpose", {in[1]}, {{"perm", filter}}));
-  return b.add("transpose", {b.add(op, moved, a)}, {{"perm", to_first}});
-}
-
 }  // namespace
 
 static void add_conv_form_ops(OpRegistry& r) {

@@ -60,7 +60,7 @@ static void add_pool_ops(OpRegistry& r) {
                      {{{{-1, 9, 8, 2}}}, {{"pool", {2, 3}}, {"strides", {1, 2}}, {"dilations", {2, 1}}, {"padding", {1, 1, 0, 2}}}},
                      {{{{-1, 3, 7, 6}}}, {{"layout", "NCHW"}, {"pool", {3, 2}}, {"strides", {2, 2}}}}},
          .rewrite = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
-           return nchw_as_nhwc(b, "maxpool2d", in, a, false);
+           return channels_first_as_last(b, "maxpool2d", in, a, "NHWC", false);
          }});
   r.add({.name = "maxpool2d_grad", .family = "pool",
          .summary = "gradient of maxpool2d: dy routed to the first maximum of each window of x",
