@@ -167,22 +167,16 @@ static void add_avgpool_reference(OpRegistry& r) {
 // each output's share back over the same taps, one image per task.
 static void add_avgpool_lowering(OpRegistry& r) {
   using namespace lower;
-  auto inverse_count = [](const ConvGeometry& g, bool include, E oh, E ow, Scalar t) {
+  auto inverse_count = [](const LowerCtx& c, const ConvGeometry& g, E oh, E ow, Scalar t) {
+    const bool include = c.attrs.at("count_include_pad").get<bool>();
     E top = oh * g.sh - g.pad_top, left = ow * g.sw - g.pad_left;
     E count = counted_expr(top, g.kh, g.h, g.pad_top, g.pad_bottom, include) *
               counted_expr(left, g.kw, g.w, g.pad_left, g.pad_right, include);
     return lit(1, t) / cast(count, t);
   };
-  // The window over the [N,H,W,C] side, and whether padding is counted.
-  auto window_of = [](const LowerCtx& c, const BufRef& image) {
-    return std::pair{pool_geometry_of(image.shape[1], image.shape[2], c.attrs), c.attrs.at("count_include_pad").get<bool>()};
-  };
-  r.find_mut("avgpool2d")->lower = [inverse_count, window_of](LowerCtx& c) {
+  r.find_mut("avgpool2d")->lower = [inverse_count](LowerCtx& c) {
     const BufRef &x = c.in[0], &y = c.out;
-    // (no structured binding: clang cannot capture one in the loops' lambdas)
-    const auto window = window_of(c, x);
-    const ConvGeometry& g = window.first;
-    const bool include = window.second;
+    const ConvGeometry g = pool_geometry_of(x.shape[1], x.shape[2], c.attrs);
     const int64_t C = x.shape[3];
     auto k = c.kernel("avgpool2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
     k.loop("n", 0, y.dim(0), [&](E n) {
@@ -194,17 +188,15 @@ static void add_avgpool_lowering(OpRegistry& r) {
             E src = x.offset({n, ih, iw, 0});
             k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, k.load(y, row + ch) + k.load(x, src + ch)); });
           });
-          E scale = k.let("scale", inverse_count(g, include, oh, ow, y.scalar()));
+          E scale = k.let("scale", inverse_count(c, g, oh, ow, y.scalar()));
           k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, k.load(y, row + ch) * scale); });
         });
       });
     }, numel(y.shape, c.max_batch()) >= kParallelMinElements);
   };
-  r.find_mut("avgpool2d_grad")->lower = [inverse_count, window_of](LowerCtx& c) {
+  r.find_mut("avgpool2d_grad")->lower = [inverse_count](LowerCtx& c) {
     const BufRef &dy = c.in[0], &dx = c.out;
-    const auto window = window_of(c, dx);
-    const ConvGeometry& g = window.first;
-    const bool include = window.second;
+    const ConvGeometry g = pool_geometry_of(dx.shape[1], dx.shape[2], c.attrs);
     const int64_t C = dx.shape[3];
     auto k = c.kernel("avgpool2d gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
     k.loop("n", 0, dx.dim(0), [&](E n) {
@@ -213,7 +205,7 @@ static void add_avgpool_lowering(OpRegistry& r) {
       k.loop("oh", 0, g.oh, [&](E oh) {
         k.loop("ow", 0, g.ow, [&](E ow) {
           E grad = dy.offset({n, oh, ow, 0});
-          E scale = k.let("scale", inverse_count(g, include, oh, ow, dx.scalar()));
+          E scale = k.let("scale", inverse_count(c, g, oh, ow, dx.scalar()));
           window_loops(k, g, oh, ow, [&](E ih, E iw, E, E) {
             E at = dx.offset({n, ih, iw, 0});
             k.loop("c", 0, C, [&](E ch) {
