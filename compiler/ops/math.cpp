@@ -5,6 +5,8 @@
 #include <optional>
 
 #include "compiler/ir/builder.h"
+#include <xtensor/xvectorize.hpp>
+
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
@@ -48,20 +50,10 @@ Array map1(const Array& x, F f) {
   return out;
 }
 
-// Numpy broadcasting of two operands, then f on each pair.
+// f on each pair of elements, the operands numpy-broadcast (xtensor's).
 template <class F>
 Array map2(const Array& a, const Array& b, F f) {
-  size_t n = std::max(a.dimension(), b.dimension());
-  std::vector<size_t> shape(n);
-  for (size_t i = 0; i < n; ++i) {
-    size_t da = i < n - a.dimension() ? 1 : a.shape()[i - (n - a.dimension())];
-    size_t db = i < n - b.dimension() ? 1 : b.shape()[i - (n - b.dimension())];
-    shape[i] = da == 1 ? db : da;
-  }
-  Array ab = xt::broadcast(a, shape), bb = xt::broadcast(b, shape);
-  Array out = Array::from_shape(shape);
-  for (size_t i = 0; i < out.size(); ++i) out.flat(i) = f(ab.flat(i), bb.flat(i));
-  return out;
+  return xt::vectorize(f)(a, b);
 }
 
 // erf by the rational Chebyshev fit of Numerical Recipes' erfcc: relative
