@@ -116,6 +116,10 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
   auto reference = interpreter.run(interp_feeds, fetch);
 
   std::map<NodeId, const lower::Buffer*> arena_of;
+  std::set<int> arena(e->arena_buffers.begin(), e->arena_buffers.end());
+  for (const lower::Buffer& b : p.buffers)  // views of the entry's buffers are refilled in place too
+    if (b.node != kNoNode && b.storage == lower::Storage::Arena && arena.count(b.is_view() ? b.view_of : -1))
+      arena_of[b.node] = &b;
   for (int id : e->arena_buffers) {
     const lower::Buffer& b = p.buffers[static_cast<size_t>(id)];
     if (b.node != kNoNode) arena_of[b.node] = &b;

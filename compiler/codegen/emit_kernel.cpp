@@ -87,6 +87,14 @@ Value* KernelEmitter::base_pointer(int id) {
   if (entry.getTerminator()) b_.SetInsertPoint(entry.getTerminator());
   else b_.SetInsertPoint(&entry);
   const Buffer& buf = p_.buffers.at(static_cast<size_t>(id));
+  if (buf.is_view()) {
+    // Its base's bytes from an element on; aligned as far as the offset keeps the base's alignment.
+    Value* from = base_pointer(buf.view_of);
+    const int64_t skip = buf.view_offset * static_cast<int64_t>(dtype_size(buf.dtype));
+    Value* view = b_.CreateInBoundsGEP(b_.getInt8Ty(), from, b_.getInt64(static_cast<uint64_t>(skip)));
+    fn_.base[id] = view;
+    return view;
+  }
   auto* ptr = b_.getPtrTy();
   Value* base = nullptr;
   int64_t align = dtype_size(buf.dtype);
@@ -146,18 +154,28 @@ llvm::Function* KernelEmitter::emit(const Kernel& kernel) {
   }
   k_ = k;
   // One alias scope per buffer the kernel touches: every access is known not
-  // to alias the other buffers (they are disjoint by construction).
+  // to alias the other buffers (they are disjoint by construction). A view
+  // shares its base's scope: they are the same bytes.
   std::set<int> used;
   collect_buffers(k->body, used);
   scope_.clear();
   noalias_.clear();
   llvm::MDBuilder mdb(c_);
   llvm::MDNode* domain = mdb.createAnonymousAliasScopeDomain(k->name);
-  for (int id : used) scope_[id] = mdb.createAnonymousAliasScope(domain, p_.buffers[static_cast<size_t>(id)].name);
+  auto bytes_of = [&](int id) {
+    const Buffer& b = p_.buffers[static_cast<size_t>(id)];
+    return b.is_view() ? b.view_of : id;
+  };
+  std::map<int, llvm::MDNode*> scope_of_bytes;
+  for (int id : used) {
+    auto [it, fresh] = scope_of_bytes.try_emplace(bytes_of(id), nullptr);
+    if (fresh) it->second = mdb.createAnonymousAliasScope(domain, p_.buffers[static_cast<size_t>(it->first)].name);
+    scope_[id] = it->second;
+  }
   for (int id : used) {
     std::vector<llvm::Metadata*> others;
-    for (auto& [o, sc] : scope_)
-      if (o != id) others.push_back(sc);
+    for (auto& [bytes, sc] : scope_of_bytes)
+      if (bytes != bytes_of(id)) others.push_back(sc);
     noalias_[id] = others.empty() ? nullptr : llvm::MDNode::get(c_, others);
   }
 

@@ -1,6 +1,7 @@
 #include "compiler/lower/fusion.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -253,10 +254,22 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
     else if (must_store[static_cast<size_t>(param)] || must_store[vi]) reason = "an entry returns the old or new value";
     const NodeId at = position(value);
     const int gi = plan.group_of[vi];
-    for (NodeId u : users[static_cast<size_t>(param)]) {
-      if (!reason.empty() || !needed[static_cast<size_t>(u)]) continue;
+    // Readers of a view of the param (a reshape of it) read the param's bytes.
+    std::vector<std::pair<NodeId, bool>> readers;  // (reader, through a view)
+    std::function<void(NodeId, bool)> add_readers = [&](NodeId of, bool through_view) {
+      for (NodeId u : users[static_cast<size_t>(of)]) {
+        if (!needed[static_cast<size_t>(u)]) continue;
+        if (view_offset(g, u)) add_readers(u, true);
+        else readers.push_back({u, through_view});
+      }
+    };
+    add_readers(param, false);
+    for (auto [u, through_view] : readers) {
+      if (!reason.empty()) continue;
       bool same_kernel = u == value || (gi >= 0 && plan.group_of[static_cast<size_t>(u)] == gi);
-      if (same_kernel) {
+      if (same_kernel && through_view) {
+        reason = pct(g, u) + " reads the param through a view in the same kernel";
+      } else if (same_kernel) {
         if (g.node(u).type.shape != g.node(param).type.shape) reason = pct(g, u) + " broadcasts the param";
       } else if (position(u) >= at) {
         reason = pct(g, u) + " reads the old value after the update's kernel";

@@ -33,6 +33,15 @@ std::optional<int64_t> eval_size(const ExprP& e, int64_t batch) {
   }
 }
 
+// Buffer `id` is c itself or a view of all of c (a reshape): element i of one is element i of the other.
+bool whole_product(const Program& p, int id, int c) {
+  if (id == c) return true;
+  const Buffer& b = p.buffers.at(static_cast<size_t>(id));
+  const Buffer& cb = p.buffers.at(static_cast<size_t>(c));
+  return b.view_of == c && b.view_offset == 0 && numel(b.shape, 1) == numel(cb.shape, 1) &&
+         numel(b.shape, 2) == numel(cb.shape, 2);
+}
+
 // Why `u` cannot be the epilogue of a gemm writing `c` (empty: it can).
 std::string epilogue_misfit(const Program& p, const Kernel& u, int c) {
   if (u.kind != KernelKind::Loops || u.body.size() != 1 || u.body[0].kind != StmtKind::Loop)
@@ -61,20 +70,22 @@ std::string epilogue_misfit(const Program& p, const Kernel& u, int c) {
     std::string bad;
     walk_loads(s.value, [&](const Expr& l) {
       const ExprP& at = l.args[0];
-      if (same_expr(at, var(v))) return;
-      if (l.id == c || mentions_var(at, v)) bad = "its consumer reads a neighbouring element";
+      const bool product = whole_product(p, l.id, c);
+      if (!product && p.buffers.at(static_cast<size_t>(l.id)).view_of == c) bad = "its consumer reads part of the product";
+      else if (same_expr(at, var(v))) return;
+      else if (product || mentions_var(at, v)) bad = "its consumer reads a neighbouring element";
     });
     if (!bad.empty()) return bad;
   }
   return "";
 }
 
-ExprP product_as_local(const ExprP& e, int c, int v, int value, Scalar t) {
-  if (e->kind == ExprKind::Load && e->id == c) return local(value, t);
+ExprP product_as_local(const Program& p, const ExprP& e, int c, int value, Scalar t) {
+  if (e->kind == ExprKind::Load && whole_product(p, e->id, c)) return local(value, t);
   bool changed = false;
   std::vector<ExprP> args;
   for (const ExprP& a : e->args) {
-    args.push_back(product_as_local(a, c, v, value, t));
+    args.push_back(product_as_local(p, a, c, value, t));
     changed = changed || args.back() != a;
   }
   if (!changed) return e;
@@ -91,7 +102,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
   for (const Entry& e : p.entries) used.insert(e.kernels.begin(), e.kernels.end());
   std::map<int, std::set<int>> touched_by;
   for (int ki : used)
-    for (int b : kernel_buffers(p.kernels[static_cast<size_t>(ki)])) touched_by[b].insert(ki);
+    for (int b : kernel_buffers(p, p.kernels[static_cast<size_t>(ki)])) touched_by[b].insert(ki);
   std::set<int> tail;  // end-of-step update copies stay where they are
   for (const Entry& e : p.entries)
     for (const Entry::Update& u : e.updates) tail.insert(u.kernel);
@@ -129,7 +140,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
       continue;
     }
     std::set<int> uw;
-    const std::set<int> ua = kernel_buffers(u, &uw);
+    const std::set<int> ua = kernel_buffers(p, u, &uw);
     if (uw.count(g.gemm.a) || uw.count(g.gemm.b)) {
       say("no epilogue: " + u.name + " overwrites an operand of the product");
       continue;
@@ -143,7 +154,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
       if (!movable || pg == e.kernels.end()) continue;
       for (auto it = pg + 1; it != pu && movable; ++it) {
         std::set<int> xw;
-        const std::set<int> xa = kernel_buffers(p.kernels[static_cast<size_t>(*it)], &xw);
+        const std::set<int> xa = kernel_buffers(p, p.kernels[static_cast<size_t>(*it)], &xw);
         for (int b : uw) movable = movable && !xa.count(b);
         for (int b : ua) movable = movable && !xw.count(b);
       }
@@ -155,7 +166,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
 
     Stmt loop = u.body[0];
     const int value = static_cast<int>(u.locals.size());
-    for (Stmt& s : loop.body) s.value = product_as_local(s.value, c, loop.var, value, t);
+    for (Stmt& s : loop.body) s.value = product_as_local(p, s.value, c, value, t);
     g.body = {loop};
     g.var_names = u.var_names;
     g.locals = u.locals;

@@ -152,6 +152,12 @@ struct Buffer {
   int64_t offset = 0;      // bytes into its storage (Arena, Param, State); index for Input/Output
   std::vector<double> data;// Constant
   NodeId node = kNoNode;   // the node whose value it holds (within its entry's graph), if any
+  // A view (reshape, squeeze, a contiguous slice): no bytes of its own, it is
+  // buffer `view_of`'s elements from `view_offset` on. `view_of` is never a
+  // view itself; the storage is the base's.
+  int view_of = -1;
+  int64_t view_offset = 0;
+  bool is_view() const { return view_of >= 0; }
   int64_t bytes(int64_t batch) const;   // size with the open dimension bound to `batch`
 };
 

@@ -70,7 +70,9 @@ static void print_stmts(std::ostringstream& os, const Program& p, const Kernel& 
   }
 }
 
-static std::string buffer_where(const Buffer& b) {
+static std::string buffer_where(const Program& p, const Buffer& b) {
+  if (b.is_view())
+    return "view of %" + p.buffers.at(static_cast<size_t>(b.view_of)).name + " from element " + std::to_string(b.view_offset);
   std::string s(storage_name(b.storage));
   if (b.storage == Storage::Input || b.storage == Storage::Output) return s + " #" + std::to_string(b.offset);
   if (b.storage == Storage::Constant) return s + " (" + std::to_string(b.data.size()) + " values)";
@@ -113,7 +115,7 @@ std::string print_program(const Program& p) {
   os << "buffers:\n";
   for (size_t i = 0; i < p.buffers.size(); ++i) {
     const Buffer& b = p.buffers[i];
-    os << "  %" << b.name << " : " << dtype_name(b.dtype) << shape_str(b.shape) << "  " << buffer_where(b) << "\n";
+    os << "  %" << b.name << " : " << dtype_name(b.dtype) << shape_str(b.shape) << "  " << buffer_where(p, b) << "\n";
   }
   for (const Entry& e : p.entries) {
     os << "\nentry " << e.name << "(";

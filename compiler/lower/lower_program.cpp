@@ -73,6 +73,7 @@ class ProgramLowering {
   }
   int persistent(const Node& n);
   int node_buffer(const Graph& g, NodeId id, int input_slot);
+  int view_buffer(const Graph& g, NodeId id, int base, int64_t offset);
   void place_arena(int buffer) {
     Buffer& b = p_.buffers[static_cast<size_t>(buffer)];
     b.offset = cursor_;
@@ -150,6 +151,28 @@ int ProgramLowering::node_buffer(const Graph& g, NodeId id, int input_slot) {
   return buf;
 }
 
+// Node `id`'s value as `base`'s elements from `offset` on (a constant's
+// are copied: the code embeds them anyway).
+int ProgramLowering::view_buffer(const Graph& g, NodeId id, int base, int64_t offset) {
+  const Node& n = g.node(id);
+  const Buffer from = p_.buffers[static_cast<size_t>(base)];
+  Buffer b;
+  b.name = n.name;
+  b.dtype = n.type.dtype;
+  b.shape = n.type.shape;
+  b.node = id;
+  b.storage = from.storage;
+  b.offset = from.offset;
+  if (from.storage == Storage::Constant) {
+    auto first = from.data.begin() + offset;
+    b.data.assign(first, first + numel(n.type.shape));
+    return add_buffer(std::move(b));
+  }
+  b.view_of = from.is_view() ? from.view_of : base;
+  b.view_offset = from.view_offset + offset;
+  return add_buffer(std::move(b));
+}
+
 Kernel ProgramLowering::copy_kernel(int src, int dst, const std::string& node, const std::string& comment) {
   Kernel k;
   k.node = node;
@@ -219,8 +242,14 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     if (plan.internal(id)) continue;  // computed inside its group's kernel, never stored
     if (n.op == "input") slot_nodes.push_back(id);
     NodeId into = plan.in_place_param(id);
-    buffer_of[i] = into != kNoNode ? buffer_of[static_cast<size_t>(into)]
-                                   : node_buffer(g, id, static_cast<int>(slot_nodes.size()) - 1);
+    if (into != kNoNode) {
+      buffer_of[i] = buffer_of[static_cast<size_t>(into)];
+    } else if (auto offset = view_offset(g, id); offset && buffer_of[static_cast<size_t>(n.inputs[0])] >= 0) {
+      buffer_of[i] = view_buffer(g, id, buffer_of[static_cast<size_t>(n.inputs[0])], *offset);
+      continue;  // no kernel: readers load the input's bytes
+    } else {
+      buffer_of[i] = node_buffer(g, id, static_cast<int>(slot_nodes.size()) - 1);
+    }
     if (n.op == "input" || n.op == "param" || n.op == "constant") continue;
     if (plan.group_of[i] >= 0) {
       if (!plan.places_group(id)) continue;
@@ -249,12 +278,13 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     if (int gi = plan.inlined_into(id); gi >= 0)
       for (Kernel& k : ctx.kernels) inline_group(p_, g, plan.groups[static_cast<size_t>(gi)], buffer_of, k);
     for (size_t b = 0; b < p_.buffers.size(); ++b)
-      if (p_.buffers[b].storage == Storage::Arena && p_.buffers[b].offset < 0) place_arena(static_cast<int>(b));
+      if (p_.buffers[b].storage == Storage::Arena && !p_.buffers[b].is_view() && p_.buffers[b].offset < 0)
+        place_arena(static_cast<int>(b));
     kernels_of[i] = add_kernels(ctx.kernels);
   }
   std::vector<int> arena;
   for (size_t b = first_buffer; b < p_.buffers.size(); ++b)
-    if (p_.buffers[b].storage == Storage::Arena) arena.push_back(static_cast<int>(b));
+    if (p_.buffers[b].storage == Storage::Arena && !p_.buffers[b].is_view()) arena.push_back(static_cast<int>(b));
   p_.arena_bytes = std::max(p_.arena_bytes, cursor_);
 
   for (size_t s = 0; s < specs.size(); ++s) {

@@ -31,7 +31,7 @@ void stmt_buffers(const Stmt& s, std::set<int>& all, std::set<int>* written) {
   for (auto& b : s.body) stmt_buffers(b, all, written);
 }
 
-std::set<int> buffers_of(const Kernel& k, std::set<int>* written = nullptr) {
+std::set<int> direct_buffers(const Kernel& k, std::set<int>* written) {
   std::set<int> all;
   if (k.kind == KernelKind::Gemm) {
     const GemmSpec& g = k.gemm;
@@ -45,6 +45,14 @@ std::set<int> buffers_of(const Kernel& k, std::set<int>* written = nullptr) {
     }
   }
   for (auto& s : k.body) stmt_buffers(s, all, written);
+  return all;
+}
+
+// A kernel reading a view reads its base's bytes: both are listed.
+std::set<int> buffers_of(const Program& p, const Kernel& k, std::set<int>* written = nullptr) {
+  std::set<int> all = direct_buffers(k, written);
+  for (int b : std::set<int>(all))
+    if (p.buffers[static_cast<size_t>(b)].is_view()) all.insert(p.buffers[static_cast<size_t>(b)].view_of);
   return all;
 }
 
@@ -131,13 +139,15 @@ std::map<const Graph*, std::vector<Entry*>> groups_of(Program& p) {
 void make_updates_in_place(Program& p, Entry& e, const std::set<int>& shared, std::set<int>& dropped) {
   std::vector<std::set<int>> access(e.kernels.size()), writes(e.kernels.size());
   for (size_t i = 0; i < e.kernels.size(); ++i)
-    access[i] = buffers_of(p.kernels[static_cast<size_t>(e.kernels[i])], &writes[i]);
+    access[i] = buffers_of(p, p.kernels[static_cast<size_t>(e.kernels[i])], &writes[i]);
   std::set<int> used_values;
   std::vector<Entry::Update*> chosen;
   std::vector<size_t> writer_of;
   for (Entry::Update& u : e.updates) {
     const Buffer& v = p.buffers[static_cast<size_t>(u.value)];
     if (v.storage != Storage::Arena || used_values.count(u.value)) continue;
+    // A view of the new value would still point at the buffer renamed away.
+    if (std::any_of(p.buffers.begin(), p.buffers.end(), [&](const Buffer& b) { return b.view_of == u.value; })) continue;
     // The one kernel that writes the new value.
     size_t writer = e.kernels.size();
     int writers = 0;
@@ -221,7 +231,7 @@ int64_t place(Program& p, std::vector<LiveRange> ranges) {
 
 }  // namespace
 
-std::set<int> kernel_buffers(const Kernel& k, std::set<int>* written) { return buffers_of(k, written); }
+std::set<int> kernel_buffers(const Program& p, const Kernel& k, std::set<int>* written) { return buffers_of(p, k, written); }
 
 std::vector<LiveRange> arena_live_ranges(const Program& p, const Graph* graph) {
   std::set<int> kernels, arena;
@@ -236,6 +246,8 @@ std::vector<LiveRange> arena_live_ranges(const Program& p, const Graph* graph) {
     const Buffer& buf = p.buffers[static_cast<size_t>(b)];
     if (buf.storage == Storage::Arena && buf.node != kNoNode) buffer_of_node[buf.node] = b;
   }
+  for (const Buffer& view : p.buffers)  // a view node's value lives in its base
+    if (view.is_view() && view.node != kNoNode && arena.count(view.view_of)) buffer_of_node[view.node] = view.view_of;
   auto touch = [&](int b, int pos) {
     if (!arena.count(b) || p.buffers[static_cast<size_t>(b)].storage != Storage::Arena) return;
     auto [it, fresh] = live.try_emplace(b, LiveRange{b, pos, pos, aligned(p.buffers[static_cast<size_t>(b)].bytes(p.max_batch))});
@@ -245,7 +257,7 @@ std::vector<LiveRange> arena_live_ranges(const Program& p, const Graph* graph) {
   for (int k : kernels) {
     const Kernel& kernel = p.kernels[static_cast<size_t>(k)];
     std::set<int> written;
-    for (int b : buffers_of(kernel, &written)) touch(b, k);
+    for (int b : buffers_of(p, kernel, &written)) touch(b, k);
     // check-numerics refills a node's arena inputs before each of its kernels.
     if (!graph) continue;
     for (int w : written) {
@@ -286,6 +298,9 @@ void plan_memory(Program& p) {
     std::set<int> used;
     for (auto& r : ranges) used.insert(r.buffer);
     int64_t bytes = place(p, ranges);
+    for (Buffer& b : p.buffers)
+      if (b.is_view() && b.storage == Storage::Arena)
+        b.offset = p.buffers[static_cast<size_t>(b.view_of)].offset + b.view_offset * static_cast<int64_t>(dtype_size(b.dtype));
     for (Entry* e : entries) {
       std::vector<int> kept;
       for (int b : e->arena_buffers)

@@ -37,7 +37,8 @@ std::vector<LiveRange> arena_live_ranges(const Program& p, const Graph* graph);
 void plan_memory(Program& p);
 
 // The buffers `k` reads or writes (gemm operands and scratch included), each
-// once; `written`, if given, receives those it writes.
-std::set<int> kernel_buffers(const Kernel& k, std::set<int>* written = nullptr);
+// once, with the base of every view it reads; `written`, if given, receives
+// those it writes.
+std::set<int> kernel_buffers(const Program& p, const Kernel& k, std::set<int>* written = nullptr);
 
 }  // namespace kiln::lower

@@ -50,6 +50,8 @@ static void add_layout_ops(OpRegistry& r) {
          .pattern = OpPattern::data_movement,
          .algebra = {.noop_if_type_unchanged = true,
                      .compose = [](Node& outer, const Node& inner) { outer.inputs[0] = inner.inputs[0]; }},
+         // Row-major order is unchanged: the result is the input's bytes.
+         .view = [](const Node&, const TensorType&) -> std::optional<int64_t> { return 0; },
          .samples = {{{{{-1, 3, 17}}}, {{"shape", {-1, 51}}}}, {{{{-1, 66}}}, {{"shape", {-1, 6, 11}}}},
                      {{{{33, 2}}}, {{"shape", {6, 11}}}}}});
 
@@ -126,7 +128,8 @@ static void add_layout_reference(OpRegistry& r) {
 // ---- lowering to loop IR (compiler/lower) ----
 static void add_layout_lowering(OpRegistry& r) {
   using namespace lower;
-  // Same elements in the same row-major order: a flat copy.
+  // Same elements in the same row-major order: a flat copy. Only where the
+  // program cannot alias the input (lower_program makes reshapes views).
   r.find_mut("reshape")->lower = [](LowerCtx& c) {
     auto k = c.kernel("reshape " + shape_str(c.in[0].shape) + " -> " + shape_str(c.out.shape) + " (copy)");
     bool parallel = numel(c.out.shape, c.max_batch()) >= kParallelMinElements;

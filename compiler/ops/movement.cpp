@@ -124,6 +124,24 @@ E pad_source_expr(E o, int64_t before, E d, const std::string& mode, E& inside) 
   return clamped;
 }
 
+// A slice is its input's bytes from some offset on when it keeps one index
+// of every axis before some axis k, a unit-step range of axis k and all of
+// every axis after it.
+static std::optional<int64_t> contiguous_slice_offset(const Node& n, const TensorType& in) {
+  auto axes = resolve_slice(n.attrs, in.shape);
+  size_t k = 0;
+  while (k < axes.size() && axes[k].count == 1) ++k;
+  if (k < axes.size() && axes[k].step != 1 && axes[k].count > 1) return std::nullopt;
+  for (size_t d = k + 1; d < axes.size(); ++d)
+    if (axes[d].start != 0 || axes[d].step != 1 || axes[d].count != in.shape[d]) return std::nullopt;
+  int64_t offset = 0, stride = 1;
+  for (size_t d = axes.size(); d-- > 0;) {
+    offset += axes[d].start * stride;
+    stride *= in.shape[d] == kOpenDim ? 1 : in.shape[d];
+  }
+  return offset;
+}
+
 // ---- gather ----
 TensorType gather_type(const TensorType& data, const TensorType& idx, int axis) {
   Shape s(data.shape.begin(), data.shape.begin() + axis);
@@ -169,6 +187,7 @@ static void add_movement_ops(OpRegistry& r) {
            return t;
          },
          .pattern = OpPattern::data_movement,
+         .view = contiguous_slice_offset,
          .samples = {{{{{-1, 17}}}, {{"starts", {2}}, {"ends", {-3}}, {"axes", {1}}}},
                      {{{{-1, 33, 5}}}, {{"starts", {30, 1}}, {"ends", {-100, 5}}, {"axes", {1, 2}}, {"steps", {-3, 2}}}},
                      {{{{7, 9}}}, {{"starts", {1, 0}}, {"ends", {6, 9}}, {"steps", {2, 4}}}}}});

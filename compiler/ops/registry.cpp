@@ -224,6 +224,13 @@ std::string closest_name(std::string_view name, const std::vector<std::string>& 
   return best;
 }
 
+std::optional<int64_t> view_offset(const Graph& g, NodeId id) {
+  const Node& n = g.node(id);
+  const OpDef* def = OpRegistry::get().find(n.op);
+  if (!def || !def->view || n.inputs.size() != 1) return std::nullopt;
+  return def->view(n, g.node(n.inputs[0]).type);
+}
+
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   size_t n = std::max(a.size(), b.size());
   Shape out(n);

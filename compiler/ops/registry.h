@@ -148,6 +148,10 @@ struct OpDef {
   std::function<std::optional<double>(const Graph&, const Node&)> fold_from_types;
   // A reduction whose loop can compute its elementwise producers inline.
   bool inlines_elementwise_input = false;
+  // Ops whose result can be the input's own bytes: the element offset at
+  // which the result's elements lie, in order, in the input (reshape, squeeze:
+  // 0; a contiguous slice: its start), or nullopt where this node must copy.
+  std::function<std::optional<int64_t>(const Node&, const TensorType& input)> view;
   // May follow a layer as its `activation` (one float input, same shape out).
   bool activation = false;
   std::vector<OpSample> samples;
@@ -178,6 +182,10 @@ Attrs check_attrs(const std::string& what, const std::vector<AttrSpec>& specs, c
 
 // "Did you mean" for unknown names: the closest candidate within a small edit distance.
 std::string closest_name(std::string_view name, const std::vector<std::string>& candidates);
+
+// The element offset of node `id`'s result in its input's bytes where its op
+// declares it a view there (OpDef::view), else nullopt.
+std::optional<int64_t> view_offset(const Graph& g, NodeId id);
 
 // Shape helpers used by many shape rules.
 Shape broadcast_shapes(const Shape& a, const Shape& b);  // throws OpError with both shapes
