@@ -11,6 +11,7 @@
 #include "compiler/frontend/initializers.h"
 #include "compiler/frontend/json_text.h"
 #include "compiler/frontend/layers.h"
+#include "compiler/frontend/node_sugar.h"
 #include "compiler/ir/builder.h"
 #include "compiler/ops/registry.h"
 
@@ -270,7 +271,11 @@ class Frontend {
           if (sym_.count(r.name) || (defined_at_.count(r.name) && !index.count(r.name))) continue;  // input or param
           auto it = index.find(r.name);
           if (it == index.end()) {
-            if (!names_incomplete_)
+            if (auto split = split_parts_.find(r.name); split != split_parts_.end())
+              fail(node_paths_[i] + "/inputs/" + std::to_string(j), node_name(nodes[i]),
+                   "'" + r.name + "' is a split into " + std::to_string(split->second) + " parts: read one of them, '" +
+                       r.name + "/0' to '" + r.name + "/" + std::to_string(split->second - 1) + "'");
+            else if (!names_incomplete_)
               fail(node_paths_[i] + "/inputs/" + std::to_string(j), node_name(nodes[i]),
                    "unknown input '" + r.name + "'" + did_you_mean(r.name, known));
             poisoned_.insert(i);
@@ -299,40 +304,13 @@ class Frontend {
     return order;
   }
 
-  // Inline nodes ({"op": ..., "inputs": [...]} inside an inputs list) and
-  // numbers become nodes of their own, named after their reader and position
-  // ("dw2/0", "dw2/1/0", ...) unless they carry a name, placed before it, and
-  // keep their place in the file for errors ("/nodes/3/inputs/0").
-  void hoist_inline(const json& n, const std::string& path) {
-    if (!n.is_object() || !n.contains("inputs") || !n["inputs"].is_array()) {
-      flat_nodes_.push_back(n);
-      node_paths_.push_back(path);
-      return;
-    }
-    json copy = n;
-    const std::string parent = node_name(n);
-    for (size_t j = 0; j < n["inputs"].size(); ++j) {
-      const json& in = n["inputs"][j];
-      const std::string at = path + "/inputs/" + std::to_string(j);
-      json child;
-      if (in.is_number()) child = {{"op", "constant"}, {"value", in}};
-      else if (in.is_object() && (in.contains("op") || in.contains("layer"))) child = in;
-      else continue;
-      if (!child.contains("name")) child["name"] = parent + "/" + std::to_string(j);
-      if (!child.contains("inputs") && !reads_nothing(child)) child["inputs"] = json::array();
-      copy["inputs"][j] = child["name"];
-      hoist_inline(child, at);
-    }
-    flat_nodes_.push_back(std::move(copy));
-    node_paths_.push_back(path);
-  }
-
   void read_nodes() {
     const json* s = section("nodes", true);
     if (!s) return;
-    flat_nodes_ = json::array();
-    node_paths_.clear();
-    for (size_t i = 0; i < s->size(); ++i) hoist_inline((*s)[i], "/nodes/" + std::to_string(i));
+    FlatNodes flat = flatten_nodes(*s);
+    flat_nodes_ = std::move(flat.nodes);
+    node_paths_ = std::move(flat.paths);
+    split_parts_ = std::move(flat.split_parts);
     const json& nodes = flat_nodes_;
     refs_.assign(nodes.size(), {});
     built_.assign(nodes.size(), kNoNode);
@@ -372,19 +350,12 @@ class Frontend {
             }
           }
         }
-      } else if (i > 0 && !reads_nothing(n)) {
+      } else if (i > 0 && !reads_no_input(n)) {
         refs_[i].push_back({node_name(nodes[i - 1]), static_cast<long>(i - 1)});  // sequential sugar
       }
     }
     auto order = order_nodes(nodes);
     for (size_t i : order) build_node(i, nodes[i]);
-  }
-
-  // Ops like constant take no inputs: the sequential sugar does not apply to them.
-  static bool reads_nothing(const json& n) {
-    if (!n.contains("op") || !n["op"].is_string()) return false;
-    const OpDef* def = OpRegistry::get().find(n["op"].get<std::string>());
-    return def && !def->variadic && def->inputs.empty();
   }
 
   static Attrs node_attrs(const json& n) {
@@ -600,6 +571,7 @@ class Frontend {
   std::map<std::string, NodeId> sym_;              // JSON name -> node, for everything built
   std::vector<std::vector<Ref>> refs_;             // per JSON node: what it reads
   json flat_nodes_;                                 // the nodes with inline nodes hoisted before their readers
+  std::map<std::string, int64_t> split_parts_;     // split nodes that define parts: name -> part count
   std::vector<std::string> node_paths_;             // each flat node's JSON path in the file
   std::vector<NodeId> built_;                      // per JSON node: its value, kNoNode if it failed
   std::set<size_t> poisoned_;                      // JSON nodes that failed (their users are skipped)

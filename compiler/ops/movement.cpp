@@ -358,6 +358,46 @@ static void add_movement_ops(OpRegistry& r) {
          .pattern = OpPattern::data_movement,
          .samples = {{{{{-1, 17}}}, {{"axes", {1}}}}, {{{{-1, 5}}}, {{"axes", {-1, 2}}}}}});
 
+  // One part of a split. A JSON node without `index` defines every part,
+  // as nodes <name>/0, <name>/1, ... (compiler/frontend/graph_json.cpp).
+  r.add({.name = "split", .family = "movement", .summary = "one of the consecutive parts of x along an axis (a slice)",
+         .inputs = {"x"},
+         .attrs = {{"axis", AttrKind::Int, false, 0, "the split axis (negative: from the end)", {}, -64, 63},
+                   {"sizes", AttrKind::IntList, false, nlohmann::json::array(), "each part's length (they sum to the axis)", {}, 1},
+                   {"parts", AttrKind::Int, false, 0, "instead of sizes: this many parts of ceil(d / parts), the last shorter", {}, 0},
+                   {"index", AttrKind::Int, false, -1, "which part; a JSON node without it defines <name>/0 ... <name>/(k-1)", {}, -1}},
+         .shape_rule = "x: [..., d, ...] -> [..., sizes[index], ...]",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           const Shape s = b.type(in[0]).shape;
+           const int ax = normalize_axis(a.at("axis").get<int64_t>(), static_cast<int>(s.size()));
+           const int64_t d = s[static_cast<size_t>(ax)], parts = a.at("parts").get<int64_t>();
+           auto sizes = a.at("sizes").get<std::vector<int64_t>>();
+           if (d == kOpenDim) throw OpError("cannot split along the open batch dimension");
+           if (sizes.empty() == (parts == 0)) throw OpError("give either sizes or parts");
+           if (parts > d) throw OpError(std::to_string(parts) + " parts of an axis of length " + std::to_string(d));
+           if (parts) {
+             const int64_t chunk = (d + parts - 1) / parts;
+             if (chunk * (parts - 1) >= d)
+               throw OpError(std::to_string(parts) + " parts of " + std::to_string(chunk) + " leave nothing for the last of an axis of length " + std::to_string(d));
+             sizes.assign(static_cast<size_t>(parts), chunk);
+             sizes.back() = d - chunk * (parts - 1);
+           }
+           int64_t total = 0;
+           for (int64_t n : sizes) total += n;
+           if (total != d)
+             throw OpError("sizes sum to " + std::to_string(total) + ", but axis " + std::to_string(ax) + " has length " + std::to_string(d));
+           const int64_t index = a.at("index").get<int64_t>();
+           if (index < 0 || index >= static_cast<int64_t>(sizes.size()))
+             throw OpError("index " + std::to_string(index) + " is not one of the " + std::to_string(sizes.size()) + " parts");
+           int64_t start = 0;
+           for (int64_t i = 0; i < index; ++i) start += sizes[static_cast<size_t>(i)];
+           return b.add("slice", {in[0]}, {{"starts", {start}}, {"ends", {start + sizes[static_cast<size_t>(index)]}}, {"axes", {ax}}});
+         },
+         .pattern = OpPattern::data_movement,
+         .samples = {{{{{-1, 17}}}, {{"axis", 1}, {"sizes", {5, 12}}, {"index", 1}}},
+                     {{{{33, 4}}}, {{"parts", 3}, {"index", 2}}},
+                     {{{{-1, 3, 5}}}, {{"axis", -1}, {"parts", 2}, {"index", 1}}}}});
+
   r.add({.name = "tile", .family = "movement", .summary = "x repeated along each axis", .inputs = {"x"},
          .attrs = {{"repeats", AttrKind::IntList, true, nullptr, "copies per axis (1 keeps it)", {}, 1, 1 << 20}},
          .shape_rule = "x: S -> S[i] * repeats[i]",

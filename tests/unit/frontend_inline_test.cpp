@@ -72,3 +72,46 @@ TEST_CASE("frontend: a layer's activation is any registered activation, by name 
     }
   }
 }
+
+TEST_CASE("frontend: a split node without index defines one node per part, <name>/k") {
+  Graph g = parse_graph(R"({
+    "format": "kiln.graph/1", "name": "split",
+    "inputs": {"x": {"shape": [-1, 12]}},
+    "nodes": [
+      {"name": "qkv", "op": "split", "axis": 1, "sizes": [4, 4, 4], "inputs": ["x"]},
+      {"name": "halves", "op": "split", "axis": -1, "parts": 2, "inputs": [{"op": "neg", "inputs": ["x"]}]},
+      {"name": "s", "op": "add", "inputs": ["qkv/0", "qkv/2"]},
+      {"name": "h", "op": "mul", "inputs": ["halves/0", "halves/1"]}
+    ],
+    "outputs": {"s": "s", "h": "h"}})");
+  CHECK(g.node(g.find("s")).type.shape == Shape{kOpenDim, 4});
+  CHECK(g.node(g.find("h")).type.shape == Shape{kOpenDim, 6});
+  const Node& q2 = g.node(g.find("qkv/2"));
+  CHECK(q2.op == "slice");
+  CHECK(q2.attrs.at("starts") == nlohmann::json({8}));
+  CHECK(g.node(g.find("halves/1")).attrs.at("starts") == nlohmann::json({6}));
+  CHECK(g.find("qkv/1") != kNoNode);  // defined though nothing reads it
+
+  auto error_of = [](const std::string& nodes) {
+    try {
+      parse_graph(R"({"format": "kiln.graph/1", "name": "bad", "inputs": {"x": {"shape": [-1, 12]}},
+        "nodes": [)" + nodes + R"(], "outputs": {"y": "y"}})");
+    } catch (const GraphError& e) {
+      REQUIRE(!e.diagnostics.empty());
+      return e.diagnostics[0].path + ": " + e.diagnostics[0].message;
+    }
+    return std::string("loaded");
+  };
+  // The whole split read as one value: the message names the parts.
+  CHECK(error_of(R"({"name": "p", "op": "split", "axis": 1, "parts": 3, "inputs": ["x"]},
+                    {"name": "y", "op": "relu", "inputs": ["p"]})") ==
+        "/nodes/1/inputs/0: 'p' is a split into 3 parts: read one of them, 'p/0' to 'p/2'");
+  CHECK(error_of(R"({"name": "y", "op": "split", "axis": 1, "sizes": [5, 4], "index": 0, "inputs": ["x"]})")
+            .find("sizes sum to 9, but axis 1 has length 12") != std::string::npos);
+  CHECK(error_of(R"({"name": "y", "op": "split", "axis": 0, "parts": 2, "index": 0, "inputs": ["x"]})")
+            .find("cannot split along the open batch dimension") != std::string::npos);
+  CHECK(error_of(R"({"name": "y", "op": "split", "axis": 1, "sizes": [6, 6], "parts": 2, "inputs": ["x"]})")
+            .find("give either sizes or parts") != std::string::npos);
+  CHECK(error_of(R"({"name": "y", "op": "split", "axis": 1, "parts": 5, "index": 4, "inputs": ["x"]})")
+            .find("5 parts of 3 leave nothing for the last") != std::string::npos);
+}
