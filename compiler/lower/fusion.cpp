@@ -69,10 +69,14 @@ bool FusionPlan::places_group(NodeId id) const {
   return gi >= 0 && groups[static_cast<size_t>(gi)].members.back() == id;
 }
 
-int FusionPlan::inlined_into(NodeId reduction) const {
-  for (size_t i = 0; i < groups.size(); ++i)
-    if (groups[i].into == reduction) return static_cast<int>(i);
-  return -1;
+std::vector<std::pair<size_t, int>> FusionPlan::inlined_inputs(const Graph& g, NodeId consumer) const {
+  std::vector<std::pair<size_t, int>> out;
+  const auto& inputs = g.node(consumer).inputs;
+  for (size_t slot = 0; slot < inputs.size(); ++slot) {
+    int gi = group_of.at(static_cast<size_t>(inputs[slot]));
+    if (gi >= 0 && groups[static_cast<size_t>(gi)].into == consumer) out.push_back({slot, gi});
+  }
+  return out;
 }
 
 NodeId FusionPlan::in_place_param(NodeId value) const {
@@ -163,41 +167,44 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
     grp[i] = chosen;
   }
 
-  // Reductions reading a group whose every value stays inside it: the group
-  // is computed in the reduction's loop (a flat index addresses every operand).
+  // Consumers (reductions, concat) reading a group whose every value stays
+  // inside it: the group is computed in the consumer's loop (a flat index
+  // addresses every operand).
   std::vector<NodeId> into(members.size(), kNoNode);
   auto is_update_value = [&](NodeId m) {
     for (auto& u : updates)
       if (u.second == m) return true;
     return false;
   };
+  // Why consumer c cannot compute group gi (whose last node p it reads) inline; empty: it can.
+  auto why_not_inline = [&](size_t c, NodeId p, int gi) -> std::string {
+    const auto& ms = members[static_cast<size_t>(gi)];
+    if (ms.back() != p) return pct(g, p) + " is not its group's last node";
+    if (!same_entries(c, static_cast<size_t>(p))) return "needed by different entry points";
+    for (NodeId m : ms) {
+      if (must_store[static_cast<size_t>(m)] || is_update_value(m)) return pct(g, m) + " is returned by the step";
+      for (NodeId u : users[static_cast<size_t>(m)])
+        if (needed[static_cast<size_t>(u)] && u != static_cast<NodeId>(c) && grp[static_cast<size_t>(u)] != gi)
+          return pct(g, m) + " is also read by " + pct(g, u);
+      for (NodeId in : g.node(m).inputs) {
+        const Shape& s = g.node(in).type.shape;
+        if (grp[static_cast<size_t>(in)] != gi && s != g.node(p).type.shape && numel(s, 2) != 1)
+          return pct(g, in) + " is broadcast (the consumer indexes its input flat)";
+      }
+    }
+    return "";
+  };
   for (size_t i = 0; i < n; ++i) {
     const Node& r = g.nodes[i];
     if (!needed[i] || !OpRegistry::get().find(r.op)->inlines_elementwise_input) continue;
-    const NodeId p = r.inputs[0];
-    const int gi = grp[static_cast<size_t>(p)];
-    if (gi < 0) continue;
-    const auto& ms = members[static_cast<size_t>(gi)];
-    std::string reason;
-    if (ms.back() != p) reason = pct(g, p) + " is not its group's last node";
-    else if (!same_entries(i, static_cast<size_t>(p))) reason = "needed by different entry points";
-    for (NodeId m : ms) {
-      if (!reason.empty()) break;
-      if (must_store[static_cast<size_t>(m)] || is_update_value(m)) reason = pct(g, m) + " is returned by the step";
-      for (NodeId u : users[static_cast<size_t>(m)])
-        if (reason.empty() && needed[static_cast<size_t>(u)] && u != static_cast<NodeId>(i) && grp[static_cast<size_t>(u)] != gi)
-          reason = pct(g, m) + " is also read by " + pct(g, u);
-      for (NodeId in : g.node(m).inputs) {
-        const Shape& s = g.node(in).type.shape;
-        if (reason.empty() && grp[static_cast<size_t>(in)] != gi && s != g.node(p).type.shape && numel(s, 2) != 1)
-          reason = pct(g, in) + " is broadcast (the reduction indexes its input flat)";
-      }
+    for (const NodeId p : r.inputs) {
+      const int gi = grp[static_cast<size_t>(p)];
+      if (gi < 0 || into[static_cast<size_t>(gi)] == static_cast<NodeId>(i)) continue;
+      if (std::string reason = why_not_inline(i, p, gi); !reason.empty())
+        note("not computed inline: " + pct(g, p) + " -> " + pct(g, static_cast<NodeId>(i)) + " (" + r.op + "): " + reason);
+      else
+        into[static_cast<size_t>(gi)] = static_cast<NodeId>(i);
     }
-    if (!reason.empty()) {
-      note("not fused into reduction: " + pct(g, p) + " -> " + pct(g, static_cast<NodeId>(i)) + ": " + reason);
-      continue;
-    }
-    into[static_cast<size_t>(gi)] = static_cast<NodeId>(i);
   }
 
   plan.group_of.assign(n, -1);
@@ -210,7 +217,7 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
       fg.shape = g.node(ms.back()).type.shape;
       fg.into = into[mi];
       for (NodeId m : ms) plan.group_of[static_cast<size_t>(m)] = static_cast<int>(plan.groups.size());
-      note("fused into reduction: " + list_names(g, ms) + " computed inside " + pct(g, fg.into) + " (" +
+      note("computed inline: " + list_names(g, ms) + " computed inside " + pct(g, fg.into) + " (" +
            g.node(fg.into).op + "), never stored");
       plan.groups.push_back(std::move(fg));
       continue;
@@ -373,14 +380,14 @@ Kernel lower_fused_group(Program& p, const Graph& g, const FusionGroup& grp, con
 
 namespace {
 
-// e with every load of kInlinedBuffer replaced by `at(index)`.
-ExprP substitute(const ExprP& e, const std::function<ExprP(const ExprP&)>& at) {
+// e with every load of `placeholder` replaced by `at(index)`.
+ExprP substitute(const ExprP& e, int placeholder, const std::function<ExprP(const ExprP&)>& at) {
   if (!e) return e;
-  if (e->kind == ExprKind::Load && e->id == kInlinedBuffer) return at(substitute(e->args[0], at));
+  if (e->kind == ExprKind::Load && e->id == placeholder) return at(substitute(e->args[0], placeholder, at));
   bool changed = false;
   std::vector<ExprP> args;
   for (const ExprP& a : e->args) {
-    args.push_back(substitute(a, at));
+    args.push_back(substitute(a, placeholder, at));
     changed = changed || args.back() != a;
   }
   if (!changed) return e;
@@ -389,24 +396,24 @@ ExprP substitute(const ExprP& e, const std::function<ExprP(const ExprP&)>& at) {
   return copy;
 }
 
-void substitute(std::vector<Stmt>& body, const std::function<ExprP(const ExprP&)>& at) {
+void substitute(std::vector<Stmt>& body, int placeholder, const std::function<ExprP(const ExprP&)>& at) {
   for (Stmt& s : body) {
-    s.lo = substitute(s.lo, at);
-    s.hi = substitute(s.hi, at);
-    s.index = substitute(s.index, at);
-    s.value = substitute(s.value, at);
-    substitute(s.body, at);
+    s.lo = substitute(s.lo, placeholder, at);
+    s.hi = substitute(s.hi, placeholder, at);
+    s.index = substitute(s.index, placeholder, at);
+    s.value = substitute(s.value, placeholder, at);
+    substitute(s.body, placeholder, at);
   }
 }
 
 }  // namespace
 
 void inline_group(const Program& p, const Graph& g, const FusionGroup& grp, const std::vector<int>& buffer_of,
-                  Kernel& k) {
+                  int placeholder, Kernel& k) {
   std::map<NodeId, Captured> fns;
   std::set<NodeId> in_group(grp.members.begin(), grp.members.end());
   for (NodeId m : grp.members) fns[m] = capture(g, m);
-  substitute(k.body, [&](const ExprP& index) {
+  substitute(k.body, placeholder, [&](const ExprP& index) {
     std::map<NodeId, E> value;
     for (NodeId m : grp.members) {
       std::vector<E> args;

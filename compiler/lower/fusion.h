@@ -7,9 +7,11 @@
 //                       group) become one loop nest; members used only inside
 //                       the group are never stored. A matmul's bias add +
 //                       activation becomes one pass right after the GEMM.
-//   into reductions     a group whose only consumer is a reduce_sum/max is
-//                       computed inside the reduction's loop, never stored
-//                       (e.g. sum(square(w)) of an L2 penalty: one read of w).
+//   into consumers      a group whose only consumer is a reduction or a
+//                       concat (ops declaring inlines_elementwise_input) is
+//                       computed inside the consumer's loop, never stored
+//                       (sum(square(w)) of an L2 penalty: one read of w; each
+//                       part of a concat written straight into its place).
 //   in-place updates    an optimizer update whose last reader of the old
 //                       value is its own kernel stores straight into the
 //                       param, so no copy kernel runs after the step.
@@ -27,7 +29,7 @@ struct FusionGroup {
   std::vector<NodeId> members;  // in graph (topological) order; the kernel runs where the last one is
   std::vector<NodeId> outputs;  // members stored to memory: used outside the group, entry outputs, updates
   Shape shape;                  // the iteration space: every member's shape
-  NodeId into = kNoNode;        // a reduction computing the group inline as it reads it (nothing stored)
+  NodeId into = kNoNode;        // a consumer computing the group inline as it reads it (nothing stored)
 };
 
 struct FusionPlan {
@@ -42,8 +44,8 @@ struct FusionPlan {
   bool places_group(NodeId id) const;
   // The param an update value is stored into in place, else kNoNode.
   NodeId in_place_param(NodeId value) const;
-  // The group a reduction computes inline, else -1.
-  int inlined_into(NodeId reduction) const;
+  // The groups a consumer computes inline: (its input slot, group) pairs.
+  std::vector<std::pair<size_t, int>> inlined_inputs(const Graph& g, NodeId consumer) const;
 };
 
 // needed_by[e][n]: entry e computes node n. must_store: nodes an entry reads
@@ -55,12 +57,12 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
 // buffers (every external input and every output has one).
 Kernel lower_fused_group(Program& p, const Graph& g, const FusionGroup& grp, const std::vector<int>& buffer_of);
 
-// A reduction's lowering reads a group it computes inline through this
-// buffer id; inline_group() then replaces each such load by the group's
-// expression at that (linear) index.
-constexpr int kInlinedBuffer = -2;
+// A consumer's lowering reads input `slot`, a group it computes inline,
+// through this (negative) buffer id; inline_group() then replaces each such
+// load by the group's expression at that (linear) index.
+constexpr int inlined_input_buffer(size_t slot) { return -2 - static_cast<int>(slot); }
 void inline_group(const Program& p, const Graph& g, const FusionGroup& grp, const std::vector<int>& buffer_of,
-                  Kernel& k);
+                  int placeholder, Kernel& k);
 
 // The plan's decisions, one per line, for `kiln ir --why`.
 std::string print_fusion_why(const std::vector<std::string>& why);

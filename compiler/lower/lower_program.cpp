@@ -263,7 +263,7 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     LowerCtx ctx(p_, g, id);
     for (NodeId in : n.inputs) {
       if (buffer_of[static_cast<size_t>(in)] < 0) {  // a group this node computes inline (fusion)
-        ctx.in.push_back(BufRef{kInlinedBuffer, g.node(in).type.dtype, g.node(in).type.shape});
+        ctx.in.push_back(BufRef{inlined_input_buffer(ctx.in.size()), g.node(in).type.dtype, g.node(in).type.shape});
         continue;
       }
       const Buffer& b = p_.buffers[static_cast<size_t>(buffer_of[static_cast<size_t>(in)])];
@@ -275,8 +275,9 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     } catch (const std::exception& ex) {
       throw std::runtime_error("lowering node '" + n.name + "' (JSON node " + n.origin + ", op " + n.op + "): " + ex.what());
     }
-    if (int gi = plan.inlined_into(id); gi >= 0)
-      for (Kernel& k : ctx.kernels) inline_group(p_, g, plan.groups[static_cast<size_t>(gi)], buffer_of, k);
+    for (auto [slot, gi] : plan.inlined_inputs(g, id))
+      for (Kernel& k : ctx.kernels)
+        inline_group(p_, g, plan.groups[static_cast<size_t>(gi)], buffer_of, inlined_input_buffer(slot), k);
     for (size_t b = 0; b < p_.buffers.size(); ++b)
       if (p_.buffers[b].storage == Storage::Arena && !p_.buffers[b].is_view() && p_.buffers[b].offset < 0)
         place_arena(static_cast<int>(b));

@@ -173,6 +173,7 @@ static void add_movement_ops(OpRegistry& r) {
            return t;
          },
          .pattern = OpPattern::data_movement,
+         .inlines_elementwise_input = true,  // each part's producer writes straight into its place
          .samples = {{{{{-1, 5}}, {{-1, 17}}, {{-1, 3}}}, {{"axis", 1}}},
                      {{{{2, 33}}, {{5, 33}}}, {{"axis", 0}}},
                      {{{{-1, 3, 4}}, {{-1, 2, 4}}}, {{"axis", -2}}}}});

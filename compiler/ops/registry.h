@@ -146,7 +146,8 @@ struct OpDef {
   std::function<int64_t(const Graph&, const Node&, int)> index_bound;
   // A value known from the input types alone (dim_size of a static dimension).
   std::function<std::optional<double>(const Graph&, const Node&)> fold_from_types;
-  // A reduction whose loop can compute its elementwise producers inline.
+  // A consumer whose loop reads each input once per element at a flat index
+  // (a reduction, concat): it can compute its elementwise producers inline.
   bool inlines_elementwise_input = false;
   // Ops whose result can be the input's own bytes: the element offset at
   // which the result's elements lie, in order, in the input (reshape, squeeze:

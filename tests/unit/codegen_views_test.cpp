@@ -130,3 +130,27 @@ TEST_CASE("views: a GEMM's product read through a reshape still takes its consum
   CHECK_FALSE(has_kernel_for(p, "flat"));
   c.check();
 }
+
+TEST_CASE("concat in place: each part's elementwise producer is computed inside the concat's loop, never stored") {
+  JitCase c(3, 4);
+  NodeId x = c.input("x", {kOpenDim, 5});
+  NodeId y = c.input("y", {kOpenDim, 7});
+  NodeId a = c.b.add("relu", {c.op("add", {x, c.op("constant", {}, {{"value", 0.25}, {"shape", Shape{}}})})}, {}, "a");
+  NodeId t = c.b.add("tanh", {y}, {}, "t");
+  NodeId shared = c.b.add("exp", {x}, {}, "shared");  // also read by the second output: stored
+  c.out("cat", c.b.add("concat", {a, t, shared, a}, {{"axis", 1}}, "cat"));
+  c.out("shared_sum", c.op("reduce_sum", {shared}, {{"axes", {1}}}));
+  std::vector<std::string> why;
+  lower::Program p = lowered(c, &why);
+  CHECK_FALSE(has_kernel_for(p, "a"));
+  CHECK_FALSE(has_kernel_for(p, "t"));
+  CHECK(buffer_named(p, "a") == nullptr);  // never stored
+  CHECK(buffer_named(p, "t") == nullptr);
+  CHECK(buffer_named(p, "shared") != nullptr);
+  auto said = [&](const std::string& phrase) {
+    return std::any_of(why.begin(), why.end(), [&](const std::string& s) { return s.find(phrase) != std::string::npos; });
+  };
+  CHECK(said("computed inline: %t computed inside %cat (concat)"));
+  CHECK(said("not computed inline: %shared -> %cat (concat): %shared is also read by"));
+  c.check();
+}
