@@ -5,6 +5,7 @@
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/ir/builder.h"
 #include "compiler/passes/graph_edit.h"
+#include "compiler/passes/modes.h"
 #include "compiler/passes/passes.h"
 
 namespace kiln {
@@ -50,13 +51,15 @@ Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
 
   Graph s = model;
   s.name = model.name + ".train_step";
-  s.outputs.clear();
   if (!config.use_handwritten_gradients) s.gradients.clear();
-  const size_t model_nodes = s.nodes.size();
   GraphBuilder b(s);
-  NodeId lr = b.input(kLearningRateInput, {DType::f32, {}});
   NodeId step = b.param(kStepCounter, {DType::i64, {}},
                         {{"role", "state"}, {"trainable", false}, {"init", {{"kind", "zeros"}}}});
+  // Batch norm and dropout in their training form (it may add updates of running statistics).
+  if (specialize_mode(s, {Mode::train, step, graph_seed(model)})) step = s.find(kStepCounter);
+  s.outputs.clear();
+  const size_t model_nodes = s.nodes.size();
+  NodeId lr = b.input(kLearningRateInput, {DType::f32, {}});
   b.set_scope("train");
   NodeId t = b.add("cast", {b.add2("add", step, b.constant(1.0, DType::i64))}, {{"dtype", "f32"}}, "t");
 
@@ -139,6 +142,7 @@ static Graph model_with_outputs(const Graph& model, const std::string& suffix,
   s.name = model.name + suffix;
   s.gradients.clear();
   s.outputs = std::move(outputs);
+  specialize_mode(s, {Mode::infer});
   eliminate_dead_code(s);
   verify_or_throw(s, "building the " + suffix.substr(1) + " graph");
   return s;

@@ -171,6 +171,8 @@ Value* KernelEmitter::emit_binary(Op op, Value* a, Value* b, Scalar t) {
       return b_.CreateCall(llvm::Intrinsic::getDeclaration(&m_, llvm::Intrinsic::pow, {a->getType()}), {a, b});
     case Op::And: return b_.CreateAnd(a, b);
     case Op::Or: return b_.CreateOr(a, b);
+    case Op::Xor: return b_.CreateXor(a, b);
+    case Op::Shr: return b_.CreateLShr(a, b);
     case Op::Lt: return f ? b_.CreateFCmpOLT(a, b) : b_.CreateICmpSLT(a, b);
     case Op::Le: return f ? b_.CreateFCmpOLE(a, b) : b_.CreateICmpSLE(a, b);
     case Op::Gt: return f ? b_.CreateFCmpOGT(a, b) : b_.CreateICmpSGT(a, b);

@@ -42,6 +42,8 @@ int64_t eval_int(const lower::ExprP& e, int64_t batch, const std::map<int, int64
         case Op::Mod: return b ? a % b : 0;
         case Op::Max: return std::max(a, b);
         case Op::Min: return std::min(a, b);
+        case Op::Xor: return a ^ b;
+        case Op::Shr: return static_cast<int64_t>(static_cast<uint64_t>(a) >> (b & 63));
         default: return 0;
       }
     }

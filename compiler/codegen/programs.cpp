@@ -1,5 +1,6 @@
 #include "compiler/codegen/programs.h"
 
+#include "compiler/passes/modes.h"
 #include "compiler/passes/pass_manager.h"
 
 namespace kiln::codegen {
@@ -9,7 +10,7 @@ std::vector<lower::EntrySpec> ProgramGraphs::entries() const {
   if (!train_step) return out;
   // predict and eval_step come from the training graph when it carries every
   // model output (no pre stage): one set of forward kernels serves all three.
-  bool shares = true;
+  bool shares = !modes_differ;
   for (auto& [name, id] : model.outputs) shares = shares && train_step->output(name) != kNoNode;
   if (shares)
     for (lower::EntrySpec& e : out) e.graph = &*train_step;
@@ -28,6 +29,8 @@ std::unique_ptr<const ProgramGraphs> program_graphs(Graph model, const TrainStep
     run_pipeline(step, "simplify");
     pg->train_step = std::move(step);
   }
+  // predict and eval_step run the inference form (running statistics, no dropout).
+  pg->modes_differ = specialize_mode(pg->model, {Mode::infer});
   return pg;
 }
 

@@ -12,7 +12,8 @@
 namespace kiln::codegen {
 
 struct ProgramGraphs {
-  Graph model;
+  Graph model;               // in its inference form
+  bool modes_differ = false; // training and inference compute the model differently (batch norm, dropout)
   std::optional<Graph> train_step;
   // Entry specs pointing into this object (which therefore never moves):
   // predict, eval_step (every model output) and train_step (loss and

@@ -51,6 +51,8 @@ std::string_view op_name(Op op) {
     case Op::Pow: return "pow";
     case Op::And: return "&&";
     case Op::Or: return "||";
+    case Op::Xor: return "^";
+    case Op::Shr: return ">>";
     case Op::Lt: return "<";
     case Op::Le: return "<=";
     case Op::Gt: return ">";

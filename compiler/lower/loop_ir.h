@@ -37,6 +37,8 @@ enum class Op : uint8_t {
   Neg, Exp, Log, Sqrt, Abs, Not, Floor, Ceil, Round, Sin, Cos, Tanh,
   // binary arithmetic (same type in and out); Round is to nearest, ties to even
   Add, Sub, Mul, Div, Mod, Max, Min, Pow, And, Or,
+  // integer bits (counter-based random numbers): xor, shift right filling zeros
+  Xor, Shr,
   // comparisons (-> i1)
   Lt, Le, Gt, Ge, Eq, Ne,
 };

@@ -20,6 +20,9 @@ E operator==(E a, E b) { return binary(Op::Eq, a.p, b.p); }
 E operator!=(E a, E b) { return binary(Op::Ne, a.p, b.p); }
 E operator&&(E a, E b) { return binary(Op::And, a.p, b.p); }
 E max(E a, E b) { return binary(Op::Max, a.p, b.p); }
+E bit_and(E a, E b) { return binary(Op::And, a.p, b.p); }
+E bit_xor(E a, E b) { return binary(Op::Xor, a.p, b.p); }
+E shift_right(E a, E b) { return binary(Op::Shr, a.p, b.p); }
 E min(E a, E b) { return binary(Op::Min, a.p, b.p); }
 E select(E c, E a, E b) { return lower::select(c.p, a.p, b.p); }
 E cast(E a, Scalar t) { return lower::cast(a.p, t); }

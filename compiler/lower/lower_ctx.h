@@ -50,6 +50,9 @@ E tanh(E a);
 E pow(E a, E b);
 E logical_not(E a);
 E logical_or(E a, E b);
+E bit_and(E a, E b);      // integers
+E bit_xor(E a, E b);
+E shift_right(E a, E b);  // logical: zeros shift in
 E lit(double v, Scalar t);  // a constant of type t
 
 // A buffer seen through its shape: row-major index math, open batch dimension included.

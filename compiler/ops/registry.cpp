@@ -56,6 +56,8 @@ OpRegistry& OpRegistry::get() {
     register_index_family(*r);
     register_activation_family(*r);
     register_loss_family(*r);
+    register_normalization_family(*r);
+    register_random_family(*r);
     return r;
   }();
   return *reg;

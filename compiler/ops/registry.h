@@ -111,6 +111,20 @@ struct OpSample {
   Attrs attrs = Attrs::object();
 };
 
+// Training and inference compute some ops differently (batch norm's batch
+// statistics vs its running ones; dropout on vs off). Such an op is a
+// placeholder in a model graph: specialize_mode() (compiler/passes/modes.h)
+// replaces each of its nodes by the op's decomposition for the entry's mode.
+enum class Mode : uint8_t { train, infer };
+struct ModeCtx {
+  Mode mode = Mode::infer;
+  NodeId step = kNoNode;  // training: the i64 step counter (randomness draws by it)
+  uint64_t seed = 0;      // the graph's seed
+};
+// Returns the node computing `node`'s value in ctx.mode; in training it may
+// add Graph::updates (running statistics) through the builder's graph.
+using ModeFn = std::function<NodeId(GraphBuilder&, NodeId node, const ModeCtx&)>;
+
 using InferFn = std::function<TensorType(const InferCtx&)>;
 using ExpandFn = std::function<NodeId(GraphBuilder&, const std::vector<NodeId>&, const Attrs&)>;
 // Returns one cotangent per input, kNoNode where no gradient flows.
@@ -153,6 +167,8 @@ struct OpDef {
   // which the result's elements lie, in order, in the input (reshape, squeeze:
   // 0; a contiguous slice: its start), or nullopt where this node must copy.
   std::function<std::optional<int64_t>(const Node&, const TensorType& input)> view;
+  // Ops that differ between training and inference (see Mode).
+  ModeFn by_mode;
   // May follow a layer as its `activation` (one float input, same shape out).
   bool activation = false;
   std::vector<OpSample> samples;
@@ -211,5 +227,7 @@ void register_scan_family(OpRegistry&);
 void register_avgpool_family(OpRegistry&);
 void register_conv_forms_family(OpRegistry&);
 void register_gather_elements_family(OpRegistry&);
+void register_normalization_family(OpRegistry&);
+void register_random_family(OpRegistry&);
 
 }  // namespace kiln

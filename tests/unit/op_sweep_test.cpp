@@ -14,6 +14,7 @@
 #include "compiler/interp/interpreter.h"
 #include "compiler/ir/builder.h"
 #include "compiler/ops/registry.h"
+#include "compiler/passes/modes.h"
 #include "runtime/program.h"
 
 using namespace kiln;
@@ -51,7 +52,7 @@ Value draw(const SampleInput& in, std::mt19937_64& rng) {
 // JIT (f32 where the sample is f32) against the f64 interpreter:
 // max |jit - oracle| <= tol * max(1, max |oracle|); exact for integers and bools.
 // Compiled for `vector_bits` (0: the host's width).
-void check_jit(const OpDef& def, size_t k, int vector_bits) {
+void check_jit(const OpDef& def, size_t k, int vector_bits, Mode mode) {
   const OpSample& s = def.samples[k];
   Graph g;
   g.name = "sweep_" + def.name;
@@ -65,6 +66,7 @@ void check_jit(const OpDef& def, size_t k, int vector_bits) {
     in.push_back(b.input(name, {s.inputs[i].dtype, s.inputs[i].shape}));
   }
   g.outputs.push_back({"y", b.add(def.name, in, s.attrs)});
+  specialize_mode(g, {mode});
   auto cp = codegen::compile_entries(g.name, {{"eval_step", &g, {"y"}, {}}}, {.max_batch = kMaxBatch},
                                      {.vector_bits = vector_bits});
   Program prog(cp->info());
@@ -85,7 +87,7 @@ void check_jit(const OpDef& def, size_t k, int vector_bits) {
 // The loss is sum(y * fixed random weights); gradcheck compares autodiff
 // with finite differences in f64 with respect to every float input, drawn
 // from the sample's ranges (the open dimension is gradcheck's batch).
-void check_gradient(const OpDef& def, size_t k) {
+void check_gradient(const OpDef& def, size_t k, Mode mode) {
   const OpSample& s = def.samples[k];
   GradcheckOptions opt;
   opt.batch = kBatch;
@@ -118,14 +120,22 @@ void check_gradient(const OpDef& def, size_t k) {
   for (double& v : w) v = weight(rng);
   NodeId weights = b.add("constant", {}, {{"value", w}, {"shape", fixed}, {"dtype", dtype_name(t.dtype)}});
   g.outputs.push_back({"loss", b.add1("reduce_sum", b.add2("mul", y, weights))});
+  specialize_mode(g, {mode});
   GradcheckReport r = gradcheck(g, opt);
   INFO(r.text());
   CHECK(r.passed());
   for (const ParamCheck& p : r.params) CHECK(p.coordinates > 0);  // not every coordinate skipped at a kink
 }
 
+// Ops that differ between training and inference run in both forms.
+std::vector<Mode> modes_of(const OpDef& def) {
+  return def.by_mode ? std::vector<Mode>{Mode::train, Mode::infer} : std::vector<Mode>{Mode::infer};
+}
+
+std::string mode_name(Mode m) { return m == Mode::train ? "training" : "inference"; }
+
 bool differentiable(const OpDef& def) {
-  return !def.no_grad && (def.grad || def.composite());
+  return !def.no_grad && (def.grad || def.composite() || def.by_mode);
 }
 
 }  // namespace
@@ -148,10 +158,12 @@ TEST_CASE("registry: every op declares its pattern and carries samples") {
 
 TEST_CASE("registry sweep: every sample of every op, JIT against the f64 interpreter") {
   for (const OpDef& def : OpRegistry::get().all())
-    for (size_t k = 0; k < def.samples.size(); ++k) {
-      CAPTURE(describe(def, k));
-      check_jit(def, k, 0);
-    }
+    for (size_t k = 0; k < def.samples.size(); ++k)
+      for (Mode m : modes_of(def)) {
+        CAPTURE(describe(def, k));
+        CAPTURE(mode_name(m));
+        check_jit(def, k, 0, m);
+      }
 }
 
 // An AVX-512 host also runs every sample through the AVX2 kernels (a host
@@ -162,18 +174,22 @@ TEST_CASE("registry sweep: the 256-bit kernels too, where the host is wider") {
     return;
   }
   for (const OpDef& def : OpRegistry::get().all())
-    for (size_t k = 0; k < def.samples.size(); ++k) {
-      CAPTURE(describe(def, k));
-      check_jit(def, k, 256);
-    }
+    for (size_t k = 0; k < def.samples.size(); ++k)
+      for (Mode m : modes_of(def)) {
+        CAPTURE(describe(def, k));
+        CAPTURE(mode_name(m));
+        check_jit(def, k, 256, m);
+      }
 }
 
 TEST_CASE("registry sweep: every differentiable op's samples pass gradcheck in f64") {
   for (const OpDef& def : OpRegistry::get().all()) {
     if (!differentiable(def)) continue;
-    for (size_t k = 0; k < def.samples.size(); ++k) {
-      CAPTURE(describe(def, k));
-      check_gradient(def, k);
-    }
+    for (size_t k = 0; k < def.samples.size(); ++k)
+      for (Mode m : modes_of(def)) {
+        CAPTURE(describe(def, k));
+        CAPTURE(mode_name(m));
+        check_gradient(def, k, m);
+      }
   }
 }

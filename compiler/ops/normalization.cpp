@@ -1,0 +1,220 @@
+// Normalization: batch_norm (batch statistics in training, running ones in
+// inference, the running statistics updated by the train step), layer_norm,
+// group_norm and instance_norm (the same in both modes). All decompose into
+// reductions and elementwise ops, so their gradients come from autodiff.
+#include <algorithm>
+
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+#include "compiler/ops/samples.h"
+
+namespace kiln {
+
+namespace {
+
+// [C] seen along `axis` of a rank-`rank` tensor: [C, 1, ..., 1] (numpy
+// broadcasting aligns trailing axes).
+NodeId along_axis(GraphBuilder& b, NodeId v, int axis, int rank) {
+  const int trailing = rank - axis - 1;
+  if (trailing == 0) return v;
+  Shape s{b.type(v).shape[0]};
+  s.insert(s.end(), static_cast<size_t>(trailing), 1);
+  return b.add("reshape", {v}, {{"shape", s}});
+}
+
+std::vector<int64_t> all_but(int axis, int rank) {
+  std::vector<int64_t> axes;
+  for (int i = 0; i < rank; ++i)
+    if (i != axis) axes.push_back(i);
+  return axes;
+}
+
+// Elements per channel as a scalar of x's dtype (the batch is known at run time).
+NodeId count_per_channel(GraphBuilder& b, NodeId x, int axis) {
+  const TensorType t = b.type(x);
+  int64_t fixed = 1;
+  NodeId open = kNoNode;
+  for (int i = 0; i < t.rank(); ++i) {
+    if (i == axis) continue;
+    if (t.shape[static_cast<size_t>(i)] == kOpenDim)
+      open = b.add("dim_size", {x}, {{"axis", i}, {"dtype", dtype_name(t.dtype)}});
+    else
+      fixed *= t.shape[static_cast<size_t>(i)];
+  }
+  NodeId n = b.constant(static_cast<double>(fixed), t.dtype);
+  return open == kNoNode ? n : b.add2("mul", open, n);
+}
+
+TensorType checked_norm(const InferCtx& c, int axis, const char* what) {
+  const TensorType& x = c.in[0];
+  if (!is_float(x.dtype)) throw OpError(std::string(what) + " needs a float input, got " + type_str(x));
+  const int64_t channels = x.shape[static_cast<size_t>(axis)];
+  if (channels == kOpenDim) throw OpError("the channel axis cannot be the open batch dimension");
+  static const char* names[] = {"x", "gamma", "beta", "running_mean", "running_var"};
+  for (size_t i = 1; i < c.in.size(); ++i)
+    if (c.in[i].shape != Shape{channels} || c.in[i].dtype != x.dtype)
+      throw OpError(std::string(names[i]) + " must be " + std::string(dtype_name(x.dtype)) + "[" +
+                    std::to_string(channels) + "] (the channel axis " + std::to_string(axis) + " of " + type_str(x) +
+                    "), got " + type_str(c.in[i]));
+  return x;
+}
+
+// (x - mean) * gamma / sqrt(var + epsilon) + beta, per channel along axis.
+NodeId normalize(GraphBuilder& b, NodeId x, NodeId mean, NodeId var, NodeId gamma, NodeId beta, double epsilon,
+                 int axis) {
+  const int rank = b.type(x).rank();
+  NodeId scale = b.add2("mul", gamma, b.add1("rsqrt", b.add2("add", var, b.scalar_like(epsilon, var))));
+  NodeId centered = b.add2("sub", x, along_axis(b, mean, axis, rank));
+  return b.add2("add", b.add2("mul", centered, along_axis(b, scale, axis, rank)), along_axis(b, beta, axis, rank));
+}
+
+// Training: batch statistics normalize; the running ones move toward them,
+// PyTorch's way (the running variance unbiased).
+NodeId batch_norm_in_mode(GraphBuilder& b, NodeId id, const ModeCtx& ctx) {
+  const Node n = b.graph().node(id);
+  const NodeId x = n.inputs[0], gamma = n.inputs[1], beta = n.inputs[2], rm = n.inputs[3], rv = n.inputs[4];
+  const int rank = b.type(x).rank();
+  const int axis = normalize_axis(n.attrs.at("axis").get<int64_t>(), rank);
+  const double eps = n.attrs.at("epsilon").get<double>(), momentum = n.attrs.at("momentum").get<double>();
+  if (ctx.mode == Mode::infer) return normalize(b, x, rm, rv, gamma, beta, eps, axis);
+  const Attrs over = {{"axes", all_but(axis, rank)}};
+  NodeId mean = b.add("reduce_mean", {x}, over);
+  NodeId centered = b.add2("sub", x, along_axis(b, mean, axis, rank));
+  NodeId var = b.add("reduce_mean", {b.add1("square", centered)}, over);
+  NodeId y = normalize(b, x, mean, var, gamma, beta, eps, axis);
+  Graph& g = b.graph();
+  auto blend = [&](NodeId running, NodeId batch) {
+    return b.add2("add", b.add2("mul", running, b.scalar_like(1 - momentum, running)),
+                  b.add2("mul", batch, b.scalar_like(momentum, running)));
+  };
+  const bool persistent = g.node(rm).op == "param" && g.node(rv).op == "param";
+  if (persistent && momentum > 0) {
+    NodeId count = count_per_channel(b, x, axis);
+    NodeId unbiased = b.add2("div", b.add2("mul", var, count), b.add2("sub", count, b.scalar_like(1, count)));
+    g.updates.push_back({rm, blend(rm, mean)});
+    g.updates.push_back({rv, blend(rv, unbiased)});
+  }
+  return y;
+}
+
+const std::vector<AttrSpec> kEpsilon = {{"epsilon", AttrKind::Float, false, 1e-5, "added to the variance", {}, 0}};
+
+std::vector<AttrSpec> with_epsilon(std::vector<AttrSpec> a) {
+  a.insert(a.end(), kEpsilon.begin(), kEpsilon.end());
+  return a;
+}
+
+// Group normalization: the channel axis split into (groups, channels/groups),
+// statistics per example and group.
+NodeId group_norm(GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+  const NodeId x = in[0];
+  const TensorType t = b.type(x);
+  const int rank = t.rank();
+  if (rank < 2) throw OpError("group_norm needs a batch axis and a channel axis, got " + type_str(t));
+  const int axis = normalize_axis(a.at("axis").get<int64_t>(), rank);
+  if (axis == 0) throw OpError("the channel axis cannot be axis 0 (the examples)");
+  const int64_t c = t.shape[static_cast<size_t>(axis)], groups = a.at("groups").get<int64_t>();
+  if (c == kOpenDim || groups < 1 || c % groups != 0)
+    throw OpError(std::to_string(groups) + " groups do not divide the " + std::to_string(c) + " channels");
+  for (size_t i = 1; i < 3; ++i)
+    if (b.type(in[i]).shape != Shape{c})
+      throw OpError(std::string(i == 1 ? "gamma" : "beta") + " must be [" + std::to_string(c) + "], got " +
+                    type_str(b.type(in[i])));
+  Shape split = t.shape;
+  split[static_cast<size_t>(axis)] = groups;
+  split.insert(split.begin() + axis + 1, c / groups);
+  std::vector<int64_t> axes;
+  for (int i = 1; i < rank + 1; ++i)
+    if (i != axis) axes.push_back(i);
+  NodeId xs = b.add("reshape", {x}, {{"shape", split}});
+  const Attrs over = {{"axes", axes}, {"keepdims", true}};
+  NodeId centered = b.add2("sub", xs, b.add("reduce_mean", {xs}, over));
+  NodeId var = b.add("reduce_mean", {b.add1("square", centered)}, over);
+  NodeId normed = b.add2("mul", centered, b.add1("rsqrt", b.add2("add", var, b.scalar_like(a.at("epsilon").get<double>(), var))));
+  NodeId back = b.add("reshape", {normed}, {{"shape", t.shape}});
+  return b.add2("add", b.add2("mul", back, along_axis(b, in[1], axis, rank)), along_axis(b, in[2], axis, rank));
+}
+
+void add_normalization_ops(OpRegistry& r) {
+  r.add({.name = "batch_norm", .family = "normalization",
+         .summary = "per-channel normalization: batch statistics in training (the running ones updated by the step), "
+                    "running statistics in inference",
+         .inputs = {"x", "gamma", "beta", "running_mean", "running_var"},
+         .attrs = with_epsilon({{"axis", AttrKind::Int, false, -1, "the channel axis (-1: NHWC, 1: NCHW)", {}, -64, 63},
+                                {"momentum", AttrKind::Float, false, 0.1,
+                                 "running = (1 - momentum) running + momentum batch (PyTorch's convention)", {}, 0, 1}}),
+         .shape_rule = "x: [..., C, ...], gamma, beta, running_mean, running_var: [C] -> x",
+         .infer = [](const InferCtx& c) {
+           return checked_norm(c, normalize_axis(c.i("axis"), c.in[0].rank()), "batch_norm");
+         },
+         .pattern = OpPattern::opaque,
+         .by_mode = batch_norm_in_mode,
+         .samples = {{{{{-1, 5, 7}}, {{7}}, {{7}}, {{7}}, {{7}, 0.5, 1.5}}},
+                     {{{{-1, 3, 4, 5}}, {{3}}, {{3}}, {{3}}, {{3}, 0.5, 1.5}}, {{"axis", 1}, {"momentum", 0.3}}},
+                     {{{{33, 17}}, {{17}}, {{17}}, {{17}}, {{17}, 0.5, 1.5}}, {{"epsilon", 1e-3}}}}});
+
+  r.add({.name = "layer_norm", .family = "normalization",
+         .summary = "normalization over the last axes of each example (statistics per example), then gamma, beta",
+         .inputs = {"x", "gamma", "beta"},
+         .attrs = with_epsilon({{"axes", AttrKind::IntList, false, nlohmann::json::array({-1}),
+                                 "the normalized axes: the last k (gamma and beta have their shape)", {}, -64, 63}}),
+         .shape_rule = "x: [..., D...], gamma, beta: [D...] -> x",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           const TensorType t = b.type(in[0]);
+           const int rank = t.rank();
+           std::vector<int64_t> axes;
+           for (int64_t ax : a.at("axes").get<std::vector<int64_t>>()) axes.push_back(normalize_axis(ax, rank));
+           std::sort(axes.begin(), axes.end());
+           for (size_t i = 0; i < axes.size(); ++i)
+             if (axes[i] != rank - static_cast<int64_t>(axes.size() - i))
+               throw OpError("layer_norm's axes must be the last " + std::to_string(axes.size()) + " axes of " + type_str(t));
+           if (axes.empty() || axes[0] == 0) throw OpError("layer_norm normalizes the axes after the batch axis");
+           const Shape norm(t.shape.end() - static_cast<long>(axes.size()), t.shape.end());
+           for (size_t i = 1; i < 3; ++i)
+             if (b.type(in[i]).shape != norm)
+               throw OpError(std::string(i == 1 ? "gamma" : "beta") + " must be " + shape_str(norm) + ", got " +
+                             type_str(b.type(in[i])));
+           const Attrs over = {{"axes", axes}, {"keepdims", true}};
+           NodeId centered = b.add2("sub", in[0], b.add("reduce_mean", {in[0]}, over));
+           NodeId var = b.add("reduce_mean", {b.add1("square", centered)}, over);
+           NodeId eps = b.scalar_like(a.at("epsilon").get<double>(), var);
+           NodeId normed = b.add2("mul", centered, b.add1("rsqrt", b.add2("add", var, eps)));
+           return b.add2("add", b.add2("mul", normed, in[1]), in[2]);
+         },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 17}}, {{17}}, {{17}}}},
+                     {{{{-1, 3, 5}}, {{3, 5}}, {{3, 5}}}, {{"axes", {1, 2}}, {"epsilon", 1e-3}}},
+                     {{{{4, 6, 33}}, {{33}}, {{33}}}}}});
+
+  r.add({.name = "group_norm", .family = "normalization",
+         .summary = "normalization per example over groups of channels, then per-channel gamma, beta",
+         .inputs = {"x", "gamma", "beta"},
+         .attrs = with_epsilon({{"groups", AttrKind::Int, true, nullptr, "channel groups (they divide the channels)", {}, 1},
+                                {"axis", AttrKind::Int, false, -1, "the channel axis (-1: NHWC, 1: NCHW)", {}, -64, 63}}),
+         .shape_rule = "x: [N, ..., C, ...], gamma, beta: [C] -> x",
+         .expand = group_norm,
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 3, 4, 6}}, {{6}}, {{6}}}, {{"groups", 3}}},
+                     {{{{-1, 4, 5}}, {{4}}, {{4}}}, {{"groups", 2}, {"axis", 1}}}}});
+
+  r.add({.name = "instance_norm", .family = "normalization",
+         .summary = "normalization per example and channel over the other axes, then per-channel gamma, beta",
+         .inputs = {"x", "gamma", "beta"},
+         .attrs = with_epsilon({{"axis", AttrKind::Int, false, -1, "the channel axis (-1: NHWC, 1: NCHW)", {}, -64, 63}}),
+         .shape_rule = "x: [N, ..., C, ...], gamma, beta: [C] -> x",
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
+           const TensorType t = b.type(in[0]);
+           const int axis = normalize_axis(a.at("axis").get<int64_t>(), t.rank());
+           Attrs g = a;
+           g["groups"] = t.shape[static_cast<size_t>(axis)];
+           return b.add("group_norm", in, g);
+         },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 3, 5, 4}}, {{4}}, {{4}}}}, {{{{-1, 4, 17}}, {{4}}, {{4}}}, {{"axis", 1}}}}});
+}
+
+}  // namespace
+
+void register_normalization_family(OpRegistry& r) { add_normalization_ops(r); }
+
+}  // namespace kiln
