@@ -5,8 +5,10 @@ From `kiln ops --json` (the registry: ops, layers, activations):
 - graphs/schema/kiln.graph.schema.json: the op and layer name lists, the
   activation definition, and per op its attributes (names, types, ranges,
   choices, which are required) as one conditional each under
-  $defs/op_attributes. The schema's hand-written parts (layers' attributes,
-  initializers, shapes) are kept as they are.
+  $defs/op_attributes; per layer how many inputs it reads, and for layers
+  without a hand-written conditional their attributes, under
+  $defs/layer_attributes. The schema's hand-written parts (the seed's
+  layers' attributes, initializers, shapes) are kept as they are.
 - README.md: the tables between the "kiln ops --markdown" markers, which are
   that command's output.
 
@@ -83,7 +85,39 @@ def generated_schema(schema, registry):
     ref = {"$ref": "#/$defs/op_attributes"}
     if ref not in node.setdefault("allOf", []):
         node["allOf"].insert(0, ref)
+    defs["layer_attributes"] = layer_conditions(node, registry["layers"])
+    defs["layer_inputs"] = {"description": "a layer reads one value (some a second: layer_attributes says which)",
+                            "minItems": 1, "maxItems": max(layer["max_inputs"] for layer in registry["layers"])}
+    ref = {"$ref": "#/$defs/layer_attributes"}
+    if ref not in node["allOf"]:
+        node["allOf"].insert(1, ref)
     return schema
+
+
+def layer_attr_schema(a):
+    if a["name"] == "activation":
+        return {"$ref": "#/$defs/activation"}
+    if a["name"].endswith("_init"):
+        return {"$ref": "#/$defs/initializer"}
+    return attr_schema(a)
+
+
+def layer_conditions(node, layers):
+    """Per layer its input count; the attributes of layers the schema does not describe by hand."""
+    hand = {c["if"]["properties"]["layer"]["const"] for c in node["allOf"]
+            if "if" in c and "layer" in c["if"].get("properties", {})}
+    conditions = []
+    for layer in layers:
+        then = {"properties": {"inputs": {"maxItems": layer["max_inputs"]}}}
+        if layer["name"] not in hand:
+            then["propertyNames"] = {"enum": ["name", "layer", "inputs", "description"] + [a["name"] for a in layer["attrs"]]}
+            then["properties"].update({a["name"]: layer_attr_schema(a) for a in layer["attrs"]})
+            required = [a["name"] for a in layer["attrs"] if a["required"]]
+            if required:
+                then["required"] = required
+        conditions.append({"if": {"required": ["layer"], "properties": {"layer": {"const": layer["name"]}}}, "then": then})
+    return {"description": "each layer's input count, and the attributes of layers not described by hand (kiln ops)",
+            "allOf": conditions}
 
 
 def generated_readme(text, markdown):

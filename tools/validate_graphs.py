@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the JSON Schemas under graphs/schema against the files they describe.
 
-- Every graphs/*.json must validate: model graphs against kiln.graph.schema.json,
+- Every graphs/*.json and graphs/zoo/*.json must validate: model graphs against kiln.graph.schema.json,
   training specs ("format": "kiln.train/...") against kiln.train.schema.json.
 - Every fixture in tests/fixtures/bad_graphs/ is either structurally malformed
   (listed in SCHEMA_REJECTS: the schema must reject it) or well-formed but
@@ -75,7 +75,7 @@ def main():
 
     failures = 0
     checked = 0
-    for path in sorted((ROOT / "graphs").glob("*.json")):
+    for path in sorted((ROOT / "graphs").glob("*.json")) + sorted((ROOT / "graphs" / "zoo").glob("*.json")):
         try:
             fmt = json.loads(path.read_text()).get("format", "")
         except (json.JSONDecodeError, AttributeError):

@@ -12,6 +12,7 @@
 #include "compiler/interp/interpreter.h"
 #include "compiler/ir/builder.h"
 #include "compiler/ops/registry.h"
+#include "compiler/passes/modes.h"
 
 namespace kiln {
 
@@ -194,7 +195,11 @@ std::string GradcheckReport::text() const {
   return os.str();
 }
 
-GradcheckReport gradcheck(const Graph& model, const GradcheckOptions& opt) {
+GradcheckReport gradcheck(const Graph& as_written, const GradcheckOptions& opt) {
+  // The training form is what gets differentiated (batch statistics, dropout
+  // masks of step 0); the running statistics it would update do not matter here.
+  Graph model = as_written;
+  if (specialize_mode(model, {Mode::train, kNoNode, graph_seed(model)})) model.updates.clear();
   NodeId loss = model.output("loss");
   if (loss == kNoNode) throw std::invalid_argument("graph '" + model.name + "' has no \"loss\" output to check");
   GradcheckReport report;

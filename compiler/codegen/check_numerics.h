@@ -3,8 +3,9 @@
 // value with the interpreter's, stopping at the first node that differs or is
 // not finite. Each kernel reads the interpreter's values of its inputs, so a
 // difference is that kernel's own (not rounding amplified downstream). A node differs when max |compiled - interpreter| exceeds
-// tolerance x max(max |interpreter value|, kInputScale x max |its inputs|):
-// the second term keeps results that cancel (a gradient summing to ~0) from
+// tolerance x max(max |interpreter value|, kInputScale x max |its inputs| x n),
+// n the terms summed into each element by a reduction (1 otherwise): the
+// second term keeps results that cancel (a gradient summing to ~0) from
 // failing on rounding noise, while a wrong kernel still shows.
 #include <map>
 #include <string>

@@ -416,9 +416,10 @@ class Frontend {
       fail_op(path, name, e);
       ok = false;
     }
-    if (count != 1) {
+    if (count < 1 || count > static_cast<size_t>(def->max_inputs)) {
       if (count == 0 && !n.contains("inputs")) fail(path, name, no_inputs);
-      else fail(path + "/inputs", name, "a " + layer + " layer reads exactly one input, got " + std::to_string(count));
+      else if (def->max_inputs == 1) fail(path + "/inputs", name, "a " + layer + " layer reads exactly one input, got " + std::to_string(count));
+      else fail(path + "/inputs", name, "a " + layer + " layer reads 1 to " + std::to_string(def->max_inputs) + " inputs, got " + std::to_string(count));
       ok = false;
     }
     return ok;
@@ -465,7 +466,7 @@ class Frontend {
         std::string layer = n["layer"];
         const LayerDef* def = find_layer(layer);
         Attrs checked = check_layer_attrs(*def, attrs);
-        LayerCtx ctx{b_, name, in[0], checked, seed_, {}};
+        LayerCtx ctx{b_, name, in[0], checked, seed_, {}, std::vector<NodeId>(in.begin() + 1, in.end())};
         {
           ScopeGuard scope(b_, name);
           id = def->expand(ctx);

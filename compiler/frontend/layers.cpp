@@ -61,6 +61,13 @@ NodeId LayerCtx::make_param(const std::string& suffix, Shape shape, const nlohma
   return id;
 }
 
+NodeId LayerCtx::make_state(const std::string& suffix, Shape shape, const nlohmann::json& init) {
+  std::string pname = name + "/" + suffix;
+  NodeId id = b.param(pname, {DType::f32, std::move(shape)}, {{"init", normalize_initializer(init, 0)}, {"trainable", false}});
+  params.push_back(id);
+  return id;
+}
+
 // A window or stride: one integer for both spatial dimensions, or [h, w].
 static std::vector<int64_t> pair_of(const Attrs& a, const char* key) {
   const auto& v = a.at(key);
@@ -100,7 +107,7 @@ static AttrSpec init_attr(const char* name, const char* def) {
 // Accept "he_normal" as shorthand for {"kind": "he_normal"} before the attrs are checked.
 Attrs normalize_layer_attrs(const Attrs& raw) {
   Attrs a = raw;
-  for (const char* k : {"kernel_init", "bias_init"})
+  for (const char* k : {"kernel_init", "bias_init", "embeddings_init"})
     if (a.contains(k) && a[k].is_string()) a[k] = {{"kind", a[k]}};
   return a;
 }
@@ -116,7 +123,7 @@ Attrs check_layer_attrs(const LayerDef& def, const Attrs& raw) {
       problems.insert(problems.end(), e.attr_problems.begin(), e.attr_problems.end());
     }
   }
-  for (const char* key : {"kernel_init", "bias_init"}) {
+  for (const char* key : {"kernel_init", "bias_init", "embeddings_init"}) {
     if (!a.contains(key)) continue;
     try {
       normalize_initializer(a[key], 0);
@@ -134,15 +141,15 @@ Attrs check_layer_attrs(const LayerDef& def, const Attrs& raw) {
 
 const std::vector<LayerDef>& layer_defs() {
   static const std::vector<LayerDef> defs = {
-      {"dense", "x @ kernel + bias, then the activation; x must be [N, K]",
+      {"dense", "x @ kernel + bias over the last axis ([N, ..., K] -> [N, ..., units]), then the activation",
        {{"units", AttrKind::Int, true, nullptr, "output features", {}, 1, 1 << 24}, activation_attr(),
         {"use_bias", AttrKind::Bool, false, true, "add a bias"},
         init_attr("kernel_init", "glorot_uniform"), init_attr("bias_init", "zeros"), trainable_attr()},
        [](LayerCtx& c) {
          const auto& xt = c.b.type(c.input);
-         if (xt.rank() != 2) throw OpError("dense needs a [N, K] input, got " + type_str(xt) + " (add a flatten layer first)");
+         if (xt.rank() < 2) throw OpError("dense needs a [N, ..., K] input, got " + type_str(xt));
          int64_t units = c.attrs.at("units");
-         NodeId w = c.make_param("kernel", {xt.shape[1], units}, c.attrs.at("kernel_init"));
+         NodeId w = c.make_param("kernel", {xt.shape.back(), units}, c.attrs.at("kernel_init"));
          NodeId y = c.b.add2("matmul", c.input, w);
          if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {units}, c.attrs.at("bias_init")));
          return apply_activation(c.b, y, c.attrs.at("activation"));
@@ -256,7 +263,12 @@ const std::vector<LayerDef>& layer_defs() {
        {{"activation", AttrKind::Json, true, nullptr, "which: a name, or {\"kind\": name, ...its attributes}"}},
        [](LayerCtx& c) { return apply_activation(c.b, c.input, c.attrs.at("activation")); }},
   };
-  return defs;
+  static const std::vector<LayerDef> all = [] {
+    std::vector<LayerDef> v = defs;
+    for (LayerDef& d : block_layer_defs()) v.push_back(std::move(d));
+    return v;
+  }();
+  return all;
 }
 
 const LayerDef* find_layer(std::string_view name) {

@@ -17,7 +17,10 @@ struct LayerCtx {
   const Attrs& attrs;        // checked and defaulted
   uint64_t graph_seed;
   std::vector<NodeId> params;  // filled by make_param, for the summary
+  std::vector<NodeId> extra_inputs = {};  // after the first (a layer with max_inputs > 1)
   NodeId make_param(const std::string& suffix, Shape shape, const nlohmann::json& init);
+  // A non-trainable param the train step updates (running statistics).
+  NodeId make_state(const std::string& suffix, Shape shape, const nlohmann::json& init);
 };
 
 struct LayerDef {
@@ -25,9 +28,12 @@ struct LayerDef {
   std::string summary;
   std::vector<AttrSpec> attrs;
   std::function<NodeId(LayerCtx&)> expand;
+  int max_inputs = 1;  // multi_head_attention also reads an additive mask
 };
 
 const std::vector<LayerDef>& layer_defs();
+// Normalization, dropout, embedding and attention (layers_blocks.cpp).
+std::vector<LayerDef> block_layer_defs();
 // Accepts "he_normal" as shorthand for {"kind": "he_normal"} in kernel_init/bias_init.
 Attrs normalize_layer_attrs(const Attrs& raw);
 // Checks a layer's attributes as written (types, ranges, windows, initializers)

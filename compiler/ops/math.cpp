@@ -135,6 +135,7 @@ static void add_math_ops(OpRegistry& r) {
            }
            return d == kNoNode ? b.add1("abs", b.add1("exp", n.inputs[0])) : d;  // no bound: far from any kink
          },
+         .activation = true,  // {"kind": "clip", "min": 0, "max": 6} is ReLU6
          .samples = {{{{{-1, 17}, -2, 2}}, {{"min", -0.5}, {"max", 0.5}}},
                      {{{{3, 33}, -2, 2}}, {{"min", 0.25}}},
                      {{{{3, 33}, -2, 2}}, {{"max", -0.25}}}}});

@@ -136,3 +136,17 @@ TEST_CASE("codegen: check-numerics passes every kernel of the CNN training step"
   CHECK(report.ok);
   CHECK(report.nodes_checked > 50);
 }
+
+TEST_CASE("codegen: batch norm's running statistics and dropout over 5 compiled steps equal the interpreter's") {
+  // block_tour: batch_norm (running statistics updated by the step), dropout
+  // masks drawn by step, group_norm, embedding, layer_norm, attention.
+  Graph g = load_graph(source("graphs/block_tour.json"));
+  TrainStepConfig config;
+  config.optimizer = builtin_update_rule("adam");
+  auto graphs = codegen::program_graphs(g, &config);
+  int running = 0;
+  for (auto& [persistent, value] : graphs->train_step->updates)
+    running += graphs->train_step->node(persistent).name.find("/running_") != std::string::npos;
+  CHECK(running == 2);  // bn/running_mean and bn/running_var are updated by the step
+  check_training(g, config, 3, 4, 5, 0.01);
+}

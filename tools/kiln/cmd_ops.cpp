@@ -12,6 +12,9 @@ namespace kiln::cli {
 
 namespace {
 
+// primitive, composite, or by mode (a training and an inference form, chosen per entry point).
+std::string kind_of(const OpDef& d) { return d.composite() ? "composite" : d.by_mode ? "by mode" : "primitive"; }
+
 std::string number(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
@@ -74,12 +77,12 @@ nlohmann::json attrs_json(const std::vector<AttrSpec>& specs) {
 nlohmann::json registry_json() {
   nlohmann::json ops = nlohmann::json::array(), layers = nlohmann::json::array();
   for (const OpDef& d : OpRegistry::get().all())
-    ops.push_back({{"name", d.name}, {"family", d.family}, {"composite", d.composite()},
+    ops.push_back({{"name", d.name}, {"family", d.family}, {"composite", d.composite()}, {"by_mode", static_cast<bool>(d.by_mode)},
                    {"pattern", pattern_name(d.pattern)}, {"summary", d.summary}, {"inputs", d.inputs},
                    {"variadic", d.variadic}, {"interface", d.interface}, {"attrs", attrs_json(d.attrs)},
                    {"shape_rule", d.shape_rule}});
   for (const LayerDef& l : layer_defs())
-    layers.push_back({{"name", l.name}, {"summary", l.summary}, {"attrs", attrs_json(l.attrs)}});
+    layers.push_back({{"name", l.name}, {"summary", l.summary}, {"attrs", attrs_json(l.attrs)}, {"max_inputs", l.max_inputs}});
   return {{"ops", ops}, {"layers", layers}, {"activations", activation_names()}};
 }
 
@@ -94,7 +97,7 @@ std::string cell(const std::string& text) {
 void print_markdown() {
   std::cout << "| op | kind | pattern | inputs | attributes | shape |\n|---|---|---|---|---|---|\n";
   for (const OpDef& d : OpRegistry::get().all())
-    std::cout << "| `" << d.name << "` | " << (d.composite() ? "composite" : "primitive") << " | "
+    std::cout << "| `" << d.name << "` | " << kind_of(d) << " | "
               << pattern_name(d.pattern) << " | " << inputs_text(d) << " | " << cell(attrs_text(d.attrs)) << " | "
               << cell(d.shape_rule) << " |\n";
   std::cout << "\n| layer | what it is | attributes |\n|---|---|---|\n";
@@ -120,7 +123,7 @@ static RegisterCommand ops_cmd(12, [](CLI::App& app) {
     if (*markdown) return print_markdown();
     std::cout << "Ops (" << OpRegistry::get().all().size() << "):\n\n";
     for (const OpDef& d : OpRegistry::get().all())
-      std::cout << d.name << "  [" << (d.composite() ? "composite" : "primitive") << ", " << d.family << "]  "
+      std::cout << d.name << "  [" << kind_of(d) << ", " << d.family << "]  "
                 << d.summary << "\n    inputs: " << inputs_text(d) << "\n    attrs:  " << attrs_text(d.attrs)
                 << "\n    shape:  " << d.shape_rule << "\n    is:     " << op_facts(d) << "\n";
     std::cout << "\nLayers (" << layer_defs().size() << "; sugar that expands to ops and creates params):\n\n";
