@@ -70,3 +70,19 @@ TEST_CASE("zoo: resnet20's compiled training step matches the interpreter kernel
   CHECK(numerics.exit_code == 0);
   CHECK(numerics.output.find("check-numerics train_step:") != std::string::npos);
 }
+
+TEST_CASE("zoo: char_gpt's predict is the inference form, its attention products batched GEMMs") {
+  auto ir = run_kiln("ir graphs/zoo/char_gpt.json --stage loops --entry predict --batch 2 2>&1");
+  REQUIRE(ir.exit_code == 0);
+  // scores and context per (example, head): one GEMM kernel each over N * 4 products.
+  size_t batched = 0;
+  for (size_t at = 0; (at = ir.output.find("gemm [(N * 4) products", at)) != std::string::npos; ++at) ++batched;
+  CHECK(batched == 8);  // 4 blocks x (q k^T, p v)
+  CHECK(ir.output.find("Philox") == std::string::npos);  // no dropout in inference
+  CHECK(ir.output.find("entry train_step") == std::string::npos);
+  auto train = run_kiln("ir graphs/zoo/char_gpt.json --stage loops --entry train_step --batch 2 2>&1");
+  CHECK(train.output.find("Philox") != std::string::npos);  // dropout masks drawn in training
+  auto bad = run_kiln("ir graphs/zoo/char_gpt.json --stage loops --entry predictt 2>&1");
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.output.find("no entry 'predictt' in this program (it has predict, eval_step, train_step)") != std::string::npos);
+}

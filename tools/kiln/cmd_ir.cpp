@@ -18,7 +18,7 @@ Graph load_graph_or_fail(const std::string& path);
 namespace {
 
 struct IrOpts {
-  std::string file, stage = "graph", format = "text", spec, kernel;
+  std::string file, stage = "graph", format = "text", spec, kernel, entry;
   bool dump_after_each = false, why = false;
   int64_t batch = 64;
   int vector_bits = 0;
@@ -61,9 +61,17 @@ void print_program_stage(const IrOpts& o) {
   TrainStepConfig config = config_for(g, o);
   bool trains = g.output("loss") != kNoNode;
   auto graphs = codegen::program_graphs(std::move(g), trains ? &config : nullptr);
+  std::vector<lower::EntrySpec> entries = graphs->entries();
+  if (!o.entry.empty()) {
+    // One entry point alone, in its own mode (predict: the inference form).
+    std::string names;
+    for (auto& e : entries) names += (names.empty() ? "" : ", ") + e.name;
+    std::erase_if(entries, [&](const lower::EntrySpec& e) { return e.name != o.entry; });
+    if (entries.empty()) throw InputError("no entry '" + o.entry + "' in this program (it has " + names + ")");
+  }
   std::vector<std::string> why;
   lower::Program p = lower::lower_program(
-      graphs->model.name, graphs->entries(),
+      graphs->model.name, entries,
       {.max_batch = o.batch, .why = &why, .dump = o.stage == "loops" && o.dump_after_each ? &std::cout : nullptr});
   if (o.stage == "loops") {
     if (o.why) std::cout << lower::print_fusion_why(why);
@@ -105,6 +113,7 @@ static RegisterCommand ir_cmd(20, [](CLI::App& app) {
   sub->add_flag("--why", o->why, "loops: first say which nodes were fused into one kernel, which were not, and why");
   sub->add_option("--kernel", o->kernel,
                   "loops|llvm|asm: only this kernel (its name, its graph node or JSON node, or part of its name)");
+  sub->add_option("--entry", o->entry, "loops|llvm|asm: only this entry point (predict, eval_step, train_step)");
   sub->add_option("--batch", o->batch, "loops|llvm|asm: the maximum batch size compiled for")
       ->check(CLI::Range(1, 1 << 20));
   sub->add_option("--vector-bits", o->vector_bits, "llvm|asm: SIMD width (default: the host's widest)")
