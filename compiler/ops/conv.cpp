@@ -502,6 +502,17 @@ static void add_conv_lowering(OpRegistry& r) {
 // kernels and lowerings.
 void register_conv_family(OpRegistry& r) {
   add_conv_ops(r);
+  // A window of kh x kw x (input channels per group) per output element; the
+  // transposed form scatters one such window per input element.
+  r.find_mut("conv2d")->multiply_adds = [](const Graph& g, const Node& n) {
+    const Shape& w = g.node(n.inputs[1]).type.shape;
+    return numel(n.type.shape, 1) * (numel(w) / w.back());
+  };
+  r.find_mut("conv2d_backprop_input")->multiply_adds = [](const Graph& g, const Node& n) {
+    const Shape& dy = g.node(n.inputs[0]).type.shape;
+    const Shape& w = g.node(n.inputs[1]).type.shape;
+    return numel(dy, 1) * (numel(w) / w.back());
+  };
   add_conv_gradients(r);
   add_conv_reference(r);
   add_conv_lowering(r);

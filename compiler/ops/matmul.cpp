@@ -228,6 +228,12 @@ static void add_matmul_lowering(OpRegistry& r) {
 // kernels and lowerings.
 void register_matmul_family(OpRegistry& r) {
   add_matmul_ops(r);
+  // Every output element is a dot product of length K.
+  r.find_mut("matmul")->multiply_adds = [](const Graph& g, const Node& n) {
+    const Shape& a = g.node(n.inputs[0]).type.shape;
+    const int64_t k = a.size() < 2 ? a.back() : a[a.size() - (n.attrs.value("transpose_a", false) ? 2 : 1)];
+    return numel(n.type.shape, 1) * k;
+  };
   add_matmul_gradients(r);
   add_matmul_reference(r);
   add_matmul_lowering(r);

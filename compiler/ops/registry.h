@@ -167,6 +167,8 @@ struct OpDef {
   // which the result's elements lie, in order, in the input (reshape, squeeze:
   // 0; a contiguous slice: its start), or nullopt where this node must copy.
   std::function<std::optional<int64_t>(const Node&, const TensorType& input)> view;
+  // Contractions: multiply-adds per example (the open batch dimension as 1), for `kiln summary`.
+  std::function<int64_t(const Graph&, const Node&)> multiply_adds;
   // Ops that differ between training and inference (see Mode).
   ModeFn by_mode;
   // May follow a layer as its `activation` (one float input, same shape out).

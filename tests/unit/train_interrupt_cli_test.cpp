@@ -134,7 +134,7 @@ TEST_CASE("e2e: kiln train: Ctrl-C saves interrupted.ckpt and exits 130, and --r
 // running statistics are saved and predict normalizes by them, so an image
 // alone, the same image in a batch of 100 and the interpreter's inference
 // form agree.
-TEST_CASE("e2e: batch norm and dropout: the same bits on 1 and 2 threads and after a resume; predict uses running statistics") {
+TEST_CASE("e2e: batch norm and dropout: the same bits on 1 and 2 threads and after a resume, predict uses running statistics") {
   if (!fs::exists(test::source_path("data/mnist/train-images-idx3-ubyte.gz"))) {
     MESSAGE("skipped: MNIST not prepared in data/ (kiln data prepare --from ../shared/data)");
     return;

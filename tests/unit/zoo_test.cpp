@@ -45,6 +45,11 @@ TEST_CASE("zoo: kiln summary counts trainable and non-trainable (running statist
   auto lenet = run_kiln("summary graphs/zoo/lenet5.json 2>&1");
   INFO(lenet.output);
   CHECK(lenet.output.find("Total params: 61,706") != std::string::npos);
+  // conv1 28x28x6 x 25 + conv2 10x10x16 x 150 + dense 400x120 + 120x84 + 84x10
+  CHECK(lenet.output.find("Multiply-adds per example: 416,520") != std::string::npos);
+  auto mobile = run_kiln("summary graphs/zoo/mobilenet_small.json 2>&1");
+  INFO(mobile.output);
+  CHECK(mobile.output.find("Multiply-adds per example: 8,039,552") != std::string::npos);  // under the 30 M budget
 }
 
 TEST_CASE("block tour: training and inference forms match the interpreter, gradcheck passes, LeNet-5 gradcheck passes") {
