@@ -29,6 +29,19 @@ def classifier_tail(nodes, logits, labels="labels"):
     return {"logits": logits, "loss": "loss", "correct": "correct", "probabilities": "probabilities"}
 
 
+def model(name, description, seed, inputs, nodes, outputs, **extra):
+    """A kiln.graph/1 document."""
+    return {"format": "kiln.graph/1", "name": name, "description": description, "seed": seed, "inputs": inputs,
+            **extra, "nodes": nodes, "outputs": outputs}
+
+
+def cifar_model(name, description, seed, nodes):
+    """Global average pooling, dense 10 and the classifier outputs after `nodes`."""
+    nodes.append({"name": "fc", "layer": "dense", "units": 10})
+    return model(name, description, seed, image_inputs(32, 32, 3, "CIFAR-10 images scaled to [0, 1]"), nodes,
+                 classifier_tail(nodes, "fc"))
+
+
 def image_inputs(h, w, c, what):
     return {"x": {"shape": [-1, h, w, c], "description": what},
             "labels": {"shape": [-1], "dtype": "i32", "description": "classes 0-9"}}
@@ -45,12 +58,9 @@ def lenet5():
         {"name": "f6", "layer": "dense", "units": 84, "activation": "tanh"},
         {"name": "f7", "layer": "dense", "units": 10},
     ]
-    outputs = classifier_tail(nodes, "f7")
-    return {"format": "kiln.graph/1", "name": "lenet5",
-            "description": "LeNet-5 (LeCun et al. 1998) for Fashion-MNIST: 5x5 convolutions 1->6 (same padding) and "
-                           "6->16, tanh, 2x2 average pooling, dense 120-84-10.",
-            "seed": 5, "inputs": image_inputs(28, 28, 1, "Fashion-MNIST images scaled to [0, 1]"),
-            "nodes": nodes, "outputs": outputs}
+    return model("lenet5", "LeNet-5 (LeCun et al. 1998) for Fashion-MNIST: 5x5 convolutions 1->6 (same padding) and "
+                 "6->16, tanh, 2x2 average pooling, dense 120-84-10.", 5,
+                 image_inputs(28, 28, 1, "Fashion-MNIST images scaled to [0, 1]"), nodes, classifier_tail(nodes, "f7"))
 
 
 def conv_bn(nodes, name, x, filters, stride, relu):
@@ -82,14 +92,10 @@ def resnet20():
             nodes.append({"name": name, "op": "relu", "inputs": [{"op": "add", "inputs": [h, shortcut]}]})
             x, channels = name, width
     nodes.append({"name": "pool", "layer": "global_avgpool2d", "inputs": [x]})
-    nodes.append({"name": "fc", "layer": "dense", "units": 10})
-    outputs = classifier_tail(nodes, "fc")
-    return {"format": "kiln.graph/1", "name": "resnet20",
-            "description": "ResNet-20 for CIFAR-10 (He et al. 2016, section 4.2): a 3x3 stem, 3 stages of 3 basic blocks "
-                           "with 16/32/64 channels, batch norm after every convolution, option A shortcuts (stride-2 "
-                           "subsampling, zero channels), global average pooling, dense 10. 269,722 trainable params.",
-            "seed": 20, "inputs": image_inputs(32, 32, 3, "CIFAR-10 images scaled to [0, 1]"),
-            "nodes": nodes, "outputs": outputs}
+    return cifar_model("resnet20", "ResNet-20 for CIFAR-10 (He et al. 2016, section 4.2): a 3x3 stem, 3 stages of 3 "
+                       "basic blocks with 16/32/64 channels, batch norm after every convolution, option A shortcuts "
+                       "(stride-2 subsampling, zero channels), global average pooling, dense 10. 269,722 trainable "
+                       "params.", 20, nodes)
 
 
 def mobilenet_small():
@@ -123,14 +129,9 @@ def mobilenet_small():
     nodes.append({"name": "head_bn", "layer": "batch_norm", "activation": RELU6})
     nodes.append({"name": "pool", "layer": "global_avgpool2d"})
     nodes.append({"name": "drop", "layer": "dropout", "rate": 0.2})
-    nodes.append({"name": "fc", "layer": "dense", "units": 10})
-    outputs = classifier_tail(nodes, "fc")
-    return {"format": "kiln.graph/1", "name": "mobilenet_small",
-            "description": "A MobileNetV2-style CIFAR-10 model (Sandler et al. 2018): inverted residuals (1x1 expand, "
-                           "3x3 depthwise, 1x1 linear projection, residual where shapes allow), batch norm, ReLU6 as "
-                           "clip(0, 6), dropout before the classifier.",
-            "seed": 2, "inputs": image_inputs(32, 32, 3, "CIFAR-10 images scaled to [0, 1]"),
-            "nodes": nodes, "outputs": outputs}
+    return cifar_model("mobilenet_small", "A MobileNetV2-style CIFAR-10 model (Sandler et al. 2018): inverted "
+                       "residuals (1x1 expand, 3x3 depthwise, 1x1 linear projection, residual where shapes allow), "
+                       "batch norm, ReLU6 as clip(0, 6), dropout before the classifier.", 2, nodes)
 
 
 def char_gpt(layers=4, d_model=128, heads=4, context=128, vocab=256):
@@ -163,17 +164,14 @@ def char_gpt(layers=4, d_model=128, heads=4, context=128, vocab=256):
         {"name": "loss", "op": "neg", "inputs": [{"op": "reduce_mean", "inputs": ["picked"]}]},
         {"name": "probabilities", "op": "softmax", "inputs": ["logits"], "axis": -1},
     ]
-    return {"format": "kiln.graph/1", "name": "char_gpt",
-            "description": f"A character-level GPT (Radford et al. 2018, pre-layer-norm): byte embedding ({vocab}) plus a "
-                           f"learned positional embedding, {layers} blocks of causal {heads}-head self-attention and a GELU "
-                           f"MLP (4x), each as x + dropout(f(layer_norm(x))), a final layer norm and an untied output "
-                           f"layer; context {context}, d_model {d_model}. Loss: mean cross-entropy per character.",
-            "seed": 7,
-            "inputs": {"tokens": {"shape": [-1, context], "dtype": "i32", "description": "byte ids of a window"},
-                       "targets": {"shape": [-1, context], "dtype": "i32", "description": "the next byte of each position"}},
-            "params": {"positions": {"shape": [context, d_model], "init": {"kind": "normal", "stddev": 0.02}}},
-            "nodes": nodes,
-            "outputs": {"logits": "logits", "loss": "loss", "probabilities": "probabilities"}}
+    return model("char_gpt", f"A character-level GPT (Radford et al. 2018, pre-layer-norm): byte embedding ({vocab}) plus a "
+                 f"learned positional embedding, {layers} blocks of causal {heads}-head self-attention and a GELU "
+                 f"MLP (4x), each as x + dropout(f(layer_norm(x))), a final layer norm and an untied output "
+                 f"layer; context {context}, d_model {d_model}. Loss: mean cross-entropy per character.", 7,
+                 {"tokens": {"shape": [-1, context], "dtype": "i32", "description": "byte ids of a window"},
+                  "targets": {"shape": [-1, context], "dtype": "i32", "description": "the next byte of each position"}},
+                 nodes, {"logits": "logits", "loss": "loss", "probabilities": "probabilities"},
+                 params={"positions": {"shape": [context, d_model], "init": {"kind": "normal", "stddev": 0.02}}})
 
 
 MODELS = {"lenet5": lenet5, "resnet20": resnet20, "mobilenet_small": mobilenet_small, "char_gpt": char_gpt}
