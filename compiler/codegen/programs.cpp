@@ -31,6 +31,7 @@ std::unique_ptr<const ProgramGraphs> program_graphs(Graph model, const TrainStep
   }
   // predict and eval_step run the inference form (running statistics, no dropout).
   pg->modes_differ = specialize_mode(pg->model, {Mode::infer});
+  if (pg->modes_differ) run_pipeline(pg->model, "simplify");  // batch norm folds into the weights before it
   return pg;
 }
 

@@ -504,6 +504,7 @@ void register_conv_family(OpRegistry& r) {
   add_conv_ops(r);
   // A window of kh x kw x (input channels per group) per output element; the
   // transposed form scatters one such window per input element.
+  r.find_mut("conv2d")->algebra.scales_through_input = [](const Node&) { return 1; };  // kernel [kh, kw, C/g, F]
   r.find_mut("conv2d")->multiply_adds = [](const Graph& g, const Node& n) {
     const Shape& w = g.node(n.inputs[1]).type.shape;
     return numel(n.type.shape, 1) * (numel(w) / w.back());

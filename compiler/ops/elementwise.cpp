@@ -41,7 +41,8 @@ static void add_elementwise_ops(OpRegistry& r) {
   };
   binary("add", "x + y", {.commutative = true, .associative = true, .left_identity = 0.0, .right_identity = 0.0});
   binary("sub", "x - y", {.right_identity = 0.0});
-  binary("mul", "x * y", {.commutative = true, .associative = true, .left_identity = 1.0, .right_identity = 1.0});
+  binary("mul", "x * y", {.commutative = true, .associative = true, .left_identity = 1.0, .right_identity = 1.0,
+                          .multiplies = true});
   binary("div", "x / y", {.right_identity = 1.0}).samples = binary_samples({-1, 1}, {0.5, 2});
   OpDef& maximum = binary("maximum", "max(x, y); the gradient goes to x where x > y, else to y (so relu(0) has gradient 0)",
                           {.commutative = true, .associative = true});

@@ -76,7 +76,13 @@ NodeId batch_norm_in_mode(GraphBuilder& b, NodeId id, const ModeCtx& ctx) {
   const int rank = b.type(x).rank();
   const int axis = normalize_axis(n.attrs.at("axis").get<int64_t>(), rank);
   const double eps = n.attrs.at("epsilon").get<double>(), momentum = n.attrs.at("momentum").get<double>();
-  if (ctx.mode == Mode::infer) return normalize(b, x, rm, rv, gamma, beta, eps, axis);
+  if (ctx.mode == Mode::infer) {
+    // x * scale + shift, both from params: fold-scales moves the scale into a
+    // preceding convolution's or dense layer's weights.
+    NodeId scale = b.add2("mul", gamma, b.add1("rsqrt", b.add2("add", rv, b.scalar_like(eps, rv))));
+    NodeId shift = b.add2("sub", beta, b.add2("mul", rm, scale));
+    return b.add2("add", b.add2("mul", x, along_axis(b, scale, axis, rank)), along_axis(b, shift, axis, rank));
+  }
   const Attrs over = {{"axes", all_but(axis, rank)}};
   NodeId mean = b.add("reduce_mean", {x}, over);
   NodeId centered = b.add2("sub", x, along_axis(b, mean, axis, rank));

@@ -96,6 +96,12 @@ struct OpAlgebra {
   std::function<bool(const Node&)> swaps_matrix_axes;
   // Contractions: the bool attribute that reads input k transposed ("" where none).
   std::vector<std::string> transpose_flags;
+  // out = a * b elementwise: a contraction's per-channel scale may move into its weights.
+  bool multiplies = false;
+  // Contractions linear in an input whose last axis is the output's last axis
+  // (conv2d's kernel, matmul's b): that input's index, else -1. Scaling the
+  // output's channels is scaling that input's.
+  std::function<int(const Node&)> scales_through_input;
 };
 
 // A sample application for the registry sweep (JIT against the interpreter,

@@ -33,4 +33,8 @@ bool fold_constants(Graph& g);
 // gives the same shape.
 bool simplify_algebra(Graph& g);
 
+// fold-scales: mul(contraction(x, W), s), s one value per output channel
+// computed from params alone -> contraction(x, W * s) (compiler/passes/fold_scales.cpp).
+bool fold_scales_into_weights(Graph& g);
+
 }  // namespace kiln

@@ -1,0 +1,80 @@
+// fold-scales: a contraction's result scaled per output channel by a value
+// computed from params alone is the contraction with scaled weights:
+// mul(conv(x, W), s) -> conv(x, W * s). Batch norm's inference form after a
+// convolution or a dense layer (x * scale + shift) thus becomes the
+// convolution of scaled weights plus a shift, which the GEMM applies in its
+// epilogue: no normalization pass over the activations.
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+#include "compiler/passes/graph_edit.h"
+#include "compiler/passes/passes.h"
+
+namespace kiln {
+
+namespace {
+
+const OpDef& def_of(const Node& n) { return *OpRegistry::get().find(n.op); }
+
+// Nodes whose value depends on params and constants alone (not on a step input).
+std::vector<bool> param_only(const Graph& g) {
+  std::vector<bool> only(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    const OpDef& def = def_of(n);
+    if (n.op == "param" || n.op == "constant") {
+      only[i] = true;
+      continue;
+    }
+    if (def.interface || !def.pure || n.inputs.empty()) continue;
+    bool all = true;
+    for (NodeId in : n.inputs) all = all && only[static_cast<size_t>(in)];
+    only[i] = all;
+  }
+  return only;
+}
+
+}  // namespace
+
+bool fold_scales_into_weights(Graph& g) {
+  const auto only = param_only(g);
+  const auto users = g.users();
+  GraphBuilder b(g);
+  bool changed = false;
+  const size_t count = g.nodes.size();
+  for (size_t i = 0; i < count; ++i) {
+    if (!def_of(g.nodes[i]).algebra.multiplies || g.nodes[i].inputs.size() != 2) continue;
+    for (size_t side = 0; side < 2; ++side) {
+      const Node n = g.nodes[i];
+      const NodeId c = n.inputs[side], s = n.inputs[1 - side];
+      const Node product = g.node(c);  // a copy: adding nodes moves the node list
+      const auto& through = def_of(product).algebra.scales_through_input;
+      const int k = through ? through(product) : -1;
+      if (k < 0 || users[static_cast<size_t>(c)].size() != 1 || !only[static_cast<size_t>(s)] || only[static_cast<size_t>(c)])
+        continue;
+      // s is one value per output channel (the last axis), broadcast over the rest.
+      const Shape& cs = product.type.shape;
+      const TensorType st = g.node(s).type;
+      const int64_t channels = cs.empty() ? 0 : cs.back();
+      if (n.type != product.type || st.dtype != product.type.dtype || numel(st.shape) != channels || st.shape.empty() ||
+          st.shape.back() != channels || static_cast<size_t>(st.rank()) > cs.size())
+        continue;
+      const NodeId w = product.inputs[static_cast<size_t>(k)];
+      if (g.node(w).type.shape.empty() || g.node(w).type.shape.back() != channels) continue;
+      b.set_origin(n.origin);
+      NodeId scale = st.rank() == 1 ? s : b.add("reshape", {s}, {{"shape", Shape{channels}}});
+      std::vector<NodeId> inputs = product.inputs;
+      inputs[static_cast<size_t>(k)] = b.add2("mul", w, scale);
+      NodeId folded = b.add(product.op, inputs, product.attrs);
+      replace_uses(g, static_cast<NodeId>(i), folded);
+      changed = true;
+      break;
+    }
+  }
+  b.set_origin("");
+  if (!changed) return false;
+  topological_sort(g);
+  eliminate_dead_code(g);
+  return true;
+}
+
+}  // namespace kiln
