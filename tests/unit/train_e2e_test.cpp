@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "compiler/driver/training_setup.h"
 #include "compiler/frontend/graph_json.h"
@@ -87,5 +88,31 @@ TEST_CASE("e2e: the seed's CNN on 2,000 MNIST images: test accuracy > 0.80 after
   MESSAGE("CNN train acc " << r.history[0].train_acc << ", test acc " << r.history[0].test_acc << ", epoch time "
                            << r.history[0].seconds << " s");
   CHECK(r.history[0].test_acc > 0.80);
+}
+
+// LeNet-5 (graphs/zoo/lenet5.json) on Debian's Fashion-MNIST, which has
+// MNIST's IDX layout: the MNIST loader reads it from /usr/share/datasets.
+TEST_CASE("e2e: LeNet-5 from the zoo on 2,000 Fashion-MNIST images: test accuracy > 0.60 after one epoch") {
+  const std::string dir = "/usr/share/datasets/fashion-mnist";
+  if (!std::filesystem::exists(dir + "/train-images-idx3-ubyte.gz")) {
+    MESSAGE("skipped: " << dir << " missing (tools/setup.sh installs dataset-fashion-mnist)");
+    return;
+  }
+  const std::string file = (std::filesystem::temp_directory_path() / "kiln_lenet5_fashion.json").string();
+  std::ofstream(file) << R"({"format": "kiln.train/1", "name": "lenet5_fashion", "graph": ")" << KILN_SOURCE_DIR
+                      << R"(/graphs/zoo/lenet5.json", "data": {"set": "mnist", "dir": ")" << dir << R"("},
+    "preprocessing": {"images": "scale255", "labels": "sparse"}, "batch_size": 16, "epochs": 1,
+    "optimizer": {"kind": "adam", "lr": 0.002}, "seed": 1})";
+  TrainSpec spec = load_train_spec(file);
+  Run run;
+  run.data = driver::load_spec_data(spec, 2000, 1000);
+  run.model = driver::compile_model(load_graph(spec.graph), &spec, spec.batch_size, 0);
+  driver::initialize(run.model, spec);
+  train::Trainer t(*run.model.program, run.data.train, options(spec, run.model, 1));
+  t.add_eval_set("test", run.data.test);
+  auto r = t.run();
+  REQUIRE(r.history.size() == 1);
+  MESSAGE("LeNet-5 on Fashion-MNIST: train acc " << r.history[0].train_acc << ", test acc " << r.history[0].test_acc);
+  CHECK(r.history[0].test_acc > 0.60);
 }
 }
