@@ -51,6 +51,7 @@ Program::Program(ProgramInfo info, ThreadPool* pool)
       state_(alloc_zeroed(info_.state_bytes, "optimizer state")) {
   ctx_.arena = arena_.get();
   ctx_.params = params_.get();
+  ctx_.params_epoch = 1;  // prepared epochs start at 0 in the zeroed state: the first call prepares
   ctx_.state = state_.get();
   ctx_.batch = info_.max_batch;
   ctx_.parallel_for = kiln_thread_pool_parallel_for;
@@ -93,6 +94,7 @@ const TensorInfo& Program::persistent_info(const std::string& name) const {
 
 void* Program::persistent(const std::string& name) {
   const TensorInfo& t = persistent_info(name);
+  ++ctx_.params_epoch;  // the caller may write through it
   return (t.state ? ctx_.state : ctx_.params) + t.offset;
 }
 

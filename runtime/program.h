@@ -31,6 +31,11 @@ typedef struct kiln_context {
   int64_t batch;                     // the open batch dimension, 1..max_batch
   kiln_parallel_for_fn parallel_for; // the runtime's thread pool
   void* pool;                        // opaque, passed back to parallel_for
+  // Bumped whenever params may have changed (an entry that writes them runs,
+  // or Program::persistent hands out a pointer; AOT callers writing params
+  // themselves bump it too): values computed from params alone (batch norm
+  // folded into weights) are recomputed by the next entry that reads them.
+  int64_t params_epoch;
 } kiln_context;
 
 typedef int32_t (*kiln_entry_fn)(kiln_context* ctx, const void* const* inputs, void* const* outputs);

@@ -120,12 +120,37 @@ BuiltModule build_module(const lower::Program& p, const CodegenOptions& opts,
           b.CreateStore(in, b.CreateConstInBoundsGEP1_64(ptr, slots, static_cast<uint64_t>(e.input_slot[i])));
         }
       }
-      for (int k : e.kernels) {
+      auto call = [&](int k) {
         // A kernel built in another module (the JIT compiles modules in parallel) is declared here.
         llvm::FunctionCallee callee = fns[static_cast<size_t>(k)];
         if (!callee) callee = m.getOrInsertFunction(p.kernels[static_cast<size_t>(k)].name, kty);
         b.CreateCall(callee, {f->getArg(0), slots, f->getArg(2)});
+      };
+      auto* ctx_ty = em.context_type();
+      llvm::Value* epoch_field = b.CreateStructGEP(ctx_ty, f->getArg(0), 6, "params_epoch");
+      if (e.prepared_epoch >= 0) {
+        // Values of params alone: computed again only when the params changed
+        // since this entry last computed them (they depend on nothing else,
+        // so they all run first).
+        llvm::Value* state = b.CreateLoad(ptr, b.CreateStructGEP(ctx_ty, f->getArg(0), 2));
+        const int64_t at = p.buffers[static_cast<size_t>(e.prepared_epoch)].offset;
+        llvm::Value* done = b.CreateInBoundsGEP(b.getInt8Ty(), state, b.getInt64(static_cast<uint64_t>(at)));
+        llvm::Value* epoch = b.CreateLoad(b.getInt64Ty(), epoch_field);
+        llvm::Value* stale = b.CreateICmpNE(b.CreateLoad(b.getInt64Ty(), done), epoch);
+        auto* prepare = llvm::BasicBlock::Create(*context, "prepare", f);
+        auto* run = llvm::BasicBlock::Create(*context, "run", f);
+        b.CreateCondBr(stale, prepare, run);
+        b.SetInsertPoint(prepare);
+        for (int k : e.kernels)
+          if (p.kernels[static_cast<size_t>(k)].once_per_params) call(k);
+        b.CreateStore(epoch, done);
+        b.CreateBr(run);
+        b.SetInsertPoint(run);
       }
+      for (int k : e.kernels)
+        if (!p.kernels[static_cast<size_t>(k)].once_per_params || e.prepared_epoch < 0) call(k);
+      if (e.writes_persistent)  // whatever read values of the old params computes them again
+        b.CreateStore(b.CreateAdd(b.CreateLoad(b.getInt64Ty(), epoch_field), b.getInt64(1)), epoch_field);
       b.CreateRet(b.getInt32(0));
     }
   }

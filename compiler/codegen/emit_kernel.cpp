@@ -13,7 +13,7 @@ using namespace kiln::lower;
 using llvm::Value;
 
 // Field numbers of kiln_context (runtime/program.h).
-enum CtxField { kArena = 0, kParams = 1, kState = 2, kBatch = 3, kParallelFor = 4, kPool = 5 };
+enum CtxField { kArena = 0, kParams = 1, kState = 2, kBatch = 3, kParallelFor = 4, kPool = 5, kParamsEpoch = 6 };
 
 KernelEmitter::KernelEmitter(llvm::Module& m, const Program& p, const EmitOptions& opts)
     : m_(m), c_(m.getContext()), p_(p), opts_(opts), b_(m.getContext()) {
@@ -27,7 +27,7 @@ llvm::StructType* KernelEmitter::context_type() {
     ctx_type_ = llvm::StructType::getTypeByName(c_, "kiln_context");
     if (!ctx_type_) {
       auto* ptr = b_.getPtrTy();
-      ctx_type_ = llvm::StructType::create(c_, {ptr, ptr, ptr, b_.getInt64Ty(), ptr, ptr}, "kiln_context");
+      ctx_type_ = llvm::StructType::create(c_, {ptr, ptr, ptr, b_.getInt64Ty(), ptr, ptr, b_.getInt64Ty()}, "kiln_context");
     }
   }
   return ctx_type_;

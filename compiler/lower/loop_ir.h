@@ -134,6 +134,9 @@ struct Kernel {
   std::vector<std::string> var_names; // loop variables by id
   std::vector<LocalDecl> locals;      // locals by id
   std::vector<int> writes;            // buffers the kernel writes (for --check-numerics and printing)
+  // Computes values of params alone into persistent buffers: its entry runs
+  // it only when the params changed since (see Entry::prepared_epoch).
+  bool once_per_params = false;
 };
 
 enum class Storage : uint8_t {
@@ -187,6 +190,12 @@ struct Entry {
     int param = -1, value = -1, kernel = -1;
   };
   std::vector<Update> updates;
+  // Entries that read values of params alone (kernels once_per_params) run
+  // those kernels first, and only when kiln_context::params_epoch differs
+  // from this State buffer (i64), which then takes it. Entries that write
+  // persistent tensors (init, train_step) bump the epoch.
+  int prepared_epoch = -1;
+  bool writes_persistent = false;
 };
 
 struct Program {

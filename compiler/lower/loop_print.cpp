@@ -83,6 +83,7 @@ std::string print_kernel(const Program& p, const Kernel& k) {
   std::ostringstream os;
   os << "kernel " << k.name << "  # node " << k.node;
   if (!k.origin.empty() && k.origin != k.node) os << " (JSON node " << k.origin << ")";
+  if (k.once_per_params) os << "  [once per parameter load]";
   os << "\n";
   if (!k.comment.empty()) os << "  # " << k.comment << "\n";
   if (k.kind == KernelKind::Gemm) {

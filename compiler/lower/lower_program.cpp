@@ -14,6 +14,7 @@
 #include "compiler/lower/memory_plan.h"
 #include "compiler/lower/split_reduction.h"
 #include "compiler/ops/registry.h"
+#include "compiler/passes/passes.h"
 
 namespace kiln::lower {
 
@@ -74,6 +75,18 @@ class ProgramLowering {
   int persistent(const Node& n);
   int node_buffer(const Graph& g, NodeId id, int input_slot);
   int view_buffer(const Graph& g, NodeId id, int base, int64_t offset);
+  // A persistent (State) buffer outside the params and optimizer state.
+  int prepared_buffer(const std::string& name, DType dtype, const Shape& shape, NodeId node) {
+    Buffer b;
+    b.name = name;
+    b.dtype = dtype;
+    b.shape = shape;
+    b.node = node;
+    b.storage = Storage::State;
+    b.offset = p_.state_bytes;
+    p_.state_bytes = align_up(p_.state_bytes + b.bytes(1));
+    return add_buffer(std::move(b));
+  }
   void place_arena(int buffer) {
     Buffer& b = p_.buffers[static_cast<size_t>(buffer)];
     b.offset = cursor_;
@@ -219,6 +232,27 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     outs_of.push_back(std::move(outs));
   }
 
+  // A group no entry of which writes persistent tensors (predict, eval_step)
+  // computes values of params alone once per parameter load, into persistent
+  // buffers, not on every call.
+  bool reads_only = true;
+  for (const EntrySpec* spec : specs) reads_only = reads_only && spec->updates.empty();
+  std::vector<bool> prepared(g.nodes.size(), false);
+  if (reads_only) {
+    const auto only = param_only_nodes(g);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const OpDef* def = OpRegistry::get().find(g.nodes[i].op);
+      prepared[i] = only[i] && def && def->pattern != OpPattern::source;
+    }
+  }
+  // ready: the value exists before the entry's per-call kernels run (a
+  // param, a constant, a view of one, or a kernel run once per params).
+  std::vector<bool> ready(g.nodes.size(), false);
+  auto all_ready = [&](const std::vector<NodeId>& inputs, const std::vector<NodeId>& except) {
+    return std::all_of(inputs.begin(), inputs.end(), [&](NodeId in) {
+      return ready[static_cast<size_t>(in)] || std::find(except.begin(), except.end(), in) != except.end();
+    });
+  };
   auto& reg = OpRegistry::get();
   std::vector<int> buffer_of(g.nodes.size(), -1);
   std::vector<std::vector<int>> kernels_of(g.nodes.size());
@@ -246,14 +280,23 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
       buffer_of[i] = buffer_of[static_cast<size_t>(into)];
     } else if (auto offset = view_offset(g, id); offset && buffer_of[static_cast<size_t>(n.inputs[0])] >= 0) {
       buffer_of[i] = view_buffer(g, id, buffer_of[static_cast<size_t>(n.inputs[0])], *offset);
+      ready[i] = ready[static_cast<size_t>(n.inputs[0])];
       continue;  // no kernel: readers load the input's bytes
+    } else if (prepared[i]) {
+      buffer_of[i] = prepared_buffer("prepared:" + n.name, n.type.dtype, n.type.shape, id);
     } else {
       buffer_of[i] = node_buffer(g, id, static_cast<int>(slot_nodes.size()) - 1);
     }
+    ready[i] = n.op == "param" || n.op == "constant";
     if (n.op == "input" || n.op == "param" || n.op == "constant") continue;
     if (plan.group_of[i] >= 0) {
       if (!plan.places_group(id)) continue;
-      std::vector<Kernel> fused{lower_fused_group(p_, g, plan.groups[static_cast<size_t>(plan.group_of[i])], buffer_of)};
+      const FusionGroup& group = plan.groups[static_cast<size_t>(plan.group_of[i])];
+      std::vector<Kernel> fused{lower_fused_group(p_, g, group, buffer_of)};
+      bool once = true;
+      for (NodeId m : group.members) once = once && prepared[static_cast<size_t>(m)] && all_ready(g.node(m).inputs, group.members);
+      fused[0].once_per_params = once;
+      for (NodeId m : group.members) ready[static_cast<size_t>(m)] = once;
       kernels_of[i] = add_kernels(fused);
       continue;
     }
@@ -281,6 +324,8 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     for (size_t b = 0; b < p_.buffers.size(); ++b)
       if (p_.buffers[b].storage == Storage::Arena && !p_.buffers[b].is_view() && p_.buffers[b].offset < 0)
         place_arena(static_cast<int>(b));
+    ready[i] = prepared[i] && plan.inlined_inputs(g, id).empty() && all_ready(n.inputs, {});
+    for (Kernel& k : ctx.kernels) k.once_per_params = ready[i];
     kernels_of[i] = add_kernels(ctx.kernels);
   }
   std::vector<int> arena;
@@ -334,6 +379,10 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     e.kernels.insert(e.kernels.end(), tail_ids.begin(), tail_ids.end());
     e.arena_buffers = arena;
     e.arena_bytes = cursor_;
+    e.writes_persistent = !spec.updates.empty();
+    bool prepares = false;
+    for (int k : e.kernels) prepares = prepares || p_.kernels[static_cast<size_t>(k)].once_per_params;
+    if (prepares) e.prepared_epoch = prepared_buffer("prepared epoch of " + e.name, DType::i64, {}, kNoNode);
     p_.entries.push_back(std::move(e));
   }
 }
@@ -373,6 +422,7 @@ void ProgramLowering::add_init() {
     ks.push_back(copy_kernel(src, id, "init_" + pb.name, "%" + pb.name + " <- its initial value"));
   }
   e.kernels = add_kernels(ks);
+  e.writes_persistent = true;
   e.slot_count = static_cast<int>(e.inputs.size());
   for (size_t i = 0; i < e.inputs.size(); ++i) e.input_slot.push_back(static_cast<int>(i));
   p_.entries.insert(p_.entries.begin(), std::move(e));

@@ -15,8 +15,9 @@ namespace {
 
 const OpDef& def_of(const Node& n) { return *OpRegistry::get().find(n.op); }
 
-// Nodes whose value depends on params and constants alone (not on a step input).
-std::vector<bool> param_only(const Graph& g) {
+}  // namespace
+
+std::vector<bool> param_only_nodes(const Graph& g) {
   std::vector<bool> only(g.nodes.size(), false);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& n = g.nodes[i];
@@ -33,10 +34,8 @@ std::vector<bool> param_only(const Graph& g) {
   return only;
 }
 
-}  // namespace
-
 bool fold_scales_into_weights(Graph& g) {
-  const auto only = param_only(g);
+  const auto only = param_only_nodes(g);
   const auto users = g.users();
   GraphBuilder b(g);
   bool changed = false;

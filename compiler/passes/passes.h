@@ -37,4 +37,7 @@ bool simplify_algebra(Graph& g);
 // computed from params alone -> contraction(x, W * s) (compiler/passes/fold_scales.cpp).
 bool fold_scales_into_weights(Graph& g);
 
+// Per node: its value depends on params and constants alone (no step input).
+std::vector<bool> param_only_nodes(const Graph& g);
+
 }  // namespace kiln

@@ -3,6 +3,9 @@
 // over the activations; the folded program still matches the interpreter.
 #include <doctest/doctest.h>
 
+#include <cstring>
+
+#include "compiler/codegen/jit.h"
 #include "compiler/codegen/programs.h"
 #include "compiler/frontend/graph_json.h"
 #include "compiler/ir/builder.h"
@@ -50,4 +53,34 @@ TEST_CASE("fold-scales: a dense layer's per-unit scale from params folds, one fr
   auto got = interp::Interpreter(c.g, interp::Precision::f64).run(c.feeds, {"by_param", "by_input"});
   for (const char* o : {"by_param", "by_input"})
     for (size_t i = 0; i < want.at(o).data.size(); ++i) CHECK(got.at(o).data[i] == doctest::Approx(want.at(o).data[i]).epsilon(1e-12));
+}
+
+TEST_CASE("fold-scales: predict computes the folded weights once per parameter load, not per call") {
+  Graph model = load_graph(test::source_path("tests/fixtures/bn_dropout_cnn.json"));
+  auto graphs = codegen::program_graphs(model, nullptr);
+  std::vector<lower::EntrySpec> entries;
+  for (auto& e : graphs->entries())
+    if (e.name == "predict") entries.push_back(e);
+  auto cp = codegen::compile_entries(graphs->model.name, entries, {.max_batch = 2});
+  Program prog(cp->info());
+  auto params = interp::init_params(graphs->model, 3);
+  auto write_params = [&] {
+    for (auto& [name, v] : params) {
+      auto bytes = codegen::to_bytes(v, v.dtype);
+      std::memcpy(prog.persistent(name), bytes.data(), bytes.size());  // bumps the params epoch
+    }
+  };
+  write_params();
+  interp::Value x{DType::f32, {2, 28, 28, 1}, std::vector<double>(2 * 784, 0.5)};
+  auto predict = [&] { return codegen::run_entry(prog, "predict", 2, {{"x", x}}).at("probabilities").data; };
+  const auto first = predict();
+  // Scribble over the folded weights: a call that does not recompute them shows it.
+  const lower::Buffer* folded = nullptr;
+  for (const lower::Buffer& b : cp->loops().buffers)
+    if (b.name.rfind("prepared:", 0) == 0 && b.shape.size() == 4) folded = &b;
+  REQUIRE(folded != nullptr);
+  std::memset(prog.context().state + folded->offset, 0, static_cast<size_t>(folded->bytes(1)));
+  CHECK(predict() != first);     // same params: the scribbled weights were used, not recomputed
+  write_params();                // a parameter load
+  CHECK(predict() == first);     // recomputed once, bit for bit
 }
