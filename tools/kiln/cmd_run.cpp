@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "compiler/interp/interpreter.h"
+#include "compiler/passes/modes.h"
 #include "compiler/interp/value_io.h"
 #include "runtime/data/npy.h"
 #include "tools/kiln/command.h"
@@ -86,6 +87,7 @@ struct RunOptions {
 
 void run_graph(const RunOptions& o) {
   Graph g = load_graph_or_fail(o.graph);
+  specialize_mode(g, {Mode::infer});  // a forward pass: running statistics, no dropout
   std::map<std::string, interp::Value> feeds;
   std::map<std::string, std::string> file_of;  // node -> the file that fed it, for located errors
   for (const std::string& spec : o.inputs) {
