@@ -70,10 +70,8 @@ bool fold_scales_into_weights(Graph& g) {
     }
   }
   b.set_origin("");
-  if (!changed) return false;
-  topological_sort(g);
-  eliminate_dead_code(g);
-  return true;
+  if (changed) settle_appended_replacements(g);
+  return changed;
 }
 
 }  // namespace kiln

@@ -93,6 +93,11 @@ std::vector<NodeId> topological_sort(Graph& g) {
   return reorder_nodes(g, order);
 }
 
+void settle_appended_replacements(Graph& g) {
+  topological_sort(g);
+  remove_nodes(g, live_nodes(g));
+}
+
 std::vector<bool> live_nodes(const Graph& g) {
   std::vector<bool> live(g.nodes.size(), false);
   for (size_t i = 0; i < g.nodes.size(); ++i)

@@ -26,6 +26,10 @@ std::vector<NodeId> remove_nodes(Graph& g, const std::vector<bool>& keep);
 // dependencies allow. Used after an edit that makes a node read a later one.
 std::vector<NodeId> topological_sort(Graph& g);
 
+// After rewrites that appended replacement nodes and redirected uses to them:
+// restores the topological order and drops the nodes nothing needs any more.
+void settle_appended_replacements(Graph& g);
+
 // Nodes that must survive dead-code elimination: inputs and params (the
 // program's interface), outputs, hand-written gradients, updates, and
 // everything they read.

@@ -2,7 +2,6 @@
 
 #include "compiler/ir/builder.h"
 #include "compiler/passes/graph_edit.h"
-#include "compiler/passes/passes.h"
 
 namespace kiln {
 
@@ -44,10 +43,8 @@ bool specialize_mode(Graph& g, const ModeCtx& ctx) {
     changed = true;
   }
   b.set_origin("");
-  if (!changed) return false;
-  topological_sort(g);
-  eliminate_dead_code(g);
-  return true;
+  if (changed) settle_appended_replacements(g);
+  return changed;
 }
 
 }  // namespace kiln
