@@ -92,6 +92,12 @@ static AttrSpec padding_attr() {
   return {"padding", AttrKind::Json, false, "valid", "\"valid\", \"same\" (TF) or [top, left, bottom, right]"};
 }
 
+// A layer's output: y plus a bias of `channels` (when use_bias), then its activation.
+static NodeId biased_activation(LayerCtx& c, NodeId y, int64_t channels) {
+  if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {channels}, c.attrs.at("bias_init")));
+  return apply_activation(c.b, y, c.attrs.at("activation"));
+}
+
 // A pooling layer's op attributes: windows as pairs, padding and ceil_mode as written.
 static Attrs pool_op_attrs(const LayerCtx& c) {
   Attrs a = {{"pool", pair_of(c.attrs, "pool")}, {"padding", c.attrs.at("padding")}, {"ceil_mode", c.attrs.at("ceil_mode")}};
@@ -151,8 +157,7 @@ const std::vector<LayerDef>& layer_defs() {
          int64_t units = c.attrs.at("units");
          NodeId w = c.make_param("kernel", {xt.shape.back(), units}, c.attrs.at("kernel_init"));
          NodeId y = c.b.add2("matmul", c.input, w);
-         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {units}, c.attrs.at("bias_init")));
-         return apply_activation(c.b, y, c.attrs.at("activation"));
+         return biased_activation(c, y, units);
        }},
       {"conv2d", "2-D convolution (NHWC) + bias, then the activation",
        {{"filters", AttrKind::Int, true, nullptr, "output channels", {}, 1, 1 << 16},
@@ -176,8 +181,7 @@ const std::vector<LayerDef>& layer_defs() {
          NodeId w = c.make_param("kernel", {k[0], k[1], xt.shape[3] / groups, f}, c.attrs.at("kernel_init"));
          NodeId y = c.b.add("conv2d", {c.input, w}, {{"strides", s}, {"dilations", d}, {"padding", c.attrs.at("padding")},
                                                      {"groups", groups}});
-         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
-         return apply_activation(c.b, y, c.attrs.at("activation"));
+         return biased_activation(c, y, f);
        }},
       {"depthwise_conv2d", "each channel convolved with its own depth_multiplier filters (NHWC) + bias, then the activation",
        {{"kernel", AttrKind::Tensor, true, nullptr, "window size: k or [kh, kw]"},
@@ -195,8 +199,7 @@ const std::vector<LayerDef>& layer_defs() {
          NodeId y = c.b.add("conv2d", {c.input, w},
                             {{"strides", pair_of(c.attrs, "strides")}, {"dilations", pair_of(c.attrs, "dilations")},
                              {"padding", c.attrs.at("padding")}, {"groups", channels}});
-         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
-         return apply_activation(c.b, y, c.attrs.at("activation"));
+         return biased_activation(c, y, f);
        }},
       {"conv1d", "1-D convolution (NWC) + bias, then the activation",
        {{"filters", AttrKind::Int, true, nullptr, "output channels", {}, 1, 1 << 16},
@@ -213,8 +216,7 @@ const std::vector<LayerDef>& layer_defs() {
          NodeId w = c.make_param("kernel", {c.attrs.at("kernel").get<int64_t>(), xt.shape[2], f}, c.attrs.at("kernel_init"));
          NodeId y = c.b.add("conv1d", {c.input, w}, {{"strides", {c.attrs.at("strides")}},
                                                      {"dilations", {c.attrs.at("dilations")}}, {"padding", c.attrs.at("padding")}});
-         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
-         return apply_activation(c.b, y, c.attrs.at("activation"));
+         return biased_activation(c, y, f);
        }},
       {"conv2d_transpose", "transposed 2-D convolution (NHWC; kernel [kh, kw, filters, C]) + bias, then the activation",
        {{"filters", AttrKind::Int, true, nullptr, "output channels", {}, 1, 1 << 16},
@@ -232,8 +234,7 @@ const std::vector<LayerDef>& layer_defs() {
          NodeId y = c.b.add("conv2d_transpose", {c.input, w},
                             {{"strides", pair_of(c.attrs, "strides")}, {"padding", c.attrs.at("padding")},
                              {"output_padding", c.attrs.at("output_padding")}});
-         if (c.attrs.at("use_bias")) y = c.b.add2("add", y, c.make_param("bias", {f}, c.attrs.at("bias_init")));
-         return apply_activation(c.b, y, c.attrs.at("activation"));
+         return biased_activation(c, y, f);
        }},
       {"maxpool2d", "max pooling (NHWC)",
        {{"pool", AttrKind::Tensor, false, 2, "window: p or [ph, pw]"},

@@ -75,6 +75,13 @@ class ProgramLowering {
   int persistent(const Node& n);
   int node_buffer(const Graph& g, NodeId id, int input_slot);
   int view_buffer(const Graph& g, NodeId id, int base, int64_t offset);
+  // A Param or State buffer, given the next bytes of its block.
+  int add_persistent_bytes(Buffer b) {
+    int64_t& top = b.storage == Storage::State ? p_.state_bytes : p_.param_bytes;
+    b.offset = top;
+    top = align_up(top + b.bytes(1));
+    return add_buffer(std::move(b));
+  }
   // A persistent (State) buffer outside the params and optimizer state.
   int prepared_buffer(const std::string& name, DType dtype, const Shape& shape, NodeId node) {
     Buffer b;
@@ -83,9 +90,7 @@ class ProgramLowering {
     b.shape = shape;
     b.node = node;
     b.storage = Storage::State;
-    b.offset = p_.state_bytes;
-    p_.state_bytes = align_up(p_.state_bytes + b.bytes(1));
-    return add_buffer(std::move(b));
+    return add_persistent_bytes(std::move(b));
   }
   void place_arena(int buffer) {
     Buffer& b = p_.buffers[static_cast<size_t>(buffer)];
@@ -126,12 +131,8 @@ int ProgramLowering::persistent(const Node& n) {
   b.name = n.name;
   b.dtype = n.type.dtype;
   b.shape = n.type.shape;
-  bool state = n.attrs.value("role", std::string("param")) == "state";
-  b.storage = state ? Storage::State : Storage::Param;
-  int64_t& top = state ? p_.state_bytes : p_.param_bytes;
-  b.offset = top;
-  top = align_up(top + b.bytes(1));
-  int id = add_buffer(std::move(b));
+  b.storage = n.attrs.value("role", std::string("param")) == "state" ? Storage::State : Storage::Param;
+  int id = add_persistent_bytes(std::move(b));
   persistent_by_name_[n.name] = id;
   p_.persistent.push_back(id);
   return id;

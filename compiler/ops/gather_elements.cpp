@@ -5,6 +5,7 @@
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
+#include "compiler/ops/movement.h"
 #include "compiler/ops/registry.h"
 #include "compiler/ops/samples.h"
 
@@ -55,11 +56,6 @@ void for_each_position(const interp::Array& indices, const interp::Array& data, 
 }  // namespace
 
 static void add_gather_elements_ops(OpRegistry& r) {
-  auto bound = [](const Graph& g, const Node& n, int k) -> int64_t {
-    if (k != 1) return 0;
-    const Shape& s = g.node(n.inputs[0]).type.shape;
-    return s[static_cast<size_t>(axis_of(n.attrs, static_cast<int>(s.size())))];
-  };
   r.add({.name = "gather_elements", .family = "gather_elements",
          .summary = "data at each position of indices, the index along axis taken from indices (negative: from the end; "
                     "outside: zero)",
@@ -71,7 +67,7 @@ static void add_gather_elements_ops(OpRegistry& r) {
            check_positions(c.in[0], c.in[1], ax, "gather_elements");
            return TensorType{c.in[0].dtype, c.in[1].shape};
          },
-         .pattern = OpPattern::data_movement, .index_bound = bound,
+         .pattern = OpPattern::data_movement, .index_bound = indices_along_axis_bound,
          .samples = {{{{{-1, 9}}, {{-1, 5}, -9, 9, DType::i32}}, {{"axis", 1}}},
                      {{{{7, 3, 4}}, {{5, 3, 2}, 0, 7, DType::i64}}}}});
   r.add({.name = "scatter_elements_add", .family = "gather_elements",
@@ -86,7 +82,7 @@ static void add_gather_elements_ops(OpRegistry& r) {
              throw OpError("updates " + type_str(c.in[2]) + " must have indices' shape and data's dtype");
            return c.in[0];
          },
-         .pattern = OpPattern::data_movement, .index_bound = bound,
+         .pattern = OpPattern::data_movement, .index_bound = indices_along_axis_bound,
          .samples = {{{{{-1, 9}}, {{-1, 5}, -9, 9, DType::i32}, {{-1, 5}}}, {{"axis", 1}}},
                      {{{{7, 3, 4}}, {{5, 3, 2}, 0, 7, DType::i64}, {{5, 3, 2}}}}}});
 }

@@ -143,6 +143,12 @@ static std::optional<int64_t> contiguous_slice_offset(const Node& n, const Tenso
 }
 
 // ---- gather ----
+int64_t indices_along_axis_bound(const Graph& g, const Node& n, int k) {
+  if (k != 1) return 0;
+  const Shape& s = g.node(n.inputs[0]).type.shape;
+  return s[static_cast<size_t>(normalize_axis(n.attrs.at("axis").get<int64_t>(), static_cast<int>(s.size())))];
+}
+
 TensorType gather_type(const TensorType& data, const TensorType& idx, int axis) {
   Shape s(data.shape.begin(), data.shape.begin() + axis);
   s.insert(s.end(), idx.shape.begin(), idx.shape.end());
@@ -287,11 +293,7 @@ static void add_movement_ops(OpRegistry& r) {
            return t;
          },
          .pattern = OpPattern::data_movement,
-         .index_bound = [](const Graph& g, const Node& n, int k) -> int64_t {
-           if (k != 1) return 0;
-           const Shape& s = g.node(n.inputs[0]).type.shape;
-           return s[static_cast<size_t>(normalize_axis(n.attrs.at("axis").get<int64_t>(), static_cast<int>(s.size())))];
-         },
+         .index_bound = indices_along_axis_bound,
          .samples = {{{{{33, 8}}, {{-1, 5}, 0, 33, DType::i32}}},                       // an embedding lookup
                      {{{{-1, 17, 3}}, {{4}, -17, 17, DType::i64}}, {{"axis", 1}}}}});  // negative indices
   r.add({.name = "scatter_add", .family = "movement",
@@ -309,11 +311,7 @@ static void add_movement_ops(OpRegistry& r) {
            return c.in[0];
          },
          .pattern = OpPattern::data_movement,
-         .index_bound = [](const Graph& g, const Node& n, int k) -> int64_t {
-           if (k != 1) return 0;
-           const Shape& s = g.node(n.inputs[0]).type.shape;
-           return s[static_cast<size_t>(normalize_axis(n.attrs.at("axis").get<int64_t>(), static_cast<int>(s.size())))];
-         },
+         .index_bound = indices_along_axis_bound,
          .samples = {{{{{9, 5}}, {{-1}, 0, 9, DType::i32}, {{-1, 5}}}},
                      {{{{-1, 6}}, {{3, 2}, -6, 6, DType::i64}, {{-1, 3, 2}}}, {{"axis", 1}}}}});
 

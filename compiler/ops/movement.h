@@ -30,6 +30,9 @@ lower::E pad_source_expr(lower::E o, int64_t before, lower::E d, const std::stri
 
 // gather's result: data's shape with the axis replaced by the indices' shape.
 TensorType gather_type(const TensorType& data, const TensorType& indices, int axis);
+// OpDef::index_bound of ops whose input 1 indexes input 0 along attribute
+// "axis" (gather, scatter_add, gather_elements, scatter_elements_add).
+int64_t indices_along_axis_bound(const Graph& g, const Node& n, int k);
 
 // The other aspects of the family (movement_kernels.cpp).
 void add_movement_gradients(OpRegistry& r);

@@ -59,11 +59,16 @@ TensorType checked_norm(const InferCtx& c, int axis, const char* what) {
   return x;
 }
 
+// gamma / sqrt(var + epsilon), per channel.
+NodeId channel_scale(GraphBuilder& b, NodeId gamma, NodeId var, double epsilon) {
+  return b.add2("mul", gamma, b.add1("rsqrt", b.add2("add", var, b.scalar_like(epsilon, var))));
+}
+
 // (x - mean) * gamma / sqrt(var + epsilon) + beta, per channel along axis.
 NodeId normalize(GraphBuilder& b, NodeId x, NodeId mean, NodeId var, NodeId gamma, NodeId beta, double epsilon,
                  int axis) {
   const int rank = b.type(x).rank();
-  NodeId scale = b.add2("mul", gamma, b.add1("rsqrt", b.add2("add", var, b.scalar_like(epsilon, var))));
+  NodeId scale = channel_scale(b, gamma, var, epsilon);
   NodeId centered = b.add2("sub", x, along_axis(b, mean, axis, rank));
   return b.add2("add", b.add2("mul", centered, along_axis(b, scale, axis, rank)), along_axis(b, beta, axis, rank));
 }
@@ -79,7 +84,7 @@ NodeId batch_norm_in_mode(GraphBuilder& b, NodeId id, const ModeCtx& ctx) {
   if (ctx.mode == Mode::infer) {
     // x * scale + shift, both from params: fold-scales moves the scale into a
     // preceding convolution's or dense layer's weights.
-    NodeId scale = b.add2("mul", gamma, b.add1("rsqrt", b.add2("add", rv, b.scalar_like(eps, rv))));
+    NodeId scale = channel_scale(b, gamma, rv, eps);
     NodeId shift = b.add2("sub", beta, b.add2("mul", rm, scale));
     return b.add2("add", b.add2("mul", x, along_axis(b, scale, axis, rank)), along_axis(b, shift, axis, rank));
   }

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 #include <sstream>
 
@@ -138,6 +139,22 @@ bool differentiable(const OpDef& def) {
   return !def.no_grad && (def.grad || def.composite() || def.by_mode);
 }
 
+// check(def, sample, mode) for every sample of every op `wanted` accepts, in each of the op's modes.
+void for_each_sample(const std::function<bool(const OpDef&)>& wanted,
+                     const std::function<void(const OpDef&, size_t, Mode)>& check) {
+  for (const OpDef& def : OpRegistry::get().all()) {
+    if (!wanted(def)) continue;
+    for (size_t k = 0; k < def.samples.size(); ++k)
+      for (Mode m : modes_of(def)) {
+        CAPTURE(describe(def, k));
+        CAPTURE(mode_name(m));
+        check(def, k, m);
+      }
+  }
+}
+
+bool every_op(const OpDef&) { return true; }
+
 }  // namespace
 
 TEST_CASE("registry: every op declares its pattern and carries samples") {
@@ -157,13 +174,7 @@ TEST_CASE("registry: every op declares its pattern and carries samples") {
 }
 
 TEST_CASE("registry sweep: every sample of every op, JIT against the f64 interpreter") {
-  for (const OpDef& def : OpRegistry::get().all())
-    for (size_t k = 0; k < def.samples.size(); ++k)
-      for (Mode m : modes_of(def)) {
-        CAPTURE(describe(def, k));
-        CAPTURE(mode_name(m));
-        check_jit(def, k, 0, m);
-      }
+  for_each_sample(every_op, [](const OpDef& def, size_t k, Mode m) { check_jit(def, k, 0, m); });
 }
 
 // An AVX-512 host also runs every sample through the AVX2 kernels (a host
@@ -173,23 +184,9 @@ TEST_CASE("registry sweep: the 256-bit kernels too, where the host is wider") {
     MESSAGE("skipped: the host's own width is 256 bits or less (the sweep above ran it)");
     return;
   }
-  for (const OpDef& def : OpRegistry::get().all())
-    for (size_t k = 0; k < def.samples.size(); ++k)
-      for (Mode m : modes_of(def)) {
-        CAPTURE(describe(def, k));
-        CAPTURE(mode_name(m));
-        check_jit(def, k, 256, m);
-      }
+  for_each_sample(every_op, [](const OpDef& def, size_t k, Mode m) { check_jit(def, k, 256, m); });
 }
 
 TEST_CASE("registry sweep: every differentiable op's samples pass gradcheck in f64") {
-  for (const OpDef& def : OpRegistry::get().all()) {
-    if (!differentiable(def)) continue;
-    for (size_t k = 0; k < def.samples.size(); ++k)
-      for (Mode m : modes_of(def)) {
-        CAPTURE(describe(def, k));
-        CAPTURE(mode_name(m));
-        check_gradient(def, k, m);
-      }
-  }
+  for_each_sample(differentiable, check_gradient);
 }

@@ -73,17 +73,31 @@ test::CommandResult run_and_interrupt(const std::vector<std::string>& args, cons
   return r;
 }
 
+// kiln with these arguments, each quoted.
+test::CommandResult run_kiln_args(const std::vector<std::string>& args) {
+  std::string cmd = std::string("'") + KILN_BINARY + "'";
+  for (auto& a : args) cmd += " '" + a + "'";
+  return test::run_command(cmd);
+}
+
+// A fresh temporary directory for a run on MNIST; empty (and a message) when MNIST is not prepared.
+fs::path mnist_run_dir(const std::string& prefix) {
+  if (!fs::exists(test::source_path("data/mnist/train-images-idx3-ubyte.gz"))) {
+    MESSAGE("skipped: MNIST not prepared in data/ (kiln data prepare --from ../shared/data)");
+    return {};
+  }
+  fs::path dir = fs::temp_directory_path() / (prefix + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
 }  // namespace
 
 TEST_SUITE("e2e") {
 TEST_CASE("e2e: kiln train: Ctrl-C saves interrupted.ckpt and exits 130, and --resume ends bitwise equal to an uninterrupted run") {
-  if (!fs::exists(test::source_path("data/mnist/train-images-idx3-ubyte.gz"))) {
-    MESSAGE("skipped: MNIST not prepared in data/ (kiln data prepare --from ../shared/data)");
-    return;
-  }
-  fs::path dir = fs::temp_directory_path() / ("kiln_interrupt_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = mnist_run_dir("kiln_interrupt_");
+  if (dir.empty()) return;
   std::string spec = write_spec(dir), graph = test::source_path("graphs/cnn_mnist.json");
   const std::vector<std::string> common{"train", graph, spec, "--subset", "640", "--test-subset", "200", "--threads", "2"};
 
@@ -92,13 +106,7 @@ TEST_CASE("e2e: kiln train: Ctrl-C saves interrupted.ckpt and exits 130, and --r
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   };
-  auto quote = [](const std::vector<std::string>& a) {
-    std::string s;
-    for (auto& x : a) s += " '" + x + "'";
-    return s;
-  };
-
-  test::CommandResult whole = test::run_command(std::string("'") + KILN_BINARY + "'" + quote(with({"--out", (dir / "whole").string()})));
+  test::CommandResult whole = run_kiln_args(with({"--out", (dir / "whole").string()}));
   REQUIRE_MESSAGE(whole.exit_code == 0, whole.output);
 
   // Interrupt once the first epoch's line is out: two more epochs remain.
@@ -109,9 +117,8 @@ TEST_CASE("e2e: kiln train: Ctrl-C saves interrupted.ckpt and exits 130, and --r
   REQUIRE(fs::exists(dir / "cut" / "interrupted.ckpt"));
   CHECK_FALSE(fs::exists(dir / "cut" / "final.ckpt"));
 
-  test::CommandResult resumed = test::run_command(
-      std::string("'") + KILN_BINARY + "'" +
-      quote(with({"--out", (dir / "cut").string(), "--resume", (dir / "cut" / "interrupted.ckpt").string()})));
+  test::CommandResult resumed =
+      run_kiln_args(with({"--out", (dir / "cut").string(), "--resume", (dir / "cut" / "interrupted.ckpt").string()}));
   REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
   CHECK(resumed.output.find("resuming from") != std::string::npos);
 
@@ -135,13 +142,8 @@ TEST_CASE("e2e: kiln train: Ctrl-C saves interrupted.ckpt and exits 130, and --r
 // alone, the same image in a batch of 100 and the interpreter's inference
 // form agree.
 TEST_CASE("e2e: batch norm and dropout: the same bits on 1 and 2 threads and after a resume, predict uses running statistics") {
-  if (!fs::exists(test::source_path("data/mnist/train-images-idx3-ubyte.gz"))) {
-    MESSAGE("skipped: MNIST not prepared in data/ (kiln data prepare --from ../shared/data)");
-    return;
-  }
-  fs::path dir = fs::temp_directory_path() / ("kiln_modes_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = mnist_run_dir("kiln_modes_");
+  if (dir.empty()) return;
   const std::string graph = test::source_path("tests/fixtures/bn_dropout_cnn.json");
   std::string spec = write_spec(dir, "tests/fixtures/bn_dropout_cnn.json");
   auto train_args = [&](const std::string& threads, const std::string& out, std::vector<std::string> extra = {}) {
@@ -150,18 +152,13 @@ TEST_CASE("e2e: batch norm and dropout: the same bits on 1 and 2 threads and aft
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   };
-  auto run = [](const std::vector<std::string>& a) {
-    std::string cmd = std::string("'") + KILN_BINARY + "'";
-    for (auto& x : a) cmd += " '" + x + "'";
-    return test::run_command(cmd);
-  };
   for (auto [threads, out] : {std::pair{"1", "one"}, {"2", "two"}}) {
-    auto r = run(train_args(threads, out));
+    auto r = run_kiln_args(train_args(threads, out));
     REQUIRE_MESSAGE(r.exit_code == 0, r.output);
   }
   auto cut = run_and_interrupt(train_args("2", "cut"), "Epoch : 1 ,");
   REQUIRE_MESSAGE(cut.exit_code == 130, cut.output);
-  auto resumed = run(train_args("2", "cut", {"--resume", (dir / "cut" / "interrupted.ckpt").string()}));
+  auto resumed = run_kiln_args(train_args("2", "cut", {"--resume", (dir / "cut" / "interrupted.ckpt").string()}));
   REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
 
   train::Checkpoint one = train::load_checkpoint((dir / "one" / "final.ckpt").string());
@@ -183,7 +180,7 @@ TEST_CASE("e2e: batch norm and dropout: the same bits on 1 and 2 threads and aft
   for (float& v : images.span<float>()) v = static_cast<float>((state = state * 1664525u + 1013904223u) >> 8) / 16777216.0f;
   data::write_npy((dir / "all.npy").string(), images);
   const std::string ckpt = (dir / "one" / "final.ckpt").string();
-  auto all = run({"predict", ckpt, "--input", (dir / "all.npy").string(), "--output", (dir / "all_p.npy").string()});
+  auto all = run_kiln_args({"predict", ckpt, "--input", (dir / "all.npy").string(), "--output", (dir / "all_p.npy").string()});
   REQUIRE_MESSAGE(all.exit_code == 0, all.output);
   Tensor batch_probs = data::read_npy((dir / "all_p.npy").string());
 
@@ -199,7 +196,7 @@ TEST_CASE("e2e: batch norm and dropout: the same bits on 1 and 2 threads and aft
     std::copy_n(images.span<float>().begin() + k * 784, 784, one_image.span<float>().begin());
     const fs::path in = dir / ("one_" + std::to_string(k) + ".npy"), outp = dir / ("one_p_" + std::to_string(k) + ".npy");
     data::write_npy(in.string(), one_image);
-    auto r = run({"predict", ckpt, "--input", in.string(), "--output", outp.string()});
+    auto r = run_kiln_args({"predict", ckpt, "--input", in.string(), "--output", outp.string()});
     REQUIRE_MESSAGE(r.exit_code == 0, r.output);
     Tensor alone = data::read_npy(outp.string());
     for (int64_t c = 0; c < 10; ++c) {
