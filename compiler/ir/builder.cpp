@@ -110,6 +110,26 @@ NodeId GraphBuilder::constant_tensor(const std::vector<double>& values, Shape sh
 
 NodeId GraphBuilder::scalar_like(double value, NodeId like) { return constant(value, type(like).dtype); }
 
+NodeId GraphBuilder::count_along(NodeId x, const std::vector<int>& axes) {
+  const TensorType t = type(x);
+  int64_t static_count = 1;
+  NodeId count = kNoNode;
+  for (int ax : axes) {
+    int64_t d = t.shape[static_cast<size_t>(ax)];
+    if (d != kOpenDim) {
+      static_count *= d;
+      continue;
+    }
+    NodeId n = add("dim_size", {x}, {{"axis", ax}, {"dtype", dtype_name(t.dtype)}});
+    count = count == kNoNode ? n : add2("mul", count, n);
+  }
+  if (static_count != 1 || count == kNoNode) {
+    NodeId s = constant(static_cast<double>(static_count), t.dtype);
+    count = count == kNoNode ? s : add2("mul", count, s);
+  }
+  return count;
+}
+
 NodeId GraphBuilder::reduce_to_shape(NodeId g, const Shape& target) {
   const Shape s = type(g).shape;
   if (s == target) return g;

@@ -32,6 +32,9 @@ class GraphBuilder {
   NodeId scalar_like(double value, NodeId like);   // constant with `like`'s dtype, rank 0
   // Sums `g` over the axes broadcasting expanded, so it has `target`'s shape.
   NodeId reduce_to_shape(NodeId g, const Shape& target);
+  // How many elements of x lie along `axes`, as a scalar of x's dtype (the
+  // open batch dimension's size read at run time).
+  NodeId count_along(NodeId x, const std::vector<int>& axes);
 
   // By value: adding nodes reallocates the node list, so references would dangle.
   TensorType type(NodeId id) const { return g_.node(id).type; }

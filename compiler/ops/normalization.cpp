@@ -22,27 +22,11 @@ NodeId along_axis(GraphBuilder& b, NodeId v, int axis, int rank) {
   return b.add("reshape", {v}, {{"shape", s}});
 }
 
-std::vector<int64_t> all_but(int axis, int rank) {
-  std::vector<int64_t> axes;
+std::vector<int> all_but(int axis, int rank) {
+  std::vector<int> axes;
   for (int i = 0; i < rank; ++i)
     if (i != axis) axes.push_back(i);
   return axes;
-}
-
-// Elements per channel as a scalar of x's dtype (the batch is known at run time).
-NodeId count_per_channel(GraphBuilder& b, NodeId x, int axis) {
-  const TensorType t = b.type(x);
-  int64_t fixed = 1;
-  NodeId open = kNoNode;
-  for (int i = 0; i < t.rank(); ++i) {
-    if (i == axis) continue;
-    if (t.shape[static_cast<size_t>(i)] == kOpenDim)
-      open = b.add("dim_size", {x}, {{"axis", i}, {"dtype", dtype_name(t.dtype)}});
-    else
-      fixed *= t.shape[static_cast<size_t>(i)];
-  }
-  NodeId n = b.constant(static_cast<double>(fixed), t.dtype);
-  return open == kNoNode ? n : b.add2("mul", open, n);
 }
 
 TensorType checked_norm(const InferCtx& c, int axis, const char* what) {
@@ -100,7 +84,7 @@ NodeId batch_norm_in_mode(GraphBuilder& b, NodeId id, const ModeCtx& ctx) {
   };
   const bool persistent = g.node(rm).op == "param" && g.node(rv).op == "param";
   if (persistent && momentum > 0) {
-    NodeId count = count_per_channel(b, x, axis);
+    NodeId count = b.count_along(x, all_but(axis, rank));
     NodeId unbiased = b.add2("div", b.add2("mul", var, count), b.add2("sub", count, b.scalar_like(1, count)));
     g.updates.push_back({rm, blend(rm, mean)});
     g.updates.push_back({rv, blend(rv, unbiased)});

@@ -83,20 +83,7 @@ static void add_reduce_ops(OpRegistry& r) {
            NodeId x = in[0];
            auto axes = reduction_axes(a, b.type(x).rank());
            NodeId sum = b.add("reduce_sum", {x}, a);
-           DType dt = b.type(x).dtype;
-           int64_t static_count = 1;
-           NodeId count = kNoNode;
-           for (int ax : axes) {
-             int64_t d = b.type(x).shape[static_cast<size_t>(ax)];
-             if (d != kOpenDim) { static_count *= d; continue; }
-             NodeId n = b.add("dim_size", {x}, {{"axis", ax}, {"dtype", dtype_name(dt)}});
-             count = count == kNoNode ? n : b.add2("mul", count, n);
-           }
-           if (static_count != 1 || count == kNoNode) {
-             NodeId s = b.constant(static_cast<double>(static_count), dt);
-             count = count == kNoNode ? s : b.add2("mul", count, s);
-           }
-           return b.add2("div", sum, count);
+           return b.add2("div", sum, b.count_along(x, axes));
          },
          .pattern = OpPattern::reduction,
          .samples = reduce_samples()});
