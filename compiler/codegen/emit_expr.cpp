@@ -164,8 +164,15 @@ Value* KernelEmitter::emit_binary(Op op, Value* a, Value* b, Scalar t) {
     }
     // max/min as compare+select: one instruction on x86 (maxps), and the
     // interpreter's "a if a > b else b" for every input.
-    case Op::Max: return b_.CreateSelect(f ? b_.CreateFCmpOGT(a, b) : b_.CreateICmpSGT(a, b), a, b);
-    case Op::Min: return b_.CreateSelect(f ? b_.CreateFCmpOLT(a, b) : b_.CreateICmpSLT(a, b), a, b);
+    // Floats: a NaN in either operand gives a NaN (numpy's maximum; the
+    // interpreter's interp::nan_max): a if a is NaN or wins, else b, which is
+    // the NaN when only b is one. One compare more than maxps, no branch.
+    case Op::Max:
+      if (!f) return b_.CreateSelect(b_.CreateICmpSGT(a, b), a, b);
+      return b_.CreateSelect(b_.CreateOr(b_.CreateFCmpOGT(a, b), b_.CreateFCmpUNO(a, a)), a, b);
+    case Op::Min:
+      if (!f) return b_.CreateSelect(b_.CreateICmpSLT(a, b), a, b);
+      return b_.CreateSelect(b_.CreateOr(b_.CreateFCmpOLT(a, b), b_.CreateFCmpUNO(a, a)), a, b);
     case Op::Pow:
       if (!f) throw std::logic_error("pow on integers");
       return b_.CreateCall(llvm::Intrinsic::getDeclaration(&m_, llvm::Intrinsic::pow, {a->getType()}), {a, b});
@@ -192,7 +199,9 @@ Value* KernelEmitter::emit_cast(Value* a, Scalar from, Scalar to) {
     return is_float(from) ? b_.CreateFCmpUNE(a, zero) : b_.CreateICmpNE(a, zero);
   }
   if (is_float(from) && is_float(to)) return b_.CreateFPCast(a, ty);
-  if (is_float(from)) return b_.CreateFPToSI(a, ty);
+  // Saturating (NaN -> 0, out of range -> the nearest end): defined for every
+  // input, as the interpreter's cast; a plain fptosi is poison there.
+  if (is_float(from)) return b_.CreateIntrinsic(llvm::Intrinsic::fptosi_sat, {ty, a->getType()}, {a});
   if (is_float(to)) return from == Scalar::i1 ? b_.CreateUIToFP(a, ty) : b_.CreateSIToFP(a, ty);
   return from == Scalar::i1 ? b_.CreateZExt(a, ty) : b_.CreateSExtOrTrunc(a, ty);
 }

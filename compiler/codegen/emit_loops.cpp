@@ -155,7 +155,8 @@ void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Valu
     } else if (op == Op::Add) {
       folded = b_.CreateAddReduce(vecval);
     } else if (is_float(t)) {
-      folded = op == Op::Max ? b_.CreateFPMaxReduce(vecval) : b_.CreateFPMinReduce(vecval);
+      // fmaximum/fminimum, not fmax/fmin: a NaN lane gives a NaN, as Op::Max does.
+      folded = op == Op::Max ? b_.CreateFPMaximumReduce(vecval) : b_.CreateFPMinimumReduce(vecval);
     } else {
       folded = op == Op::Max ? b_.CreateIntMaxReduce(vecval, true) : b_.CreateIntMinReduce(vecval, true);
     }

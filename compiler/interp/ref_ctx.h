@@ -38,6 +38,15 @@ struct RefCtx {
   }
 };
 
+// kiln's NaN semantics (README "NaN and infinity"), numpy's: maximum and
+// minimum return a NaN when either operand is one; the "first maximum" of a
+// run (argmax, max pooling) is its first NaN when it has one. The generated
+// code computes the same (compiler/codegen/emit_expr.cpp).
+inline double nan_max(double a, double b) { return std::isnan(a) || a > b ? a : b; }
+inline double nan_min(double a, double b) { return std::isnan(a) || a < b ? a : b; }
+// Whether v replaces `best` as a run's first maximum: strictly larger, or the first NaN.
+inline bool beats_first_max(double v, double best) { return v > best || (std::isnan(v) && !std::isnan(best)); }
+
 // A rank-0 array holding `v`.
 inline Array scalar_array(double v) {
   Array a = Array::from_shape({});

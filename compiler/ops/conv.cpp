@@ -270,6 +270,23 @@ void for_each_tap(const ConvShapes& s, Tap tap) {
         });
 }
 
+// Calls pad(n, oy, ox, ky, kx) for every filter tap that lands in the padding.
+// Padding is zeros that take part in the products, as in the generated code's
+// im2col GEMM: 0 x a non-finite weight (or gradient) is a NaN there too.
+template <class Pad>
+void for_each_padding_tap(const ConvShapes& s, Pad pad) {
+  const ConvGeometry& g = s.g;
+  for (size_t n = 0; n < s.n; ++n)
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox)
+        for (int64_t ky = 0; ky < g.kh; ++ky)
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            int64_t iy = oy * g.sh - g.pad_top + ky * g.dh, ix = ox * g.sw - g.pad_left + kx * g.dw;
+            if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
+              pad(n, static_cast<size_t>(oy), static_cast<size_t>(ox), static_cast<size_t>(ky), static_cast<size_t>(kx));
+          }
+}
+
 interp::Array zero_array(std::vector<size_t> shape) {
   interp::Array a = interp::Array::from_shape(shape);
   a.fill(0.0);
@@ -295,6 +312,14 @@ static void add_conv_reference(OpRegistry& r) {
         for (size_t ci = 0; ci < cg; ++ci) {
           const double* wrow = pw + ((ky * s.kw + kx) * cg + ci) * s.f + gi * fg;
           for (size_t f = 0; f < fg; ++f) y[gi * fg + f] += xin[gi * cg + ci] * wrow[f];
+        }
+    });
+    for_each_padding_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx) {
+      double* y = po + ((n * oh + oy) * ow + ox) * s.f;
+      for (size_t gi = 0; gi < groups; ++gi)
+        for (size_t ci = 0; ci < cg; ++ci) {
+          const double* wrow = pw + ((ky * s.kw + kx) * cg + ci) * s.f + gi * fg;
+          for (size_t f = 0; f < fg; ++f) y[gi * fg + f] += 0.0 * wrow[f];
         }
     });
   };
@@ -338,6 +363,14 @@ static void add_conv_reference(OpRegistry& r) {
         for (size_t ci = 0; ci < cg; ++ci) {
           double* dwrow = pdw + ((ky * s.kw + kx) * cg + ci) * s.f + gi * fg;
           for (size_t f = 0; f < fg; ++f) dwrow[f] += xin[gi * cg + ci] * g[gi * fg + f];
+        }
+    });
+    for_each_padding_tap(s, [&](size_t n, size_t oy, size_t ox, size_t ky, size_t kx) {
+      const double* g = pdy + ((n * oh + oy) * ow + ox) * s.f;
+      for (size_t gi = 0; gi < groups; ++gi)
+        for (size_t ci = 0; ci < cg; ++ci) {
+          double* dwrow = pdw + ((ky * s.kw + kx) * cg + ci) * s.f + gi * fg;
+          for (size_t f = 0; f < fg; ++f) dwrow[f] += 0.0 * g[gi * fg + f];
         }
     });
   };

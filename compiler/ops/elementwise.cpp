@@ -222,7 +222,10 @@ static void add_elementwise_reference(OpRegistry& r) {
     if (xt::any(xt::equal(*c.in[1], 0.0))) throw std::runtime_error("integer division by zero");
     for (double& v : c.out) v = std::trunc(v);
   };
-  r.find_mut("maximum")->reference = [](RefCtx& c) { c.out = xt::maximum(*c.in[0], *c.in[1]); };
+  r.find_mut("maximum")->reference = [](RefCtx& c) {  // a NaN in either operand gives a NaN (interp::nan_max)
+    const Array &x = *c.in[0], &y = *c.in[1];
+    c.out = xt::where(xt::isnan(x) || x > y, x, y);
+  };
 
   r.find_mut("neg")->reference = [](RefCtx& c) { c.out = -*c.in[0]; };
   r.find_mut("exp")->reference = [](RefCtx& c) { c.out = xt::exp(*c.in[0]); };
@@ -257,7 +260,12 @@ static void add_elementwise_reference(OpRegistry& r) {
   r.find_mut("cast")->reference = [](RefCtx& c) {
     DType to = c.node.type.dtype;
     if (to == DType::boolean) c.out = map_each(*c.in[0], [](double v) { return v != 0 ? 1.0 : 0.0; });
-    else if (!is_float(to)) c.out = map_each(*c.in[0], [](double v) { return std::trunc(v); });
+    else if (!is_float(to)) {
+      // Toward zero, saturating at the type's ends, NaN -> 0 (the generated code's fptosi.sat).
+      double lo = to == DType::i32 ? -2147483648.0 : -9223372036854775808.0;
+      double hi = to == DType::i32 ? 2147483647.0 : 9223372036854775807.0;  // i64: rounds to 2^63, as the JIT's
+      c.out = map_each(*c.in[0], [lo, hi](double v) { return std::isnan(v) ? 0.0 : std::clamp(std::trunc(v), lo, hi); });
+    }
     else c.out = *c.in[0];  // to f32: the interpreter rounds every f32 result
   };
 }

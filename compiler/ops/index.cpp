@@ -87,9 +87,9 @@ static void add_index_reference(OpRegistry& r) {
     double* po = c.out.data();
     for (size_t o = 0; o < outer; ++o)
       for (size_t i = 0; i < inner; ++i) {
-        size_t best = 0;  // only a strictly larger value moves it: the first maximum wins
+        size_t best = 0;  // the first maximum (or first NaN) wins
         for (size_t k = 1; k < len; ++k)
-          if (px[(o * len + k) * inner + i] > px[(o * len + best) * inner + i]) best = k;
+          if (interp::beats_first_max(px[(o * len + k) * inner + i], px[(o * len + best) * inner + i])) best = k;
         po[o * inner + i] = static_cast<double>(best);
       }
   };
@@ -131,7 +131,8 @@ static void add_index_lowering(OpRegistry& r) {
         E at = k.let("at", E(0));
         k.loop("j", 1, len, [&](E j) {
           E v = k.let("v", k.load(x, base + j * inner));
-          E better = v > best;
+          // Strictly larger, or the first NaN (v != v) while best is not one: numpy's argmax.
+          E better = logical_or(v > best, (v != v) && (best == best));
           k.set(at, select(better, j, at));
           k.set(best, select(better, v, best));
         });

@@ -72,7 +72,10 @@ E erf_expr(E x) {
 }
 
 // Python's modulo: the result takes the divisor's sign.
+// Exact for finite operands; with an infinite one, the formula's NaN
+// (x / inf = 0, 0 * inf = NaN), which the generated code computes.
 double py_mod(double x, double y) {
+  if (!std::isfinite(x) || !std::isfinite(y)) return NAN;
   double r = std::fmod(x, y);
   return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
 }
@@ -256,13 +259,13 @@ static void add_math_reference(OpRegistry& r) {
   r.find_mut("clip")->reference = [](RefCtx& c) {
     double lo = c.attrs.contains("min") ? c.attrs.at("min").get<double>() : -INFINITY;
     double hi = c.attrs.contains("max") ? c.attrs.at("max").get<double>() : INFINITY;
-    c.out = map1(*c.in[0], [lo, hi](double x) { return std::min(std::max(x, lo), hi); });
+    c.out = map1(*c.in[0], [lo, hi](double x) { return interp::nan_min(interp::nan_max(x, lo), hi); });
   };
   r.find_mut("pow")->reference = [](RefCtx& c) {
     c.out = map2(*c.in[0], *c.in[1], [](double x, double y) { return std::pow(x, y); });
   };
   r.find_mut("minimum")->reference = [](RefCtx& c) {
-    c.out = map2(*c.in[0], *c.in[1], [](double x, double y) { return y < x ? y : x; });
+    c.out = map2(*c.in[0], *c.in[1], interp::nan_min);
   };
   r.find_mut("mod")->reference = [](RefCtx& c) {
     if (!is_float(c.node.type.dtype) && xt::any(xt::equal(*c.in[1], 0.0)))
@@ -316,7 +319,7 @@ static void add_math_lowering(OpRegistry& r) {
   };
   binary("pow", [](E x, E y) { return pow(x, y); });
   // Compare-and-select with ties to x, as the reference's "y < x ? y : x".
-  binary("minimum", [](E x, E y) { return select(y < x, y, x); });
+  binary("minimum", [](E x, E y) { return min(x, y); });
   binary("mod", [](E x, E y) {
     if (lower::is_float(x.type())) return x - floor(x / y) * y;
     E rem = x % y;  // C's remainder: the dividend's sign

@@ -107,7 +107,7 @@ static void for_each_window_max(const interp::Array& x, const Attrs& a, Visit vi
           size_t best = 0;
           for_each_window_tap(g, oy, ox, [&](int64_t, int64_t, int64_t iy, int64_t ix) {
             size_t at = ((b * h + static_cast<size_t>(iy)) * w + static_cast<size_t>(ix)) * ch + c;
-            if (!found || px[at] > px[best]) best = at, found = true;
+            if (!found || interp::beats_first_max(px[at], px[best])) best = at, found = true;
           });
           visit(out, best);
         }
@@ -188,7 +188,9 @@ static void add_pool_lowering(OpRegistry& r) {
           window_loops(k, g, oh, ow, [&](E ih, E iw, E, E) {
             E src = x.offset({n, ih, iw, 0});
             k.loop("c", 0, C, [&](E ch) {
-              E hit = (k.load(x, src + ch) == k.load(best, row + ch)) && (k.load(done, row + ch) == zero);
+              // The window's first maximum, or its first NaN (the max is then a NaN).
+              E v = k.load(x, src + ch), m = k.load(best, row + ch);
+              E hit = logical_or(v == m, (v != v) && (m != m)) && (k.load(done, row + ch) == zero);
               k.store(dx, src + ch, k.load(dx, src + ch) + select(hit, k.load(dy, grad + ch), zero));
               k.store(done, row + ch, select(hit, one, k.load(done, row + ch)));
             });

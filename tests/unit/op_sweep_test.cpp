@@ -50,10 +50,39 @@ Value draw(const SampleInput& in, std::mt19937_64& rng) {
   return v;
 }
 
+// Special values planted in the float inputs: every fifth element (offset by
+// the input's position, so operands differ) becomes a NaN, or +-infinity.
+enum class Planted { none, nan, inf };
+
+void plant(Value& v, size_t input, Planted what) {
+  if (what == Planted::none || !is_float(v.dtype)) return;
+  for (size_t i = input % 5; i < v.data.size(); i += 5)
+    v.data[i] = what == Planted::nan ? NAN : (i % 2 ? INFINITY : -INFINITY);
+}
+
+// With planted specials, the JIT's NaN and infinity positions must be the
+// interpreter's (kiln's NaN semantics, README), integer and bool results equal.
+void check_specials(const Value& got, const Value& want) {
+  int64_t nan_mismatch = -1, inf_mismatch = -1, value_mismatch = -1;
+  for (size_t i = 0; i < want.data.size(); ++i) {
+    double g = got.data[i], w = want.data[i];
+    if (std::isnan(g) != std::isnan(w) && nan_mismatch < 0) nan_mismatch = static_cast<int64_t>(i);
+    if (std::isinf(g) != std::isinf(w) && inf_mismatch < 0) inf_mismatch = static_cast<int64_t>(i);
+    if (!is_float(want.dtype) && g != w && value_mismatch < 0) value_mismatch = static_cast<int64_t>(i);
+  }
+  auto at = [&](int64_t i) {
+    return "element " + std::to_string(i) + ": jit " + std::to_string(got.data[static_cast<size_t>(i)]) +
+           ", interpreter " + std::to_string(want.data[static_cast<size_t>(i)]);
+  };
+  if (nan_mismatch >= 0) FAIL_CHECK("NaN positions differ at " << at(nan_mismatch));
+  if (inf_mismatch >= 0) FAIL_CHECK("infinity positions differ at " << at(inf_mismatch));
+  if (value_mismatch >= 0) FAIL_CHECK("integer results differ at " << at(value_mismatch));
+}
+
 // JIT (f32 where the sample is f32) against the f64 interpreter:
 // max |jit - oracle| <= tol * max(1, max |oracle|); exact for integers and bools.
 // Compiled for `vector_bits` (0: the host's width).
-void check_jit(const OpDef& def, size_t k, int vector_bits, Mode mode) {
+void check_jit(const OpDef& def, size_t k, int vector_bits, Mode mode, Planted planted = Planted::none) {
   const OpSample& s = def.samples[k];
   Graph g;
   g.name = "sweep_" + def.name;
@@ -64,6 +93,7 @@ void check_jit(const OpDef& def, size_t k, int vector_bits, Mode mode) {
   for (size_t i = 0; i < s.inputs.size(); ++i) {
     std::string name = "x" + std::to_string(i);
     feeds[name] = draw(s.inputs[i], rng);
+    plant(feeds[name], i, planted);
     in.push_back(b.input(name, {s.inputs[i].dtype, s.inputs[i].shape}));
   }
   g.outputs.push_back({"y", b.add(def.name, in, s.attrs)});
@@ -74,6 +104,7 @@ void check_jit(const OpDef& def, size_t k, int vector_bits, Mode mode) {
   Value got = codegen::run_entry(prog, "eval_step", kBatch, feeds).at("y");
   Value want = interp::Interpreter(g, interp::Precision::f64).run(feeds, {"y"}).at("y");
   REQUIRE(got.shape == want.shape);
+  if (planted != Planted::none) return check_specials(got, want);
   double max_ref = 0, max_diff = 0;
   for (size_t i = 0; i < want.data.size(); ++i) {
     max_ref = std::max(max_ref, std::fabs(want.data[i]));
@@ -189,4 +220,19 @@ TEST_CASE("registry sweep: the 256-bit kernels too, where the host is wider") {
 
 TEST_CASE("registry sweep: every differentiable op's samples pass gradcheck in f64") {
   for_each_sample(differentiable, check_gradient);
+}
+
+// kiln's NaN semantics (README "NaN and infinity"): every op, fed NaNs, then
+// infinities, in the scalar, vector and tail parts of its loops, at every
+// vector width the host runs.
+TEST_CASE("registry sweep: NaN and infinity inputs give the interpreter's NaN positions") {
+  std::vector<int> widths{0};
+  if (codegen::host_target().vector_bits > 256) widths.push_back(256);
+  for (Planted planted : {Planted::nan, Planted::inf})
+    for (int bits : widths)
+      for_each_sample(every_op, [&](const OpDef& def, size_t k, Mode m) {
+        CAPTURE(planted == Planted::nan ? "NaN planted" : "infinity planted");
+        CAPTURE(bits);
+        check_jit(def, k, bits, m, planted);
+      });
 }
