@@ -106,7 +106,8 @@ Probe build_probe(const Graph& model) {
       for (NodeId m : def.grad(ctx))
         if (m != kNoNode) watch(m);
     }
-    if (def.kink_distance) {
+    // Integer operands (an i64 mod) never move under a perturbation: no margin to keep.
+    if (def.kink_distance && !node.inputs.empty() && is_float(g.node(node.inputs[0]).type.dtype)) {
       NodeId d = def.kink_distance(b, node);
       NodeId min_d = b.add1("neg", b.add1("reduce_max", b.add1("neg", d)));
       p.margins.push_back("margin:" + std::to_string(p.margins.size()));

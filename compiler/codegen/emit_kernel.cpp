@@ -17,8 +17,12 @@ enum CtxField { kArena = 0, kParams = 1, kState = 2, kBatch = 3, kParallelFor = 
 
 KernelEmitter::KernelEmitter(llvm::Module& m, const Program& p, const EmitOptions& opts)
     : m_(m), c_(m.getContext()), p_(p), opts_(opts), b_(m.getContext()) {
+  // No a*b+c -> FMA contraction: LLVM contracts a vector body and its scalar
+  // tail differently, and which elements fall in a tail depends on how the
+  // threads split the loop, so results would change with the thread count
+  // (kiln difftest found it). The GEMM micro-kernel calls fmuladd itself.
   llvm::FastMathFlags fmf;
-  fmf.setAllowContract(true);  // a*b+c may fuse into an FMA
+  fmf.setAllowContract(false);
   b_.setFastMathFlags(fmf);
 }
 
