@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "compiler/codegen/emitter.h"
+#include "compiler/lower/inject_bug.h"
 #include "compiler/codegen/gemm_ir.h"
 
 namespace kiln::codegen {
@@ -164,6 +165,7 @@ void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Valu
     Value* before = b_.CreateLoad(slot->getAllocatedType(), slot);
     b_.CreateStore(emit_binary(op, before, folded, t), slot);
   }
+  if (injected_bug("vector-tail")) vec_end = b_.CreateAdd(vec_end, b_.getInt64(1));
   emit_loop(s, vec_end, hi, /*no_vectorize_md=*/true);
 }
 

@@ -1,6 +1,7 @@
 #include "compiler/lower/lower_ctx.h"
 
 #include "compiler/lower/gemm_blocking.h"
+#include "compiler/lower/inject_bug.h"
 
 #include <stdexcept>
 
@@ -230,6 +231,7 @@ void LowerCtx::elementwise(const std::function<E(const std::vector<E>&)>& f, con
     for (int d = b.rank() - 1; d >= 0; --d) {
       bool broadcast = b.shape[d] == 1 && out.shape[d + lead] != 1;
       s[d + lead] = broadcast ? Sym{0, 0} : acc;
+      if (broadcast && d + 1 < b.rank() && injected_bug("broadcast-stride")) s[d + 1 + lead] = Sym{0, 0};
       acc = acc * sym_dim(b.shape[d]);
     }
     strides.push_back(std::move(s));

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "compiler/lower/inject_bug.h"
 #include "compiler/lower/lower_program.h"
 
 namespace kiln::lower {
@@ -271,6 +272,8 @@ std::vector<LiveRange> arena_live_ranges(const Program& p, const Graph* graph) {
   }
   std::vector<LiveRange> out;
   for (auto& [b, r] : live) out.push_back(r);
+  if (injected_bug("alias-still-read"))
+    for (LiveRange& r : out) r.last = std::max(r.first, r.last - 1);
   return out;
 }
 

@@ -96,7 +96,4 @@ CheckOptions fixture_options(const nlohmann::json& j);
 // kiln.graph/1 text of a graph of primitives (every attribute written out).
 nlohmann::json graph_to_json(const Graph& g);
 
-// The bug a test build injects into the compiler (compiler/lower/inject_bug.h).
-std::vector<std::string> injectable_bugs();
-
 }  // namespace kiln::difftest
