@@ -61,9 +61,10 @@ Feeds draw_inputs(const Graph& g, std::mt19937_64& rng, const GradcheckOptions& 
     Shape s = n.type.shape;
     for (auto& d : s) d = d == kOpenDim ? batch : d;
     Value v{n.type.dtype, s, std::vector<double>(static_cast<size_t>(numel(s)))};
-    if (auto range = opt.input_ranges.find(n.name); range != opt.input_ranges.end() && is_float(n.type.dtype)) {
+    auto range = opt.input_ranges.find(n.name);
+    if (range != opt.input_ranges.end() && n.type.dtype != DType::boolean) {
       std::uniform_real_distribution<double> uniform(range->second.first, range->second.second);
-      for (double& x : v.data) x = uniform(rng);
+      for (double& x : v.data) x = is_float(n.type.dtype) ? uniform(rng) : std::floor(uniform(rng));
     } else if (is_float(n.type.dtype)) {
       for (double& x : v.data) x = normal(rng);
     } else {

@@ -41,7 +41,8 @@ struct GradcheckOptions {
   double fd_floor = 1e-4;
   int max_redraws = 8;
   bool check_inputs = false;         // float inputs are checked like params (the gradient with respect to the data)
-  // Float inputs named here are drawn uniformly from [lo, hi) (others: standard normal).
+  // Inputs named here are drawn uniformly from [lo, hi), integers rounded down (a
+  // divisor kept from 0); other floats: standard normal, other integers: [0, their index bound).
   std::map<std::string, std::pair<double, double>> input_ranges;
 };
 
