@@ -73,7 +73,14 @@ int run(const DifftestOptions& o) {
   for (size_t i = 0;; ++i) {
     if (o.hours > 0 ? elapsed_s() > o.hours * 3600 : static_cast<int>(i) >= o.count) break;
     uint64_t seed = o.seed + i;
-    Case c = generate(seed);
+    Case c;
+    try {
+      c = generate(seed);
+    } catch (const std::exception& e) {  // a bug in the generator itself: reported, the run goes on
+      ++findings;
+      std::cout << "FINDING seed " << seed << " (generator): " << e.what() << "\n";
+      continue;
+    }
     for (auto& op : c.ops) ops_seen.insert(op);
     CheckOptions co = options_for(i, o.every_check);
     CaseResult r;
