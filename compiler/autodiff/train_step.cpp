@@ -1,5 +1,6 @@
 #include "compiler/autodiff/train_step.h"
 
+#include <set>
 #include <stdexcept>
 
 #include "compiler/autodiff/autodiff.h"
@@ -129,7 +130,12 @@ Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
   if (rule.pre.is_null())
     for (auto& [name, id] : model.outputs)
       if (s.output(name) == kNoNode) s.outputs.push_back({name, s.find(model.node(id).name)});
-  for (auto& [target, value] : s.updates) s.outputs.push_back({next_value_name(s.node(target).name), value});
+  std::set<NodeId> updated;
+  for (auto& [target, value] : s.updates) {
+    if (!updated.insert(target).second)
+      throw std::logic_error("building the training step: '" + s.node(target).name + "' would be updated twice");
+    s.outputs.push_back({next_value_name(s.node(target).name), value});
+  }
   eliminate_dead_code(s);
   verify_or_throw(s, "building the training step");
   return s;

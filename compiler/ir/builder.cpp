@@ -38,6 +38,12 @@ NodeId GraphBuilder::add(const std::string& op, std::vector<NodeId> inputs, Attr
   }
   for (NodeId id : inputs)
     if (id < 0 || static_cast<size_t>(id) >= g_.nodes.size()) throw OpError(op + ": input refers to no node");
+  for (int k : def->state_inputs) {
+    const Node& s = g_.node(inputs.at(static_cast<size_t>(k)));
+    if (s.op == "param" && is_trainable(s))
+      throw OpError(op + "'s " + def->inputs.at(static_cast<size_t>(k)) + " '" + s.name +
+                    "' is a trainable param, but the training step updates it itself: declare it with \"trainable\": false");
+  }
   if (attrs.is_null()) attrs = Attrs::object();
   Attrs checked = check_attrs(*def, attrs);
 

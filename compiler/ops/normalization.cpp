@@ -147,6 +147,7 @@ void add_normalization_ops(OpRegistry& r) {
          .samples = {{{{{-1, 5, 7}}, {{7}}, {{7}}, {{7}}, {{7}, 0.5, 1.5}}},
                      {{{{-1, 3, 4, 5}}, {{3}}, {{3}}, {{3}}, {{3}, 0.5, 1.5}}, {{"axis", 1}, {"momentum", 0.3}}},
                      {{{{33, 17}}, {{17}}, {{17}}, {{17}}, {{17}, 0.5, 1.5}}, {{"epsilon", 1e-3}}}}});
+  r.find_mut("batch_norm")->state_inputs = {3, 4};  // running_mean, running_var
 
   r.add({.name = "layer_norm", .family = "normalization",
          .summary = "normalization over the last axes of each example (statistics per example), then gamma, beta",

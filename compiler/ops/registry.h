@@ -177,6 +177,9 @@ struct OpDef {
   std::function<int64_t(const Graph&, const Node&)> multiply_adds;
   // Ops that differ between training and inference (see Mode).
   ModeFn by_mode;
+  // Inputs the training form updates itself (batch norm's running
+  // statistics): a param there must not also be trained by the optimizer.
+  std::vector<int> state_inputs;
   // May follow a layer as its `activation` (one float input, same shape out).
   bool activation = false;
   std::vector<OpSample> samples;

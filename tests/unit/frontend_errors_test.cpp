@@ -83,6 +83,12 @@ TEST_CASE("frontend errors: names, structure and cycles") {
                      {{"/gradients/h", "h", "'h' is a matmul node, not a param"}});
 }
 
+TEST_CASE("frontend errors: a running statistic the optimizer would also train") {
+  expect_diagnostics("trainable_running_stats.json",
+                     {{"/nodes/0", "bn", "batch_norm's running_mean 'mean' is a trainable param, but the training step "
+                                         "updates it itself: declare it with \"trainable\": false"}});
+}
+
 TEST_CASE("frontend errors: attributes") {
   expect_diagnostics("missing_attribute.json", {{"/nodes/0/units", "hidden", "missing required attribute 'units'"}});
   expect_diagnostics("ill_typed_attribute.json",

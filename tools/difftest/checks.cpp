@@ -234,8 +234,10 @@ class CaseChecker {
   bool applies(Check k) {
     switch (k) {
       case Check::width_256: return codegen::host_target().vector_bits > 256;
-      case Check::train_step:
-      case Check::gradcheck: return has_trainable() && o_.planted == Planted::none;
+      case Check::train_step: return has_trainable() && o_.planted == Planted::none;
+      // A loss summing 10^5 terms carries more rounding noise than central
+      // differences at gradcheck's tolerance resolve: small graphs only.
+      case Check::gradcheck: return has_trainable() && o_.planted == Planted::none && !c_.large;
       default: return true;
     }
   }

@@ -121,9 +121,10 @@ class Generator {
           if (dims.count(d)) d = dims.at(d);
         std::string in_name = name + "_x" + std::to_string(i);
         bool open = std::find(shape.begin(), shape.end(), kOpenDim) != shape.end();
-        if (is_float(in.dtype) && !open && coin(0.4)) {
+        bool state = std::count(def.state_inputs.begin(), def.state_inputs.end(), static_cast<int>(i)) > 0;
+        if (is_float(in.dtype) && !open && (state || coin(0.4))) {
           Attrs init = {{"kind", "uniform"}, {"min", in.lo}, {"max", in.hi}};
-          ins.push_back(b.param(in_name, {in.dtype, shape}, {{"init", init}}));
+          ins.push_back(b.param(in_name, {in.dtype, shape}, {{"init", init}, {"trainable", !state}}));
         } else {
           ins.push_back(b.input(in_name, {in.dtype, shape}));
         }
