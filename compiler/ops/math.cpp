@@ -72,10 +72,8 @@ E erf_expr(E x) {
 }
 
 // Python's modulo: the result takes the divisor's sign.
-// Exact for finite operands; with an infinite one, the formula's NaN
-// (x / inf = 0, 0 * inf = NaN), which the generated code computes.
+// C's fmod (exact) moved to the divisor's sign, as the generated code computes it.
 double py_mod(double x, double y) {
-  if (!std::isfinite(x) || !std::isfinite(y)) return NAN;
   double r = std::fmod(x, y);
   return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
 }
@@ -167,7 +165,7 @@ static void add_math_ops(OpRegistry& r) {
   minimum.kink_distance = [](GraphBuilder& b, const Node& n) {
     return b.add1("abs", b.add2("sub", n.inputs[0], n.inputs[1]));
   };
-  OpDef& mod = binary("mod", "x - floor(x / y) * y: the remainder takes the divisor's sign (Python's %)",
+  OpDef& mod = binary("mod", "x - floor(x / y) * y, computed exactly (fmod): the remainder takes the divisor's sign (Python's %)",
                       binary_numeric, binary_samples({-3, 3}, {0.5, 2}));
   mod.algebra.right_identity = std::nullopt;
   mod.kinks = Kinks::gradient_steps;  // -floor(x / y) steps where the value jumps
@@ -320,8 +318,9 @@ static void add_math_lowering(OpRegistry& r) {
   binary("pow", [](E x, E y) { return pow(x, y); });
   // Compare-and-select with ties to x, as the reference's "y < x ? y : x".
   binary("minimum", [](E x, E y) { return min(x, y); });
+  // C's remainder (frem is fmod: exact, where x - floor(x / y) * y
+  // overflows for a tiny y), moved to the divisor's sign.
   binary("mod", [](E x, E y) {
-    if (lower::is_float(x.type())) return x - floor(x / y) * y;
     E rem = x % y;  // C's remainder: the dividend's sign
     E zero = lower::lit(0, x.type());
     return select(rem != zero && ((rem < zero) != (y < zero)), rem + y, rem);
