@@ -119,6 +119,7 @@ class Generator {
         Shape shape = in.shape;
         for (auto& d : shape)
           if (dims.count(d)) d = dims.at(d);
+        if (numel_at(shape, 16) > element_limit()) return false;  // a remapped size used twice (a 4099 x 4099 kernel)
         std::string in_name = name + "_x" + std::to_string(i);
         bool open = std::find(shape.begin(), shape.end(), kOpenDim) != shape.end();
         bool state = std::count(def.state_inputs.begin(), def.state_inputs.end(), static_cast<int>(i)) > 0;
@@ -143,13 +144,16 @@ class Generator {
         }
       }
       // Results too large for the interpreter to check quickly are refused.
-      if (numel_at(g.node(out).type.shape, 16) > (c_.large ? (int64_t{1} << 17) : 8192)) return false;
+      if (numel_at(g.node(out).type.shape, 16) > element_limit()) return false;
       pool_.push_back(out);
       return true;
     } catch (const OpError&) {
       return false;
     }
   }
+
+  // Tensors the interpreter checks quickly (at a batch of 16).
+  int64_t element_limit() const { return c_.large ? int64_t{1} << 17 : 8192; }
 
   static int64_t numel_at(const Shape& s, int64_t batch) {
     int64_t n = 1;
