@@ -409,7 +409,7 @@ void substitute(std::vector<Stmt>& body, int placeholder, const std::function<Ex
 }  // namespace
 
 void inline_group(const Program& p, const Graph& g, const FusionGroup& grp, const std::vector<int>& buffer_of,
-                  int placeholder, Kernel& k) {
+                  int placeholder, NodeId read, Kernel& k) {
   std::map<NodeId, Captured> fns;
   std::set<NodeId> in_group(grp.members.begin(), grp.members.end());
   for (NodeId m : grp.members) fns[m] = capture(g, m);
@@ -429,10 +429,11 @@ void inline_group(const Program& p, const Graph& g, const FusionGroup& grp, cons
         else args.push_back(E(load(b, t, buf.shape == grp.shape ? index : c_int(0))));
       }
       value[m] = fns[m].f(args);
+      if (m == read) break;  // members are in order: what `read` needs is computed
     }
-    return value.at(grp.members.back()).p;
+    return value.at(read).p;
   });
-  k.comment += " of (" + fns[grp.members.back()].comment + ", computed inline)";
+  k.comment += " of (" + fns[read].comment + ", computed inline)";
 }
 
 std::string print_fusion_why(const std::vector<std::string>& why) {

@@ -59,10 +59,12 @@ Kernel lower_fused_group(Program& p, const Graph& g, const FusionGroup& grp, con
 
 // A consumer's lowering reads input `slot`, a group it computes inline,
 // through this (negative) buffer id; inline_group() then replaces each such
-// load by the group's expression at that (linear) index.
+// load by the expression of `read` (the member the slot reads, not
+// necessarily the group's last: concat(x, f(x)) reads two members of one
+// group) at that (linear) index.
 constexpr int inlined_input_buffer(size_t slot) { return -2 - static_cast<int>(slot); }
 void inline_group(const Program& p, const Graph& g, const FusionGroup& grp, const std::vector<int>& buffer_of,
-                  int placeholder, Kernel& k);
+                  int placeholder, NodeId read, Kernel& k);
 
 // The plan's decisions, one per line, for `kiln ir --why`.
 std::string print_fusion_why(const std::vector<std::string>& why);

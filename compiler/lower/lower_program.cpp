@@ -321,7 +321,7 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     }
     for (auto [slot, gi] : plan.inlined_inputs(g, id))
       for (Kernel& k : ctx.kernels)
-        inline_group(p_, g, plan.groups[static_cast<size_t>(gi)], buffer_of, inlined_input_buffer(slot), k);
+        inline_group(p_, g, plan.groups[static_cast<size_t>(gi)], buffer_of, inlined_input_buffer(slot), n.inputs[slot], k);
     for (size_t b = 0; b < p_.buffers.size(); ++b)
       if (p_.buffers[b].storage == Storage::Arena && !p_.buffers[b].is_view() && p_.buffers[b].offset < 0)
         place_arena(static_cast<int>(b));
