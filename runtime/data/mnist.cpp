@@ -31,8 +31,13 @@ std::string decimal(double v) {
 
 }  // namespace
 
-Tensor read_idx_u8(const std::string& path) {
-  std::vector<uint8_t> b = read_maybe_gzip(path);
+Tensor read_idx_u8(const std::string& path) { return parse_idx_u8(read_file_bytes(path), path); }
+
+Tensor parse_idx_u8(std::span<const uint8_t> file_bytes, const std::string& path) {
+  // Gzip is sniffed from the bytes, whatever the name says.
+  std::vector<uint8_t> inflated;
+  if (is_gzip(file_bytes)) inflated = gunzip(file_bytes, path);
+  const std::span<const uint8_t> b = is_gzip(file_bytes) ? std::span<const uint8_t>(inflated) : file_bytes;
   if (b.size() < 4) fail_file(path, "truncated: " + std::to_string(b.size()) + " bytes is too short for an IDX header");
   if (b[0] != 0 || b[1] != 0)
     fail_file(path, "not an IDX file (bad magic " + std::to_string(b[0]) + " " + std::to_string(b[1]) + ", expected 0 0)");

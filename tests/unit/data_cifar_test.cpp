@@ -158,6 +158,26 @@ TEST_CASE("cifar: importer errors name the archive and the member") {
   KILN_CHECK_THROWS_WITH_ALL(import_image_tree(dir / "missing.tar.gz"), "missing.tar.gz", "not found");
 }
 
+// Found by tools/fuzz.sh (target image_tree): libarchive fails to open a
+// .tar.gz whose gzip trailer is cut off without saying why (a null message),
+// which crashed the importer as it built its error.
+TEST_CASE("cifar: importer refuses a tar.gz missing its last bytes, naming the archive") {
+  TempDir dir;
+  test::write_tar_gz(dir / "cut.tar.gz", {{"test/cat/1.png", encode_png_rgb(solid(4, 4, 1, 2, 3))}});
+  auto bytes = read_file_bytes(dir / "cut.tar.gz");
+  bytes.resize(bytes.size() - 4);
+  test::write_bytes(dir / "cut.tar.gz", bytes);
+  KILN_CHECK_THROWS_WITH_ALL(import_image_tree(dir / "cut.tar.gz"), "cut.tar.gz", "cannot open as a tar archive",
+                             "truncated or corrupt");
+  KILN_CHECK_THROWS_WITH_ALL(import_image_tree_from_memory(bytes, "in-memory.tar.gz"), "in-memory.tar.gz",
+                             "cannot open as a tar archive", "truncated or corrupt");
+  // The in-memory form reads a whole archive as the file form does.
+  test::write_tar_gz(dir / "whole.tar.gz", {{"test/cat/1.png", encode_png_rgb(solid(4, 4, 1, 2, 3))}});
+  ImageTreeImport r = import_image_tree_from_memory(read_file_bytes(dir / "whole.tar.gz"), "whole.tar.gz", {}, 1);
+  CHECK(r.members == std::vector<std::string>{"test/cat/1.png"});
+  CHECK(r.data.images.shape() == std::vector<int64_t>{1, 4, 4, 3});
+}
+
 TEST_CASE("cifar: importer on the real CIFAR-10 test archive") {
   std::string root = test::shared_data_dir();
   if (root.empty()) {
