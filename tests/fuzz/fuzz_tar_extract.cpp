@@ -6,9 +6,10 @@
 // member filter hands back whatever follows "cifar-10-batches-bin/" (as the
 // product's filter would, before it checks the name), so mutated names such
 // as "", "..", "a/b" reach the extractor's own refusal of unsafe names.
-// Files go under $TMPDIR (tools/fuzz.sh points it into build-fuzz/).
+// Files go under $TMPDIR (tools/fuzz.sh points it to a scratch folder).
 #include <stdlib.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -20,24 +21,36 @@
 
 namespace {
 
-std::string work_dir;
-
 std::optional<std::string> after_prefix(const std::string& member) {
   const std::string prefix = "cifar-10-batches-bin/";
   if (member.rfind(prefix, 0) != 0) return std::nullopt;
   return member.substr(prefix.size());
 }
 
-}  // namespace
-
-void fuzz_setup() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "kiln_fuzz_tar_XXXXXX").string();
-  if (!mkdtemp(pattern.data())) throw std::runtime_error("fuzz_tar_extract: mkdtemp failed in " + pattern);
-  work_dir = pattern;
+// This process's scratch folder, made on first use and removed at exit. Not
+// made in fuzz_setup: the fork server's children would share it, and the
+// first to exit would remove it from under the next.
+const std::string& work_dir() {
+  // Never destroyed: the exit handler reads it after static destructors ran.
+  static const std::string* dir = [] {
+    std::string pattern = (std::filesystem::temp_directory_path() / "kiln_fuzz_tar_XXXXXX").string();
+    if (!mkdtemp(pattern.data())) throw std::runtime_error("fuzz_tar_extract: mkdtemp failed in " + pattern);
+    auto* made = new std::string(pattern);
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(work_dir(), ec);
+    });
+    return made;
+  }();
+  return *dir;
 }
 
+}  // namespace
+
+void fuzz_setup() {}
+
 std::string fuzz_one(std::span<const uint8_t> bytes) {
-  const std::string archive = work_dir + "/in.tar", dest = work_dir + "/out";
+  const std::string archive = work_dir() + "/in.tar", dest = work_dir() + "/out";
   {
     std::ofstream out(archive, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
