@@ -34,15 +34,24 @@ std::optional<ElemType> elem_type_from_name(std::string_view name) {
 
 int64_t shape_numel(std::span<const int64_t> shape, size_t elem_size) {
   constexpr int64_t kLimit = int64_t{1} << 62;
+  // The product of the non-zero dimensions must fit even when a zero empties
+  // the shape: the answer then does not depend on where the zero sits
+  // ([0, 4e9, 4e9] and [4e9, 4e9, 0] alike), and whatever multiplies some of
+  // the dimensions (an item's size in a batch of 0) cannot overflow.
   int64_t n = 1;
+  bool empty = false;
   for (int64_t d : shape) {
     if (d < 0) throw std::invalid_argument("negative dimension in shape " + shape_string(shape));
-    if (d != 0 && n > kLimit / d) throw std::invalid_argument("shape " + shape_string(shape) + " is too large");
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (n > kLimit / d) throw std::invalid_argument("shape " + shape_string(shape) + " is too large");
     n *= d;
   }
   if (elem_size > 1 && n > kLimit / static_cast<int64_t>(elem_size))
     throw std::invalid_argument("shape " + shape_string(shape) + " is too large");
-  return n;
+  return empty ? 0 : n;
 }
 
 std::string shape_string(std::span<const int64_t> shape) {

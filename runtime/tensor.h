@@ -32,7 +32,8 @@ template <> struct elem_type_of<uint8_t> { static constexpr ElemType value = Ele
 template <> struct elem_type_of<bool> { static constexpr ElemType value = ElemType::boolean; };
 
 // Number of elements of a shape; throws std::invalid_argument on a negative
-// dimension or when the element count times elem_size overflows 2^62 bytes.
+// dimension or when the product of the non-zero dimensions times elem_size
+// overflows 2^62 bytes (even when a zero dimension makes the count 0).
 int64_t shape_numel(std::span<const int64_t> shape, size_t elem_size = 1);
 std::string shape_string(std::span<const int64_t> shape);  // "[60000, 28, 28, 1]"
 

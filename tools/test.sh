@@ -9,7 +9,7 @@ tools/setup.sh
 BUILD_DIR=${KILN_BUILD_DIR:-build}
 
 if [ -x tools/fuzz.sh ]; then
-  echo "== fuzzing the graph frontend"
+  echo "== fuzzing the parsers"
   tools/fuzz.sh
 fi
 

@@ -117,7 +117,9 @@ class RuleReader {
     for (auto& [name, spec] : s.items()) {
       std::string path = "/state/" + ptr(name);
       if (!claim(name, path)) continue;
-      std::string init = spec.is_object() ? spec.value("init", std::string("zeros")) : "";
+      // Read as JSON, then checked: value("init", std::string) throws for a non-string.
+      const json init_value = spec.is_object() ? spec.value("init", json("zeros")) : json();
+      std::string init = init_value.is_string() ? init_value.get<std::string>() : "";
       if (init != "zeros" && init != "param") { fail(path + "/init", name, "init must be \"zeros\" or \"param\" (a copy of the param)"); continue; }
       rule.state.push_back({name, init});
     }
@@ -125,7 +127,9 @@ class RuleReader {
 
   void read_node(const json& n, const std::string& path, std::set<std::string>& defined) {
     if (!n.is_object()) { fail(path, "", "a node is an object with \"op\" and \"inputs\""); return; }
-    std::string name = n.value("name", std::string());
+    std::string name;
+    if (n.contains("name") && n["name"].is_string()) name = n["name"];
+    else if (n.contains("name")) fail(path + "/name", "", "a node's name is a string, got " + n["name"].dump());
     if (!n.contains("op") || !n["op"].is_string()) { fail(path + "/op", name, "a node needs an \"op\""); return; }
     std::string op = n["op"];
     if (op == "input" || op == "param" || !OpRegistry::get().find(op)) {
@@ -158,7 +162,7 @@ class RuleReader {
     for (auto& st : rule.state) defined.insert(st.name);
     for (size_t i = 0; i < s["nodes"].size(); ++i) {
       const json& n = s["nodes"][i];
-      if (n.is_object() && (!n.contains("name") || !n["name"].is_string()))
+      if (n.is_object() && !n.contains("name"))  // read_node reports a name that is not a string
         fail(path + "/nodes/" + std::to_string(i), "", "a top-level node needs a \"name\"");
       read_node(n, path + "/nodes/" + std::to_string(i), defined);
     }

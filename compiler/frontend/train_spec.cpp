@@ -56,7 +56,12 @@ class SpecReader {
     if (auto* v = get("/description", root_, "description", json::value_t::string)) s.description = *v;
     if (auto* v = get("/graph", root_, "graph", json::value_t::string, true)) {
       s.graph = resolve(*v);
-      if (!fs::exists(s.graph)) fail("/graph", "graph file not found: " + s.graph);
+      // The error_code form: a name the OS cannot look up (a part over 255
+      // bytes) is then reported here rather than thrown as filesystem_error.
+      std::error_code ec;
+      if (!fs::exists(s.graph, ec))
+        fail("/graph", ec ? "graph file cannot be looked up: " + s.graph + " (" + ec.message() + ")"
+                          : "graph file not found: " + s.graph);
     }
     read_data(s);
     read_preprocessing(s);

@@ -17,8 +17,9 @@ const std::vector<std::string>& cifar10_class_names() {
   return names;
 }
 
-LabeledImages load_cifar10_batch(const std::string& path) {
-  std::vector<uint8_t> b = read_file_bytes(path);
+LabeledImages load_cifar10_batch(const std::string& path) { return parse_cifar10_batch(read_file_bytes(path), path); }
+
+LabeledImages parse_cifar10_batch(std::span<const uint8_t> b, const std::string& path) {
   if (b.empty()) fail_file(path, "empty file (a CIFAR-10 batch holds records of 3073 bytes)");
   if (b.size() % kCifarRecordBytes != 0)
     fail_file(path, "size " + std::to_string(b.size()) + " is not a multiple of the 3073-byte CIFAR-10 record (" +

@@ -7,6 +7,8 @@
 //
 // Loaders convert to channels last on load: images come back as u8
 // [N, 32, 32, 3] (HWC), like MNIST's [N, 28, 28, 1]; the writer converts back.
+#include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,9 @@ const std::vector<std::string>& cifar10_class_names();
 // One batch file. Throws kiln::FileError naming the file when its size is not
 // a multiple of 3073 or a label is not 0-9.
 LabeledImages load_cifar10_batch(const std::string& path);
+// The same for a batch file's bytes held in memory; `name` (usually the path)
+// prefixes every error.
+LabeledImages parse_cifar10_batch(std::span<const uint8_t> bytes, const std::string& name);
 
 // `split` "train" (data_batch_1..5.bin, in order) or "test" (test_batch.bin).
 // `dir` is the folder that holds them, or one that holds cifar-10-batches-bin/.

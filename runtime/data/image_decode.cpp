@@ -14,12 +14,29 @@ namespace kiln::data {
 
 namespace {
 
+// Checked against the header, before anything the size of the image is
+// allocated: a corrupt or hostile header (a few bytes claiming 32767x32767)
+// must not make the importer allocate gigabytes to find the data missing.
+// Images are stacked into one tensor, so none needs to be larger.
+constexpr uint64_t kMaxImagePixels = uint64_t{1} << 26;  // 8192 x 8192: 192 MiB of RGB
+
+// False, with the reason written to `why`, when an image of this size is
+// refused. No C++ objects: the JPEG decoder calls it between setjmp and longjmp.
+bool size_acceptable(const char* format, uint64_t width, uint64_t height, char* why, size_t why_size) {
+  if (width >= 1 && height >= 1 && width <= 65535 && height <= 65535 && width * height <= kMaxImagePixels) return true;
+  std::snprintf(why, why_size, "%s of %llux%llu pixels is too large (at most %llu pixels, e.g. 8192x8192)", format,
+                static_cast<unsigned long long>(width), static_cast<unsigned long long>(height),
+                static_cast<unsigned long long>(kMaxImagePixels));
+  return false;
+}
+
 // libjpeg reports errors through error_exit, which must not return: we
 // longjmp back to the decode call and throw from there (never through C frames).
 struct JpegError {
   jpeg_error_mgr mgr;
   jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
+  bool refused = false;  // we refused a readable image (its size, its components), libjpeg did not fail
 };
 
 void jpeg_error_exit(j_common_ptr cinfo) {
@@ -48,11 +65,18 @@ bool decode_jpeg_into(std::span<const uint8_t> bytes, RgbImage& img, JpegError& 
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
+  // Before jpeg_start_decompress, which allocates a progressive image's coefficients.
+  if (!size_acceptable("JPEG", cinfo.image_width, cinfo.image_height, err.message, sizeof err.message)) {
+    err.refused = true;
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
   cinfo.out_color_space = JCS_RGB;  // libjpeg-turbo converts grayscale and YCbCr
   jpeg_start_decompress(&cinfo);
-  if (cinfo.output_components != 3 || cinfo.output_width > 65535 || cinfo.output_height > 65535) {
+  if (cinfo.output_components != 3) {
     std::snprintf(err.message, sizeof err.message, "unsupported JPEG (%d components, %ux%u)",
                   cinfo.output_components, cinfo.output_width, cinfo.output_height);
+    err.refused = true;
     jpeg_destroy_decompress(&cinfo);
     return false;
   }
@@ -71,7 +95,8 @@ bool decode_jpeg_into(std::span<const uint8_t> bytes, RgbImage& img, JpegError& 
 RgbImage decode_jpeg(std::span<const uint8_t> bytes) {
   RgbImage img;
   JpegError err{};
-  if (!decode_jpeg_into(bytes, img, err)) throw std::runtime_error(std::string("corrupt JPEG: ") + err.message);
+  if (!decode_jpeg_into(bytes, img, err))
+    throw std::runtime_error(err.refused ? std::string(err.message) : std::string("corrupt JPEG: ") + err.message);
   return img;
 }
 
@@ -82,9 +107,9 @@ RgbImage decode_png(std::span<const uint8_t> bytes) {
     throw std::runtime_error(std::string("corrupt PNG: ") + image.message);
   image.format = PNG_FORMAT_RGB;  // libpng's simplified API expands and strips for us
   RgbImage img;
-  if (image.width > 65535 || image.height > 65535) {
+  if (char why[160]; !size_acceptable("PNG", image.width, image.height, why, sizeof why)) {
     png_image_free(&image);
-    throw std::runtime_error("PNG too large (" + std::to_string(image.width) + "x" + std::to_string(image.height) + ")");
+    throw std::runtime_error(why);
   }
   img.width = static_cast<int>(image.width);
   img.height = static_cast<int>(image.height);

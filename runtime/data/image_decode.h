@@ -17,7 +17,9 @@ struct RgbImage {
 // Sniffs the format from the bytes. Throws std::runtime_error with a short
 // reason ("corrupt JPEG: Premature end of JPEG file", "not a JPEG or PNG
 // image"); callers add the file or archive member name. libjpeg warnings
-// (corrupt data it would silently patch over) count as errors.
+// (corrupt data it would silently patch over) count as errors. An image over
+// 2^26 pixels (8192x8192) is refused from its header, before its pixels are
+// allocated.
 RgbImage decode_image(std::span<const uint8_t> bytes);
 
 // Encoders, for tests and fixtures.

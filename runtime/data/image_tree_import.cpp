@@ -1,6 +1,5 @@
 #include "runtime/data/image_tree_import.h"
 
-#include <archive.h>
 #include <archive_entry.h>
 
 #include <algorithm>
@@ -15,6 +14,7 @@
 
 #include "runtime/data/cifar.h"
 #include "runtime/data/image_decode.h"
+#include "runtime/data/tar_reader.h"
 #include "runtime/file_io.h"
 
 namespace kiln::data {
@@ -37,23 +37,17 @@ bool is_image_name(const std::string& name) {
   return ext == "jpg" || ext == "jpeg" || ext == "png";
 }
 
-std::vector<Member> read_members(const std::string& path, std::string& root) {
-  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  archive_read_support_format_gnutar(a.get());
-  if (!file_exists(path)) fail_file(path, "not found");
-  if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK)
-    fail_file(path, std::string("cannot open as a tar archive: ") + archive_error_string(a.get()));
+// `path` names the opened archive `a` in errors.
+std::vector<Member> read_members(archive* a, const std::string& path, std::string& root) {
   std::vector<Member> out;
   bool have_root = false;
   archive_entry* e = nullptr;
   while (true) {
-    int rc = archive_read_next_header(a.get(), &e);
+    int rc = archive_read_next_header(a, &e);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
-      fail_file(path, std::string("corrupt archive after ") + std::to_string(out.size()) +
-                          " images: " + archive_error_string(a.get()));
+      fail_file(path, "corrupt archive after " + std::to_string(out.size()) +
+                          " images: " + archive_error_text(a));
     if (archive_entry_filetype(e) != AE_IFREG) continue;
     std::string name = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
     while (name.rfind("./", 0) == 0) name.erase(0, 2);
@@ -77,8 +71,8 @@ std::vector<Member> read_members(const std::string& path, std::string& root) {
     m.bytes.reserve(size > 0 ? static_cast<size_t>(size) : 0);
     uint8_t buf[1 << 16];
     while (true) {
-      la_ssize_t n = archive_read_data(a.get(), buf, sizeof buf);
-      if (n < 0) fail_file(path, "member " + name + ": corrupt archive data: " + archive_error_string(a.get()));
+      la_ssize_t n = archive_read_data(a, buf, sizeof buf);
+      if (n < 0) fail_file(path, "member " + name + ": corrupt archive data: " + archive_error_text(a));
       if (n == 0) break;
       if (static_cast<int64_t>(m.bytes.size()) + n > kMaxImageBytes) fail_file(path, "member " + name + ": too large for an image");
       m.bytes.insert(m.bytes.end(), buf, buf + n);
@@ -96,12 +90,11 @@ std::vector<std::string> class_order(const std::vector<Member>& members) {
   return {folders.begin(), folders.end()};  // std::set iterates sorted
 }
 
-}  // namespace
-
-ImageTreeImport import_image_tree(const std::string& archive_path,
-                                  const std::function<void(int64_t, int64_t)>& progress, int threads) {
+// Labels, decodes and stacks the images read from the archive.
+ImageTreeImport import_members(std::vector<Member> members, std::string root, const std::string& archive_path,
+                               const std::function<void(int64_t, int64_t)>& progress, int threads) {
   ImageTreeImport result;
-  std::vector<Member> members = read_members(archive_path, result.root);
+  result.root = std::move(root);
   if (members.empty()) fail_file(archive_path, "holds no .jpg, .jpeg or .png images");
 
   std::vector<std::string> classes = class_order(members);
@@ -169,6 +162,24 @@ ImageTreeImport import_image_tree(const std::string& archive_path,
     result.members.push_back(std::move(members[i].path));
   }
   return result;
+}
+
+}  // namespace
+
+ImageTreeImport import_image_tree(const std::string& archive_path,
+                                  const std::function<void(int64_t, int64_t)>& progress, int threads) {
+  TarReader a = open_tar_file(archive_path);
+  std::string root;
+  std::vector<Member> members = read_members(a.get(), archive_path, root);
+  return import_members(std::move(members), std::move(root), archive_path, progress, threads);
+}
+
+ImageTreeImport import_image_tree_from_memory(std::span<const uint8_t> archive_bytes, const std::string& name,
+                                              const std::function<void(int64_t, int64_t)>& progress, int threads) {
+  TarReader a = open_tar_memory(archive_bytes, name);
+  std::string root;
+  std::vector<Member> members = read_members(a.get(), name, root);
+  return import_members(std::move(members), std::move(root), name, progress, threads);
 }
 
 }  // namespace kiln::data

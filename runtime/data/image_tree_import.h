@@ -17,6 +17,7 @@
 //    the archive and the member.
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,5 +35,9 @@ struct ImageTreeImport {
 // threads <= 0: one per hardware thread.
 ImageTreeImport import_image_tree(const std::string& archive_path,
                                   const std::function<void(int64_t, int64_t)>& progress = {}, int threads = 0);
+// The same for an archive held in memory; `name` stands for it in errors.
+ImageTreeImport import_image_tree_from_memory(std::span<const uint8_t> archive_bytes, const std::string& name,
+                                              const std::function<void(int64_t, int64_t)>& progress = {},
+                                              int threads = 0);
 
 }  // namespace kiln::data

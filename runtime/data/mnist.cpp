@@ -31,8 +31,13 @@ std::string decimal(double v) {
 
 }  // namespace
 
-Tensor read_idx_u8(const std::string& path) {
-  std::vector<uint8_t> b = read_maybe_gzip(path);
+Tensor read_idx_u8(const std::string& path) { return parse_idx_u8(read_file_bytes(path), path); }
+
+Tensor parse_idx_u8(std::span<const uint8_t> file_bytes, const std::string& path) {
+  // Gzip is sniffed from the bytes, whatever the name says.
+  std::vector<uint8_t> inflated;
+  if (is_gzip(file_bytes)) inflated = gunzip(file_bytes, path);
+  const std::span<const uint8_t> b = is_gzip(file_bytes) ? std::span<const uint8_t>(inflated) : file_bytes;
   if (b.size() < 4) fail_file(path, "truncated: " + std::to_string(b.size()) + " bytes is too short for an IDX header");
   if (b[0] != 0 || b[1] != 0)
     fail_file(path, "not an IDX file (bad magic " + std::to_string(b[0]) + " " + std::to_string(b[1]) + ", expected 0 0)");
@@ -45,14 +50,20 @@ Tensor read_idx_u8(const std::string& path) {
   if (b.size() < header) fail_file(path, "truncated: the IDX header needs " + std::to_string(header) + " bytes, the file holds " + std::to_string(b.size()));
   std::vector<int64_t> dims;
   for (int i = 0; i < rank; ++i) dims.push_back(be32(&b[4 + 4 * i]));
-  // Dimensions are u32, so their product can overflow 64 bits: size-check in double first.
-  double per_item = 1;
-  for (int i = 1; i < rank; ++i) per_item *= static_cast<double>(dims[i]);
-  const double want = static_cast<double>(dims[0]) * per_item;
+  // u32 dimensions can multiply past 64 bits: shape_numel refuses such a
+  // shape (even one a zero dimension empties) before it is compared with the data.
+  int64_t numel = 0;
+  try {
+    numel = shape_numel(dims);
+  } catch (const std::invalid_argument& e) {
+    fail_file(path, std::string("IDX header: ") + e.what());
+  }
   const size_t have = b.size() - header;
-  if (want != static_cast<double>(have)) {
+  if (static_cast<uint64_t>(numel) != have) {
+    double per_item = 1;
+    for (int i = 1; i < rank; ++i) per_item *= static_cast<double>(dims[i]);
     std::string held = per_item > 0 ? decimal(static_cast<double>(have) / per_item) : "no room for any";
-    fail_file(path, std::string(static_cast<double>(have) < want ? "truncated" : "unexpected trailing data") +
+    fail_file(path, std::string(have < static_cast<uint64_t>(numel) ? "truncated" : "unexpected trailing data") +
                         ": header says " + describe(dims) + " but the file holds " + held);
   }
   Tensor t(ElemType::u8, dims);

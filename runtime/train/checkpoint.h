@@ -18,7 +18,7 @@
 //   checksum     u32      zlib CRC-32 of every byte before it
 //
 //   string = u64 byte length, then the bytes
-//   tensor = string name, u8 dtype (0 f32, 1 f64, 2 i32, 3 i64, 4 u8, 5 bool),
+//   tensor = string name, u8 dtype (0 f32, 1 f64, 2 i32, 3 i64, 4 bool, 5 u8),
 //            u8 rank, rank x i64 dims, u64 byte length (= elements x dtype
 //            size), then the raw little-endian values in C order
 //

@@ -3,6 +3,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -156,6 +157,49 @@ TEST_CASE("cifar: importer errors name the archive and the member") {
   test::write_bytes(dir / "h.tar.gz", h);
   KILN_CHECK_THROWS_WITH_ALL(import_image_tree(dir / "h.tar.gz"), "h.tar.gz");
   KILN_CHECK_THROWS_WITH_ALL(import_image_tree(dir / "missing.tar.gz"), "missing.tar.gz", "not found");
+}
+
+// Found by tools/fuzz.sh (target image_tree): libarchive fails to open a
+// .tar.gz whose gzip trailer is cut off without saying why (a null message),
+// which crashed the importer as it built its error.
+TEST_CASE("cifar: importer refuses a tar.gz missing its last bytes, naming the archive") {
+  TempDir dir;
+  test::write_tar_gz(dir / "cut.tar.gz", {{"test/cat/1.png", encode_png_rgb(solid(4, 4, 1, 2, 3))}});
+  auto bytes = read_file_bytes(dir / "cut.tar.gz");
+  bytes.resize(bytes.size() - 4);
+  test::write_bytes(dir / "cut.tar.gz", bytes);
+  KILN_CHECK_THROWS_WITH_ALL(import_image_tree(dir / "cut.tar.gz"), "cut.tar.gz", "cannot open as a tar archive",
+                             "truncated or corrupt");
+  KILN_CHECK_THROWS_WITH_ALL(import_image_tree_from_memory(bytes, "in-memory.tar.gz"), "in-memory.tar.gz",
+                             "cannot open as a tar archive", "truncated or corrupt");
+  // The in-memory form reads a whole archive as the file form does.
+  test::write_tar_gz(dir / "whole.tar.gz", {{"test/cat/1.png", encode_png_rgb(solid(4, 4, 1, 2, 3))}});
+  ImageTreeImport r = import_image_tree_from_memory(read_file_bytes(dir / "whole.tar.gz"), "whole.tar.gz", {}, 1);
+  CHECK(r.members == std::vector<std::string>{"test/cat/1.png"});
+  CHECK(r.data.images.shape() == std::vector<int64_t>{1, 4, 4, 3});
+}
+
+// Found while fuzzing the image_tree target: a few bytes of header claiming
+// 32767x32767 made the decoder allocate 3 GB (12.8 GB at 65280x65280) before
+// it found the pixel data missing. The size is now refused from the header.
+TEST_CASE("cifar: an image whose header claims a huge size is refused before its pixels are allocated") {
+  auto jpeg = encode_jpeg_rgb(solid(8, 8, 1, 2, 3), 90);
+  const uint8_t sof0[] = {0xff, 0xc0};  // baseline frame header: marker, length, precision, height, width
+  const auto sof = std::search(jpeg.begin(), jpeg.end(), std::begin(sof0), std::end(sof0));
+  REQUIRE(sof != jpeg.end());
+  for (size_t at : {5, 7}) sof[at] = 0x7f, sof[at + 1] = 0xff;  // height, width: 32767
+  KILN_CHECK_THROWS_WITH_ALL(decode_image(jpeg), "JPEG of 32767x32767 pixels is too large");
+  // PNG: IHDR's width and height, with its CRC recomputed so libpng reads on.
+  auto png = encode_png_rgb(solid(8, 8, 1, 2, 3));
+  for (size_t at : {16, 20}) png[at] = 0, png[at + 1] = 0, png[at + 2] = 0x4e, png[at + 3] = 0x20;  // 20000
+  const uint32_t crc = static_cast<uint32_t>(crc32(0, png.data() + 12, 17));
+  for (int i = 0; i < 4; ++i) png[29 + i] = static_cast<uint8_t>(crc >> (24 - 8 * i));
+  KILN_CHECK_THROWS_WITH_ALL(decode_image(png), "PNG of 20000x20000 pixels is too large");
+  // In an archive, the error names the archive and the member.
+  TempDir dir;
+  test::write_tar_gz(dir / "huge.tar.gz", {{"train/cat/1.jpg", jpeg}});
+  KILN_CHECK_THROWS_WITH_ALL(import_image_tree(dir / "huge.tar.gz"), "huge.tar.gz", "member train/cat/1.jpg",
+                             "32767x32767 pixels is too large");
 }
 
 TEST_CASE("cifar: importer on the real CIFAR-10 test archive") {

@@ -89,6 +89,23 @@ TEST_CASE("mnist: bad IDX files name the file and the problem") {
   KILN_CHECK_THROWS_WITH_ALL(load_mnist_split(dir.path, "train"), "train-images-idx3-ubyte", "not found");
 }
 
+// Found by tools/fuzz.sh (target idx): a rank-4 header whose dimensions
+// multiply past 64 bits before a zero one escaped the reader as
+// std::invalid_argument from the tensor instead of an error naming the file.
+TEST_CASE("mnist: an IDX shape too large to count is refused even when a zero dimension empties it") {
+  const std::vector<uint8_t> found = {0, 0, 8, 4, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x02, 0x64,
+                                      0x00, 0xff, 0x00, 0x00, 0, 0, 0, 0};
+  KILN_CHECK_THROWS_WITH_ALL(parse_idx_u8(found, "found.idx"), "found.idx", "IDX header",
+                             "shape [16777215, 4278190692, 16711680, 0] is too large");
+  // Wherever the zero sits.
+  KILN_CHECK_THROWS_WITH_ALL(parse_idx_u8(idx({0, 0xffffffff, 0xffffffff}, {}), "first.idx"), "first.idx", "is too large");
+  CHECK_THROWS_AS(shape_numel(std::vector<int64_t>{int64_t{1} << 40, int64_t{1} << 40, 0}), std::invalid_argument);
+  CHECK(shape_numel(std::vector<int64_t>{int64_t{1} << 40, 0}, 8) == 0);
+  // An empty file of a plausible shape is still an empty tensor, plain or gzipped.
+  for (const auto& bytes : {idx({0, 28, 28}, {}), test::gzip_bytes(idx({0, 28, 28}, {}))})
+    CHECK(parse_idx_u8(bytes, "empty.idx").shape() == std::vector<int64_t>{0, 28, 28});
+}
+
 TEST_CASE("mnist: the real training set matches the published checks") {
   std::string root = test::shared_data_dir();
   if (root.empty()) {

@@ -29,6 +29,19 @@ TEST_CASE("tar extraction writes only accepted members, flat, under the destinat
                              "bad.tar.gz");
 }
 
+// Found by tools/fuzz.sh (target tar_extract): libarchive fails to open a
+// .tar.gz whose gzip trailer is cut off without saying why (a null message),
+// which crashed the extractor as it built its error.
+TEST_CASE("tar extraction refuses a tar.gz missing its last bytes, naming the archive") {
+  TempDir dir;
+  test::write_tar_gz(dir / "cut.tar.gz", {{"cifar-10-batches-bin/test_batch.bin", {1, 2, 3}}});
+  auto bytes = read_file_bytes(dir / "cut.tar.gz");
+  bytes.resize(bytes.size() - 4);
+  test::write_bytes(dir / "cut.tar.gz", bytes);
+  KILN_CHECK_THROWS_WITH_ALL(data::extract_tar_members(dir / "cut.tar.gz", dir / "out", [](const std::string&) { return std::nullopt; }),
+                             "cut.tar.gz", "cannot open as a tar archive", "truncated or corrupt");
+}
+
 TEST_CASE("kiln data prepare --only mnist from a local folder, twice") {
   std::string root = test::shared_data_dir();
   if (root.empty()) {

@@ -164,6 +164,37 @@ TEST_CASE("optimizer: a broken update rule is reported at its JSON paths") {
   CHECK_THROWS_WITH_AS(parse_update_rule(mistyped, "m.json"), doctest::Contains("/update/nodes/0"), GraphError);
 }
 
+// Found by tools/fuzz.sh (target update_rule, at 474,639 executions): a node
+// whose "name" is not a string escaped parse_update_rule as nlohmann's
+// type_error (json::value with a string default); a state's non-string
+// "init" did the same.
+TEST_CASE("optimizer: a node name or state init that is not a string is reported at its JSON path") {
+  const char* found = R"({"form2147483648at": "1", "name": "misd",
+"update": {"nodes": [{"name": ["g"]}], "outputs": {"           paraJ": "s"}}})";
+  try {
+    parse_update_rule(found, "found.json");
+    FAIL("expected a GraphError");
+  } catch (const GraphError& e) {
+    INFO(e.what());
+    bool at_name = false;
+    for (auto& d : e.diagnostics) at_name = at_name || (d.path == "/update/nodes/0/name" && d.message.find("a string") != std::string::npos);
+    CHECK(at_name);
+  }
+  const char* init = R"({"format": "kiln.update/1", "name": "r", "state": {"m": {"init": 5}},
+    "update": {"nodes": [{"name": "n", "op": "sub", "inputs": ["param", {"name": 7, "op": "mul", "inputs": ["lr", "grad"]}]}],
+               "outputs": {"param": "n"}}})";
+  try {
+    parse_update_rule(init, "init.json");
+    FAIL("expected a GraphError");
+  } catch (const GraphError& e) {
+    INFO(e.what());
+    std::string msg = e.what();
+    CHECK(msg.find("/state/m/init") != std::string::npos);
+    CHECK(msg.find("/update/nodes/0/inputs/1/name") != std::string::npos);  // a nested node's name too
+    CHECK(e.diagnostics.size() == 2);
+  }
+}
+
 TEST_CASE("optimizer: learning-rate schedules") {
   LrSchedule exp{"exponential", 0.5, 10, false};
   CHECK(learning_rate_at(exp, 0.1, 0) == 0.1);

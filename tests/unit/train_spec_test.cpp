@@ -105,6 +105,24 @@ TEST_CASE("train spec: every problem is reported at its JSON path") {
   }
 }
 
+// A graph path the OS refuses to look up (ENAMETOOLONG) escaped
+// parse_train_spec as std::filesystem::filesystem_error; the fuzz target
+// train_spec catches only SpecError, so this was within its reach.
+TEST_CASE("train spec: a graph path too long to look up is reported at /graph") {
+  const std::string text = R"({"format": "kiln.train/1", "graph": ")" + std::string(300, 'g') + R"(.json",
+    "data": {"set": "mnist", "dir": "d"}, "preprocessing": {"images": "scale255", "labels": "sparse"},
+    "batch_size": 8, "epochs": 1, "optimizer": {"kind": "gd"}})";
+  try {
+    parse_train_spec(text, KILN_SOURCE_DIR "/graphs/experiments/long.json");
+    FAIL("expected a SpecError");
+  } catch (const SpecError& e) {
+    INFO(e.what());
+    CHECK(has_path(e, "/graph"));
+    CHECK(e.diagnostics.size() == 1);
+    CHECK(std::string(e.what()).find("cannot be looked up") != std::string::npos);
+  }
+}
+
 TEST_CASE("train spec: a freeze pattern that matches no param is an error") {
   TrainSpec s = load_train_spec(kExperiments + "e4c_transfer.json");
   s.freeze = {"conv9/*"};
