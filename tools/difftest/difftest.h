@@ -48,6 +48,7 @@ struct Case {
 
 struct GenOptions {
   int min_ops = 2, max_ops = 7;
+  std::string first_op;                     // the graph's first op ("": drawn like the others)
   double large_fraction = 0.2;              // graphs whose tensors reach the parallel threshold
 };
 

@@ -45,7 +45,10 @@ class Generator {
 
   Case run() {
     int n = std::uniform_int_distribution<int>(opts_.min_ops, opts_.max_ops)(rng_);
-    for (int i = 0; i < n; ++i) add_one(*ops_[rng_() % ops_.size()]);
+    for (int i = 0; i < n; ++i) {
+      const OpDef* first = i == 0 && !opts_.first_op.empty() ? OpRegistry::get().find(opts_.first_op) : nullptr;
+      add_one(first ? *first : *ops_[rng_() % ops_.size()]);
+    }
     finish();
     return std::move(c_);
   }

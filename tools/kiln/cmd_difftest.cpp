@@ -70,12 +70,17 @@ int run(const DifftestOptions& o) {
   std::set<std::string> ops_seen;
   int findings = 0, unconfirmed = 0;
   size_t graphs = 0;
+  const std::vector<std::string> all_ops = generatable_ops();
   for (size_t i = 0;; ++i) {
     if (o.hours > 0 ? elapsed_s() > o.hours * 3600 : static_cast<int>(i) >= o.count) break;
     uint64_t seed = o.seed + i;
     Case c;
     try {
-      c = generate(seed);
+      // Graph i starts with op i (round robin): every op is in any batch of
+      // at least as many graphs as ops, whatever the draws.
+      GenOptions go;
+      go.first_op = all_ops[i % all_ops.size()];
+      c = generate(seed, go);
     } catch (const std::exception& e) {  // a bug in the generator itself: reported, the run goes on
       ++findings;
       std::cout << "FINDING seed " << seed << " (generator): " << e.what() << "\n";
