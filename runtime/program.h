@@ -67,6 +67,7 @@ struct EntryInfo {
   std::string name;
   kiln_entry_fn fn = nullptr;
   std::vector<TensorInfo> inputs, outputs;
+  std::vector<std::string> writes;  // the persistent tensors it updates (JIT programs; empty from AOT)
 };
 
 struct ProgramInfo {

@@ -10,6 +10,7 @@ PACKAGES=(
   llvm-19-dev llvm-19 binutils libxtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libcli11-dev
   zlib1g-dev libarchive-dev libjpeg-dev libpng-dev libssl-dev libstb-dev libzstd-dev
   libopenblas-dev gnuplot-nox python3 python3-jsonschema afl++
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
 

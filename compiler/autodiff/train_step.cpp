@@ -41,9 +41,13 @@ struct ParamSlot {
 
 }  // namespace
 
-Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
+// Which part of the step a graph computes: the whole step, or the two halves
+// a data-parallel step runs with the gradient reduction between them.
+enum class StepPart { whole, gradients, apply };
+
+static Graph build_step(const Graph& model, const TrainStepConfig& config, StepPart part) {
   required_loss(model);
-  for (const char* reserved : {kLearningRateInput, kStepCounter})
+  for (const char* reserved : {kLearningRateInput, kStepCounter, kFirstSampleInput})
     if (model.find(reserved) != kNoNode)
       throw std::invalid_argument("graph '" + model.name + "' has a node named '" + reserved +
                                   "', a name the training step reserves");
@@ -51,13 +55,17 @@ Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
   auto hyper = resolve_hyperparameters(rule, config.hyperparameters);
 
   Graph s = model;
-  s.name = model.name + ".train_step";
+  s.name = model.name + (part == StepPart::whole ? ".train_step" : part == StepPart::gradients ? ".grad_step" : ".apply_step");
   if (!config.use_handwritten_gradients) s.gradients.clear();
   GraphBuilder b(s);
   NodeId step = b.param(kStepCounter, {DType::i64, {}},
                         {{"role", "state"}, {"trainable", false}, {"init", {{"kind", "zeros"}}}});
+  NodeId first_sample = b.input(kFirstSampleInput, {DType::i64, {}});
   // Batch norm and dropout in their training form (it may add updates of running statistics).
-  if (specialize_mode(s, {Mode::train, step, graph_seed(model)})) step = s.find(kStepCounter);
+  if (specialize_mode(s, {Mode::train, step, graph_seed(model), first_sample})) step = s.find(kStepCounter);
+  // The apply half never sees the batch: the forward pass's own updates
+  // (running statistics) belong to the gradient half.
+  if (part == StepPart::apply) s.updates.clear();
   s.outputs.clear();
   const size_t model_nodes = s.nodes.size();
   NodeId lr = b.input(kLearningRateInput, {DType::f32, {}});
@@ -104,12 +112,18 @@ Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
 
   std::vector<NodeId> wrt;
   for (const ParamSlot& slot : slots)
-    if (!s.gradients.count(slot.param)) wrt.push_back(slot.value);
-  Gradients grads = differentiate(s, loss, wrt);
+    if (part != StepPart::apply && !s.gradients.count(slot.param)) wrt.push_back(slot.value);
+  Gradients grads = part == StepPart::apply ? Gradients{} : differentiate(s, loss, wrt);
 
   for (ParamSlot& slot : slots) {
     const std::string pname = s.node(slot.param).name;
-    NodeId grad = s.gradients.count(slot.param) ? s.gradients.at(slot.param) : grads.of.at(slot.value);
+    NodeId grad = part == StepPart::apply        ? b.input(gradient_input_name(pname), s.node(slot.param).type)
+                  : s.gradients.count(slot.param) ? s.gradients.at(slot.param)
+                                                  : grads.of.at(slot.value);
+    if (part == StepPart::gradients) {
+      s.outputs.push_back({gradient_input_name(pname), grad});
+      continue;
+    }
     b.set_scope(pname + "/update");
     auto outs = build_update_stage(b, rule, "update", {slot.value, grad, lr, t, slot.state_value, hyper});
     s.updates.push_back({slot.param, outs.at("param")});
@@ -119,15 +133,21 @@ Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
     }
   }
   b.set_scope("train");
-  s.updates.push_back({step, b.add2("add", step, b.constant(1.0, DType::i64))});
+  if (part != StepPart::gradients) s.updates.push_back({step, b.add2("add", step, b.constant(1.0, DType::i64))});
 
   s.gradients.clear();  // consumed: the step's own outputs are its updates
-  s.outputs.push_back({"loss", loss});
-  if (correct != kNoNode) s.outputs.push_back({"correct", correct});
+  // The gradient half's outputs lead with loss and correct (then one gradient a param).
+  std::vector<std::pair<std::string, NodeId>> grad_outputs = std::move(s.outputs);
+  s.outputs.clear();
+  if (part != StepPart::apply) {
+    s.outputs.push_back({"loss", loss});
+    if (correct != kNoNode) s.outputs.push_back({"correct", correct});
+  }
+  for (auto& o : grad_outputs) s.outputs.push_back(o);
   // Without a pre stage the step's forward pass is the model's: keeping the
   // model's other outputs lets predict and eval_step be lowered from this
   // graph and share its forward kernels (compiled once, not twice).
-  if (rule.pre.is_null())
+  if (part == StepPart::whole && rule.pre.is_null())
     for (auto& [name, id] : model.outputs)
       if (s.output(name) == kNoNode) s.outputs.push_back({name, s.find(model.node(id).name)});
   std::set<NodeId> updated;
@@ -140,6 +160,20 @@ Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
   verify_or_throw(s, "building the training step");
   return s;
 }
+
+Graph build_train_step(const Graph& model, const TrainStepConfig& config) {
+  return build_step(model, config, StepPart::whole);
+}
+
+Graph build_gradient_step(const Graph& model, const TrainStepConfig& config) {
+  return build_step(model, config, StepPart::gradients);
+}
+
+Graph build_apply_step(const Graph& model, const TrainStepConfig& config) {
+  return build_step(model, config, StepPart::apply);
+}
+
+std::string gradient_input_name(const std::string& param) { return "grad:" + param; }
 
 // The model reduced to some of its outputs.
 static Graph model_with_outputs(const Graph& model, const std::string& suffix,
@@ -182,7 +216,7 @@ Graph build_gradient_graph(const Graph& model, bool use_handwritten_gradients) {
     if (!g.gradients.count(p)) wrt.push_back(p);
   Gradients grads = differentiate(g, loss, wrt);
   for (NodeId p : trainable_params(g))
-    g.outputs.push_back({"grad:" + g.node(p).name, g.gradients.count(p) ? g.gradients.at(p) : grads.of.at(p)});
+    g.outputs.push_back({gradient_input_name(g.node(p).name), g.gradients.count(p) ? g.gradients.at(p) : grads.of.at(p)});
   verify_or_throw(g, "autodiff");
   return g;
 }

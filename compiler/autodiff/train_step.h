@@ -5,6 +5,7 @@
 //    (i64 scalar, role state); outputs = "loss", "correct" (when the model
 //    has it) and "<name>@next" for every param and state it updates, also
 //    listed in Graph::updates (persistent node -> its new value).
+//    Models with dropout also take "first_sample" (kFirstSampleInput).
 //  - eval step: "loss" and "correct" at the current params, no updates.
 //  - predict: "probabilities" (the model's, or softmax of its logits).
 #include <map>
@@ -19,6 +20,10 @@ namespace kiln {
 
 constexpr const char* kLearningRateInput = "lr";
 constexpr const char* kStepCounter = "step";
+// i64 scalar input of a training step with randomness (dropout): the global
+// index of the batch's first sample (0 in a single process; a rank's shard
+// offset in data-parallel training).
+constexpr const char* kFirstSampleInput = "first_sample";
 
 struct TrainStepConfig {
   UpdateRule optimizer = builtin_update_rule("gd");
@@ -36,6 +41,19 @@ TrainStepConfig train_step_config(const TrainSpec& spec);
 // already uses the names "lr" / "step"; AutodiffError / OpError from the
 // gradient and update construction.
 Graph build_train_step(const Graph& model, const TrainStepConfig& config = {});
+// The train step cut in two for data-parallel training, the gradients summed
+// over ranks between the halves:
+//  - gradient step: the forward and backward pass; outputs "loss", "correct"
+//    (when the model has it) and "grad:<param>" (d loss / d param, the rule's
+//    pre stage applied) for every trainable param; its only updates are the
+//    forward pass's own (batch norm's running statistics); no "step" update.
+//  - apply step: inputs "lr" and "grad:<param>"; the rule's pre and update
+//    stages; updates every trainable param, its optimizer state and "step".
+// Run back to back on one process they compute what build_train_step does.
+Graph build_gradient_step(const Graph& model, const TrainStepConfig& config = {});
+Graph build_apply_step(const Graph& model, const TrainStepConfig& config = {});
+// "grad:<param>": the gradient step's output and the apply step's input.
+std::string gradient_input_name(const std::string& param);
 Graph build_eval_step(const Graph& model);
 Graph build_predict(const Graph& model);
 

@@ -252,6 +252,7 @@ ProgramInfo CompiledProgram::info() const {
     ei.fn = entries_.at(e.name);
     for (auto& t : e.inputs) ei.inputs.push_back(tensor_info(t.name, t.dtype, t.shape));
     for (auto& t : e.outputs) ei.outputs.push_back(tensor_info(t.name, t.dtype, t.shape));
+    for (int id : e.written) ei.writes.push_back(p.buffers[static_cast<size_t>(id)].name);
     info.entries.push_back(std::move(ei));
   }
   info.code = jit_;

@@ -121,7 +121,7 @@ int64_t training_max_batch(const TrainSpec& spec, int64_t train_size) {
 }
 
 CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads,
-                            const codegen::CodegenOptions& copts) {
+                            const codegen::CodegenOptions& copts, bool distributed) {
   CompiledModel m;
   auto inputs = model.inputs();
   if (inputs.size() != 2)
@@ -134,7 +134,7 @@ CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batc
   if (spec) {
     apply_trainable_patterns(model, *spec);
     TrainStepConfig config = train_step_config(*spec);
-    m.graphs = codegen::program_graphs(std::move(model), &config);
+    m.graphs = codegen::program_graphs(std::move(model), &config, distributed);
   } else {
     m.graphs = codegen::program_graphs(std::move(model), nullptr);
   }

@@ -56,8 +56,10 @@ struct CompiledModel {
 // `spec` null: forward entries only (predict, eval_step). Applies the spec's
 // freeze/unfreeze patterns. threads 0: every core.
 // `copts`: codegen options (e.g. a compile cache folder).
+// `distributed`: the train step as its two data-parallel halves (grad_step,
+// apply_step; runtime/dist/data_parallel.h) instead of train_step.
 CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads,
-                            const codegen::CodegenOptions& copts = {});
+                            const codegen::CodegenOptions& copts = {}, bool distributed = false);
 
 // kiln_aot_program::init_json (runtime/aot_program.h) for a program lowered
 // from `graphs`: how each input of its init entry gets its first value, so an

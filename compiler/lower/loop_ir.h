@@ -190,6 +190,7 @@ struct Entry {
     int param = -1, value = -1, kernel = -1;
   };
   std::vector<Update> updates;
+  std::vector<int> written;  // every persistent buffer the entry updates (copied or in place)
   // Entries that read values of params alone (kernels once_per_params) run
   // those kernels first, and only when kiln_context::params_epoch differs
   // from this State buffer (i64), which then takes it. Entries that write

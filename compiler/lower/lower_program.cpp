@@ -366,7 +366,8 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     }
     for (auto& [param, value] : spec.updates) {
       int dst = buffer_of[static_cast<size_t>(param)], src = buffer_of[static_cast<size_t>(value)];
-      if (dst == src) continue;
+      e.written.push_back(dst);
+      if (dst == src) continue;  // computed in place
       const Node& pn = g.node(param);
       if (g.node(value).type != pn.type)
         throw std::runtime_error("update of '" + pn.name + "' has type " + type_str(g.node(value).type) +

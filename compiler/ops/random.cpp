@@ -1,7 +1,7 @@
 // Randomness: random_uniform draws one Philox-4x32-10 number per element (a
-// pure function of seed, stream, step and the element's index, so the same
-// on any thread count, JIT or AOT, and after a resume), and dropout uses it
-// in training only.
+// pure function of seed, stream, step and the element's global index, so the
+// same on any thread count, JIT or AOT, after a resume, and on any number of
+// data-parallel ranks), and dropout uses it in training only.
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/ir/builder.h"
 #include "compiler/lower/lower_ctx.h"
@@ -40,20 +40,24 @@ lower::E philox_word0(lower::KernelBuilder& k, lower::E index, lower::E step, ra
 
 void add_random_ops(OpRegistry& r) {
   r.add({.name = "random_uniform", .family = "random",
-         .summary = "uniform [0, 1) numbers of x's shape from Philox-4x32-10: element i of draw `step` in stream (seed, stream)",
-         .inputs = {"like", "step"},
+         .summary = "uniform [0, 1) numbers of like's shape from Philox-4x32-10: element first_row * (row size) + i "
+                    "of draw `step` in stream (seed, stream)",
+         .inputs = {"like", "step", "first_row"},
          .attrs = {{"seed", AttrKind::Int, false, 0, "the graph's seed"},
                    {"stream", AttrKind::Int, false, 0, "which stream (dropout: its node name's hash)"}},
-         .shape_rule = "like: S, step: i64 scalar -> f32 S",
+         .shape_rule = "like: S, step: i64 scalar, first_row: i64 scalar -> f32 S",
          .infer = [](const InferCtx& c) {
            if (c.in[1].dtype != DType::i64 || !c.in[1].shape.empty())
              throw OpError("step must be an i64 scalar, got " + type_str(c.in[1]));
+           if (c.in[2].dtype != DType::i64 || !c.in[2].shape.empty())
+             throw OpError("first_row must be an i64 scalar, got " + type_str(c.in[2]));
+           if (c.in[0].shape.empty()) throw OpError("like must have at least one dimension (its rows are numbered)");
            return TensorType{DType::f32, c.in[0].shape};
          },
          .no_grad = true,
          .pattern = OpPattern::opaque,
-         .samples = {{{{{-1, 17}}, {{}, 0, 1000, DType::i64}}, {{"seed", 7}, {"stream", 3}}},
-                     {{{{3, 33}}, {{}, 0, 5, DType::i64}}}}});
+         .samples = {{{{{-1, 17}}, {{}, 0, 1000, DType::i64}, {{}, 0, 100, DType::i64}}, {{"seed", 7}, {"stream", 3}}},
+                     {{{{3, 33}}, {{}, 0, 5, DType::i64}, {{}, 0, 3, DType::i64}}}}});
 
   r.add({.name = "dropout", .family = "random",
          .summary = "training: each element kept with probability 1 - rate and scaled by 1 / (1 - rate); inference: x",
@@ -71,7 +75,13 @@ void add_random_ops(OpRegistry& r) {
            const NodeId x = n.inputs[0];
            if (ctx.mode == Mode::infer || rate == 0) return x;
            NodeId step = ctx.step != kNoNode ? ctx.step : b.constant(0, DType::i64);
-           NodeId u = b.add("random_uniform", {x, step},
+           // Rows of the batch are numbered globally (a rank's shard starts at
+           // first_sample); a tensor without the batch dimension draws the same
+           // numbers on every rank.
+           const auto& shape = b.graph().node(x).type.shape;
+           const bool batched = !shape.empty() && shape[0] == kOpenDim && ctx.first_sample != kNoNode;
+           NodeId first = batched ? ctx.first_sample : b.constant(0, DType::i64);
+           NodeId u = b.add("random_uniform", {x, step, first},
                             {{"seed", static_cast<int64_t>(ctx.seed)},
                              {"stream", static_cast<int64_t>(random::name_hash(n.name.c_str()))}});
            NodeId keep = b.add("compare", {u, b.constant(rate)}, {{"kind", "ge"}});
@@ -86,7 +96,9 @@ void add_random_reference(OpRegistry& r) {
     c.out = interp::Array::from_shape(c.in[0]->shape());
     const random::Key key = key_of(c.attrs);
     const auto step = static_cast<uint64_t>(static_cast<int64_t>((*c.in[1])()));
-    uint64_t i = 0;
+    const auto& shape = c.in[0]->shape();
+    const uint64_t rows = shape.empty() || shape[0] == 0 ? 1 : static_cast<uint64_t>(shape[0]);
+    uint64_t i = static_cast<uint64_t>(static_cast<int64_t>((*c.in[2])())) * (c.out.size() / rows);
     for (double& v : c.out) v = random::uniform(key, step, i++);
   };
 }
@@ -97,9 +109,12 @@ void add_random_lowering(OpRegistry& r) {
     auto k = c.kernel("Philox-4x32-10 uniforms, stream " + c.attrs.at("stream").dump());
     const random::Key key = key_of(c.attrs);
     const bool parallel = numel(c.out.shape, c.max_batch()) >= kParallelMinElements / 8;
+    int64_t row_elems = 1;  // static: only the first dimension may be open
+    for (size_t d = 1; d < c.out.shape.size(); ++d) row_elems *= c.out.shape[d];
     k.loop("i", 0, c.out.size(), [&](E i) {
       E step = k.load(c.in[1], 0);
-      E word = philox_word0(k, i, step, key);
+      E global = k.load(c.in[2], 0) * E(row_elems) + i;
+      E word = philox_word0(k, global, step, key);
       k.store(c.out, i, cast(shift_right(word, E(8)), Scalar::f32) * lit(1.0 / 16777216.0, Scalar::f32));
     }, parallel);
   };

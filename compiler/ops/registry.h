@@ -126,6 +126,10 @@ struct ModeCtx {
   Mode mode = Mode::infer;
   NodeId step = kNoNode;  // training: the i64 step counter (randomness draws by it)
   uint64_t seed = 0;      // the graph's seed
+  // training: i64 scalar, the global index of the batch's first sample (a
+  // data-parallel rank's shard starts there), so a sample draws the same
+  // random numbers on any number of ranks; kNoNode: 0.
+  NodeId first_sample = kNoNode;
 };
 // Returns the node computing `node`'s value in ctx.mode; in training it may
 // add Graph::updates (running statistics) through the builder's graph.

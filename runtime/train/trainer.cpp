@@ -20,6 +20,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kLr = "lr";
+constexpr const char* kFirstSample = "first_sample";
 
 const EntryInfo& need_entry(const Program& p, const std::string& name) {
   const EntryInfo* e = p.entry(name);
@@ -32,6 +33,8 @@ int output_index(const EntryInfo& e, const std::string& name) {
     if (e.outputs[i].name == name) return static_cast<int>(i);
   return -1;
 }
+
+}  // namespace
 
 // A data tensor fits an entry input when dtypes agree and the shapes agree
 // after the leading (batch) dimension.
@@ -48,20 +51,27 @@ void check_fits(const EntryInfo& e, const TensorInfo& in, const Tensor& t, const
   }
 }
 
-// Input pointers of an entry: features, labels and (train_step) the lr scalar,
-// by name, into `in` (reused across steps: no allocation after the first).
-void entry_inputs(const EntryInfo& e, const std::string& features, const std::string& labels, const void* x,
-                  const void* y, const float* lr, std::vector<const void*>& in) {
+namespace {
+
+}  // namespace
+
+void feed_inputs(const EntryInfo& e, const std::vector<std::pair<std::string, const void*>>& named,
+                 std::vector<const void*>& in) {
   in.clear();
   for (const TensorInfo& t : e.inputs) {
-    if (t.name == features) in.push_back(x);
-    else if (t.name == labels) in.push_back(y);
-    else if (t.name == kLr && lr) in.push_back(lr);
-    else
-      throw std::runtime_error(e.name + " has an input '" + t.name + "' the trainer cannot feed (it feeds '" +
-                               features + "', '" + labels + "'" + (lr ? ", 'lr'" : "") + ")");
+    const void* p = nullptr;
+    for (auto& [name, ptr] : named)
+      if (name == t.name) p = ptr;
+    if (!p) {
+      std::string fed;
+      for (auto& [name, ptr] : named) fed += (fed.empty() ? "'" : ", '") + name + "'";
+      throw std::runtime_error(e.name + " has an input '" + t.name + "' the trainer cannot feed (it feeds " + fed + ")");
+    }
+    in.push_back(p);
   }
 }
+
+namespace {
 
 // Output buffers of an entry, each sized for the program's maximum batch.
 struct Outputs {
@@ -71,8 +81,13 @@ struct Outputs {
     for (const TensorInfo& t : e.outputs) storage.emplace_back(static_cast<size_t>(std::max<int64_t>(t.bytes(max_batch), 8)));
     for (auto& s : storage) ptrs.push_back(s.data());
   }
-  double scalar(int i, ElemType type) const {
-    const uint8_t* p = storage[static_cast<size_t>(i)].data();
+  double scalar(int i, ElemType type) const { return read_scalar(storage[static_cast<size_t>(i)].data(), type); }
+};
+
+}  // namespace
+
+double read_scalar(const void* at, ElemType type) {
+    const auto* p = static_cast<const uint8_t*>(at);
     switch (type) {
       case ElemType::f32: { float v; std::memcpy(&v, p, 4); return v; }
       case ElemType::f64: { double v; std::memcpy(&v, p, 8); return v; }
@@ -80,8 +95,9 @@ struct Outputs {
       case ElemType::i64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
       default: throw std::runtime_error("unsupported scalar output type");
     }
-  }
-};
+}
+
+namespace {
 
 std::string number(double v) {
   char buf[32];
@@ -91,8 +107,8 @@ std::string number(double v) {
 
 }  // namespace
 
-EvalResult evaluate(Program& program, const data::Dataset& data, const std::string& features_input,
-                    const std::string& labels_input) {
+EvalSums evaluate_rows(Program& program, const data::Dataset& data, const std::string& features_input,
+                       const std::string& labels_input, int64_t begin, int64_t end) {
   const EntryInfo& e = need_entry(program, "eval_step");
   int loss_i = output_index(e, "loss"), correct_i = output_index(e, "correct");
   if (loss_i < 0) throw std::runtime_error("eval_step has no \"loss\" output");
@@ -105,22 +121,68 @@ EvalResult evaluate(Program& program, const data::Dataset& data, const std::stri
   const size_t y_row = n ? data.labels.nbytes() / static_cast<size_t>(n) : 0;
   Outputs out(e, max_batch);
   std::vector<const void*> in;
-  EvalResult r;
-  double loss_sum = 0, correct = 0;
-  for (int64_t begin = 0; begin < n; begin += max_batch) {
-    int64_t b = std::min(max_batch, n - begin);
-    const auto* x = static_cast<const uint8_t*>(data.features.raw()) + static_cast<size_t>(begin) * x_row;
-    const auto* y = static_cast<const uint8_t*>(data.labels.raw()) + static_cast<size_t>(begin) * y_row;
-    entry_inputs(e, features_input, labels_input, x, y, nullptr, in);
+  EvalSums r;
+  for (int64_t at = begin; at < end; at += max_batch) {
+    int64_t b = std::min(max_batch, end - at);
+    const auto* x = static_cast<const uint8_t*>(data.features.raw()) + static_cast<size_t>(at) * x_row;
+    const auto* y = static_cast<const uint8_t*>(data.labels.raw()) + static_cast<size_t>(at) * y_row;
+    feed_inputs(e, {{features_input, x}, {labels_input, y}}, in);
     program.run("eval_step", b, in, out.ptrs);
-    loss_sum += out.scalar(loss_i, e.outputs[static_cast<size_t>(loss_i)].type) * static_cast<double>(b);
-    if (correct_i >= 0) correct += out.scalar(correct_i, e.outputs[static_cast<size_t>(correct_i)].type);
+    r.loss_sum += out.scalar(loss_i, e.outputs[static_cast<size_t>(loss_i)].type) * static_cast<double>(b);
+    if (correct_i >= 0) r.correct += out.scalar(correct_i, e.outputs[static_cast<size_t>(correct_i)].type);
   }
-  r.samples = n;
-  r.loss = n ? loss_sum / static_cast<double>(n) : NAN;
-  r.accuracy = correct_i >= 0 && n ? correct / static_cast<double>(n) : NAN;
+  if (correct_i < 0) r.correct = NAN;
+  r.samples = end - begin;
   return r;
 }
+
+EvalResult eval_result(const EvalSums& s) {
+  EvalResult r;
+  r.samples = s.samples;
+  r.loss = s.samples ? s.loss_sum / static_cast<double>(s.samples) : NAN;
+  r.accuracy = s.samples ? s.correct / static_cast<double>(s.samples) : NAN;
+  return r;
+}
+
+EvalResult evaluate(Program& program, const data::Dataset& data, const std::string& features_input,
+                    const std::string& labels_input) {
+  return eval_result(evaluate_rows(program, data, features_input, labels_input, 0, data.size()));
+}
+
+LocalStepRunner::LocalStepRunner(Program& program, const data::Dataset& train, std::string features_input,
+                                 std::string labels_input)
+    : program_(program), features_(std::move(features_input)), labels_(std::move(labels_input)) {
+  const EntryInfo& step = need_entry(program_, "train_step");
+  loss_i_ = output_index(step, "loss");
+  correct_i_ = output_index(step, "correct");
+  if (loss_i_ < 0) throw std::runtime_error("train_step has no \"loss\" output");
+  bool has_x = false, has_y = false;
+  for (const TensorInfo& t : step.inputs) {
+    if (t.name == features_) check_fits(step, t, train.features, "features"), has_x = true;
+    else if (t.name == labels_) check_fits(step, t, train.labels, "labels"), has_y = true;
+  }
+  if (!has_x || !has_y) throw std::runtime_error("train_step has no input named '" + (has_x ? labels_ : features_) + "'");
+  Outputs out(step, program_.info().max_batch);
+  out_storage_ = std::move(out.storage);
+  for (auto& o : out_storage_) out_.push_back(o.data());
+}
+
+StepResult LocalStepRunner::step(const data::Batch& batch, float lr, bool stop) {
+  const EntryInfo& e = *program_.entry("train_step");
+  const int64_t first_sample = 0;
+  feed_inputs(e, {{features_, batch.features().raw()}, {labels_, batch.labels().raw()}, {kLr, &lr},
+                  {kFirstSample, &first_sample}},
+              in_);
+  program_.run("train_step", batch.size(), in_, out_);
+  auto scalar = [&](int i) { return read_scalar(out_[static_cast<size_t>(i)], e.outputs[static_cast<size_t>(i)].type); };
+  StepResult r;
+  r.loss = scalar(loss_i_);
+  if (correct_i_ >= 0) r.correct = scalar(correct_i_);
+  r.stop = stop;
+  return r;
+}
+
+EvalResult LocalStepRunner::evaluate(const data::Dataset& data) { return train::evaluate(program_, data, features_, labels_); }
 
 std::vector<NamedTensor> read_persistent(const Program& program, bool state) {
   std::vector<NamedTensor> out;
@@ -151,18 +213,13 @@ void write_persistent(Program& program, const std::vector<NamedTensor>& tensors,
   }
 }
 
-Trainer::Trainer(Program& program, const data::Dataset& train, TrainerOptions options)
-    : program_(program), train_(train), opt_(std::move(options)) {
-  const EntryInfo& step = need_entry(program_, "train_step");
-  need_entry(program_, "eval_step");
-  if (output_index(step, "loss") < 0) throw std::runtime_error("train_step has no \"loss\" output");
-  bool has_x = false, has_y = false;
-  for (const TensorInfo& t : step.inputs) {
-    if (t.name == opt_.features_input) check_fits(step, t, train_.features, "features"), has_x = true;
-    else if (t.name == opt_.labels_input) check_fits(step, t, train_.labels, "labels"), has_y = true;
+Trainer::Trainer(Program& program, const data::Dataset& train, TrainerOptions options, StepRunner* runner)
+    : program_(program), runner_(runner), train_(train), opt_(std::move(options)) {
+  if (!runner_) {
+    own_runner_ = std::make_unique<LocalStepRunner>(program_, train_, opt_.features_input, opt_.labels_input);
+    runner_ = own_runner_.get();
   }
-  if (!has_x || !has_y)
-    throw std::runtime_error("train_step has no input named '" + (has_x ? opt_.labels_input : opt_.features_input) + "'");
+  need_entry(program_, "eval_step");
   int64_t batch = opt_.batch_size == 0 ? train_.size() : std::min(opt_.batch_size, train_.size());
   if (batch > program_.info().max_batch)
     throw std::runtime_error("batches of " + std::to_string(batch) + " exceed the maximum batch size " +
@@ -225,6 +282,8 @@ void Trainer::check_finite(int64_t epoch, int64_t step) const {
 
 void Trainer::save(const std::string& file, TrainResult& result) {
   if (opt_.out_dir.empty()) return;
+  result.checkpoint = (std::filesystem::path(opt_.out_dir) / file).string();
+  if (!runner_->writes_files()) return;
   std::filesystem::create_directories(opt_.out_dir);
   std::string path = (std::filesystem::path(opt_.out_dir) / file).string();
   save_checkpoint(path, checkpoint());
@@ -232,7 +291,7 @@ void Trainer::save(const std::string& file, TrainResult& result) {
 }
 
 void Trainer::write_metrics() const {
-  if (opt_.out_dir.empty()) return;
+  if (opt_.out_dir.empty() || !runner_->writes_files()) return;
   std::filesystem::create_directories(opt_.out_dir);
   auto path = [&](const char* f) { return (std::filesystem::path(opt_.out_dir) / f).string(); };
   std::string csv = report::to_csv(history_), json = report::to_json(history_).dump(2) + "\n";
@@ -241,13 +300,6 @@ void Trainer::write_metrics() const {
 }
 
 TrainResult Trainer::run() {
-  const EntryInfo& step = need_entry(program_, "train_step");
-  const int loss_i = output_index(step, "loss"), correct_i = output_index(step, "correct");
-  const ElemType loss_t = step.outputs[static_cast<size_t>(loss_i)].type;
-  Outputs out(step, program_.info().max_batch);
-  std::vector<const void*> in;  // the step's input pointers, refilled in place each step
-  const std::string step_name = "train_step";
-
   data::BatcherOptions bo;
   bo.batch_size = opt_.batch_size;
   bo.seed = opt_.seed;
@@ -256,6 +308,7 @@ TrainResult Trainer::run() {
   position_ = batcher.position();
 
   TrainResult result;
+  const bool has_correct = output_index(need_entry(program_, "eval_step"), "correct") >= 0;
   for (int64_t epoch = position_.epoch; epoch < opt_.epochs; ++epoch) {
     const int64_t e1 = epoch + 1;
     std::unique_ptr<report::Progress> bar;
@@ -266,14 +319,12 @@ TrainResult Trainer::run() {
     while (auto batch = batcher.next()) {
       const int64_t b = batch->size();
       float lr = static_cast<float>(opt_.learning_rate(steps_));
-      entry_inputs(step, opt_.features_input, opt_.labels_input, batch->features().raw(), batch->labels().raw(), &lr,
-                   in);
       auto t0 = Clock::now();
-      program_.run(step_name, b, in, out.ptrs);
+      const StepResult sr = runner_->step(*batch, lr, opt_.stop && opt_.stop->load());
       partial_.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       ++steps_;
       position_ = batcher.position();
-      const double loss = out.scalar(loss_i, loss_t);
+      const double loss = sr.loss;
       if (!std::isfinite(loss))
         throw NumericsError("training loss is " + number(loss) + " at epoch " + std::to_string(e1) + ", step " +
                                 std::to_string(steps_) + " (batch " + std::to_string(batch->index + 1) + " of " +
@@ -281,12 +332,12 @@ TrainResult Trainer::run() {
                             e1, steps_);
       if (opt_.check_numerics) check_finite(e1, steps_);
       partial_.loss_sum += loss * static_cast<double>(b);
-      if (correct_i >= 0) partial_.correct += out.scalar(correct_i, step.outputs[static_cast<size_t>(correct_i)].type);
+      partial_.correct += std::isnan(sr.correct) ? 0 : sr.correct;
       partial_.samples += b;
       ++done;
       if (bar) bar->update(done, partial_.samples, partial_.loss_sum / static_cast<double>(partial_.samples));
       if (opt_.after_step) opt_.after_step(steps_);
-      if (opt_.stop && opt_.stop->load()) {
+      if (sr.stop) {
         if (bar) bar->finish();
         save("interrupted.ckpt", result);
         result.interrupted = true;
@@ -302,9 +353,9 @@ TrainResult Trainer::run() {
     m.epoch = static_cast<int>(e1);
     m.seconds = partial_.seconds;
     m.train_loss = partial_.samples ? partial_.loss_sum / static_cast<double>(partial_.samples) : NAN;
-    m.train_acc = correct_i >= 0 && partial_.samples ? partial_.correct / static_cast<double>(partial_.samples) : NAN;
+    m.train_acc = has_correct && partial_.samples ? partial_.correct / static_cast<double>(partial_.samples) : NAN;
     for (auto& [name, set] : eval_sets_) {
-      EvalResult r = evaluate(program_, *set, opt_.features_input, opt_.labels_input);
+      EvalResult r = runner_->evaluate(*set);
       (name == "val" ? m.val_loss : m.test_loss) = r.loss;
       (name == "val" ? m.val_acc : m.test_acc) = r.accuracy;
     }

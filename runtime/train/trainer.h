@@ -9,13 +9,16 @@
 // No compiler here: whoever compiles the program also fills its params
 // (Program "init" entry, or restore()).
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "runtime/data/batcher.h"
 #include "runtime/data/dataset.h"
 #include "runtime/program.h"
 #include "runtime/report/metrics.h"
@@ -64,6 +67,65 @@ struct EvalResult {
 EvalResult evaluate(Program& program, const data::Dataset& data, const std::string& features_input,
                     const std::string& labels_input);
 
+// What evaluate() adds up, over rows [begin, end) of `data` (a data-parallel
+// rank's shard): the loss times the samples, and the correct count (NaN when
+// the program has no "correct" output).
+struct EvalSums {
+  double loss_sum = 0, correct = 0;
+  int64_t samples = 0;
+};
+EvalSums evaluate_rows(Program& program, const data::Dataset& data, const std::string& features_input,
+                       const std::string& labels_input, int64_t begin, int64_t end);
+EvalResult eval_result(const EvalSums& sums);
+
+// What one optimizer step reports: the loss over the whole (global) batch,
+// the correct count (NaN: the model has none), and whether the run stops
+// after it (the stop flag seen on any rank).
+struct StepResult {
+  double loss = 0, correct = NAN;
+  bool stop = false;
+};
+
+// How the trainer takes a step and evaluates: on this process alone
+// (train_step), or data-parallel over ranks (runtime/dist/data_parallel.h).
+class StepRunner {
+ public:
+  virtual ~StepRunner() = default;
+  // One optimizer step on `batch` (the global batch) at learning rate `lr`;
+  // `stop` is this process's stop request.
+  virtual StepResult step(const data::Batch& batch, float lr, bool stop) = 0;
+  virtual EvalResult evaluate(const data::Dataset& data) = 0;
+  // Only one process of a job writes checkpoints, metrics and plots.
+  virtual bool writes_files() const { return true; }
+};
+
+// The train_step entry of one program, fed by input name: the data set's
+// features and labels, "lr", and "first_sample" (0) for models with dropout.
+class LocalStepRunner final : public StepRunner {
+ public:
+  LocalStepRunner(Program& program, const data::Dataset& train, std::string features_input, std::string labels_input);
+  StepResult step(const data::Batch& batch, float lr, bool stop) override;
+  EvalResult evaluate(const data::Dataset& data) override;
+
+ private:
+  Program& program_;
+  std::string features_, labels_;
+  std::vector<std::vector<uint8_t>> out_storage_;
+  std::vector<void*> out_;
+  std::vector<const void*> in_;
+  int loss_i_ = -1, correct_i_ = -1;
+};
+
+// Input pointers of an entry by name into `in` (reused: no allocation after
+// the first); throws naming the input when `named` lacks one.
+void feed_inputs(const EntryInfo& e, const std::vector<std::pair<std::string, const void*>>& named,
+                 std::vector<const void*>& in);
+// Throws naming the entry and input unless `t` (a data set's features or
+// labels, `what`) has the input's dtype and its shape after the batch dimension.
+void check_fits(const EntryInfo& e, const TensorInfo& in, const Tensor& t, const char* what);
+// A scalar output's value as a double.
+double read_scalar(const void* at, ElemType type);
+
 // Every param and state of the program as named tensors (checkpoint order: program order).
 std::vector<NamedTensor> read_persistent(const Program& program, bool state);
 // Copies tensors into the program's storage by name; throws std::runtime_error
@@ -82,7 +144,8 @@ class Trainer {
  public:
   // `program`, `train` and the eval sets must outlive the trainer. Checks that
   // the program has train_step and eval_step and that the data fit their inputs.
-  Trainer(Program& program, const data::Dataset& train, TrainerOptions options);
+  // `runner`: how steps are taken (null: a LocalStepRunner); must outlive the trainer.
+  Trainer(Program& program, const data::Dataset& train, TrainerOptions options, StepRunner* runner = nullptr);
 
   // Evaluated after every epoch; `name` is "val" or "test".
   void add_eval_set(const std::string& name, const data::Dataset& data);
@@ -108,6 +171,8 @@ class Trainer {
   void write_metrics() const;
 
   Program& program_;
+  std::unique_ptr<StepRunner> own_runner_;
+  StepRunner* runner_;
   const data::Dataset& train_;
   TrainerOptions opt_;
   std::vector<std::pair<std::string, const data::Dataset*>> eval_sets_;

@@ -1,11 +1,17 @@
-// kiln train: train a graph with a training spec, compiled (JIT) steps.
+// kiln train: train a graph with a training spec, compiled (JIT) steps; with
+// --distributed, data-parallel over the ranks of an MPI job.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "compiler/codegen/compile_cache.h"
 #include "compiler/driver/training_setup.h"
 #include "tools/kiln/command.h"
+#include "tools/kiln/distributed.h"
 #include "tools/kiln/train_run.h"
 
 namespace kiln::cli {
@@ -19,15 +25,68 @@ TrainSpec load_spec_or_fail(const std::string& path) {
   }
 }
 
+struct Opts {
+  std::string graph, spec;
+  RunOptions run;
+  std::optional<uint64_t> seed;
+  std::string cache_dir;
+  bool no_cache = false;
+  int64_t bucket_kb = 4096;
+};
+
+// Each rank's step times, gathered; rank 0 prints them and writes dist_timing.json.
+void report_timing(const RunOutcome& r) {
+  dist::Exchange& ex = *start_distributed(r.run_comm_timeout).exchange;
+  const dist::StepTiming& t = r.timing;
+  double mine[4] = {t.compute, t.wait, t.communicate, static_cast<double>(t.steps)};
+  auto all = ex.all_gather(std::span(reinterpret_cast<const uint8_t*>(mine), sizeof mine), "gathering step times");
+  if (r.rank != 0) return;
+  nlohmann::json j = nlohmann::json::array();
+  std::printf("per step, each rank: compute (grad_step + apply_step), waiting for the slowest rank (the loss "
+              "exchange), communication (gradient buckets, running statistics):\n");
+  for (size_t k = 0; k < all.size(); ++k) {
+    double v[4];
+    std::memcpy(v, all[k].data(), sizeof v);
+    const double steps = std::max(1.0, v[3]), total = v[0] + v[1] + v[2];
+    std::printf("  rank %zu: compute %.2f ms, wait %.2f ms, communicate %.2f ms (%.1f%% of the step communicating, "
+                "%.1f%% waiting)\n",
+                k, 1e3 * v[0] / steps, 1e3 * v[1] / steps, 1e3 * v[2] / steps, total > 0 ? 100 * v[2] / total : 0.0,
+                total > 0 ? 100 * v[1] / total : 0.0);
+    j.push_back({{"rank", k}, {"steps", v[3]}, {"compute_s", v[0]}, {"wait_s", v[1]}, {"communicate_s", v[2]}});
+  }
+  std::ofstream(std::filesystem::path(r.out_dir) / "dist_timing.json") << j.dump(2) << "\n";
+}
+
+void train_command(const Opts& o) {
+  TrainSpec spec = load_spec_or_fail(o.spec);
+  spec.graph = o.graph;
+  if (o.seed) spec.seed = *o.seed;
+  if (!spec.optimizer.sweeps.empty())
+    throw InputError(o.spec + ": the spec sweeps " + spec.optimizer.sweeps.begin()->first +
+                     "; `kiln reproduce` runs sweeps (kiln train runs one setting)");
+  RunOptions run = o.run;
+  run.cache_dir = o.no_cache ? "" : !o.cache_dir.empty() ? o.cache_dir : codegen::default_cache_dir();
+  run.stop = install_interrupt_flag();
+  run.bucket_bytes = o.bucket_kb * 1024;
+  RunOutcome r = run_training(spec, run);
+  if (r.result.interrupted) {
+    if (r.rank == 0)
+      std::printf("interrupted after step %lld; resume with: kiln train %s %s --resume %s\n",
+                  static_cast<long long>(r.result.steps), o.graph.c_str(), o.spec.c_str(), r.result.checkpoint.c_str());
+    std::fflush(stdout);
+    if (run.distributed) finish_distributed();
+    std::exit(130);
+  }
+  if (run.distributed) report_timing(r);
+  if (r.rank != 0) return;
+  std::printf("done: %lld steps in %.1f s (compile %.1f s); metrics, curves.png and final.ckpt in %s\n",
+              static_cast<long long>(r.result.steps), r.total_seconds, r.compile_seconds, r.out_dir.c_str());
+  if (r.confusion) std::printf("test confusion matrix (rows: truth, columns: prediction):\n%s",
+                               r.confusion->to_text().c_str());
+}
+
 RegisterCommand reg{60, [](CLI::App& app) {
   auto* sub = app.add_subcommand("train", "Train a graph as a training spec says (compiled train/eval steps)");
-  struct Opts {
-    std::string graph, spec;
-    RunOptions run;
-    std::optional<uint64_t> seed;
-    std::string cache_dir;
-    bool no_cache = false;
-  };
   auto o = std::make_shared<Opts>();
   sub->add_option("graph", o->graph, "model graph JSON (replaces the spec's graph)")->required()->check(CLI::ExistingFile);
   sub->add_option("spec", o->spec, "training spec JSON (kiln.train/1)")->required()->check(CLI::ExistingFile);
@@ -43,28 +102,23 @@ RegisterCommand reg{60, [](CLI::App& app) {
   sub->add_option("--cache-dir", o->cache_dir, "compile cache folder (default: $KILN_CACHE_DIR, else ~/.cache/kiln)");
   sub->add_flag("--no-cache", o->no_cache, "neither read nor write the compile cache");
   sub->add_flag("--check-numerics", o->run.check_numerics, "check every param and state for NaN/Inf after each step");
+  sub->add_flag("--distributed", o->run.distributed,
+                "data-parallel over the ranks of an MPI job: mpirun -np N kiln train GRAPH SPEC --distributed "
+                "(each rank's threads default to the node's cores shared among its ranks)");
+  sub->add_option("--comm-timeout", o->run.comm_timeout,
+                  "--distributed: seconds a rank waits for a peer before the job ends naming it (default 20)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
+      ->check(CLI::PositiveNumber);
   sub->callback([o] {
-    TrainSpec spec = load_spec_or_fail(o->spec);
-    spec.graph = o->graph;
-    if (o->seed) spec.seed = *o->seed;
-    if (!spec.optimizer.sweeps.empty())
-      throw InputError(o->spec + ": the spec sweeps " + spec.optimizer.sweeps.begin()->first +
-                       "; `kiln reproduce` runs sweeps (kiln train runs one setting)");
-    RunOptions run = o->run;
-    run.cache_dir = o->no_cache ? "" : !o->cache_dir.empty() ? o->cache_dir : codegen::default_cache_dir();
-    run.stop = install_interrupt_flag();
-    RunOutcome r = run_training(spec, run);
-    if (r.result.interrupted) {
-      std::printf("interrupted after step %lld; resume with: kiln train %s %s --resume %s\n",
-                  static_cast<long long>(r.result.steps), o->graph.c_str(), o->spec.c_str(),
-                  r.result.checkpoint.c_str());
-      std::fflush(stdout);
-      std::exit(130);
+    if (!o->run.distributed) return train_command(*o);
+    // A rank that fails ends the job at once (the others would wait for it until their timeout).
+    try {
+      train_command(*o);
+    } catch (const std::exception& e) {
+      abort_distributed(e.what(), 1);
     }
-    std::printf("done: %lld steps in %.1f s (compile %.1f s); metrics, curves.png and final.ckpt in %s\n",
-                static_cast<long long>(r.result.steps), r.total_seconds, r.compile_seconds, r.out_dir.c_str());
-    if (r.confusion) std::printf("test confusion matrix (rows: truth, columns: prediction):\n%s",
-                                 r.confusion->to_text().c_str());
+    finish_distributed();
   });
 }};
 

@@ -6,12 +6,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "compiler/driver/training_setup.h"
+#include "compiler/codegen/host.h"
 #include "compiler/frontend/graph_json.h"
 #include "runtime/report/plot.h"
 #include "runtime/train/predictions.h"
 #include "tools/kiln/command.h"
+#include "tools/kiln/distributed.h"
 
 namespace kiln::cli {
 
@@ -49,6 +52,14 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   auto t_start = Clock::now();
   RunOutcome out;
   out.out_dir = o.out_dir.empty() ? (fs::path("runs") / spec.name).string() : o.out_dir;
+  DistributedJob job;
+  if (o.distributed) {
+    job = start_distributed(o.comm_timeout);
+    out.rank = job.exchange->rank();
+    out.ranks = job.exchange->size();
+    out.run_comm_timeout = o.comm_timeout;
+  }
+  const bool lead = out.rank == 0;  // prints and writes files
 
   driver::SpecData data;
   try {
@@ -62,10 +73,24 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
 
   Graph model = load_graph_or_fail(spec.graph);
   const std::string graph_text = read_file(spec.graph);
+  const std::string spec_text = driver::spec_json_for_checkpoint(spec);
   int threads = o.threads > 0 ? o.threads : spec.threads;
-  driver::CompiledModel m =
-      driver::compile_model(model, &spec, driver::training_max_batch(spec, data.train.size()), threads,
-                            {.cache_dir = o.cache_dir});
+  auto compile = [&] {
+    return driver::compile_model(model, &spec, driver::training_max_batch(spec, data.train.size()), threads,
+                                 {.cache_dir = o.cache_dir}, o.distributed);
+  };
+  driver::CompiledModel m;
+  if (o.distributed) {
+    const codegen::HostTarget& t = codegen::host_target();
+    check_same_program(*job.exchange, graph_text, spec_text,
+                       t.triple + " " + t.cpu + " " + std::to_string(t.vector_bits) + " " + std::to_string(t.fma));
+    // The node's cores shared among its ranks, unless threads were asked for.
+    if (threads <= 0)
+      threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, job.local_size));
+    m = compile_once_per_node(job, compile);
+  } else {
+    m = compile();
+  }
   out.compile_seconds = m.compile_ms / 1000;  // graphs, lowering, LLVM (not the memory the program maps)
   out.max_batch = m.program->info().max_batch;
   {
@@ -74,7 +99,7 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
     out.params = count_params(flagged, false);
     out.trainable_params = count_params(flagged, true);
   }
-  std::printf("%s: %lld train, %lld validation, %lld test images; %lld params (%lld trainable); compiled in %.2f s%s\n",
+  if (lead) std::printf("%s: %lld train, %lld validation, %lld test images; %lld params (%lld trainable); compiled in %.2f s%s\n",
               spec.name.c_str(), static_cast<long long>(out.train_size), static_cast<long long>(out.validation_size),
               static_cast<long long>(out.test_size), static_cast<long long>(out.params),
               static_cast<long long>(out.trainable_params), out.compile_seconds,
@@ -91,33 +116,52 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   to.labels_input = m.labels_input;
   to.out_dir = out.out_dir;
   to.graph_json = graph_text;
-  to.spec_json = driver::spec_json_for_checkpoint(spec);
+  to.spec_json = spec_text;
   to.stop = o.stop;
   to.check_numerics = o.check_numerics;
-  to.progress = o.progress;
+  to.progress = o.progress && lead;
+  if (!lead) to.log = nullptr;
 
-  train::Trainer trainer(*m.program, data.train, to);
+  std::unique_ptr<dist::DataParallelRunner> runner;
+  if (o.distributed) {
+    runner = std::make_unique<dist::DataParallelRunner>(
+        *m.program, data.train, job.exchange,
+        dist::DataParallelOptions{m.features_input, m.labels_input, o.bucket_bytes, 1});
+    out.buckets = runner->plan().describe();
+    if (lead)
+      std::printf("data-parallel over %d ranks (%d threads each): global batch %lld, %zu gradient buckets\n%s",
+                  out.ranks, threads, static_cast<long long>(spec.batch_size), runner->plan().buckets.size(),
+                  out.buckets.c_str());
+  }
+  train::Trainer trainer(*m.program, data.train, to, runner.get());
   if (data.validation.size()) trainer.add_eval_set("val", data.validation);
   trainer.add_eval_set("test", data.test);
   if (!o.resume.empty()) {
     trainer.resume(train::load_checkpoint(o.resume));
-    std::printf("resuming from %s\n", o.resume.c_str());
+    if (lead) std::printf("resuming from %s\n", o.resume.c_str());
   } else {
     driver::initialize(m, spec);
   }
+  // Every rank starts from rank 0's bits, whatever it read or drew.
+  if (o.distributed) broadcast_persistent(*job.exchange, *m.program);
   out.result = trainer.run();
+  if (runner) out.timing = runner->timing();
   if (out.result.interrupted) return out;
 
   const auto& h = out.result.history;
+  bool wants_confusion = std::find(spec.metrics.begin(), spec.metrics.end(), "confusion_matrix") != spec.metrics.end();
+  if (wants_confusion)
+    out.test_probabilities = o.distributed ? predict_sharded(*job.exchange, *m.program, data.test.features)
+                                           : train::predict_all(*m.program, data.test.features);
+  out.total_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  if (!lead) return out;
   try {
     report::plot_training_curves(h, spec.name, (fs::path(out.out_dir) / "curves.png").string());
   } catch (const std::exception& e) {
     warn(std::string("no curves plot: ") + e.what());
   }
-  bool wants_confusion = std::find(spec.metrics.begin(), spec.metrics.end(), "confusion_matrix") != spec.metrics.end();
   if (wants_confusion) {
     int classes = spec.labels == "binary" ? 2 : 10;
-    out.test_probabilities = train::predict_all(*m.program, data.test.features);
     out.confusion = report::ConfusionMatrix(classes);
     std::vector<int> pred = train::predicted_classes(out.test_probabilities), truth = train::label_classes(data.test.labels);
     for (size_t i = 0; i < pred.size(); ++i) out.confusion->add(truth[i], pred[i]);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "compiler/frontend/train_spec.h"
+#include "runtime/dist/data_parallel.h"
 #include "runtime/report/metrics.h"
 #include "runtime/train/trainer.h"
 
@@ -23,6 +24,10 @@ struct RunOptions {
   bool progress = true;
   std::string cache_dir;            // compile cache folder ("" = no cache)
   const std::atomic<bool>* stop = nullptr;
+  // Data-parallel over the ranks of an MPI job (tools/kiln/distributed.h).
+  bool distributed = false;
+  double comm_timeout = 20;         // seconds a collective waits for a peer
+  int64_t bucket_bytes = 4 << 20;   // gradient bucket size
 };
 
 struct RunOutcome {
@@ -34,6 +39,11 @@ struct RunOutcome {
   std::optional<report::ConfusionMatrix> confusion;  // on the test set, when the spec asks for it
   Tensor test_probabilities;                         // predict on the test set after training (with the confusion matrix)
   int64_t max_batch = 0;                              // what the program was compiled for
+  // Data-parallel runs: this rank, the ranks, the gradient buckets and this rank's step times.
+  int rank = 0, ranks = 1;
+  double run_comm_timeout = 20;
+  std::string buckets;
+  dist::StepTiming timing;
 };
 
 RunOutcome run_training(const TrainSpec& spec, const RunOptions& options);

@@ -1,0 +1,237 @@
+#include "runtime/dist/mpi_exchange.h"
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+namespace kiln::dist {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string mpi_error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  return std::string(text, static_cast<size_t>(len));
+}
+
+template <class T>
+MPI_Datatype mpi_type();
+template <>
+MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+template <>
+MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+
+// Posted requests and the peer each one waits on.
+struct Pending {
+  std::vector<MPI_Request> requests;
+  std::vector<int> peers;
+  void add(MPI_Request r, int peer) { requests.push_back(r), peers.push_back(peer); }
+};
+
+class MpiExchange final : public Exchange {
+ public:
+  MpiExchange(double timeout) : timeout_(timeout) {
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
+    // Errors come back as codes (a dead peer's connection): we name the peer and end the job.
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiExchange() override {
+    MPI_Comm_free(&comm_);
+    MPI_Finalize();
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void set_timeout(double s) override { timeout_ = s; }
+  double timeout() const override { return timeout_; }
+  MPI_Comm comm() const { return comm_; }
+
+  void sum_in_rank_order(std::span<float> data, const std::string& what) override { sum(data, what, float_tmp_); }
+  void sum_in_rank_order(std::span<double> data, const std::string& what) override { sum(data, what, double_tmp_); }
+
+  std::vector<std::vector<uint8_t>> all_gather(std::span<const uint8_t> mine, const std::string& what) override {
+    std::vector<int64_t> sizes(static_cast<size_t>(size_));
+    const int64_t my_size = static_cast<int64_t>(mine.size());
+    int tag = next_tag();
+    Pending p;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      p.add(irecv(&sizes[static_cast<size_t>(r)], 1, MPI_INT64_T, r, tag, what), r);
+      p.add(isend(&my_size, 1, MPI_INT64_T, r, tag, what), r);
+    }
+    wait(p, what);
+    std::vector<std::vector<uint8_t>> out(static_cast<size_t>(size_));
+    out[static_cast<size_t>(rank_)].assign(mine.begin(), mine.end());
+    tag = next_tag();
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      auto& buf = out[static_cast<size_t>(r)];
+      buf.resize(static_cast<size_t>(sizes[static_cast<size_t>(r)]));
+      p.add(irecv(buf.data(), static_cast<int>(buf.size()), MPI_BYTE, r, tag, what), r);
+      p.add(isend(mine.data(), static_cast<int>(mine.size()), MPI_BYTE, r, tag, what), r);
+    }
+    wait(p, what);
+    return out;
+  }
+
+  void broadcast(std::span<uint8_t> data, const std::string& what) override {
+    int tag = next_tag();
+    Pending p;
+    if (rank_ == 0) {
+      for (int r = 1; r < size_; ++r) p.add(isend(data.data(), static_cast<int>(data.size()), MPI_BYTE, r, tag, what), r);
+    } else {
+      p.add(irecv(data.data(), static_cast<int>(data.size()), MPI_BYTE, 0, tag, what), 0);
+    }
+    wait(p, what);
+  }
+
+  // Polls `p` until every request completes; throws PeerError naming the
+  // first peer still silent at the deadline, or the peer whose request failed.
+  void wait(Pending& p, const std::string& what, double timeout = -1) {
+    const auto deadline = Clock::now() + std::chrono::duration<double>(timeout >= 0 ? timeout : timeout_);
+    for (int polls = 0;; ++polls) {
+      bool done = true;
+      for (size_t i = 0; i < p.requests.size(); ++i) {
+        if (p.requests[i] == MPI_REQUEST_NULL) continue;
+        int flag = 0;
+        MPI_Status status;
+        int rc = MPI_Test(&p.requests[i], &flag, &status);
+        if (rc != MPI_SUCCESS)
+          throw PeerError("rank " + std::to_string(rank_) + ": exchange with rank " + std::to_string(p.peers[i]) +
+                              " failed during " + what + ": " + mpi_error_text(rc) + " (did rank " +
+                              std::to_string(p.peers[i]) + " die?)",
+                          p.peers[i]);
+        done = done && flag;
+      }
+      if (done) break;
+      if (Clock::now() > deadline) {
+        int silent = -1;
+        for (size_t i = 0; i < p.requests.size() && silent < 0; ++i)
+          if (p.requests[i] != MPI_REQUEST_NULL) silent = p.peers[i];
+        const std::string who = silent >= 0 ? "rank " + std::to_string(silent) : "a rank of this node";
+        throw PeerError("rank " + std::to_string(rank_) + ": " + who + " did not answer within " +
+                            std::to_string(static_cast<int>(timeout >= 0 ? timeout : timeout_)) + " s during " + what +
+                            " (it died, is stopped or is unreachable; --comm-timeout sets the limit)",
+                        silent);
+      }
+      // Spin briefly (an answer is usually microseconds away), then yield the core.
+      if (polls > 2000) std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 500 : 20));
+    }
+    p.requests.clear();
+    p.peers.clear();
+  }
+
+ private:
+  int next_tag() { return tag_ = tag_ % 30000 + 1; }  // MPI guarantees tags up to 32767
+
+  MPI_Request isend(const void* buf, int count, MPI_Datatype type, int peer, int tag, const std::string& what) {
+    MPI_Request r;
+    check(MPI_Isend(buf, count, type, peer, tag, comm_, &r), peer, what);
+    return r;
+  }
+  MPI_Request irecv(void* buf, int count, MPI_Datatype type, int peer, int tag, const std::string& what) {
+    MPI_Request r;
+    check(MPI_Irecv(buf, count, type, peer, tag, comm_, &r), peer, what);
+    return r;
+  }
+  void check(int rc, int peer, const std::string& what) {
+    if (rc != MPI_SUCCESS)
+      throw PeerError("rank " + std::to_string(rank_) + ": posting a message to rank " + std::to_string(peer) +
+                          " failed during " + what + ": " + mpi_error_text(rc),
+                      peer);
+  }
+
+  template <class T>
+  void sum(std::span<T> data, const std::string& what, std::vector<T>& tmp) {
+    if (size_ == 1) return;
+    const int64_t n = static_cast<int64_t>(data.size());
+    auto lo = [&](int j) { return n * j / size_; };
+    const int64_t mine = lo(rank_ + 1) - lo(rank_);
+    tmp.resize(static_cast<size_t>(mine * size_));
+    const MPI_Datatype type = mpi_type<T>();
+    // Reduce-scatter: every rank's copy of my chunk, summed in rank order.
+    int tag = next_tag();
+    Pending p;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      p.add(irecv(tmp.data() + r * mine, static_cast<int>(mine), type, r, tag, what), r);
+      p.add(isend(data.data() + lo(r), static_cast<int>(lo(r + 1) - lo(r)), type, r, tag, what), r);
+    }
+    wait(p, what);
+    std::vector<const T*> parts;
+    for (int r = 0; r < size_; ++r) parts.push_back(r == rank_ ? data.data() + lo(rank_) : tmp.data() + r * mine);
+    sum_parts_in_order(parts, data.data() + lo(rank_), mine);
+    // All-gather of the summed chunks.
+    tag = next_tag();
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      p.add(irecv(data.data() + lo(r), static_cast<int>(lo(r + 1) - lo(r)), type, r, tag, what), r);
+      p.add(isend(data.data() + lo(rank_), static_cast<int>(mine), type, r, tag, what), r);
+    }
+    wait(p, what);
+  }
+
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1, tag_ = 0;
+  double timeout_;
+  std::vector<float> float_tmp_;
+  std::vector<double> double_tmp_;
+};
+
+MPI_Comm g_node_comm = MPI_COMM_NULL;
+
+}  // namespace
+
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+std::unique_ptr<Exchange> mpi_world(int* argc, char*** argv, double timeout_seconds) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  }
+  return std::make_unique<MpiExchange>(timeout_seconds);
+}
+
+std::pair<int, int> node_local_rank(Exchange& world) {
+  auto& mx = dynamic_cast<MpiExchange&>(world);
+  if (g_node_comm == MPI_COMM_NULL) {
+    MPI_Comm_split_type(mx.comm(), MPI_COMM_TYPE_SHARED, mx.rank(), MPI_INFO_NULL, &g_node_comm);
+    MPI_Comm_set_errhandler(g_node_comm, MPI_ERRORS_RETURN);
+  }
+  int r = 0, n = 1;
+  MPI_Comm_rank(g_node_comm, &r);
+  MPI_Comm_size(g_node_comm, &n);
+  return {r, n};
+}
+
+void node_barrier(Exchange& world, const std::string& what, double timeout_seconds) {
+  auto& mx = dynamic_cast<MpiExchange&>(world);
+  node_local_rank(world);
+  MPI_Request r;
+  MPI_Ibarrier(g_node_comm, &r);
+  Pending p;
+  p.add(r, -1);
+  mx.wait(p, what, timeout_seconds);
+}
+
+void abort_job(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+}  // namespace kiln::dist

@@ -1,0 +1,108 @@
+#include "tools/kiln/distributed.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "runtime/data/sha256.h"
+#include "runtime/train/predictions.h"
+#include "tools/kiln/command.h"
+#ifdef KILN_HAVE_MPI
+#include "runtime/dist/mpi_exchange.h"
+#endif
+
+namespace kiln::cli {
+
+namespace {
+std::unique_ptr<dist::Exchange> g_world;
+}
+
+#ifdef KILN_HAVE_MPI
+
+DistributedJob start_distributed(double comm_timeout) {
+  if (!dist::launched_by_mpi())
+    throw InputError("--distributed needs an MPI launcher: mpirun -np N kiln train GRAPH SPEC --distributed");
+  if (!g_world) g_world = dist::mpi_world(nullptr, nullptr, comm_timeout);
+  DistributedJob job;
+  job.exchange = g_world.get();
+  std::tie(job.local_rank, job.local_size) = dist::node_local_rank(*g_world);
+  return job;
+}
+
+void finish_distributed() { g_world.reset(); }
+
+void abort_distributed(const std::string& message, int code) {
+  std::fprintf(stderr, "kiln: %s\n", message.c_str());
+  dist::abort_job(code);
+}
+
+void node_barrier(const DistributedJob& job, const std::string& what) {
+  dist::node_barrier(*job.exchange, what, kStartupTimeout);
+}
+
+#else
+
+DistributedJob start_distributed(double) {
+  throw InputError("this kiln was built without MPI, so it cannot train --distributed: install libopenmpi-dev and "
+                   "openmpi-bin (tools/setup.sh does) and rebuild");
+}
+void finish_distributed() {}
+void abort_distributed(const std::string& message, int code) {
+  std::fprintf(stderr, "kiln: %s\n", message.c_str());
+  std::exit(code);
+}
+void node_barrier(const DistributedJob&, const std::string&) {}
+
+#endif
+
+void check_same_program(dist::Exchange& ex, const std::string& graph_text, const std::string& spec_json,
+                        const std::string& target) {
+  // What each rank runs, as three digests: graph, spec, code target.
+  std::vector<uint8_t> mine;
+  for (const std::string* part : {&graph_text, &spec_json, &target}) {
+    std::string d = data::sha256_hex(std::span(reinterpret_cast<const uint8_t*>(part->data()), part->size()));
+    mine.insert(mine.end(), d.begin(), d.end());
+  }
+  constexpr size_t kDigest = 64;
+  auto all = ex.all_gather(mine, "the start-up check of every rank's program");
+  std::string problems;
+  const char* what[] = {"graph", "training spec", "code target (CPU and vector width: ranks would compute different bits)"};
+  for (size_t r = 1; r < all.size(); ++r)
+    for (size_t k = 0; k < 3; ++k)
+      if (all[r].size() != mine.size() || std::memcmp(all[r].data() + kDigest * k, all[0].data() + kDigest * k, kDigest) != 0)
+        problems += "\n  rank " + std::to_string(r) + "'s " + what[k] + " differs from rank 0's";
+  if (!problems.empty())
+    throw InputError("the ranks would not train the same program (every rank must get the same graph, spec and "
+                     "target):" + problems);
+}
+
+void broadcast_persistent(dist::Exchange& ex, Program& program) {
+  for (const TensorInfo& t : program.info().persistent) {
+    auto* p = static_cast<uint8_t*>(program.persistent(t.name));
+    ex.broadcast(std::span(p, static_cast<size_t>(t.bytes(1))), "sending rank 0's '" + t.name + "'");
+  }
+}
+
+Tensor predict_sharded(dist::Exchange& ex, Program& program, const Tensor& features) {
+  const int64_t n = features.dim(0), ranks = ex.size(), r = ex.rank();
+  const int64_t begin = n * r / ranks, end = n * (r + 1) / ranks;
+  std::vector<int64_t> shape = features.shape();
+  shape[0] = end - begin;
+  Tensor part(features.dtype(), shape);
+  const size_t row = n ? features.nbytes() / static_cast<size_t>(n) : 0;
+  std::memcpy(part.raw(), static_cast<const uint8_t*>(features.raw()) + row * static_cast<size_t>(begin), part.nbytes());
+  Tensor mine = end > begin ? train::predict_all(program, part) : Tensor();
+  auto bytes = std::span(static_cast<const uint8_t*>(mine.raw()), end > begin ? mine.nbytes() : 0);
+  auto all = ex.all_gather(bytes, "gathering predictions");
+  int64_t classes = 0;
+  for (const TensorInfo& t : program.entry("predict")->outputs) classes = t.shape.back();
+  Tensor out(ElemType::f32, {n, classes});
+  size_t at = 0;
+  for (auto& b : all) {
+    if (at + b.size() > out.nbytes()) throw std::runtime_error("gathered predictions exceed the test set");
+    std::memcpy(static_cast<uint8_t*>(out.raw()) + at, b.data(), b.size());
+    at += b.size();
+  }
+  return out;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,58 @@
+#pragma once
+// The job around a data-parallel `kiln train --distributed`: MPI started
+// once per process, the checks every rank passes before training (same
+// graph, spec and code target on every rank), compiling once per node (the
+// node's first rank fills the compile cache, the others take its code), rank
+// 0's params on every rank, and predictions gathered from the ranks' shards.
+#include <memory>
+#include <string>
+
+#include "runtime/dist/exchange.h"
+#include "runtime/program.h"
+
+namespace kiln::cli {
+
+// Per-step collectives wait this long for a peer by default (--comm-timeout).
+constexpr double kDefaultCommTimeout = 20;
+// Start-up (a node's first rank compiling cold) waits this long.
+constexpr double kStartupTimeout = 900;
+
+struct DistributedJob {
+  dist::Exchange* exchange = nullptr;  // owned by the process (finalized by finish_distributed)
+  int local_rank = 0, local_size = 1;  // on this node
+};
+
+// Throws InputError when kiln was built without MPI, or was not started by mpirun.
+DistributedJob start_distributed(double comm_timeout);
+// MPI_Finalize after a clean run.
+void finish_distributed();
+// Ends every rank of the job with `code` after printing `message` (a rank's failure).
+[[noreturn]] void abort_distributed(const std::string& message, int code);
+
+// Refuses (InputError on every rank) unless every rank has rank 0's graph,
+// spec and code target; the message names the ranks that differ and how.
+void check_same_program(dist::Exchange& ex, const std::string& graph_text, const std::string& spec_json,
+                        const std::string& target);
+// Runs `compile` on this node's first rank, then on the others (which then
+// find its code in the compile cache).
+template <class F>
+auto compile_once_per_node(const DistributedJob& job, F&& compile) -> decltype(compile());
+void node_barrier(const DistributedJob& job, const std::string& what);
+
+// Rank 0's params and state, copied to every rank.
+void broadcast_persistent(dist::Exchange& ex, Program& program);
+// predict over every row of `features`, each rank its share, gathered on every rank.
+Tensor predict_sharded(dist::Exchange& ex, Program& program, const Tensor& features);
+
+template <class F>
+auto compile_once_per_node(const DistributedJob& job, F&& compile) -> decltype(compile()) {
+  if (job.local_rank == 0) {
+    auto out = compile();
+    node_barrier(job, "start-up (this node's first rank compiling)");
+    return out;
+  }
+  node_barrier(job, "start-up (this node's first rank compiling)");
+  return compile();
+}
+
+}  // namespace kiln::cli
