@@ -205,6 +205,7 @@ EntryBuffers random_entry_buffers(const lower::Entry& entry, int64_t batch, uint
   if (feeds.count(features_input))
     for (auto& v : feeds.at(features_input).data) v = (v + 1) / 2;
   if (feeds.count(kLearningRateInput)) feeds.at(kLearningRateInput).data = {lr};
+  if (feeds.count(kFirstSampleInput)) feeds.at(kFirstSampleInput).data = {0};
   EntryBuffers b;
   for (auto& t : entry.inputs) b.input_bytes.push_back(to_bytes(feeds.at(t.name), t.dtype));
   for (auto& t : entry.outputs)

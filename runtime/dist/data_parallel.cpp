@@ -238,4 +238,17 @@ train::EvalResult DataParallelRunner::evaluate(const data::Dataset& data) {
   return train::eval_result(s);
 }
 
+void DataParallelRunner::check_epoch(const std::string& digest, int64_t epoch) {
+  if (!exchange_) return;
+  auto all = exchange_->all_gather(std::span(reinterpret_cast<const uint8_t*>(digest.data()), digest.size()),
+                                   "comparing the ranks' params after epoch " + std::to_string(epoch));
+  std::string differ;
+  for (size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+  if (!differ.empty())
+    throw std::runtime_error("after epoch " + std::to_string(epoch) + " the params of rank(s) " + differ +
+                             " differ from rank 0's: the ranks no longer compute the same bits (a kiln bug; please "
+                             "report it with the graph and spec)");
+}
+
 }  // namespace kiln::dist

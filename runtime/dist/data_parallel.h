@@ -74,6 +74,9 @@ class DataParallelRunner final : public train::StepRunner {
   // Each rank evaluates its share of the rows; the sums are added in rank order.
   train::EvalResult evaluate(const data::Dataset& data) override;
   bool writes_files() const override { return rank() == 0; }
+  bool stop_needs_agreement() const override { return exchange_ != nullptr; }
+  // Throws when another rank's params and state differ from rank 0's.
+  void check_epoch(const std::string& digest, int64_t epoch) override;
 
   int rank() const { return exchange_ ? exchange_->rank() : 0; }
   int ranks() const { return exchange_ ? exchange_->size() : options_.simulated_ranks; }

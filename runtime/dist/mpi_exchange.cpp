@@ -230,7 +230,11 @@ void node_barrier(Exchange& world, const std::string& what, double timeout_secon
 void abort_job(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, code);
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  // Before MPI starts (a bad flag or spec, seen by every rank alike) a plain exit is enough.
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);
 }
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/data/batcher.h"
+#include "runtime/data/sha256.h"
 #include "runtime/file_io.h"
 #include "runtime/report/plot.h"
 #include "runtime/report/progress.h"
@@ -264,6 +265,7 @@ void Trainer::resume(const Checkpoint& c) {
     }
   }
   resumed_ = true;
+  read_step_log();
 }
 
 void Trainer::check_finite(int64_t epoch, int64_t step) const {
@@ -290,10 +292,40 @@ void Trainer::save(const std::string& file, TrainResult& result) {
   result.checkpoint = path;
 }
 
+std::string persistent_digest(Program& program) {
+  std::vector<uint8_t> bytes;
+  for (const TensorInfo& t : program.info().persistent) {
+    const auto* p = static_cast<const uint8_t*>(program.persistent(t.name));
+    bytes.insert(bytes.end(), p, p + t.bytes(1));
+  }
+  return data::sha256_hex(bytes);
+}
+
+// A resumed run's steps.csv keeps the rows up to the checkpoint's step.
+void Trainer::read_step_log() {
+  step_log_.clear();
+  if (opt_.out_dir.empty()) return;
+  std::FILE* f = std::fopen((std::filesystem::path(opt_.out_dir) / "steps.csv").c_str(), "r");
+  if (!f) return;
+  char line[256];
+  long long step;
+  double loss, lr;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "%lld,%lf,%lf", &step, &loss, &lr) == 3 && step <= steps_) step_log_.push_back({step, loss, lr});
+  std::fclose(f);
+}
+
 void Trainer::write_metrics() const {
   if (opt_.out_dir.empty() || !runner_->writes_files()) return;
   std::filesystem::create_directories(opt_.out_dir);
   auto path = [&](const char* f) { return (std::filesystem::path(opt_.out_dir) / f).string(); };
+  std::string steps = "step,loss,lr\n";
+  char row[96];
+  for (const StepRow& r : step_log_) {
+    std::snprintf(row, sizeof row, "%lld,%.9g,%.9g\n", static_cast<long long>(r.step), r.loss, r.lr);
+    steps += row;
+  }
+  write_file_atomic(path("steps.csv"), std::span(reinterpret_cast<const uint8_t*>(steps.data()), steps.size()));
   std::string csv = report::to_csv(history_), json = report::to_json(history_).dump(2) + "\n";
   write_file_atomic(path("metrics.csv"), std::span(reinterpret_cast<const uint8_t*>(csv.data()), csv.size()));
   write_file_atomic(path("metrics.json"), std::span(reinterpret_cast<const uint8_t*>(json.data()), json.size()));
@@ -331,13 +363,14 @@ TrainResult Trainer::run() {
                                 std::to_string(batcher.batches_per_epoch()) + " in the epoch, lr " + number(lr) + ")",
                             e1, steps_);
       if (opt_.check_numerics) check_finite(e1, steps_);
+      step_log_.push_back({steps_, loss, lr});
       partial_.loss_sum += loss * static_cast<double>(b);
       partial_.correct += std::isnan(sr.correct) ? 0 : sr.correct;
       partial_.samples += b;
       ++done;
       if (bar) bar->update(done, partial_.samples, partial_.loss_sum / static_cast<double>(partial_.samples));
       if (opt_.after_step) opt_.after_step(steps_);
-      if (sr.stop) {
+      if (sr.stop || (!runner_->stop_needs_agreement() && opt_.stop && opt_.stop->load())) {
         if (bar) bar->finish();
         save("interrupted.ckpt", result);
         result.interrupted = true;
@@ -361,8 +394,11 @@ TrainResult Trainer::run() {
     }
     history_.push_back(m);
     partial_ = {};
+    const std::string digest = persistent_digest(program_);
+    runner_->check_epoch(digest, e1);
     if (opt_.log) {
       std::fprintf(opt_.log, "%s\n", report::seed_format(m).c_str());
+      if (opt_.print_digest) std::fprintf(opt_.log, "params digest after epoch %lld: %s\n", static_cast<long long>(e1), digest.c_str());
       std::fflush(opt_.log);
     }
     write_metrics();

@@ -54,7 +54,11 @@ struct TrainerOptions {
   bool progress = true;         // a progress bar on stderr
   FILE* log = stdout;           // per-epoch lines (seed format); null: silent
   std::function<void(int64_t step)> after_step;  // called after each step (1-based count); tests
+  bool print_digest = false;    // print the SHA-256 of every param and state after each epoch
 };
+
+// SHA-256 (hex) of every param and state of the program, in program order.
+std::string persistent_digest(Program& program);
 
 struct EvalResult {
   double loss = 0, accuracy = 0;
@@ -97,6 +101,13 @@ class StepRunner {
   virtual EvalResult evaluate(const data::Dataset& data) = 0;
   // Only one process of a job writes checkpoints, metrics and plots.
   virtual bool writes_files() const { return true; }
+  // Whether a stop request takes effect only through step() (ranks agree on
+  // the step they stop after); else the trainer also stops right after the
+  // step during which it was made.
+  virtual bool stop_needs_agreement() const { return false; }
+  // After every epoch, with the SHA-256 of this process's params and state:
+  // a data-parallel runner refuses to go on when the ranks' differ.
+  virtual void check_epoch(const std::string& /*digest*/, int64_t /*epoch*/) {}
 };
 
 // The train_step entry of one program, fed by input name: the data set's
@@ -169,6 +180,7 @@ class Trainer {
   void save(const std::string& file, TrainResult& result);
   void check_finite(int64_t epoch, int64_t step) const;
   void write_metrics() const;
+  void read_step_log();
 
   Program& program_;
   std::unique_ptr<StepRunner> own_runner_;
@@ -178,6 +190,12 @@ class Trainer {
   std::vector<std::pair<std::string, const data::Dataset*>> eval_sets_;
   std::vector<report::EpochMetrics> history_;
   Partial partial_;
+  // Every step's loss and learning rate (steps.csv), from the run's first step.
+  struct StepRow {
+    int64_t step;
+    double loss, lr;
+  };
+  std::vector<StepRow> step_log_;
   data::BatchPosition position_;
   bool resumed_ = false;
   int64_t steps_ = 0;

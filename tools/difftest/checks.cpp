@@ -355,6 +355,7 @@ class CaseChecker {
       if (n.op == "param") params[n.name] = feeds.at(n.name);
     for (auto& [name, v] : initial_optimizer_state(step, params)) feeds[name] = v;
     feeds[kLearningRateInput] = Value{DType::f32, {}, {0.01}};
+    if (step.find(kFirstSampleInput) != kNoNode) feeds[kFirstSampleInput] = Value{DType::i64, {}, {0}};
     Oracle ref = reference_all(step, feeds);
     Values got = codegen::run_entry(prog, "train_step", batch_, feeds);
     ErrorBounds eb = error_bounds(step, ref.primary());

@@ -19,6 +19,7 @@
 #include "compiler/interp/interpreter.h"
 #include "runtime/file_io.h"
 #include "runtime/thread_pool.h"
+#include "runtime/dist/data_parallel.h"
 #include "tools/kiln/command.h"
 
 namespace kiln::cli {
@@ -40,7 +41,8 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     std::string file, train, out_dir, prefix, target_cpu, cache_dir;
     bool no_cache = false;
     int64_t batch = 0, check_batch = 0;
-    bool stats = false, check = false, no_fusion = false;
+    bool stats = false, check = false, no_fusion = false, distributed = false;
+    int64_t bucket_kb = 4096;
     int vector_bits = 0;
     uint64_t seed = 1;
   };
@@ -52,6 +54,11 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
                   "maximum batch size (the open dimension) to compile for (default: the spec's, else 64)")
       ->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--stats", o->stats, "print cold compile time, kernel count and buffer bytes");
+  sub->add_flag("--distributed", o->distributed,
+                "with --train: the data-parallel halves (grad_step, apply_step) instead of train_step; --stats "
+                "prints the gradient buckets");
+  sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
+      ->check(CLI::PositiveNumber);
   sub->add_flag("--no-fusion", o->no_fusion, "one kernel per graph node (to compare with the fused program)");
   sub->add_flag("--check-numerics", o->check,
                 "run every kernel and compare its node with the interpreter; stop at the first that differs");
@@ -84,8 +91,9 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
         if (!o->batch) o->batch = spec.full_batch ? 0 : spec.batch_size;
         if (spec.optimizer.lr > 0) lr = spec.optimizer.lr;
         seed = spec.seed;
-        graphs = codegen::program_graphs(std::move(g), &config);
+        graphs = codegen::program_graphs(std::move(g), &config, o->distributed);
       } else {
+        if (o->distributed) throw InputError("--distributed compiles a training step: it needs --train SPEC");
         graphs = codegen::program_graphs(std::move(g), nullptr);
       }
     } catch (const GraphError& e) {
@@ -140,6 +148,11 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
                   "constants %s bytes\n",
                   grouped(s.arena_bytes).c_str(), grouped(s.intermediate_bytes).c_str(), grouped(s.param_bytes).c_str(),
                   grouped(s.state_bytes).c_str(), grouped(s.constant_bytes).c_str());
+      if (o->distributed) {
+        dist::BucketPlan plan = dist::BucketPlan::of(cp->info(), o->bucket_kb * 1024);
+        std::printf("  gradient buckets (reduced in this order, each summed in rank order): %zu, %s floats in all\n%s",
+                    plan.buckets.size(), grouped(plan.elements).c_str(), plan.describe().c_str());
+      }
     }
     if (!o->check) return;
     int64_t batch = o->check_batch ? o->check_batch : o->batch;

@@ -6,17 +6,20 @@
 #include "compiler/frontend/graph_json.h"
 #include "compiler/frontend/train_spec.h"
 #include "tools/kiln/command.h"
+#include "tools/kiln/distributed.h"
 
 namespace kiln::cli {
 
 Graph load_graph_or_fail(const std::string& path);
+void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, int threads, int64_t bucket_bytes);
 
 static RegisterCommand profile_cmd(35, [](CLI::App& app) {
   auto* sub = app.add_subcommand("profile", "Time every kernel of a compiled step (sorted, with JSON nodes and GFLOP/s)");
   struct Opts {
     std::string graph, spec, entry = "train_step";
     int steps = 20, threads = 0, rows = 0;
-    int64_t batch = 0;
+    int64_t batch = 0, bucket_kb = 4096;
+    bool distributed = false;
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("graph", o->graph, "model graph JSON")->required()->check(CLI::ExistingFile);
@@ -30,6 +33,11 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
   sub->add_option("--threads", o->threads, "worker threads (default: the spec's, else every core)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--top", o->rows, "show only the N slowest kernels (default: all)")->check(CLI::NonNegativeNumber);
+  sub->add_flag("--distributed", o->distributed,
+                "under mpirun: data-parallel steps on the spec's data; per rank, the time computing, waiting for "
+                "the slowest rank and communicating");
+  sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
+      ->check(CLI::PositiveNumber);
   sub->callback([o] {
     Graph g = load_graph_or_fail(o->graph);
     TrainSpec spec;
@@ -37,6 +45,14 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
       spec = expand_sweeps(load_train_spec(o->spec)).front();
     } catch (const GraphError& e) {
       throw InputError(e.what());
+    }
+    if (o->distributed) {
+      if (o->batch) spec.batch_size = o->batch;
+      try {
+        return profile_distributed(g, spec, o->steps, o->threads ? o->threads : spec.threads, o->bucket_kb * 1024);
+      } catch (const std::exception& e) {
+        abort_distributed(e.what(), 1);
+      }
     }
     int64_t batch = o->batch ? o->batch : (spec.full_batch ? 64 : spec.batch_size);
     int threads = o->threads ? o->threads : spec.threads;

@@ -110,7 +110,14 @@ RegisterCommand reg{60, [](CLI::App& app) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--simulate-ranks", o->run.simulate_ranks,
+                  "run the data-parallel step of N ranks in this one process (each shard in turn, gradients summed "
+                  "in rank order): the bit-exact reference for mpirun -np N ... --distributed")
+      ->check(CLI::PositiveNumber);
+  sub->add_flag("--print-params-digest", o->run.print_digest, "print the SHA-256 of every param and state after each epoch");
   sub->callback([o] {
+    if (o->run.distributed && o->run.simulate_ranks > 0)
+      throw CLI::ValidationError("--simulate-ranks", "runs in one process: leave out --distributed");
     if (!o->run.distributed) return train_command(*o);
     // A rank that fails ends the job at once (the others would wait for it until their timeout).
     try {

@@ -77,7 +77,7 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   int threads = o.threads > 0 ? o.threads : spec.threads;
   auto compile = [&] {
     return driver::compile_model(model, &spec, driver::training_max_batch(spec, data.train.size()), threads,
-                                 {.cache_dir = o.cache_dir}, o.distributed);
+                                 {.cache_dir = o.cache_dir}, o.distributed || o.simulate_ranks > 0);
   };
   driver::CompiledModel m;
   if (o.distributed) {
@@ -122,15 +122,18 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   to.progress = o.progress && lead;
   if (!lead) to.log = nullptr;
 
+  to.print_digest = o.print_digest;
+
   std::unique_ptr<dist::DataParallelRunner> runner;
-  if (o.distributed) {
+  if (o.distributed || o.simulate_ranks > 0) {
     runner = std::make_unique<dist::DataParallelRunner>(
         *m.program, data.train, job.exchange,
-        dist::DataParallelOptions{m.features_input, m.labels_input, o.bucket_bytes, 1});
+        dist::DataParallelOptions{m.features_input, m.labels_input, o.bucket_bytes, std::max(1, o.simulate_ranks)});
+    if (!o.distributed) out.ranks = runner->ranks();
     out.buckets = runner->plan().describe();
     if (lead)
-      std::printf("data-parallel over %d ranks (%d threads each): global batch %lld, %zu gradient buckets\n%s",
-                  out.ranks, threads, static_cast<long long>(spec.batch_size), runner->plan().buckets.size(),
+      std::printf("data-parallel over %d ranks%s (%d threads each): global batch %lld, %zu gradient buckets\n%s",
+                  out.ranks, o.distributed ? "" : " simulated in this process", threads, static_cast<long long>(spec.batch_size), runner->plan().buckets.size(),
                   out.buckets.c_str());
   }
   train::Trainer trainer(*m.program, data.train, to, runner.get());
