@@ -66,8 +66,8 @@ const EntryInfo* Program::entry(const std::string& name) const {
   return nullptr;
 }
 
-void Program::run(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,
-                  const std::vector<void*>& outputs) {
+const EntryInfo& Program::checked_call(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,
+                                       const std::vector<void*>& outputs) const {
   const EntryInfo* e = entry(name);
   if (!e) throw std::runtime_error("program '" + info_.name + "' has no entry point '" + name + "'");
   if (batch < 1 || batch > info_.max_batch)
@@ -81,9 +81,30 @@ void Program::run(const std::string& name, int64_t batch, const std::vector<cons
     if (!inputs[i]) throw std::runtime_error(name + ": input '" + e->inputs[i].name + "' is null");
   for (size_t i = 0; i < outputs.size(); ++i)
     if (!outputs[i]) throw std::runtime_error(name + ": output '" + e->outputs[i].name + "' is null");
+  return *e;
+}
+
+void Program::run(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,
+                  const std::vector<void*>& outputs) {
+  const EntryInfo& e = checked_call(name, batch, inputs, outputs);
   ctx_.batch = batch;
-  int32_t status = e->fn(&ctx_, inputs.data(), outputs.data());
+  int32_t status = e.fn(&ctx_, inputs.data(), outputs.data());
   if (status != 0) throw std::runtime_error(name + " failed with status " + std::to_string(status));
+}
+
+void Program::run_kernelwise(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,
+                             const std::vector<void*>& outputs, const std::function<void(int)>& between) {
+  const EntryInfo& e = checked_call(name, batch, inputs, outputs);
+  if (e.kernels.empty() && !e.outputs.empty())
+    throw std::runtime_error(name + " of '" + info_.name + "' cannot run kernel by kernel (an AOT program)");
+  slots_.assign(static_cast<size_t>(e.slot_count), nullptr);
+  for (size_t i = 0; i < e.input_slot.size(); ++i) slots_[static_cast<size_t>(e.input_slot[i])] = inputs[i];
+  ctx_.batch = batch;
+  for (size_t k = 0; k < e.kernels.size(); ++k) {
+    e.kernels[k](&ctx_, slots_.data(), outputs.data());
+    between(static_cast<int>(k + 1));
+  }
+  if (e.writes_persistent) ++ctx_.params_epoch;  // as the entry function does
 }
 
 const TensorInfo& Program::persistent_info(const std::string& name) const {

@@ -11,6 +11,7 @@
 // the others from `inputs`), predict, eval_step, train_step (params and
 // optimizer state updated in place at the end of the step).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +69,16 @@ struct EntryInfo {
   kiln_entry_fn fn = nullptr;
   std::vector<TensorInfo> inputs, outputs;
   std::vector<std::string> writes;  // the persistent tensors it updates (JIT programs; empty from AOT)
+  // Kernel by kernel (JIT programs; empty from AOT), for callers that do
+  // other work between kernels (data-parallel training sends a gradient as
+  // soon as it is final): the kernels in order, the input slots they read
+  // (input i fills slot input_slot[i] of slot_count), and per output the
+  // number of kernels after which it holds its final value.
+  std::vector<kiln_kernel_fn> kernels;
+  std::vector<int> input_slot;
+  int slot_count = 0;
+  std::vector<int> output_ready;
+  bool writes_persistent = false;
 };
 
 struct ProgramInfo {
@@ -100,6 +111,11 @@ class Program {
   // for an unknown entry, a bad batch size, a wrong pointer count, or a nonzero status.
   void run(const std::string& entry, int64_t batch, const std::vector<const void*>& inputs,
            const std::vector<void*>& outputs);
+  // As run(), one kernel at a time, calling between(k) after the k-th (an
+  // entry's values of params alone are computed every time, not once per
+  // parameter load). Throws when the entry has no kernel list (AOT).
+  void run_kernelwise(const std::string& entry, int64_t batch, const std::vector<const void*>& inputs,
+                      const std::vector<void*>& outputs, const std::function<void(int kernels_done)>& between);
   // The storage of a persistent tensor (param or state) by name; throws if unknown.
   void* persistent(const std::string& name);
   const TensorInfo& persistent_info(const std::string& name) const;
@@ -108,8 +124,12 @@ class Program {
   uint8_t* arena() { return ctx_.arena; }
 
  private:
+  const EntryInfo& checked_call(const std::string& entry, int64_t batch, const std::vector<const void*>& inputs,
+                                const std::vector<void*>& outputs) const;
+
   ProgramInfo info_;
   kiln_context ctx_{};
+  std::vector<const void*> slots_;  // run_kernelwise's input slots
   // Pages mapped from the OS, zero-filled when first touched: a large arena
   // costs nothing until it is used.
   std::unique_ptr<uint8_t, UnmapPages> arena_, params_, state_;

@@ -253,6 +253,17 @@ ProgramInfo CompiledProgram::info() const {
     for (auto& t : e.inputs) ei.inputs.push_back(tensor_info(t.name, t.dtype, t.shape));
     for (auto& t : e.outputs) ei.outputs.push_back(tensor_info(t.name, t.dtype, t.shape));
     for (int id : e.written) ei.writes.push_back(p.buffers[static_cast<size_t>(id)].name);
+    ei.input_slot = e.input_slot;
+    ei.slot_count = e.slot_count;
+    ei.writes_persistent = e.writes_persistent;
+    for (int k : e.kernels) ei.kernels.push_back(kernel(p.kernels[static_cast<size_t>(k)].name));
+    for (const lower::EntryTensor& t : e.outputs) {
+      int ready = 0;  // after the last kernel that writes the output's buffer
+      for (size_t j = 0; j < e.kernels.size(); ++j)
+        for (int w : p.kernels[static_cast<size_t>(e.kernels[j])].writes)
+          if (w == t.buffer) ready = static_cast<int>(j + 1);
+      ei.output_ready.push_back(ready > 0 ? ready : static_cast<int>(e.kernels.size()));  // unknown: at the end
+    }
     info.entries.push_back(std::move(ei));
   }
   info.code = jit_;

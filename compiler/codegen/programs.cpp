@@ -16,7 +16,8 @@ std::vector<lower::EntrySpec> ProgramGraphs::entries() const {
     for (lower::EntrySpec& e : out) e.graph = &*train_step;
   if (grad_step) {
     lower::EntrySpec g{"grad_step", &*grad_step, {}, grad_step->updates};
-    for (auto& [name, id] : grad_step->outputs) g.outputs.push_back(name);
+    for (auto& [name, id] : grad_step->outputs)
+      if (name == "loss" || name == "correct" || name.rfind("grad:", 0) == 0) g.outputs.push_back(name);
     out.push_back(std::move(g));
     out.push_back({"apply_step", &*apply_step, {}, apply_step->updates});
     return out;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -35,9 +37,17 @@ BucketPlan BucketPlan::of(const ProgramInfo& program, int64_t bucket_bytes) {
   need(program, "apply_step");
   BucketPlan plan;
   Bucket current;
-  for (int i = static_cast<int>(grad.outputs.size()) - 1; i >= 0; --i) {
+  // In the order the backward pass finishes the gradients (known from the
+  // kernel schedule; without it, from the last param to the first).
+  std::vector<int> order;
+  for (int i = static_cast<int>(grad.outputs.size()) - 1; i >= 0; --i)
+    if (grad.outputs[static_cast<size_t>(i)].name.rfind(kGradPrefix, 0) == 0) order.push_back(i);
+  if (grad.output_ready.size() == grad.outputs.size())
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return grad.output_ready[static_cast<size_t>(a)] < grad.output_ready[static_cast<size_t>(b)];
+    });
+  for (int i : order) {
     const TensorInfo& t = grad.outputs[static_cast<size_t>(i)];
-    if (t.name.rfind(kGradPrefix, 0) != 0) continue;
     if (t.type != ElemType::f32)
       throw std::runtime_error("gradient '" + t.name + "' is " + elem_type_name(t.type) +
                                "; data-parallel training sums f32 gradients");
@@ -105,8 +115,15 @@ DataParallelRunner::DataParallelRunner(Program& program, const data::Dataset& tr
     out_.push_back(out_storage_.back().data());
   }
   if (loss_i_ < 0) throw std::runtime_error("grad_step has no \"loss\" output");
-  for (const BucketPlan::Bucket& b : plan_.buckets)
-    for (const BucketPlan::Slot& s : b.slots) out_[static_cast<size_t>(s.output)] = grads_.data() + s.offset;
+  for (const BucketPlan::Bucket& b : plan_.buckets) {
+    int ready = 0;  // kernels of grad_step after which every gradient of the bucket is final
+    for (const BucketPlan::Slot& s : b.slots) {
+      out_[static_cast<size_t>(s.output)] = grads_.data() + s.offset;
+      if (static_cast<size_t>(s.output) < grad_entry_->output_ready.size())
+        ready = std::max(ready, grad_entry_->output_ready[static_cast<size_t>(s.output)]);
+    }
+    bucket_ready_.push_back(ready);
+  }
 }
 
 void DataParallelRunner::read_state(std::vector<float>& into) {
@@ -132,9 +149,28 @@ std::pair<double, double> DataParallelRunner::contribute(const data::Batch& batc
   const int64_t total = batch.size();
   auto [begin, end] = shard(total, r, ranks());
   const int64_t b = end - begin;
+  // The shard's mean-loss gradient, weighted to the global batch's mean.
+  const float weight = static_cast<float>(static_cast<double>(b) / static_cast<double>(total));
+  // Gradient buckets go out as soon as the backward pass has finished them
+  // (the last layers' first), while it computes the rest.
+  const bool overlap = exchange_ && options_.overlap && !grad_entry_->kernels.empty();
+  size_t started = 0;
+  auto start_ready = [&](int kernels_done) {
+    while (overlap && started < plan_.buckets.size() && bucket_ready_[started] <= kernels_done) {
+      const BucketPlan::Bucket& k = plan_.buckets[started];
+      std::span<float> part(grads_.data() + k.offset, static_cast<size_t>(k.elements));
+      if (weight != 1.0f)
+        for (float& g : part) g *= weight;
+      handles_[started] = exchange_->start_sum(part, bucket_name(started));
+      ++started;
+    }
+    if (overlap && started > 0) exchange_->progress();
+  };
+  handles_.assign(plan_.buckets.size(), -1);
   if (b == 0) {  // a last batch smaller than the ranks: this one adds nothing
     std::fill(grads_.begin(), grads_.end(), 0.0f);
     std::fill(state_.begin(), state_.end(), 0.0f);
+    start_ready(INT32_MAX);
     return {0.0, 0.0};
   }
   const Tensor &x = batch.features(), &y = batch.labels();
@@ -144,11 +180,13 @@ std::pair<double, double> DataParallelRunner::contribute(const data::Batch& batc
   train::feed_inputs(*grad_entry_,
                      {{options_.features_input, xp}, {options_.labels_input, yp}, {"lr", &lr}, {"first_sample", &first_sample}},
                      in_);
-  program_.run("grad_step", b, in_, out_);
-  // The shard's mean-loss gradient, weighted to the global batch's mean.
-  const float weight = static_cast<float>(static_cast<double>(b) / static_cast<double>(total));
-  if (weight != 1.0f) {
-    for (float& g : grads_) g *= weight;
+  if (overlap) {
+    program_.run_kernelwise("grad_step", b, in_, out_, start_ready);
+    start_ready(INT32_MAX);
+  } else {
+    program_.run("grad_step", b, in_, out_);
+    if (weight != 1.0f)
+      for (float& g : grads_) g *= weight;
   }
   read_state(state_);
   if (weight != 1.0f)
@@ -158,6 +196,11 @@ std::pair<double, double> DataParallelRunner::contribute(const data::Batch& batc
       correct_i_ < 0 ? NAN
                      : train::read_scalar(out_[static_cast<size_t>(correct_i_)], grad_entry_->outputs[static_cast<size_t>(correct_i_)].type);
   return {loss * static_cast<double>(b), correct};
+}
+
+std::string DataParallelRunner::bucket_name(size_t k) const {
+  return "gradient bucket " + std::to_string(k + 1) + " of " + std::to_string(plan_.buckets.size()) + " (step " +
+         std::to_string(step_count_) + ")";
 }
 
 void DataParallelRunner::apply(float lr) {
@@ -186,9 +229,9 @@ train::StepResult DataParallelRunner::step(const data::Batch& batch, float lr, b
     t0 = Clock::now();
     for (size_t k = 0; k < plan_.buckets.size(); ++k) {
       const BucketPlan::Bucket& b = plan_.buckets[k];
-      exchange_->sum_in_rank_order(std::span<float>(grads_.data() + b.offset, static_cast<size_t>(b.elements)),
-                                   "gradient bucket " + std::to_string(k + 1) + " of " +
-                                       std::to_string(plan_.buckets.size()) + at);
+      if (handles_[k] >= 0) exchange_->finish_sum(handles_[k]);  // started during the backward pass
+      else exchange_->sum_in_rank_order(std::span<float>(grads_.data() + b.offset, static_cast<size_t>(b.elements)),
+                                        bucket_name(k));
     }
     if (!state_.empty()) exchange_->sum_in_rank_order(std::span<float>(state_), "the running statistics" + at);
     timing_.communicate += since(t0);

@@ -24,8 +24,9 @@
 namespace kiln::dist {
 
 // Gradients grouped into buckets fixed at compile time: the grad_step's
-// gradient outputs from the last param to the first (the order backward
-// finishes them), cut when a bucket reaches bucket_bytes.
+// gradient outputs in the order its kernel schedule finishes them (so each
+// bucket can go out while the backward pass computes the next), cut when a
+// bucket reaches bucket_bytes.
 struct BucketPlan {
   struct Slot {
     std::string name;     // the gradient output ("grad:<param>")
@@ -55,13 +56,16 @@ struct DataParallelOptions {
   std::string features_input = "x", labels_input = "labels";
   int64_t bucket_bytes = kDefaultBucketBytes;
   int simulated_ranks = 1;  // without an Exchange: the ranks simulated in this process
+  // Send each gradient bucket while the backward pass computes the rest
+  // (grad_step run kernel by kernel); else all after it.
+  bool overlap = true;
 };
 
 // Per-step time of this rank, summed over the steps taken.
 struct StepTiming {
   double compute = 0;      // grad_step + apply_step
   double wait = 0;         // the first exchange of a step (loss and counts): waiting for the slowest rank
-  double communicate = 0;  // gradient buckets and averaged state
+  double communicate = 0;  // gradient buckets and averaged state, after the backward pass (what overlap leaves)
   int64_t steps = 0;
 };
 
@@ -90,6 +94,7 @@ class DataParallelRunner final : public train::StepRunner {
   void read_state(std::vector<float>& into);
   void write_state(const std::vector<float>& from);
   void apply(float lr);
+  std::string bucket_name(size_t k) const;
 
   Program& program_;
   Exchange* exchange_;
@@ -98,6 +103,8 @@ class DataParallelRunner final : public train::StepRunner {
   const EntryInfo *grad_entry_, *apply_entry_;
   int loss_i_ = -1, correct_i_ = -1;
   std::vector<float> grads_, state_;             // this rank's contribution, then the sums
+  std::vector<int> bucket_ready_;                // per bucket: grad_step kernels after which it is final
+  std::vector<int> handles_;                     // per bucket: its sum in flight (-1: not started)
   std::vector<std::vector<uint8_t>> out_storage_;  // grad_step's non-gradient outputs
   std::vector<void*> out_;
   std::vector<const void*> in_;

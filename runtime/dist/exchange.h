@@ -29,6 +29,13 @@ class Exchange {
   // `what` names the exchange in errors ("gradient bucket 2 of 5").
   virtual void sum_in_rank_order(std::span<float> data, const std::string& what) = 0;
   virtual void sum_in_rank_order(std::span<double> data, const std::string& what) = 0;
+  // The same sum without waiting: start_sum posts it and returns a handle,
+  // progress() moves every started sum on as far as it can without blocking,
+  // finish_sum() waits for one (with the deadline). Every rank starts its
+  // sums in the same order; `data` must stay put until finished.
+  virtual int start_sum(std::span<float> data, const std::string& what) = 0;
+  virtual void progress() = 0;
+  virtual void finish_sum(int handle) = 0;
   // Every rank's bytes, in rank order (each rank may contribute a different count).
   virtual std::vector<std::vector<uint8_t>> all_gather(std::span<const uint8_t> mine, const std::string& what) = 0;
   // Rank 0's bytes to every rank (`data` sized alike everywhere).

@@ -92,40 +92,73 @@ class MpiExchange final : public Exchange {
     wait(p, what);
   }
 
-  // Polls `p` until every request completes; throws PeerError naming the
-  // first peer still silent at the deadline, or the peer whose request failed.
-  void wait(Pending& p, const std::string& what, double timeout = -1) {
-    const auto deadline = Clock::now() + std::chrono::duration<double>(timeout >= 0 ? timeout : timeout_);
-    for (int polls = 0;; ++polls) {
-      bool done = true;
-      for (size_t i = 0; i < p.requests.size(); ++i) {
-        if (p.requests[i] == MPI_REQUEST_NULL) continue;
-        int flag = 0;
-        MPI_Status status;
-        int rc = MPI_Test(&p.requests[i], &flag, &status);
-        if (rc != MPI_SUCCESS)
-          throw PeerError("rank " + std::to_string(rank_) + ": exchange with rank " + std::to_string(p.peers[i]) +
-                              " failed during " + what + ": " + mpi_error_text(rc) + " (did rank " +
-                              std::to_string(p.peers[i]) + " die?)",
-                          p.peers[i]);
-        done = done && flag;
-      }
-      if (done) break;
+  // Whether every request of `p` completed (testing each once); throws
+  // PeerError naming the peer whose request failed.
+  bool test(Pending& p, const std::string& what) {
+    bool done = true;
+    for (size_t i = 0; i < p.requests.size(); ++i) {
+      if (p.requests[i] == MPI_REQUEST_NULL) continue;
+      int flag = 0;
+      int rc = MPI_Test(&p.requests[i], &flag, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS)
+        throw PeerError("rank " + std::to_string(rank_) + ": exchange with rank " + std::to_string(p.peers[i]) +
+                            " failed during " + what + ": " + mpi_error_text(rc) + " (did rank " +
+                            std::to_string(p.peers[i]) + " die?)",
+                        p.peers[i]);
+      done = done && flag;
+    }
+    if (done) p.requests.clear(), p.peers.clear();
+    return done;
+  }
+
+  // Polls until `step` says it is done; throws PeerError naming the first
+  // peer `p` still waits on at the deadline.
+  template <class Done>
+  void poll_until(Done&& done, Pending& p, const std::string& what, double timeout = -1) {
+    const double limit = timeout >= 0 ? timeout : timeout_;
+    const auto deadline = Clock::now() + std::chrono::duration<double>(limit);
+    for (int polls = 0; !done(); ++polls) {
       if (Clock::now() > deadline) {
         int silent = -1;
         for (size_t i = 0; i < p.requests.size() && silent < 0; ++i)
           if (p.requests[i] != MPI_REQUEST_NULL) silent = p.peers[i];
         const std::string who = silent >= 0 ? "rank " + std::to_string(silent) : "a rank of this node";
         throw PeerError("rank " + std::to_string(rank_) + ": " + who + " did not answer within " +
-                            std::to_string(static_cast<int>(timeout >= 0 ? timeout : timeout_)) + " s during " + what +
+                            std::to_string(static_cast<int>(limit)) + " s during " + what +
                             " (it died, is stopped or is unreachable; --comm-timeout sets the limit)",
                         silent);
       }
       // Spin briefly (an answer is usually microseconds away), then yield the core.
       if (polls > 2000) std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 500 : 20));
     }
-    p.requests.clear();
-    p.peers.clear();
+  }
+
+  void wait(Pending& p, const std::string& what, double timeout = -1) {
+    poll_until([&] { return test(p, what); }, p, what, timeout);
+  }
+
+  int start_sum(std::span<float> data, const std::string& what) override {
+    int handle = 0;
+    while (handle < static_cast<int>(sums_.size()) && sums_[static_cast<size_t>(handle)].active) ++handle;
+    if (handle == static_cast<int>(sums_.size())) sums_.emplace_back();
+    AsyncSum& a = sums_[static_cast<size_t>(handle)];
+    a.active = true;
+    a.data = data;
+    a.what = what;
+    a.phase = 1;
+    a.tag1 = next_tag();
+    a.tag2 = next_tag();
+    post_reduce_scatter(a);
+    return handle;
+  }
+  void progress() override {
+    for (AsyncSum& a : sums_)
+      if (a.active) advance(a);
+  }
+  void finish_sum(int handle) override {
+    AsyncSum& a = sums_.at(static_cast<size_t>(handle));
+    poll_until([&] { return advance(a); }, a.pending, a.what);
+    a.active = false;
   }
 
  private:
@@ -148,33 +181,71 @@ class MpiExchange final : public Exchange {
                       peer);
   }
 
+  // A float sum in flight: phase 1 = every rank's copy of my chunk arriving
+  // (reduce-scatter), phase 2 = the summed chunks arriving (all-gather).
+  struct AsyncSum {
+    bool active = false;
+    std::span<float> data;
+    std::string what;
+    int phase = 0, tag1 = 0, tag2 = 0;
+    Pending pending;
+    std::vector<float> tmp;
+  };
+
+  int64_t chunk_begin(int64_t n, int j) const { return n * j / size_; }
+
+  template <class T>
+  void post_chunks_out(std::span<T> data, std::vector<T>& tmp, int tag, Pending& p, const std::string& what) {
+    const int64_t n = static_cast<int64_t>(data.size());
+    const int64_t mine = chunk_begin(n, rank_ + 1) - chunk_begin(n, rank_);
+    tmp.resize(static_cast<size_t>(mine * size_));
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      p.add(irecv(tmp.data() + r * mine, static_cast<int>(mine), mpi_type<T>(), r, tag, what), r);
+      p.add(isend(data.data() + chunk_begin(n, r), static_cast<int>(chunk_begin(n, r + 1) - chunk_begin(n, r)),
+                  mpi_type<T>(), r, tag, what),
+            r);
+    }
+  }
+  // My chunk summed in rank order, then sent to every rank while theirs come in.
+  template <class T>
+  void sum_mine_and_post_gather(std::span<T> data, std::vector<T>& tmp, int tag, Pending& p, const std::string& what) {
+    const int64_t n = static_cast<int64_t>(data.size());
+    const int64_t lo = chunk_begin(n, rank_), mine = chunk_begin(n, rank_ + 1) - lo;
+    std::vector<const T*> parts;
+    for (int r = 0; r < size_; ++r) parts.push_back(r == rank_ ? data.data() + lo : tmp.data() + r * mine);
+    sum_parts_in_order(parts, data.data() + lo, mine);
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      p.add(irecv(data.data() + chunk_begin(n, r), static_cast<int>(chunk_begin(n, r + 1) - chunk_begin(n, r)),
+                  mpi_type<T>(), r, tag, what),
+            r);
+      p.add(isend(data.data() + lo, static_cast<int>(mine), mpi_type<T>(), r, tag, what), r);
+    }
+  }
+
+  void post_reduce_scatter(AsyncSum& a) {
+    if (size_ > 1) post_chunks_out(a.data, a.tmp, a.tag1, a.pending, a.what);
+  }
+  // Moves a sum on without blocking; true when it is complete.
+  bool advance(AsyncSum& a) {
+    if (size_ == 1) return true;
+    if (!test(a.pending, a.what)) return false;
+    if (a.phase == 1) {
+      sum_mine_and_post_gather(a.data, a.tmp, a.tag2, a.pending, a.what);
+      a.phase = 2;
+      return false;
+    }
+    return true;
+  }
+
   template <class T>
   void sum(std::span<T> data, const std::string& what, std::vector<T>& tmp) {
     if (size_ == 1) return;
-    const int64_t n = static_cast<int64_t>(data.size());
-    auto lo = [&](int j) { return n * j / size_; };
-    const int64_t mine = lo(rank_ + 1) - lo(rank_);
-    tmp.resize(static_cast<size_t>(mine * size_));
-    const MPI_Datatype type = mpi_type<T>();
-    // Reduce-scatter: every rank's copy of my chunk, summed in rank order.
-    int tag = next_tag();
     Pending p;
-    for (int r = 0; r < size_; ++r) {
-      if (r == rank_) continue;
-      p.add(irecv(tmp.data() + r * mine, static_cast<int>(mine), type, r, tag, what), r);
-      p.add(isend(data.data() + lo(r), static_cast<int>(lo(r + 1) - lo(r)), type, r, tag, what), r);
-    }
+    post_chunks_out(data, tmp, next_tag(), p, what);
     wait(p, what);
-    std::vector<const T*> parts;
-    for (int r = 0; r < size_; ++r) parts.push_back(r == rank_ ? data.data() + lo(rank_) : tmp.data() + r * mine);
-    sum_parts_in_order(parts, data.data() + lo(rank_), mine);
-    // All-gather of the summed chunks.
-    tag = next_tag();
-    for (int r = 0; r < size_; ++r) {
-      if (r == rank_) continue;
-      p.add(irecv(data.data() + lo(r), static_cast<int>(lo(r + 1) - lo(r)), type, r, tag, what), r);
-      p.add(isend(data.data() + lo(rank_), static_cast<int>(mine), type, r, tag, what), r);
-    }
+    sum_mine_and_post_gather(data, tmp, next_tag(), p, what);
     wait(p, what);
   }
 
@@ -183,6 +254,7 @@ class MpiExchange final : public Exchange {
   double timeout_;
   std::vector<float> float_tmp_;
   std::vector<double> double_tmp_;
+  std::vector<AsyncSum> sums_;  // started sums (reused once finished)
 };
 
 MPI_Comm g_node_comm = MPI_COMM_NULL;

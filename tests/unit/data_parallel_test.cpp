@@ -4,6 +4,7 @@
 // and cut at their size; random numbers are numbered by the global row.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "compiler/driver/training_setup.h"
@@ -32,7 +33,7 @@ const char* kBnDropout = R"({
   "outputs": {"logits": "out", "loss": "loss", "correct": "correct"}
 })";
 
-data::Dataset random_data(int64_t n) {
+data::Dataset toy_data(int64_t n) {
   Tensor x(ElemType::f32, {n, 6}), y(ElemType::i32, {n});
   for (int64_t i = 0; i < n * 6; ++i) x.data<float>()[i] = static_cast<float>((i * 37 % 23) - 11) / 7.0f;
   for (int64_t i = 0; i < n; ++i) y.data<int32_t>()[i] = static_cast<int32_t>(i * 7 % 3);
@@ -66,7 +67,7 @@ std::string train_digest(bool distributed, int simulated_ranks) {
   TrainSpec spec = adam_spec();
   auto m = driver::compile_model(parse_graph(kBnDropout), &spec, 10, 1, {}, distributed);
   driver::initialize(m, spec);
-  data::Dataset d = random_data(23);
+  data::Dataset d = toy_data(23);
   std::unique_ptr<dist::DataParallelRunner> runner;
   if (distributed)
     runner = std::make_unique<dist::DataParallelRunner>(*m.program, d, nullptr,
@@ -88,21 +89,29 @@ TEST_CASE("data parallel: grad_step then apply_step on one rank = train_step, bi
   CHECK(train_digest(true, 4) == four);
 }
 
-TEST_CASE("data parallel: buckets hold the gradients from the last param to the first and cut at their size") {
+TEST_CASE("data parallel: buckets hold the gradients in the order the backward pass finishes them and cut at their size") {
   TrainSpec spec = adam_spec();
   auto m = driver::compile_model(parse_graph(kBnDropout), &spec, 10, 1, {}, true);
   // h/kernel 6x8, h/bias 8, bn gamma/beta 8 each, out/kernel 8x3, out/bias 3: 48 floats cut buckets at 12 floats.
   dist::BucketPlan plan = dist::BucketPlan::of(m.program->info(), 48);
   REQUIRE(plan.buckets.size() >= 3);
   CHECK(plan.elements == 6 * 8 + 8 + 8 + 8 + 8 * 3 + 3);
-  CHECK(plan.buckets.front().slots.front().name == "grad:out/bias");
-  CHECK(plan.buckets.back().slots.back().name == "grad:h/kernel");
+  // In the order the backward pass finishes them: each bucket can go out while it computes the next.
+  const EntryInfo& grad = *m.program->entry("grad_step");
   int64_t at = 0;
+  int last_ready = 0;
   for (const auto& b : plan.buckets) {
     CHECK(b.offset == at);
     CHECK((b.elements * 4 <= 48 || b.slots.size() == 1));  // only a single gradient may exceed the size
     at += b.elements;
+    for (const auto& slot : b.slots) {
+      const int ready = grad.output_ready[static_cast<size_t>(slot.output)];
+      CHECK(ready >= last_ready);
+      last_ready = ready;
+    }
   }
+  CHECK(grad.output_ready[static_cast<size_t>(plan.buckets.front().slots.front().output)] <
+        static_cast<int>(grad.kernels.size()));
   CHECK(at == plan.elements);
   REQUIRE(plan.averaged.size() == 2);  // the running statistics the forward pass updates
   CHECK(plan.averaged_elements == 16);
@@ -140,4 +149,47 @@ TEST_CASE("random_uniform: rows are numbered from first_row, so a shard draws it
   REQUIRE(shard.size() == 10);
   for (size_t i = 0; i < shard.size(); ++i) CHECK(shard[i] == whole[20 + i]);
   CHECK(whole[20] == static_cast<double>(random::uniform(random::stream_key(9, 2), 3, 20)));
+}
+
+TEST_CASE("program: an entry run kernel by kernel computes what the entry function does, outputs ready on time") {
+  TrainSpec spec = adam_spec();
+  auto m = driver::compile_model(parse_graph(kBnDropout), &spec, 10, 1, {}, true);
+  driver::initialize(m, spec);
+  const EntryInfo& e = *m.program->entry("grad_step");
+  REQUIRE(!e.kernels.empty());
+  REQUIRE(e.output_ready.size() == e.outputs.size());
+  data::Dataset d = toy_data(10);
+  float lr = 0.01f;
+  int64_t first = 0;
+  std::vector<const void*> in;
+  train::feed_inputs(e, {{"x", d.features.raw()}, {"labels", d.labels.raw()}, {"lr", &lr}, {"first_sample", &first}}, in);
+  auto buffers = [&] {
+    std::vector<std::vector<uint8_t>> b;
+    for (const TensorInfo& t : e.outputs) b.emplace_back(static_cast<size_t>(t.bytes(10)), 0);
+    return b;
+  };
+  auto whole = buffers(), stepwise = buffers();
+  std::vector<void*> out_whole, out_step;
+  for (auto& b : whole) out_whole.push_back(b.data());
+  for (auto& b : stepwise) out_step.push_back(b.data());
+  // Running statistics are updated by both runs: start each from the same state.
+  auto state = train::read_persistent(*m.program, true);
+  m.program->run("grad_step", 10, in, out_whole);
+  train::write_persistent(*m.program, state);
+  // Each output, when it says it is ready, already holds its final bytes.
+  std::vector<std::vector<uint8_t>> at_ready(e.outputs.size());
+  int calls = 0;
+  m.program->run_kernelwise("grad_step", 10, in, out_step, [&](int done) {
+    ++calls;
+    for (size_t i = 0; i < e.outputs.size(); ++i)
+      if (e.output_ready[i] == done) at_ready[i] = stepwise[i];
+  });
+  CHECK(calls == static_cast<int>(e.kernels.size()));
+  for (size_t i = 0; i < e.outputs.size(); ++i) {
+    INFO(e.outputs[i].name);
+    CHECK(stepwise[i] == whole[i]);
+    CHECK(at_ready[i] == whole[i]);
+  }
+  // Some gradient is final before the last kernel (what overlap relies on).
+  CHECK(*std::min_element(e.output_ready.begin(), e.output_ready.end()) < static_cast<int>(e.kernels.size()));
 }

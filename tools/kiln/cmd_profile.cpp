@@ -11,7 +11,8 @@
 namespace kiln::cli {
 
 Graph load_graph_or_fail(const std::string& path);
-void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, int threads, int64_t bucket_bytes);
+void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, int threads, int64_t bucket_bytes,
+                         bool overlap);
 
 static RegisterCommand profile_cmd(35, [](CLI::App& app) {
   auto* sub = app.add_subcommand("profile", "Time every kernel of a compiled step (sorted, with JSON nodes and GFLOP/s)");
@@ -19,7 +20,7 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
     std::string graph, spec, entry = "train_step";
     int steps = 20, threads = 0, rows = 0;
     int64_t batch = 0, bucket_kb = 4096;
-    bool distributed = false;
+    bool distributed = false, no_overlap = false;
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("graph", o->graph, "model graph JSON")->required()->check(CLI::ExistingFile);
@@ -38,6 +39,7 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
                 "the slowest rank and communicating");
   sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
       ->check(CLI::PositiveNumber);
+  sub->add_flag("--no-overlap", o->no_overlap, "--distributed: reduce the gradients after the backward pass, not during it");
   sub->callback([o] {
     Graph g = load_graph_or_fail(o->graph);
     TrainSpec spec;
@@ -49,7 +51,7 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
     if (o->distributed) {
       if (o->batch) spec.batch_size = o->batch;
       try {
-        return profile_distributed(g, spec, o->steps, o->threads ? o->threads : spec.threads, o->bucket_kb * 1024);
+        return profile_distributed(g, spec, o->steps, o->threads ? o->threads : spec.threads, o->bucket_kb * 1024, !o->no_overlap);
       } catch (const std::exception& e) {
         abort_distributed(e.what(), 1);
       }

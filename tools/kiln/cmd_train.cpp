@@ -110,6 +110,8 @@ RegisterCommand reg{60, [](CLI::App& app) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
       ->check(CLI::PositiveNumber);
+  sub->add_flag("--no-overlap", [o](int64_t) { o->run.overlap = false; },
+                "--distributed: reduce the gradients after the backward pass, not during it");
   sub->add_option("--simulate-ranks", o->run.simulate_ranks,
                   "run the data-parallel step of N ranks in this one process (each shard in turn, gradients summed "
                   "in rank order): the bit-exact reference for mpirun -np N ... --distributed")

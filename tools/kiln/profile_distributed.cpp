@@ -14,7 +14,8 @@
 
 namespace kiln::cli {
 
-void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, int threads, int64_t bucket_bytes) {
+void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, int threads, int64_t bucket_bytes,
+                         bool overlap) {
   DistributedJob job = start_distributed(kDefaultCommTimeout);
   dist::Exchange& ex = *job.exchange;
   const int64_t batch = spec.full_batch ? 64 : spec.batch_size;
@@ -26,7 +27,7 @@ void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, i
   driver::initialize(m, spec);
   broadcast_persistent(ex, *m.program);
   dist::DataParallelRunner runner(*m.program, data.train, &ex,
-                                  {m.features_input, m.labels_input, bucket_bytes, 1});
+                                  {m.features_input, m.labels_input, bucket_bytes, 1, overlap});
   data::BatcherOptions bo;
   bo.batch_size = batch;
   bo.seed = spec.seed;
@@ -47,13 +48,16 @@ void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, i
   auto all = ex.all_gather(std::span(reinterpret_cast<const uint8_t*>(mine.data()), mine.size() * sizeof(double)),
                            "gathering the profile");
   if (ex.rank() == 0) {
-    std::printf("%s: data-parallel step over %d ranks x %d threads, global batch %lld, %d timed steps (after 2 untimed)\n",
-                model.name.c_str(), ex.size(), threads, static_cast<long long>(batch), steps);
+    std::printf("%s: data-parallel step over %d ranks x %d threads, global batch %lld, %d timed steps (after 2 untimed); "
+                "gradients sent %s\n",
+                model.name.c_str(), ex.size(), threads, static_cast<long long>(batch), steps,
+                overlap ? "during the backward pass" : "after the backward pass (--no-overlap)");
     std::printf("gradients: %lld floats in %zu buckets; averaged state: %lld floats\n",
                 static_cast<long long>(runner.plan().elements), runner.plan().buckets.size(),
                 static_cast<long long>(runner.plan().averaged_elements));
-    std::printf("per step, ms (mean / max over the steps): compute = grad_step + apply_step; wait = the loss exchange "
-                "(for the slowest rank); communicate = gradient buckets + running statistics\n");
+    std::printf("per step, ms (mean / max over the steps): compute = grad_step + apply_step (with the sends it "
+                "overlaps); wait = the loss exchange (for the slowest rank); communicate = what is left of the gradient "
+                "buckets and running statistics after the backward pass\n");
     std::printf("  %-5s %17s %17s %17s %17s %8s\n", "rank", "compute", "wait", "communicate", "step", "comm %");
     for (size_t r = 0; r < all.size(); ++r) {
       std::vector<double> v(all[r].size() / sizeof(double));

@@ -128,7 +128,8 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   if (o.distributed || o.simulate_ranks > 0) {
     runner = std::make_unique<dist::DataParallelRunner>(
         *m.program, data.train, job.exchange,
-        dist::DataParallelOptions{m.features_input, m.labels_input, o.bucket_bytes, std::max(1, o.simulate_ranks)});
+        dist::DataParallelOptions{m.features_input, m.labels_input, o.bucket_bytes, std::max(1, o.simulate_ranks),
+                                  o.overlap});
     if (!o.distributed) out.ranks = runner->ranks();
     out.buckets = runner->plan().describe();
     if (lead)

@@ -28,6 +28,7 @@ struct RunOptions {
   bool distributed = false;
   double comm_timeout = 20;         // seconds a collective waits for a peer
   int64_t bucket_bytes = 4 << 20;   // gradient bucket size
+  bool overlap = true;              // send gradients during the backward pass
   // > 0: the data-parallel step of that many ranks simulated in this process
   // (one shard after the other, summed in rank order): the reference a
   // distributed run equals bit for bit.
