@@ -79,6 +79,13 @@ struct EntryInfo {
   int slot_count = 0;
   std::vector<int> output_ready;
   bool writes_persistent = false;
+  // Arena buffers a data-parallel job sums over its ranks (cross_rank_sum:
+  // synchronized batch norm), each right after the `after`-th kernel.
+  struct RankSum {
+    int after = 0;
+    int64_t arena_offset = 0, elements = 0;  // f32
+  };
+  std::vector<RankSum> rank_sums;
 };
 
 struct ProgramInfo {

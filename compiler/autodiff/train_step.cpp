@@ -47,7 +47,7 @@ enum class StepPart { whole, gradients, apply };
 
 static Graph build_step(const Graph& model, const TrainStepConfig& config, StepPart part) {
   required_loss(model);
-  for (const char* reserved : {kLearningRateInput, kStepCounter, kFirstSampleInput})
+  for (const char* reserved : {kLearningRateInput, kStepCounter, kFirstSampleInput, kLossScaleInput})
     if (model.find(reserved) != kNoNode)
       throw std::invalid_argument("graph '" + model.name + "' has a node named '" + reserved +
                                   "', a name the training step reserves");
@@ -113,7 +113,14 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
   std::vector<NodeId> wrt;
   for (const ParamSlot& slot : slots)
     if (part != StepPart::apply && !s.gradients.count(slot.param)) wrt.push_back(slot.value);
-  Gradients grads = part == StepPart::apply ? Gradients{} : differentiate(s, loss, wrt);
+  NodeId objective = loss, scale = kNoNode;
+  if (part == StepPart::gradients) {
+    scale = b.input(kLossScaleInput, {DType::f32, {}});
+    const DType lt = s.node(loss).type.dtype;
+    if (lt != DType::f32) scale = b.add("cast", {scale}, {{"dtype", std::string(dtype_name(lt))}});
+    objective = b.add2("mul", loss, scale);
+  }
+  Gradients grads = part == StepPart::apply ? Gradients{} : differentiate(s, objective, wrt);
 
   for (ParamSlot& slot : slots) {
     const std::string pname = s.node(slot.param).name;
@@ -121,6 +128,8 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
                   : s.gradients.count(slot.param) ? s.gradients.at(slot.param)
                                                   : grads.of.at(slot.value);
     if (part == StepPart::gradients) {
+      // A hand-written gradient is the unscaled loss's.
+      if (s.gradients.count(slot.param)) grad = b.add2("mul", grad, scale);
       s.outputs.push_back({gradient_input_name(pname), grad});
       continue;
     }

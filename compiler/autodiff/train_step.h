@@ -24,6 +24,10 @@ constexpr const char* kStepCounter = "step";
 // index of the batch's first sample (0 in a single process; a rank's shard
 // offset in data-parallel training).
 constexpr const char* kFirstSampleInput = "first_sample";
+// f32 scalar input of the gradient step: the loss is differentiated times
+// this (a rank's share of the global batch, b_r / B), so what its gradients
+// sum over ranks, synchronized batch norm's included, is the global batch's.
+constexpr const char* kLossScaleInput = "loss_scale";
 
 struct TrainStepConfig {
   UpdateRule optimizer = builtin_update_rule("gd");

@@ -1,4 +1,5 @@
 #include "compiler/codegen/jit.h"
+#include "compiler/ops/registry.h"
 
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
@@ -257,6 +258,16 @@ ProgramInfo CompiledProgram::info() const {
     ei.slot_count = e.slot_count;
     ei.writes_persistent = e.writes_persistent;
     for (int k : e.kernels) ei.kernels.push_back(kernel(p.kernels[static_cast<size_t>(k)].name));
+    for (size_t j = 0; e.graph && j < e.kernels.size(); ++j) {
+      const lower::Kernel& k = p.kernels[static_cast<size_t>(e.kernels[j])];
+      const NodeId node = e.graph->find(k.node);
+      const OpDef* def = node == kNoNode ? nullptr : OpRegistry::get().find(e.graph->node(node).op);
+      if (!def || !def->sums_over_ranks) continue;
+      const lower::Buffer& out = p.buffers.at(static_cast<size_t>(k.writes.at(0)));
+      if (out.storage != lower::Storage::Arena || out.dtype != DType::f32)
+        throw std::runtime_error("cross_rank_sum '" + k.node + "' does not write an f32 arena buffer");
+      ei.rank_sums.push_back({static_cast<int>(j + 1), out.offset, numel(out.shape)});
+    }
     for (const lower::EntryTensor& t : e.outputs) {
       int ready = 0;  // after the last kernel that writes the output's buffer
       for (size_t j = 0; j < e.kernels.size(); ++j)

@@ -81,6 +81,7 @@ std::vector<LayerDef> block_layer_defs() {
       {"batch_norm", "per-channel normalization with running statistics (gamma, beta; running_mean, running_var as state)",
        {channel_axis(), {"momentum", AttrKind::Float, false, 0.1, "running = (1 - momentum) running + momentum batch", {}, 0, 1},
         epsilon(), {"activation", AttrKind::Json, false, "linear", "activation applied after: a name or {\"kind\": ...}"},
+        {"sync", AttrKind::Bool, false, false, "data-parallel training: statistics of the global batch, not the rank's shard"},
         trainable()},
        [](LayerCtx& c) {
          const int64_t ch = channels_of(c, "batch_norm");
@@ -88,7 +89,8 @@ std::vector<LayerDef> block_layer_defs() {
          NodeId mean = c.make_state("running_mean", {ch}, {{"kind", "zeros"}});
          NodeId var = c.make_state("running_var", {ch}, {{"kind", "ones"}});
          NodeId y = c.b.add("batch_norm", {c.input, gamma, beta, mean, var},
-                            {{"axis", c.attrs.at("axis")}, {"momentum", c.attrs.at("momentum")}, {"epsilon", c.attrs.at("epsilon")}});
+                            {{"axis", c.attrs.at("axis")}, {"momentum", c.attrs.at("momentum")}, {"epsilon", c.attrs.at("epsilon")},
+                             {"sync", c.attrs.at("sync")}});
          return apply_activation(c.b, y, c.attrs.at("activation"));
        }},
       {"layer_norm", "normalization over the last axes of each example, then gamma, beta",

@@ -73,9 +73,21 @@ NodeId batch_norm_in_mode(GraphBuilder& b, NodeId id, const ModeCtx& ctx) {
     return b.add2("add", b.add2("mul", x, along_axis(b, scale, axis, rank)), along_axis(b, shift, axis, rank));
   }
   const Attrs over = {{"axes", all_but(axis, rank)}};
-  NodeId mean = b.add("reduce_mean", {x}, over);
-  NodeId centered = b.add2("sub", x, along_axis(b, mean, axis, rank));
-  NodeId var = b.add("reduce_mean", {b.add1("square", centered)}, over);
+  NodeId mean, var, centered, count = kNoNode;
+  if (n.attrs.value("sync", false)) {
+    // Statistics of the global batch: every rank's sums and counts added up
+    // (cross_rank_sum; its gradient sums the ranks' cotangents the same way).
+    count = b.add("reshape", {b.add("cross_rank_sum", {b.add("reshape", {b.count_along(x, all_but(axis, rank))},
+                                                               {{"shape", Shape{1}}})})},
+                  {{"shape", Shape{}}});
+    mean = b.add2("div", b.add("cross_rank_sum", {b.add("reduce_sum", {x}, over)}), count);
+    centered = b.add2("sub", x, along_axis(b, mean, axis, rank));
+    var = b.add2("div", b.add("cross_rank_sum", {b.add("reduce_sum", {b.add1("square", centered)}, over)}), count);
+  } else {
+    mean = b.add("reduce_mean", {x}, over);
+    centered = b.add2("sub", x, along_axis(b, mean, axis, rank));
+    var = b.add("reduce_mean", {b.add1("square", centered)}, over);
+  }
   NodeId y = normalize(b, x, mean, var, gamma, beta, eps, axis);
   Graph& g = b.graph();
   auto blend = [&](NodeId running, NodeId batch) {
@@ -84,7 +96,7 @@ NodeId batch_norm_in_mode(GraphBuilder& b, NodeId id, const ModeCtx& ctx) {
   };
   const bool persistent = g.node(rm).op == "param" && g.node(rv).op == "param";
   if (persistent && momentum > 0) {
-    NodeId count = b.count_along(x, all_but(axis, rank));
+    if (count == kNoNode) count = b.count_along(x, all_but(axis, rank));
     NodeId unbiased = b.add2("div", b.add2("mul", var, count), b.add2("sub", count, b.scalar_like(1, count)));
     g.updates.push_back({rm, blend(rm, mean)});
     g.updates.push_back({rv, blend(rv, unbiased)});
@@ -137,7 +149,10 @@ void add_normalization_ops(OpRegistry& r) {
          .inputs = {"x", "gamma", "beta", "running_mean", "running_var"},
          .attrs = with_epsilon({{"axis", AttrKind::Int, false, -1, "the channel axis (-1: NHWC, 1: NCHW)", {}, -64, 63},
                                 {"momentum", AttrKind::Float, false, 0.1,
-                                 "running = (1 - momentum) running + momentum batch (PyTorch's convention)", {}, 0, 1}}),
+                                 "running = (1 - momentum) running + momentum batch (PyTorch's convention)", {}, 0, 1},
+                                {"sync", AttrKind::Bool, false, false,
+                                 "data-parallel training: statistics of the global batch (every rank's shard), not "
+                                 "of this rank's shard"}}),
          .shape_rule = "x: [..., C, ...], gamma, beta, running_mean, running_var: [C] -> x",
          .infer = [](const InferCtx& c) {
            return checked_norm(c, normalize_axis(c.i("axis"), c.in[0].rank()), "batch_norm");
@@ -146,7 +161,8 @@ void add_normalization_ops(OpRegistry& r) {
          .by_mode = batch_norm_in_mode,
          .samples = {{{{{-1, 5, 7}}, {{7}}, {{7}}, {{7}}, {{7}, 0.5, 1.5}}},
                      {{{{-1, 3, 4, 5}}, {{3}}, {{3}}, {{3}}, {{3}, 0.5, 1.5}}, {{"axis", 1}, {"momentum", 0.3}}},
-                     {{{{33, 17}}, {{17}}, {{17}}, {{17}}, {{17}, 0.5, 1.5}}, {{"epsilon", 1e-3}}}}});
+                     {{{{33, 17}}, {{17}}, {{17}}, {{17}}, {{17}, 0.5, 1.5}}, {{"epsilon", 1e-3}}},
+                     {{{{-1, 2, 6}}, {{6}}, {{6}}, {{6}}, {{6}, 0.5, 1.5}}, {{"sync", true}}}}});
   r.find_mut("batch_norm")->state_inputs = {3, 4};  // running_mean, running_var
 
   r.add({.name = "layer_norm", .family = "normalization",

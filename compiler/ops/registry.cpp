@@ -58,6 +58,7 @@ OpRegistry& OpRegistry::get() {
     register_loss_family(*r);
     register_normalization_family(*r);
     register_random_family(*r);
+    register_distributed_family(*r);
     return r;
   }();
   return *reg;

@@ -191,6 +191,10 @@ struct OpDef {
   // layout) is rewritten into other ops when the builder adds it: returns
   // kNoNode where the op applies as is.
   ExpandFn rewrite;
+  // Its kernel's output is summed over the ranks of a data-parallel job
+  // right after the kernel runs (by the runtime, between kernels); on one
+  // process the kernel's own output is the sum.
+  bool sums_over_ranks = false;
 
   bool composite() const { return static_cast<bool>(expand); }
 };
@@ -244,5 +248,6 @@ void register_conv_forms_family(OpRegistry&);
 void register_gather_elements_family(OpRegistry&);
 void register_normalization_family(OpRegistry&);
 void register_random_family(OpRegistry&);
+void register_distributed_family(OpRegistry&);
 
 }  // namespace kiln

@@ -115,6 +115,9 @@ DataParallelRunner::DataParallelRunner(Program& program, const data::Dataset& tr
     out_.push_back(out_storage_.back().data());
   }
   if (loss_i_ < 0) throw std::runtime_error("grad_step has no \"loss\" output");
+  if (!exchange_ && ranks() > 1 && !grad_entry_->rank_sums.empty())
+    throw std::runtime_error("the model synchronizes batch norm statistics across ranks (\"sync\": true), which one "
+                             "process cannot simulate: run it under mpirun --distributed");
   for (const BucketPlan::Bucket& b : plan_.buckets) {
     int ready = 0;  // kernels of grad_step after which every gradient of the bucket is final
     for (const BucketPlan::Slot& s : b.slots) {
@@ -149,7 +152,8 @@ std::pair<double, double> DataParallelRunner::contribute(const data::Batch& batc
   const int64_t total = batch.size();
   auto [begin, end] = shard(total, r, ranks());
   const int64_t b = end - begin;
-  // The shard's mean-loss gradient, weighted to the global batch's mean.
+  // The shard's mean loss weighted to the global batch's mean (the gradient
+  // step differentiates loss * loss_scale).
   const float weight = static_cast<float>(static_cast<double>(b) / static_cast<double>(total));
   // Gradient buckets go out as soon as the backward pass has finished them
   // (the last layers' first), while it computes the rest.
@@ -159,8 +163,6 @@ std::pair<double, double> DataParallelRunner::contribute(const data::Batch& batc
     while (overlap && started < plan_.buckets.size() && bucket_ready_[started] <= kernels_done) {
       const BucketPlan::Bucket& k = plan_.buckets[started];
       std::span<float> part(grads_.data() + k.offset, static_cast<size_t>(k.elements));
-      if (weight != 1.0f)
-        for (float& g : part) g *= weight;
       handles_[started] = exchange_->start_sum(part, bucket_name(started));
       ++started;
     }
@@ -178,15 +180,22 @@ std::pair<double, double> DataParallelRunner::contribute(const data::Batch& batc
   const auto* yp = static_cast<const uint8_t*>(y.raw()) + y.nbytes() / static_cast<size_t>(total) * static_cast<size_t>(begin);
   const int64_t first_sample = begin;
   train::feed_inputs(*grad_entry_,
-                     {{options_.features_input, xp}, {options_.labels_input, yp}, {"lr", &lr}, {"first_sample", &first_sample}},
+                     {{options_.features_input, xp}, {options_.labels_input, yp}, {"lr", &lr},
+                      {"first_sample", &first_sample}, {"loss_scale", &weight}},
                      in_);
-  if (overlap) {
-    program_.run_kernelwise("grad_step", b, in_, out_, start_ready);
+  const bool sync = exchange_ && !grad_entry_->rank_sums.empty();
+  if (overlap || sync) {
+    program_.run_kernelwise("grad_step", b, in_, out_, [&](int done) {
+      for (const EntryInfo::RankSum& rs : grad_entry_->rank_sums)
+        if (sync && rs.after == done)
+          exchange_->sum_in_rank_order(
+              std::span(reinterpret_cast<float*>(program_.arena() + rs.arena_offset), static_cast<size_t>(rs.elements)),
+              "synchronized batch norm statistics (step " + std::to_string(step_count_) + ")");
+      start_ready(done);
+    });
     start_ready(INT32_MAX);
   } else {
     program_.run("grad_step", b, in_, out_);
-    if (weight != 1.0f)
-      for (float& g : grads_) g *= weight;
   }
   read_state(state_);
   if (weight != 1.0f)

@@ -5,7 +5,8 @@
 #               every epoch (kiln compares the ranks' digests itself), equal
 #               to the single-process reference of N ranks (--simulate-ranks N),
 #               a rerun gives the same bits, and with dropout (no batch norm)
-#               every step's loss matches one plain process within 1e-5.
+#               every step's loss matches one plain process within 1e-5;
+#               with synchronized batch norm within 1e-3 (float sums' order).
 #   kill        SIGKILL one rank mid-epoch: mpirun exits non-zero within 30 s
 #               naming the rank; the last checkpoint resumes on 2 ranks.
 #   stop        SIGSTOP one rank: the others give up within 30 s naming it.
@@ -58,6 +59,22 @@ bitwise)
     --out "$WORK/plain" >"$WORK/plain.log" 2>&1 || { cat "$WORK/plain.log"; fail "the plain run failed"; }
   losses_match "$WORK/plain/steps.csv" "$WORK/dropout_mlp-mpi/steps.csv" 1e-5 ||
     fail "$N ranks' losses differ from one process's with the same global batch"
+  # Synchronized batch norm: the global batch's statistics, as one process
+  # computes them (up to the float sums' order over 25,088 values a channel,
+  # about 1e-5, which Adam carries on); reruns repeat the bits.
+  args=(tests/dist/sync_bn_cnn.json tests/dist/mnist_small.json --subset 330 --test-subset 100 --print-params-digest)
+  "$KILN" train "${args[@]}" --out "$WORK/sync-plain" >"$WORK/sync-plain.log" 2>&1 || { cat "$WORK/sync-plain.log"; fail "sync: the plain run failed"; }
+  for run in sync-mpi sync-again; do
+    extra=$([ "$run" = sync-again ] && echo --no-overlap)
+    "${MPIRUN[@]}" -np "$N" "$KILN" train "${args[@]}" --distributed $extra --out "$WORK/$run" >"$WORK/$run.log" 2>&1 ||
+      { cat "$WORK/$run.log"; fail "sync: mpirun -np $N failed"; }
+  done
+  diff <(digests "$WORK/sync-mpi.log") <(digests "$WORK/sync-again.log") || fail "sync: a rerun gave other bits"
+  losses_match "$WORK/sync-plain/steps.csv" "$WORK/sync-mpi/steps.csv" 1e-3 ||
+    fail "sync: $N ranks' losses with synchronized batch norm differ from one process's"
+  "$KILN" train "${args[@]}" --simulate-ranks 2 --out "$WORK/sync-sim" >"$WORK/sync-sim.log" 2>&1 &&
+    fail "sync: --simulate-ranks accepted synchronized batch norm"
+  grep -q "cannot simulate" "$WORK/sync-sim.log" || { cat "$WORK/sync-sim.log"; fail "sync: no clear refusal"; }
   ;;
 kill|stop)
   args=(graphs/cnn_mnist.json tests/dist/mnist_small.json --test-subset 200 --threads 1)

@@ -161,8 +161,11 @@ TEST_CASE("program: an entry run kernel by kernel computes what the entry functi
   data::Dataset d = toy_data(10);
   float lr = 0.01f;
   int64_t first = 0;
+  float scale = 1;
   std::vector<const void*> in;
-  train::feed_inputs(e, {{"x", d.features.raw()}, {"labels", d.labels.raw()}, {"lr", &lr}, {"first_sample", &first}}, in);
+  train::feed_inputs(e, {{"x", d.features.raw()}, {"labels", d.labels.raw()}, {"lr", &lr}, {"first_sample", &first},
+                         {"loss_scale", &scale}},
+                     in);
   auto buffers = [&] {
     std::vector<std::vector<uint8_t>> b;
     for (const TensorInfo& t : e.outputs) b.emplace_back(static_cast<size_t>(t.bytes(10)), 0);
