@@ -10,6 +10,7 @@
 #   kill        SIGKILL one rank mid-epoch: mpirun exits non-zero within 30 s
 #               naming the rank; the last checkpoint resumes on 2 ranks.
 #   stop        SIGSTOP one rank: the others give up within 30 s naming it.
+#   mismatch    ranks started with different specs: refused at start-up.
 set -uo pipefail
 KILN=$1 MODE=$2 N=${3:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -107,6 +108,19 @@ kill|stop)
     { cat "$WORK/resume.log"; fail "the last checkpoint does not resume"; }
   grep -q "resuming from" "$WORK/resume.log" || fail "no resume"
   echo "the last checkpoint resumed on 2 ranks: $(grep -c '^Epoch' "$WORK/resume.log") more epoch(s)"
+  ;;
+mismatch)
+  # Ranks given different specs: refused at start-up, naming the rank.
+  sed 's/"lr": 0.002/"lr": 0.003/' tests/dist/mnist_small.json >"$WORK/other_spec.json"
+  sed -i "s|\"graph\": \"dropout_mlp.json\"|\"graph\": \"$ROOT/tests/dist/dropout_mlp.json\"|" "$WORK/other_spec.json"
+  sed -i "s|\"dir\": \"../../data/mnist\"|\"dir\": \"$ROOT/data/mnist\"|" "$WORK/other_spec.json"
+  common=(--subset 64 --test-subset 32 --distributed --out "$WORK/mismatch")
+  "${MPIRUN[@]}" -np 1 "$KILN" train tests/dist/dropout_mlp.json tests/dist/mnist_small.json "${common[@]}" : \
+    -np 1 "$KILN" train tests/dist/dropout_mlp.json "$WORK/other_spec.json" "${common[@]}" >"$WORK/mismatch.log" 2>&1 &&
+    { cat "$WORK/mismatch.log"; fail "ranks with different specs trained"; }
+  grep -q "rank 1's training spec differs from rank 0's" "$WORK/mismatch.log" || { cat "$WORK/mismatch.log"; fail "no message names rank 1's spec"; }
+  grep -m1 "differs from rank 0" "$WORK/mismatch.log"
+  [ ! -f "$WORK/mismatch/final.ckpt" ] || fail "a checkpoint was written"
   ;;
 *) fail "unknown mode $MODE" ;;
 esac

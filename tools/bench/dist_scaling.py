@@ -2,21 +2,26 @@
 """A model of kiln's data-parallel step time on P machines, from measurements.
 
 For each model it measures, on this host:
-  - the compute of one step at the local batch b = B and b = B/2 (`kiln
-    profile --entry train_step`, every core of this machine), fitted to
-    t(b) = a + c*b, so a machine of a P-machine job computes t(B/P);
+  - the compute of one step at the local batches b = B, B/2, B/4 (`kiln
+    profile --entry train_step`, every core of this machine), fitted by
+    least squares to t(b) = a + c*b with a, c >= 0, so a machine of a
+    P-machine job computes t(B/P) (smaller batches than measured keep the
+    fixed part a: a model of the machine, not a promise);
   - the gradient buckets (`kiln compile --stats --distributed`);
   - the 1- and 2-rank data-parallel step on this machine (`mpirun -np 1|2
     kiln profile --distributed`): compute, waiting and communication.
 Then it prints the modelled step time for P = 1..64 at 10 and 100 Gb/s:
   T(P) = t(B/P) + sum over buckets k of [2(P-1)/P * bytes_k / bandwidth + 2(P-1) * latency]
          + 2(P-1) * latency (the per-step loss exchange)
-kiln reduces after the backward pass (no overlap yet), so the terms add.
+The terms add: an upper bound, since kiln sends each gradient bucket while
+the backward pass computes the rest (kiln profile --distributed shows what is
+left exposed on this host).
 
 Usage: tools/bench/dist_scaling.py [--kiln build/tools/kiln] [--models cnn,mlp,...]
        [--latency-us 5] [--steps 20] [--out FILE.md]
 """
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -67,6 +72,19 @@ def measured(kiln, graph, spec, ranks, steps):
     return [tuple(float(x) for x in r[1:]) for r in rows]
 
 
+def fit_nonnegative(points):
+    """Least squares t = a + c*b over (b, t) points with a, c >= 0."""
+    n = len(points)
+    mb = sum(b for b, _ in points) / n
+    mt = sum(t for _, t in points) / n
+    var = sum((b - mb) ** 2 for b, _ in points)
+    c = max(0.0, sum((b - mb) * (t - mt) for b, t in points) / var) if var else 0.0
+    a = mt - c * mb
+    if a < 0:  # no fixed part: the line through the origin
+        a, c = 0.0, sum(b * t for b, t in points) / sum(b * b for b, _ in points)
+    return a, c
+
+
 def model_ms(a, c, batch, sizes, p, gbps, latency_s):
     compute = a + c * batch / p
     comm = 0.0
@@ -97,19 +115,17 @@ def main():
         "compute per machine t(b) = a + c*b fitted on this host (every core)")
     for name in args.models.split(","):
         graph, spec = MODELS[name]
-        import json
         batch = json.load(open(os.path.join(ROOT, spec)))["batch_size"]
-        t_full = step_ms(args.kiln, graph, spec, batch, args.steps)
-        t_half = step_ms(args.kiln, graph, spec, max(1, batch // 2), args.steps)
-        c = (t_full - t_half) / (batch - max(1, batch // 2))
-        a = t_full - c * batch
+        points = [(b, step_ms(args.kiln, graph, spec, b, args.steps)) for b in sorted({batch, max(1, batch // 2), max(1, batch // 4)})]
+        a, c = fit_nonnegative(points)
+        t_full = dict(points)[batch]
         sizes = buckets(args.kiln, graph, spec)
         one = measured(args.kiln, graph, spec, 1, args.steps)
         two = measured(args.kiln, graph, spec, 2, args.steps)
         say()
         say(f"### {name} (global batch {batch}, {sum(sizes) / 1e6:.2f} MB of gradients in {len(sizes)} bucket(s))")
-        say(f"measured on this host: train_step {t_full:.2f} ms at batch {batch}, {t_half:.2f} ms at {batch // 2} "
-            f"(a = {a:.2f} ms, c = {c * 1e3:.2f} us/sample); data-parallel step, mean of {args.steps}:")
+        say("measured on this host: train_step " + ", ".join(f"{t:.2f} ms at batch {b}" for b, t in points) +
+            f" (fit: a = {a:.2f} ms + c = {c * 1e3:.2f} us a sample); data-parallel step, mean of {args.steps}:")
         for label, rows in (("1 rank x 2 threads", one), ("2 ranks x 1 thread", two)):
             worst = max(rows, key=lambda r: r[3])
             say(f"  {label}: step {worst[3]:.2f} ms (compute {worst[0]:.2f}, waiting {worst[1]:.2f}, "
@@ -117,7 +133,7 @@ def main():
         say()
         say("| P | 10 Gb/s: step ms | speedup | efficiency | comm share | 100 Gb/s: step ms | speedup | efficiency | comm share |")
         say("|---|---|---|---|---|---|---|---|---|")
-        base = sum(model_ms(a, c, batch, sizes, 1, 10, args.latency_us * 1e-6))
+        base = sum(model_ms(a, c, batch, sizes, 1, 10, args.latency_us * 1e-6))  # t(B) on one machine
         for p in RANKS:
             row = f"| {p} |"
             for gbps in (10, 100):
