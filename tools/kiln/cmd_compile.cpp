@@ -21,6 +21,7 @@
 #include "runtime/thread_pool.h"
 #include "runtime/dist/data_parallel.h"
 #include "tools/kiln/command.h"
+#include "tools/kiln/distributed.h"
 
 namespace kiln::cli {
 
@@ -57,8 +58,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
   sub->add_flag("--distributed", o->distributed,
                 "with --train: the data-parallel halves (grad_step, apply_step) instead of train_step; --stats "
                 "prints the gradient buckets");
-  sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
-      ->check(CLI::PositiveNumber);
+  add_bucket_option(sub, o->bucket_kb);
   sub->add_flag("--no-fusion", o->no_fusion, "one kernel per graph node (to compare with the fused program)");
   sub->add_flag("--check-numerics", o->check,
                 "run every kernel and compare its node with the interpreter; stop at the first that differs");

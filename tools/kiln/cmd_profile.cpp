@@ -37,8 +37,7 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
   sub->add_flag("--distributed", o->distributed,
                 "under mpirun: data-parallel steps on the spec's data; per rank, the time computing, waiting for "
                 "the slowest rank and communicating");
-  sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
-      ->check(CLI::PositiveNumber);
+  add_bucket_option(sub, o->bucket_kb);
   sub->add_flag("--no-overlap", o->no_overlap, "--distributed: reduce the gradients after the backward pass, not during it");
   sub->callback([o] {
     Graph g = load_graph_or_fail(o->graph);

@@ -108,8 +108,7 @@ RegisterCommand reg{60, [](CLI::App& app) {
   sub->add_option("--comm-timeout", o->run.comm_timeout,
                   "--distributed: seconds a rank waits for a peer before the job ends naming it (default 20)")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--bucket-kb", o->bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
-      ->check(CLI::PositiveNumber);
+  add_bucket_option(sub, o->bucket_kb);
   sub->add_flag("--no-overlap", [o](int64_t) { o->run.overlap = false; },
                 "--distributed: reduce the gradients after the backward pass, not during it");
   sub->add_option("--simulate-ranks", o->run.simulate_ranks,
@@ -120,7 +119,14 @@ RegisterCommand reg{60, [](CLI::App& app) {
   sub->callback([o] {
     if (o->run.distributed && o->run.simulate_ranks > 0)
       throw CLI::ValidationError("--simulate-ranks", "runs in one process: leave out --distributed");
-    if (!o->run.distributed) return train_command(*o);
+    if (!o->run.distributed) {
+      // N copies training alone would all write the same run folder.
+      const char* ranks = std::getenv("OMPI_COMM_WORLD_SIZE");
+      if (ranks && std::atoi(ranks) > 1)
+        throw InputError("kiln train was started by mpirun with " + std::string(ranks) +
+                         " ranks but without --distributed: add --distributed, or run one process");
+      return train_command(*o);
+    }
     // A rank that fails ends the job at once (the others would wait for it until their timeout).
     try {
       train_command(*o);

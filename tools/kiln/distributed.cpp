@@ -54,6 +54,11 @@ void node_barrier(const DistributedJob&, const std::string&) {}
 
 #endif
 
+void add_bucket_option(CLI::App* command, int64_t& bucket_kb) {
+  command->add_option("--bucket-kb", bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
+      ->check(CLI::PositiveNumber);
+}
+
 void check_same_program(dist::Exchange& ex, const std::string& graph_text, const std::string& spec_json,
                         const std::string& target) {
   // What each rank runs, as three digests: graph, spec, code target.

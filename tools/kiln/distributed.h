@@ -4,6 +4,7 @@
 // graph, spec and code target on every rank), compiling once per node (the
 // node's first rank fills the compile cache, the others take its code), rank
 // 0's params on every rank, and predictions gathered from the ranks' shards.
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
 
@@ -28,6 +29,9 @@ DistributedJob start_distributed(double comm_timeout);
 void finish_distributed();
 // Ends every rank of the job with `code` after printing `message` (a rank's failure).
 [[noreturn]] void abort_distributed(const std::string& message, int code);
+
+// --bucket-kb (gradient bucket size in KiB), the same for train, compile and profile.
+void add_bucket_option(CLI::App* command, int64_t& bucket_kb);
 
 // Refuses (InputError on every rank) unless every rank has rank 0's graph,
 // spec and code target; the message names the ranks that differ and how.
