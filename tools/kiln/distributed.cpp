@@ -31,7 +31,10 @@ DistributedJob start_distributed(double comm_timeout) {
 void finish_distributed() { g_world.reset(); }
 
 void abort_distributed(const std::string& message, int code) {
-  std::fprintf(stderr, "kiln: %s\n", message.c_str());
+  // Every rank may say it: each line names its rank.
+  const bool named = message.rfind("rank ", 0) == 0 || !g_world;
+  std::fprintf(stderr, "kiln: %s%s\n", named ? "" : ("rank " + std::to_string(g_world->rank()) + ": ").c_str(),
+               message.c_str());
   dist::abort_job(code);
 }
 
