@@ -95,13 +95,19 @@ void Program::run(const std::string& name, int64_t batch, const std::vector<cons
 void Program::run_kernelwise(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,
                              const std::vector<void*>& outputs, const std::function<void(int)>& between) {
   const EntryInfo& e = checked_call(name, batch, inputs, outputs);
-  if (e.kernels.empty() && !e.outputs.empty())
+  if (!info_.kernel || (e.kernels.empty() && !e.outputs.empty()))
     throw std::runtime_error(name + " of '" + info_.name + "' cannot run kernel by kernel (an AOT program)");
+  std::vector<kiln_kernel_fn>& fns = kernelwise_[name];
+  if (fns.size() != e.kernels.size()) {
+    std::vector<kiln_kernel_fn> found;
+    for (const std::string& k : e.kernels) found.push_back(info_.kernel(k));
+    fns = std::move(found);
+  }
   slots_.assign(static_cast<size_t>(e.slot_count), nullptr);
   for (size_t i = 0; i < e.input_slot.size(); ++i) slots_[static_cast<size_t>(e.input_slot[i])] = inputs[i];
   ctx_.batch = batch;
-  for (size_t k = 0; k < e.kernels.size(); ++k) {
-    e.kernels[k](&ctx_, slots_.data(), outputs.data());
+  for (size_t k = 0; k < fns.size(); ++k) {
+    fns[k](&ctx_, slots_.data(), outputs.data());
     between(static_cast<int>(k + 1));
   }
   if (e.writes_persistent) ++ctx_.params_epoch;  // as the entry function does

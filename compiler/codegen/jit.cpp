@@ -232,6 +232,10 @@ static TensorInfo tensor_info(const std::string& name, DType dt, const Shape& sh
   return t;
 }
 
+static kiln_kernel_fn lookup_kernel(llvm::orc::LLJIT& jit, const std::string& name) {
+  return take(jit.lookup(name), "looking up kernel " + name).toPtr<kiln_kernel_fn>();
+}
+
 ProgramInfo CompiledProgram::info() const {
   const lower::Program& p = program_;
   ProgramInfo info;
@@ -257,7 +261,7 @@ ProgramInfo CompiledProgram::info() const {
     ei.input_slot = e.input_slot;
     ei.slot_count = e.slot_count;
     ei.writes_persistent = e.writes_persistent;
-    for (int k : e.kernels) ei.kernels.push_back(kernel(p.kernels[static_cast<size_t>(k)].name));
+    for (int k : e.kernels) ei.kernels.push_back(p.kernels[static_cast<size_t>(k)].name);
     for (size_t j = 0; e.graph && j < e.kernels.size(); ++j) {
       const lower::Kernel& k = p.kernels[static_cast<size_t>(e.kernels[j])];
       const NodeId node = e.graph->find(k.node);
@@ -278,13 +282,11 @@ ProgramInfo CompiledProgram::info() const {
     info.entries.push_back(std::move(ei));
   }
   info.code = jit_;
+  info.kernel = [jit = jit_](const std::string& name) { return lookup_kernel(*jit, name); };
   return info;
 }
 
-kiln_kernel_fn CompiledProgram::kernel(const std::string& name) const {
-  auto addr = take(jit_->lookup(name), "looking up kernel " + name);
-  return addr.toPtr<kiln_kernel_fn>();
-}
+kiln_kernel_fn CompiledProgram::kernel(const std::string& name) const { return lookup_kernel(*jit_, name); }
 
 std::unique_ptr<CompiledProgram> compile_entries(const std::string& name, const std::vector<lower::EntrySpec>& entries,
                                                  const lower::LowerOptions& lopts, const CodegenOptions& copts) {

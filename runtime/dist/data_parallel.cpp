@@ -23,11 +23,6 @@ const EntryInfo& need(const ProgramInfo& p, const std::string& name) {
                            " entry: data-parallel training needs a program compiled for it (--distributed)");
 }
 
-// Rows [begin, end) of `n` that rank r of `ranks` takes: as even as it goes.
-std::pair<int64_t, int64_t> shard(int64_t n, int r, int ranks) {
-  return {n * r / ranks, n * (r + 1) / ranks};
-}
-
 constexpr const char* kGradPrefix = "grad:";
 
 }  // namespace
@@ -105,6 +100,9 @@ DataParallelRunner::DataParallelRunner(Program& program, const data::Dataset& tr
     throw std::runtime_error("grad_step has no input named '" + (has_x ? options_.labels_input : options_.features_input) + "'");
   grads_.resize(static_cast<size_t>(plan_.elements));
   state_.resize(static_cast<size_t>(plan_.averaged_elements));
+  for (const std::string& name : plan_.averaged)  // persistent storage never moves
+    averaged_.emplace_back(static_cast<float*>(program.persistent(name)),
+                           static_cast<size_t>(program.persistent_info(name).bytes(1) / 4));
   // Gradients are written straight into their place in the flat buffer.
   const int64_t max_batch = program.info().max_batch;
   for (size_t i = 0; i < grad_entry_->outputs.size(); ++i) {
@@ -129,28 +127,24 @@ DataParallelRunner::DataParallelRunner(Program& program, const data::Dataset& tr
   }
 }
 
-void DataParallelRunner::read_state(std::vector<float>& into) {
+void DataParallelRunner::read_state(std::vector<float>& into) const {
   into.resize(static_cast<size_t>(plan_.averaged_elements));
-  int64_t at = 0;
-  for (const std::string& name : plan_.averaged) {
-    const int64_t n = program_.persistent_info(name).bytes(1) / 4;
-    std::memcpy(into.data() + at, program_.persistent(name), static_cast<size_t>(n) * 4);
-    at += n;
-  }
+  float* at = into.data();
+  for (std::span<float> t : averaged_) at = std::copy(t.begin(), t.end(), at);
 }
 
 void DataParallelRunner::write_state(const std::vector<float>& from) {
-  int64_t at = 0;
-  for (const std::string& name : plan_.averaged) {
-    const int64_t n = program_.persistent_info(name).bytes(1) / 4;
-    std::memcpy(program_.persistent(name), from.data() + at, static_cast<size_t>(n) * 4);
-    at += n;
+  ++program_.context().params_epoch;  // as Program::persistent does for writers: folded values are stale
+  const float* at = from.data();
+  for (std::span<float> t : averaged_) {
+    std::copy(at, at + t.size(), t.begin());
+    at += t.size();
   }
 }
 
 std::pair<double, double> DataParallelRunner::contribute(const data::Batch& batch, int r, float lr) {
   const int64_t total = batch.size();
-  auto [begin, end] = shard(total, r, ranks());
+  auto [begin, end] = shard_rows(total, r, ranks());
   const int64_t b = end - begin;
   // The shard's mean loss weighted to the global batch's mean (the gradient
   // step differentiates loss * loss_scale).
@@ -278,7 +272,7 @@ train::StepResult DataParallelRunner::step(const data::Batch& batch, float lr, b
 }
 
 train::EvalResult DataParallelRunner::evaluate(const data::Dataset& data) {
-  auto [begin, end] = shard(data.size(), rank(), exchange_ ? exchange_->size() : 1);
+  auto [begin, end] = shard_rows(data.size(), rank(), exchange_ ? exchange_->size() : 1);
   train::EvalSums s = train::evaluate_rows(program_, data, options_.features_input, options_.labels_input, begin, end);
   if (exchange_) {
     double sums[3] = {s.loss_sum, std::isnan(s.correct) ? 0.0 : s.correct, static_cast<double>(s.samples)};
@@ -290,9 +284,10 @@ train::EvalResult DataParallelRunner::evaluate(const data::Dataset& data) {
   return train::eval_result(s);
 }
 
-void DataParallelRunner::check_epoch(const std::string& digest, int64_t epoch) {
+void DataParallelRunner::check_epoch(const std::function<const std::string&()>& digest, int64_t epoch) {
   if (!exchange_) return;
-  auto all = exchange_->all_gather(std::span(reinterpret_cast<const uint8_t*>(digest.data()), digest.size()),
+  const std::string& mine = digest();
+  auto all = exchange_->all_gather(std::span(reinterpret_cast<const uint8_t*>(mine.data()), mine.size()),
                                    "comparing the ranks' params after epoch " + std::to_string(epoch));
   std::string differ;
   for (size_t r = 1; r < all.size(); ++r)

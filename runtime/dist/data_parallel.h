@@ -52,6 +52,11 @@ struct BucketPlan {
 
 constexpr int64_t kDefaultBucketBytes = int64_t{4} << 20;
 
+// Rows [begin, end) of `n` that rank r of `ranks` takes: as even as it goes.
+inline std::pair<int64_t, int64_t> shard_rows(int64_t n, int r, int ranks) {
+  return {n * r / ranks, n * (r + 1) / ranks};
+}
+
 struct DataParallelOptions {
   std::string features_input = "x", labels_input = "labels";
   int64_t bucket_bytes = kDefaultBucketBytes;
@@ -80,7 +85,7 @@ class DataParallelRunner final : public train::StepRunner {
   bool writes_files() const override { return rank() == 0; }
   bool stop_needs_agreement() const override { return exchange_ != nullptr; }
   // Throws when another rank's params and state differ from rank 0's.
-  void check_epoch(const std::string& digest, int64_t epoch) override;
+  void check_epoch(const std::function<const std::string&()>& digest, int64_t epoch) override;
 
   int rank() const { return exchange_ ? exchange_->rank() : 0; }
   int ranks() const { return exchange_ ? exchange_->size() : options_.simulated_ranks; }
@@ -91,7 +96,7 @@ class DataParallelRunner final : public train::StepRunner {
   // Runs grad_step on rank r's shard of `batch` and leaves its scaled
   // contribution in grads_ and state_; returns {loss * b_r, correct}.
   std::pair<double, double> contribute(const data::Batch& batch, int r, float lr);
-  void read_state(std::vector<float>& into);
+  void read_state(std::vector<float>& into) const;
   void write_state(const std::vector<float>& from);
   void apply(float lr);
   std::string bucket_name(size_t k) const;
@@ -103,6 +108,7 @@ class DataParallelRunner final : public train::StepRunner {
   const EntryInfo *grad_entry_, *apply_entry_;
   int loss_i_ = -1, correct_i_ = -1;
   std::vector<float> grads_, state_;             // this rank's contribution, then the sums
+  std::vector<std::span<float>> averaged_;       // the program's storage of plan_.averaged
   std::vector<int> bucket_ready_;                // per bucket: grad_step kernels after which it is final
   std::vector<int> handles_;                     // per bucket: its sum in flight (-1: not started)
   std::vector<std::vector<uint8_t>> out_storage_;  // grad_step's non-gradient outputs

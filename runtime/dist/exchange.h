@@ -40,9 +40,6 @@ class Exchange {
   virtual std::vector<std::vector<uint8_t>> all_gather(std::span<const uint8_t> mine, const std::string& what) = 0;
   // Rank 0's bytes to every rank (`data` sized alike everywhere).
   virtual void broadcast(std::span<uint8_t> data, const std::string& what) = 0;
-  // Seconds a call may wait for a peer before PeerError.
-  virtual void set_timeout(double seconds) = 0;
-  virtual double timeout() const = 0;
 };
 
 // The order-fixed sum both the transport and the single-process reference

@@ -49,8 +49,6 @@ class MpiExchange final : public Exchange {
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  void set_timeout(double s) override { timeout_ = s; }
-  double timeout() const override { return timeout_; }
   MPI_Comm comm() const { return comm_; }
 
   void sum_in_rank_order(std::span<float> data, const std::string& what) override { sum(data, what, float_tmp_); }
@@ -111,8 +109,8 @@ class MpiExchange final : public Exchange {
     return done;
   }
 
-  // Polls until `step` says it is done; throws PeerError naming the first
-  // peer `p` still waits on at the deadline.
+  // Polls until `done()` says so; throws PeerError naming the first peer
+  // `p` still waits on at the deadline.
   template <class Done>
   void poll_until(Done&& done, Pending& p, const std::string& what, double timeout = -1) {
     const double limit = timeout >= 0 ? timeout : timeout_;

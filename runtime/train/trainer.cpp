@@ -52,10 +52,6 @@ void check_fits(const EntryInfo& e, const TensorInfo& in, const Tensor& t, const
   }
 }
 
-namespace {
-
-}  // namespace
-
 void feed_inputs(const EntryInfo& e, const std::vector<std::pair<std::string, const void*>>& named,
                  std::vector<const void*>& in) {
   in.clear();
@@ -72,6 +68,17 @@ void feed_inputs(const EntryInfo& e, const std::vector<std::pair<std::string, co
   }
 }
 
+double read_scalar(const void* at, ElemType type) {
+  const auto* p = static_cast<const uint8_t*>(at);
+  switch (type) {
+    case ElemType::f32: { float v; std::memcpy(&v, p, 4); return v; }
+    case ElemType::f64: { double v; std::memcpy(&v, p, 8); return v; }
+    case ElemType::i32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+    case ElemType::i64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
+    default: throw std::runtime_error("unsupported scalar output type");
+  }
+}
+
 namespace {
 
 // Output buffers of an entry, each sized for the program's maximum batch.
@@ -84,21 +91,6 @@ struct Outputs {
   }
   double scalar(int i, ElemType type) const { return read_scalar(storage[static_cast<size_t>(i)].data(), type); }
 };
-
-}  // namespace
-
-double read_scalar(const void* at, ElemType type) {
-    const auto* p = static_cast<const uint8_t*>(at);
-    switch (type) {
-      case ElemType::f32: { float v; std::memcpy(&v, p, 4); return v; }
-      case ElemType::f64: { double v; std::memcpy(&v, p, 8); return v; }
-      case ElemType::i32: { int32_t v; std::memcpy(&v, p, 4); return v; }
-      case ElemType::i64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
-      default: throw std::runtime_error("unsupported scalar output type");
-    }
-}
-
-namespace {
 
 std::string number(double v) {
   char buf[32];
@@ -284,12 +276,10 @@ void Trainer::check_finite(int64_t epoch, int64_t step) const {
 
 void Trainer::save(const std::string& file, TrainResult& result) {
   if (opt_.out_dir.empty()) return;
-  result.checkpoint = (std::filesystem::path(opt_.out_dir) / file).string();
+  result.checkpoint = (std::filesystem::path(opt_.out_dir) / file).string();  // every rank knows where rank 0 saved
   if (!runner_->writes_files()) return;
   std::filesystem::create_directories(opt_.out_dir);
-  std::string path = (std::filesystem::path(opt_.out_dir) / file).string();
-  save_checkpoint(path, checkpoint());
-  result.checkpoint = path;
+  save_checkpoint(result.checkpoint, checkpoint());
 }
 
 std::string persistent_digest(Program& program) {
@@ -394,11 +384,17 @@ TrainResult Trainer::run() {
     }
     history_.push_back(m);
     partial_ = {};
-    const std::string digest = persistent_digest(program_);
-    runner_->check_epoch(digest, e1);
+    // Hashing every param is work: done only when a runner compares ranks or the digest is printed.
+    std::string digest;
+    auto digest_once = [&]() -> const std::string& {
+      if (digest.empty()) digest = persistent_digest(program_);
+      return digest;
+    };
+    runner_->check_epoch(digest_once, e1);
     if (opt_.log) {
       std::fprintf(opt_.log, "%s\n", report::seed_format(m).c_str());
-      if (opt_.print_digest) std::fprintf(opt_.log, "params digest after epoch %lld: %s\n", static_cast<long long>(e1), digest.c_str());
+      if (opt_.print_digest)
+        std::fprintf(opt_.log, "params digest after epoch %lld: %s\n", static_cast<long long>(e1), digest_once().c_str());
       std::fflush(opt_.log);
     }
     write_metrics();

@@ -105,9 +105,10 @@ class StepRunner {
   // the step they stop after); else the trainer also stops right after the
   // step during which it was made.
   virtual bool stop_needs_agreement() const { return false; }
-  // After every epoch, with the SHA-256 of this process's params and state:
-  // a data-parallel runner refuses to go on when the ranks' differ.
-  virtual void check_epoch(const std::string& /*digest*/, int64_t /*epoch*/) {}
+  // After every epoch; `digest` gives the SHA-256 of this process's params
+  // and state (computed when first called): a data-parallel runner refuses
+  // to go on when the ranks' differ.
+  virtual void check_epoch(const std::function<const std::string&()>& /*digest*/, int64_t /*epoch*/) {}
 };
 
 // The train_step entry of one program, fed by input name: the data set's

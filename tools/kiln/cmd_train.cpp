@@ -36,7 +36,7 @@ struct Opts {
 
 // Each rank's step times, gathered; rank 0 prints them and writes dist_timing.json.
 void report_timing(const RunOutcome& r) {
-  dist::Exchange& ex = *start_distributed(r.run_comm_timeout).exchange;
+  dist::Exchange& ex = distributed_world();
   const dist::StepTiming& t = r.timing;
   double mine[4] = {t.compute, t.wait, t.communicate, static_cast<double>(t.steps)};
   auto all = ex.all_gather(std::span(reinterpret_cast<const uint8_t*>(mine), sizeof mine), "gathering step times");

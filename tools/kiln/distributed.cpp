@@ -1,9 +1,12 @@
 #include "tools/kiln/distributed.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "runtime/data/sha256.h"
+#include "runtime/dist/data_parallel.h"
 #include "runtime/train/predictions.h"
 #include "tools/kiln/command.h"
 #ifdef KILN_HAVE_MPI
@@ -30,6 +33,11 @@ DistributedJob start_distributed(double comm_timeout) {
 
 void finish_distributed() { g_world.reset(); }
 
+dist::Exchange& distributed_world() {
+  if (!g_world) throw std::logic_error("the distributed job has not started");
+  return *g_world;
+}
+
 void abort_distributed(const std::string& message, int code) {
   // Every rank may say it: each line names its rank.
   const bool named = message.rfind("rank ", 0) == 0 || !g_world;
@@ -49,6 +57,7 @@ DistributedJob start_distributed(double) {
                    "openmpi-bin (tools/setup.sh does) and rebuild");
 }
 void finish_distributed() {}
+dist::Exchange& distributed_world() { throw std::logic_error("this kiln was built without MPI"); }
 void abort_distributed(const std::string& message, int code) {
   std::fprintf(stderr, "kiln: %s\n", message.c_str());
   std::exit(code);
@@ -56,6 +65,10 @@ void abort_distributed(const std::string& message, int code) {
 void node_barrier(const DistributedJob&, const std::string&) {}
 
 #endif
+
+int DistributedJob::default_threads() const {
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, local_size));
+}
 
 void add_bucket_option(CLI::App* command, int64_t& bucket_kb) {
   command->add_option("--bucket-kb", bucket_kb, "--distributed: gradient bucket size in KiB (default 4096)")
@@ -91,8 +104,8 @@ void broadcast_persistent(dist::Exchange& ex, Program& program) {
 }
 
 Tensor predict_sharded(dist::Exchange& ex, Program& program, const Tensor& features) {
-  const int64_t n = features.dim(0), ranks = ex.size(), r = ex.rank();
-  const int64_t begin = n * r / ranks, end = n * (r + 1) / ranks;
+  const int64_t n = features.dim(0);
+  const auto [begin, end] = dist::shard_rows(n, ex.rank(), ex.size());
   std::vector<int64_t> shape = features.shape();
   shape[0] = end - begin;
   Tensor part(features.dtype(), shape);

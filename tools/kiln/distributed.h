@@ -21,12 +21,16 @@ constexpr double kStartupTimeout = 900;
 struct DistributedJob {
   dist::Exchange* exchange = nullptr;  // owned by the process (finalized by finish_distributed)
   int local_rank = 0, local_size = 1;  // on this node
+  // Worker threads a rank takes unless told: the node's cores shared among its ranks.
+  int default_threads() const;
 };
 
 // Throws InputError when kiln was built without MPI, or was not started by mpirun.
 DistributedJob start_distributed(double comm_timeout);
 // MPI_Finalize after a clean run.
 void finish_distributed();
+// The started job's exchange (throws std::logic_error before start_distributed).
+dist::Exchange& distributed_world();
 // Ends every rank of the job with `code` after printing `message` (a rank's failure).
 [[noreturn]] void abort_distributed(const std::string& message, int code);
 

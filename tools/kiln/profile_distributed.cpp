@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 
 #include "compiler/codegen/compile_cache.h"
 #include "compiler/driver/training_setup.h"
@@ -20,7 +19,7 @@ void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, i
   dist::Exchange& ex = *job.exchange;
   const int64_t batch = spec.full_batch ? 64 : spec.batch_size;
   driver::SpecData data = driver::load_spec_data(spec, batch * (steps + 2), 1);
-  if (threads <= 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / job.local_size);
+  if (threads <= 0) threads = job.default_threads();
   driver::CompiledModel m = compile_once_per_node(job, [&] {
     return driver::compile_model(model, &spec, batch, threads, {.cache_dir = codegen::default_cache_dir()}, true);
   });

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include "compiler/driver/training_setup.h"
 #include "compiler/codegen/host.h"
@@ -57,7 +56,6 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
     job = start_distributed(o.comm_timeout);
     out.rank = job.exchange->rank();
     out.ranks = job.exchange->size();
-    out.run_comm_timeout = o.comm_timeout;
   }
   const bool lead = out.rank == 0;  // prints and writes files
 
@@ -86,7 +84,7 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
                        t.triple + " " + t.cpu + " " + std::to_string(t.vector_bits) + " " + std::to_string(t.fma));
     // The node's cores shared among its ranks, unless threads were asked for.
     if (threads <= 0)
-      threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, job.local_size));
+      threads = job.default_threads();
     m = compile_once_per_node(job, compile);
   } else {
     m = compile();

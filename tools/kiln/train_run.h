@@ -10,6 +10,7 @@
 #include "compiler/frontend/train_spec.h"
 #include "runtime/dist/data_parallel.h"
 #include "runtime/report/metrics.h"
+#include "tools/kiln/distributed.h"
 #include "runtime/train/trainer.h"
 
 namespace kiln::cli {
@@ -26,7 +27,7 @@ struct RunOptions {
   const std::atomic<bool>* stop = nullptr;
   // Data-parallel over the ranks of an MPI job (tools/kiln/distributed.h).
   bool distributed = false;
-  double comm_timeout = 20;         // seconds a collective waits for a peer
+  double comm_timeout = kDefaultCommTimeout;  // seconds a collective waits for a peer
   int64_t bucket_bytes = 4 << 20;   // gradient bucket size
   bool overlap = true;              // send gradients during the backward pass
   // > 0: the data-parallel step of that many ranks simulated in this process
@@ -47,7 +48,6 @@ struct RunOutcome {
   int64_t max_batch = 0;                              // what the program was compiled for
   // Data-parallel runs: this rank, the ranks, the gradient buckets and this rank's step times.
   int rank = 0, ranks = 1;
-  double run_comm_timeout = 20;
   std::string buckets;
   dist::StepTiming timing;
 };
