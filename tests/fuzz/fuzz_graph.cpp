@@ -7,10 +7,5 @@
 void fuzz_setup() { kiln::OpRegistry::get(); }
 
 std::string fuzz_one(std::span<const uint8_t> bytes) {
-  try {
-    kiln::parse_graph(fuzz_text(bytes), "<fuzz>");
-  } catch (const kiln::GraphError& e) {
-    return e.what();
-  }
-  return "";
+  return accepted_or_refused<kiln::GraphError>([&] { kiln::parse_graph(fuzz_text(bytes), "<fuzz>"); });
 }

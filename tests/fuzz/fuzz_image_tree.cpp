@@ -9,11 +9,6 @@
 void fuzz_setup() {}
 
 std::string fuzz_one(std::span<const uint8_t> bytes) {
-  try {
-    // One decoding thread: no thread start per input, and a finding replays alike.
-    kiln::data::import_image_tree_from_memory(bytes, "<fuzz>", {}, 1);
-  } catch (const kiln::FileError& e) {
-    return e.what();
-  }
-  return "";
+  // One decoding thread: no thread start per input, and a finding replays alike.
+  return accepted_or_refused<kiln::FileError>([&] { kiln::data::import_image_tree_from_memory(bytes, "<fuzz>", {}, 1); });
 }

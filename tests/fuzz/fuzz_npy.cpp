@@ -7,10 +7,5 @@
 void fuzz_setup() {}
 
 std::string fuzz_one(std::span<const uint8_t> bytes) {
-  try {
-    kiln::data::parse_npy(bytes, "<fuzz>");
-  } catch (const kiln::FileError& e) {
-    return e.what();
-  }
-  return "";
+  return accepted_or_refused<kiln::FileError>([&] { kiln::data::parse_npy(bytes, "<fuzz>"); });
 }

@@ -56,12 +56,8 @@ std::string fuzz_one(std::span<const uint8_t> bytes) {
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
     if (!out) throw std::runtime_error("fuzz_tar_extract: cannot write " + archive);
   }
-  std::string error;
-  try {
-    kiln::data::extract_tar_members(archive, dest, after_prefix);
-  } catch (const kiln::FileError& e) {
-    error = e.what();
-  }
+  std::string error =
+      accepted_or_refused<kiln::FileError>([&] { kiln::data::extract_tar_members(archive, dest, after_prefix); });
   std::filesystem::remove_all(dest);
   return error;
 }

@@ -20,3 +20,16 @@ std::string fuzz_one(std::span<const uint8_t> bytes);
 inline std::string fuzz_text(std::span<const uint8_t> bytes) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
+
+// What fuzz_one returns for a parser documented to throw `Error` on bad
+// input: "" when `parse()` accepts, the error's message when it refuses
+// (anything else it throws escapes, as a finding).
+template <class Error, class Parse>
+std::string accepted_or_refused(Parse&& parse) {
+  try {
+    parse();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}

@@ -11,10 +11,5 @@
 void fuzz_setup() { kiln::OpRegistry::get(); }
 
 std::string fuzz_one(std::span<const uint8_t> bytes) {
-  try {
-    kiln::parse_train_spec(fuzz_text(bytes), KILN_SOURCE_DIR "/graphs/experiments/fuzz.json");
-  } catch (const kiln::SpecError& e) {
-    return e.what();
-  }
-  return "";
+  return accepted_or_refused<kiln::SpecError>([&] { kiln::parse_train_spec(fuzz_text(bytes), KILN_SOURCE_DIR "/graphs/experiments/fuzz.json"); });
 }

@@ -24,6 +24,7 @@
 #include "runtime/data/npy.h"
 #include "runtime/data/tar_extract.h"
 #include "runtime/train/checkpoint.h"
+#include "tests/archive_members.h"
 
 using namespace kiln;
 using Bytes = std::vector<uint8_t>;
@@ -63,16 +64,7 @@ Bytes tar(const Members& members, int format) {
   size_t used = 0;
   if (archive_write_open_memory(a, out.data(), out.size(), &used) != ARCHIVE_OK)
     throw std::runtime_error(std::string("archive_write_open_memory: ") + archive_error_string(a));
-  for (auto& [name, bytes] : members) {
-    archive_entry* e = archive_entry_new();
-    archive_entry_set_pathname(e, name.c_str());
-    archive_entry_set_size(e, static_cast<la_int64_t>(bytes.size()));
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_write_header(a, e);
-    archive_write_data(a, bytes.data(), bytes.size());
-    archive_entry_free(e);
-  }
+  test::write_archive_members(a, members);
   archive_write_close(a);
   archive_write_free(a);
   out.resize(used);

@@ -3,6 +3,7 @@
 // cleans up after itself, byte-file writers, gzip, tar.gz, and the path of
 // the real data sets (tests that need them skip when absent).
 #include "test_util.h"
+#include "tests/archive_members.h"
 #include <archive.h>
 #include <archive_entry.h>
 #include <doctest/doctest.h>
@@ -59,16 +60,7 @@ inline void write_tar_gz(const std::string& path, const std::vector<std::pair<st
   archive_write_add_filter_gzip(a);
   archive_write_set_format_pax_restricted(a);
   REQUIRE(archive_write_open_filename(a, path.c_str()) == ARCHIVE_OK);
-  for (auto& [name, bytes] : members) {
-    archive_entry* e = archive_entry_new();
-    archive_entry_set_pathname(e, name.c_str());
-    archive_entry_set_size(e, static_cast<la_int64_t>(bytes.size()));
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_write_header(a, e);
-    archive_write_data(a, bytes.data(), bytes.size());
-    archive_entry_free(e);
-  }
+  write_archive_members(a, members);
   archive_write_close(a);
   archive_write_free(a);
 }
