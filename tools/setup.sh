@@ -11,6 +11,7 @@ PACKAGES=(
   zlib1g-dev libarchive-dev libjpeg-dev libpng-dev libssl-dev libstb-dev libzstd-dev
   libopenblas-dev gnuplot-nox python3 python3-jsonschema afl++
   libopenmpi-dev openmpi-bin
+  libonnx-dev libprotobuf-dev libonnx-testdata
   dataset-fashion-mnist
 )
 
