@@ -101,6 +101,7 @@ void register_tensor(ConverterTable& t);
 void register_reduce(ConverterTable& t);
 void register_nn(ConverterTable& t);
 void register_shape_ops(ConverterTable& t);
+void register_resize(ConverterTable& t);
 const ConverterTable& converters();
 
 // Helpers shared by the families.

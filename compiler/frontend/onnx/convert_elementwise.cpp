@@ -18,11 +18,15 @@ void unary(ConverterTable& t, const char* onnx_op, const char* kiln_op) {
 void binary(ConverterTable& t, const char* onnx_op, const char* kiln_op) {
   t[onnx_op] = [kiln_op](NodeCtx& c) {
     // Before opset 7, broadcasting was opt-in through `broadcast` and `axis`.
-    if (c.opset() < 7) {
-      c.attr_int("broadcast", 0);
-      if (c.has_attr("axis")) unsupported("legacy broadcast with an axis (opset < 7)");
+    // With an axis, y's dimensions line up with x's from that axis on.
+    std::string y = c.in(1);
+    if (c.opset() < 7 && c.attr_int("broadcast", 0) != 0 && c.has_attr("axis")) {
+      int64_t axis = NodeCtx::axis(c.attr_int("axis", 0), c.rank(0));
+      std::vector<int64_t> trailing;
+      for (int64_t a = axis + c.rank(1); a < c.rank(0); ++a) trailing.push_back(a - axis);
+      if (!trailing.empty()) y = c.emit("unsqueeze", {y}, {{"axes", ints_json(trailing)}});
     }
-    c.emit_out(0, kiln_op, {c.in(0), c.in(1)});
+    c.emit_out(0, kiln_op, {c.in(0), y});
   };
 }
 
@@ -74,9 +78,15 @@ void register_elementwise(ConverterTable& t) {
     c.out(0, c.in(0));
   };
   t["Pow"] = [](NodeCtx& c) {
-    std::string y = c.in(1);
-    if (c.dtype(1) != c.dtype(0)) y = c.emit("cast", {y}, {{"dtype", dtype_name(c.dtype(0))}});
-    c.emit_out(0, "pow", {c.in(0), y});
+    std::string x = c.in(0), y = c.in(1);
+    DType dt = c.dtype(0);
+    // kiln's pow is real: integers go through f64 (exact for the results an integer holds).
+    DType real = is_float(dt) ? dt : DType::f64;
+    if (dt != real) x = c.emit("cast", {x}, {{"dtype", "f64"}});
+    if (c.dtype(1) != real) y = c.emit("cast", {y}, {{"dtype", dtype_name(real)}});
+    std::string p = c.emit("pow", {x, y});
+    if (dt != real) p = c.emit("cast", {c.emit("round", {p})}, {{"dtype", dtype_name(dt)}});
+    c.out(0, p);
   };
   t["Mod"] = [](NodeCtx& c) {
     bool fmod = c.attr_int("fmod", 0) != 0;
@@ -179,8 +189,15 @@ void register_elementwise(ConverterTable& t) {
   };
   t["PRelu"] = [](NodeCtx& c) {
     std::string x = c.in(0), slope = c.in(1);
-    // Opset < 7 (and exporters since) give the slope per channel as [C]; ONNX
-    // broadcasts it unidirectionally, numpy style, which kiln's mul does.
+    // ONNX broadcasts the slope numpy style; older exporters give it per
+    // channel as [C] (axis 1), which numpy rules would align with the last axis.
+    const Shape& xs = c.shape(0);
+    const Shape& ss = c.shape(1);
+    if (ss.size() == 1 && xs.size() > 2 && ss[0] != 1 && ss[0] == xs[1] && xs.back() != ss[0]) {
+      std::vector<int64_t> axes;
+      for (size_t a = 1; a + 1 < xs.size(); ++a) axes.push_back(static_cast<int64_t>(a));
+      slope = c.emit("unsqueeze", {slope}, {{"axes", ints_json(axes)}});
+    }
     c.out(0, relu_with(c, x, c.emit("mul", {x, slope})));
   };
   t["Tan"] = [](NodeCtx& c) {

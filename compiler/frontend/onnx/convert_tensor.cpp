@@ -71,8 +71,9 @@ void register_tensor(ConverterTable& t) {
   };
   t["Flatten"] = [](NodeCtx& c) {
     Shape in = c.shape(0);
-    int64_t axis = NodeCtx::axis(c.attr_int("axis", 1), static_cast<int64_t>(in.size()) + 1);
-    if (axis == static_cast<int64_t>(in.size()) + 1) axis = static_cast<int64_t>(in.size());
+    int64_t r = static_cast<int64_t>(in.size()), axis = c.attr_int("axis", 1);
+    if (axis < 0) axis += r;
+    if (axis < 0 || axis > r) invalid("axis " + std::to_string(c.attr_int("axis", 1)) + " is out of range for rank " + std::to_string(r));
     Shape target = {product(in, 0, static_cast<size_t>(axis)), product(in, static_cast<size_t>(axis), in.size())};
     if (open(in)) {
       if (axis == 0) unsupported("Flatten with axis 0 of an input with an open batch dimension");
@@ -274,8 +275,8 @@ void register_tensor(ConverterTable& t) {
   };
   t["OneHot"] = [](NodeCtx& c) {
     const interp::Value& depth_v = c.need_known(1, "depth");
-    const interp::Value& values = c.need_known(2, "values");
-    if (depth_v.data.size() != 1 || values.data.size() != 2) invalid("depth must hold one value and values two");
+    if (depth_v.data.size() != 1) invalid("depth must hold one value");
+    if (numel(c.shape(2)) != 2) invalid("values must hold two values (off, on)");
     int64_t depth = static_cast<int64_t>(depth_v.data[0]);
     int64_t axis = NodeCtx::axis(c.attr_int("axis", -1), c.rank(0) + 1);
     std::string idx = c.in(0);
@@ -286,7 +287,11 @@ void register_tensor(ConverterTable& t) {
     idx = c.emit("select", {neg, c.emit("add", {idx, c.scalar(static_cast<double>(depth), it)}), idx});
     if (it != DType::i32) idx = c.emit("cast", {idx}, {{"dtype", "i32"}});
     std::string hot = c.emit("one_hot", {idx}, {{"depth", depth}, {"axis", axis}, {"dtype", "f64"}});
-    std::string on = c.scalar(values.data[1], values.dtype), off = c.scalar(values.data[0], values.dtype);
+    // values = [off, on], read at run time.
+    std::string values = c.in(2);
+    if (c.rank(2) != 1) values = c.emit("reshape", {values}, {{"shape", {2}}});
+    std::string off = c.emit("gather", {values, c.scalar(0, DType::i32)}, {{"axis", 0}});
+    std::string on = c.emit("gather", {values, c.scalar(1, DType::i32)}, {{"axis", 0}});
     c.emit_out(0, "select", {c.emit("compare", {hot, c.scalar(0, DType::f64)}, {{"kind", "gt"}}), on, off});
   };
 }

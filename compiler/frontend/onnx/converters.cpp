@@ -11,6 +11,7 @@ const ConverterTable& converters() {
     register_reduce(t);
     register_nn(t);
     register_shape_ops(t);
+    register_resize(t);
     return t;
   }();
   return table;

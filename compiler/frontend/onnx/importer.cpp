@@ -242,6 +242,9 @@ void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
     for (const auto& out : n.output()) values_[out].failed = true;
   };
   if (!n.domain().empty() && n.domain() != "ai.onnx") {
+    if (n.domain() == "ai.onnx.preview.training")
+      problem(&n, "unsupported", "op " + n.op_type() + " of the training domain (kiln trains with its own optimizers: kiln train)");
+    else
     problem(&n, "unsupported", "op " + n.op_type() + " of domain '" + n.domain() + "' (kiln imports the default domain)");
     return fail_outputs();
   }
@@ -309,7 +312,11 @@ ImportedModel Importer::run(const ::onnx::ModelProto& model, const std::string& 
   const ::onnx::GraphProto& g = model.graph();
   for (const auto& os : model.opset_import())
     if (os.domain().empty() || os.domain() == "ai.onnx") result.opset = os.version();
-  if (result.opset == 0) problem(nullptr, "invalid", "the model imports no opset of the default domain");
+  if (result.opset == 0) {
+    std::string domains;
+    for (const auto& os : model.opset_import()) domains += (domains.empty() ? "" : ", ") + os.domain();
+    problem(nullptr, "unsupported", "the model imports no opset of the default domain (only " + domains + ")");
+  }
   if (result.opset > kMaxOpset)
     problem(nullptr, "unsupported", "opset " + std::to_string(result.opset) + " is newer than kiln supports (1-" +
                                         std::to_string(kMaxOpset) + ")");
