@@ -60,6 +60,7 @@ class NodeCtx {
   std::string attr_string(const std::string& a, const std::string& fallback);
   std::vector<int64_t> attr_ints(const std::string& a, std::vector<int64_t> fallback = {});
   std::vector<double> attr_floats(const std::string& a, std::vector<double> fallback = {});
+  std::vector<std::string> attr_strings(const std::string& a);
   std::optional<interp::Value> attr_tensor(const std::string& a);
   // An attribute that only matters where it has its default (e.g. a layout
   // hint): accepted when equal, unsupported otherwise.
@@ -102,6 +103,8 @@ void register_reduce(ConverterTable& t);
 void register_nn(ConverterTable& t);
 void register_shape_ops(ConverterTable& t);
 void register_resize(ConverterTable& t);
+void register_index(ConverterTable& t);
+void register_rnn(ConverterTable& t);
 const ConverterTable& converters();
 
 // Helpers shared by the families.

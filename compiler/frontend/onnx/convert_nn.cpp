@@ -242,18 +242,38 @@ void register_nn(ConverterTable& t) {
 
   t["BatchNormalization"] = [](NodeCtx& c) {
     double eps = c.attr_float("epsilon", 1e-5);
-    c.attr_float("momentum", 0.9);
+    double momentum = c.attr_float("momentum", 0.9);
     c.attr_int("spatial", 1);
     c.attr_int("is_test", 0);
     c.attr_ints("consumed_inputs");
-    if (c.attr_int("training_mode", 0) != 0 || c.outputs() > 1) unsupported("BatchNormalization in training mode");
+    bool training = c.attr_int("training_mode", 0) != 0;
+    if (!training && c.opset() < 14 && c.outputs() > 1 && c.opset() >= 9) training = true;  // opset 9-13: extra outputs mean training
     int rank = c.rank(0);
-    // y = (x - mean) / sqrt(var + eps) * scale + bias, per channel (axis 1).
     std::string x = c.in(0);
     DType dt = c.dtype(0);
-    std::string inv = c.emit("rsqrt", {c.emit("add", {c.in(4), c.scalar(eps, dt)})});
+    std::string mean = c.in(3), var = c.in(4);
+    if (training) {
+      // Batch statistics (the population variance); the running ones move
+      // toward them: running * momentum + batch * (1 - momentum).
+      std::vector<int64_t> axes = {0};
+      for (int a = 2; a < rank; ++a) axes.push_back(a);
+      std::string bm = c.emit("reduce_mean", {x}, {{"axes", ints_json(axes)}});
+      std::string centered = c.emit("sub", {x, per_channel(c, bm, rank)});
+      std::string bv = c.emit("reduce_mean", {c.emit("square", {centered})}, {{"axes", ints_json(axes)}});
+      auto blend = [&](const std::string& running, const std::string& batch) {
+        return c.emit("add", {c.emit("mul", {running, c.scalar(momentum, dt)}), c.emit("mul", {batch, c.scalar(1 - momentum, dt)})});
+      };
+      if (c.wants(1)) c.out(1, blend(mean, bm));
+      if (c.wants(2)) c.out(2, blend(var, bv));
+      mean = bm;
+      var = bv;
+    } else if (c.outputs() > 1) {
+      unsupported("BatchNormalization's saved mean and variance outputs (opset < 9)");
+    }
+    // y = (x - mean) / sqrt(var + eps) * scale + bias, per channel (axis 1).
+    std::string inv = c.emit("rsqrt", {c.emit("add", {var, c.scalar(eps, dt)})});
     std::string scale = c.emit("mul", {c.in(1), inv});
-    std::string shift = c.emit("sub", {c.in(2), c.emit("mul", {c.in(3), scale})});
+    std::string shift = c.emit("sub", {c.in(2), c.emit("mul", {mean, scale})});
     c.emit_out(0, "add", {c.emit("mul", {x, per_channel(c, scale, rank)}), per_channel(c, shift, rank)});
   };
   t["InstanceNormalization"] = [](NodeCtx& c) {

@@ -93,6 +93,28 @@ void register_shape_ops(ConverterTable& t) {
       for (int64_t j = 0; j < s[1]; ++j) out.data.push_back(j - i == k ? 1 : 0);
     c.out_known(0, std::move(out));
   };
+  // Window functions: a0 - a1 cos(2 pi n / D) + a2 cos(4 pi n / D), D = N
+  // (periodic) or N - 1 (symmetric); known at import from the size.
+  auto window = [](double a0, double a1, double a2) {
+    return [=](NodeCtx& c) {
+      auto size = c.need_ints(0, "size");
+      if (size.size() != 1 || size[0] < 1) invalid("size must be one positive integer");
+      bool periodic = c.attr_int("periodic", 1) != 0;
+      DType dt = dtype_of_onnx(static_cast<int32_t>(c.attr_int("output_datatype", 1)));
+      int64_t n = size[0];
+      double d = static_cast<double>(periodic ? n : n - 1);
+      interp::Value out{dt, {n}, {}};
+      for (int64_t i = 0; i < n; ++i) {
+        double x = 2 * M_PI * static_cast<double>(i) / d;
+        double v = a0 - a1 * std::cos(x) + a2 * std::cos(2 * x);
+        out.data.push_back(dt == DType::f32 ? static_cast<double>(static_cast<float>(v)) : v);
+      }
+      c.out_known(0, std::move(out));
+    };
+  };
+  t["HannWindow"] = window(0.5, 0.5, 0);
+  t["HammingWindow"] = window(25.0 / 46.0, 21.0 / 46.0, 0);
+  t["BlackmanWindow"] = window(0.42, 0.5, 0.08);
   t["Dropout"] = [](NodeCtx& c) {
     // Inference: the identity (and an all-true mask). A training-mode Dropout
     // (opset 12's third input true) draws, which import cannot fold.

@@ -12,6 +12,8 @@ const ConverterTable& converters() {
     register_nn(t);
     register_shape_ops(t);
     register_resize(t);
+    register_index(t);
+    register_rnn(t);
     return t;
   }();
   return table;

@@ -170,6 +170,17 @@ void Importer::read_inputs(const ::onnx::GraphProto& g) {
       const auto& tt = in.type().tensor_type();
       v.type.dtype = dtype_of_onnx(tt.elem_type());
       if (!tt.has_shape()) unsupported("graph input '" + in.name() + "' has no shape (kiln compiles static shapes)");
+      bool empty = false;
+      for (const auto& d : tt.shape().dim()) empty = empty || (d.has_dim_value() && d.dim_value() == 0);
+      if (empty) {  // no elements: its value is known (kiln tensors have no zero-size dimension)
+        interp::Value e{v.type.dtype, {}, {}};
+        for (const auto& d : tt.shape().dim()) e.shape.push_back(d.has_dim_value() ? d.dim_value() : 0);
+        v.type.shape = e.shape;
+        v.known = std::move(e);
+        v.foldable = true;
+        values_[in.name()] = std::move(v);
+        continue;
+      }
       for (int i = 0; i < tt.shape().dim_size(); ++i) {
         const auto& d = tt.shape().dim(i);
         if (d.has_dim_value()) {
@@ -188,6 +199,7 @@ void Importer::read_inputs(const ::onnx::GraphProto& g) {
       inputs_[name] = spec;
       v.kiln = name;
       v.graph_input = true;
+      v.from_inputs = {in.name()};
     } catch (const ConvertError& e) {
       problem(nullptr, e.kind, e.what());
       v.failed = true;
@@ -264,7 +276,10 @@ void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
   try {
     for (const auto& out : n.output())
       if (!out.empty() && values_.count(out) && !values_.at(out).failed) invalid("output '" + out + "' is defined twice");
-    for (const auto& out : n.output()) values_[out] = OnnxValue{};
+    std::set<std::string> from;
+    for (const auto& in : n.input())
+      if (!in.empty() && values_.count(in)) from.insert(values_.at(in).from_inputs.begin(), values_.at(in).from_inputs.end());
+    for (const auto& out : n.output()) values_[out] = OnnxValue{}, values_[out].from_inputs = from;
     NodeCtx ctx(*this, n, opset);
     it->second(ctx);
     std::vector<std::string> unread = ctx.unread_attrs();

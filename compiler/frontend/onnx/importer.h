@@ -24,6 +24,7 @@ struct OnnxValue {
   bool foldable = false;               // known and may be folded into its readers (not a float initializer: that stays a param)
   bool graph_input = false;            // an unbound graph input
   bool failed = false;                 // its node failed: readers fail quietly
+  std::set<std::string> from_inputs;   // the unbound graph inputs it is computed from
 };
 
 class Importer {

@@ -43,7 +43,13 @@ const interp::Value& NodeCtx::need_known(int i, const std::string& what) {
     unsupported(what + " comes from graph input '" + node_.input(i) +
                 "': kiln needs it at import (bind it to a value; kiln compiles static shapes)");
   }
-  unsupported(what + " ('" + node_.input(i) + "') is computed at run time; kiln needs it at import");
+  std::string from;
+  for (auto& g : v.from_inputs) {
+    im_.note_needs_constant(g);
+    from += (from.empty() ? "" : ", ") + g;
+  }
+  unsupported(what + " ('" + node_.input(i) + "') is computed at run time" + (from.empty() ? "" : " from graph input " + from) +
+              "; kiln needs it at import");
 }
 
 std::vector<int64_t> NodeCtx::need_ints(int i, const std::string& what) {
@@ -107,6 +113,14 @@ std::vector<double> NodeCtx::attr_floats(const std::string& a, std::vector<doubl
   return {at->floats().begin(), at->floats().end()};
 }
 
+std::vector<std::string> NodeCtx::attr_strings(const std::string& a) {
+  read_.push_back(a);
+  auto* at = find_attr(node_, a);
+  if (!at) return {};
+  if (at->type() != ::onnx::AttributeProto::STRINGS) invalid("attribute '" + a + "' must be a list of strings");
+  return {at->strings().begin(), at->strings().end()};
+}
+
 std::optional<interp::Value> NodeCtx::attr_tensor(const std::string& a) {
   read_.push_back(a);
   auto* at = find_attr(node_, a);
@@ -147,8 +161,7 @@ std::string NodeCtx::emit_named(const std::string& base, const std::string& op, 
 }
 
 std::string NodeCtx::scalar(double v, DType dtype) {
-  return im_.emit("constant", {}, {{"value", v}, {"dtype", std::string(dtype_name(dtype))}},
-                  (node_.output_size() > 0 ? node_.output(0) : name()) + "/c", "");
+  return im_.constant_node(interp::Value{dtype, {}, {v}}, (node_.output_size() > 0 ? node_.output(0) : name()) + "/c");
 }
 
 std::string NodeCtx::constant(const interp::Value& v) {
