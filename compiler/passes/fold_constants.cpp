@@ -1,5 +1,8 @@
 // Constant folding through the interpreter's reference kernels: the folded
 // value is by definition what the op means.
+#include <algorithm>
+#include <cmath>
+
 #include "compiler/interp/interpreter.h"
 #include "compiler/ops/registry.h"
 #include "compiler/passes/passes.h"
@@ -51,6 +54,9 @@ bool fold_constants(Graph& g) {
     }
     if (!foldable(g, n)) continue;
     interp::Value v = evaluate_alone(g, static_cast<NodeId>(i));
+    // A constant holds finite numbers only (JSON has no others): a node that
+    // evaluates to an infinity or NaN (1/0, an ONNX -inf fill) stays computed.
+    if (!std::all_of(v.data.begin(), v.data.end(), [](double x) { return std::isfinite(x); })) continue;
     become_constant(g.nodes[i], n.type.shape.empty() ? nlohmann::json(v.data.at(0)) : nlohmann::json(v.data));
     changed = true;
   }

@@ -113,7 +113,8 @@ std::set<std::string> read_list(const std::string& path) {
   return out;
 }
 
-void worker(const SuiteCmd& o) {
+void worker(SuiteCmd o) {
+  o.opts.read_tolerances();
   std::ifstream f(o.worker_list);
   for (std::string dir; std::getline(f, dir);) {
     if (dir.empty()) continue;
@@ -140,6 +141,12 @@ std::string md_cell(std::string s) {
 void suite_cmd(const SuiteCmd& o) {
   if (!o.worker_list.empty()) return worker(o);
   std::vector<std::string> dirs = test_dirs(o.paths);
+  SuiteOptions checked = o.opts;
+  try {
+    checked.read_tolerances();  // a broken file is reported here, not by every worker
+  } catch (const std::exception& e) {
+    throw InputError(e.what());
+  }
   std::string self = fs::read_symlink("/proc/self/exe").string();
   std::vector<SuiteTestResult> results = run_suite(dirs, o.opts, self, true);
 
@@ -233,6 +240,8 @@ static RegisterCommand onnx_test_command(37, [](CLI::App& app) {
   sub->add_option("--timeout", o->opts.timeout_s, "seconds per test before its worker is stopped (default 120)")->check(CLI::PositiveNumber);
   sub->add_option("--rtol", o->opts.rtol, "relative tolerance (default 1e-3, ONNX's)");
   sub->add_option("--atol", o->opts.atol, "absolute tolerance (default 1e-7, ONNX's)");
+  sub->add_option("--tolerances", o->opts.tolerances, "known looser tolerances: 'suite/test rtol=R atol=A  # reason' lines")
+      ->check(CLI::ExistingFile);
   sub->add_flag("--verbose,-v", o->verbose, "print passing tests too");
   sub->add_option("--worker-list", o->worker_list, "(internal) run the listed test folders in this process")->group("");
   sub->callback([o] {

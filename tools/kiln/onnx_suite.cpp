@@ -125,9 +125,34 @@ struct DataSet {
 
 }  // namespace
 
-SuiteTestResult run_suite_test(const std::string& dir, const SuiteOptions& o) {
+void SuiteOptions::read_tolerances() {
+  if (tolerances.empty()) return;
+  std::ifstream f(tolerances);
+  if (!f) throw std::runtime_error(tolerances + ": cannot open");
+  int line_no = 0;
+  for (std::string line; std::getline(f, line);) {
+    ++line_no;
+    line = line.substr(0, line.find('#'));
+    std::istringstream in(line);
+    std::string test, field;
+    if (!(in >> test)) continue;
+    Tolerance t{rtol, atol};
+    while (in >> field) {
+      size_t eq = field.find('=');
+      std::string key = field.substr(0, eq);
+      if (eq == std::string::npos || (key != "rtol" && key != "atol"))
+        throw std::runtime_error(tolerances + ":" + std::to_string(line_no) + ": expected rtol=R or atol=A, got '" + field + "'");
+      (key == "rtol" ? t.rtol : t.atol) = std::stod(field.substr(eq + 1));
+    }
+    per_test[test] = t;
+  }
+}
+
+SuiteTestResult run_suite_test(const std::string& dir, const SuiteOptions& opts) {
   SuiteTestResult r;
   r.test = suite_test_name(dir);
+  SuiteOptions o = opts;
+  if (auto it = opts.per_test.find(r.test); it != opts.per_test.end()) o.rtol = it->second.rtol, o.atol = it->second.atol;
   std::string bytes;
   ::onnx::ModelProto model;
   std::vector<std::string> graph_inputs;
@@ -273,9 +298,11 @@ std::vector<SuiteTestResult> run_suite(const std::vector<std::string>& dirs, con
         std::ofstream f(list);
         for (size_t i : remaining) f << dirs[i] << "\n";
       }
+      char tol[96];  // %g keeps 1e-7 (std::to_string would print 0.000000)
+      std::snprintf(tol, sizeof tol, " --rtol %.17g --atol %.17g", o.rtol, o.atol);
       std::string cmd = "'" + self_exe + "' onnx-test --worker-list '" + list.string() + "' --timeout " +
-                        std::to_string(o.timeout_s) + " --rtol " + std::to_string(o.rtol) + " --atol " +
-                        std::to_string(o.atol) + " 2>/dev/null";
+                        std::to_string(o.timeout_s) + tol + (o.tolerances.empty() ? "" : " --tolerances '" + o.tolerances + "'") +
+                        " 2>/dev/null";
       FILE* p = ::popen(cmd.c_str(), "r");
       if (!p) throw std::runtime_error("cannot start a worker: " + cmd);
       char* line = nullptr;

@@ -3,6 +3,7 @@
 // folder (model.onnx + test_data_set_*/{input,output}_*.pb) is imported,
 // compiled through the JIT, run on every data set and compared with the
 // expected outputs; the reference interpreter runs the same graph beside it.
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -24,6 +25,13 @@ struct SuiteOptions {
   double rtol = 1e-3, atol = 1e-7;
   int jobs = 2;                 // worker processes
   int timeout_s = 120;          // per test, in a worker
+  // Known looser tolerances: a file of "suite/test rtol=R atol=A  # reason" lines.
+  std::string tolerances;
+  struct Tolerance {
+    double rtol, atol;
+  };
+  std::map<std::string, Tolerance> per_test;  // read from `tolerances`
+  void read_tolerances();                     // throws std::runtime_error naming the line
 };
 
 // One test folder, in this process.
