@@ -82,6 +82,11 @@ class NodeCtx {
   int outputs() const { return node_.output_size(); }
   bool wants(int i) const { return i < node_.output_size() && !node_.output(i).empty(); }
 
+  // kiln's autodiff: the kiln nodes of d sum(y) / d x for each x (kiln node names).
+  std::vector<std::string> gradient(const std::string& y, const std::vector<std::string>& xs);
+  // The kiln node of ONNX value `onnx_name` (a graph input, initializer or earlier output).
+  std::string value_node(const std::string& onnx_name);
+
   // Normalizes a possibly negative axis for a tensor of `rank`; invalid() when out of range.
   static int64_t axis(int64_t a, int64_t rank);
 

@@ -2,17 +2,11 @@
 // attribute), normalizations, Gemm and MatMul, softmax and its kin.
 #include <numeric>
 
-#include "compiler/frontend/onnx/convert.h"
+#include "compiler/frontend/onnx/convert_window.h"
 
 namespace kiln::onnx {
 
 using json = nlohmann::json;
-
-namespace {
-
-struct Window {
-  std::vector<int64_t> kernel, strides, dilations, pads;  // pads: [begins..., ends...]
-};
 
 // kernel_shape, strides, dilations, pads and auto_pad of a conv or pool over
 // `spatial` (the input's spatial sizes); SAME_* become explicit pads.
@@ -46,6 +40,15 @@ Window window_of(NodeCtx& c, const Shape& spatial, std::vector<int64_t> kernel, 
   return w;
 }
 
+// A per-channel [C] vector shaped to broadcast over [N, C, spatial...].
+std::string per_channel(NodeCtx& c, const std::string& v, int rank) {
+  std::vector<int64_t> axes;
+  for (int a = 1; a < rank - 1; ++a) axes.push_back(a);
+  return axes.empty() ? v : c.emit("unsqueeze", {v}, {{"axes", ints_json(axes)}});
+}
+
+namespace {
+
 // kiln's 2-D padding attribute [top, left, bottom, right].
 json pads2d(const Window& w) { return ints_json({w.pads[0], w.pads[1], w.pads[2], w.pads[3]}); }
 
@@ -61,20 +64,14 @@ std::string squeeze(NodeCtx& c, const std::string& x, std::vector<int64_t> axes)
   return c.emit("squeeze", {x}, {{"axes", ints_json(axes)}});
 }
 
-// A per-channel [C] vector shaped to broadcast over [N, C, spatial...].
-std::string per_channel(NodeCtx& c, const std::string& v, int rank) {
-  std::vector<int64_t> axes;
-  for (int a = 1; a < rank - 1; ++a) axes.push_back(a);
-  return axes.empty() ? v : unsqueeze(c, v, axes);
-}
-
 void check_spatial(NodeCtx& c, const char* op) {
-  if (c.rank(0) != 3 && c.rank(0) != 4)
-    unsupported(std::string(op) + " over " + std::to_string(c.rank(0) - 2) + " spatial axes (kiln has 1-D and 2-D)");
+  if (c.rank(0) < 3 || c.rank(0) > 5)
+    unsupported(std::string(op) + " over " + std::to_string(c.rank(0) - 2) + " spatial axes (kiln has 1-D, 2-D and 3-D)");
 }
 
 void conv(NodeCtx& c) {
   check_spatial(c, "Conv");
+  if (c.rank(0) == 5) return conv3d(c);
   const Shape& x = c.shape(0);
   const Shape& wshape = c.shape(1);
   bool one_d = x.size() == 3;
@@ -92,6 +89,7 @@ void conv(NodeCtx& c) {
 
 void conv_transpose(NodeCtx& c) {
   check_spatial(c, "ConvTranspose");
+  if (c.rank(0) == 5) unsupported("ConvTranspose over 3 spatial axes");
   const Shape& x = c.shape(0);
   const Shape& wshape = c.shape(1);
   bool one_d = x.size() == 3;
@@ -149,6 +147,7 @@ void conv_transpose(NodeCtx& c) {
 void pool(NodeCtx& c, bool max) {
   const char* op = max ? "MaxPool" : "AveragePool";
   check_spatial(c, op);
+  if (c.rank(0) == 5) return pool3d(c, max);
   const Shape& x = c.shape(0);
   bool one_d = x.size() == 3;
   Window w = window_of(c, Shape(x.begin() + 2, x.end()), {}, max);

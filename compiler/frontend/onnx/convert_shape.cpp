@@ -115,6 +115,19 @@ void register_shape_ops(ConverterTable& t) {
   t["HannWindow"] = window(0.5, 0.5, 0);
   t["HammingWindow"] = window(25.0 / 46.0, 21.0 / 46.0, 0);
   t["BlackmanWindow"] = window(0.42, 0.5, 0.08);
+  // ONNX's Gradient (the preview training domain): d y / d xs through kiln's
+  // autodiff; the node's inputs are the values xs names, y any earlier value.
+  t["training:Gradient"] = [](NodeCtx& c) {
+    std::vector<std::string> xs = c.attr_strings("xs");
+    std::string y = c.attr_string("y", "");
+    c.attr_strings("zs");
+    if (xs.empty() || y.empty()) invalid("Gradient needs xs and y");
+    if (static_cast<int>(xs.size()) != c.outputs()) invalid("Gradient has one output per name in xs");
+    std::vector<std::string> wrt;
+    for (auto& x : xs) wrt.push_back(c.value_node(x));
+    std::vector<std::string> grads = c.gradient(c.value_node(y), wrt);
+    for (int i = 0; i < c.outputs(); ++i) c.out(i, grads[static_cast<size_t>(i)]);
+  };
   t["Dropout"] = [](NodeCtx& c) {
     // Inference: the identity (and an all-true mask). A training-mode Dropout
     // (opset 12's third input true) draws, which import cannot fold.

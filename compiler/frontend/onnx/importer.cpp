@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "compiler/autodiff/autodiff.h"
 #include "compiler/frontend/onnx/onnx_tensor.h"
 #include "compiler/ops/registry.h"
 #include "onnx/checker.h"
@@ -107,6 +108,45 @@ std::string Importer::constant_node(const interp::Value& v, const std::string& b
   std::string d = emit("constant", {}, {{"value", value_json(den)}, {"shape", ints_json(v.shape)}, {"dtype", attrs["dtype"]}},
                        base_name + "/divisor", "");
   return emit("div", {n, d}, json::object(), base_name, "a constant with non-finite values");
+}
+
+// The backward nodes autodiff appends to the shadow graph are written to the
+// JSON as they are (primitives with their attributes).
+std::vector<std::string> Importer::gradient(const std::string& y, const std::vector<std::string>& xs) {
+  std::string loss = y;
+  TensorType lt = kiln_type(y);
+  if (!is_float(lt.dtype)) invalid("the gradient of a non-float value");
+  if (!lt.shape.empty()) loss = emit("reduce_sum", {y}, json::object(), y + "/sum", "the sum of y: Gradient's seed is all ones");
+  std::map<NodeId, std::string> written;
+  for (auto& [name, id] : ids_) written[id] = name;
+  std::vector<NodeId> wrt;
+  for (auto& x : xs) wrt.push_back(ids_.at(x));
+  size_t before = shadow_.nodes.size();
+  Gradients grads;
+  try {
+    grads = differentiate(shadow_, ids_.at(loss), wrt);
+  } catch (const AutodiffError& e) {
+    shadow_.nodes.resize(before);
+    unsupported(e.what());
+  }
+  for (size_t i = before; i < shadow_.nodes.size(); ++i) {
+    const Node& n = shadow_.nodes[i];
+    json j = {{"name", n.name}, {"op", n.op}, {"inputs", json::array()}};
+    for (NodeId in : n.inputs) {
+      auto w = written.find(in);
+      if (w == written.end()) unsupported("the gradient reads '" + shadow_.node(in).name + "', a node inside an expanded op");
+      j["inputs"].push_back(w->second);
+    }
+    for (auto& [k, v] : n.attrs.items()) j[k] = v;
+    j["description"] = "kiln autodiff (ONNX Gradient)";
+    names_.insert(n.name);
+    ids_[n.name] = static_cast<NodeId>(i);
+    written[static_cast<NodeId>(i)] = n.name;
+    nodes_.push_back(std::move(j));
+  }
+  std::vector<std::string> out;
+  for (NodeId w : wrt) out.push_back(written.at(grads.of.at(w)));
+  return out;
 }
 
 // The kiln node for an ONNX value known at import: a param for a float
@@ -253,14 +293,16 @@ void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
   auto fail_outputs = [&] {
     for (const auto& out : n.output()) values_[out].failed = true;
   };
-  if (!n.domain().empty() && n.domain() != "ai.onnx") {
-    if (n.domain() == "ai.onnx.preview.training")
+  bool training_domain = n.domain() == "ai.onnx.preview.training";
+  std::string key = training_domain ? "training:" + n.op_type() : n.op_type();
+  if (!n.domain().empty() && n.domain() != "ai.onnx" && !(training_domain && converters().count(key))) {
+    if (training_domain)
       problem(&n, "unsupported", "op " + n.op_type() + " of the training domain (kiln trains with its own optimizers: kiln train)");
     else
     problem(&n, "unsupported", "op " + n.op_type() + " of domain '" + n.domain() + "' (kiln imports the default domain)");
     return fail_outputs();
   }
-  auto it = converters().find(n.op_type());
+  auto it = converters().find(key);
   if (it == converters().end()) {
     problem(&n, "unsupported", "op " + n.op_type() + " is not supported");
     return fail_outputs();

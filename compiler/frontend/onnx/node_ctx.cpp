@@ -185,6 +185,12 @@ void NodeCtx::out_known(int i, interp::Value value) {
   v.foldable = true;
 }
 
+std::vector<std::string> NodeCtx::gradient(const std::string& y, const std::vector<std::string>& xs) {
+  return im_.gradient(y, xs);
+}
+
+std::string NodeCtx::value_node(const std::string& onnx_name) { return im_.materialize(onnx_name); }
+
 int64_t NodeCtx::axis(int64_t a, int64_t rank) {
   if (a < -rank || a >= std::max<int64_t>(rank, 1))
     invalid("axis " + std::to_string(a) + " is out of range for rank " + std::to_string(rank));
