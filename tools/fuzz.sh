@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes kiln's parsers with AFL++ (ASan + UBSan) and fails on any finding.
 #
-#   tools/fuzz.sh                          what CI runs: the graph frontend for
-#                                          KILN_FUZZ_EXECS executions, then a short
-#                                          round of every other target
+#   tools/fuzz.sh                          what CI runs: the graph frontend and the
+#                                          ONNX importer for KILN_FUZZ_EXECS executions,
+#                                          then a short round of every other target
 #   tools/fuzz.sh --all [--execs N]        every target, N executions each
 #   tools/fuzz.sh --target NAME [--execs N]   one target (repeat --target for more)
 #   tools/fuzz.sh --list                   the targets
@@ -24,6 +24,7 @@
 #   cifar        CIFAR-10 batch reader
 #   image_tree   image-tree importer (tar(.gz) of class folders of JPEG/PNG)
 #   tar_extract  tar member extraction
+#   onnx         ONNX importer           model.onnx of 60 ONNX backend tests (libonnx-testdata)
 # Exit 1 when afl-fuzz saved a crash or a hang: the inputs are printed, with
 # the command that replays one (build-fuzz/tests/fuzz/fuzz_<name> FILE).
 #
@@ -34,7 +35,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_TARGETS=(graph train_spec update_rule checkpoint npy idx cifar image_tree tar_extract)
+ALL_TARGETS=(graph onnx train_spec update_rule checkpoint npy idx cifar image_tree tar_extract)
+FULL_IN_CI=(graph onnx)  # the parsers of files users bring: a full round in CI
 EXECS=${KILN_FUZZ_EXECS:-100000}
 SECONDS_CAP=${KILN_FUZZ_SECONDS:-600}
 SHORT_EXECS=${KILN_FUZZ_SHORT_EXECS:-30000}
@@ -65,8 +67,12 @@ done
 for name in "${selected[@]}"; do
   [[ " ${ALL_TARGETS[*]} " == *" $name "* ]] || { echo "fuzz: unknown target '$name' (targets: ${ALL_TARGETS[*]})"; exit 2; }
 done
+if [ ! -d /usr/include/onnx ]; then  # built without the importer (no libonnx-dev)
+  ALL_TARGETS=("${ALL_TARGETS[@]/onnx}")
+  echo "fuzz: libonnx-dev is not installed: the onnx target is skipped"
+fi
 case $mode in
-  ci|all) targets=("${ALL_TARGETS[@]}") ;;
+  ci|all) targets=(${ALL_TARGETS[@]}) ;;
   target) targets=("${selected[@]}") ;;
 esac
 
@@ -88,6 +94,15 @@ echo "fuzz: build took $(( $(date +%s) - build_start )) s"
 generated="$BUILD/seeds-generated"
 rm -rf "$generated"
 ASAN_OPTIONS=detect_leaks=0 "$FUZZ_BIN/fuzz_make_seeds" "$generated"
+# The importer's seeds: every 15th model of the ONNX backend tests, named by test.
+onnx_data=/usr/share/libonnx-testdata/data
+mkdir -p "$generated/onnx"
+if [ -d "$onnx_data" ]; then
+  i=0
+  for t in "$onnx_data"/node/test_* "$onnx_data"/pytorch-converted/test_* "$onnx_data"/pytorch-operator/test_*; do
+    (( i++ % 15 == 0 )) && cp "$t/model.onnx" "$generated/onnx/$(basename "$t").onnx"
+  done
+fi
 
 # Scratch files (tar_extract writes each input and its members) go to memory
 # when /dev/shm is there: the extractor fsyncs every file it writes.
@@ -111,6 +126,7 @@ dictionaries() {
     update_rule) echo "-x tests/fuzz/graph.dict -x tests/fuzz/update_rule.dict" ;;
     checkpoint|npy|idx) echo "-x tests/fuzz/$1.dict" ;;
     image_tree|tar_extract) echo "-x tests/fuzz/archive.dict" ;;
+    onnx) echo "-x tests/fuzz/onnx.dict" ;;
     cifar) echo "" ;;  # no magic: records of a label byte and pixels
   esac
 }
@@ -179,7 +195,7 @@ fuzz_target() {
 }
 
 for name in "${targets[@]}"; do
-  if [ "$mode" = ci ] && [ "$name" != graph ]; then
+  if [ "$mode" = ci ] && [[ " ${FULL_IN_CI[*]} " != *" $name "* ]]; then
     fuzz_target "$name" "$SHORT_EXECS" "$SHORT_SECONDS" 1
   else
     fuzz_target "$name" "$EXECS" "$SECONDS_CAP" 0

@@ -18,6 +18,7 @@
 #include "compiler/frontend/onnx/onnx_import.h"
 #include "compiler/interp/value_io.h"
 #include "runtime/data/npy.h"
+#include "runtime/train/checkpoint.h"
 #include "tools/kiln/onnx_suite.h"
 #endif
 
@@ -30,7 +31,56 @@ namespace {
 
 struct ImportCmd {
   std::string model, out_dir = ".", name;
+  std::string loss, logits;  // --loss: make the graph trainable by kiln train
+  bool nhwc_input = false;
 };
+
+// Renames every reference to a kiln node in the graph's nodes and outputs.
+void rename_refs(nlohmann::json& g, const std::string& from, const std::string& to) {
+  for (auto& n : g["nodes"])
+    for (auto& in : n["inputs"])
+      if (in == from) in = to;
+  for (auto& [k, v] : g["outputs"].items())
+    if (v == from) v = to;
+}
+
+// What kiln train needs of a model (compiler/driver/training_setup.cpp): the
+// images in "x", the labels in "labels", outputs logits, loss and correct.
+void make_trainable(nlohmann::json& g, const ImportCmd& o) {
+  using json = nlohmann::json;
+  if (!g.contains("inputs") || g["inputs"].size() != 1)
+    throw InputError(o.model + ": --loss needs a model with one input (the images); it has " +
+                     std::to_string(g.value("inputs", json::object()).size()));
+  std::string in = g["inputs"].begin().key();
+  json spec = g["inputs"][in];
+  g["inputs"].erase(in);
+  std::string logits = o.logits;
+  if (logits.empty()) {
+    if (g["outputs"].size() != 1) throw InputError(o.model + ": the model has several outputs: name the logits with --logits");
+    logits = g["outputs"].begin().key();
+  }
+  if (!g["outputs"].contains(logits)) throw InputError(o.model + ": no output named '" + logits + "' (--logits)");
+  std::string logits_node = g["outputs"][logits];
+  json shape = spec["shape"];
+  if (o.nhwc_input) {  // kiln's image sets are NHWC; the model reads NCHW
+    if (shape.size() != 4) throw InputError("--nhwc-input needs a 4-D image input, '" + in + "' is " + shape.dump());
+    json nhwc = {shape[0], shape[2], shape[3], shape[1]};
+    spec["shape"] = nhwc;
+    g["nodes"].insert(g["nodes"].begin(), json{{"name", "x_nchw"}, {"op", "transpose"}, {"inputs", {"x"}}, {"perm", {0, 3, 1, 2}},
+                                               {"description", "NHWC images to the model's NCHW"}});
+    rename_refs(g, in, "x_nchw");
+    g["nodes"][0]["inputs"] = json::array({"x"});
+  } else {
+    rename_refs(g, in, "x");
+  }
+  g["inputs"]["x"] = spec;
+  bool sparse = o.loss == "sparse_softmax_cross_entropy";
+  g["inputs"]["labels"] = sparse ? json{{"shape", {-1}}, {"dtype", "i32"}} : json{{"shape", {-1, -1}}};
+  if (!sparse) throw InputError("--loss " + o.loss + ": kiln import adds sparse_softmax_cross_entropy (class labels)");
+  g["nodes"].push_back({{"name", "loss"}, {"op", o.loss}, {"inputs", {logits_node, "labels"}}, {"description", "added by kiln import --loss"}});
+  g["nodes"].push_back({{"name", "correct"}, {"op", "correct_count"}, {"inputs", {logits_node, "labels"}}});
+  g["outputs"] = {{"logits", logits_node}, {"loss", "loss"}, {"correct", "correct"}};
+}
 
 void import_cmd(const ImportCmd& o) {
   onnx::ImportedModel im;
@@ -46,6 +96,7 @@ void import_cmd(const ImportCmd& o) {
     throw InputError(msg);
   }
   std::string name = o.name.empty() ? fs::path(o.model).stem().string() : o.name;
+  if (!o.loss.empty()) make_trainable(im.graph, o);
   // The graph must read back: kiln's own frontend checks what was written.
   Graph g = parse_graph(im.graph.dump(), o.model + " (imported)");
   fs::create_directories(o.out_dir);
@@ -64,6 +115,13 @@ void import_cmd(const ImportCmd& o) {
       data::write_npy((params_dir / (file + ".npy")).string(), interp::to_tensor(v));
     }
   }
+  if (!im.params.empty()) {
+    // The same values as a checkpoint, for a training spec's "init_from".
+    train::Checkpoint ckpt;
+    ckpt.graph_json = im.graph.dump();
+    for (auto& [pname, v] : im.params) ckpt.params.push_back({pname, interp::to_tensor(v)});
+    train::save_checkpoint((fs::path(o.out_dir) / (name + ".ckpt")).string(), ckpt);
+  }
   int64_t values = 0;
   for (auto& [pname, v] : im.params) values += v.size();
   std::cout << "imported " << o.model << " (opset " << im.opset << "): " << g.nodes.size() << " kiln nodes, "
@@ -72,6 +130,7 @@ void import_cmd(const ImportCmd& o) {
             << "  wrote " << graph_path.string() << "\n";
   if (!im.params.empty())
     std::cout << "  wrote " << params_dir.string() << "/ (one .npy per param)\n"
+              << "  wrote " << (fs::path(o.out_dir) / (name + ".ckpt")).string() << " (the same, for a training spec's \"init_from\")\n"
               << "  run it: kiln run " << graph_path.string() << " --params " << params_dir.string()
               << " --input NAME=FILE.npy\n";
 }
@@ -222,6 +281,10 @@ static RegisterCommand import_command(36, [](CLI::App& app) {
   sub->add_option("model", o->model, "the .onnx file")->required()->check(CLI::ExistingFile);
   sub->add_option("-o,--out", o->out_dir, "output folder (default: here): NAME.json and NAME.params/");
   sub->add_option("--name", o->name, "file name stem (default: the model file's)");
+  sub->add_option("--loss", o->loss, "make it trainable by kiln train: input x, labels, outputs logits, loss, correct")
+      ->check(CLI::IsMember({"sparse_softmax_cross_entropy"}));
+  sub->add_option("--logits", o->logits, "with --loss: the output holding the logits (default: the only output)");
+  sub->add_flag("--nhwc-input", o->nhwc_input, "with --loss: x is NHWC (kiln's image sets), transposed to the model's NCHW");
   sub->callback([o] { import_cmd(*o); });
 #else
   sub->callback([] { throw InputError("this kiln was built without ONNX (install libonnx-dev libprotobuf-dev and rebuild)"); });

@@ -408,15 +408,27 @@ ImportedModel import_model(const std::string& bytes, const std::string& file, co
   if (!model.ParseFromString(bytes)) throw ImportError(file, {{"", "", "not an ONNX model (the protobuf does not parse: truncated or another format)", "invalid"}});
   if (!model.has_graph() || model.ir_version() <= 0)
     throw ImportError(file, {{"", "", "not an ONNX model (no graph or no IR version)", "invalid"}});
+  // ONNX's checker stops at its first finding; the importer reports every
+  // node it cannot take. The checker's word is reported when the importer
+  // finds nothing wrong itself (its findings usually name the same node).
+  std::string checker_says;
   try {
     ::onnx::checker::check_model(model);
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    if (msg.size() > 400) msg = msg.substr(0, 400) + "...";
-    throw ImportError(file, {{"", "", "the ONNX checker refuses the model: " + msg, "invalid"}});
+    checker_says = e.what();
+    if (checker_says.size() > 400) checker_says = checker_says.substr(0, 400) + "...";
   }
   Importer im(opts);
-  return im.run(model, file);
+  ImportedModel result;
+  try {
+    result = im.run(model, file);
+  } catch (const ImportError&) {
+    throw;
+  } catch (const std::exception& e) {  // a model too broken to walk
+    throw ImportError(file, {{"", "", checker_says.empty() ? std::string(e.what()) : "the ONNX checker refuses the model: " + checker_says, "invalid"}});
+  }
+  if (!checker_says.empty()) throw ImportError(file, {{"", "", "the ONNX checker refuses the model: " + checker_says, "invalid"}});
+  return result;
 }
 
 ImportedModel import_file(const std::string& path, const ImportOptions& opts) {
