@@ -71,6 +71,21 @@ E erf_expr(E x) {
   return select(x >= c(0.0), erf_abs, -erf_abs);
 }
 
+// atan by Cephes' atanf: |x| reduced to [0, tan(pi/8)] by atan(x) = pi/2 +
+// atan(-1/x) or pi/4 + atan((x-1)/(x+1)), then a degree-9 odd polynomial;
+// relative error about 1e-7 (f32 precision).
+E atan_expr(E x) {
+  auto c = [&](double v) { return lower::lit(v, x.type()); };
+  E a = abs(x);
+  E big = a > c(2.414213562373095), mid = a > c(0.41421356237309503);
+  E t = select(big, c(-1.0) / a, select(mid, (a - c(1.0)) / (a + c(1.0)), a));
+  E base = select(big, c(M_PI_2), select(mid, c(M_PI_4), c(0.0)));
+  E z = t * t;
+  E p = (((c(8.05374449538e-2) * z - c(1.38776856032e-1)) * z + c(1.99777106478e-1)) * z - c(3.33329491539e-1)) * z * t + t;
+  E r = base + p;
+  return select(x < c(0.0), -r, r);
+}
+
 // Python's modulo: the result takes the divisor's sign.
 // C's fmod (exact) moved to the divisor's sign, as the generated code computes it.
 double py_mod(double x, double y) {
@@ -121,6 +136,7 @@ static void add_math_ops(OpRegistry& r) {
   }
   unary("sin", "sine", float_in, {-3, 3});
   unary("cos", "cosine", float_in, {-3, 3});
+  unary("atan", "arctangent (f32-accurate approximation in compiled code)", float_in, {-4, 4});
   unary("reciprocal", "1 / x", float_in, {0.5, 2});
   unary("rsqrt", "1 / sqrt(x)", float_in, {0.25, 4});
   unary("softplus", "log(1 + e^x), without overflow for large x", float_in, {-4, 4}).activation = true;
@@ -195,6 +211,10 @@ static void add_math_gradients(OpRegistry& r) {
   one_input("abs", [](GradCtx& c) { return c.b.add2("mul", c.dy, c.b.add1("sign", c.x[0])); });
   one_input("sin", [](GradCtx& c) { return c.b.add2("mul", c.dy, c.b.add1("cos", c.x[0])); });
   one_input("cos", [](GradCtx& c) { return c.b.add1("neg", c.b.add2("mul", c.dy, c.b.add1("sin", c.x[0]))); });
+  // atan' = 1 / (1 + x^2)
+  one_input("atan", [k](GradCtx& c) {
+    return c.b.add2("div", c.dy, c.b.add2("add", k(c, 1), c.b.add1("square", c.x[0])));
+  });
   // (1/x)' = -y^2
   one_input("reciprocal", [](GradCtx& c) { return c.b.add1("neg", c.b.add2("mul", c.dy, c.b.add1("square", c.y))); });
   // (x^-1/2)' = -y^3 / 2
@@ -249,6 +269,7 @@ static void add_math_reference(OpRegistry& r) {
   unary("round", [](double x) { return std::nearbyint(x); });  // the default rounding mode: ties to even
   unary("sin", [](double x) { return std::sin(x); });
   unary("cos", [](double x) { return std::cos(x); });
+  unary("atan", [](double x) { return std::atan(x); });
   unary("reciprocal", [](double x) { return 1 / x; });
   unary("rsqrt", [](double x) { return 1 / std::sqrt(x); });
   unary("softplus", [](double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); });
@@ -291,6 +312,7 @@ static void add_math_lowering(OpRegistry& r) {
   unary("round", [](E x) { return round_even(x); });
   unary("sin", [](E x) { return sin(x); });
   unary("cos", [](E x) { return cos(x); });
+  unary("atan", atan_expr);
   unary("reciprocal", [](E x) { return lower::lit(1, x.type()) / x; });
   unary("rsqrt", [](E x) { return lower::lit(1, x.type()) / sqrt(x); });
   unary("softplus", [](E x) {

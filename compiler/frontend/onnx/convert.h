@@ -110,6 +110,7 @@ void register_shape_ops(ConverterTable& t);
 void register_resize(ConverterTable& t);
 void register_index(ConverterTable& t);
 void register_rnn(ConverterTable& t);
+void register_signal(ConverterTable& t);
 const ConverterTable& converters();
 
 // Helpers shared by the families.

@@ -55,7 +55,7 @@ std::string relu_with(NodeCtx& c, const std::string& x, const std::string& negat
 void register_elementwise(ConverterTable& t) {
   for (auto [o, k] : std::initializer_list<std::pair<const char*, const char*>>{
            {"Abs", "abs"}, {"Neg", "neg"}, {"Exp", "exp"}, {"Log", "log"}, {"Sqrt", "sqrt"}, {"Reciprocal", "reciprocal"},
-           {"Floor", "floor"}, {"Ceil", "ceil"}, {"Round", "round"}, {"Sin", "sin"}, {"Cos", "cos"}, {"Tanh", "tanh"},
+           {"Floor", "floor"}, {"Ceil", "ceil"}, {"Round", "round"}, {"Sin", "sin"}, {"Cos", "cos"}, {"Atan", "atan"}, {"Tanh", "tanh"},
            {"Sigmoid", "sigmoid"}, {"Erf", "erf"}, {"Sign", "sign"}, {"Relu", "relu"}, {"Softplus", "softplus"},
            {"IsNaN", "isnan"}, {"Not", "logical_not"}, {"HardSwish", "hard_swish"}})
     unary(t, o, k);
@@ -203,6 +203,16 @@ void register_elementwise(ConverterTable& t) {
   t["Tan"] = [](NodeCtx& c) {
     std::string x = c.in(0);
     c.emit_out(0, "div", {c.emit("sin", {x}), c.emit("cos", {x})});
+  };
+  t["Asin"] = [](NodeCtx& c) {  // atan(x / sqrt((1 - x)(1 + x)))
+    std::string x = c.in(0), one = c.scalar(1, c.dtype(0));
+    std::string root = c.emit("sqrt", {c.emit("mul", {c.emit("sub", {one, x}), c.emit("add", {one, x})})});
+    c.emit_out(0, "atan", {c.emit("div", {x, root})});
+  };
+  t["Acos"] = [](NodeCtx& c) {  // 2 atan(sqrt((1 - x) / (1 + x))): accurate near 1 too
+    std::string x = c.in(0), one = c.scalar(1, c.dtype(0));
+    std::string ratio = c.emit("div", {c.emit("sub", {one, x}), c.emit("add", {one, x})});
+    c.emit_out(0, "mul", {c.scalar(2, c.dtype(0)), c.emit("atan", {c.emit("sqrt", {ratio})})});
   };
   t["Sinh"] = [](NodeCtx& c) {
     std::string x = c.in(0);

@@ -196,6 +196,26 @@ void register_index(ConverterTable& t) {
     }
     c.emit_out(0, "reshape", {result}, {{"shape", ints_json(data)}});
   };
+  t["Compress"] = [](NodeCtx& c) {
+    // The condition sets the output's size, so it must be known at import.
+    const interp::Value& cond = c.need_known(1, "condition");
+    std::string x = c.in(0);
+    Shape s = c.shape(0);
+    require_static(s, "Compress");
+    int64_t axis = 0;
+    if (c.has_attr("axis")) {
+      axis = NodeCtx::axis(c.attr_int("axis", 0), c.rank(0));
+    } else {  // no axis: the flattened input
+      x = c.emit("reshape", {x}, {{"shape", {numel(s)}}});
+      s = {numel(s)};
+    }
+    interp::Value idx{DType::i32, {0}, {}};
+    for (size_t i = 0; i < cond.data.size() && static_cast<int64_t>(i) < s[static_cast<size_t>(axis)]; ++i)
+      if (cond.data[i] != 0) idx.data.push_back(static_cast<double>(i));
+    idx.shape = {static_cast<int64_t>(idx.data.size())};
+    if (idx.data.empty()) unsupported("a condition that selects nothing (kiln tensors have no zero-size dimension)");
+    c.emit_out(0, "gather", {x, c.constant(idx)}, {{"axis", axis}});
+  };
   t["Scatter"] = [](NodeCtx& c) { converters().at("ScatterElements")(c); };
   t["ReverseSequence"] = [](NodeCtx& c) {
     int64_t batch_axis = c.attr_int("batch_axis", 1), time_axis = c.attr_int("time_axis", 0);

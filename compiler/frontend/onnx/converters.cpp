@@ -14,6 +14,7 @@ const ConverterTable& converters() {
     register_resize(t);
     register_index(t);
     register_rnn(t);
+    register_signal(t);
     return t;
   }();
   return table;

@@ -155,6 +155,7 @@ std::string Importer::materialize(const std::string& onnx_name) {
   OnnxValue& v = value(onnx_name);
   if (!v.kiln.empty()) return v.kiln;
   if (!v.known) invalid("value '" + onnx_name + "' has no kiln node");
+  if (v.known->data.empty()) unsupported("value '" + onnx_name + "' has no elements (kiln tensors have no zero-size dimension)");
   if (v.foldable) {
     v.kiln = constant_node(*v.known, onnx_name);
     materialized_.push_back(onnx_name);
@@ -358,6 +359,8 @@ void Importer::write_outputs(const ::onnx::GraphProto& g) {
     try {
       std::string node = it->second.kiln.empty() ? materialize(out.name()) : it->second.kiln;
       outputs_[out.name()] = node;
+    } catch (const ConvertError& e) {
+      problem(nullptr, e.kind, "graph output '" + out.name() + "': " + e.what());
     } catch (const std::exception& e) {
       problem(nullptr, "invalid", "graph output '" + out.name() + "': " + e.what());
     }
