@@ -11,7 +11,10 @@
 #include <map>
 #include <sstream>
 
+#include "compiler/codegen/jit.h"
 #include "compiler/interp/interpreter.h"
+#include "compiler/passes/pass_manager.h"
+#include "runtime/program.h"
 #include "compiler/passes/modes.h"
 #include "compiler/interp/value_io.h"
 #include "runtime/data/npy.h"
@@ -81,9 +84,24 @@ struct RunOptions {
   std::vector<std::string> inputs;
   std::vector<std::string> fetch;
   std::string params_dir, output_dir;
-  bool f64 = false;
+  bool f64 = false, jit = false;
   int64_t seed = -1;
 };
+
+// The fetched outputs through the JIT (eval_step of the simplified inference
+// graph), the batch bound by the fed inputs' open dimension.
+std::map<std::string, interp::Value> run_jit(const Graph& g, const std::map<std::string, interp::Value>& feeds,
+                                             const std::vector<std::string>& fetch) {
+  Graph compiled = g;
+  run_pipeline(compiled, "simplify");
+  int64_t batch = 1;
+  for (NodeId id : g.inputs())
+    if (has_open_dim(g.node(id).type.shape) && feeds.count(g.node(id).name) && !feeds.at(g.node(id).name).shape.empty())
+      batch = feeds.at(g.node(id).name).shape[0];
+  auto cp = codegen::compile_entries(g.name, {{"eval_step", &compiled, fetch, {}}}, {.max_batch = std::max<int64_t>(batch, 1)});
+  Program prog(cp->info());
+  return codegen::run_entry(prog, "eval_step", batch, feeds);
+}
 
 void run_graph(const RunOptions& o) {
   Graph g = load_graph_or_fail(o.graph);
@@ -135,8 +153,12 @@ void run_graph(const RunOptions& o) {
 
   std::map<std::string, interp::Value> results;
   try {
-    interp::Interpreter run(g, o.f64 ? interp::Precision::f64 : interp::Precision::f32);
-    results = run.run(feeds, fetch);
+    if (o.jit) {
+      results = run_jit(g, feeds, fetch);
+    } else {
+      interp::Interpreter run(g, o.f64 ? interp::Precision::f64 : interp::Precision::f32);
+      results = run.run(feeds, fetch);
+    }
   } catch (const std::runtime_error& e) {
     std::string msg = e.what();
     for (auto& [node, path] : file_of)  // a feed problem ("input 'x': ..."): name the file it came from
@@ -162,7 +184,7 @@ void run_graph(const RunOptions& o) {
 }  // namespace
 
 static RegisterCommand run_cmd(30, [](CLI::App& app) {
-  auto* sub = app.add_subcommand("run", "Run a forward pass through the reference interpreter on inputs from .npy files");
+  auto* sub = app.add_subcommand("run", "Run a forward pass through the reference interpreter (or the JIT) on inputs from .npy files");
   auto o = std::make_shared<RunOptions>();
   sub->add_option("graph", o->graph, "graph JSON file")->required()->check(CLI::ExistingFile);
   sub->add_option("--input,-i", o->inputs, "NAME=FILE.npy for each input the outputs need");
@@ -170,6 +192,7 @@ static RegisterCommand run_cmd(30, [](CLI::App& app) {
   sub->add_option("--params", o->params_dir,
                   "directory of NAME.npy param values ('/' in a name written as '__'); default: drawn from the initializers");
   sub->add_option("--output,-o", o->output_dir, "write NAME.npy for each computed output into this directory");
+  sub->add_flag("--jit", o->jit, "compile through the JIT and run that (default: the reference interpreter)");
   sub->add_flag("--f64", o->f64, "compute in f64 (no rounding to float after each op; f32 outputs written as float64)");
   sub->add_option("--seed", o->seed, "re-derive every param's initializer seed from this graph seed")->check(CLI::NonNegativeNumber);
   sub->callback([o] { run_graph(*o); });

@@ -113,6 +113,17 @@ void register_rnn(ConverterTable& t);
 void register_signal(ConverterTable& t);
 const ConverterTable& converters();
 
+// What Shape reads from the open batch dimension: a placeholder that only
+// moves (Gather, Concat, Unsqueeze, ...) until a Reshape puts the batch back.
+// A node that computes with a value holding it is refused (Importer::convert_node).
+constexpr int64_t kBatchSizeAtImport = -(int64_t{1} << 30);
+
+// Values computed at import (constants, masks, folded shape arithmetic) stay
+// small: an attribute or shape that asks for more is refused, not allocated.
+constexpr int64_t kMaxKnownElements = int64_t{1} << 24;
+void check_known_size(const interp::Value& v);
+void check_known_count(int64_t count);
+
 // Helpers shared by the families.
 DType dtype_of_onnx(int32_t onnx_type);            // throws ConvertError for a dtype kiln lacks
 std::string onnx_dtype_name(int32_t onnx_type);

@@ -107,6 +107,9 @@ void einsum(NodeCtx& c) {
   // "..." becomes the capital letters A, B, ... aligned from the right.
   size_t ell_rank = 0;
   for (size_t i = 0; i < terms.size(); ++i)
+    if (terms[i].find("...") != std::string::npos && static_cast<size_t>(c.rank(static_cast<int>(i))) + 3 < terms[i].size())
+      invalid("operand '" + terms[i] + "' names more axes than its rank");
+  for (size_t i = 0; i < terms.size(); ++i)
     if (terms[i].find("...") != std::string::npos)
       ell_rank = std::max(ell_rank, static_cast<size_t>(c.rank(static_cast<int>(i))) - (terms[i].size() - 3));
   std::string ell;
@@ -170,7 +173,9 @@ void register_index(ConverterTable& t) {
     Shape data = c.shape(0), ishape = c.shape(1);
     require_static(data, "GatherND");
     require_static(ishape, "GatherND");
-    if (ishape.empty() || ishape.back() + b > static_cast<int64_t>(data.size())) invalid("indices' last dimension is too large for data");
+    if (b < 0 || ishape.empty() || b >= static_cast<int64_t>(ishape.size()) || ishape.back() < 1 ||
+        ishape.back() + b > static_cast<int64_t>(data.size()))
+      invalid("indices [..., k] must have 1 <= k <= rank(data) - batch_dims");
     std::string lin = linear_index(c, c.in(1), data, ishape, b);
     std::string flat = flatten_leading(c, c.in(0), data, static_cast<size_t>(b + ishape.back()));
     c.emit_out(0, "gather", {flat, lin}, {{"axis", 0}});
@@ -181,6 +186,8 @@ void register_index(ConverterTable& t) {
     require_static(data, "ScatterND");
     require_static(ishape, "ScatterND");
     if (reduction != "none" && reduction != "add") unsupported("reduction '" + reduction + "'");
+    if (ishape.empty() || ishape.back() < 1 || ishape.back() > static_cast<int64_t>(data.size()))
+      invalid("indices [..., k] must have 1 <= k <= rank(data)");
     size_t k = static_cast<size_t>(ishape.back());
     std::string lin = linear_index(c, c.in(1), data, ishape, 0);
     std::string flat = flatten_leading(c, c.in(0), data, k);
@@ -221,7 +228,8 @@ void register_index(ConverterTable& t) {
     int64_t batch_axis = c.attr_int("batch_axis", 1), time_axis = c.attr_int("time_axis", 0);
     Shape s = c.shape(0);
     require_static(s, "ReverseSequence");
-    if (batch_axis == time_axis || batch_axis > 1 || time_axis > 1) invalid("batch_axis and time_axis must be 0 and 1");
+    if (batch_axis == time_axis || batch_axis < 0 || time_axis < 0 || batch_axis > 1 || time_axis > 1 || s.size() < 2)
+      invalid("batch_axis and time_axis must be 0 and 1 of an input of rank >= 2");
     int64_t steps = s[static_cast<size_t>(time_axis)];
     DType it = c.dtype(1);
     // t along the time axis, len along the batch axis: index = t < len ? len - 1 - t : t.

@@ -71,6 +71,7 @@ void check_spatial(NodeCtx& c, const char* op) {
 
 void conv(NodeCtx& c) {
   check_spatial(c, "Conv");
+  if (c.rank(1) != c.rank(0)) invalid("the filter's rank must equal the input's");
   if (c.rank(0) == 5) return conv3d(c);
   const Shape& x = c.shape(0);
   const Shape& wshape = c.shape(1);
@@ -89,6 +90,7 @@ void conv(NodeCtx& c) {
 
 void conv_transpose(NodeCtx& c) {
   check_spatial(c, "ConvTranspose");
+  if (c.rank(1) != c.rank(0)) invalid("the filter's rank must equal the input's");
   if (c.rank(0) == 5) unsupported("ConvTranspose over 3 spatial axes");
   const Shape& x = c.shape(0);
   const Shape& wshape = c.shape(1);
@@ -308,6 +310,7 @@ void register_nn(ConverterTable& t) {
   };
   t["LRN"] = [](NodeCtx& c) {
     int64_t size = c.attr_int("size");
+    if (c.rank(0) < 3 || size < 1 || size > c.shape(0)[1] * 2 + 1) invalid("LRN needs [N, C, ...] and a size from 1 to 2C+1");
     double alpha = c.attr_float("alpha", 1e-4), beta = c.attr_float("beta", 0.75), bias = c.attr_float("bias", 1.0);
     int rank = c.rank(0);
     const Shape& s = c.shape(0);

@@ -80,7 +80,22 @@ void recurrent(NodeCtx& c, Cell cell) {
   std::string x = c.in(0);
   if (layout == 1) x = c.emit("transpose", {x}, {{"perm", {1, 0, 2}}}), std::swap(xs[0], xs[1]);
   int64_t steps = xs[0], batch = xs[1];
-  if (hidden <= 0) hidden = c.shape(2)[1];
+  // The weights' shapes, checked before anything indexes them.
+  auto expect = [&](int i, const char* what, Shape want) {
+    if (c.has(i) && c.shape(i) != want)
+      invalid(std::string(what) + " is " + shape_str(c.shape(i)) + ", expected " + shape_str(want));
+  };
+  if (c.rank(1) != 3 || c.rank(2) != 3) invalid("W and R must be [directions, gates x hidden, ...]");
+  if (hidden <= 0) hidden = c.shape(2)[2];
+  if (hidden <= 0) invalid("hidden_size must be positive");
+  expect(1, "W", {dirs, gates * hidden, xs[2]});
+  expect(2, "R", {dirs, gates * hidden, hidden});
+  expect(3, "B", {dirs, 2 * gates * hidden});
+  expect(5, "initial_h", layout == 1 ? Shape{batch, dirs, hidden} : Shape{dirs, batch, hidden});
+  if (cell == Cell::lstm) {
+    expect(6, "initial_c", layout == 1 ? Shape{batch, dirs, hidden} : Shape{dirs, batch, hidden});
+    expect(7, "P", {dirs, 3 * hidden});
+  }
   if (c.has(4)) {  // sequence_lens: only the full length is supported
     const interp::Value* lens = c.known(4);
     bool full = lens != nullptr;

@@ -41,12 +41,15 @@ void register_shape_ops(ConverterTable& t) {
     c.out_known(0, std::move(v));
   };
   t["Shape"] = [](NodeCtx& c) {
-    const Shape& s = static_shape(c, 0, "Shape");
+    const Shape& s = c.shape(0);  // an open batch dimension reads as kBatchSizeAtImport
     int64_t r = static_cast<int64_t>(s.size());
     auto clamp = [r](int64_t a) { return std::clamp<int64_t>(a < 0 ? a + r : a, 0, r); };
     int64_t start = clamp(c.attr_int("start", 0)), end = clamp(c.attr_int("end", r));
     std::vector<int64_t> dims;
-    for (int64_t i = start; i < end; ++i) dims.push_back(s[static_cast<size_t>(i)]);
+    for (int64_t i = start; i < end; ++i) {
+      int64_t d = s[static_cast<size_t>(i)];
+      dims.push_back(d == kOpenDim ? kBatchSizeAtImport : d);
+    }
     c.out_known(0, ints_value(dims));
   };
   t["Size"] = [](NodeCtx& c) {
@@ -61,8 +64,12 @@ void register_shape_ops(ConverterTable& t) {
       fill = *v;
     }
     interp::Value out{fill.dtype, Shape(shape.begin(), shape.end()), {}};
-    for (int64_t d : shape)
+    int64_t count = 1;
+    for (int64_t d : shape) {
       if (d < 0) invalid("negative dimension in shape");
+      count = d == 0 ? 0 : (count > kMaxKnownElements / d ? kMaxKnownElements + 1 : count * d);
+    }
+    check_known_count(count);
     out.data.assign(static_cast<size_t>(numel(out.shape)), fill.data[0]);
     c.out_known(0, std::move(out));
   };
@@ -75,7 +82,9 @@ void register_shape_ops(ConverterTable& t) {
     double start = one(0, "start"), limit = one(1, "limit"), delta = one(2, "delta");
     if (delta == 0) invalid("delta is 0");
     DType dt = c.dtype(0);
-    int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit - start) / delta)));
+    double steps = std::ceil((limit - start) / delta);
+    if (!(steps <= static_cast<double>(kMaxKnownElements))) check_known_count(kMaxKnownElements + 1);
+    int64_t n = std::max<int64_t>(0, static_cast<int64_t>(steps));
     interp::Value out{dt, {n}, {}};
     for (int64_t i = 0; i < n; ++i) {
       double x = start + static_cast<double>(i) * delta;
@@ -86,6 +95,7 @@ void register_shape_ops(ConverterTable& t) {
   t["EyeLike"] = [](NodeCtx& c) {
     const Shape& s = static_shape(c, 0, "EyeLike");
     if (s.size() != 2) invalid("EyeLike needs a 2-D input");
+    check_known_count(s[0] * s[1]);
     int64_t k = c.attr_int("k", 0);
     DType dt = c.has_attr("dtype") ? dtype_of_onnx(static_cast<int32_t>(c.attr_int("dtype", 1))) : c.dtype(0);
     interp::Value out{dt, s, {}};
@@ -102,6 +112,7 @@ void register_shape_ops(ConverterTable& t) {
       bool periodic = c.attr_int("periodic", 1) != 0;
       DType dt = dtype_of_onnx(static_cast<int32_t>(c.attr_int("output_datatype", 1)));
       int64_t n = size[0];
+      check_known_count(n);
       double d = static_cast<double>(periodic ? n : n - 1);
       interp::Value out{dt, {n}, {}};
       for (int64_t i = 0; i < n; ++i) {

@@ -45,11 +45,16 @@ void register_tensor(ConverterTable& t) {
     Shape in = c.shape(0);
     std::vector<int64_t> s = c.opset() < 5 ? c.attr_ints("shape") : c.need_ints(1, "shape");
     bool allowzero = c.attr_int("allowzero", 0) != 0;
-    int inferred = -1;
+    // Where the run-time batch size (read by Shape from the open dimension)
+    // or a copied open dimension lands, the batch goes: first, and only there.
+    int batch_at = -1, inferred = -1;
     for (size_t i = 0; i < s.size(); ++i) {
       if (s[i] == 0 && !allowzero) {
         if (i >= in.size()) invalid("shape entry " + std::to_string(i) + " is 0 (copy) but the input has rank " + std::to_string(in.size()));
         s[i] = in[i];
+        if (s[i] == kOpenDim) batch_at = static_cast<int>(i);
+      } else if (s[i] == kBatchSizeAtImport) {
+        batch_at = static_cast<int>(i);
       } else if (s[i] == -1) {
         if (inferred >= 0) invalid("shape has two -1 entries");
         inferred = static_cast<int>(i);
@@ -57,15 +62,26 @@ void register_tensor(ConverterTable& t) {
         invalid("shape entry " + std::to_string(s[i]));
       }
     }
-    if (!open(in) && inferred >= 0) {
+    if (batch_at > 0 || (batch_at == 0 && !open(in))) unsupported("a reshape that moves the open batch dimension");
+    if (open(in)) {
+      // [batch, rest...]: the batch first (as -1), at most one other entry inferred per batch item.
+      if (batch_at < 0 && inferred != 0) unsupported("a reshape that moves the open batch dimension");
+      if (batch_at == 0 && inferred == 0) invalid("shape has two -1 entries");
+      int64_t per_item = product(in, 1, in.size()), rest = 1;
+      for (size_t i = 1; i < s.size(); ++i)
+        if (static_cast<int>(i) != inferred) rest *= s[i];
+      if (batch_at == 0 && inferred > 0) {
+        if (rest == 0 || per_item % rest) invalid("cannot reshape " + shape_str(in) + " to " + shape_str(s));
+        s[static_cast<size_t>(inferred)] = per_item / rest;
+      }
+      s[0] = -1;
+    } else if (inferred >= 0) {
       int64_t rest = 1;
       for (size_t i = 0; i < s.size(); ++i)
         if (static_cast<int>(i) != inferred) rest *= s[i];
       int64_t total = product(in, 0, in.size());
       if (rest == 0 || total % rest) invalid("cannot reshape " + shape_str(in) + " to " + shape_str(s));
       s[static_cast<size_t>(inferred)] = total / rest;
-    } else if (open(in) && inferred > 0) {
-      unsupported("-1 in a dimension other than the batch of an input with an open batch dimension");
     }
     c.out(0, reshape_to(c, c.in(0), in, s));
   };
@@ -215,6 +231,7 @@ void register_tensor(ConverterTable& t) {
     std::string mode = c.attr_string("mode", "DCR");
     Shape s = c.shape(0);
     if (s.size() != 4 || open(s)) unsupported("DepthToSpace needs a static [N, C, H, W] input");
+    if (b < 1 || s[1] % (b * b)) invalid("blocksize " + std::to_string(b) + " does not divide the channels in squares");
     int64_t n = s[0], ch = s[1], h = s[2], w = s[3];
     Shape mid = mode == "DCR" ? Shape{n, b, b, ch / (b * b), h, w} : Shape{n, ch / (b * b), b, b, h, w};
     std::vector<int64_t> perm = mode == "DCR" ? std::vector<int64_t>{0, 3, 4, 1, 5, 2} : std::vector<int64_t>{0, 1, 4, 2, 5, 3};
@@ -227,6 +244,7 @@ void register_tensor(ConverterTable& t) {
     int64_t b = c.attr_int("blocksize");
     Shape s = c.shape(0);
     if (s.size() != 4 || open(s)) unsupported("SpaceToDepth needs a static [N, C, H, W] input");
+    if (b < 1 || s[2] % b || s[3] % b) invalid("blocksize " + std::to_string(b) + " does not divide H and W");
     int64_t n = s[0], ch = s[1], h = s[2], w = s[3];
     std::string x = c.emit("reshape", {c.in(0)}, {{"shape", ints_json({n, ch, h / b, b, w / b, b})}});
     x = c.emit("transpose", {x}, {{"perm", ints_json({0, 3, 5, 1, 2, 4})}});
@@ -250,6 +268,7 @@ void register_tensor(ConverterTable& t) {
     Shape s = c.shape(0);
     if (s.size() < 2) invalid("Trilu needs rank >= 2");
     int64_t rows = s[s.size() - 2], cols = s.back();
+    check_known_count(rows * cols);
     // A [rows, cols] bool mask, broadcast over the leading axes.
     interp::Value mask{DType::boolean, {rows, cols}, {}};
     for (int64_t i = 0; i < rows; ++i)
@@ -277,7 +296,9 @@ void register_tensor(ConverterTable& t) {
     const interp::Value& depth_v = c.need_known(1, "depth");
     if (depth_v.data.size() != 1) invalid("depth must hold one value");
     if (numel(c.shape(2)) != 2) invalid("values must hold two values (off, on)");
-    int64_t depth = static_cast<int64_t>(depth_v.data[0]);
+    int64_t depth = value_ints(depth_v)[0];
+    if (depth < 1) invalid("depth must be positive");
+    check_known_count(depth);
     int64_t axis = NodeCtx::axis(c.attr_int("axis", -1), c.rank(0) + 1);
     std::string idx = c.in(0);
     DType it = c.dtype(0);

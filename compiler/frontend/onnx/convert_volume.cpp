@@ -61,6 +61,7 @@ json hw_pads(const Window& w) { return ints_json({w.pads[1], w.pads[2], w.pads[4
 }  // namespace
 
 void conv3d(NodeCtx& c) {
+  if (c.rank(1) != 5) invalid("the filter's rank must equal the input's");
   const Shape& x = c.shape(0);
   const Shape& ws = c.shape(1);
   Window w = window_of(c, Shape(x.begin() + 2, x.end()), Shape(ws.begin() + 2, ws.end()), true);

@@ -2,6 +2,7 @@
 // through its converter, folded where every input is known), outputs.
 #include "compiler/frontend/onnx/importer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -34,7 +35,7 @@ json value_json(const interp::Value& v) {
   for (double x : v.data) {
     if (v.dtype == DType::boolean) a.push_back(x != 0 ? 1 : 0);
     else if (is_float(v.dtype)) a.push_back(x);
-    else a.push_back(static_cast<int64_t>(x));
+    else a.push_back(value_ints(interp::Value{v.dtype, {}, {x}})[0]);
   }
   return a;
 }
@@ -233,6 +234,11 @@ void Importer::read_inputs(const ::onnx::GraphProto& g) {
                       d.dim_param() + "'); only the first may be (the batch)");
         }
       }
+      int64_t per_item = 1;  // elements per batch item, without overflow
+      for (int64_t d : v.type.shape)
+        if (d != kOpenDim) per_item = d > (int64_t{1} << 31) / std::max<int64_t>(per_item, 1) ? (int64_t{1} << 31) + 1 : per_item * d;
+      if (per_item > (int64_t{1} << 31))
+        unsupported("graph input '" + in.name() + "' of shape " + shape_str(v.type.shape) + " is too large (over 2^31 elements)");
       std::string name = unique_name(in.name());
       ids_[name] = b_.input(name, v.type);
       json spec = {{"shape", ints_json(v.type.shape)}, {"dtype", std::string(dtype_name(v.type.dtype))}};
@@ -294,6 +300,7 @@ void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
   auto fail_outputs = [&] {
     for (const auto& out : n.output()) values_[out].failed = true;
   };
+  if (n.output_size() == 0) return problem(&n, "invalid", "a node without outputs");
   bool training_domain = n.domain() == "ai.onnx.preview.training";
   std::string key = training_domain ? "training:" + n.op_type() : n.op_type();
   if (!n.domain().empty() && n.domain() != "ai.onnx" && !(training_domain && converters().count(key))) {
@@ -315,6 +322,19 @@ void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
     if (in.empty()) continue;
     auto v = values_.find(in);
     all_known = all_known && v != values_.end() && v->second.known && v->second.foldable;
+  }
+  // The batch-size placeholder may move, and reach a Reshape's shape; nothing else.
+  static const std::set<std::string> movers = {"Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity", "Reshape", "Flatten"};
+  for (int i = 0; i < n.input_size(); ++i) {
+    auto v = n.input(i).empty() ? values_.end() : values_.find(n.input(i));
+    if (v == values_.end() || !v->second.known) continue;
+    const auto& data = v->second.known->data;
+    if (std::find(data.begin(), data.end(), static_cast<double>(kBatchSizeAtImport)) == data.end()) continue;
+    bool shape_of_reshape = n.op_type() == "Reshape" && i == 1;
+    if (!movers.count(n.op_type()) || (n.op_type() == "Reshape" && !shape_of_reshape)) {
+      problem(&n, "unsupported", "arithmetic on the run-time batch size (" + n.op_type() + " of a Shape of the open batch dimension)");
+      return fail_outputs();
+    }
   }
   try {
     for (const auto& out : n.output())
@@ -356,6 +376,11 @@ void Importer::write_outputs(const ::onnx::GraphProto& g) {
       continue;
     }
     if (it->second.failed) continue;
+    const auto* known = it->second.known ? &it->second.known->data : nullptr;
+    if (known && std::find(known->begin(), known->end(), static_cast<double>(kBatchSizeAtImport)) != known->end()) {
+      problem(nullptr, "unsupported", "graph output '" + out.name() + "' holds the run-time batch size (a Shape of the open dimension)");
+      continue;
+    }
     try {
       std::string node = it->second.kiln.empty() ? materialize(out.name()) : it->second.kiln;
       outputs_[out.name()] = node;

@@ -8,7 +8,23 @@ namespace kiln::onnx {
 
 using json = nlohmann::json;
 
-const std::string& NodeCtx::name() const { return node_.name().empty() ? node_.output(0) : node_.name(); }
+const std::string& NodeCtx::name() const {
+  static const std::string unnamed = "<unnamed>";
+  if (!node_.name().empty()) return node_.name();
+  return node_.output_size() > 0 ? node_.output(0) : unnamed;
+}
+
+void check_known_size(const interp::Value& v) {
+  if (v.size() > kMaxKnownElements)
+    unsupported("a value of " + std::to_string(v.size()) + " elements computed at import (kiln's limit: " +
+                std::to_string(kMaxKnownElements) + ")");
+}
+
+void check_known_count(int64_t count) {
+  if (count < 0 || count > kMaxKnownElements)
+    unsupported("a value of " + std::to_string(count) + " elements computed at import (kiln's limit: " +
+                std::to_string(kMaxKnownElements) + ")");
+}
 
 std::string NodeCtx::in(int i) {
   if (!has(i)) invalid("input " + std::to_string(i) + " is required");
@@ -165,6 +181,7 @@ std::string NodeCtx::scalar(double v, DType dtype) {
 }
 
 std::string NodeCtx::constant(const interp::Value& v) {
+  check_known_size(v);
   return im_.constant_node(v, (node_.output_size() > 0 ? node_.output(0) : name()) + "/c");
 }
 
@@ -179,6 +196,7 @@ void NodeCtx::out(int i, const std::string& kiln_node) {
 
 void NodeCtx::out_known(int i, interp::Value value) {
   if (!wants(i)) return;
+  check_known_size(value);
   OnnxValue& v = im_.value(node_.output(i));
   v.type = {value.dtype, value.shape};
   v.known = std::move(value);
@@ -192,7 +210,7 @@ std::vector<std::string> NodeCtx::gradient(const std::string& y, const std::vect
 std::string NodeCtx::value_node(const std::string& onnx_name) { return im_.materialize(onnx_name); }
 
 int64_t NodeCtx::axis(int64_t a, int64_t rank) {
-  if (a < -rank || a >= std::max<int64_t>(rank, 1))
+  if (a < -rank || a >= rank)
     invalid("axis " + std::to_string(a) + " is out of range for rank " + std::to_string(rank));
   return a < 0 ? a + rank : a;
 }

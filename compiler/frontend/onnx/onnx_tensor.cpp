@@ -1,4 +1,6 @@
 // ONNX tensors and dtypes as kiln sees them: TensorProto -> interp::Value.
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -127,7 +129,12 @@ nlohmann::json ints_json(const std::vector<int64_t>& v) {
 std::vector<int64_t> value_ints(const interp::Value& v) {
   std::vector<int64_t> out;
   out.reserve(v.data.size());
-  for (double x : v.data) out.push_back(static_cast<int64_t>(x));
+  // Values are held as doubles: INT64_MAX (ONNX's "to the end") reads back
+  // as 2^63, out of int64's range, so the ends are clamped.
+  for (double x : v.data) {
+    if (std::isnan(x)) invalid("NaN where an integer is expected");
+    out.push_back(x >= 9.2233720368547758e18 ? INT64_MAX : x <= -9.2233720368547758e18 ? INT64_MIN : static_cast<int64_t>(x));
+  }
   return out;
 }
 
