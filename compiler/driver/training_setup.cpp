@@ -181,12 +181,14 @@ std::string aot_init_json(const codegen::ProgramGraphs& graphs, const lower::Pro
 void initialize(CompiledModel& m, const TrainSpec& spec) {
   const Graph& model = m.graphs->model;
   auto params = interp::init_params(model, spec.seed);
+  std::vector<std::string> loaded;  // params whose values came from init_from
   if (!spec.init_from.empty()) {
     if (!fs::exists(spec.init_from))
       throw std::runtime_error(spec.file + ": init_from checkpoint " + spec.init_from +
                                " does not exist (train the run that writes it first)");
     train::Checkpoint from = train::load_checkpoint(spec.init_from);
     int matched = 0;
+    loaded.clear();
     for (auto& [name, value] : params) {
       const Tensor* t = train::find_tensor(from.params, name);
       if (!t) continue;
@@ -194,6 +196,7 @@ void initialize(CompiledModel& m, const TrainSpec& spec) {
         throw std::runtime_error(spec.init_from + ": param '" + name + "' has shape " + shape_string(t->shape()) +
                                  ", the graph's is " + shape_string(value.shape));
       value = to_value(*t);
+      loaded.push_back(name);
       ++matched;
     }
     if (matched == 0)
@@ -212,6 +215,14 @@ void initialize(CompiledModel& m, const TrainSpec& spec) {
   }
   for (auto& v : values) ptrs.push_back(v.raw());
   m.program->run("init", 1, ptrs, {});
+  // init fills constant-initialized params (zeros, ones) itself, without
+  // reading an input: a checkpoint's value for one is written over it.
+  for (const std::string& name : loaded)
+    for (const TensorInfo& t : m.program->info().persistent)
+      if (t.name == name && !t.state) {
+        Tensor v = to_tensor(params.at(name), t.type);
+        std::memcpy(m.program->persistent(name), v.raw(), v.nbytes());
+      }
 }
 
 void load_params(CompiledModel& m, const train::Checkpoint& ckpt) {

@@ -61,3 +61,39 @@ TEST_CASE("train: E4b reload from a checkpoint gives bit-identical predictions")
   for (int j = 0; j < 10; ++j) sum += again.data<float>()[j];
   CHECK(sum == doctest::Approx(1.0).epsilon(1e-5));
 }
+
+// A spec's init_from sets every param it names, those the graph initializes
+// to a constant (biases: zeros) too: init fills those itself, and the
+// checkpoint's value must win (it once did not, so transfer learning started
+// from zero biases).
+TEST_CASE("train: init_from sets zero-initialized params (biases) from the checkpoint too") {
+  const std::string graph_path = std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json";
+  TrainSpec spec;
+  spec.name = "init_from_test";
+  spec.optimizer.kind = "adam";
+  spec.optimizer.lr = 0.001;
+  spec.batch_size = 4;
+  auto m = driver::compile_model(load_graph(graph_path), &spec, 4, 1);
+  driver::initialize(m, spec);
+  auto drawn = train::read_persistent(*m.program, false);
+  train::Checkpoint ckpt;
+  std::string bias_name;
+  for (auto& p : drawn) {
+    train::NamedTensor t = p;
+    float* d = t.value.data<float>();
+    for (int64_t i = 0; i < t.value.numel(); ++i) d[i] = 0.25f + static_cast<float>(i % 7);
+    if (bias_name.empty() && p.name.find("bias") != std::string::npos) bias_name = p.name;
+    ckpt.params.push_back(std::move(t));
+  }
+  REQUIRE(!bias_name.empty());
+  fs::path file = fs::temp_directory_path() / ("kiln_init_from_" + std::to_string(::getpid()) + ".ckpt");
+  train::save_checkpoint(file.string(), ckpt);
+  spec.init_from = file.string();
+  driver::initialize(m, spec);
+  fs::remove(file);
+  auto now = train::read_persistent(*m.program, false);
+  for (size_t i = 0; i < now.size(); ++i) {
+    INFO("param " << now[i].name);
+    CHECK(now[i].value.bit_equal(ckpt.params[i].value));
+  }
+}

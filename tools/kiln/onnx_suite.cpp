@@ -4,7 +4,10 @@
 
 #ifdef KILN_HAVE_ONNX
 
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -302,7 +305,7 @@ std::vector<SuiteTestResult> run_suite(const std::vector<std::string>& dirs, con
       std::snprintf(tol, sizeof tol, " --rtol %.17g --atol %.17g", o.rtol, o.atol);
       std::string cmd = "'" + self_exe + "' onnx-test --worker-list '" + list.string() + "' --timeout " +
                         std::to_string(o.timeout_s) + tol + (o.tolerances.empty() ? "" : " --tolerances '" + o.tolerances + "'") +
-                        " 2>/dev/null";
+                        " 2>'" + list.string() + ".err'";
       FILE* p = ::popen(cmd.c_str(), "r");
       if (!p) throw std::runtime_error("cannot start a worker: " + cmd);
       char* line = nullptr;
@@ -318,13 +321,25 @@ std::vector<SuiteTestResult> run_suite(const std::vector<std::string>& dirs, con
         if (progress && done % 50 == 0) std::cerr << "onnx-test: " << done << "/" << dirs.size() << " tests\n";
       }
       std::free(line);
-      ::pclose(p);
+      int status = ::pclose(p);
+      std::string err_tail;  // what the worker said last, for the report
+      {
+        std::ifstream err(list.string() + ".err");
+        std::string all((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+        err_tail = all.size() > 400 ? all.substr(all.size() - 400) : all;
+        for (char& ch : err_tail)
+          if (ch == '\n') ch = ' ';
+      }
       fs::remove(list);
+      fs::remove(list.string() + ".err");
       if (next < remaining.size()) {  // the worker died on this test
         SuiteTestResult& r = results[remaining[next]];
         r.test = suite_test_name(dirs[remaining[next]]);
         r.status = "crash";
-        r.detail = "the worker process died or ran past " + std::to_string(o.timeout_s) + " s on this test";
+        std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                              : "exited with status " + std::to_string(WEXITSTATUS(status));
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) how = "ran past " + std::to_string(o.timeout_s) + " s";
+        r.detail = "the worker process " + how + " on this test" + (err_tail.empty() ? "" : ": " + err_tail);
         ++next;
       }
       remaining.erase(remaining.begin(), remaining.begin() + static_cast<std::ptrdiff_t>(next));
