@@ -82,6 +82,10 @@ class NodeCtx {
   int outputs() const { return node_.output_size(); }
   bool wants(int i) const { return i < node_.output_size() && !node_.output(i).empty(); }
 
+  // Input i is a float initializer (a param of the kiln graph).
+  bool is_param(int i) const;
+  // Its param is state (batch norm's running statistics): not trained by the optimizer.
+  void mark_state(int i);
   // kiln's autodiff: the kiln nodes of d sum(y) / d x for each x (kiln node names).
   std::vector<std::string> gradient(const std::string& y, const std::vector<std::string>& xs);
   // The kiln node of ONNX value `onnx_name` (a graph input, initializer or earlier output).

@@ -252,6 +252,15 @@ void register_nn(ConverterTable& t) {
     int rank = c.rank(0);
     std::string x = c.in(0);
     DType dt = c.dtype(0);
+    if (!training && c.outputs() == 1 && c.is_param(1) && c.is_param(2) && c.is_param(3) && c.is_param(4)) {
+      // A model's own batch norm: kiln's op, so kiln train normalizes by the
+      // batch and updates the running statistics (state, not trained).
+      // ONNX's momentum keeps the running value (0.9); kiln's, PyTorch's, moves it (0.1).
+      c.mark_state(3);
+      c.mark_state(4);
+      return void(c.emit_out(0, "batch_norm", {x, c.in(1), c.in(2), c.in(3), c.in(4)},
+                             {{"axis", 1}, {"epsilon", eps}, {"momentum", 1 - momentum}}));
+    }
     std::string mean = c.in(3), var = c.in(4);
     if (training) {
       // Batch statistics (the population variance); the running ones move

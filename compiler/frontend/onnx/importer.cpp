@@ -111,6 +111,21 @@ std::string Importer::constant_node(const interp::Value& v, const std::string& b
   return emit("div", {n, d}, json::object(), base_name, "a constant with non-finite values");
 }
 
+// An initializer that draws values like the imported ones (for training from
+// scratch, and for gradient checks): the constant they all are, else a normal
+// with their mean and standard deviation. The imported values themselves are
+// the params (kiln run --params, a spec's init_from).
+json init_like(const interp::Value& v) {
+  double lo = INFINITY, hi = -INFINITY, sum = 0, sq = 0;
+  for (double x : v.data) lo = std::min(lo, x), hi = std::max(hi, x), sum += x, sq += x * x;
+  if (v.data.empty() || !std::isfinite(sum) || lo == hi) {
+    double c = v.data.empty() || !std::isfinite(lo) ? 0.0 : lo;
+    return c == 0 ? json("zeros") : json{{"kind", "constant"}, {"value", c}};
+  }
+  double n = static_cast<double>(v.data.size()), mean = sum / n;
+  return {{"kind", "normal"}, {"mean", mean}, {"stddev", std::sqrt(std::max(0.0, sq / n - mean * mean))}};
+}
+
 // The backward nodes autodiff appends to the shadow graph are written to the
 // JSON as they are (primitives with their attributes).
 std::vector<std::string> Importer::gradient(const std::string& y, const std::vector<std::string>& xs) {
@@ -164,6 +179,7 @@ std::string Importer::materialize(const std::string& onnx_name) {
   }
   std::string name = unique_name(onnx_name);
   json spec = {{"shape", ints_json(v.known->shape)}, {"dtype", std::string(dtype_name(v.known->dtype))},
+               {"init", init_like(*v.known)},
                {"description", "ONNX initializer '" + onnx_name + "' (its value is in the imported params)"}};
   NodeId id = b_.param(name, TensorType{v.known->dtype, v.known->shape});
   ids_[name] = id;

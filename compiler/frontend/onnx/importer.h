@@ -40,6 +40,11 @@ class Importer {
   std::string constant_node(const interp::Value& v, const std::string& base_name);
   TensorType kiln_type(const std::string& kiln_node) const;
   void note_needs_constant(const std::string& onnx_name) { needs_constant_.insert(onnx_name); }
+  void mark_state(const std::string& param) {
+    if (!params_.contains(param)) return;
+    params_[param]["trainable"] = false;
+    shadow_.node(ids_.at(param)).attrs["trainable"] = false;
+  }
   // kiln's autodiff on the graph so far: the kiln nodes of d sum(y) / d x.
   std::vector<std::string> gradient(const std::string& y, const std::vector<std::string>& xs);
 

@@ -207,6 +207,14 @@ std::vector<std::string> NodeCtx::gradient(const std::string& y, const std::vect
   return im_.gradient(y, xs);
 }
 
+bool NodeCtx::is_param(int i) const {
+  if (!has(i)) return false;
+  const OnnxValue& v = im_.value(node_.input(i));
+  return v.known && !v.foldable && is_float(v.known->dtype);
+}
+
+void NodeCtx::mark_state(int i) { im_.mark_state(im_.materialize(node_.input(i))); }
+
 std::string NodeCtx::value_node(const std::string& onnx_name) { return im_.materialize(onnx_name); }
 
 int64_t NodeCtx::axis(int64_t a, int64_t rank) {
