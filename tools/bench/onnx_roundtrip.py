@@ -7,6 +7,8 @@ mobilenet_small, char_gpt; random weights, inference mode):
   2. kiln import it,
   3. run a batch through kiln's JIT (kiln run --jit) and compare with PyTorch:
      max |kiln - torch| <= 1e-4 (after a softmax, so the logits' scale does not hide errors).
+With --gradcheck: kiln gradcheck on the imported resnet20 and char_gpt, made
+trainable by kiln import --loss (the f64 interpreter against autodiff).
 With --train: the exported lenet5 imported trainable (kiln import --loss
 --nhwc-input) is trained by kiln train for one epoch on MNIST from its
 PyTorch weights, next to the kiln-authored graphs/zoo/lenet5.json with the
@@ -219,6 +221,38 @@ def train_lenet5(kiln, out, epochs):
     return ok
 
 
+class FlatLogits(nn.Module):  # [N, T, 256] -> [N*T, 256] for a per-character loss (static batch)
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, t):
+        return self.inner(t).reshape(-1, 256)
+
+
+def gradcheck(kiln, out):
+    """kiln gradcheck on imported ResNet-style and transformer-style twins, made
+    trainable by kiln import --loss (batch norm kept as BatchNormalization nodes)."""
+    ok = True
+    torch.manual_seed(0)
+    for name, model, x, kw, extra in (
+            ("resnet20", ResNet20().eval(), torch.rand(2, 3, 32, 32), {"dynamic_axes": {"x": {0: "N"}, "logits": {0: "N"}}}, ["--nhwc-input"]),
+            ("char_gpt", FlatLogits(CharGPT()).eval(), torch.randint(0, 256, (2, 32)), {}, [])):
+        path = os.path.join(out, name + "_gc.onnx")
+        torch.onnx.export(model, (x,), path, opset_version=17, input_names=["x"], output_names=["logits"],
+                          do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE, **kw)
+        run([kiln, "import", path, "-o", out, "--loss", "sparse_softmax_cross_entropy"] + extra)
+        t0 = time.time()
+        r = subprocess.run([kiln, "gradcheck", os.path.join(out, name + "_gc.json"), "--samples", "2", "--batch", "2"],
+                           capture_output=True, text=True)
+        passed = r.returncode == 0 and r.stdout.rstrip().endswith("PASS")
+        print(f"{name:16s} kiln gradcheck of the imported model: {'PASS' if passed else 'FAIL'} ({time.time() - t0:.0f} s)")
+        if not passed:
+            print(r.stdout[-2000:], r.stderr[-2000:])
+        ok = ok and passed
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build/tools/kiln"))
@@ -226,6 +260,7 @@ def main():
     ap.add_argument("--only", action="append", choices=sorted(MODELS))
     ap.add_argument("--train", action="store_true", help="also train the imported lenet5 next to the kiln-authored one")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--gradcheck", action="store_true", help="also kiln gradcheck imported ResNet-style and transformer-style twins")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     torch.set_num_threads(2)
@@ -233,6 +268,8 @@ def main():
     ok = all([roundtrip(m, a.kiln, a.out) for m in (a.only or MODELS)])
     if a.train:
         ok = train_lenet5(a.kiln, a.out, a.epochs) and ok
+    if a.gradcheck:
+        ok = gradcheck(a.kiln, a.out) and ok
     sys.exit(0 if ok else 1)
 
 

@@ -74,9 +74,12 @@ void make_trainable(nlohmann::json& g, const ImportCmd& o) {
     rename_refs(g, in, "x");
   }
   g["inputs"]["x"] = spec;
-  bool sparse = o.loss == "sparse_softmax_cross_entropy";
-  g["inputs"]["labels"] = sparse ? json{{"shape", {-1}}, {"dtype", "i32"}} : json{{"shape", {-1, -1}}};
-  if (!sparse) throw InputError("--loss " + o.loss + ": kiln import adds sparse_softmax_cross_entropy (class labels)");
+  if (o.loss != "sparse_softmax_cross_entropy") throw InputError("--loss " + o.loss + ": kiln import adds sparse_softmax_cross_entropy (class labels)");
+  // One label a row of the logits [N, classes] (N open, or static for a static model).
+  Graph typed = parse_graph(g.dump(), o.model + " (imported)");
+  Shape ls = typed.node(typed.output(logits)).type.shape;
+  if (ls.size() != 2) throw InputError(o.model + ": --loss needs logits [N, classes]; '" + logits + "' is " + shape_str(ls));
+  g["inputs"]["labels"] = json{{"shape", {ls[0]}}, {"dtype", "i32"}};
   g["nodes"].push_back({{"name", "loss"}, {"op", o.loss}, {"inputs", {logits_node, "labels"}}, {"description", "added by kiln import --loss"}});
   g["nodes"].push_back({{"name", "correct"}, {"op", "correct_count"}, {"inputs", {logits_node, "labels"}}});
   g["outputs"] = {{"logits", logits_node}, {"loss", "loss"}, {"correct", "correct"}};
