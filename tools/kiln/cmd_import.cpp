@@ -203,6 +203,9 @@ std::string md_cell(std::string s) {
 void suite_cmd(const SuiteCmd& o) {
   if (!o.worker_list.empty()) return worker(o);
   std::vector<std::string> dirs = test_dirs(o.paths);
+  // Read before the run: --write-passing may rewrite the same file.
+  std::set<std::string> expected;
+  if (!o.expect_pass.empty()) expected = read_list(o.expect_pass);
   SuiteOptions checked = o.opts;
   try {
     checked.read_tolerances();  // a broken file is reported here, not by every worker
@@ -256,7 +259,6 @@ void suite_cmd(const SuiteCmd& o) {
     std::cout << "wrote " << o.write_passing << "\n";
   }
   if (!o.expect_pass.empty()) {
-    std::set<std::string> expected = read_list(o.expect_pass);
     std::map<std::string, const SuiteTestResult*> by_name;
     for (auto& r : results) by_name[r.test] = &r;
     int lost = 0, ran = 0;

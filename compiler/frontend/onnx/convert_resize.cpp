@@ -1,7 +1,9 @@
-// ONNX Resize and Upsample. Output sizes are static, so each resized axis is
-// a few gathers at indices computed now, weighted by constants and summed:
-// nearest is one tap, linear two, cubic four. Axes are resized one after the
-// other (the ONNX definition is separable).
+// ONNX Resize and Upsample, and GridSample. Resize's output sizes are
+// static, so each resized axis is a few gathers at indices computed now,
+// weighted by constants and summed: nearest is one tap, linear two, cubic
+// four; axes are resized one after the other (the ONNX definition is
+// separable). GridSample reads where its grid says, at run time: the same
+// taps with indices and weights computed by kiln ops from the grid.
 #include <algorithm>
 #include <cmath>
 
@@ -156,9 +158,103 @@ void resize(NodeCtx& c, ResizeSpec s, const std::vector<double>& scales_in, cons
 
 std::vector<double> doubles(const interp::Value& v) { return v.data; }
 
+// GridSample's taps: x along an axis of `size` from grid coordinates g in [-1, 1].
+struct GridAxis {
+  NodeCtx& c;
+  DType dt;
+  int64_t size;
+  bool align_corners;
+  std::string padding;  // zeros | border | reflection
+  std::string k(double v) { return c.scalar(v, dt); }
+  std::string unnormalize(const std::string& g) {
+    // align_corners: -1 and 1 are the centers of the corner pixels; else their outer edges.
+    if (align_corners) return c.emit("mul", {c.emit("add", {g, k(1)}), k(0.5 * static_cast<double>(size - 1))});
+    return c.emit("mul", {c.emit("sub", {c.emit("mul", {c.emit("add", {g, k(1)}), k(static_cast<double>(size))}), k(1)}), k(0.5)});
+  }
+  std::string clamp(const std::string& x) { return c.emit("minimum", {c.emit("maximum", {x, k(0)}), k(static_cast<double>(size - 1))}); }
+  // Coordinates reflected into [lo, hi] (the pixel centers, or their edges), then clamped.
+  std::string reflect(const std::string& x) {
+    double lo = align_corners ? 0 : -0.5, hi = align_corners ? static_cast<double>(size - 1) : static_cast<double>(size) - 0.5;
+    double span = hi - lo;
+    if (span <= 0) return c.emit("mul", {x, k(0)});
+    std::string d = c.emit("mod", {c.emit("abs", {c.emit("sub", {x, k(lo)})}), k(2 * span)});
+    std::string back = c.emit("select", {c.emit("compare", {d, k(span)}, {{"kind", "gt"}}), c.emit("sub", {k(2 * span), d}), d});
+    return clamp(c.emit("add", {back, k(lo)}));
+  }
+  std::string pad_coordinate(const std::string& x) {
+    if (padding == "border") return clamp(x);
+    if (padding == "reflection") return reflect(x);
+    return x;
+  }
+  std::string inside(const std::string& i) {
+    return c.emit("logical_and", {c.emit("compare", {i, k(0)}, {{"kind", "ge"}}),
+                                  c.emit("compare", {i, k(static_cast<double>(size - 1))}, {{"kind", "le"}})});
+  }
+};
+
+void grid_sample(NodeCtx& c) {
+  std::string mode = c.attr_string("mode", "bilinear"), padding = c.attr_string("padding_mode", "zeros");
+  bool align = c.attr_int("align_corners", 0) != 0;
+  if (mode != "bilinear" && mode != "nearest" && mode != "bicubic") unsupported("mode '" + mode + "'");
+  if (padding != "zeros" && padding != "border" && padding != "reflection") unsupported("padding_mode '" + padding + "'");
+  Shape xs = c.shape(0), gs = c.shape(1);
+  if (xs.size() != 4 || gs.size() != 4 || gs[3] != 2 || has_open_dim(xs) || has_open_dim(gs) || gs[0] != xs[0])
+    unsupported("GridSample over anything but a static [N, C, H, W] input and [N, H_out, W_out, 2] grid");
+  DType dt = c.dtype(0);
+  int64_t n = xs[0], ch = xs[1], h = xs[2], w = xs[3], points = gs[1] * gs[2];
+  std::string grid = c.in(1);
+  auto coord = [&](int64_t k) {
+    return c.emit("squeeze", {c.emit("slice", {grid}, {{"starts", {k}}, {"ends", {k + 1}}, {"axes", {3}}})}, {{"axes", {3}}});
+  };
+  GridAxis ax{c, dt, w, align, padding}, ay{c, dt, h, align, padding};
+  std::string x = ax.pad_coordinate(ax.unnormalize(coord(0))), y = ay.pad_coordinate(ay.unnormalize(coord(1)));
+  std::string img = c.emit("reshape", {c.in(0)}, {{"shape", ints_json({n, ch, h * w})}});
+  // Taps along one axis: (coordinate, weight) pairs.
+  using Taps = std::vector<std::pair<std::string, std::string>>;
+  auto taps = [&](GridAxis& a, const std::string& v) -> Taps {
+    if (mode == "nearest") return {{c.emit("round", {v}), ""}};  // ties to even, as ONNX's reference
+    std::string f = c.emit("floor", {v}), r = c.emit("sub", {v, f});
+    if (mode == "bilinear") return {{f, c.emit("sub", {a.k(1), r})}, {c.emit("add", {f, a.k(1)}), r}};
+    // Cubic convolution (A = -0.75), taps floor-1 .. floor+2.
+    const double A = -0.75;
+    auto poly = [&](const std::string& t, bool near) {  // |t| <= 1: ((A+2)t - (A+3))t^2 + 1; 1 < |t| < 2: ((At - 5A)t + 8A)t - 4A
+      if (near) return c.emit("add", {c.emit("mul", {c.emit("sub", {c.emit("mul", {t, a.k(A + 2)}), a.k(A + 3)}), c.emit("square", {t})}), a.k(1)});
+      return c.emit("sub", {c.emit("mul", {c.emit("add", {c.emit("mul", {c.emit("sub", {c.emit("mul", {t, a.k(A)}), a.k(5 * A)}), t}), a.k(8 * A)}), t}), a.k(4 * A)});
+    };
+    Taps out;
+    for (int d = -1; d <= 2; ++d) {
+      std::string t = c.emit("abs", {c.emit("sub", {r, a.k(d)})});
+      out.push_back({c.emit("add", {f, a.k(d)}), poly(t, d == 0 || d == 1)});
+    }
+    return out;
+  };
+  Taps tx = taps(ax, x), ty = taps(ay, y);
+  std::string sum;
+  for (auto& [yi, wy] : ty)
+    for (auto& [xi, wx] : tx) {
+      // Taps outside the image read zeros (padding zeros) or the padded coordinate's pixel.
+      std::string px = xi, py = yi;
+      std::string weight = wx.empty() ? "" : c.emit("mul", {wx, wy});
+      if (padding == "zeros") {
+        std::string in = c.emit("logical_and", {ax.inside(px), ay.inside(py)});
+        weight = c.emit("select", {in, weight.empty() ? ax.k(1) : weight, ax.k(0)});
+      } else if (mode == "bicubic") {
+        px = ax.pad_coordinate(px), py = ay.pad_coordinate(py);
+      }
+      std::string lin = c.emit("add", {c.emit("mul", {ay.clamp(py), ax.k(static_cast<double>(w))}), ax.clamp(px)});
+      std::string idx = c.emit("reshape", {c.emit("cast", {lin}, {{"dtype", "i32"}})}, {{"shape", ints_json({n, 1, points})}});
+      idx = c.emit("broadcast", {idx}, {{"shape", ints_json({n, ch, points})}});
+      std::string v = c.emit("gather_elements", {img, idx}, {{"axis", 2}});
+      if (!weight.empty()) v = c.emit("mul", {v, c.emit("reshape", {weight}, {{"shape", ints_json({n, 1, points})}})});
+      sum = sum.empty() ? v : c.emit("add", {sum, v});
+    }
+  c.emit_out(0, "reshape", {sum}, {{"shape", ints_json({n, ch, gs[1], gs[2]})}});
+}
+
 }  // namespace
 
 void register_resize(ConverterTable& t) {
+  t["GridSample"] = grid_sample;
   t["Resize"] = [](NodeCtx& c) {
     ResizeSpec s;
     s.mode = c.attr_string("mode", "nearest");
