@@ -14,13 +14,21 @@
 using namespace kiln;
 namespace fs = std::filesystem;
 
-TEST_CASE("train: E4b reload from a checkpoint gives bit-identical predictions") {
-  const std::string graph_path = std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json";
+static const std::string kCnnGraph = std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json";
+
+// The seed's CNN compiled for training with Adam, batches of 4, one thread.
+static TrainSpec adam_spec(const std::string& name) {
   TrainSpec spec;
-  spec.name = "e4b_test";
+  spec.name = name;
   spec.optimizer.kind = "adam";
   spec.optimizer.lr = 0.001;
   spec.batch_size = 4;
+  return spec;
+}
+
+TEST_CASE("train: E4b reload from a checkpoint gives bit-identical predictions") {
+  const std::string& graph_path = kCnnGraph;
+  TrainSpec spec = adam_spec("e4b_test");
   auto m = driver::compile_model(load_graph(graph_path), &spec, 4, 1);
   driver::initialize(m, spec);
 
@@ -67,13 +75,8 @@ TEST_CASE("train: E4b reload from a checkpoint gives bit-identical predictions")
 // checkpoint's value must win (it once did not, so transfer learning started
 // from zero biases).
 TEST_CASE("train: init_from sets zero-initialized params (biases) from the checkpoint too") {
-  const std::string graph_path = std::string(KILN_SOURCE_DIR) + "/graphs/cnn_mnist.json";
-  TrainSpec spec;
-  spec.name = "init_from_test";
-  spec.optimizer.kind = "adam";
-  spec.optimizer.lr = 0.001;
-  spec.batch_size = 4;
-  auto m = driver::compile_model(load_graph(graph_path), &spec, 4, 1);
+  TrainSpec spec = adam_spec("init_from_test");
+  auto m = driver::compile_model(load_graph(kCnnGraph), &spec, 4, 1);
   driver::initialize(m, spec);
   auto drawn = train::read_persistent(*m.program, false);
   train::Checkpoint ckpt;

@@ -138,17 +138,31 @@ void einsum(NodeCtx& c) {
   for (auto& t : terms) {
     if (static_cast<int>(t.size()) != c.rank(static_cast<int>(&t - &terms[0]))) invalid("operand '" + t + "' does not match its rank");
     for (char ch : t) {
-      if (std::count(t.begin(), t.end(), ch) > 1) unsupported("a repeated index within one operand (a diagonal)");
       if (letters.find(ch) == std::string::npos) letters += ch;
     }
   }
   std::string prod;
   for (size_t i = 0; i < terms.size(); ++i) {
-    const std::string& t = terms[i];
+    std::string t = terms[i];
+    std::string x = c.in(static_cast<int>(i));
+    // A letter twice in one operand ("ii"): its diagonal, x times the identity, summed over the second.
+    for (size_t q = 1; q < t.size(); ++q) {
+      size_t p = t.find(t[q]);
+      if (p == q) continue;
+      Shape s = c.kiln_type(x).shape;
+      if (s[p] != s[q]) invalid("index '" + std::string(1, t[q]) + "' has sizes " + std::to_string(s[p]) + " and " + std::to_string(s[q]));
+      Shape ms(t.size(), 1);
+      ms[p] = ms[q] = s[p];
+      interp::Value eye{c.dtype(static_cast<int>(i)), ms, {}};
+      for (int64_t a = 0; a < s[p]; ++a)
+        for (int64_t b = 0; b < s[p]; ++b) eye.data.push_back(a == b);
+      x = c.emit("reduce_sum", {c.emit("mul", {x, c.constant(eye)})}, {{"axes", {static_cast<int64_t>(q)}}});
+      t.erase(q, 1);
+      --q;
+    }
     std::vector<int64_t> perm(t.size());
     for (size_t j = 0; j < t.size(); ++j) perm[j] = static_cast<int64_t>(j);
     std::sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return letters.find(t[static_cast<size_t>(a)]) < letters.find(t[static_cast<size_t>(b)]); });
-    std::string x = c.in(static_cast<int>(i));
     if (!std::is_sorted(perm.begin(), perm.end())) x = c.emit("transpose", {x}, {{"perm", ints_json(perm)}});
     std::vector<int64_t> missing;
     for (size_t p = 0; p < letters.size(); ++p)
@@ -163,9 +177,70 @@ void einsum(NodeCtx& c) {
   c.out(0, prod);
 }
 
+// det of the [..., n, n] matrix's rows `rows` and columns `cols` (n <= 4):
+// cofactor expansion along the first row.
+std::string cofactor_det(NodeCtx& c, const std::string& x, const std::vector<int64_t>& rows, const std::vector<int64_t>& cols, int rank) {
+  auto at = [&](int64_t i, int64_t j) {
+    std::string e = c.emit("slice", {x}, {{"starts", {i, j}}, {"ends", {i + 1, j + 1}}, {"axes", {rank - 2, rank - 1}}});
+    return c.emit("squeeze", {e}, {{"axes", {rank - 2, rank - 1}}});
+  };
+  if (rows.size() == 1) return at(rows[0], cols[0]);
+  std::string sum;
+  for (size_t k = 0; k < cols.size(); ++k) {
+    std::vector<int64_t> sub_rows(rows.begin() + 1, rows.end()), sub_cols = cols;
+    sub_cols.erase(sub_cols.begin() + static_cast<long>(k));
+    std::string term = c.emit("mul", {at(rows[0], cols[k]), cofactor_det(c, x, sub_rows, sub_cols, rank)});
+    sum = sum.empty() ? term : c.emit(k % 2 ? "sub" : "add", {sum, term});
+  }
+  return sum;
+}
+
 }  // namespace
 
 void register_index(ConverterTable& t) {
+  t["Det"] = [](NodeCtx& c) {
+    Shape s = c.shape(0);
+    int rank = c.rank(0);
+    if (rank < 2 || s[static_cast<size_t>(rank - 1)] != s[static_cast<size_t>(rank - 2)]) invalid("Det needs [..., n, n]");
+    int64_t n = s.back();
+    if (n < 1 || n > 4) unsupported("Det of " + std::to_string(n) + " x " + std::to_string(n) + " matrices (kiln expands cofactors up to 4 x 4)");
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
+    std::string d = cofactor_det(c, c.in(0), idx, idx, rank);
+    c.emit_out(0, "add", {d, c.scalar(0, c.dtype(0))});
+  };
+  t["MaxUnpool"] = [](NodeCtx& c) {
+    // X's values scattered into zeros at I, MaxPool's flat indices into the whole output tensor.
+    Shape xs = c.shape(0);
+    if (xs.size() < 3 || has_open_dim(xs) || c.shape(1) != xs) unsupported("MaxUnpool needs static X and I of the same shape");
+    size_t n = xs.size() - 2;
+    std::vector<int64_t> kernel = c.attr_ints("kernel_shape"), strides = c.attr_ints("strides", std::vector<int64_t>(n, 1)),
+                         pads = c.attr_ints("pads", std::vector<int64_t>(2 * n, 0));
+    if (kernel.size() != n || strides.size() != n || pads.size() != 2 * n) invalid("kernel_shape, strides and pads must match the spatial axes");
+    Shape out = {xs[0], xs[1]};
+    for (size_t i = 0; i < n; ++i) out.push_back((xs[i + 2] - 1) * strides[i] + kernel[i] - pads[i] - pads[i + n]);
+    Shape padded = out;  // a larger output_shape: the unpooled tensor, zero-padded at the end of each axis
+    if (c.has(2)) {
+      std::vector<int64_t> given = c.need_ints(2, "output_shape");
+      if (given.size() != out.size()) invalid("output_shape must have rank " + std::to_string(out.size()));
+      for (size_t i = 0; i < out.size(); ++i)
+        if (given[i] < out[i]) unsupported("an output_shape smaller than the unpooled size");
+      padded.assign(given.begin(), given.end());
+    }
+    for (int64_t d : out)
+      if (d < 1) invalid("output shape " + shape_str(out));
+    std::string zeros = c.emit("broadcast", {c.scalar(0, c.dtype(0))}, {{"shape", {numel(out)}}});
+    std::string flat_x = c.emit("reshape", {c.in(0)}, {{"shape", {numel(xs)}}});
+    std::string flat_i = c.emit("reshape", {c.in(1)}, {{"shape", {numel(xs)}}});
+    std::string y = c.emit("scatter_add", {zeros, flat_i, flat_x}, {{"axis", 0}});
+    y = c.emit("reshape", {y}, {{"shape", ints_json(out)}});
+    if (padded != out) {
+      std::vector<int64_t> pads_out(2 * out.size(), 0);
+      for (size_t i = 0; i < out.size(); ++i) pads_out[out.size() + i] = padded[i] - out[i];
+      y = c.emit("pad", {y}, {{"pads", ints_json(pads_out)}});
+    }
+    c.out(0, y);
+  };
   t["TopK"] = top_k;
   t["Einsum"] = einsum;
   t["GatherND"] = [](NodeCtx& c) {

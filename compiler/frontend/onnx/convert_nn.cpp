@@ -1,5 +1,6 @@
 // ONNX neural-network ops: convolutions and pools (NCHW, kiln's layout
 // attribute), normalizations, Gemm and MatMul, softmax and its kin.
+#include <limits>
 #include <numeric>
 
 #include "compiler/frontend/onnx/convert_window.h"
@@ -146,6 +147,48 @@ void conv_transpose(NodeCtx& c) {
   c.out(0, y);
 }
 
+// MaxPool's Indices: the flat (N, C, H, W row-major) index of each window's
+// maximum, the first in the window's row-major order where several tie.
+// storage_order 1: the H and W part of the index column-major (w * H + h).
+std::string max_indices(NodeCtx& c, const std::string& y, const Window& w, bool column_major) {
+  const Shape& x = c.shape(0);
+  if (has_open_dim(x)) unsupported("MaxPool's Indices output with an open batch dimension");
+  const Shape& ys = c.kiln_type(y).shape;
+  int64_t n = x[0], ch = x[1], h = x[2], wd = x[3], oh = ys[2], ow = ys[3];
+  // The input padded (with the lowest float, which never wins) to cover every window.
+  int64_t rows = (oh - 1) * w.strides[0] + (w.kernel[0] - 1) * w.dilations[0] + 1;
+  int64_t cols = (ow - 1) * w.strides[1] + (w.kernel[1] - 1) * w.dilations[1] + 1;
+  int64_t bottom = std::max<int64_t>(0, rows - h - w.pads[0]), right = std::max<int64_t>(0, cols - wd - w.pads[1]);
+  std::string xp = c.emit("pad", {c.in(0)}, {{"pads", ints_json({0, 0, w.pads[0], w.pads[1], 0, 0, bottom, right})},
+                                             {"value", static_cast<double>(std::numeric_limits<float>::lowest())}});
+  interp::Value base{DType::i64, {n, ch, 1, 1}, {}};
+  for (int64_t i = 0; i < n * ch; ++i) base.data.push_back(static_cast<double>(i * h * wd));
+  std::string idx, found;
+  for (int64_t ky = 0; ky < w.kernel[0]; ++ky)
+    for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
+      int64_t r0 = ky * w.dilations[0], c0 = kx * w.dilations[1];
+      std::string v = c.emit("slice", {xp}, {{"starts", {r0, c0}}, {"ends", {r0 + (oh - 1) * w.strides[0] + 1, c0 + (ow - 1) * w.strides[1] + 1}},
+                                             {"axes", {2, 3}}, {"steps", ints_json({w.strides[0], w.strides[1]})}});
+      interp::Value at{DType::i64, {1, 1, oh, ow}, {}};
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          int64_t row = oy * w.strides[0] + r0 - w.pads[0], col = ox * w.strides[1] + c0 - w.pads[1];
+          at.data.push_back(static_cast<double>(column_major ? col * h + row : row * wd + col));
+        }
+      std::string hit = c.emit("compare", {v, y}, {{"kind", "eq"}});
+      std::string here = c.emit("broadcast", {c.constant(at)}, {{"shape", ints_json({n, ch, oh, ow})}});
+      if (idx.empty()) {
+        idx = here;
+        found = hit;
+        continue;
+      }
+      std::string take = c.emit("logical_and", {hit, c.emit("logical_not", {found})});
+      idx = c.emit("select", {take, here, idx});
+      found = c.emit("logical_or", {found, hit});
+    }
+  return c.emit("add", {idx, c.constant(base)});
+}
+
 void pool(NodeCtx& c, bool max) {
   const char* op = max ? "MaxPool" : "AveragePool";
   check_spatial(c, op);
@@ -154,12 +197,12 @@ void pool(NodeCtx& c, bool max) {
   bool one_d = x.size() == 3;
   Window w = window_of(c, Shape(x.begin() + 2, x.end()), {}, max);
   bool ceil_mode = c.attr_int("ceil_mode", 0) != 0;
-  if (c.wants(1)) unsupported("MaxPool's Indices output");
+  if (c.wants(1) && (one_d || !max)) unsupported("MaxPool's Indices output of a 1-D pool");
   json a = {{"pool", ints_json(one_d ? std::vector<int64_t>{w.kernel[0]} : w.kernel)},
             {"strides", ints_json(one_d ? std::vector<int64_t>{w.strides[0]} : w.strides)},
             {"ceil_mode", ceil_mode}};
   if (max) {
-    c.expect_attr_int("storage_order", 0);
+    if (c.attr_int("storage_order", 0) != 0 && !c.wants(1)) unsupported("storage_order 1 without the Indices output");
     a["dilations"] = ints_json(one_d ? std::vector<int64_t>{w.dilations[0]} : w.dilations);
   } else {
     a["count_include_pad"] = c.attr_int("count_include_pad", 0) != 0;
@@ -171,7 +214,8 @@ void pool(NodeCtx& c, bool max) {
   } else {
     a["padding"] = pads2d(w);
     a["layout"] = "NCHW";
-    c.emit_out(0, max ? "maxpool2d" : "avgpool2d", {c.in(0)}, a);
+    std::string y = c.emit_out(0, max ? "maxpool2d" : "avgpool2d", {c.in(0)}, a);
+    if (max && c.wants(1)) c.out(1, max_indices(c, y, w, c.attr_int("storage_order", 0) != 0));
   }
 }
 
