@@ -160,7 +160,7 @@ TEST_CASE("onnx import: NCHW Conv maps to kiln's layout attribute, explicit pads
   CHECK(y.data == std::vector<double>{1, 3, 5, 5, 12, 16, 11, 24, 28});  // 2x2 window sums, padded top-left
 }
 
-TEST_CASE("onnx import: every problem at once, each naming node, op and reason; readers of a failed node stay quiet") {
+TEST_CASE("onnx import: every problem at once, each naming node, op and reason, readers of a failed node quiet") {
   ModelBuilder b;
   b.input("x", {4});
   b.node("Frobnicate", {"x"}, {"a"}, "first");
@@ -243,7 +243,7 @@ TEST_CASE("onnx import: ONNX's Gradient runs through kiln's autodiff") {
   CHECK(out.at("dq_dc").data[0] == 9);   // a^2
 }
 
-TEST_CASE("kiln import writes the graph and its params; kiln run computes the model from them") {
+TEST_CASE("kiln import writes the graph and its params, and kiln run computes the model from them") {
   ModelBuilder b;
   b.input("x", {2});
   b.initializer("w", {2}, {3, -4});
