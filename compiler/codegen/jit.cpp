@@ -1,4 +1,6 @@
 #include "compiler/codegen/jit.h"
+
+#include "compiler/passes/pass_manager.h"
 #include "compiler/ops/registry.h"
 
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
@@ -381,6 +383,20 @@ std::map<std::string, interp::Value> run_entry(Program& prog, const std::string&
     result[t.name] = from_bytes(out_bytes[i].data(), static_cast<DType>(t.type), bind(t.shape, batch));
   }
   return result;
+}
+
+std::map<std::string, interp::Value> run_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
+                                                 const std::vector<std::string>& fetch) {
+  Graph compiled = g;
+  run_pipeline(compiled, "simplify");
+  int64_t batch = 1;
+  for (NodeId id : g.inputs()) {
+    auto it = feeds.find(g.node(id).name);
+    if (has_open_dim(g.node(id).type.shape) && it != feeds.end() && !it->second.shape.empty()) batch = it->second.shape[0];
+  }
+  auto cp = compile_entries(g.name, {{"eval_step", &compiled, fetch, {}}}, {.max_batch = std::max<int64_t>(batch, 1)});
+  Program prog(cp->info());
+  return run_entry(prog, "eval_step", batch, feeds);
 }
 
 }  // namespace kiln::codegen

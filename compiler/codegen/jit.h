@@ -63,6 +63,13 @@ std::unique_ptr<CompiledProgram> compile_entries(const std::string& name, const 
 std::map<std::string, interp::Value> run_entry(Program& prog, const std::string& entry, int64_t batch,
                                                const std::map<std::string, interp::Value>& feeds);
 
+// A forward graph (in its inference form) through the JIT: simplified,
+// compiled as eval_step for `fetch`, and run on `feeds` (inputs and params by
+// name), the open batch dimension bound by the fed inputs. For tools (kiln
+// run --jit, kiln onnx-test) that compare it with the interpreter.
+std::map<std::string, interp::Value> run_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
+                                                 const std::vector<std::string>& fetch);
+
 // Raw bytes of a value in `dtype`, and back.
 std::vector<uint8_t> to_bytes(const interp::Value& v, DType dtype);
 interp::Value from_bytes(const void* data, DType dtype, const Shape& shape);

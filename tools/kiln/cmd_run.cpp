@@ -13,8 +13,6 @@
 
 #include "compiler/codegen/jit.h"
 #include "compiler/interp/interpreter.h"
-#include "compiler/passes/pass_manager.h"
-#include "runtime/program.h"
 #include "compiler/passes/modes.h"
 #include "compiler/interp/value_io.h"
 #include "runtime/data/npy.h"
@@ -88,21 +86,6 @@ struct RunOptions {
   int64_t seed = -1;
 };
 
-// The fetched outputs through the JIT (eval_step of the simplified inference
-// graph), the batch bound by the fed inputs' open dimension.
-std::map<std::string, interp::Value> run_jit(const Graph& g, const std::map<std::string, interp::Value>& feeds,
-                                             const std::vector<std::string>& fetch) {
-  Graph compiled = g;
-  run_pipeline(compiled, "simplify");
-  int64_t batch = 1;
-  for (NodeId id : g.inputs())
-    if (has_open_dim(g.node(id).type.shape) && feeds.count(g.node(id).name) && !feeds.at(g.node(id).name).shape.empty())
-      batch = feeds.at(g.node(id).name).shape[0];
-  auto cp = codegen::compile_entries(g.name, {{"eval_step", &compiled, fetch, {}}}, {.max_batch = std::max<int64_t>(batch, 1)});
-  Program prog(cp->info());
-  return codegen::run_entry(prog, "eval_step", batch, feeds);
-}
-
 void run_graph(const RunOptions& o) {
   Graph g = load_graph_or_fail(o.graph);
   specialize_mode(g, {Mode::infer});  // a forward pass: running statistics, no dropout
@@ -154,7 +137,7 @@ void run_graph(const RunOptions& o) {
   std::map<std::string, interp::Value> results;
   try {
     if (o.jit) {
-      results = run_jit(g, feeds, fetch);
+      results = codegen::run_forward(g, feeds, fetch);
     } else {
       interp::Interpreter run(g, o.f64 ? interp::Precision::f64 : interp::Precision::f32);
       results = run.run(feeds, fetch);

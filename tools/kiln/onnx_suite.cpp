@@ -23,9 +23,7 @@
 #include "compiler/frontend/graph_json.h"
 #include "compiler/frontend/onnx/onnx_import.h"
 #include "compiler/passes/modes.h"
-#include "compiler/passes/pass_manager.h"
 #include "onnx/onnx_pb.h"
-#include "runtime/program.h"
 
 namespace kiln::cli {
 
@@ -231,7 +229,6 @@ SuiteTestResult run_suite_test(const std::string& dir, const SuiteOptions& opts)
       return r;
     }
     Values feeds = im.params;
-    int64_t batch = 1;
     for (NodeId id : g.inputs()) {
       const Node& n = g.node(id);
       auto it = ds.inputs.find(n.name);
@@ -241,7 +238,6 @@ SuiteTestResult run_suite_test(const std::string& dir, const SuiteOptions& opts)
         return r;
       }
       feeds[n.name] = it->second;
-      if (has_open_dim(n.type.shape) && !it->second.shape.empty()) batch = it->second.shape[0];
     }
     if (ds.outputs.size() > im.output_names.size()) {
       r.status = "error";
@@ -250,20 +246,21 @@ SuiteTestResult run_suite_test(const std::string& dir, const SuiteOptions& opts)
     }
     Graph reference = g;
     specialize_mode(reference, {Mode::infer});
-    Graph compiled = reference;
     std::vector<std::string> outs;
     for (auto& [name, id] : g.outputs) outs.push_back(name);
+    // The first output that differs from the expected ones ("" when none does).
+    auto first_difference = [&](const Values& got, double* max_error) {
+      for (size_t k = 0; k < ds.outputs.size(); ++k) {
+        Compared c = compare(ds.outputs[k], got.at(im.output_names[k]), im.output_names[k], o.rtol, o.atol);
+        if (max_error) *max_error = std::max(*max_error, c.max_error);
+        if (!c.ok) return c.why;
+      }
+      return std::string();
+    };
     // The JIT.
     try {
-      run_pipeline(compiled, "simplify");
-      auto cp = codegen::compile_entries(g.name, {{"eval_step", &compiled, outs, {}}}, {.max_batch = std::max<int64_t>(batch, 1)});
-      Program prog(cp->info());
-      Values got = codegen::run_entry(prog, "eval_step", batch, feeds);
-      for (size_t k = 0; k < ds.outputs.size() && jit_fail.empty(); ++k) {
-        Compared c = compare(ds.outputs[k], got.at(im.output_names[k]), im.output_names[k], o.rtol, o.atol);
-        r.max_error = std::max(r.max_error, c.max_error);
-        if (!c.ok) jit_fail = c.why;
-      }
+      Values got = codegen::run_forward(reference, feeds, outs);
+      if (jit_fail.empty()) jit_fail = first_difference(got, &r.max_error);
     } catch (const std::exception& e) {
       r.status = "error";
       r.detail = std::string("JIT: ") + e.what();
@@ -272,10 +269,7 @@ SuiteTestResult run_suite_test(const std::string& dir, const SuiteOptions& opts)
     // The interpreter, beside it.
     try {
       Values got = interp::Interpreter(reference).run(feeds);
-      for (size_t k = 0; k < ds.outputs.size() && interp_fail.empty(); ++k) {
-        Compared c = compare(ds.outputs[k], got.at(im.output_names[k]), im.output_names[k], o.rtol, o.atol);
-        if (!c.ok) interp_fail = c.why;
-      }
+      if (interp_fail.empty()) interp_fail = first_difference(got, nullptr);
     } catch (const std::exception& e) {
       if (interp_fail.empty()) interp_fail = std::string("error: ") + e.what();
     }
