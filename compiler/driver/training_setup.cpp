@@ -188,7 +188,6 @@ void initialize(CompiledModel& m, const TrainSpec& spec) {
                                " does not exist (train the run that writes it first)");
     train::Checkpoint from = train::load_checkpoint(spec.init_from);
     int matched = 0;
-    loaded.clear();
     for (auto& [name, value] : params) {
       const Tensor* t = train::find_tensor(from.params, name);
       if (!t) continue;

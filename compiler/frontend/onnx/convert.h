@@ -95,6 +95,7 @@ class NodeCtx {
   static int64_t axis(int64_t a, int64_t rank);
 
  private:
+  const ::onnx::AttributeProto* read_attr(const std::string& a, int type, const char* what);
   std::string emit_named(const std::string& base, const std::string& op, const std::vector<std::string>& inputs,
                          nlohmann::json attrs);
   Importer& im_;

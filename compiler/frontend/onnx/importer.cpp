@@ -31,11 +31,11 @@ std::string node_label(const ::onnx::NodeProto& n) {
 }
 
 json value_json(const interp::Value& v) {
+  if (v.dtype != DType::boolean && !is_float(v.dtype)) return ints_json(value_ints(v));
   json a = json::array();
   for (double x : v.data) {
     if (v.dtype == DType::boolean) a.push_back(x != 0 ? 1 : 0);
-    else if (is_float(v.dtype)) a.push_back(x);
-    else a.push_back(value_ints(interp::Value{v.dtype, {}, {x}})[0]);
+    else a.push_back(x);
   }
   return a;
 }
@@ -276,7 +276,7 @@ void Importer::read_inputs(const ::onnx::GraphProto& g) {
 
 // Every input known and foldable: the node's outputs are computed now, by the
 // reference interpreter over the shadow graph, and its kiln nodes dropped.
-bool Importer::fold(const ::onnx::NodeProto& n, size_t first_json_node, const std::vector<std::string>& materialized_before) {
+bool Importer::fold(const ::onnx::NodeProto& n, size_t first_json_node, size_t materialized_count) {
   std::vector<std::string> fetch;
   std::vector<int> which;
   for (int i = 0; i < n.output_size(); ++i) {
@@ -300,22 +300,25 @@ bool Importer::fold(const ::onnx::NodeProto& n, size_t first_json_node, const st
     v.foldable = true;
     v.kiln.clear();
   }
-  nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(first_json_node), nodes_.end());
-  for (size_t k = materialized_before.size(); k < materialized_.size(); ++k) values_.at(materialized_[k]).kiln.clear();
-  materialized_.resize(materialized_before.size());
+  rollback(first_json_node, materialized_count);
   return true;
 }
 
+// Drops the JSON nodes written since `first_json_node`, and forgets the
+// constant nodes given to ONNX values since then (a later reader writes its own).
+void Importer::rollback(size_t first_json_node, size_t materialized_count) {
+  nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(first_json_node), nodes_.end());
+  for (size_t k = materialized_count; k < materialized_.size(); ++k) values_.at(materialized_[k]).kiln.clear();
+  materialized_.resize(materialized_count);
+}
+
 void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
-  // Readers of a failed value fail quietly: the first problem is the one to fix.
-  for (const auto& in : n.input())
-    if (!in.empty() && values_.count(in) && values_.at(in).failed) {
-      for (const auto& out : n.output()) values_[out].failed = true;
-      return;
-    }
   auto fail_outputs = [&] {
     for (const auto& out : n.output()) values_[out].failed = true;
   };
+  // Readers of a failed value fail quietly: the first problem is the one to fix.
+  for (const auto& in : n.input())
+    if (!in.empty() && values_.count(in) && values_.at(in).failed) return fail_outputs();
   if (n.output_size() == 0) return problem(&n, "invalid", "a node without outputs");
   bool training_domain = n.domain() == "ai.onnx.preview.training";
   std::string key = training_domain ? "training:" + n.op_type() : n.op_type();
@@ -323,7 +326,7 @@ void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
     if (training_domain)
       problem(&n, "unsupported", "op " + n.op_type() + " of the training domain (kiln trains with its own optimizers: kiln train)");
     else
-    problem(&n, "unsupported", "op " + n.op_type() + " of domain '" + n.domain() + "' (kiln imports the default domain)");
+      problem(&n, "unsupported", "op " + n.op_type() + " of domain '" + n.domain() + "' (kiln imports the default domain)");
     return fail_outputs();
   }
   auto it = converters().find(key);
@@ -332,7 +335,7 @@ void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
     return fail_outputs();
   }
   size_t first_json_node = nodes_.size();
-  std::vector<std::string> materialized_before = materialized_;
+  size_t materialized_count = materialized_.size();
   bool all_known = true;
   for (const auto& in : n.input()) {
     if (in.empty()) continue;
@@ -372,13 +375,13 @@ void Importer::convert_node(const ::onnx::NodeProto& n, int64_t opset) {
       OnnxValue& v = values_.at(n.output(i));
       if (v.kiln.empty() && !v.known) invalid("output " + std::to_string(i) + " ('" + n.output(i) + "') is not produced");
     }
-    if (all_known && n.input_size() > 0 && !is_random_op(n.op_type())) fold(n, first_json_node, materialized_before);
+    if (all_known && n.input_size() > 0 && !is_random_op(n.op_type())) fold(n, first_json_node, materialized_count);
   } catch (const ConvertError& e) {
-    nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(first_json_node), nodes_.end());
+    rollback(first_json_node, materialized_count);
     problem(&n, e.kind, e.what());
     fail_outputs();
   } catch (const std::exception& e) {
-    nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(first_json_node), nodes_.end());
+    rollback(first_json_node, materialized_count);
     problem(&n, "unsupported", e.what());
     fail_outputs();
   }

@@ -52,7 +52,8 @@ class Importer {
   void read_initializers(const ::onnx::GraphProto& g);
   void read_inputs(const ::onnx::GraphProto& g);
   void convert_node(const ::onnx::NodeProto& n, int64_t opset);
-  bool fold(const ::onnx::NodeProto& n, size_t first_json_node, const std::vector<std::string>& materialized_before);
+  bool fold(const ::onnx::NodeProto& n, size_t first_json_node, size_t materialized_count);
+  void rollback(size_t first_json_node, size_t materialized_count);
   void write_outputs(const ::onnx::GraphProto& g);
   std::string unique_name(const std::string& base);
   void problem(const ::onnx::NodeProto* n, std::string kind, std::string reason);

@@ -84,12 +84,18 @@ const ::onnx::AttributeProto* find_attr(const ::onnx::NodeProto& n, const std::s
 
 bool NodeCtx::has_attr(const std::string& a) const { return find_attr(node_, a) != nullptr; }
 
-int64_t NodeCtx::attr_int(const std::string& a, int64_t fallback) {
+// Marks `a` read; its attribute, or nullptr when the node has none; invalid()
+// when it has another type.
+const ::onnx::AttributeProto* NodeCtx::read_attr(const std::string& a, int type, const char* what) {
   read_.push_back(a);
   auto* at = find_attr(node_, a);
-  if (!at) return fallback;
-  if (at->type() != ::onnx::AttributeProto::INT) invalid("attribute '" + a + "' must be an int");
-  return at->i();
+  if (at && at->type() != type) invalid("attribute '" + a + "' must be " + what);
+  return at;
+}
+
+int64_t NodeCtx::attr_int(const std::string& a, int64_t fallback) {
+  auto* at = read_attr(a, ::onnx::AttributeProto::INT, "an int");
+  return at ? at->i() : fallback;
 }
 
 int64_t NodeCtx::attr_int(const std::string& a) {
@@ -98,50 +104,33 @@ int64_t NodeCtx::attr_int(const std::string& a) {
 }
 
 double NodeCtx::attr_float(const std::string& a, double fallback) {
-  read_.push_back(a);
-  auto* at = find_attr(node_, a);
-  if (!at) return fallback;
-  if (at->type() != ::onnx::AttributeProto::FLOAT) invalid("attribute '" + a + "' must be a float");
-  return at->f();
+  auto* at = read_attr(a, ::onnx::AttributeProto::FLOAT, "a float");
+  return at ? at->f() : fallback;
 }
 
 std::string NodeCtx::attr_string(const std::string& a, const std::string& fallback) {
-  read_.push_back(a);
-  auto* at = find_attr(node_, a);
-  if (!at) return fallback;
-  if (at->type() != ::onnx::AttributeProto::STRING) invalid("attribute '" + a + "' must be a string");
-  return at->s();
+  auto* at = read_attr(a, ::onnx::AttributeProto::STRING, "a string");
+  return at ? at->s() : fallback;
 }
 
 std::vector<int64_t> NodeCtx::attr_ints(const std::string& a, std::vector<int64_t> fallback) {
-  read_.push_back(a);
-  auto* at = find_attr(node_, a);
-  if (!at) return fallback;
-  if (at->type() != ::onnx::AttributeProto::INTS) invalid("attribute '" + a + "' must be a list of ints");
-  return {at->ints().begin(), at->ints().end()};
+  auto* at = read_attr(a, ::onnx::AttributeProto::INTS, "a list of ints");
+  return at ? std::vector<int64_t>(at->ints().begin(), at->ints().end()) : fallback;
 }
 
 std::vector<double> NodeCtx::attr_floats(const std::string& a, std::vector<double> fallback) {
-  read_.push_back(a);
-  auto* at = find_attr(node_, a);
-  if (!at) return fallback;
-  if (at->type() != ::onnx::AttributeProto::FLOATS) invalid("attribute '" + a + "' must be a list of floats");
-  return {at->floats().begin(), at->floats().end()};
+  auto* at = read_attr(a, ::onnx::AttributeProto::FLOATS, "a list of floats");
+  return at ? std::vector<double>(at->floats().begin(), at->floats().end()) : fallback;
 }
 
 std::vector<std::string> NodeCtx::attr_strings(const std::string& a) {
-  read_.push_back(a);
-  auto* at = find_attr(node_, a);
-  if (!at) return {};
-  if (at->type() != ::onnx::AttributeProto::STRINGS) invalid("attribute '" + a + "' must be a list of strings");
-  return {at->strings().begin(), at->strings().end()};
+  auto* at = read_attr(a, ::onnx::AttributeProto::STRINGS, "a list of strings");
+  return at ? std::vector<std::string>(at->strings().begin(), at->strings().end()) : std::vector<std::string>{};
 }
 
 std::optional<interp::Value> NodeCtx::attr_tensor(const std::string& a) {
-  read_.push_back(a);
-  auto* at = find_attr(node_, a);
+  auto* at = read_attr(a, ::onnx::AttributeProto::TENSOR, "a tensor");
   if (!at) return std::nullopt;
-  if (at->type() != ::onnx::AttributeProto::TENSOR) invalid("attribute '" + a + "' must be a tensor");
   return value_of_tensor(at->t(), "attribute '" + a + "'");
 }
 
