@@ -1,5 +1,7 @@
 #include "compiler/autodiff/train_step.h"
 
+#include <fnmatch.h>
+
 #include <set>
 #include <stdexcept>
 
@@ -16,7 +18,27 @@ TrainStepConfig train_step_config(const TrainSpec& spec) {
   config.optimizer = is_builtin_update_rule(spec.optimizer.kind) ? builtin_update_rule(spec.optimizer.kind)
                                                                  : load_update_rule(spec.optimizer.kind);
   config.hyperparameters = spec.optimizer.hyperparameters;
+  const OptimizerSpec& o = spec.optimizer;
+  config.weight_decay = o.weight_decay;
+  config.decoupled_weight_decay =
+      o.weight_decay_mode.empty() ? config.optimizer.name == "adamw" : o.weight_decay_mode == "decoupled";
+  config.no_weight_decay = o.no_weight_decay;
+  config.clip_grad_norm = o.clip_grad_norm;
+  if (o.schedule.kind == "onecycle" && o.schedule.cycle_momentum) {
+    std::string name = cycled_momentum_name(config.optimizer);
+    if (name.empty())
+      throw std::invalid_argument("optimizer '" + config.optimizer.name +
+                                  "' has neither a momentum nor a beta1 for the one-cycle schedule to cycle");
+    config.scheduled_hyperparameters.push_back(name);
+  }
   return config;
+}
+
+std::string cycled_momentum_name(const UpdateRule& rule) {
+  std::string found;
+  for (auto& [name, value] : rule.hyperparameters)
+    if (name == "momentum" || (name == "beta1" && found.empty())) found = name;
+  return found;
 }
 
 std::string next_value_name(const std::string& persistent) { return persistent + "@next"; }
@@ -40,6 +62,36 @@ struct ParamSlot {
 };
 
 }  // namespace
+
+static bool matches_any(const std::vector<std::string>& globs, const std::string& name) {
+  for (const std::string& g : globs)
+    if (fnmatch(g.c_str(), name.c_str(), 0) == 0) return true;
+  return false;
+}
+
+static NodeId cast_like(GraphBuilder& b, NodeId x, NodeId like) {
+  const DType want = b.type(like).dtype;
+  return b.type(x).dtype == want ? x : b.add("cast", {x}, {{"dtype", std::string(dtype_name(want))}});
+}
+
+// grads[i] *= min(1, max_norm / (norm + 1e-6)), norm = sqrt(sum_i |g_i|^2)
+// with each |g_i| a tensor's norm and the sum in param order (as
+// torch.nn.utils.clip_grad_norm_ computes it): the same bits on any thread
+// count, since each reduction's order is fixed by the compiled kernel.
+static void clip_by_global_norm(GraphBuilder& b, std::vector<NodeId>& grads, double max_norm) {
+  if (grads.empty()) return;
+  NodeId total_sq = kNoNode;
+  for (NodeId g : grads) {
+    NodeId norm = b.add1("sqrt", b.add1("reduce_sum", b.add1("square", g)));
+    NodeId sq = cast_like(b, b.add1("square", norm), grads.front());
+    total_sq = total_sq == kNoNode ? sq : b.add2("add", total_sq, sq);
+  }
+  NodeId norm = b.add("sqrt", {total_sq}, Attrs::object(), b.scope() + "/global_norm");
+  NodeId like = grads.front();
+  NodeId coef = b.add2("minimum", b.add2("div", b.scalar_like(max_norm, like), b.add2("add", norm, b.scalar_like(1e-6, like))),
+                       b.scalar_like(1.0, like));
+  for (NodeId& g : grads) g = b.add2("mul", g, cast_like(b, coef, g));
+}
 
 // Which part of the step a graph computes: the whole step, or the two halves
 // a data-parallel step runs with the gradient reduction between them.
@@ -69,6 +121,13 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
   s.outputs.clear();
   const size_t model_nodes = s.nodes.size();
   NodeId lr = b.input(kLearningRateInput, {DType::f32, {}});
+  std::map<std::string, NodeId> hyper_inputs;
+  for (const std::string& name : config.scheduled_hyperparameters) {
+    if (!hyper.count(name))
+      throw std::invalid_argument("optimizer '" + rule.name + "' has no hyperparameter '" + name + "' to schedule");
+    hyper.erase(name);
+    hyper_inputs[name] = b.input(kHyperparameterInputPrefix + name, {DType::f32, {}});
+  }
   b.set_scope("train");
   NodeId t = b.add("cast", {b.add2("add", step, b.constant(1.0, DType::i64))}, {{"dtype", "f32"}}, "t");
 
@@ -89,7 +148,9 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
   if (!rule.pre.is_null()) {
     for (ParamSlot& slot : slots) {
       b.set_scope(s.node(slot.param).name + "/pre");
-      auto outs = build_update_stage(b, rule, "pre", {slot.param, kNoNode, lr, t, slot.state, hyper});
+      UpdateBindings bind{slot.param, kNoNode, lr, t, slot.state, hyper};
+      bind.hyperparameter_inputs = hyper_inputs;
+      auto outs = build_update_stage(b, rule, "pre", bind);
       if (outs.count("param")) slot.value = outs["param"];
       for (auto& [name, id] : outs)
         if (name != "param") slot.state_value[name] = id;
@@ -122,6 +183,7 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
   }
   Gradients grads = part == StepPart::apply ? Gradients{} : differentiate(s, objective, wrt);
 
+  std::vector<NodeId> slot_grads;
   for (ParamSlot& slot : slots) {
     const std::string pname = s.node(slot.param).name;
     NodeId grad = part == StepPart::apply        ? b.input(gradient_input_name(pname), s.node(slot.param).type)
@@ -131,14 +193,36 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
       // A hand-written gradient is the unscaled loss's.
       if (s.gradients.count(slot.param)) grad = b.add2("mul", grad, scale);
       s.outputs.push_back({gradient_input_name(pname), grad});
-      continue;
     }
-    b.set_scope(pname + "/update");
-    auto outs = build_update_stage(b, rule, "update", {slot.value, grad, lr, t, slot.state_value, hyper});
-    s.updates.push_back({slot.param, outs.at("param")});
-    for (auto& [name, state] : slot.state) {
-      NodeId final_value = outs.count(name) ? outs.at(name) : slot.state_value.at(name);
-      if (final_value != state) s.updates.push_back({state, final_value});
+    slot_grads.push_back(grad);
+  }
+  if (part != StepPart::gradients) {
+    if (config.clip_grad_norm > 0) {
+      b.set_scope("train/clip");
+      clip_by_global_norm(b, slot_grads, config.clip_grad_norm);
+    }
+    for (size_t i = 0; i < slots.size(); ++i) {
+      ParamSlot& slot = slots[i];
+      const std::string pname = s.node(slot.param).name;
+      b.set_scope(pname + "/update");
+      NodeId grad = slot_grads[i], param = slot.value;
+      if (config.weight_decay > 0 && !matches_any(config.no_weight_decay, pname)) {
+        NodeId decay = b.scalar_like(config.weight_decay, param);
+        if (config.decoupled_weight_decay) {  // p * (1 - lr * wd), as AdamW
+          NodeId keep = b.add2("sub", b.scalar_like(1.0, param), b.add2("mul", cast_like(b, lr, param), decay));
+          param = b.add2("mul", param, keep);
+        } else {
+          grad = b.add2("add", grad, b.add2("mul", decay, param));
+        }
+      }
+      UpdateBindings bind{param, grad, lr, t, slot.state_value, hyper};
+      bind.hyperparameter_inputs = hyper_inputs;
+      auto outs = build_update_stage(b, rule, "update", bind);
+      s.updates.push_back({slot.param, outs.at("param")});
+      for (auto& [name, state] : slot.state) {
+        NodeId final_value = outs.count(name) ? outs.at(name) : slot.state_value.at(name);
+        if (final_value != state) s.updates.push_back({state, final_value});
+      }
     }
   }
   b.set_scope("train");

@@ -9,6 +9,7 @@
 //  - eval step: "loss" and "correct" at the current params, no updates.
 //  - predict: "probabilities" (the model's, or softmax of its logits).
 #include <map>
+#include <vector>
 #include <string>
 
 #include "compiler/autodiff/update_rule.h"
@@ -29,17 +30,39 @@ constexpr const char* kFirstSampleInput = "first_sample";
 // sum over ranks, synchronized batch norm's included, is the global batch's.
 constexpr const char* kLossScaleInput = "loss_scale";
 
+// Prefix of the f32 scalar input that feeds a scheduled hyperparameter
+// ("hyper:momentum" under a one-cycle schedule).
+constexpr const char* kHyperparameterInputPrefix = "hyper:";
+
 struct TrainStepConfig {
   UpdateRule optimizer = builtin_update_rule("gd");
   std::map<std::string, double> hyperparameters;  // overrides of the rule's defaults
+  // Hyperparameters of the rule fed at every step (input "hyper:<name>")
+  // instead of compiled in: a schedule drives them.
+  std::vector<std::string> scheduled_hyperparameters;
+  // Weight decay of every trainable param not matching a no_weight_decay
+  // glob: coupled adds weight_decay * param to the gradient; decoupled
+  // multiplies the param by (1 - lr * weight_decay) before the update.
+  double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;
+  std::vector<std::string> no_weight_decay;
+  // > 0: every gradient times min(1, clip / (global norm + 1e-6)), the global
+  // norm sqrt(sum of each param's norm squared) added in param order, before
+  // decay and update. In a data-parallel step it is the apply half's (the
+  // norm of the summed gradient).
+  double clip_grad_norm = 0.0;
   // Use the graph's own gradients (Graph::gradients) where it declares them;
   // autodiff provides the others.
   bool use_handwritten_gradients = true;
 };
 
-// The optimizer a spec names (built in or loaded from its file) and its
-// hyperparameters. A spec with sweeps must be expanded first (expand_sweeps).
+// The optimizer a spec names (built in or loaded from its file), its
+// hyperparameters, weight decay, clipping, and the hyperparameter its schedule
+// drives. A spec with sweeps must be expanded first (expand_sweeps).
 TrainStepConfig train_step_config(const TrainSpec& spec);
+// The hyperparameter a one-cycle schedule cycles: "momentum", else "beta1"
+// (PyTorch's choice); "" when the rule has neither.
+std::string cycled_momentum_name(const UpdateRule& rule);
 
 // Throws std::invalid_argument when the model has no scalar "loss" output or
 // already uses the names "lr" / "step"; AutodiffError / OpError from the

@@ -55,6 +55,53 @@ const char* kAdam = R"json({"format": "kiln.update/1", "name": "adam",
       {"name": "new_param", "op": "sub", "inputs": ["param", "step"]}],
     "outputs": {"param": "new_param", "m": "new_m", "v": "new_v"}}})json";
 
+// PyTorch SGD: buf <- momentum * buf + (1 - dampening) * g, except that the
+// first step takes buf <- g (PyTorch's buffer starts as a copy of the gradient);
+// p <- p - lr * buf. first = min(t - 1, 1) is 0 on step 1, 1 after.
+const char* kSgd = R"json({"format": "kiln.update/1", "name": "sgd",
+  "description": "PyTorch SGD with momentum and dampening (torch.optim.SGD, nesterov=False)",
+  "hyperparameters": {"momentum": {"default": 0.9}, "dampening": {"default": 0}},
+  "state": {"buf": {"init": "zeros"}},
+  "update": {"nodes": [
+      {"name": "after_first", "op": "minimum", "inputs": [{"op": "sub", "inputs": ["t", 1]}, 1]},
+      {"name": "grad_weight", "op": "sub", "inputs": [1, {"op": "mul", "inputs": ["dampening", "after_first"]}]},
+      {"name": "new_buf", "op": "add", "inputs": [{"op": "mul", "inputs": ["momentum", "buf"]},
+                                                  {"op": "mul", "inputs": ["grad_weight", "grad"]}]},
+      {"name": "new_param", "op": "sub", "inputs": ["param", {"op": "mul", "inputs": ["lr", "new_buf"]}]}],
+    "outputs": {"param": "new_param", "buf": "new_buf"}}})json";
+
+// PyTorch SGD with nesterov=True (dampening 0): buf <- momentum * buf + g;
+// p <- p - lr * (g + momentum * buf).
+const char* kSgdNesterov = R"json({"format": "kiln.update/1", "name": "sgd_nesterov",
+  "description": "PyTorch SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)",
+  "hyperparameters": {"momentum": {"default": 0.9}},
+  "state": {"buf": {"init": "zeros"}},
+  "update": {"nodes": [
+      {"name": "new_buf", "op": "add", "inputs": [{"op": "mul", "inputs": ["momentum", "buf"]}, "grad"]},
+      {"name": "direction", "op": "add", "inputs": ["grad", {"op": "mul", "inputs": ["momentum", "new_buf"]}]},
+      {"name": "new_param", "op": "sub", "inputs": ["param", {"op": "mul", "inputs": ["lr", "direction"]}]}],
+    "outputs": {"param": "new_param", "buf": "new_buf"}}})json";
+
+// PyTorch Adam/AdamW: bias corrections outside, epsilon added to
+// sqrt(v_hat): p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+// AdamW's decoupled weight decay is the trainer's (weight_decay in the spec),
+// applied to p before this rule, as PyTorch does.
+const char* kAdamW = R"json({"format": "kiln.update/1", "name": "adamw",
+  "description": "PyTorch Adam / AdamW (torch.optim.AdamW; with weight_decay 0 it is torch.optim.Adam)",
+  "hyperparameters": {"beta1": {"default": 0.9}, "beta2": {"default": 0.999}, "epsilon": {"default": 1e-8}},
+  "state": {"m": {"init": "zeros"}, "v": {"init": "zeros"}},
+  "update": {"nodes": [
+      {"name": "correction1", "op": "sub", "inputs": [1, {"op": "exp", "inputs": [{"op": "mul", "inputs": ["t", {"op": "log", "inputs": ["beta1"]}]}]}]},
+      {"name": "correction2", "op": "sub", "inputs": [1, {"op": "exp", "inputs": [{"op": "mul", "inputs": ["t", {"op": "log", "inputs": ["beta2"]}]}]}]},
+      {"name": "new_m", "op": "add", "inputs": [{"op": "mul", "inputs": ["beta1", "m"]},
+                                                {"op": "mul", "inputs": [{"op": "sub", "inputs": [1, "beta1"]}, "grad"]}]},
+      {"name": "new_v", "op": "add", "inputs": [{"op": "mul", "inputs": ["beta2", "v"]},
+                                                {"op": "mul", "inputs": [{"op": "sub", "inputs": [1, "beta2"]}, {"op": "square", "inputs": ["grad"]}]}]},
+      {"name": "denominator", "op": "add", "inputs": [{"op": "div", "inputs": [{"op": "sqrt", "inputs": ["new_v"]}, {"op": "sqrt", "inputs": ["correction2"]}]}, "epsilon"]},
+      {"name": "step_size", "op": "div", "inputs": ["lr", "correction1"]},
+      {"name": "new_param", "op": "sub", "inputs": ["param", {"op": "mul", "inputs": ["step_size", {"op": "div", "inputs": ["new_m", "denominator"]}]}]}],
+    "outputs": {"param": "new_param", "m": "new_m", "v": "new_v"}}})json";
+
 std::string ptr(const std::string& key) {
   std::string out;
   for (char c : key) out += c == '~' ? "~0" : c == '/' ? "~1" : std::string(1, c);
@@ -210,6 +257,10 @@ std::map<std::string, NodeId> build_update_stage(GraphBuilder& b, const UpdateRu
   if (in.grad != kNoNode) sym["grad"] = in.grad;
   for (auto& [name, id] : in.state) sym[name] = id;
   for (auto& [name, value] : in.hyperparameters) sym[name] = b.scalar_like(value, in.param);
+  for (auto& [name, id] : in.hyperparameter_inputs)
+    sym[name] = b.type(id).dtype == b.type(in.param).dtype
+                    ? id
+                    : b.add("cast", {id}, {{"dtype", std::string(dtype_name(b.type(in.param).dtype))}});
   const json& nodes = s["nodes"];
   for (size_t i = 0; i < nodes.size(); ++i) {
     try {
@@ -280,11 +331,26 @@ UpdateRule load_update_rule(const std::string& path) {
   return parse_update_rule(ss.str(), path);
 }
 
-bool is_builtin_update_rule(const std::string& kind) { return kind == "gd" || kind == "momentum" || kind == "adam"; }
+static const std::map<std::string, const char*>& builtin_rules() {
+  static const std::map<std::string, const char*> rules = {{"gd", kGd},   {"momentum", kMomentum}, {"adam", kAdam},
+                                                           {"sgd", kSgd}, {"sgd_nesterov", kSgdNesterov}, {"adamw", kAdamW}};
+  return rules;
+}
+
+bool is_builtin_update_rule(const std::string& kind) { return builtin_rules().count(kind) > 0; }
+
+std::string builtin_update_rule_names() {
+  std::string out;
+  for (auto& [name, text] : builtin_rules()) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
 
 UpdateRule builtin_update_rule(const std::string& kind) {
-  const char* text = kind == "gd" ? kGd : kind == "momentum" ? kMomentum : kind == "adam" ? kAdam : nullptr;
-  if (!text) throw std::invalid_argument("unknown optimizer '" + kind + "' (built in: gd, momentum, adam; or a kiln.update/1 file)");
+  auto it = builtin_rules().find(kind);
+  if (it == builtin_rules().end())
+    throw std::invalid_argument("unknown optimizer '" + kind + "' (built in: " + builtin_update_rule_names() +
+                                "; or a kiln.update/1 file)");
+  const char* text = it->second;
   UpdateRule rule = parse_update_rule(text, "built-in " + kind);
   rule.source = "built-in";
   return rule;

@@ -48,9 +48,12 @@ struct UpdateRule {
 // builds it once for a small param, so a type error is reported at load time.
 UpdateRule parse_update_rule(const std::string& text, const std::string& file);
 UpdateRule load_update_rule(const std::string& path);
-// "gd", "momentum" (Keras: v <- mu v - lr g; p <- p + v) or "adam" (Keras).
+// Built in: "gd"; Keras' "momentum" (v <- mu v - lr g; p <- p + v) and
+// "adam"; PyTorch's "sgd" (momentum, dampening), "sgd_nesterov" and "adamw"
+// (torch.optim.AdamW; Adam when the spec's weight decay is 0).
 UpdateRule builtin_update_rule(const std::string& kind);
 bool is_builtin_update_rule(const std::string& kind);
+std::string builtin_update_rule_names();  // "adam, adamw, ..." for messages
 
 // The defaults, overridden by `overrides`; throws std::invalid_argument naming
 // an override the rule does not declare.
@@ -64,6 +67,9 @@ struct UpdateBindings {
   NodeId t = kNoNode;
   std::map<std::string, NodeId> state;
   std::map<std::string, double> hyperparameters;
+  // Hyperparameters fed at every step (a schedule drives them, e.g. one-cycle
+  // momentum): f32 scalar inputs that replace the compile-time value.
+  std::map<std::string, NodeId> hyperparameter_inputs;
 };
 
 // Builds `stage` ("pre" or "update") of the rule for one param; returns its

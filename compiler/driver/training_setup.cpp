@@ -13,7 +13,9 @@
 #include "compiler/interp/interpreter.h"
 #include "runtime/data/cifar.h"
 #include "runtime/data/mnist.h"
+#include "runtime/data/augment.h"
 #include "runtime/data/preprocess.h"
+#include "runtime/data/text_windows.h"
 
 namespace kiln::driver {
 
@@ -29,7 +31,10 @@ bool any_exists(const std::vector<fs::path>& paths) {
 
 void require_data(const TrainSpec& spec) {
   fs::path d(spec.data_dir);
-  bool ok = spec.dataset == "mnist"
+  if (spec.dataset == "fashion_mnist" && !any_exists({d / "train-images-idx3-ubyte.gz", d / "train-images-idx3-ubyte"}))
+    throw MissingDataError("the Fashion-MNIST data is not in " + spec.data_dir + " (spec " + spec.file +
+                           "): install Debian's dataset-fashion-mnist (tools/setup.sh does) or give \"data\": {\"dir\": ...}");
+  bool ok = spec.dataset == "mnist" || spec.dataset == "fashion_mnist"
                 ? any_exists({d / "train-images-idx3-ubyte.gz", d / "train-images-idx3-ubyte"})
                 : any_exists({d / "cifar-10-batches-bin" / "data_batch_1.bin", d / "data_batch_1.bin"});
   if (!ok)
@@ -40,8 +45,16 @@ void require_data(const TrainSpec& spec) {
 
 data::LabeledImages load_raw(const TrainSpec& spec, const std::string& split) {
   require_data(spec);
-  return spec.dataset == "mnist" ? data::load_mnist_split(spec.data_dir, split == "test" ? "t10k" : split)
-                                 : data::load_cifar10(spec.data_dir, split);
+  if (spec.dataset == "cifar10") {
+    data::LabeledImages raw = data::load_cifar10(spec.data_dir, split);
+    if (raw.class_names.empty()) raw.class_names = data::cifar10_class_names();
+    return raw;
+  }
+  data::LabeledImages raw = data::load_mnist_split(spec.data_dir, split == "test" ? "t10k" : split);
+  if (spec.dataset == "fashion_mnist")
+    raw.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                       "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return raw;
 }
 
 data::Dataset make_dataset(const TrainSpec& spec, const data::LabeledImages& raw) {
@@ -77,7 +90,35 @@ interp::Value to_value(const Tensor& t) {
 
 Tensor preprocess_images(const TrainSpec& spec, const Tensor& images) {
   if (spec.images == "standardize") return data::per_image_standardize(images);
-  return data::scale_unit(images);
+  Tensor scaled = data::scale_unit(images);
+  if (!spec.normalize_mean.empty()) {
+    const int64_t channels = scaled.rank() ? scaled.dim(scaled.rank() - 1) : 0;
+    if (channels != static_cast<int64_t>(spec.normalize_mean.size()))
+      throw std::runtime_error(spec.file + ": preprocessing.normalize has " + std::to_string(spec.normalize_mean.size()) +
+                               " channels, the images " + shape_string(scaled.shape()) + " have " + std::to_string(channels));
+    auto v = scaled.span<float>();
+    for (size_t i = 0; i < v.size(); ++i) {
+      const size_t c = i % static_cast<size_t>(channels);
+      v[i] = static_cast<float>((v[i] - spec.normalize_mean[c]) / spec.normalize_std[c]);
+    }
+  }
+  return scaled;
+}
+
+std::function<void(data::Batch&, std::span<const int64_t>, int64_t)> training_batch_transform(const TrainSpec& spec,
+                                                                                             const SpecData& data) {
+  if (spec.dataset == "text")
+    return data::random_window_transform(data.text_train, spec.context, spec.seed);
+  data::ImageAugmentation a;
+  a.crop_padding = spec.crop_padding;
+  a.horizontal_flip = spec.horizontal_flip;
+  a.seed = spec.seed;
+  for (size_t c = 0; c < spec.normalize_mean.size(); ++c)  // a zero pixel, normalized
+    a.fill.push_back(static_cast<float>(-spec.normalize_mean[c] / spec.normalize_std[c]));
+  if (!a.active()) return {};
+  return [a](data::Batch& batch, std::span<const int64_t> rows, int64_t epoch) {
+    data::augment_images(batch.own_features(), rows, epoch, a);
+  };
 }
 
 Tensor prepare_labels(const TrainSpec& spec, const Tensor& labels, int64_t classes) {
@@ -97,10 +138,29 @@ data::Dataset load_split(const TrainSpec& spec, const std::string& split, std::v
   return make_dataset(spec, raw);
 }
 
-SpecData load_spec_data(const TrainSpec& spec, int64_t train_subset, int64_t test_subset) {
+// Text: the first (1 - fraction) of the bytes train, the rest validation; no test set.
+static SpecData load_text_data(const TrainSpec& spec, int64_t tr, int64_t te) {
+  if (!fs::exists(spec.text_file))
+    throw MissingDataError("the text file " + spec.text_file + " does not exist (spec " + spec.file +
+                           "): run `kiln data prepare --from ../shared/data` in the repository first");
   SpecData out;
+  out.text = std::make_shared<std::vector<uint8_t>>(data::read_text_bytes(spec.text_file));
+  const auto& bytes = *out.text;
+  const size_t cut = static_cast<size_t>(static_cast<double>(bytes.size()) * (1.0 - spec.text_validation_fraction));
+  out.text_train = std::span(bytes.data(), cut);
+  out.train = data::text_windows(out.text_train, spec.context);
+  if (cut < bytes.size()) out.validation = data::text_windows(std::span(bytes.data() + cut, bytes.size() - cut), spec.context);
+  // Subsets keep the first rows: windows are positions, and the first k are the text's beginning.
+  if (tr > 0 && tr < out.train.size()) out.train = data::subset_first(out.train, tr);
+  if (te > 0 && te < out.validation.size()) out.validation = data::subset_first(out.validation, te);
+  return out;
+}
+
+SpecData load_spec_data(const TrainSpec& spec, int64_t train_subset, int64_t test_subset) {
   int64_t tr = train_subset > 0 ? train_subset : spec.train_subset;
   int64_t te = test_subset > 0 ? test_subset : spec.test_subset;
+  if (spec.dataset == "text") return load_text_data(spec, tr, te);
+  SpecData out;
   data::Dataset train = load_split(spec, "train", &out.class_names);
   if (spec.validation_count > 0) {
     if (spec.validation_count >= train.size())
@@ -113,6 +173,25 @@ SpecData load_spec_data(const TrainSpec& spec, int64_t train_subset, int64_t tes
     out.train = some_rows(train, tr, spec.seed);
   }
   out.test = some_rows(load_split(spec, "test"), te, spec.seed);
+  return out;
+}
+
+int64_t batches_per_epoch(const TrainSpec& spec, int64_t train_size) {
+  if (spec.full_batch || train_size <= 0) return 1;
+  return (train_size + spec.batch_size - 1) / spec.batch_size;
+}
+
+train::StepScalars step_scalars(const TrainSpec& spec, int64_t step, int64_t run_steps) {
+  train::StepScalars out;
+  const OptimizerSpec& o = spec.optimizer;
+  out.lr = static_cast<float>(learning_rate_at(o.schedule, o.lr, step, run_steps));
+  if (auto momentum = momentum_at(o.schedule, step, run_steps)) {
+    // The rule is read once per optimizer kind, not once per step.
+    static thread_local std::map<std::string, std::string> cycled;
+    if (!cycled.count(o.kind))
+      cycled[o.kind] = cycled_momentum_name(is_builtin_update_rule(o.kind) ? builtin_update_rule(o.kind) : load_update_rule(o.kind));
+    out.inputs.push_back({kHyperparameterInputPrefix + cycled.at(o.kind), static_cast<float>(*momentum)});
+  }
   return out;
 }
 
@@ -240,7 +319,8 @@ std::string spec_json_for_checkpoint(const TrainSpec& spec) {
   nlohmann::json j = nlohmann::json::parse(read_text(spec.file));
   j["name"] = spec.name;
   j["graph"] = fs::absolute(spec.graph).string();
-  j["data"]["dir"] = fs::absolute(spec.data_dir).string();
+  if (spec.dataset == "text") j["data"]["file"] = fs::absolute(spec.text_file).string();
+  else j["data"]["dir"] = fs::absolute(spec.data_dir).string();
   if (!spec.init_from.empty()) j["init_from"] = fs::absolute(spec.init_from).string();
   auto& o = j["optimizer"];
   if (!is_builtin_update_rule(spec.optimizer.kind)) o["kind"] = fs::absolute(spec.optimizer.kind).string();

@@ -7,16 +7,19 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "compiler/codegen/jit.h"
 #include "compiler/codegen/programs.h"
 #include "compiler/frontend/train_spec.h"
+#include "runtime/data/batcher.h"
 #include "runtime/data/dataset.h"
 #include "runtime/program.h"
 #include "runtime/thread_pool.h"
 #include "runtime/train/checkpoint.h"
+#include "runtime/train/trainer.h"
 
 namespace kiln::driver {
 
@@ -26,8 +29,10 @@ struct MissingDataError : std::runtime_error {
 };
 
 struct SpecData {
-  data::Dataset train, validation, test;  // validation empty without a split
+  data::Dataset train, validation, test;  // validation empty without a split; test empty for text
   std::vector<std::string> class_names;   // the raw data set's classes
+  std::shared_ptr<const std::vector<uint8_t>> text;  // text: the corpus
+  std::span<const uint8_t> text_train;               // text: its training part
 };
 
 // Subsets: `train_subset` / `test_subset` override the spec's when > 0; the
@@ -35,6 +40,10 @@ struct SpecData {
 // random k rows of each part are kept, in file order (the test subset also
 // caps validation).
 SpecData load_spec_data(const TrainSpec& spec, int64_t train_subset = 0, int64_t test_subset = 0);
+// What the loader does to every training batch (augmentation; text: random
+// window starts), or an empty function. `data` must outlive its use.
+std::function<void(data::Batch&, std::span<const int64_t>, int64_t)> training_batch_transform(const TrainSpec& spec,
+                                                                                             const SpecData& data);
 // One split ("train" or "test") of the spec's data set, preprocessed as the spec says.
 data::Dataset load_split(const TrainSpec& spec, const std::string& split, std::vector<std::string>* class_names = nullptr);
 // Raw u8 images [N, ...] -> the model's input (standardize: f32 [N, D]; scale255: f32, shape kept).
@@ -79,6 +88,12 @@ void load_params(CompiledModel& m, const train::Checkpoint& ckpt);
 // The spec as a self-contained JSON object (every path absolute, sweeps
 // resolved) for checkpoints; parse_train_spec(text, anything) reads it back.
 std::string spec_json_for_checkpoint(const TrainSpec& spec);
+// Optimizer steps in one epoch over `train_size` samples (the last partial batch kept).
+int64_t batches_per_epoch(const TrainSpec& spec, int64_t train_size);
+// What the trainer feeds step `step` (0-based) of a run of `run_steps` steps:
+// the scheduled learning rate and every scheduled hyperparameter input
+// ("hyper:momentum" or "hyper:beta1" under one-cycle).
+train::StepScalars step_scalars(const TrainSpec& spec, int64_t step, int64_t run_steps);
 // The max batch a spec's training needs: its batch size, or the training set's size for "full".
 int64_t training_max_batch(const TrainSpec& spec, int64_t train_size);
 

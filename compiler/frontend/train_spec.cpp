@@ -4,6 +4,7 @@
 #include <fnmatch.h>
 
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -19,19 +20,12 @@ namespace kiln {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-double learning_rate_at(const LrSchedule& s, double lr, int64_t step) {
-  double ratio = static_cast<double>(step) / static_cast<double>(s.decay_steps);
-  if (s.staircase || s.kind == "step") ratio = std::floor(ratio);
-  if (s.kind == "exponential" || s.kind == "step") return lr * std::pow(s.decay_rate, ratio);
-  if (s.kind == "inverse_time") return lr / (1.0 + s.decay_rate * ratio);
-  return lr;
-}
-
 namespace {
 
 const std::vector<std::string> kTopKeys = {"format", "name", "description", "graph", "data", "preprocessing",
-                                           "batch_size", "epochs", "optimizer", "seed", "freeze", "unfreeze",
-                                           "init_from", "validation", "metrics", "subset", "threads"};
+                                           "batch_size", "epochs", "steps", "optimizer", "seed", "freeze",
+                                           "unfreeze", "init_from", "validation", "metrics", "subset", "threads",
+                                           "augmentation"};
 const std::vector<std::string> kMetrics = {"loss", "accuracy", "confusion_matrix", "epoch_time"};
 
 class SpecReader {
@@ -66,7 +60,11 @@ class SpecReader {
     read_data(s);
     read_preprocessing(s);
     read_batch(s);
-    if (auto* v = get("/epochs", root_, "epochs", json::value_t::number_unsigned, true)) s.epochs = positive(*v, "/epochs");
+    if (auto* v = get("/steps", root_, "steps", json::value_t::number_unsigned)) s.steps = positive(*v, "/steps");
+    if (auto* v = get("/epochs", root_, "epochs", json::value_t::number_unsigned, !root_.contains("steps")))
+      s.epochs = positive(*v, "/epochs");
+    else if (s.steps > 0)
+      s.epochs = std::numeric_limits<int32_t>::max();  // the step count ends the run
     read_optimizer(s);
     if (auto* v = get("/seed", root_, "seed", json::value_t::number_unsigned)) s.seed = *v;
     s.freeze = strings("/freeze", "freeze");
@@ -81,6 +79,7 @@ class SpecReader {
                                                     "' (metrics: loss, accuracy, confusion_matrix, epoch_time)");
     }
     read_subset(s);
+    read_augmentation(s);
     if (auto* v = get("/threads", root_, "threads", json::value_t::number_unsigned)) s.threads = static_cast<int>(positive(*v, "/threads"));
     if (!diags_.empty()) throw SpecError(file_, diags_);
     return s;
@@ -155,13 +154,37 @@ class SpecReader {
   void read_data(TrainSpec& s) {
     const json* d = get("/data", root_, "data", json::value_t::object, true);
     if (!d) return;
-    s.dataset = choice("/data/set", *d, "set", {"mnist", "cifar10"}, true, "");
-    if (auto* v = get("/data/dir", *d, "dir", json::value_t::string, true)) s.data_dir = resolve(*v);
+    s.dataset = choice("/data/set", *d, "set", {"mnist", "fashion_mnist", "cifar10", "text"}, true, "");
+    std::vector<std::string> keys = {"set", "dir"};
+    if (s.dataset == "text") {
+      keys = {"set", "file", "context", "validation_fraction"};
+      if (auto* v = get("/data/file", *d, "file", json::value_t::string, true)) s.text_file = resolve(*v);
+      if (auto* v = get("/data/context", *d, "context", json::value_t::number_unsigned, true))
+        s.context = positive(*v, "/data/context");
+      if (auto* v = get("/data/validation_fraction", *d, "validation_fraction", json::value_t::number_float)) {
+        s.text_validation_fraction = *v;
+        if (!(s.text_validation_fraction >= 0 && s.text_validation_fraction < 1))
+          fail("/data/validation_fraction", "the validation fraction is in [0, 1), got " + v->dump());
+      }
+    } else if (auto* v = get("/data/dir", *d, "dir", json::value_t::string, s.dataset != "fashion_mnist")) {
+      s.data_dir = resolve(*v);
+    } else if (s.dataset == "fashion_mnist") {
+      s.data_dir = kFashionMnistDir;  // Debian's dataset-fashion-mnist
+    }
     for (auto& [k, v] : d->items())
-      if (k != "set" && k != "dir") fail("/data/" + k, "unknown key '" + k + "' (data: set, dir)");
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
+        std::string list;
+        for (auto& key : keys) list += (list.empty() ? "" : ", ") + key;
+        fail("/data/" + k, "unknown key '" + k + "' (data of set \"" + s.dataset + "\": " + list + ")");
+      }
   }
 
   void read_preprocessing(TrainSpec& s) {
+    if (s.dataset == "text") {  // bytes in, bytes out: nothing to choose
+      if (root_.contains("preprocessing"))
+        fail("/preprocessing", "a text data set takes no preprocessing (windows of byte ids feed the model)");
+      return;
+    }
     const json* p = get("/preprocessing", root_, "preprocessing", json::value_t::object, true);
     if (!p) return;
     s.images = choice("/preprocessing/images", *p, "images", {"standardize", "scale255"}, true, s.images);
@@ -175,9 +198,50 @@ class SpecReader {
       fail("/preprocessing/positive_classes", "binary labels need \"positive_classes\" (the classes labelled 1)");
     if (s.labels != "binary" && p->contains("positive_classes"))
       fail("/preprocessing/positive_classes", "only binary labels take positive_classes");
+    if (const json* n = get("/preprocessing/normalize", *p, "normalize", json::value_t::object)) {
+      s.normalize_mean = numbers("/preprocessing/normalize/mean", *n, "mean");
+      s.normalize_std = numbers("/preprocessing/normalize/std", *n, "std");
+      if (s.normalize_mean.size() != s.normalize_std.size())
+        fail("/preprocessing/normalize", "mean and std need one value per channel each (" +
+                                             std::to_string(s.normalize_mean.size()) + " means, " +
+                                             std::to_string(s.normalize_std.size()) + " stds)");
+      for (size_t i = 0; i < s.normalize_std.size(); ++i)
+        if (!(s.normalize_std[i] > 0)) fail("/preprocessing/normalize/std/" + std::to_string(i), "a std is positive");
+      if (s.images == "standardize") fail("/preprocessing/normalize", "per-channel normalization needs images \"scale255\"");
+      for (auto& [k, v] : n->items())
+        if (k != "mean" && k != "std") fail("/preprocessing/normalize/" + k, "unknown key '" + k + "' (normalize: mean, std)");
+    }
     for (auto& [k, v] : p->items())
-      if (k != "images" && k != "labels" && k != "positive_classes")
-        fail("/preprocessing/" + k, "unknown key '" + k + "' (preprocessing: images, labels, positive_classes)");
+      if (k != "images" && k != "labels" && k != "positive_classes" && k != "normalize")
+        fail("/preprocessing/" + k, "unknown key '" + k + "' (preprocessing: images, labels, positive_classes, normalize)");
+  }
+
+  void read_augmentation(TrainSpec& s) {
+    const json* a = get("/augmentation", root_, "augmentation", json::value_t::object);
+    if (!a) return;
+    if (s.dataset == "text") fail("/augmentation", "augmentation is for image data sets");
+    if (s.images == "standardize") fail("/augmentation", "augmentation needs images \"scale255\" (images keep their shape)");
+    if (const json* c = get("/augmentation/random_crop", *a, "random_crop", json::value_t::object)) {
+      if (auto* v = get("/augmentation/random_crop/padding", *c, "padding", json::value_t::number_unsigned, true))
+        s.crop_padding = *v;
+      for (auto& [k, v] : c->items())
+        if (k != "padding") fail("/augmentation/random_crop/" + k, "unknown key '" + k + "' (random_crop: padding)");
+    }
+    if (auto* v = get("/augmentation/horizontal_flip", *a, "horizontal_flip", json::value_t::boolean)) s.horizontal_flip = *v;
+    for (auto& [k, v] : a->items())
+      if (k != "random_crop" && k != "horizontal_flip")
+        fail("/augmentation/" + k, "unknown key '" + k + "' (augmentation: random_crop, horizontal_flip)");
+  }
+
+  std::vector<double> numbers(const std::string& path, const json& obj, const char* key) {
+    std::vector<double> out;
+    const json* v = get(path, obj, key, json::value_t::array, true);
+    if (!v) return out;
+    for (size_t i = 0; i < v->size(); ++i) {
+      if ((*v)[i].is_number()) out.push_back((*v)[i]);
+      else fail(path + "/" + std::to_string(i), "must be a number, got " + (*v)[i].dump());
+    }
+    return out;
   }
 
   void read_batch(TrainSpec& s) {
@@ -203,15 +267,16 @@ class SpecReader {
           opt.kind = resolve(kind);
           rule = load_update_rule(opt.kind);
         } else {
-          fail("/optimizer/kind", "optimizer kind is gd, momentum, adam or the path of a kiln.update/1 file (.json), got \"" + kind + "\"");
+          fail("/optimizer/kind", "optimizer kind is one of " + builtin_update_rule_names() +
+                                      " or the path of a kiln.update/1 file (.json), got \"" + kind + "\"");
         }
       } catch (const GraphError& e) {
         fail("/optimizer/kind", std::string("the update rule does not load: ") + e.what());
       }
     }
     if (o->contains("lr")) read_value("/optimizer/lr", (*o)["lr"], "lr", opt.lr);
-    else if (opt.kind == "adam") opt.lr = 1e-3;
-    else if (opt.kind == "gd" || opt.kind == "momentum") opt.lr = 0.01;
+    else if (opt.kind == "adam" || opt.kind == "adamw") opt.lr = 1e-3;
+    else if (is_builtin_update_rule(opt.kind)) opt.lr = 0.01;
     else fail("/optimizer/lr", "a custom update rule needs an explicit \"lr\"");
     if (const json* h = get("/optimizer/hyperparameters", *o, "hyperparameters", json::value_t::object))
       for (auto& [name, v] : h->items()) {
@@ -230,17 +295,89 @@ class SpecReader {
         read_value(path, v, name, value);
         opt.hyperparameters[name] = value;
       }
-    if (const json* sch = get("/optimizer/schedule", *o, "schedule", json::value_t::object)) {
-      LrSchedule& sc = opt.schedule;
-      sc.kind = choice("/optimizer/schedule/kind", *sch, "kind", {"constant", "exponential", "step", "inverse_time"}, true, "constant");
-      if (auto* v = get("/optimizer/schedule/decay_rate", *sch, "decay_rate", json::value_t::number_float, sc.kind != "constant")) sc.decay_rate = *v;
-      if (auto* v = get("/optimizer/schedule/decay_steps", *sch, "decay_steps", json::value_t::number_unsigned, sc.kind != "constant"))
-        sc.decay_steps = positive(*v, "/optimizer/schedule/decay_steps");
-      if (auto* v = get("/optimizer/schedule/staircase", *sch, "staircase", json::value_t::boolean)) sc.staircase = *v;
+    if (const json* sch = get("/optimizer/schedule", *o, "schedule", json::value_t::object)) read_schedule(*sch, rule, opt);
+    if (auto* v = get("/optimizer/weight_decay", *o, "weight_decay", json::value_t::number_float)) {
+      opt.weight_decay = *v;
+      if (opt.weight_decay < 0) fail("/optimizer/weight_decay", "weight decay is not negative, got " + v->dump());
     }
+    opt.weight_decay_mode = choice("/optimizer/weight_decay_mode", *o, "weight_decay_mode", {"coupled", "decoupled"}, false, "");
+    if (const json* g = get("/optimizer/no_weight_decay", *o, "no_weight_decay", json::value_t::array))
+      for (size_t i = 0; i < g->size(); ++i) {
+        if ((*g)[i].is_string()) opt.no_weight_decay.push_back((*g)[i]);
+        else fail("/optimizer/no_weight_decay/" + std::to_string(i), "a glob on param names is a string");
+      }
+    if (auto* v = get("/optimizer/clip_grad_norm", *o, "clip_grad_norm", json::value_t::number_float)) {
+      opt.clip_grad_norm = *v;
+      if (!(opt.clip_grad_norm > 0)) fail("/optimizer/clip_grad_norm", "the largest gradient norm is positive, got " + v->dump());
+    }
+    const std::vector<std::string> keys = {"kind", "lr", "hyperparameters", "schedule", "weight_decay",
+                                           "weight_decay_mode", "no_weight_decay", "clip_grad_norm"};
     for (auto& [k, v] : o->items())
-      if (k != "kind" && k != "lr" && k != "hyperparameters" && k != "schedule")
-        fail("/optimizer/" + k, "unknown key '" + k + "' (optimizer: kind, lr, hyperparameters, schedule)");
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
+        std::string hint = closest_name(k, keys);
+        fail("/optimizer/" + k, "unknown key '" + k + "' (optimizer: kind, lr, hyperparameters, schedule, weight_decay, "
+                                "weight_decay_mode, no_weight_decay, clip_grad_norm)" +
+                                    (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+      }
+  }
+
+  void read_schedule(const json& sch, const UpdateRule& rule, OptimizerSpec& opt) {
+    const std::string at = "/optimizer/schedule/";
+    LrSchedule& sc = opt.schedule;
+    sc.kind = choice(at + "kind", sch, "kind", schedule_kinds(), true, "constant");
+    const std::vector<std::string>& allowed = schedule_keys(sc.kind);
+    auto reads = [&](const char* key) { return std::find(allowed.begin(), allowed.end(), key) != allowed.end(); };
+    for (auto& [k, v] : sch.items())
+      if (k != "kind" && k != "warmup_steps" && k != "warmup_start_factor" && !reads(k.c_str())) {
+        std::string list;
+        for (auto& key : allowed) list += ", " + key;
+        fail(at + k, "schedule \"" + sc.kind + "\" has no key '" + k + "' (it reads: kind, warmup_steps, warmup_start_factor" + list + ")");
+      }
+    auto number = [&](const char* key, double& out, bool required = false) {
+      if (auto* v = get(at + key, sch, key, json::value_t::number_float, required && reads(key))) out = *v;
+    };
+    auto count = [&](const char* key, int64_t& out, bool required = false) {
+      if (auto* v = get(at + key, sch, key, json::value_t::number_unsigned, required && reads(key))) out = positive(*v, at + key);
+    };
+    auto flag = [&](const char* key, bool& out) {
+      if (auto* v = get(at + key, sch, key, json::value_t::boolean)) out = *v;
+    };
+    const bool decays = sc.kind == "exponential" || sc.kind == "step" || sc.kind == "inverse_time";
+    number("decay_rate", sc.decay_rate, decays);
+    count("decay_steps", sc.decay_steps, decays);
+    flag("staircase", sc.staircase);
+    if (const json* m = get(at + "milestones", sch, "milestones", json::value_t::array, sc.kind == "multistep"))
+      for (size_t i = 0; i < m->size(); ++i) {
+        const json& e = (*m)[i];
+        if (!e.is_number_integer() || e.get<int64_t>() < 1 || (!sc.milestones.empty() && e.get<int64_t>() <= sc.milestones.back()))
+          fail(at + "milestones/" + std::to_string(i), "milestones are increasing step numbers >= 1, got " + e.dump());
+        else sc.milestones.push_back(e);
+      }
+    number("gamma", sc.gamma);
+    count("total_steps", sc.total_steps);
+    number("min_lr", sc.min_lr);
+    number("pct_start", sc.pct_start);
+    if (!(sc.pct_start > 0 && sc.pct_start < 1)) fail(at + "pct_start", "pct_start is in (0, 1)");
+    number("div_factor", sc.div_factor);
+    number("final_div_factor", sc.final_div_factor);
+    if (!(sc.div_factor > 0) || !(sc.final_div_factor > 0)) fail(at + "div_factor", "div_factor and final_div_factor are positive");
+    flag("three_phase", sc.three_phase);
+    sc.anneal = choice(at + "anneal", sch, "anneal", {"cos", "linear"}, false, sc.anneal);
+    number("base_momentum", sc.base_momentum);
+    number("max_momentum", sc.max_momentum);
+    // PyTorch cycles "momentum", else "beta1"; a rule with neither cannot cycle.
+    bool has_momentum = false;
+    for (auto& [h, d] : rule.hyperparameters) has_momentum = has_momentum || h == "momentum" || h == "beta1";
+    if (sc.kind == "onecycle") {
+      if (sch.contains("cycle_momentum")) flag("cycle_momentum", sc.cycle_momentum);
+      else sc.cycle_momentum = has_momentum;
+      if (sc.cycle_momentum && !has_momentum && !rule.name.empty())
+        fail(at + "cycle_momentum", "optimizer '" + rule.name + "' has neither a \"momentum\" nor a \"beta1\" to cycle (set cycle_momentum false)");
+    }
+    if (auto* v = get(at + "warmup_steps", sch, "warmup_steps", json::value_t::number_unsigned)) sc.warmup_steps = *v;
+    number("warmup_start_factor", sc.warmup_start_factor);
+    if (!(sc.warmup_start_factor > 0 && sc.warmup_start_factor <= 1))
+      fail(at + "warmup_start_factor", "the warm-up's start factor is in (0, 1] (PyTorch LinearLR)");
   }
 
   // A number, or a non-empty list of numbers (a sweep: its first value is the default).

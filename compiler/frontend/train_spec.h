@@ -11,28 +11,18 @@
 #include <vector>
 
 #include "compiler/frontend/diagnostics.h"
+#include "compiler/frontend/lr_schedule.h"
 #include "compiler/ir/graph.h"
 
 namespace kiln {
 
 constexpr const char* kTrainFormat = "kiln.train/1";
+// Where Debian's dataset-fashion-mnist puts the IDX files (a spec's default data dir).
+constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 
 struct SpecError : GraphError {
   using GraphError::GraphError;
 };
-
-// Applied by the trainer to the "lr" input before each step (0-based step):
-//   constant      lr
-//   exponential   lr * rate^(step / decay_steps)          (floor of the ratio if staircase)
-//   step          lr * rate^floor(step / decay_steps)
-//   inverse_time  lr / (1 + rate * step / decay_steps)    (floor of the ratio if staircase)
-struct LrSchedule {
-  std::string kind = "constant";
-  double decay_rate = 1.0;
-  int64_t decay_steps = 1;
-  bool staircase = false;
-};
-double learning_rate_at(const LrSchedule& schedule, double base_lr, int64_t step);
 
 struct OptimizerSpec {
   std::string kind;        // "gd", "momentum", "adam", or the resolved path of a kiln.update/1 file
@@ -40,20 +30,42 @@ struct OptimizerSpec {
   std::map<std::string, double> hyperparameters;
   // Values listed as arrays (a sweep), e.g. {"alpha": [0, 0.25, ...]}; "lr" may be swept too.
   std::map<std::string, std::vector<double>> sweeps;
-  LrSchedule schedule;
+  LrSchedule schedule;  // applied by the trainer to the "lr" input before each step
+  // Weight decay: "coupled" adds weight_decay * param to the gradient (L2, as
+  // PyTorch's SGD and Adam do); "decoupled" scales the param by
+  // (1 - lr * weight_decay) before the rule's update (AdamW). Default mode:
+  // decoupled for adamw, coupled otherwise. Params matching a no_weight_decay
+  // glob are not decayed.
+  double weight_decay = 0.0;
+  std::string weight_decay_mode;  // "coupled" | "decoupled"; "" = the rule's default
+  std::vector<std::string> no_weight_decay;
+  // Gradients scaled by min(1, clip / (global norm + 1e-6)) before decay and
+  // update (torch.nn.utils.clip_grad_norm_); 0 = no clipping.
+  double clip_grad_norm = 0.0;
 };
 
 struct TrainSpec {
   std::string file, name, description;
   std::string graph;                       // resolved path
-  std::string dataset;                     // "mnist" | "cifar10"
-  std::string data_dir;                    // resolved path
+  std::string dataset;                     // "mnist" | "fashion_mnist" | "cifar10" | "text"
+  std::string data_dir;                    // resolved path (images)
+  std::string text_file;                   // text: resolved path of a .txt or .txt.gz file
+  int64_t context = 0;                     // text: characters a window feeds the model
+  double text_validation_fraction = 0.1;   // text: the last part by position is validation
   std::string images = "scale255";         // "standardize" | "scale255"
   std::string labels = "sparse";           // "onehot" | "sparse" | "binary"
   std::vector<int> positive_classes;       // binary labels: these classes are 1
+  // Per-channel normalization after scaling (x - mean[c]) / std[c], c the last axis; empty = none.
+  std::vector<double> normalize_mean, normalize_std;
+  // Augmentation of training images, per sample, from the run's seed:
+  // a random crop of the original size from the image zero-padded by
+  // crop_padding (-1: none), a horizontal flip with probability 1/2.
+  int64_t crop_padding = -1;
+  bool horizontal_flip = false;
   int64_t batch_size = 0;                  // 0 with full_batch
   bool full_batch = false;
   int64_t epochs = 1;
+  int64_t steps = 0;                       // > 0: the run ends after this many steps (epochs as needed)
   OptimizerSpec optimizer;
   uint64_t seed = 1;
   std::vector<std::string> freeze, unfreeze;  // globs on param names

@@ -62,10 +62,12 @@ Batcher::Item Batcher::produce() {
   }
   const int64_t begin = next_ * batch_size_;
   const int64_t b = std::min(batch_size_, data_.size() - begin);
-  Batch batch = opt_.batch_size == BatcherOptions::kFull
+  // A full batch is a view of the data set, unless a transform rewrites it.
+  Batch batch = opt_.batch_size == BatcherOptions::kFull && !opt_.transform
                     ? Batch::view(data_)
                     : Batch(gather_batch(data_.features, order_.data() + begin, b),
                             gather_batch(data_.labels, order_.data() + begin, b));
+  if (opt_.transform) opt_.transform(batch, std::span(order_.data() + begin, static_cast<size_t>(b)), epoch_);
   batch.epoch = epoch_;
   batch.index = next_;
   item.batch = std::move(batch);

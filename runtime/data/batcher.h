@@ -10,9 +10,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -21,12 +23,19 @@
 
 namespace kiln::data {
 
+class Batch;
+
 struct BatcherOptions {
   static constexpr int64_t kFull = 0;
   int64_t batch_size = 32;  // kFull: one batch of the whole data set per epoch
   bool shuffle = true;      // ignored for kFull (a single batch's row order changes nothing)
   uint64_t seed = 0;
   bool prefetch = true;     // gather the next batch on a background thread
+  // Applied to every gathered batch on the gathering thread (augmentation,
+  // text windows): `rows` are the batch's row indices in the data set. It
+  // must be a function of (rows, epoch) and the data alone, so a batch is
+  // the same on any thread count and after a resume.
+  std::function<void(Batch& batch, std::span<const int64_t> rows, int64_t epoch)> transform;
 };
 
 // A batch owns its gathered rows, except a kFull batch, which refers to the
@@ -43,6 +52,9 @@ class Batch {
   }
   const Tensor& features() const { return view_features_ ? *view_features_ : own_features_; }  // [b, ...]
   const Tensor& labels() const { return view_labels_ ? *view_labels_ : own_labels_; }          // [b] or [b, K]
+  // A gathered batch's own tensors, for a transform to rewrite in place.
+  Tensor& own_features() { return own_features_; }
+  Tensor& own_labels() { return own_labels_; }
   int64_t size() const { return features().dim(0); }
 
   int64_t epoch = 0, index = 0;

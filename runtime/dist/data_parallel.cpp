@@ -206,8 +206,9 @@ std::string DataParallelRunner::bucket_name(size_t k) const {
          std::to_string(step_count_) + ")";
 }
 
-void DataParallelRunner::apply(float lr) {
-  std::vector<std::pair<std::string, const void*>> named = {{"lr", &lr}};
+void DataParallelRunner::apply(const train::StepScalars& scalars) {
+  std::vector<std::pair<std::string, const void*>> named;
+  scalars.append_to(named);
   for (const BucketPlan::Bucket& b : plan_.buckets)
     for (const BucketPlan::Slot& s : b.slots) named.push_back({s.name, grads_.data() + s.offset});
   train::feed_inputs(*apply_entry_, named, in_);
@@ -215,7 +216,8 @@ void DataParallelRunner::apply(float lr) {
   program_.run("apply_step", 1, in_, none);
 }
 
-train::StepResult DataParallelRunner::step(const data::Batch& batch, float lr, bool stop) {
+train::StepResult DataParallelRunner::step(const data::Batch& batch, const train::StepScalars& scalars, bool stop) {
+  const float lr = scalars.lr;
   const int64_t total = batch.size();
   ++step_count_;
   // [loss * samples, correct, stop requests] of this rank, summed over ranks.
@@ -261,7 +263,7 @@ train::StepResult DataParallelRunner::step(const data::Batch& batch, float lr, b
     sum_parts_in_order(parts, state_.data(), plan_.averaged_elements);
   }
   write_state(state_);
-  apply(lr);
+  apply(scalars);
   timing_.compute += since(t0);
   ++timing_.steps;
   train::StepResult r;

@@ -79,7 +79,7 @@ class DataParallelRunner final : public train::StepRunner {
   // `exchange` null: the single-process reference over options.simulated_ranks ranks.
   DataParallelRunner(Program& program, const data::Dataset& train, Exchange* exchange, DataParallelOptions options);
 
-  train::StepResult step(const data::Batch& batch, float lr, bool stop) override;
+  train::StepResult step(const data::Batch& batch, const train::StepScalars& scalars, bool stop) override;
   // Each rank evaluates its share of the rows; the sums are added in rank order.
   train::EvalResult evaluate(const data::Dataset& data) override;
   bool writes_files() const override { return rank() == 0; }
@@ -98,7 +98,7 @@ class DataParallelRunner final : public train::StepRunner {
   std::pair<double, double> contribute(const data::Batch& batch, int r, float lr);
   void read_state(std::vector<float>& into) const;
   void write_state(const std::vector<float>& from);
-  void apply(float lr);
+  void apply(const train::StepScalars& scalars);
   std::string bucket_name(size_t k) const;
 
   Program& program_;

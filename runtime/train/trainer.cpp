@@ -160,12 +160,18 @@ LocalStepRunner::LocalStepRunner(Program& program, const data::Dataset& train, s
   for (auto& o : out_storage_) out_.push_back(o.data());
 }
 
-StepResult LocalStepRunner::step(const data::Batch& batch, float lr, bool stop) {
+void StepScalars::append_to(std::vector<std::pair<std::string, const void*>>& named) const {
+  named.push_back({kLr, &lr});
+  for (auto& [name, value] : inputs) named.push_back({name, &value});
+}
+
+StepResult LocalStepRunner::step(const data::Batch& batch, const StepScalars& scalars, bool stop) {
   const EntryInfo& e = *program_.entry("train_step");
   const int64_t first_sample = 0;
-  feed_inputs(e, {{features_, batch.features().raw()}, {labels_, batch.labels().raw()}, {kLr, &lr},
-                  {kFirstSample, &first_sample}},
-              in_);
+  std::vector<std::pair<std::string, const void*>> named = {
+      {features_, batch.features().raw()}, {labels_, batch.labels().raw()}, {kFirstSample, &first_sample}};
+  scalars.append_to(named);
+  feed_inputs(e, named, in_);
   program_.run("train_step", batch.size(), in_, out_);
   auto scalar = [&](int i) { return read_scalar(out_[static_cast<size_t>(i)], e.outputs[static_cast<size_t>(i)].type); };
   StepResult r;
@@ -325,6 +331,7 @@ TrainResult Trainer::run() {
   data::BatcherOptions bo;
   bo.batch_size = opt_.batch_size;
   bo.seed = opt_.seed;
+  bo.transform = opt_.batch_transform;
   data::Batcher batcher(train_, bo);
   if (resumed_) batcher.restore(position_);
   position_ = batcher.position();
@@ -340,9 +347,13 @@ TrainResult Trainer::run() {
     int64_t done = position_.next_batch;
     while (auto batch = batcher.next()) {
       const int64_t b = batch->size();
-      float lr = static_cast<float>(opt_.learning_rate(steps_));
+      StepScalars scalars;
+      scalars.lr = static_cast<float>(opt_.learning_rate(steps_));
+      if (opt_.scheduled_inputs)
+        for (auto& [name, value] : opt_.scheduled_inputs(steps_)) scalars.inputs.push_back({name, static_cast<float>(value)});
+      const float lr = scalars.lr;
       auto t0 = Clock::now();
-      const StepResult sr = runner_->step(*batch, lr, opt_.stop && opt_.stop->load());
+      const StepResult sr = runner_->step(*batch, scalars, opt_.stop && opt_.stop->load());
       partial_.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       ++steps_;
       position_ = batcher.position();
@@ -360,6 +371,7 @@ TrainResult Trainer::run() {
       ++done;
       if (bar) bar->update(done, partial_.samples, partial_.loss_sum / static_cast<double>(partial_.samples));
       if (opt_.after_step) opt_.after_step(steps_);
+      if (opt_.max_steps > 0 && steps_ >= opt_.max_steps) break;
       if (sr.stop || (!runner_->stop_needs_agreement() && opt_.stop && opt_.stop->load())) {
         if (bar) bar->finish();
         save("interrupted.ckpt", result);
@@ -398,9 +410,11 @@ TrainResult Trainer::run() {
       std::fflush(opt_.log);
     }
     write_metrics();
-    bool last = e1 == opt_.epochs;
-    if (last) save("final.ckpt", result);
-    else if (opt_.checkpoint_every > 0 && e1 % opt_.checkpoint_every == 0) save("checkpoint.ckpt", result);
+    bool last = e1 == opt_.epochs || (opt_.max_steps > 0 && steps_ >= opt_.max_steps);
+    if (last) {
+      save("final.ckpt", result);
+      break;
+    } else if (opt_.checkpoint_every > 0 && e1 % opt_.checkpoint_every == 0) save("checkpoint.ckpt", result);
   }
   result.history = history_;
   result.steps = steps_;

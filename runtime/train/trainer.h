@@ -14,6 +14,8 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <span>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,6 +41,13 @@ struct TrainerOptions {
   int64_t epochs = 1;
   // The learning rate of 0-based optimizer step `step` (the spec's schedule).
   std::function<double(int64_t step)> learning_rate = [](int64_t) { return 0.01; };
+  // Other step inputs a schedule drives (one-cycle momentum: "hyper:momentum"), by name; may be empty.
+  std::function<std::vector<std::pair<std::string, double>>(int64_t step)> scheduled_inputs;
+  // The run ends after this many steps in total (0: after `epochs`); the
+  // epoch it ends in is evaluated and checkpointed as the last.
+  int64_t max_steps = 0;
+  // Applied to every training batch by the loader (augmentation, text windows).
+  std::function<void(data::Batch&, std::span<const int64_t>, int64_t)> batch_transform;
   uint64_t seed = 1;        // batch order
   std::string features_input = "x";  // names of the train/eval step inputs fed from the data set
   std::string labels_input = "labels";
@@ -85,6 +94,15 @@ EvalResult eval_result(const EvalSums& sums);
 // What one optimizer step reports: the loss over the whole (global) batch,
 // the correct count (NaN: the model has none), and whether the run stops
 // after it (the stop flag seen on any rank).
+// What a train step is fed besides the batch: the learning rate and the
+// inputs of scheduled hyperparameters.
+struct StepScalars {
+  float lr = 0;
+  std::vector<std::pair<std::string, float>> inputs;
+  // Appends ("lr", &lr) and every input's (name, pointer); valid while this lives.
+  void append_to(std::vector<std::pair<std::string, const void*>>& named) const;
+};
+
 struct StepResult {
   double loss = 0, correct = NAN;
   bool stop = false;
@@ -95,9 +113,9 @@ struct StepResult {
 class StepRunner {
  public:
   virtual ~StepRunner() = default;
-  // One optimizer step on `batch` (the global batch) at learning rate `lr`;
-  // `stop` is this process's stop request.
-  virtual StepResult step(const data::Batch& batch, float lr, bool stop) = 0;
+  // One optimizer step on `batch` (the global batch) at the learning rate
+  // and hyperparameters of `scalars`; `stop` is this process's stop request.
+  virtual StepResult step(const data::Batch& batch, const StepScalars& scalars, bool stop) = 0;
   virtual EvalResult evaluate(const data::Dataset& data) = 0;
   // Only one process of a job writes checkpoints, metrics and plots.
   virtual bool writes_files() const { return true; }
@@ -116,7 +134,7 @@ class StepRunner {
 class LocalStepRunner final : public StepRunner {
  public:
   LocalStepRunner(Program& program, const data::Dataset& train, std::string features_input, std::string labels_input);
-  StepResult step(const data::Batch& batch, float lr, bool stop) override;
+  StepResult step(const data::Batch& batch, const StepScalars& scalars, bool stop) override;
   EvalResult evaluate(const data::Dataset& data) override;
 
  private:

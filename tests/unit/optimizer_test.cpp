@@ -197,12 +197,12 @@ TEST_CASE("optimizer: a node name or state init that is not a string is reported
 
 TEST_CASE("optimizer: learning-rate schedules") {
   LrSchedule exp{"exponential", 0.5, 10, false};
-  CHECK(learning_rate_at(exp, 0.1, 0) == 0.1);
-  CHECK(learning_rate_at(exp, 0.1, 5) == doctest::Approx(0.1 * std::sqrt(0.5)));
-  CHECK(learning_rate_at(exp, 0.1, 20) == doctest::Approx(0.025));
+  CHECK(learning_rate_at(exp, 0.1, 0, 2000) == 0.1);
+  CHECK(learning_rate_at(exp, 0.1, 5, 2000) == doctest::Approx(0.1 * std::sqrt(0.5)));
+  CHECK(learning_rate_at(exp, 0.1, 20, 2000) == doctest::Approx(0.025));
   LrSchedule step{"step", 0.5, 10, false};
-  CHECK(learning_rate_at(step, 0.1, 19) == doctest::Approx(0.05));
+  CHECK(learning_rate_at(step, 0.1, 19, 2000) == doctest::Approx(0.05));
   LrSchedule inv{"inverse_time", 1.0, 4, false};
-  CHECK(learning_rate_at(inv, 0.1, 4) == doctest::Approx(0.05));
-  CHECK(learning_rate_at(LrSchedule{}, 0.1, 1000) == 0.1);
+  CHECK(learning_rate_at(inv, 0.1, 4, 2000) == doctest::Approx(0.05));
+  CHECK(learning_rate_at(LrSchedule{}, 0.1, 1000, 2000) == 0.1);
 }

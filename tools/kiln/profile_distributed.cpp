@@ -38,7 +38,7 @@ void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, i
     auto b = batcher.next();
     if (!b) throw InputError("the training set ran out of batches: it needs " + std::to_string(batch * (steps + 2)) + " samples");
     const dist::StepTiming before = runner.timing();
-    runner.step(*b, lr, false);
+    runner.step(*b, train::StepScalars{lr, {}}, false);
     const dist::StepTiming& after = runner.timing();
     if (i >= 2)
       mine.insert(mine.end(), {after.compute - before.compute, after.wait - before.wait,

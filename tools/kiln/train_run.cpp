@@ -106,9 +106,21 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
 
   train::TrainerOptions to;
   to.batch_size = spec.full_batch ? 0 : spec.batch_size;
-  to.epochs = o.epochs > 0 ? o.epochs : spec.epochs;
-  const OptimizerSpec opt = spec.optimizer;
-  to.learning_rate = [opt](int64_t step) { return learning_rate_at(opt.schedule, opt.lr, step); };
+  const int64_t per_epoch = driver::batches_per_epoch(spec, data.train.size());
+  if (spec.steps > 0 && o.epochs <= 0) {
+    to.max_steps = spec.steps;
+    to.epochs = (spec.steps + per_epoch - 1) / per_epoch;
+  } else {
+    to.epochs = o.epochs > 0 ? o.epochs : spec.epochs;
+  }
+  const int64_t run_steps = to.max_steps > 0 ? to.max_steps : to.epochs * per_epoch;
+  to.learning_rate = [spec, run_steps](int64_t step) { return driver::step_scalars(spec, step, run_steps).lr; };
+  to.scheduled_inputs = [spec, run_steps](int64_t step) {
+    std::vector<std::pair<std::string, double>> out;
+    for (auto& [name, value] : driver::step_scalars(spec, step, run_steps).inputs) out.push_back({name, value});
+    return out;
+  };
+  to.batch_transform = driver::training_batch_transform(spec, data);
   to.seed = spec.seed;
   to.features_input = m.features_input;
   to.labels_input = m.labels_input;
@@ -137,7 +149,7 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   }
   train::Trainer trainer(*m.program, data.train, to, runner.get());
   if (data.validation.size()) trainer.add_eval_set("val", data.validation);
-  trainer.add_eval_set("test", data.test);
+  if (data.test.size()) trainer.add_eval_set("test", data.test);
   if (!o.resume.empty()) {
     trainer.resume(train::load_checkpoint(o.resume));
     if (lead) std::printf("resuming from %s\n", o.resume.c_str());
