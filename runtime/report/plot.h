@@ -1,6 +1,7 @@
 #pragma once
 // PNG plots drawn by gnuplot (Debian's gnuplot-nox): training curves, several
 // runs on one plot (the alpha sweep), confusion-matrix heat maps.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,18 @@ struct Series {
   std::vector<double> x, y;
 };
 
-// Loss (left) and accuracy (right) per epoch, train vs val/test, one PNG.
-void plot_training_curves(const std::vector<EpochMetrics>& history, const std::string& title, const std::string& png);
+// One optimizer step's training loss and learning rate (steps.csv).
+struct StepPoint {
+  int64_t step = 0;
+  double loss = 0, lr = 0;
+};
+
+// One PNG: loss and accuracy per epoch (train vs validation/test; bits per
+// character instead of accuracy when the model has no accuracy), and, when
+// `steps` is given, the per-step training loss (raw and smoothed) and the
+// learning rate below them. Titles are printed as written.
+void plot_training_curves(const std::vector<EpochMetrics>& history, const std::string& title, const std::string& png,
+                          const std::vector<StepPoint>& steps = {});
 // Any number of labelled series on one set of axes.
 void plot_series(const std::vector<Series>& series, const std::string& title, const std::string& xlabel,
                  const std::string& ylabel, const std::string& png);

@@ -317,7 +317,7 @@ void Trainer::write_metrics() const {
   auto path = [&](const char* f) { return (std::filesystem::path(opt_.out_dir) / f).string(); };
   std::string steps = "step,loss,lr\n";
   char row[96];
-  for (const StepRow& r : step_log_) {
+  for (const report::StepPoint& r : step_log_) {
     std::snprintf(row, sizeof row, "%lld,%.9g,%.9g\n", static_cast<long long>(r.step), r.loss, r.lr);
     steps += row;
   }
@@ -417,6 +417,7 @@ TrainResult Trainer::run() {
     } else if (opt_.checkpoint_every > 0 && e1 % opt_.checkpoint_every == 0) save("checkpoint.ckpt", result);
   }
   result.history = history_;
+  result.step_log = step_log_;
   result.steps = steps_;
   return result;
 }

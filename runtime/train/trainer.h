@@ -24,6 +24,7 @@
 #include "runtime/data/dataset.h"
 #include "runtime/program.h"
 #include "runtime/report/metrics.h"
+#include "runtime/report/plot.h"
 #include "runtime/train/checkpoint.h"
 
 namespace kiln::train {
@@ -166,6 +167,7 @@ void write_persistent(Program& program, const std::vector<NamedTensor>& tensors,
 struct TrainResult {
   bool interrupted = false;
   std::vector<report::EpochMetrics> history;
+  std::vector<report::StepPoint> step_log;  // every step's loss and lr (steps.csv)
   int64_t steps = 0;          // optimizer steps taken in total (including before a resume)
   std::string checkpoint;     // the last checkpoint written ("" when none)
 };
@@ -210,11 +212,7 @@ class Trainer {
   std::vector<report::EpochMetrics> history_;
   Partial partial_;
   // Every step's loss and learning rate (steps.csv), from the run's first step.
-  struct StepRow {
-    int64_t step;
-    double loss, lr;
-  };
-  std::vector<StepRow> step_log_;
+  std::vector<report::StepPoint> step_log_;
   data::BatchPosition position_;
   bool resumed_ = false;
   int64_t steps_ = 0;

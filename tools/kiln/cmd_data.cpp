@@ -17,7 +17,7 @@ RegisterCommand reg{50, [](CLI::App& app) {
                    "Local folder holding mnist/ and cifar10/ source files (e.g. ../shared/data) instead of downloading")
       ->check(CLI::ExistingDirectory);
   prep->add_option("--out", opts->out, "Where prepared data goes (default: data/ under the repository root)");
-  prep->add_option("--only", opts->only, "Prepare one data set")->check(CLI::IsMember({"mnist", "cifar10"}));
+  prep->add_option("--only", opts->only, "Prepare one data set")->check(CLI::IsMember({"mnist", "cifar10", "text"}));
   prep->callback([opts] {
     PrepareOptions o = *opts;
     if (o.out.empty()) o.out = default_data_dir();

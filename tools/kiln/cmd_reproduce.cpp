@@ -19,6 +19,7 @@
 #include "tools/kiln/command.h"
 #include "tools/kiln/data_prepare.h"
 #include "tools/kiln/reproduce_checks.h"
+#include "tools/kiln/reproduce_zoo.h"
 #include "tools/kiln/train_run.h"
 
 namespace kiln::cli {
@@ -149,7 +150,7 @@ std::vector<TrainSpec> experiment_variants(const TrainSpec& base, const std::str
 RegisterCommand reg{65, [](CLI::App& app) {
   auto* sub = app.add_subcommand("reproduce", "Run the seed's experiments (E1-E4) and write a report beside the seed's numbers");
   struct Opts {
-    bool quick = false;
+    bool quick = false, zoo = false, twins = false, resume = false;
     std::string only, out = "reports", experiments, seeds;
     int threads = 0;
   };
@@ -160,7 +161,22 @@ RegisterCommand reg{65, [](CLI::App& app) {
   sub->add_option("--experiments", o->experiments, "folder of experiment specs (default graphs/experiments)");
   sub->add_option("--threads", o->threads, "worker threads (default: every core)")->check(CLI::PositiveNumber);
   sub->add_option("--seeds", o->seeds, "E4a's seeds, comma-separated (default 1,2,3; quick: 1); the first feeds E4b-E4d");
+  sub->add_flag("--zoo", o->zoo,
+                "train the zoo (graphs/zoo/train/*.json) instead, one child process a model; report in reports/zoo "
+                "(--only takes model names)");
+  sub->add_flag("--twins", o->twins, "--zoo: also run each model's PyTorch twin (tools/bench/zoo/twin.py, bench venv)");
+  sub->add_flag("--resume", o->resume, "--zoo: keep finished runs and twins, continue interrupted runs from their checkpoints");
   sub->callback([o] {
+    if (o->zoo) {
+      ZooOptions z;
+      z.only = split_list(o->only);
+      z.quick = o->quick, z.twins = o->twins, z.resume = o->resume, z.threads = o->threads;
+      if (o->out != "reports") z.out = o->out;
+      if (!o->experiments.empty()) z.specs = o->experiments;
+      if (reproduce_zoo(z) != 0) throw InputError("some zoo runs failed (see the report)");
+      return;
+    }
+    if (o->twins || o->resume) throw InputError("--twins and --resume go with --zoo");
     auto t0 = std::chrono::steady_clock::now();
     fs::path root = fs::path(default_data_dir()).parent_path();
     fs::path exp_dir = o->experiments.empty() ? root / "graphs" / "experiments" : fs::path(o->experiments);

@@ -26,6 +26,7 @@ TrainSpec load_spec_or_fail(const std::string& path) {
 }
 
 struct Opts {
+  std::vector<std::string> files;  // [GRAPH] SPEC
   std::string graph, spec;
   RunOptions run;
   std::optional<uint64_t> seed;
@@ -57,9 +58,12 @@ void report_timing(const RunOutcome& r) {
   std::ofstream(std::filesystem::path(r.out_dir) / "dist_timing.json") << j.dump(2) << "\n";
 }
 
-void train_command(const Opts& o) {
+void train_command(Opts o) {
+  // One file: the spec, naming its graph; two: a graph replacing the spec's, then the spec.
+  o.spec = o.files.back();
+  o.graph = o.files.size() == 2 ? o.files.front() : "";
   TrainSpec spec = load_spec_or_fail(o.spec);
-  spec.graph = o.graph;
+  if (!o.graph.empty()) spec.graph = o.graph;
   if (o.seed) spec.seed = *o.seed;
   if (!spec.optimizer.sweeps.empty())
     throw InputError(o.spec + ": the spec sweeps " + spec.optimizer.sweeps.begin()->first +
@@ -71,8 +75,9 @@ void train_command(const Opts& o) {
   RunOutcome r = run_training(spec, run);
   if (r.result.interrupted) {
     if (r.rank == 0)
-      std::printf("interrupted after step %lld; resume with: kiln train %s %s --resume %s\n",
-                  static_cast<long long>(r.result.steps), o.graph.c_str(), o.spec.c_str(), r.result.checkpoint.c_str());
+      std::printf("interrupted after step %lld; resume with: kiln train %s%s%s --resume %s\n",
+                  static_cast<long long>(r.result.steps), o.graph.c_str(), o.graph.empty() ? "" : " ", o.spec.c_str(),
+                  r.result.checkpoint.c_str());
     std::fflush(stdout);
     if (run.distributed) finish_distributed();
     std::exit(130);
@@ -88,10 +93,16 @@ void train_command(const Opts& o) {
 RegisterCommand reg{60, [](CLI::App& app) {
   auto* sub = app.add_subcommand("train", "Train a graph as a training spec says (compiled train/eval steps)");
   auto o = std::make_shared<Opts>();
-  sub->add_option("graph", o->graph, "model graph JSON (replaces the spec's graph)")->required()->check(CLI::ExistingFile);
-  sub->add_option("spec", o->spec, "training spec JSON (kiln.train/1)")->required()->check(CLI::ExistingFile);
+  sub->add_option("files", o->files,
+                  "[GRAPH] SPEC: the training spec (kiln.train/1), which names its graph; a graph given before it "
+                  "replaces the spec's")
+      ->required()
+      ->expected(1, 2)
+      ->check(CLI::ExistingFile);
   sub->add_option("--out", o->run.out_dir, "run folder: metrics.csv/json, curves.png, checkpoints (default runs/<spec name>)");
   sub->add_option("--epochs", o->run.epochs, "epochs (default: the spec's)")->check(CLI::PositiveNumber);
+  sub->add_option("--steps", o->run.steps, "end after this many optimizer steps (default: the spec's epochs or steps)")
+      ->check(CLI::PositiveNumber);
   sub->add_option("--subset", o->run.train_subset, "train on a seeded random N training images")->check(CLI::PositiveNumber);
   sub->add_option("--test-subset", o->run.test_subset, "evaluate on a seeded random N test (and validation) images")
       ->check(CLI::PositiveNumber);

@@ -94,12 +94,13 @@ std::string find_source(const std::string& from, const DataSource& src) {
   return "";
 }
 
-void prepare_mnist(const PrepareOptions& o) {
-  const std::string dir = o.out + "/mnist";
+// Copies (or downloads) every source file of `dataset` into <out>/<dataset>, checked.
+void prepare_files(const PrepareOptions& o, const std::string& dataset) {
+  const std::string dir = o.out + "/" + dataset;
   fs::create_directories(dir);
-  say("mnist: " + dir);
+  say(dataset + ": " + dir);
   for (auto& src : data_sources()) {
-    if (std::string(src.dataset) != "mnist") continue;
+    if (dataset != src.dataset) continue;
     const std::string dst = dir + "/" + src.file;
     if (verified(dst, src)) {
       say("  " + std::string(src.file) + ": present, checksum ok");
@@ -107,16 +108,24 @@ void prepare_mnist(const PrepareOptions& o) {
     }
     if (!o.from.empty()) {
       std::string path = find_source(o.from, src);
-      if (path.empty()) throw InputError(o.from + "/mnist/" + src.file + ": not found (needed for MNIST)");
+      if (path.empty()) throw InputError(o.from + "/" + dataset + "/" + src.file + ": not found (needed for " + dataset + ")");
       check_sha(path, src);
       copy_file_atomic(path, dst);
       say("  " + std::string(src.file) + ": copied from " + path + ", checksum ok");
+    } else if (std::string(src.url).empty()) {
+      throw InputError(std::string(src.file) + " has no download address: give --from DIR holding " + dataset + "/" +
+                       src.file + " (../shared/data)");
     } else {
       download(src.url, dst);
       check_sha(dst, src);
       say("  " + std::string(src.file) + ": downloaded, checksum ok");
     }
   }
+}
+
+void prepare_mnist(const PrepareOptions& o) {
+  prepare_files(o, "mnist");
+  const std::string dir = o.out + "/mnist";
   auto train = data::load_mnist_split(dir, "train");
   auto test = data::load_mnist_split(dir, "t10k");
   say("  loads: " + std::to_string(train.size()) + " training and " + std::to_string(test.size()) + " test images");
@@ -247,6 +256,8 @@ void prepare_data(const PrepareOptions& o) {
   try {
     if (o.only.empty() || o.only == "mnist") prepare_mnist(o);
     if (o.only.empty() || o.only == "cifar10") prepare_cifar10(o);
+    if (o.only == "text" || (o.only.empty() && !o.from.empty())) prepare_files(o, "text");
+    else if (o.only.empty()) say("text: skipped (kjv.txt.gz is not downloadable; `kiln data prepare --from DIR` copies it)");
   } catch (const FileError& e) {
     throw InputError(e.what());
   } catch (const fs::filesystem_error& e) {

@@ -8,7 +8,7 @@
 namespace kiln::cli {
 
 struct DataSource {
-  const char* dataset;  // "mnist" or "cifar10"
+  const char* dataset;  // "mnist", "cifar10" or "text"
   const char* file;     // file name, in <from>/<dataset>/ or downloaded
   const char* sha256;
   const char* url;      // "" when the file is only available locally
@@ -30,6 +30,8 @@ inline const std::vector<DataSource>& data_sources() {
       // into the binary layout.
       {"cifar10", "cifar10-train-jpeg.tar.gz", "bb033266dbb26aa71223ff120c0df4e7d3943dbd93b9e65984876854c6234931", ""},
       {"cifar10", "cifar10-test-jpeg.tar.gz", "7c54dfb40a3e53a212021475ac995e181b0a5f595c1fca0bbfa89c5bd6dda8f6", ""},
+      // The King James Version as ASCII text (../shared/data/README.md): char_gpt's corpus.
+      {"text", "kjv.txt.gz", "3e21b80f453d3e62f2fe17251905123054f217d20d8b9d20362c4ae0a3cd9ab9", ""},
   };
   return sources;
 }

@@ -107,9 +107,10 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   train::TrainerOptions to;
   to.batch_size = spec.full_batch ? 0 : spec.batch_size;
   const int64_t per_epoch = driver::batches_per_epoch(spec, data.train.size());
-  if (spec.steps > 0 && o.epochs <= 0) {
-    to.max_steps = spec.steps;
-    to.epochs = (spec.steps + per_epoch - 1) / per_epoch;
+  const int64_t budget = o.steps > 0 ? o.steps : o.epochs > 0 ? 0 : spec.steps;
+  if (budget > 0) {
+    to.max_steps = budget;
+    to.epochs = (budget + per_epoch - 1) / per_epoch;
   } else {
     to.epochs = o.epochs > 0 ? o.epochs : spec.epochs;
   }
@@ -170,7 +171,7 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   out.total_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   if (!lead) return out;
   try {
-    report::plot_training_curves(h, spec.name, (fs::path(out.out_dir) / "curves.png").string());
+    report::plot_training_curves(h, spec.name, (fs::path(out.out_dir) / "curves.png").string(), out.result.step_log);
   } catch (const std::exception& e) {
     warn(std::string("no curves plot: ") + e.what());
   }
@@ -179,7 +180,7 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
     out.confusion = report::ConfusionMatrix(classes);
     std::vector<int> pred = train::predicted_classes(out.test_probabilities), truth = train::label_classes(data.test.labels);
     for (size_t i = 0; i < pred.size(); ++i) out.confusion->add(truth[i], pred[i]);
-    std::vector<std::string> labels;
+    std::vector<std::string> labels = data.class_names;
     if (spec.labels == "binary") labels = {"0", "1"};
     std::ofstream(fs::path(out.out_dir) / "confusion.txt") << out.confusion->to_text(labels);
     std::ofstream(fs::path(out.out_dir) / "confusion.json") << out.confusion->to_json().dump(2) << "\n";

@@ -18,6 +18,7 @@ namespace kiln::cli {
 struct RunOptions {
   std::string out_dir;              // default: runs/<spec name>
   int64_t epochs = 0;               // 0: the spec's
+  int64_t steps = 0;                // > 0: end after this many steps (overrides epochs and the spec's steps)
   int64_t train_subset = 0, test_subset = 0;  // 0: the spec's
   std::string resume;               // checkpoint to continue from
   int threads = 0;                  // 0: the spec's, else every core
