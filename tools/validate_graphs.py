@@ -75,7 +75,8 @@ def main():
 
     failures = 0
     checked = 0
-    for path in sorted((ROOT / "graphs").glob("*.json")) + sorted((ROOT / "graphs" / "zoo").glob("*.json")):
+    folders = ["graphs", "graphs/zoo", "graphs/zoo/train", "graphs/experiments"]
+    for path in [p for f in folders for p in sorted((ROOT / f).glob("*.json"))]:
         try:
             fmt = json.loads(path.read_text()).get("format", "")
         except (json.JSONDecodeError, AttributeError):

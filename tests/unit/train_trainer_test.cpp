@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <span>
 
 #include "compiler/driver/training_setup.h"
 #include "compiler/frontend/graph_json.h"
@@ -211,4 +213,54 @@ TEST_CASE("train: the trainer refuses data that does not fit the compiled step")
   o.batch_size = 4;
   CHECK_THROWS_WITH_AS(train::Trainer(*m.program, tiny_data(), o), doctest::Contains("exceed the maximum batch size 2"),
                        std::runtime_error);
+}
+
+TEST_CASE("trainer: a step budget ends the run inside an epoch, which is evaluated and checkpointed as the last") {
+  TrainSpec spec = tiny_spec("gd", 0.01);
+  auto m = compiled(spec);
+  data::Dataset d = tiny_data();
+  auto o = options(m, 0.01, 3);  // 3 batches an epoch (2, 2, 1): 9 steps without the budget
+  o.max_steps = 4;
+  o.out_dir = temp_dir("budget").string();
+  train::Trainer trainer(*m.program, d, o);
+  trainer.add_eval_set("test", d);
+  train::TrainResult r = trainer.run();
+  CHECK(r.steps == 4);
+  REQUIRE(r.history.size() == 2);  // epoch 1 whole, epoch 2 after one step
+  CHECK(r.step_log.size() == 4);
+  CHECK(std::isfinite(r.history.back().test_loss));
+  CHECK(fs::exists(fs::path(o.out_dir) / "final.ckpt"));
+}
+
+TEST_CASE("trainer: scheduled inputs reach the step, and the loader's transform rewrites each batch") {
+  TrainSpec spec = tiny_spec("sgd", 0.01);
+  spec.optimizer.schedule.kind = "onecycle";
+  auto m = compiled(spec);
+  const EntryInfo* step = m.program->entry("train_step");
+  REQUIRE(step);
+  bool has_momentum = false;
+  for (auto& in : step->inputs) has_momentum = has_momentum || in.name == "hyper:momentum";
+  CHECK(has_momentum);
+  data::Dataset d = tiny_data();
+  auto o = options(m, 0.01, 1);
+  std::vector<std::pair<int64_t, float>> seen;  // (row, x the step saw) via the transform
+  int64_t transformed = 0;
+  o.scheduled_inputs = [](int64_t s) { return std::vector<std::pair<std::string, double>>{{"hyper:momentum", 0.9 - 0.01 * s}}; };
+  o.batch_transform = [&](data::Batch& b, std::span<const int64_t> rows, int64_t epoch) {
+    CHECK(epoch == 0);
+    CHECK(static_cast<int64_t>(rows.size()) == b.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      CHECK(b.features().data<float>()[i] == static_cast<float>(rows[i] + 1));  // row r holds x = r + 1
+      b.own_features().data<float>()[i] = 0.0f;  // x = 0: the loss no longer depends on w
+    }
+    transformed += b.size();
+  };
+  train::Trainer trainer(*m.program, d, o);
+  std::vector<float> w_before(1);
+  std::memcpy(w_before.data(), m.program->persistent("w"), 4);
+  trainer.run();
+  CHECK(transformed == 5);
+  float w_after;
+  std::memcpy(&w_after, m.program->persistent("w"), 4);
+  CHECK(w_after == w_before[0]);  // every x was zeroed: no gradient reached w
 }
