@@ -206,9 +206,32 @@ CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batc
   if (inputs.size() != 2)
     throw std::runtime_error("graph '" + model.name + "' has " + std::to_string(inputs.size()) +
                              " inputs; training needs two (the images and their labels)");
+  // The features are the input the model's prediction reads; the labels only
+  // reach the loss. (Inputs come in name order: "targets" sorts before
+  // "tokens", so order alone would feed a language model its own targets.)
   std::string a = model.node(inputs[0]).name, b = model.node(inputs[1]).name;
-  m.features_input = b == "x" ? b : a;
-  m.labels_input = b == "x" ? a : b;
+  std::string feature;
+  for (const char* output : {"logits", "probabilities"}) {
+    if (model.output(output) == kNoNode || !feature.empty()) continue;
+    std::vector<bool> seen(model.nodes.size(), false);
+    std::vector<NodeId> stack = {model.output(output)}, reached;
+    while (!stack.empty()) {
+      NodeId id = stack.back();
+      stack.pop_back();
+      if (seen[static_cast<size_t>(id)]) continue;
+      seen[static_cast<size_t>(id)] = true;
+      if (model.node(id).op == "input") reached.push_back(id);
+      for (NodeId in : model.node(id).inputs) stack.push_back(in);
+    }
+    if (reached.size() == 1) feature = model.node(reached[0]).name;
+  }
+  if (!feature.empty()) {
+    m.features_input = feature;
+    m.labels_input = feature == a ? b : a;
+  } else {
+    m.features_input = b == "x" ? b : a;
+    m.labels_input = b == "x" ? a : b;
+  }
   auto t0 = std::chrono::steady_clock::now();
   if (spec) {
     apply_trainable_patterns(model, *spec);

@@ -264,3 +264,21 @@ TEST_CASE("trainer: scheduled inputs reach the step, and the loader's transform 
   std::memcpy(&w_after, m.program->persistent("w"), 4);
   CHECK(w_after == w_before[0]);  // every x was zeroed: no gradient reached w
 }
+
+TEST_CASE("compile_model: the features are the input the prediction reads, whatever the names' order") {
+  // "targets" sorts before "tokens": a choice by order would feed the model its own targets.
+  const char* graph = R"({
+    "format": "kiln.graph/1", "name": "order",
+    "inputs": {"tokens": {"shape": [-1, 1]}, "targets": {"shape": [-1, 1]}},
+    "params": {"w": {"shape": [1, 1], "init": {"kind": "constant", "value": 2.0}}},
+    "nodes": [
+      {"name": "y", "op": "matmul", "inputs": ["tokens", "w"]},
+      {"name": "loss", "op": "mse", "inputs": ["y", "targets"]}
+    ],
+    "outputs": {"logits": "y", "loss": "loss"}
+  })";
+  TrainSpec spec = tiny_spec("gd", 0.01);
+  auto m = driver::compile_model(parse_graph(graph), &spec, 2, 1);
+  CHECK(m.features_input == "tokens");
+  CHECK(m.labels_input == "targets");
+}

@@ -251,7 +251,16 @@ int reproduce_zoo(const ZooOptions& o) {
     const json &k = r.value("kiln", json::object()), &t = r.value("twin", json());
     const bool text = k.contains("val_bpc");
     const json tf = t.is_object() ? t.value("final", json::object()) : json::object();
-    auto num = [](const json& j, const char* key) { return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN; };
+    // A number, or the mean of a list of them (the twin's time per block of 100 steps).
+    auto num = [](const json& j, const char* key) -> double {
+      if (!j.is_object() || !j.contains(key)) return NAN;
+      const json& v = j[key];
+      if (v.is_number()) return v.get<double>();
+      if (!v.is_array() || v.empty()) return NAN;
+      double sum = 0;
+      for (const json& e : v) sum += e.is_number() ? e.get<double>() : NAN;
+      return sum / static_cast<double>(v.size());
+    };
     // Language models: seconds per 100 steps; image models: per epoch.
     const char* per = text ? "seconds_per_100_steps" : "mean_epoch_seconds";
     const std::string time_unit = text ? " s/100 steps" : " s/epoch";

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -164,6 +165,10 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   if (out.result.interrupted) return out;
 
   const auto& h = out.result.history;
+  if (lead && spec.dataset == "text" && !h.empty() && std::isfinite(h.back().val_loss))
+    std::printf("validation: %.4f nats = %.4f bits per character (%lld windows of %lld)\n", h.back().val_loss,
+                h.back().val_loss / std::log(2.0), static_cast<long long>(out.validation_size),
+                static_cast<long long>(spec.context));
   bool wants_confusion = std::find(spec.metrics.begin(), spec.metrics.end(), "confusion_matrix") != spec.metrics.end();
   if (wants_confusion)
     out.test_probabilities = o.distributed ? predict_sharded(*job.exchange, *m.program, data.test.features)
