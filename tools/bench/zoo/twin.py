@@ -48,7 +48,7 @@ IMAGE_RECIPES["mobilenet_small"] = IMAGE_RECIPES["resnet20"]
 GPT_RECIPE = {"dataset": "kjv (bytes)", "split": "train: first 90% of the bytes, validation: last 10%",
               "context": 128, "batch_size": 32, "steps": 3000,
               "sampling": "windows of 129 bytes at a uniformly random start in the train split",
-              "optimizer": {"kind": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "eps": 1e-8, "weight_decay": 0.1,
+              "optimizer": {"kind": "adamw", "lr": 3e-3, "betas": [0.9, 0.99], "eps": 1e-8, "weight_decay": 0.1,
                             "decay": "params with dim >= 2 (kernels, embeddings, positions); 0 on biases and layer-norm params"},
               "schedule": {"kind": "SequentialLR(LinearLR(start_factor 0.01, end_factor 1, total_iters 100), "
                                    "CosineAnnealingLR(T_max steps - 100, eta_min 1e-4), milestones [100])",
@@ -185,7 +185,7 @@ def gpt_optimizer(model, steps, warmup=100):
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.99), eps=1e-8)
+                            lr=3e-3, betas=(0.9, 0.99), eps=1e-8)
     warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, end_factor=1.0, total_iters=warmup)
     cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps - warmup, 1), eta_min=1e-4)
     sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cos], milestones=[warmup])
