@@ -133,6 +133,10 @@ Tensor prepare_labels(const TrainSpec& spec, const Tensor& labels, int64_t class
 }
 
 data::Dataset load_split(const TrainSpec& spec, const std::string& split, std::vector<std::string>* class_names) {
+  if (spec.dataset == "text")
+    throw std::runtime_error(spec.file + ": a text data set has no " + split +
+                             " split of images; its validation windows are evaluated during training "
+                             "(metrics.json, `kiln generate` to sample)");
   data::LabeledImages raw = load_raw(spec, split);
   if (class_names) *class_names = raw.class_names;
   return make_dataset(spec, raw);
