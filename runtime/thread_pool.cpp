@@ -82,6 +82,7 @@ void ThreadPool::wake_sleepers() {
 }
 
 ThreadPool::ThreadPool(int threads) : spin_ns_(spin_us() * 1000) {
+  job_.store(static_cast<uint32_t>(std::max(threads, 1)));  // generation 0: nothing to claim
   // Each worker keeps to one core of those the process may use (worker i to
   // the i-th), and a caller found on a worker's core moves to the others.
   // Unpinned, a worker woken while its core sleeps lands on its waker's core
@@ -146,7 +147,9 @@ ThreadPool::~ThreadPool() {
   }
 #endif
   stop_.store(true);
-  generation_.fetch_add(1);
+  // A new generation with nothing to claim: workers wake, see stop_ and leave.
+  const uint32_t next = static_cast<uint32_t>(job_.load() >> 32) + 1;
+  job_.store(uint64_t{next} << 32 | static_cast<uint32_t>(threads()));
   wake_sleepers();
   for (auto& t : workers_) t.join();
 }
@@ -165,48 +168,76 @@ void ThreadPool::parallel_for(int64_t n, Body body, void* closure) {
     return;
   }
   steer_caller();
-  // Every worker has finished the previous job (the caller waited for it),
-  // so nobody reads the job while it is rewritten.
+  // Every chunk of the previous job has finished (the caller waited for it),
+  // so nobody reads the job while it is rewritten; a late worker still holding
+  // the previous word fails its claim.
   body_ = body;
   closure_ = closure;
   n_ = n;
-  pending_.store(parts - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1);  // (seq_cst: ordered before wake_sleepers' read)
+  done_.store(0, std::memory_order_relaxed);
+  const uint32_t generation = static_cast<uint32_t>(job_.load(std::memory_order_relaxed) >> 32) + 1;
+  // Published with chunk 0 claimed: the caller's, as when chunks were
+  // assigned (it is the thread whose caches hold what the job reads).
+  job_.store(uint64_t{generation} << 32 | 1);  // (seq_cst: ordered before wake_sleepers' read)
   wake_sleepers();
   int64_t b, e;
   chunk(n, parts, 0, b, e);
   if (b < e) body(closure, b, e);
+  done_.fetch_add(1);
+  uint64_t last;
+  const int ran = 1 + run_chunks(generation, last);
   const int64_t wait_from = now_ns();
-  for (int left = pending_.load(std::memory_order_acquire); left != 0;)
-    left = await_change(pending_, left);
+  for (int finished = done_.load(std::memory_order_acquire); finished != parts;)
+    finished = await_change(done_, finished);
   jobs_.fetch_add(1, std::memory_order_relaxed);
   barrier_ns_.fetch_add(now_ns() - wait_from, std::memory_order_relaxed);
+  if (ran > 1) caller_extra_chunks_.fetch_add(ran - 1, std::memory_order_relaxed);
+}
+
+int ThreadPool::run_chunks(uint32_t generation, uint64_t& word) {
+  const uint32_t parts = static_cast<uint32_t>(threads());
+  int ran = 0;
+  word = job_.load(std::memory_order_acquire);
+  while (static_cast<uint32_t>(word >> 32) == generation && static_cast<uint32_t>(word) < parts) {
+    if (!job_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    int64_t b, e;
+    chunk(n_, static_cast<int>(parts), static_cast<int>(static_cast<uint32_t>(word)), b, e);
+    if (b < e) body_(closure_, b, e);
+    ++ran;
+    if (done_.fetch_add(1) + 1 == static_cast<int>(parts)) wake_sleepers();  // the caller may sleep
+    word = job_.load(std::memory_order_acquire);
+  }
+  return ran;
 }
 
 ThreadPool::Stats ThreadPool::stats() const {
   return {jobs_.load(std::memory_order_relaxed), barrier_ns_.load(std::memory_order_relaxed),
-          worker_busy_ns_.load(std::memory_order_relaxed)};
+          worker_busy_ns_.load(std::memory_order_relaxed), caller_extra_chunks_.load(std::memory_order_relaxed)};
 }
 
 void ThreadPool::reset_stats() {
   jobs_ = 0;
   barrier_ns_ = 0;
   worker_busy_ns_ = 0;
+  caller_extra_chunks_ = 0;
 }
 
-void ThreadPool::worker(int index) {
-  uint64_t seen = 0;
+void ThreadPool::worker(int /*index*/) {
+  const uint32_t parts = static_cast<uint32_t>(threads());
+  // The constructor's word: a job published (or the pool stopped) before
+  // this thread got here is a change from it.
+  uint64_t seen = parts;
   for (;;) {
-    seen = await_change(generation_, seen);
+    uint64_t word = await_change(job_, seen);
     if (stop_.load(std::memory_order_acquire)) return;
-    int64_t b, e;
-    chunk(n_, threads(), index, b, e);
-    if (b < e) {
-      const int64_t from = now_ns();
-      body_(closure_, b, e);
-      worker_busy_ns_.fetch_add(now_ns() - from, std::memory_order_relaxed);
-    }
-    if (pending_.fetch_sub(1) == 1) wake_sleepers();
+    const int64_t from = now_ns();
+    int ran = 0;
+    // The job the word names, then any job published while this one ran
+    // whose chunks are still open (nobody else would wake this thread for it).
+    do ran += run_chunks(static_cast<uint32_t>(word >> 32), word);
+    while (static_cast<uint32_t>(word) < parts && !stop_.load(std::memory_order_acquire));
+    if (ran > 0) worker_busy_ns_.fetch_add(now_ns() - from, std::memory_order_relaxed);
+    seen = word;  // the next change of the word is the next job (or a claim in it)
   }
 }
 

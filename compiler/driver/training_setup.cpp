@@ -185,18 +185,19 @@ int64_t batches_per_epoch(const TrainSpec& spec, int64_t train_size) {
   return (train_size + spec.batch_size - 1) / spec.batch_size;
 }
 
-train::StepScalars step_scalars(const TrainSpec& spec, int64_t step, int64_t run_steps) {
-  train::StepScalars out;
+std::function<train::StepScalars(int64_t step)> step_schedule(const TrainSpec& spec, int64_t run_steps) {
   const OptimizerSpec& o = spec.optimizer;
-  out.lr = static_cast<float>(learning_rate_at(o.schedule, o.lr, step, run_steps));
-  if (auto momentum = momentum_at(o.schedule, step, run_steps)) {
-    // The rule is read once per optimizer kind, not once per step.
-    static thread_local std::map<std::string, std::string> cycled;
-    if (!cycled.count(o.kind))
-      cycled[o.kind] = cycled_momentum_name(is_builtin_update_rule(o.kind) ? builtin_update_rule(o.kind) : load_update_rule(o.kind));
-    out.inputs.push_back({kHyperparameterInputPrefix + cycled.at(o.kind), static_cast<float>(*momentum)});
-  }
-  return out;
+  std::string cycled;  // the step input one-cycle drives, if it does
+  if (momentum_at(o.schedule, 0, run_steps))
+    cycled = kHyperparameterInputPrefix +
+             cycled_momentum_name(is_builtin_update_rule(o.kind) ? builtin_update_rule(o.kind) : load_update_rule(o.kind));
+  return [schedule = o.schedule, lr = o.lr, run_steps, cycled](int64_t step) {
+    train::StepScalars out;
+    out.lr = static_cast<float>(learning_rate_at(schedule, lr, step, run_steps));
+    if (!cycled.empty())
+      if (auto momentum = momentum_at(schedule, step, run_steps)) out.inputs.push_back({cycled, static_cast<float>(*momentum)});
+    return out;
+  };
 }
 
 int64_t training_max_batch(const TrainSpec& spec, int64_t train_size) {

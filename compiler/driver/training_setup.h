@@ -90,10 +90,11 @@ void load_params(CompiledModel& m, const train::Checkpoint& ckpt);
 std::string spec_json_for_checkpoint(const TrainSpec& spec);
 // Optimizer steps in one epoch over `train_size` samples (the last partial batch kept).
 int64_t batches_per_epoch(const TrainSpec& spec, int64_t train_size);
-// What the trainer feeds step `step` (0-based) of a run of `run_steps` steps:
+// What the trainer feeds each step (0-based) of a run of `run_steps` steps:
 // the scheduled learning rate and every scheduled hyperparameter input
-// ("hyper:momentum" or "hyper:beta1" under one-cycle).
-train::StepScalars step_scalars(const TrainSpec& spec, int64_t step, int64_t run_steps);
+// ("hyper:momentum" or "hyper:beta1" under one-cycle). The update rule is
+// read here, once, for the name of the hyperparameter one-cycle drives.
+std::function<train::StepScalars(int64_t step)> step_schedule(const TrainSpec& spec, int64_t run_steps);
 // The max batch a spec's training needs: its batch size, or the training set's size for "full".
 int64_t training_max_batch(const TrainSpec& spec, int64_t train_size);
 

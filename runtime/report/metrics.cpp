@@ -14,8 +14,9 @@ static std::string fixed(double v, int digits) {
 }
 
 std::string seed_format(const EpochMetrics& m) {
-  std::string s = "Epoch : " + std::to_string(m.epoch) + " , Epoch Time : " + fixed(m.seconds, 2) +
-                  " , Train Loss : " + fixed(m.train_loss, 3) + " , Train Acc : " + fixed(m.train_acc, 3);
+  std::string s = "Epoch : " + std::to_string(m.epoch) + " , Epoch Time : " + fixed(m.seconds, 2);
+  if (!std::isnan(m.step_seconds)) s += " , Step Time : " + fixed(m.step_seconds, 2);
+  s += " , Train Loss : " + fixed(m.train_loss, 3) + " , Train Acc : " + fixed(m.train_acc, 3);
   if (!std::isnan(m.val_loss)) s += " , Val Loss : " + fixed(m.val_loss, 3) + " , Val Acc : " + fixed(m.val_acc, 4);
   if (!std::isnan(m.test_loss)) s += " , Test Loss : " + fixed(m.test_loss, 3) + " , Test Acc : " + fixed(m.test_acc, 4);
   return s;
@@ -32,7 +33,7 @@ nlohmann::json to_json(const std::vector<EpochMetrics>& history) {
     out.push_back({{"epoch", m.epoch}, {"seconds", m.seconds}, {"train_loss", m.train_loss},
                    {"train_acc", m.train_acc}, {"val_loss", num_or_null(m.val_loss)},
                    {"val_acc", num_or_null(m.val_acc)}, {"test_loss", num_or_null(m.test_loss)},
-                   {"test_acc", num_or_null(m.test_acc)}});
+                   {"test_acc", num_or_null(m.test_acc)}, {"step_seconds", num_or_null(m.step_seconds)}});
   return out;
 }
 
@@ -49,6 +50,7 @@ std::vector<EpochMetrics> history_from_json(const nlohmann::json& j) {
     m.val_acc = num_from(e, "val_acc");
     m.test_loss = num_from(e, "test_loss");
     m.test_acc = num_from(e, "test_acc");
+    m.step_seconds = num_from(e, "step_seconds");
     out.push_back(m);
   }
   return out;
@@ -56,11 +58,12 @@ std::vector<EpochMetrics> history_from_json(const nlohmann::json& j) {
 
 std::string to_csv(const std::vector<EpochMetrics>& history) {
   std::ostringstream os;
-  os << "epoch,seconds,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc\n";
+  os << "epoch,seconds,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,step_seconds\n";
   auto cell = [](double v) { return std::isnan(v) ? std::string() : fixed(v, 6); };
   for (auto& m : history)
     os << m.epoch << "," << cell(m.seconds) << "," << cell(m.train_loss) << "," << cell(m.train_acc) << ","
-       << cell(m.val_loss) << "," << cell(m.val_acc) << "," << cell(m.test_loss) << "," << cell(m.test_acc) << "\n";
+       << cell(m.val_loss) << "," << cell(m.val_acc) << "," << cell(m.test_loss) << "," << cell(m.test_acc) << ","
+       << cell(m.step_seconds) << "\n";
   return os.str();
 }
 

@@ -239,7 +239,8 @@ Checkpoint Trainer::checkpoint() const {
   nlohmann::json m = {{"history", report::to_json(history_)},
                       {"partial_epoch",
                        {{"loss_sum", partial_.loss_sum}, {"correct", partial_.correct},
-                        {"seconds", partial_.seconds}, {"samples", partial_.samples}}}};
+                        {"seconds", partial_.seconds}, {"step_seconds", partial_.step_seconds},
+                        {"samples", partial_.samples}}}};
   c.metrics_json = m.dump();
   return c;
 }
@@ -259,6 +260,7 @@ void Trainer::resume(const Checkpoint& c) {
       partial_.loss_sum = p.value("loss_sum", 0.0);
       partial_.correct = p.value("correct", 0.0);
       partial_.seconds = p.value("seconds", 0.0);
+      partial_.step_seconds = p.value("step_seconds", partial_.seconds);
       partial_.samples = p.value("samples", int64_t{0});
     }
   }
@@ -345,16 +347,21 @@ TrainResult Trainer::run() {
       bar = std::make_unique<report::Progress>("epoch " + std::to_string(e1) + "/" + std::to_string(opt_.epochs),
                                                batcher.batches_per_epoch());
     int64_t done = position_.next_batch;
+    // The epoch's wall time runs while batches are drawn and stepped: the
+    // loader's waits count, the evaluation after the epoch does not.
+    auto wall_from = Clock::now();
+    auto add_wall_time = [&] {
+      const auto now = Clock::now();
+      partial_.seconds += std::chrono::duration<double>(now - wall_from).count();
+      wall_from = now;
+    };
     while (auto batch = batcher.next()) {
       const int64_t b = batch->size();
-      StepScalars scalars;
-      scalars.lr = static_cast<float>(opt_.learning_rate(steps_));
-      if (opt_.scheduled_inputs)
-        for (auto& [name, value] : opt_.scheduled_inputs(steps_)) scalars.inputs.push_back({name, static_cast<float>(value)});
+      const StepScalars scalars = opt_.step_scalars(steps_);
       const float lr = scalars.lr;
       auto t0 = Clock::now();
       const StepResult sr = runner_->step(*batch, scalars, opt_.stop && opt_.stop->load());
-      partial_.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      partial_.step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       ++steps_;
       position_ = batcher.position();
       const double loss = sr.loss;
@@ -374,6 +381,7 @@ TrainResult Trainer::run() {
       if (opt_.max_steps > 0 && steps_ >= opt_.max_steps) break;
       if (sr.stop || (!runner_->stop_needs_agreement() && opt_.stop && opt_.stop->load())) {
         if (bar) bar->finish();
+        add_wall_time();
         save("interrupted.ckpt", result);
         result.interrupted = true;
         result.history = history_;
@@ -381,12 +389,14 @@ TrainResult Trainer::run() {
         return result;
       }
     }
+    add_wall_time();
     position_ = batcher.position();
     if (bar) bar->finish();
 
     report::EpochMetrics m;
     m.epoch = static_cast<int>(e1);
     m.seconds = partial_.seconds;
+    m.step_seconds = partial_.step_seconds;
     m.train_loss = partial_.samples ? partial_.loss_sum / static_cast<double>(partial_.samples) : NAN;
     m.train_acc = has_correct && partial_.samples ? partial_.correct / static_cast<double>(partial_.samples) : NAN;
     for (auto& [name, set] : eval_sets_) {

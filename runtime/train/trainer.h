@@ -37,13 +37,21 @@ struct NumericsError : std::runtime_error {
   int64_t step;   // 1-based, counted over the whole run
 };
 
+// What a step is fed besides its batch: the learning rate and the other
+// inputs a schedule drives (one-cycle momentum: "hyper:momentum"), by name.
+struct StepScalars {
+  float lr = 0;
+  std::vector<std::pair<std::string, float>> inputs;
+  // Appends ("lr", &lr) and every input's (name, pointer); valid while this lives.
+  void append_to(std::vector<std::pair<std::string, const void*>>& named) const;
+};
+
 struct TrainerOptions {
   int64_t batch_size = 32;  // data::BatcherOptions::kFull (0): the whole training set in one step
   int64_t epochs = 1;
-  // The learning rate of 0-based optimizer step `step` (the spec's schedule).
-  std::function<double(int64_t step)> learning_rate = [](int64_t) { return 0.01; };
-  // Other step inputs a schedule drives (one-cycle momentum: "hyper:momentum"), by name; may be empty.
-  std::function<std::vector<std::pair<std::string, double>>(int64_t step)> scheduled_inputs;
+  // What 0-based optimizer step `step` is fed (the spec's schedules): a
+  // function of the step alone, so a resumed run continues it exactly.
+  std::function<StepScalars(int64_t step)> step_scalars = [](int64_t) { return StepScalars{0.01f, {}}; };
   // The run ends after this many steps in total (0: after `epochs`); the
   // epoch it ends in is evaluated and checkpointed as the last.
   int64_t max_steps = 0;
@@ -97,13 +105,6 @@ EvalResult eval_result(const EvalSums& sums);
 // after it (the stop flag seen on any rank).
 // What a train step is fed besides the batch: the learning rate and the
 // inputs of scheduled hyperparameters.
-struct StepScalars {
-  float lr = 0;
-  std::vector<std::pair<std::string, float>> inputs;
-  // Appends ("lr", &lr) and every input's (name, pointer); valid while this lives.
-  void append_to(std::vector<std::pair<std::string, const void*>>& named) const;
-};
-
 struct StepResult {
   double loss = 0, correct = NAN;
   bool stop = false;
@@ -195,7 +196,8 @@ class Trainer {
 
  private:
   struct Partial {  // the unfinished epoch's accumulators, saved with interrupted runs
-    double loss_sum = 0, correct = 0, seconds = 0;
+    double loss_sum = 0, correct = 0;
+    double seconds = 0, step_seconds = 0;  // wall time of the epoch's training, and in the steps
     int64_t samples = 0;
   };
   void save(const std::string& file, TrainResult& result);

@@ -54,7 +54,7 @@ train::TrainerOptions options(const driver::CompiledModel& m) {
   train::TrainerOptions o;
   o.batch_size = 10;
   o.epochs = 2;
-  o.learning_rate = [](int64_t) { return 0.01; };
+  o.step_scalars = [](int64_t) { return train::StepScalars{0.01f, {}}; };
   o.features_input = m.features_input;
   o.labels_input = m.labels_input;
   o.progress = false;

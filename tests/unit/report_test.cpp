@@ -15,6 +15,9 @@ TEST_CASE("an epoch prints in the seed's format") {
   m.epoch = 1, m.seconds = 3.6912, m.train_loss = 3.0481, m.train_acc = 0.1942, m.test_loss = 2.04, m.test_acc = 0.228;
   CHECK(seed_format(m) ==
         "Epoch : 1 , Epoch Time : 3.69 , Train Loss : 3.048 , Train Acc : 0.194 , Test Loss : 2.040 , Test Acc : 0.2280");
+  m.step_seconds = 3.5071;  // the steps' own share, beside the wall time (the peers' scripts read the prefix)
+  CHECK(seed_format(m) == "Epoch : 1 , Epoch Time : 3.69 , Step Time : 3.51 , Train Loss : 3.048 , Train Acc : 0.194 , "
+                          "Test Loss : 2.040 , Test Acc : 0.2280");
 }
 
 TEST_CASE("metrics round-trip through JSON and write CSV with empty cells for missing values") {
@@ -24,8 +27,13 @@ TEST_CASE("metrics round-trip through JSON and write CSV with empty cells for mi
   REQUIRE(back.size() == 1);
   CHECK(back[0].train_acc == 0.75);
   CHECK(std::isnan(back[0].test_loss));
-  CHECK(to_csv({a}) == "epoch,seconds,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc\n"
-                       "1,2.000000,0.500000,0.750000,,,,\n");
+  CHECK(std::isnan(back[0].step_seconds));
+  CHECK(to_csv({a}) == "epoch,seconds,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,step_seconds\n"
+                       "1,2.000000,0.500000,0.750000,,,,,\n");
+  a.step_seconds = 1.5;
+  back = history_from_json(to_json({a}));
+  CHECK(back[0].step_seconds == 1.5);
+  CHECK(to_csv({a}).ends_with("1,2.000000,0.500000,0.750000,,,,,1.500000\n"));
 }
 
 TEST_CASE("confusion matrix counts, accuracy and text") {

@@ -1,6 +1,7 @@
 // The runtime's thread pool: every index exactly once, through the spinning
-// and the sleeping hand-off; workers on cores of their own; the caller's
-// cores given back.
+// and the sleeping hand-off; chunks claimed, so a worker that cannot run
+// leaves its chunk to the caller; workers on cores of their own; the
+// caller's cores given back.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -68,27 +69,80 @@ TEST_CASE("thread pool: chunks are contiguous, in order, the caller's first") {
   CHECK(caller_ran_first_chunk.load());
 }
 
+// Runs a two-chunk job whose chunk 0 (the caller's) waits until chunk 1 has
+// started elsewhere: chunk 1 then cannot be the caller's, whatever the timing.
+template <class Chunk1>
+void with_worker_chunk(ThreadPool& pool, Chunk1 chunk1) {
+  std::atomic<bool> started{false};
+  pool.parallel_for(2, [&](int64_t b, int64_t) {
+    if (b == 0) {
+      while (!started.load()) std::this_thread::yield();
+    } else {
+      started = true;
+      chunk1();
+    }
+  });
+}
+
 TEST_CASE("thread pool: stats count hand-offs, the caller's wait for workers and the workers' busy time") {
   ThreadPool pool(2);
   pool.reset_stats();
-  // The worker's chunk takes 20 ms, the caller's none: the caller waits about
-  // 20 ms. (Long enough that a busy machine delaying either thread by a few
-  // milliseconds, as ctest -j2 does, cannot break the bounds below.)
-  pool.parallel_for(2, [](int64_t b, int64_t) {
-    if (b == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  });
+  // The worker's chunk takes 20 ms after the caller's ends: the caller waits
+  // about 20 ms. (Long enough that a busy machine delaying either thread by a
+  // few milliseconds, as ctest -j2 does, cannot break the bounds below.)
+  with_worker_chunk(pool, [] { std::this_thread::sleep_for(std::chrono::milliseconds(20)); });
   pool.parallel_for(1, [](int64_t, int64_t) {});  // one index: runs on the caller, no hand-off
   ThreadPool::Stats st = pool.stats();
   CHECK(st.jobs == 1);
   CHECK(st.worker_busy_ns >= 20'000'000);
-  CHECK(st.barrier_ns >= 10'000'000);  // (the worker started while the caller ran its empty chunk)
+  CHECK(st.barrier_ns >= 10'000'000);
   CHECK(st.barrier_ns <= st.worker_busy_ns + 15'000'000);
+  CHECK(st.caller_extra_chunks == 0);
   pool.reset_stats();
   st = pool.stats();
   CHECK(st.jobs == 0);
   CHECK(st.barrier_ns == 0);
   CHECK(st.worker_busy_ns == 0);
 }
+
+#if defined(__linux__)
+TEST_CASE("thread pool: a worker that cannot run leaves its chunk to the caller, same partition") {
+  // The whole process on one core: the worker runs only when the caller
+  // gives the core up, so the caller, done with chunk 0, finds chunk 1
+  // unclaimed and runs it instead of waiting out the worker's time slice.
+  cpu_set_t before, one;
+  REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+  {
+    ThreadPool pool(2);  // (one allowed core for two threads: nothing pinned)
+    pool.reset_stats();
+    const auto caller = std::this_thread::get_id();
+    int64_t by_caller = 0;
+    for (int round = 0; round < 300; ++round) {
+      std::mutex mu;
+      std::vector<std::pair<int64_t, int64_t>> chunks;
+      int64_t caller_chunks = 0;
+      pool.parallel_for(9, [&](int64_t b, int64_t e) {
+        std::lock_guard lock(mu);
+        chunks.emplace_back(b, e);
+        if (std::this_thread::get_id() == caller) ++caller_chunks;
+      });
+      std::sort(chunks.begin(), chunks.end());
+      INFO("round " << round);
+      REQUIRE(chunks == std::vector<std::pair<int64_t, int64_t>>{{0, 4}, {4, 9}});  // whoever ran them
+      by_caller += caller_chunks - 1;
+    }
+    const ThreadPool::Stats st = pool.stats();
+    CHECK(st.jobs == 300);
+    CHECK(st.caller_extra_chunks == by_caller);
+    CHECK(st.caller_extra_chunks > 0);
+    MESSAGE("the caller ran the worker's chunk in " << st.caller_extra_chunks << " of 300 jobs");
+  }
+  REQUIRE(sched_setaffinity(0, sizeof before, &before) == 0);
+}
+#endif
 
 #if defined(__linux__)
 TEST_CASE("thread pool: a worker runs on its own core, the caller off it, and the caller's cores come back") {
@@ -100,8 +154,9 @@ TEST_CASE("thread pool: a worker runs on its own core, the caller off it, and th
   {
     ThreadPool pool(2);
     for (int round = 0; round < 50; ++round) {
-      std::atomic<int> caller_cpu{-1}, worker_cpu{-1};
-      pool.parallel_for(2, [&](int64_t b, int64_t) { (b == 0 ? caller_cpu : worker_cpu) = sched_getcpu(); });
+      std::atomic<int> caller_cpu{sched_getcpu()}, worker_cpu{-1};
+      with_worker_chunk(pool, [&] { worker_cpu = sched_getcpu(); });
+      caller_cpu = sched_getcpu();
       INFO("round " << round);
       REQUIRE(worker_cpu.load() >= 0);
       CHECK(caller_cpu.load() != worker_cpu.load());

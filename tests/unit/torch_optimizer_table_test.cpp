@@ -76,10 +76,11 @@ TEST_CASE("torch table: optimizers, weight decay, clipping and schedules step by
     std::map<std::string, Value> state = {{"w", Value{DType::f32, {3, 2}, flat(t["w0"])}},
                                           {"b", Value{DType::f32, {2}, flat(t["b0"])}}};
     for (auto& [k, v] : initial_optimizer_state(step, state)) state[k] = v;
+    const auto schedule = driver::step_schedule(spec, steps);
     for (int64_t s = 0; s < steps; ++s) {
       const json& want = c["expected"][static_cast<size_t>(s)];
       CAPTURE(s);
-      train::StepScalars scalars = driver::step_scalars(spec, s, steps);
+      train::StepScalars scalars = schedule(s);
       CHECK(scalars.lr == doctest::Approx(want["lr"].get<double>()).epsilon(1e-6));
       auto feeds = state;
       feeds["x"] = Value{DType::f32, {4, 3}, flat(t["x"])};

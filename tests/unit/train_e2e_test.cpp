@@ -41,7 +41,7 @@ train::TrainerOptions options(const TrainSpec& spec, const driver::CompiledModel
   o.batch_size = spec.batch_size;
   o.epochs = epochs;
   double lr = spec.optimizer.lr;
-  o.learning_rate = [lr](int64_t) { return lr; };
+  o.step_scalars = [lr](int64_t) { return train::StepScalars{static_cast<float>(lr), {}}; };
   o.seed = spec.seed;
   o.features_input = m.features_input;
   o.labels_input = m.labels_input;

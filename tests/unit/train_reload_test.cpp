@@ -39,7 +39,7 @@ TEST_CASE("train: E4b reload from a checkpoint gives bit-identical predictions")
   data::Dataset d = data::Dataset::make(x, y);
   train::TrainerOptions o;
   o.batch_size = 4;
-  o.learning_rate = [](int64_t) { return 0.001; };
+  o.step_scalars = [](int64_t) { return train::StepScalars{0.001f, {}}; };
   o.features_input = m.features_input;
   o.labels_input = m.labels_input;
   o.progress = false;

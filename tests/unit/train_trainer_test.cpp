@@ -3,10 +3,15 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <span>
+#include <string>
+#include <thread>
 
 #include "compiler/driver/training_setup.h"
 #include "compiler/frontend/graph_json.h"
@@ -59,7 +64,7 @@ train::TrainerOptions options(const driver::CompiledModel& m, double lr, int64_t
   train::TrainerOptions o;
   o.batch_size = 2;
   o.epochs = epochs;
-  o.learning_rate = [lr](int64_t) { return lr; };
+  o.step_scalars = [lr](int64_t) { return train::StepScalars{static_cast<float>(lr), {}}; };
   o.seed = 7;
   o.features_input = m.features_input;
   o.labels_input = m.labels_input;
@@ -175,7 +180,7 @@ TEST_CASE("train: a non-finite loss stops training and names the epoch and step"
   // A NaN learning rate at step index 3 (the 4th step, epoch 2's first) makes
   // w NaN; the 5th step's loss is the first non-finite one.
   auto o = options(m, 0.01, 3);
-  o.learning_rate = [](int64_t step) { return step == 3 ? NAN : 0.01; };
+  o.step_scalars = [](int64_t step) { return train::StepScalars{step == 3 ? NAN : 0.01f, {}}; };
   data::Dataset d = tiny_data();
   train::Trainer t(*m.program, d, o);
   try {
@@ -195,7 +200,7 @@ TEST_CASE("train: check_numerics names the first non-finite param after the step
   auto m = compiled(spec);
   auto o = options(m, 0.01, 2);
   o.check_numerics = true;
-  o.learning_rate = [](int64_t step) { return step == 3 ? INFINITY : 0.01; };
+  o.step_scalars = [](int64_t step) { return train::StepScalars{step == 3 ? INFINITY : 0.01f, {}}; };
   data::Dataset d = tiny_data();
   train::Trainer t(*m.program, d, o);
   CHECK_THROWS_WITH_AS(t.run(), doctest::Contains("after epoch 2, step 4"), train::NumericsError);
@@ -245,7 +250,9 @@ TEST_CASE("trainer: scheduled inputs reach the step, and the loader's transform 
   auto o = options(m, 0.01, 1);
   std::vector<std::pair<int64_t, float>> seen;  // (row, x the step saw) via the transform
   int64_t transformed = 0;
-  o.scheduled_inputs = [](int64_t s) { return std::vector<std::pair<std::string, double>>{{"hyper:momentum", 0.9 - 0.01 * s}}; };
+  o.step_scalars = [](int64_t s) {
+    return train::StepScalars{0.01f, {{"hyper:momentum", static_cast<float>(0.9 - 0.01 * s)}}};
+  };
   o.batch_transform = [&](data::Batch& b, std::span<const int64_t> rows, int64_t epoch) {
     CHECK(epoch == 0);
     CHECK(static_cast<int64_t>(rows.size()) == b.size());
@@ -263,6 +270,32 @@ TEST_CASE("trainer: scheduled inputs reach the step, and the loader's transform 
   float w_after;
   std::memcpy(&w_after, m.program->persistent("w"), 4);
   CHECK(w_after == w_before[0]);  // every x was zeroed: no gradient reached w
+}
+
+TEST_CASE("trainer: the epoch time is the training's wall time (the loader's waits included) with the steps' time beside it") {
+  TrainSpec spec = tiny_spec("sgd", 0.01);
+  auto m = compiled(spec);
+  data::Dataset d = tiny_data();
+  auto o = options(m, 0.01, 1);
+  // A slow loader: 40 ms per batch of 2 (3 batches) on the prefetch thread,
+  // which the steps (microseconds each) wait for.
+  o.batch_transform = [](data::Batch&, std::span<const int64_t>, int64_t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  };
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* log = open_memstream(&text, &size);
+  o.log = log;
+  train::Trainer trainer(*m.program, d, o);
+  auto r = trainer.run();
+  std::fclose(log);
+  const std::string printed(text, size);
+  std::free(text);
+  REQUIRE(r.history.size() == 1);
+  const auto& e = r.history[0];
+  CHECK(e.step_seconds >= 0);
+  CHECK(e.seconds - e.step_seconds >= 0.075);  // at least two of the three batches were waited for
+  CHECK(printed.find(" , Step Time : ") != std::string::npos);
 }
 
 TEST_CASE("compile_model: the features are the input the prediction reads, whatever the names' order") {

@@ -133,8 +133,8 @@ json kiln_summary(const TrainSpec& spec, const fs::path& dir) {
   auto history = m.is_null() ? std::vector<report::EpochMetrics>{} : report::history_from_json(m);
   json s = {{"epochs", history.size()}};
   if (history.empty()) return s;
-  double secs = 0;
-  for (auto& e : history) secs += e.seconds;
+  double secs = 0, step_secs = 0;
+  for (auto& e : history) secs += e.seconds, step_secs += std::isnan(e.step_seconds) ? e.seconds : e.step_seconds;
   const auto& last = history.back();
   if (spec.dataset == "text") {
     s["val_loss"] = last.val_loss;
@@ -149,7 +149,8 @@ json kiln_summary(const TrainSpec& spec, const fs::path& dir) {
   for (std::string line; std::getline(csv, line);) steps += !line.empty() && std::isdigit(static_cast<unsigned char>(line[0]));
   s["steps"] = steps;
   s["seconds_per_100_steps"] = steps ? 100.0 * secs / static_cast<double>(steps) : NAN;
-  s["step_seconds"] = secs;  // the compiled steps' time ("Epoch Time" summed)
+  s["train_seconds"] = secs;  // the training's wall time ("Epoch Time" summed: loader included, evaluation not)
+  s["step_seconds"] = step_secs;  // of which in the compiled steps
   s["mean_epoch_seconds"] = secs / static_cast<double>(history.size());
   return s;
 }

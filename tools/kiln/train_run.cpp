@@ -116,12 +116,7 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
     to.epochs = o.epochs > 0 ? o.epochs : spec.epochs;
   }
   const int64_t run_steps = to.max_steps > 0 ? to.max_steps : to.epochs * per_epoch;
-  to.learning_rate = [spec, run_steps](int64_t step) { return driver::step_scalars(spec, step, run_steps).lr; };
-  to.scheduled_inputs = [spec, run_steps](int64_t step) {
-    std::vector<std::pair<std::string, double>> out;
-    for (auto& [name, value] : driver::step_scalars(spec, step, run_steps).inputs) out.push_back({name, value});
-    return out;
-  };
+  to.step_scalars = driver::step_schedule(spec, run_steps);
   to.batch_transform = driver::training_batch_transform(spec, data);
   to.seed = spec.seed;
   to.features_input = m.features_input;

@@ -32,6 +32,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+sys.path.insert(0, os.path.dirname(HERE))
+from host import cpu_model  # noqa: E402  (tools/bench/host.py)
 WORKLOADS = ["mlp64", "mlpfull", "cnn32", "transfer32"]
 WORKLOADS_FULL_BATCH = {"mlpfull": True}
 TITLES = {
@@ -50,17 +52,6 @@ RUNNERS = [
     ("jax", "JAX", "jit", "jax_peer.py"),
 ]
 MODULES = {"torch": "torch", "tf": "tensorflow-cpu", "jax": "jax"}
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def mem_gib():

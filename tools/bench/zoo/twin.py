@@ -26,6 +26,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data as zdata  # noqa: E402
 import models  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from host import cpu_model  # noqa: E402  (tools/bench/host.py)
 
 IMAGE_RECIPES = {
     "lenet5": {"dataset": "fashion-mnist", "preprocessing": "x / 255, no normalization", "augmentation": "none",
@@ -60,17 +62,6 @@ GPT_RECIPE = {"dataset": "kjv (bytes)", "split": "train: first 90% of the bytes,
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def host_cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def peak_rss_mb():
@@ -287,7 +278,7 @@ def main():
         return print_lr(args)
     out = {"model": args.model, "framework": "pytorch", "torch_version": torch.__version__, "threads": args.threads,
            "seed": args.seed, "quick": args.quick,
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "host_cpu": host_cpu()}
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "host_cpu": cpu_model()}
     t0 = time.perf_counter()
     (train_gpt if args.model == "char_gpt" else train_images)(args, out)
     out["total_seconds"] = time.perf_counter() - t0

@@ -1,0 +1,15 @@
+"""What the benchmarks say about the machine they ran on (shared by the peer
+harness, tools/bench/peers, and the zoo twins, tools/bench/zoo)."""
+import platform
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
