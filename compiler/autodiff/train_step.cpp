@@ -118,6 +118,15 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
   // The apply half never sees the batch: the forward pass's own updates
   // (running statistics) belong to the gradient half.
   if (part == StepPart::apply) s.updates.clear();
+  // The model's outputs in the training form, by id: a mode may have
+  // replaced an output by an existing node (dropout at rate 0 is its input),
+  // so its name alone no longer finds it.
+  std::vector<std::pair<std::string, NodeId>> forward_outputs = s.outputs;
+  auto forward_output = [&](const std::string& name) {
+    for (auto& [n, id] : forward_outputs)
+      if (n == name) return id;
+    return kNoNode;
+  };
   s.outputs.clear();
   const size_t model_nodes = s.nodes.size();
   NodeId lr = b.input(kLearningRateInput, {DType::f32, {}});
@@ -161,15 +170,15 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
     std::vector<NodeId> moved = topological_sort(s);
     auto remap = [&](NodeId& id) { id = moved.at(static_cast<size_t>(id)); };
     remap(lr), remap(step), remap(t);
+    for (auto& [name, id] : forward_outputs) remap(id);
     for (ParamSlot& slot : slots) {
       remap(slot.param), remap(slot.value);
       for (auto& [n, id] : slot.state) remap(id);
       for (auto& [n, id] : slot.state_value) remap(id);
     }
   }
-  // Model node ids may have moved; the model's loss is found by name.
-  const NodeId loss = s.find(model.node(model.output("loss")).name);
-  const NodeId correct = model.output("correct") == kNoNode ? kNoNode : s.find(model.node(model.output("correct")).name);
+  const NodeId loss = forward_output("loss");
+  const NodeId correct = forward_output("correct");
 
   std::vector<NodeId> wrt;
   for (const ParamSlot& slot : slots)
@@ -241,8 +250,8 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
   // model's other outputs lets predict and eval_step be lowered from this
   // graph and share its forward kernels (compiled once, not twice).
   if (part == StepPart::whole && rule.pre.is_null())
-    for (auto& [name, id] : model.outputs)
-      if (s.output(name) == kNoNode) s.outputs.push_back({name, s.find(model.node(id).name)});
+    for (auto& [name, id] : forward_outputs)
+      if (s.output(name) == kNoNode) s.outputs.push_back({name, id});
   std::set<NodeId> updated;
   for (auto& [target, value] : s.updates) {
     if (!updated.insert(target).second)

@@ -25,7 +25,7 @@ namespace {
 const std::vector<std::string> kTopKeys = {"format", "name", "description", "graph", "data", "preprocessing",
                                            "batch_size", "epochs", "steps", "optimizer", "seed", "freeze",
                                            "unfreeze", "init_from", "validation", "metrics", "subset", "threads",
-                                           "augmentation"};
+                                           "augmentation", "dropout"};
 const std::vector<std::string> kMetrics = {"loss", "accuracy", "confusion_matrix", "epoch_time"};
 
 class SpecReader {
@@ -66,6 +66,10 @@ class SpecReader {
     else if (s.steps > 0)
       s.epochs = std::numeric_limits<int32_t>::max();  // the step count ends the run
     read_optimizer(s);
+    if (auto* v = get("/dropout", root_, "dropout", json::value_t::number_float)) {
+      s.dropout = v->get<double>();
+      if (!(s.dropout >= 0 && s.dropout < 1)) fail("/dropout", "dropout is a rate in [0, 1), got " + v->dump());
+    }
     if (auto* v = get("/seed", root_, "seed", json::value_t::number_unsigned)) s.seed = *v;
     s.freeze = strings("/freeze", "freeze");
     s.unfreeze = strings("/unfreeze", "unfreeze");

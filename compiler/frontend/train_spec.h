@@ -5,6 +5,7 @@
 // validation split, metrics, quick-run subsets, threads. Every problem in a
 // spec is reported at once, each at its JSON path (like the graph frontend).
 // Relative paths in a spec are relative to the spec file's directory.
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -66,6 +67,9 @@ struct TrainSpec {
   bool full_batch = false;
   int64_t epochs = 1;
   int64_t steps = 0;                       // > 0: the run ends after this many steps (epochs as needed)
+  // Set: every dropout rate of the graph (dropout layers, attention dropout)
+  // for this run, as a model's config overrides its default; NaN: the graph's.
+  double dropout = NAN;
   OptimizerSpec optimizer;
   uint64_t seed = 1;
   std::vector<std::string> freeze, unfreeze;  // globs on param names

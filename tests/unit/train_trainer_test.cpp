@@ -298,6 +298,45 @@ TEST_CASE("trainer: the epoch time is the training's wall time (the loader's wai
   CHECK(printed.find(" , Step Time : ") != std::string::npos);
 }
 
+TEST_CASE("compile_model: the spec's dropout replaces every dropout rate of the graph, attention's too") {
+  const char* graph = R"({
+    "format": "kiln.graph/1", "name": "drop",
+    "inputs": {"x": {"shape": [-1, 4, 8]}, "t": {"shape": [-1, 4, 8]}},
+    "nodes": [
+      {"name": "attn", "layer": "multi_head_attention", "inputs": ["x"], "heads": 2, "causal": true, "dropout": 0.1},
+      {"name": "drop", "layer": "dropout", "rate": 0.3},
+      {"name": "loss", "op": "mse", "inputs": ["drop", "t"]}
+    ],
+    "outputs": {"logits": "drop", "loss": "loss"}
+  })";
+  auto masks = [&](const TrainSpec& spec) {  // dropout masks the training step draws
+    auto m = driver::compile_model(parse_graph(graph), &spec, 2, 1);
+    REQUIRE(m.graphs->train_step);
+    int n = 0;
+    for (const Node& node : m.graphs->train_step->nodes) n += node.op == "random_uniform";
+    return n;
+  };
+  TrainSpec spec = tiny_spec("sgd", 0.01);
+  CHECK(masks(spec) == 2);  // the graph's rates: the attention weights' mask and the layer's
+  spec.dropout = 0;
+  CHECK(masks(spec) == 0);
+  spec.dropout = 0.2;
+  CHECK(masks(spec) == 2);
+  // In the spec: a rate in [0, 1).
+  const std::string head = R"({"format": "kiln.train/1", "graph": ")" KILN_SOURCE_DIR R"(/graphs/zoo/lenet5.json", )";
+  const std::string tail = R"("data": {"set": "mnist", "dir": "unused"}, "batch_size": 4, "epochs": 1,
+                              "preprocessing": {"images": "scale255", "labels": "sparse"},
+                              "optimizer": {"kind": "sgd", "lr": 0.01}})";
+  CHECK(parse_train_spec(head + R"("dropout": 0, )" + tail, "case.json").dropout == 0);
+  CHECK(std::isnan(parse_train_spec(head + tail, "case.json").dropout));
+  try {
+    parse_train_spec(head + R"("dropout": 1, )" + tail, "case.json");
+    FAIL("dropout 1 accepted");
+  } catch (const SpecError& e) {
+    CHECK(std::string(e.what()).find("/dropout: dropout is a rate in [0, 1), got 1") != std::string::npos);
+  }
+}
+
 TEST_CASE("compile_model: the features are the input the prediction reads, whatever the names' order") {
   // "targets" sorts before "tokens": a choice by order would feed the model its own targets.
   const char* graph = R"({

@@ -55,7 +55,7 @@ GPT_RECIPE = {"dataset": "kjv (bytes)", "split": "train: first 90% of the bytes,
               "schedule": {"kind": "SequentialLR(LinearLR(start_factor 0.01, end_factor 1, total_iters 100), "
                                    "CosineAnnealingLR(T_max steps - 100, eta_min 1e-4), milestones [100])",
                            "warmup_steps": 100, "eta_min": 1e-4},
-              "grad_clip_global_norm": 1.0, "dropout": 0.1, "eval_every": 500,
+              "grad_clip_global_norm": 1.0, "dropout": 0.0, "eval_every": 500,
               "val": "mean cross-entropy per character over all non-overlapping 128-byte windows of the validation "
                      "split (stride 128, targets shifted by one, incomplete last window dropped); bpc = loss / ln 2"}
 
