@@ -81,8 +81,8 @@ void ThreadPool::wake_sleepers() {
   wake_.notify_all();
 }
 
-ThreadPool::ThreadPool(int threads) : spin_ns_(spin_us() * 1000) {
-  job_.store(static_cast<uint32_t>(std::max(threads, 1)));  // generation 0: nothing to claim
+ThreadPool::ThreadPool(int threads) : threads_(std::max(threads, 1)), spin_ns_(spin_us() * 1000) {
+  job_.store(static_cast<uint32_t>(threads_));  // generation 0: nothing to claim
   // Each worker keeps to one core of those the process may use (worker i to
   // the i-th), and a caller found on a worker's core moves to the others.
   // Unpinned, a worker woken while its core sleeps lands on its waker's core
@@ -185,13 +185,13 @@ void ThreadPool::parallel_for(int64_t n, Body body, void* closure) {
   if (b < e) body(closure, b, e);
   done_.fetch_add(1);
   uint64_t last;
-  const int ran = 1 + run_chunks(generation, last);
+  const int extra = run_chunks(generation, last);
   const int64_t wait_from = now_ns();
   for (int finished = done_.load(std::memory_order_acquire); finished != parts;)
     finished = await_change(done_, finished);
   jobs_.fetch_add(1, std::memory_order_relaxed);
   barrier_ns_.fetch_add(now_ns() - wait_from, std::memory_order_relaxed);
-  if (ran > 1) caller_extra_chunks_.fetch_add(ran - 1, std::memory_order_relaxed);
+  if (extra > 0) caller_extra_chunks_.fetch_add(extra, std::memory_order_relaxed);
 }
 
 int ThreadPool::run_chunks(uint32_t generation, uint64_t& word) {
@@ -202,8 +202,7 @@ int ThreadPool::run_chunks(uint32_t generation, uint64_t& word) {
     if (!job_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
     int64_t b, e;
     chunk(n_, static_cast<int>(parts), static_cast<int>(static_cast<uint32_t>(word)), b, e);
-    if (b < e) body_(closure_, b, e);
-    ++ran;
+    if (b < e) body_(closure_, b, e), ++ran;
     if (done_.fetch_add(1) + 1 == static_cast<int>(parts)) wake_sleepers();  // the caller may sleep
     word = job_.load(std::memory_order_acquire);
   }
@@ -237,6 +236,9 @@ void ThreadPool::worker(int /*index*/) {
     do ran += run_chunks(static_cast<uint32_t>(word >> 32), word);
     while (static_cast<uint32_t>(word) < parts && !stop_.load(std::memory_order_acquire));
     if (ran > 0) worker_busy_ns_.fetch_add(now_ns() - from, std::memory_order_relaxed);
+    // The destructor's word may be the one just seen: waiting for it to
+    // change would wait forever.
+    if (stop_.load(std::memory_order_acquire)) return;
     seen = word;  // the next change of the word is the next job (or a claim in it)
   }
 }

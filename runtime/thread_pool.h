@@ -36,7 +36,7 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  int threads() const { return threads_; }
   // Calls body(begin, end) over a static partition of [0, n) into at most
   // threads() contiguous chunks; the caller runs chunk 0. The partition depends
   // only on n and threads(), so results are reproducible.
@@ -72,6 +72,7 @@ class ThreadPool {
   void wake_sleepers();
   // Moves the calling thread off the workers' cores when it is on one (Linux).
   void steer_caller();
+  const int threads_;  // set before any worker starts (workers read it while others are still being made)
   std::vector<int> worker_cpus_;  // the core each worker is pinned to (empty: none pinned)
   // The cores a steered caller had (given back by the destructor when that
   // thread runs it). A bitset: steering happens inside steps, which allocate nothing.
@@ -80,7 +81,7 @@ class ThreadPool {
   std::thread::id steered_thread_;
   std::vector<std::thread> workers_;
   // Claims and runs chunks of job `generation` until none is left; returns
-  // how many it ran, and in `word` the job word it stopped at.
+  // how many non-empty ones it ran, and in `word` the job word it stopped at.
   int run_chunks(uint32_t generation, uint64_t& word);
   // The job: written by parallel_for before job_ moves to a new generation
   // (release), read by a thread only after it claimed a chunk (acquire).

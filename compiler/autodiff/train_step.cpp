@@ -171,6 +171,7 @@ static Graph build_step(const Graph& model, const TrainStepConfig& config, StepP
     auto remap = [&](NodeId& id) { id = moved.at(static_cast<size_t>(id)); };
     remap(lr), remap(step), remap(t);
     for (auto& [name, id] : forward_outputs) remap(id);
+    for (auto& [name, id] : hyper_inputs) remap(id);
     for (ParamSlot& slot : slots) {
       remap(slot.param), remap(slot.value);
       for (auto& [n, id] : slot.state) remap(id);

@@ -240,10 +240,7 @@ CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batc
   }
   auto t0 = std::chrono::steady_clock::now();
   if (spec) {
-    apply_trainable_patterns(model, *spec);
-    if (!std::isnan(spec->dropout))
-      for (Node& n : model.nodes)
-        if (n.op == "dropout") n.attrs["rate"] = spec->dropout;  // (rate 0: the op is x, no mask drawn)
+    apply_train_spec(model, *spec);
     TrainStepConfig config = train_step_config(*spec);
     m.graphs = codegen::program_graphs(std::move(model), &config, distributed);
   } else {

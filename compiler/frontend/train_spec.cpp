@@ -14,6 +14,8 @@
 #include "compiler/frontend/graph_json.h"
 #include "compiler/frontend/json_text.h"
 #include "compiler/ops/registry.h"
+#include "compiler/passes/graph_edit.h"
+#include "compiler/passes/passes.h"
 
 namespace kiln {
 
@@ -68,7 +70,7 @@ class SpecReader {
     read_optimizer(s);
     if (auto* v = get("/dropout", root_, "dropout", json::value_t::number_float)) {
       s.dropout = v->get<double>();
-      if (!(s.dropout >= 0 && s.dropout < 1)) fail("/dropout", "dropout is a rate in [0, 1), got " + v->dump());
+      if (!(s.dropout >= 0 && s.dropout <= 0.999)) fail("/dropout", "dropout is a rate in [0, 0.999], got " + v->dump());
     }
     if (auto* v = get("/seed", root_, "seed", json::value_t::number_unsigned)) s.seed = *v;
     s.freeze = strings("/freeze", "freeze");
@@ -470,7 +472,7 @@ std::vector<TrainSpec> expand_sweeps(const TrainSpec& spec) {
   return out;
 }
 
-void apply_trainable_patterns(Graph& g, const TrainSpec& spec) {
+void apply_train_spec(Graph& g, const TrainSpec& spec) {
   std::vector<Diagnostic> diags;
   auto matches = [](const std::vector<std::string>& patterns, const std::string& name) {
     for (auto& p : patterns)
@@ -493,6 +495,16 @@ void apply_trainable_patterns(Graph& g, const TrainSpec& spec) {
     if (n.attrs.value("role", std::string("param")) != "param") continue;
     if (matches(spec.unfreeze, n.name)) n.attrs["trainable"] = true;
     else if (matches(spec.freeze, n.name)) n.attrs["trainable"] = false;
+  }
+  if (!std::isnan(spec.dropout)) {
+    bool removed = false;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      Node& n = g.nodes[i];
+      if (n.op != "dropout") continue;
+      n.attrs["rate"] = spec.dropout;
+      if (spec.dropout == 0) replace_uses(g, static_cast<NodeId>(i), n.inputs.at(0)), removed = true;
+    }
+    if (removed) eliminate_dead_code(g);
   }
 }
 

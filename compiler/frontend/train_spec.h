@@ -88,10 +88,12 @@ TrainSpec load_train_spec(const std::string& path);
 // itself); each is named "<name>[alpha=0.25]" and has no sweeps left.
 std::vector<TrainSpec> expand_sweeps(const TrainSpec& spec);
 
-// Sets every param's trainable flag: a param matching an "unfreeze" pattern
-// trains, else one matching a "freeze" pattern is frozen, else the graph's
-// flag stands. Throws SpecError when a pattern matches no param (a typo
-// would otherwise silently train the wrong params).
-void apply_trainable_patterns(Graph& g, const TrainSpec& spec);
+// What a spec changes in its graph. Every param's trainable flag: a param
+// matching an "unfreeze" pattern trains, else one matching a "freeze"
+// pattern is frozen, else the graph's flag stands; throws SpecError when a
+// pattern matches no param (a typo would otherwise silently train the wrong
+// params). The spec's "dropout": every dropout op's rate (at 0 the ops are
+// removed, so training and inference share one forward pass).
+void apply_train_spec(Graph& g, const TrainSpec& spec);
 
 }  // namespace kiln

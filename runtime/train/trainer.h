@@ -103,8 +103,6 @@ EvalResult eval_result(const EvalSums& sums);
 // What one optimizer step reports: the loss over the whole (global) batch,
 // the correct count (NaN: the model has none), and whether the run stops
 // after it (the stop flag seen on any rank).
-// What a train step is fed besides the batch: the learning rate and the
-// inputs of scheduled hyperparameters.
 struct StepResult {
   double loss = 0, correct = NAN;
   bool stop = false;

@@ -104,7 +104,7 @@ struct Model {
 Model model(const std::string& graph, const std::string& spec) {
   Graph g = load_graph(source(graph));
   TrainSpec s = expand_sweeps(load_train_spec(source(spec))).front();
-  apply_trainable_patterns(g, s);
+  apply_train_spec(g, s);
   TrainStepConfig config = train_step_config(s);
   return {codegen::program_graphs(std::move(g), &config)};
 }

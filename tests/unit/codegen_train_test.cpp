@@ -93,7 +93,7 @@ void check_training(const Graph& model_in, const TrainStepConfig& config, int64_
 TrainStepConfig spec_config(const std::string& spec_file, Graph& g, size_t sweep = 0) {
   auto specs = expand_sweeps(load_train_spec(source(spec_file)));
   REQUIRE(sweep < specs.size());
-  apply_trainable_patterns(g, specs[sweep]);
+  apply_train_spec(g, specs[sweep]);
   return train_step_config(specs[sweep]);
 }
 

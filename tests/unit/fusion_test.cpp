@@ -29,7 +29,7 @@ std::string source(const std::string& rel) { return std::string(KILN_SOURCE_DIR)
 std::unique_ptr<const codegen::ProgramGraphs> mlp_graphs() {
   Graph g = load_graph(source("graphs/mlp_cifar10.json"));
   TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/experiments/e2_mlp_autodiff_b64.json"))).front();
-  apply_trainable_patterns(g, spec);
+  apply_train_spec(g, spec);
   TrainStepConfig config = train_step_config(spec);
   return codegen::program_graphs(std::move(g), &config);
 }
@@ -121,7 +121,7 @@ TEST_CASE("programs: predict and eval_step share the training graph's forward ke
   // see the params themselves, so it keeps the model's own graph.
   Graph g = load_graph(source("graphs/mlp_cifar10.json"));
   TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/experiments/e3_interp_alpha.json"))).front();
-  apply_trainable_patterns(g, spec);
+  apply_train_spec(g, spec);
   TrainStepConfig config = train_step_config(spec);
   auto e3 = codegen::program_graphs(std::move(g), &config);
   for (const lower::EntrySpec& e : e3->entries())

@@ -43,7 +43,7 @@ const lower::Kernel* gemm_with_epilogue(const lower::Program& p, const std::stri
 TEST_CASE("gemm epilogue: the MLP's w1 update runs inside the gemm of its gradient") {
   Graph g = load_graph(source("graphs/mlp_cifar10.json"));
   TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/experiments/e2_mlp_autodiff_b64.json"))).front();
-  apply_trainable_patterns(g, spec);
+  apply_train_spec(g, spec);
   TrainStepConfig config = train_step_config(spec);
   auto graphs = codegen::program_graphs(std::move(g), &config);
   std::vector<std::string> why;

@@ -71,7 +71,7 @@ TEST_CASE("gradcheck: the MLP, the CNN and the transfer graph pass in f64") {
   GradcheckReport head_only = gradcheck(transfer, quick());
   expect_pass(head_only);
   CHECK(head_only.params.size() == 2);  // the base is frozen
-  apply_trainable_patterns(transfer, load_train_spec(kGraphs + "experiments/e4d_finetune.json"));
+  apply_train_spec(transfer, load_train_spec(kGraphs + "experiments/e4d_finetune.json"));
   GradcheckReport all = gradcheck(transfer, quick());
   expect_pass(all);
   CHECK(all.params.size() == 8);

@@ -76,13 +76,13 @@ TEST_CASE("train spec: E4 CNN, transfer (65 of 55,809 params train) and fine-tun
   CHECK(c.init_from == KILN_SOURCE_DIR "/runs/e4a_cnn/final.ckpt");
   Graph transfer = load_graph(c.graph);
   for (NodeId p : transfer.params()) transfer.node(p).attrs["trainable"] = true;  // the spec must decide
-  apply_trainable_patterns(transfer, c);
+  apply_train_spec(transfer, c);
   CHECK(param_count(transfer) == 55809);
   CHECK(param_count(transfer, true) == 65);
 
   TrainSpec d = load_train_spec(kExperiments + "e4d_finetune.json");
   CHECK(d.optimizer.lr < c.optimizer.lr);
-  apply_trainable_patterns(transfer, d);
+  apply_train_spec(transfer, d);
   CHECK(param_count(transfer, true) == 55809);
 }
 
@@ -127,5 +127,5 @@ TEST_CASE("train spec: a freeze pattern that matches no param is an error") {
   TrainSpec s = load_train_spec(kExperiments + "e4c_transfer.json");
   s.freeze = {"conv9/*"};
   Graph g = load_graph(s.graph);
-  CHECK_THROWS_WITH_AS(apply_trainable_patterns(g, s), doctest::Contains("\"conv9/*\" matches no param"), SpecError);
+  CHECK_THROWS_WITH_AS(apply_train_spec(g, s), doctest::Contains("\"conv9/*\" matches no param"), SpecError);
 }

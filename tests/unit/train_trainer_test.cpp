@@ -309,17 +309,21 @@ TEST_CASE("compile_model: the spec's dropout replaces every dropout rate of the 
     ],
     "outputs": {"logits": "drop", "loss": "loss"}
   })";
+  bool modes_differ = false;
   auto masks = [&](const TrainSpec& spec) {  // dropout masks the training step draws
     auto m = driver::compile_model(parse_graph(graph), &spec, 2, 1);
     REQUIRE(m.graphs->train_step);
+    modes_differ = m.graphs->modes_differ;
     int n = 0;
     for (const Node& node : m.graphs->train_step->nodes) n += node.op == "random_uniform";
     return n;
   };
   TrainSpec spec = tiny_spec("sgd", 0.01);
   CHECK(masks(spec) == 2);  // the graph's rates: the attention weights' mask and the layer's
+  CHECK(modes_differ);
   spec.dropout = 0;
   CHECK(masks(spec) == 0);
+  CHECK_FALSE(modes_differ);  // no dropout op left: predict shares the step's forward pass
   spec.dropout = 0.2;
   CHECK(masks(spec) == 2);
   // In the spec: a rate in [0, 1).
@@ -333,7 +337,7 @@ TEST_CASE("compile_model: the spec's dropout replaces every dropout rate of the 
     parse_train_spec(head + R"("dropout": 1, )" + tail, "case.json");
     FAIL("dropout 1 accepted");
   } catch (const SpecError& e) {
-    CHECK(std::string(e.what()).find("/dropout: dropout is a rate in [0, 1), got 1") != std::string::npos);
+    CHECK(std::string(e.what()).find("/dropout: dropout is a rate in [0, 0.999], got 1") != std::string::npos);
   }
 }
 

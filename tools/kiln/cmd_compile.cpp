@@ -86,7 +86,7 @@ static RegisterCommand compile_cmd(30, [](CLI::App& app) {
     try {
       if (!o->train.empty()) {
         TrainSpec spec = expand_sweeps(load_train_spec(o->train)).front();
-        apply_trainable_patterns(g, spec);
+        apply_train_spec(g, spec);
         TrainStepConfig config = train_step_config(spec);
         if (!o->batch) o->batch = spec.full_batch ? 0 : spec.batch_size;
         if (spec.optimizer.lr > 0) lr = spec.optimizer.lr;

@@ -30,7 +30,7 @@ static RegisterCommand gradcheck_cmd(30, [](CLI::App& app) {
   sub->callback([o] {
     Graph g = load_graph_or_fail(o->file);
     // GraphError, AutodiffError, ...: main() prints any error and exits 1.
-    if (!o->spec.empty()) apply_trainable_patterns(g, load_train_spec(o->spec));
+    if (!o->spec.empty()) apply_train_spec(g, load_train_spec(o->spec));
     GradcheckReport report = gradcheck(g, o->check);
     std::cout << report.text();
     if (!report.passed()) throw InputError("gradient check failed for " + o->file);

@@ -28,7 +28,7 @@ TrainStepConfig config_for(Graph& g, const IrOpts& o) {
   TrainStepConfig config;
   if (!o.spec.empty()) {
     TrainSpec spec = expand_sweeps(load_train_spec(o.spec)).front();
-    apply_trainable_patterns(g, spec);
+    apply_train_spec(g, spec);
     config = train_step_config(spec);
   }
   return config;

@@ -94,7 +94,7 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
   out.max_batch = m.program->info().max_batch;
   {
     Graph flagged = model;
-    apply_trainable_patterns(flagged, spec);
+    apply_train_spec(flagged, spec);
     out.params = count_params(flagged, false);
     out.trainable_params = count_params(flagged, true);
   }

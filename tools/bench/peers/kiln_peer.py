@@ -103,7 +103,7 @@ def main():
         metrics = json.load(f)
     epochs, prev = [], compiled_at
     for (k, now, _), m in zip(stamps, metrics):
-        e = {"epoch": k, "seconds": now - prev, "step_seconds": m["seconds"],
+        e = {"epoch": k, "seconds": now - prev, "step_seconds": m.get("step_seconds", m["seconds"]),
              "test_loss": m.get("test_loss"), "test_acc": m.get("test_acc")}
         if m.get("val_acc") is not None:
             e["val_loss"], e["val_acc"] = m["val_loss"], m["val_acc"]
