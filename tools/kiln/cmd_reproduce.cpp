@@ -254,8 +254,8 @@ RegisterCommand reg{65, [](CLI::App& app) {
        << (o->quick ? "**Quick run**: data subsets and fewer epochs (see each run's sizes); the numbers are not "
                       "comparable with the seed's full runs, only their direction is.\n\n"
                     : "Full run.\n\n")
-       << "Total time: " << fmt(total, 1) << " s. Epoch times are the compiled training steps' wall time on "
-       << "this machine.\n\n";
+       << "Total time: " << fmt(total, 1) << " s. Epoch times are the training's wall time on this machine "
+       << "(the loader's waits included, evaluation not).\n\n";
     std::vector<CriterionResult> criteria = evaluate_criteria(done, e4b_identical ? &*e4b_identical : nullptr);
     md << "## Against the seed's results\n\n"
        << (o->quick ? "Quick run: the criteria are the full runs'; on subsets they are indicative only.\n\n" : "")

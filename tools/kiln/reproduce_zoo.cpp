@@ -244,8 +244,9 @@ int reproduce_zoo(const ZooOptions& o) {
   md << "# kiln's zoo, trained" << (o.twins ? " beside PyTorch twins" : "") << "\n\n"
      << (o.quick ? "**Quick run** (data subsets, one epoch or 20 steps): a smoke test, not a result.\n\n" : "")
      << "CIFAR-10 here is the JPEG re-encoding in ../shared/data (see its README), not the official pixels.\n"
-     << "kiln's epoch time is its compiled training steps; the twin's is its whole training loop (data loading "
-        "and augmentation included). Peak memory is each process's maximum resident set.\n\n"
+     << "Times are each framework's training loop, data loading and augmentation included, evaluation not "
+        "(kiln's \"Epoch Time\"; the steps' own share is `step_seconds` in run.json). Peak memory is each "
+        "process's maximum resident set.\n\n"
      << "| model | result | kiln | twin | kiln time | twin time | kiln peak MB | twin peak MB | date, commit, host |\n"
      << "|---|---|---|---|---|---|---|---|---|\n";
   for (const json& r : runs) {
