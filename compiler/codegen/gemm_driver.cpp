@@ -28,6 +28,24 @@ bool packed_gemm_applies(const Kernel& k, const Program& p) {
   return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival);
 }
 
+// op(A)'s packing helper: from the matrix A, or through A's windows.
+static llvm::Function* pack_a_of(llvm::Module& m, const Kernel& k, const Program& p, const GemmShape& s,
+                                 const GemmHelperOptions& o) {
+  const GemmSpec& g = k.gemm;
+  if (!g.windows) return gemm_pack_a(m, s, g.trans_a, o);
+  const bool index32 = numel(p.buffers.at(static_cast<size_t>(g.a)).shape, p.max_batch) < (int64_t{1} << 31);
+  return gemm_pack_a_windows(m, s, *g.windows, index32, o);
+}
+
+// op(B)'s packing helper: from the matrix B, or through B's windows.
+static llvm::Function* pack_b_of(llvm::Module& m, const Kernel& k, const Program& p, const GemmShape& s,
+                                 const GemmHelperOptions& o) {
+  const GemmSpec& g = k.gemm;
+  if (!g.windows_b) return gemm_pack_b(m, s, g.trans_b, o);
+  const bool index32 = numel(p.buffers.at(static_cast<size_t>(g.b)).shape, p.max_batch) < (int64_t{1} << 31);
+  return gemm_pack_b_windows(m, s, *g.windows_b, index32, o);
+}
+
 GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
   const GemmSpec& g = k.gemm;
   auto known = [](const ExprP& e) { return is_const(e) ? e->ival : int64_t{-1}; };
@@ -51,8 +69,8 @@ bool KernelEmitter::emit_gemm_helpers() {
     if (k.kind != KernelKind::Gemm || !packed_gemm_applies(k, p_)) continue;
     const GemmShape s = gemm_plan(k);  // (each helper is defined once: plans share them by name)
     gemm_microkernel(m_, s, o);
-    gemm_pack_a(m_, s, k.gemm.trans_a, o);
-    gemm_pack_b(m_, s, k.gemm.trans_b, o);
+    pack_a_of(m_, k, p_, s, o);
+    pack_b_of(m_, k, p_, s, o);
     any = true;
   }
   return any;
@@ -68,8 +86,8 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   const GemmHelperOptions helpers =
       helper_options(*this, opts_.gemm_helpers_imported ? HelperPlacement::Imported : HelperPlacement::Internal);
   llvm::Function* ukr = gemm_microkernel(m_, s, helpers);
-  llvm::Function* pack_a = gemm_pack_a(m_, s, g.trans_a, helpers);
-  llvm::Function* pack_b = gemm_pack_b(m_, s, g.trans_b, helpers);
+  llvm::Function* pack_a = pack_a_of(m_, k, p_, s, helpers);
+  llvm::Function* pack_b = pack_b_of(m_, k, p_, s, helpers);
 
   k_ = &k;
   scope_.clear();
@@ -82,6 +100,9 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k.name, m_);
   add_attributes(f);
   f->addFnAttr(llvm::Attribute::NoInline);
+  // The node it computes travels with it, as a loop kernel's does (emit_kernel.cpp).
+  f->setMetadata("kiln.node", llvm::MDNode::get(c_, {llvm::MDString::get(c_, k.node), llvm::MDString::get(c_, k.origin),
+                                                     llvm::MDString::get(c_, k.comment)}));
   begin_function(f);
   fn_.ctx = f->getArg(0), fn_.inputs = f->getArg(1), fn_.outputs = f->getArg(2);
   finish_preamble();

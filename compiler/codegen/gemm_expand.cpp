@@ -14,6 +14,20 @@ using namespace kiln::lower;
 // (KB x NB floats = 128 KiB, resident in L2 while MB rows stream over it).
 constexpr int64_t kMB = 64, kNB = 256, kKB = 128;
 
+// Element (position, column) of the window matrix of image A (GemmWindows),
+// whose product starts at element a0: zero in the padding, where a clamped
+// (in-bounds) pixel is read and dropped.
+static E window_element(KernelBuilder& kb, const BufRef& A, const GemmWindows& w, E a0, E position, E column) {
+  E x = position % E(w.ow), rest = position / E(w.ow);
+  E y = rest % E(w.oh), image = rest / E(w.oh);
+  E ch = column % E(w.cg), tap = column / E(w.cg);
+  E ih = y * w.sh - w.pad_top + (tap / E(w.kw)) * E(w.dh), iw = x * w.sw - w.pad_left + (tap % E(w.kw)) * E(w.dw);
+  E inside = (ih >= 0) && (ih < w.h) && (iw >= 0) && (iw < w.w);
+  E ihc = max(E(0), min(ih, E(w.h - 1))), iwc = max(E(0), min(iw, E(w.w - 1)));
+  E v = kb.load(A, a0 + ((image * w.h + ihc) * w.w + iwc) * w.channels + ch);
+  return select(inside, v, lit(0, A.scalar()));
+}
+
 Kernel expand_gemm(const Kernel& gk, const Program& p) {
   const GemmSpec& g = gk.gemm;
   Kernel k;
@@ -66,11 +80,13 @@ Kernel expand_gemm(const Kernel& gk, const Program& p) {
       E k0 = kblk * kKB;
       kb.loop("i", i0, min(M, i0 + kMB), [&](E i) {
         kb.loop("k", k0, min(K, k0 + kKB), [&](E kk) {
-          E a = kb.let("a", kb.load(A, a0 + (g.trans_a ? kk * g.lda + i : i * g.lda + kk)));
+          E a = kb.let("a", g.windows ? window_element(kb, A, *g.windows, a0, i, kk)
+                                      : kb.load(A, a0 + (g.trans_a ? kk * g.lda + i : i * g.lda + kk)));
           kb.loop("j", j0, min(N, j0 + kNB), [&](E j) {
             E c_at = c0 + i * g.ldc + j;
             E b_at = b0 + (g.trans_b && batched ? j * ldb + kk : kk * ldb + j);
-            kb.store(C, c_at, kb.load(C, c_at) + a * kb.load(B, b_at));
+            E bv = g.windows_b ? window_element(kb, B, *g.windows_b, b0, kk, j) : kb.load(B, b_at);
+            kb.store(C, c_at, kb.load(C, c_at) + a * bv);
           });
         });
       });

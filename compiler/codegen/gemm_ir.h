@@ -13,6 +13,7 @@
 #include <string>
 
 #include "compiler/lower/gemm_blocking.h"
+#include "compiler/lower/loop_ir.h"
 
 namespace kiln::codegen {
 
@@ -74,6 +75,19 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
 // void pack_a(ptr A, i64 lda, i64 i0, i64 mc, i64 k0, i64 kc, ptr dst):
 // op(A)[i0 .. i0+mc, k0 .. k0+kc] into ceil(mc/MR) panels dst[p*MR*kc + k*MR + r], rows past mc zero.
 llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans, const GemmHelperOptions& o);
+// Transposes a lanes x lanes block held as `lanes` row vectors: log2(lanes)
+// rounds of interleaving row i with row i + lanes/2 (gemm_pack.cpp).
+std::vector<llvm::Value*> transpose_lanes(llvm::IRBuilder<>& b, std::vector<llvm::Value*> v);
+// pack_a of a windowed A (gemm_pack_windows.cpp): gemm_pack_a's signature
+// (ld unused) and panels, each row read from the image A through the windows
+// of w. index32: every element offset of A fits 32 bits.
+llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const lower::GemmWindows& w, bool index32,
+                                    const GemmHelperOptions& o);
+// pack_b of a windowed B (gemm_pack_windows.cpp): gemm_pack_b's signature
+// (ld unused) and panels; op(B)'s rows are output positions, its columns the
+// taps x channels of their windows in the image B.
+llvm::Function* gemm_pack_b_windows(llvm::Module& m, const GemmShape& s, const lower::GemmWindows& w, bool index32,
+                                    const GemmHelperOptions& o);
 // void pack_b(ptr B, i64 ldb, i64 j0, i64 nc, i64 k0, i64 kc, ptr dst):
 // op(B)[k0 .. k0+kc, j0 .. j0+nc] into ceil(nc/NR) panels dst[q*NR*kc + k*NR + c], columns past nc zero.
 llvm::Function* gemm_pack_b(llvm::Module& m, const GemmShape& s, bool trans, const GemmHelperOptions& o);

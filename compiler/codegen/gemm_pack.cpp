@@ -46,8 +46,8 @@ Value* load_clamped(llvm::IRBuilder<>& b, const PackFn& p, bool trans, Value* i,
   return b.CreateSelect(inside, x, llvm::ConstantFP::get(f32, 0.0));
 }
 
-// Transposes a lanes x lanes block held as `lanes` row vectors: log2(lanes)
-// rounds of interleaving row i with row i + lanes/2.
+}  // namespace
+
 std::vector<Value*> transpose_lanes(llvm::IRBuilder<>& b, std::vector<Value*> v) {
   const int L = static_cast<int>(v.size());
   std::vector<int> lo, hi;
@@ -65,6 +65,8 @@ std::vector<Value*> transpose_lanes(llvm::IRBuilder<>& b, std::vector<Value*> v)
   }
   return v;
 }
+
+namespace {
 
 // A vector of lanes floats from src; with `count` (< lanes) only the first
 // count are read (a masked load: the rest may lie past the matrix) and the

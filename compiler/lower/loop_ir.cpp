@@ -255,3 +255,13 @@ Stmt assign_stmt(int l, ExprP value) {
 }
 
 }  // namespace kiln::lower
+
+namespace kiln::lower {
+
+std::string GemmWindows::key() const {
+  auto s = [](int64_t v) { return v < 0 ? "m" + std::to_string(-v) : std::to_string(v); };
+  return "h" + s(h) + "w" + s(w) + "c" + s(channels) + "g" + s(cg) + "_k" + s(kh) + "x" + s(kw) + "_s" + s(sh) + "x" +
+         s(sw) + "_d" + s(dh) + "x" + s(dw) + "_p" + s(pad_top) + "x" + s(pad_left) + "_o" + s(oh) + "x" + s(ow);
+}
+
+}  // namespace kiln::lower

@@ -98,6 +98,21 @@ Stmt assign_stmt(int local, ExprP value);
 
 // C = op(A) @ op(B) (+ C when accumulate), row-major with leading dimensions.
 // M and K may depend on the batch size; N never does (the matmul shape rule).
+// op(A) read through a convolution's windows instead of from a matrix
+// (implicit im2col): A is an NHWC image [*, h, w, channels], row p of op(A) is
+// output position p = (image * oh + y) * ow + x, column (ky * kw + kx) * cg + ch
+// the tap's channel ch (of cg per group: a product's A starts at its group's
+// first channel), zero where the tap lies in the padding. Not with trans_a.
+struct GemmWindows {
+  int64_t h = 0, w = 0, channels = 0, cg = 0;  // the image; channels per group
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t pad_top = 0, pad_left = 0;  // may be negative (a crop)
+  int64_t oh = 0, ow = 0;             // output positions per image
+  int64_t depth() const { return kh * kw * cg; }
+  // A name for the packing helper of this geometry: "h32w32c16g16_k3x3_s1x1_d1x1_p1x1_o32x32".
+  std::string key() const;
+};
+
 struct GemmSpec {
   ExprP m, n, k;
   int a = -1, b = -1, c = -1;     // buffer ids
@@ -114,6 +129,11 @@ struct GemmSpec {
   // With an epilogue (the kernel's body, see compiler/lower/gemm_epilogue.h):
   // the local holding the product of the element the epilogue computes.
   int epilogue_value = -1;
+  // A is an image read through convolution windows (absent: A is a matrix, lda apart).
+  std::shared_ptr<const GemmWindows> windows;
+  // B is an image read through convolution windows: op(B) [positions, taps x
+  // channels] is its window matrix (a filter gradient's dy^T @ windows), not with trans_b.
+  std::shared_ptr<const GemmWindows> windows_b;
 };
 
 enum class KernelKind : uint8_t { Loops, Gemm };

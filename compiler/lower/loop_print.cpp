@@ -79,6 +79,17 @@ static std::string buffer_where(const Program& p, const Buffer& b) {
   return s + " +" + std::to_string(b.offset);
 }
 
+// A gemm operand: its buffer, or the windows it is read through.
+static std::string operand(const Program& p, int buffer, const GemmWindows* w) {
+  if (!w) return buffer_label(&p, buffer);
+  std::ostringstream os;
+  os << "windows(" << buffer_label(&p, buffer) << ": " << w->kh << "x" << w->kw << " taps of " << w->cg << " of "
+     << w->channels << " channels, stride " << w->sh << "x" << w->sw << ", dilation " << w->dh << "x" << w->dw
+     << ", pad " << w->pad_top << "," << w->pad_left << ", " << w->h << "x" << w->w << " -> " << w->oh << "x" << w->ow
+     << ")";
+  return os.str();
+}
+
 std::string print_kernel(const Program& p, const Kernel& k) {
   std::ostringstream os;
   os << "kernel " << k.name << "  # node " << k.node;
@@ -92,10 +103,12 @@ std::string print_kernel(const Program& p, const Kernel& k) {
     if (g.batched())
       os << "[" << print_expr(g.batch, &p, &k) << " products, strides a=" << g.stride_a << " b=" << g.stride_b
          << " c=" << g.stride_c << "] ";
-    os << buffer_label(&p, g.c) << (g.accumulate ? " += " : " = ") << buffer_label(&p, g.a)
-       << (g.trans_a ? "^T" : "") << " @ " << buffer_label(&p, g.b) << (g.trans_b ? "^T" : "")
+    os << buffer_label(&p, g.c) << (g.accumulate ? " += " : " = ");
+    os << operand(p, g.a, g.windows.get()) << (g.trans_a ? "^T" : "") << " @ " << operand(p, g.b, g.windows_b.get());
+    os << (g.trans_b ? "^T" : "")
        << "  M=" << print_expr(g.m, &p, &k) << " N=" << print_expr(g.n, &p, &k) << " K=" << print_expr(g.k, &p, &k)
-       << " lda=" << g.lda << " ldb=" << g.ldb << " ldc=" << g.ldc;
+       << (g.windows ? "" : " lda=" + std::to_string(g.lda)) << (g.windows_b ? "" : " ldb=" + std::to_string(g.ldb))
+       << " ldc=" << g.ldc;
     if (g.scratch >= 0) os << " scratch=" << buffer_label(&p, g.scratch);
     os << "\n";
     if (!k.body.empty()) {

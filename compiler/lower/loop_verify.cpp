@@ -91,6 +91,17 @@ struct KernelCheck {
     if (g.scratch >= 0) buffer_ok(g.scratch, "scratch");
     for (const ExprP& e : {g.m, g.n, g.k, g.batch})
       if (e && e->type != Scalar::i64) fail("a gemm size is not i64");
+    // Windows replace a matrix operand: their depth is the product's K (A) or N (B).
+    auto windows = [&](const GemmWindows* w, bool trans, const ExprP& size, const char* which) {
+      if (!w) return;
+      if (trans) fail(std::string("a windowed gemm's ") + which + " is transposed (windows are read row by row only)");
+      if (!is_const(size) || size->ival != w->depth())
+        fail(std::string("a windowed gemm's ") + which + " is not " + std::to_string(w->depth()) + " taps x channels deep");
+      if (w->cg < 1 || w->channels % w->cg != 0 || w->oh < 1 || w->ow < 1 || w->h < 1 || w->w < 1)
+        fail(std::string("a windowed gemm's ") + which + " image geometry is inconsistent");
+    };
+    windows(g.windows.get(), g.trans_a, g.k, "A");
+    windows(g.windows_b.get(), g.trans_b, g.n, "B");
     if (!k.body.empty() && (g.epilogue_value < 0 || static_cast<size_t>(g.epilogue_value) >= k.locals.size()))
       fail("a gemm epilogue without its product local");
   }

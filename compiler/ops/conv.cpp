@@ -345,6 +345,22 @@ static void add_conv_reference(OpRegistry& r) {
           dx[gi * cg + ci] += acc;
         }
     });
+    if (!input_gradient_as_convolution(s.g)) return;
+    const size_t groups = static_cast<size_t>(s.g.groups), cg = s.c / groups, fg = s.f / groups;
+    for (size_t n = 0; n < s.n; ++n)
+      for (int64_t iy = 0; iy < s.g.h; ++iy)
+        for (int64_t ix = 0; ix < s.g.w; ++ix)
+          for (int64_t ky = 0; ky < s.g.kh; ++ky)
+            for (int64_t kx = 0; kx < s.g.kw; ++kx) {
+              const int64_t oy = iy + s.g.pad_top - ky * s.g.dh, ox = ix + s.g.pad_left - kx * s.g.dw;
+              if (oy >= 0 && oy < s.g.oh && ox >= 0 && ox < s.g.ow) continue;
+              double* dx = pdx + ((n * s.h + static_cast<size_t>(iy)) * s.w + static_cast<size_t>(ix)) * s.c;
+              for (size_t gi = 0; gi < groups; ++gi)
+                for (size_t ci = 0; ci < cg; ++ci) {
+                  const double* wrow = pw + ((static_cast<size_t>(ky) * s.kw + static_cast<size_t>(kx)) * cg + ci) * s.f + gi * fg;
+                  for (size_t f = 0; f < fg; ++f) dx[gi * cg + ci] += 0.0 * wrow[f];
+                }
+            }
   };
 
   r.find_mut("conv2d_backprop_filter")->reference = [](interp::RefCtx& c) {
@@ -373,161 +389,6 @@ static void add_conv_reference(OpRegistry& r) {
           for (size_t f = 0; f < fg; ++f) dwrow[f] += 0.0 * g[gi * fg + f];
         }
     });
-  };
-}
-
-// ---- lowering to loop IR (compiler/lower) ----
-// The geometry of the node's convolution over an h x w input with a kh x kw window.
-static ConvGeometry geometry_of(const lower::LowerCtx& c, int64_t h, int64_t w, int64_t kh, int64_t kw) {
-  return conv_geometry_of(h, w, kh, kw, c.attrs);
-}
-
-static std::string geometry_str(const ConvGeometry& g) {
-  return std::to_string(g.kh) + "x" + std::to_string(g.kw) + " stride " + std::to_string(g.sh) + "x" +
-         std::to_string(g.sw) + " pad " + std::to_string(g.pad_top) + "," + std::to_string(g.pad_left) +
-         (g.dh != 1 || g.dw != 1 ? " dilation " + std::to_string(g.dh) + "x" + std::to_string(g.dw) : "");
-}
-
-static bool big(const lower::LowerCtx& c) { return numel(c.out.shape, c.max_batch()) >= lower::kParallelMinElements; }
-
-void window_loops(lower::KernelBuilder& k, const ConvGeometry& g, lower::E oh, lower::E ow,
-                  const std::function<void(lower::E, lower::E, lower::E, lower::E)>& body) {
-  using namespace lower;
-  E top = oh * g.sh - g.pad_top, left = ow * g.sw - g.pad_left;
-  bool padded = g.pad_top > 0 || g.pad_left > 0 || (g.oh - 1) * g.sh + g.span_h() > g.h ||
-                (g.ow - 1) * g.sw + g.span_w() > g.w;
-  // Taps t with 0 <= top + t * d < size: from ceil(-top / d) to ceil((size - top) / d).
-  auto first = [](E start, int64_t d) { return d == 1 ? max(E(0), -start) : (max(E(0), -start) + E(d - 1)) / E(d); };
-  auto end = [](E start, int64_t size, int64_t taps, int64_t d) {
-    return min(E(taps), d == 1 ? E(size) - start : (E(size) - start + E(d - 1)) / E(d));
-  };
-  E kh_lo = padded ? first(top, g.dh) : E(0), kh_hi = padded ? end(top, g.h, g.kh, g.dh) : E(g.kh);
-  E kw_lo = padded ? first(left, g.dw) : E(0), kw_hi = padded ? end(left, g.w, g.kw, g.dw) : E(g.kw);
-  k.loop("kh", kh_lo, kh_hi, [&](E kh) {
-    k.loop("kw", kw_lo, kw_hi, [&](E kw) { body(top + kh * E(g.dh), left + kw * E(g.dw), kh, kw); });
-  });
-}
-
-// The im2col matrix of x as a scratch buffer: row (n*OH + oh)*OW + ow holds
-// the window of that output position, (kh*KW + kw)*C + ch, zero in the padding.
-// A 1x1 stride-1 unpadded convolution is its own im2col: x itself.
-static lower::BufRef im2col(lower::LowerCtx& c, const lower::BufRef& x, const ConvGeometry& g) {
-  using namespace lower;
-  const int64_t kkc = g.kh * g.kw * g.c;
-  if (g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 && g.pad_left == 0 && g.oh == g.h &&
-      g.ow == g.w)
-    return x;
-  Shape shape{x.shape[0], g.oh * g.ow * kkc};
-  BufRef col{c.scratch("im2col " + c.node.name, x.dtype, shape), x.dtype, shape};
-  bool padded = g.pad_top > 0 || g.pad_left > 0 || (g.oh - 1) * g.sh + g.span_h() > g.h ||
-                (g.ow - 1) * g.sw + g.span_w() > g.w;
-  auto k = c.kernel("im2col " + geometry_str(g));
-  k.loop("n", 0, x.dim(0), [&](E n) {
-    k.loop("oh", 0, g.oh, [&](E oh) {
-      k.loop("ow", 0, g.ow, [&](E ow) {
-        E row = ((n * g.oh + oh) * g.ow + ow) * kkc;
-        k.loop("kh", 0, g.kh, [&](E kh) {
-          k.loop("kw", 0, g.kw, [&](E kw) {
-            E ih = oh * g.sh - g.pad_top + kh * E(g.dh), iw = ow * g.sw - g.pad_left + kw * E(g.dw);
-            // Padding reads a clamped (in-bounds) pixel and stores zero instead.
-            E inside = (ih >= 0) && (ih < g.h) && (iw >= 0) && (iw < g.w);
-            E ihc = padded ? max(E(0), min(ih, E(g.h - 1))) : ih, iwc = padded ? max(E(0), min(iw, E(g.w - 1))) : iw;
-            auto copy = [&](E dst, E first_channel, int64_t channels) {
-              k.loop("c", 0, channels, [&](E ci) {
-                E v = k.load(x, x.offset({n, ihc, iwc, first_channel + ci}));
-                k.store(col, dst + ci, padded ? select(inside, v, lit(0, x.scalar())) : v);
-              });
-            };
-            if (g.groups == 1) return copy(row + (kh * g.kw + kw) * g.c, E(0), g.c);
-            // Grouped: each group's window columns together, (group, kh, kw, channel).
-            const int64_t cg = g.c / g.groups;
-            k.loop("g", 0, g.groups, [&](E gi) { copy(row + gi * (g.kh * g.kw * cg) + (kh * g.kw + kw) * cg, gi * cg, cg); });
-          });
-        });
-      });
-    });
-  }, big(c));
-  return col;
-}
-
-// A buffer viewed as a [rows, cols] matrix (rows may depend on the batch: the
-// gemm's M or K is then set by the caller).
-static lower::BufRef matrix(const lower::BufRef& b, int64_t cols, int64_t rows = kOpenDim) {
-  return {b.id, b.dtype, {rows, cols}};
-}
-
-// A grouped convolution's GEMM: one product per group over column blocks of
-// the same matrices (leading dimensions of the whole rows, each group's block
-// `stride` columns on). One group: the plain GEMM, unchanged.
-static void by_group(lower::GemmSpec& g, int64_t groups, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
-                     int64_t stride_b, int64_t stride_c) {
-  if (groups == 1) return;
-  g.lda = lda, g.ldb = ldb, g.ldc = ldc;
-  g.batch = lower::c_int(groups);
-  g.stride_a = stride_a, g.stride_b = stride_b, g.stride_c = stride_c;
-}
-
-static void add_conv_lowering(OpRegistry& r) {
-  using namespace lower;
-  // All three through the packed GEMM: with P = batch*OH*OW output positions
-  // and the im2col matrix col [P, KH*KW*C],
-  //   forward          y [P, F]        = col @ w [KH*KW*C, F]
-  //   input gradient   dcol [P, KH*KW*C] = dy [P, F] @ w^T, then summed back into dx (col2im)
-  //   filter gradient  dw [KH*KW*C, F] = col^T @ dy [P, F]
-  r.find_mut("conv2d")->lower = [](LowerCtx& c) {
-    const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
-    ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], w.shape[0], w.shape[1]);
-    g.c = x.shape[3];
-    const int64_t kkc = g.kh * g.kw * g.c, G = g.groups, F = w.shape[3];
-    BufRef col = im2col(c, x, g);
-    c.gemm(matrix(col, kkc / G), false, matrix(w, F / G, kkc / G), false, matrix(y, F / G),
-           "conv2d " + geometry_str(g) + " as im2col gemm");
-    c.kernels.back().gemm.m = (x.dim(0) * (g.oh * g.ow)).p;
-    by_group(c.kernels.back().gemm, G, kkc, F, F, kkc / G, F / G, F / G);
-  };
-  r.find_mut("conv2d_backprop_input")->lower = [](LowerCtx& c) {
-    const BufRef &dy = c.in[0], &w = c.in[1], &dx = c.out;
-    ConvGeometry g = geometry_of(c, dx.shape[1], dx.shape[2], w.shape[0], w.shape[1]);
-    const int64_t G = g.groups, C = dx.shape[3], Cg = C / G, F = w.shape[3], kkc = g.kh * g.kw * C, kkcg = kkc / G;
-    Shape shape{dy.shape[0], g.oh * g.ow * kkc};
-    BufRef dcol{c.scratch("col gradient " + c.node.name, dx.dtype, shape), dx.dtype, shape};
-    c.gemm(matrix(dy, F / G), false, matrix(w, F / G, kkcg), true, matrix(dcol, kkcg),
-           "conv2d input gradient " + geometry_str(g) + ": window gradients dy @ w^T");
-    c.kernels.back().gemm.m = (dx.dim(0) * (g.oh * g.ow)).p;
-    by_group(c.kernels.back().gemm, G, F, F, kkc, F / G, F / G, kkcg);
-    // col2im: each image's windows added back into its pixels (images in parallel).
-    auto k = c.kernel("conv2d input gradient " + geometry_str(g) + ": col2im");
-    k.loop("n", 0, dx.dim(0), [&](E n) {
-      E image = dx.offset({n, 0, 0, 0});
-      k.loop("i", 0, g.h * g.w * C, [&](E i) { k.store(dx, image + i, lit(0, dx.scalar())); });
-      k.loop("oh", 0, g.oh, [&](E oh) {
-        k.loop("ow", 0, g.ow, [&](E ow) {
-          E row = ((n * g.oh + oh) * g.ow + ow) * kkc;
-          window_loops(k, g, oh, ow, [&](E ih, E iw, E kh, E kw) {
-            E at = dx.offset({n, ih, iw, 0});
-            auto add = [&](E src, E first_channel, int64_t channels) {
-              k.loop("c", 0, channels, [&](E ci) {
-                E to = at + first_channel + ci;
-                k.store(dx, to, k.load(dx, to) + k.load(dcol, src + ci));
-              });
-            };
-            if (G == 1) return add(row + (kh * g.kw + kw) * C, E(0), C);
-            k.loop("g", 0, G, [&](E gi) { add(row + gi * kkcg + (kh * g.kw + kw) * Cg, gi * Cg, Cg); });
-          });
-        });
-      });
-    }, big(c));
-  };
-  r.find_mut("conv2d_backprop_filter")->lower = [](LowerCtx& c) {
-    const BufRef &x = c.in[0], &dy = c.in[1], &dw = c.out;
-    ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], dw.shape[0], dw.shape[1]);
-    g.c = x.shape[3];
-    const int64_t G = g.groups, F = dy.shape[3], kkc = g.kh * g.kw * g.c;
-    BufRef col = im2col(c, x, g);
-    c.gemm(matrix(col, kkc / G), true, matrix(dy, F / G), false, matrix(dw, F / G, kkc / G),
-           "conv2d filter gradient " + geometry_str(g) + " as col^T @ dy");
-    c.kernels.back().gemm.k = (x.dim(0) * (g.oh * g.ow)).p;
-    by_group(c.kernels.back().gemm, G, kkc, F, F, kkc / G, F / G, F / G);
   };
 }
 

@@ -47,6 +47,14 @@ NodeId channels_first_as_last(GraphBuilder& b, const std::string& op, const std:
 struct AttrSpec;
 std::vector<AttrSpec> window_attrs(bool dilations);
 
+// Whether conv2d_backprop_input is computed as a convolution of dy (zero
+// outside it) with the flipped filter: stride 1, padding within the window.
+// Then a tap whose dy position lies outside dy still multiplies its weight by
+// zero (0 x inf is NaN), as the forward's padding does.
+inline bool input_gradient_as_convolution(const ConvGeometry& g) {
+  return g.sh == 1 && g.sw == 1 && g.pad_top <= g.span_h() - 1 && g.pad_left <= g.span_w() - 1;
+}
+
 // Calls tap(ky, kx, iy, ix) for every window tap of output position (oy, ox)
 // that lands inside the input, in row-major tap order; padding is skipped.
 // The reference kernels of conv2d and of the pools walk windows with it.

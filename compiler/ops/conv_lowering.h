@@ -1,5 +1,6 @@
 #pragma once
-// Loop-IR helpers shared by the conv and pool lowerings (defined in conv.cpp).
+// Loop-IR helpers shared by the conv and pool lowerings, and the conv family's
+// lowering (conv_lowering.cpp).
 #include <functional>
 
 #include "compiler/lower/lower_ctx.h"
@@ -11,5 +12,9 @@ namespace kiln {
 // padding contributes nothing: body(ih, iw, kh, kw).
 void window_loops(lower::KernelBuilder& k, const ConvGeometry& g, lower::E oh, lower::E ow,
                   const std::function<void(lower::E, lower::E, lower::E, lower::E)>& body);
+
+class OpRegistry;
+// Sets the lowering of conv2d and its two gradient ops.
+void add_conv_lowering(OpRegistry& r);
 
 }  // namespace kiln

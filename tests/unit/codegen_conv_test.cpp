@@ -1,4 +1,8 @@
-// JIT vs interpreter: convolutions, their gradients, max pooling.
+// JIT vs interpreter: convolutions, their gradients, max pooling; how f32
+// convolutions lower (GEMMs over their windows).
+#include <algorithm>
+
+#include "compiler/lower/lower_program.h"
 #include "tests/unit/codegen_helpers.h"
 
 using namespace kiln;
@@ -77,4 +81,77 @@ TEST_CASE("codegen: grouped and depthwise conv2d with their gradients, bit-ident
       CAPTURE(name);
       CHECK(runs[r].at(name).data == runs[0].at(name).data);
     }
+}
+
+// f32 convolutions read their GEMM's A through the windows (gemm_pack_windows.cpp):
+// channel counts below, at and past a vector, K blocks that start mid-tap,
+// partial row panels, padding on every side, dilation, strides and groups, at
+// every vector width (128 bits: the gather path; 256, 512: loads and
+// transposes). The input gradient at stride 1 is a convolution of dy; the
+// filter gradient reads the windows as its GEMM's B.
+TEST_CASE("codegen: convolutions through their windows at every vector width, and the stride-1 input gradient") {
+  for (int bits : {128, 256, 512}) {
+    INFO("vector bits " << bits);
+    JitCase t(3, 4);
+    NodeId x3 = t.input("x3", {-1, 9, 8, 3});
+    NodeId x20 = t.input("x20", {-1, 7, 6, 20});
+    NodeId x40 = t.input("x40", {-1, 5, 5, 40});
+    NodeId x8 = t.input("x8", {-1, 9, 9, 8});
+    t.out("c3_same", t.op("conv2d", {x3, t.input("w3", {3, 3, 3, 7})}, {{"padding", "same"}}));
+    t.out("c20_dilated", t.op("conv2d", {x20, t.input("w20", {3, 3, 20, 5})},
+                              {{"padding", {1, 0, 2, 1}}, {"dilations", {2, 1}}}));
+    t.out("c40_two_blocks", t.op("conv2d", {x40, t.input("w40", {3, 3, 40, 4})}, {{"padding", "same"}}));  // K 360
+    t.out("c8_groups_s2", t.op("conv2d", {x8, t.input("w8", {3, 3, 4, 6})},
+                               {{"groups", 2}, {"strides", {2, 2}}, {"padding", "same"}}));
+    NodeId wg = t.input("wg", {3, 3, 4, 6});
+    t.out("dx_groups", t.op("conv2d_backprop_input", {t.input("dy_g", {-1, 9, 8, 6}), wg},
+                            {{"input_hw", {9, 8}}, {"groups", 2}, {"padding", "same"}}));
+    t.out("dx_dilated", t.op("conv2d_backprop_input", {t.input("dy_d", {-1, 6, 6, 5}), t.input("wd", {3, 2, 20, 5})},
+                             {{"input_hw", {7, 6}}, {"dilations", {2, 3}}, {"padding", {1, 1, 2, 2}}}));
+    // Filter gradients read x's windows as B: panels within one tap (20
+    // channels: vectors of 8 or 16 from one tap, and the rest), across taps
+    // (3 channels: gathered), groups, strides, dilation.
+    t.out("dw3_same", t.op("conv2d_backprop_filter", {x3, t.input("dy3", {-1, 9, 8, 7})},
+                           {{"filter_hw", {3, 3}}, {"padding", "same"}}));
+    t.out("dw20_dilated", t.op("conv2d_backprop_filter", {x20, t.input("dy20", {-1, 6, 5, 5})},
+                               {{"filter_hw", {3, 3}}, {"padding", {1, 0, 2, 1}}, {"dilations", {2, 1}}}));
+    t.out("dw8_groups_s2", t.op("conv2d_backprop_filter", {x8, t.input("dy8", {-1, 5, 5, 6})},
+                                {{"filter_hw", {3, 3}}, {"groups", 2}, {"strides", {2, 2}}, {"padding", "same"}}));
+    // Padding past the window: not a convolution of dy (window gradients and col2im).
+    t.out("dx_wide_pad", t.op("conv2d_backprop_input", {t.input("dy_w", {-1, 10, 6, 6}), wg},
+                              {{"input_hw", {9, 8}}, {"groups", 2}, {"padding", {3, 0, 0, 0}}}));
+    t.check(1e-5, bits);
+  }
+}
+
+TEST_CASE("lowering: f32 convolutions and filter gradients build no im2col matrix, the stride-1 input gradient no window gradients") {
+  Graph g;
+  g.name = "windows";
+  GraphBuilder b(g);
+  NodeId x = b.input("x", {DType::f32, {-1, 8, 8, 16}});
+  NodeId w = b.param("w", {DType::f32, {3, 3, 16, 16}});
+  NodeId dy = b.input("dy", {DType::f32, {-1, 8, 8, 16}});
+  g.outputs = {{"y", b.add("conv2d", {x, w}, {{"padding", "same"}})},
+               {"dx", b.add("conv2d_backprop_input", {dy, w}, {{"input_hw", {8, 8}}, {"padding", "same"}})},
+               {"dx_s2", b.add("conv2d_backprop_input", {b.input("dy2", {DType::f32, {-1, 4, 4, 16}}), w},
+                               {{"input_hw", {8, 8}}, {"padding", "same"}, {"strides", {2, 2}}})},
+               {"dw", b.add("conv2d_backprop_filter", {x, dy}, {{"filter_hw", {3, 3}}, {"padding", "same"}})}};
+  auto p = lower::lower_program(g.name, lower::forward_entries(g), {.max_batch = 4});
+  int windowed = 0;
+  for (const lower::Kernel& k : p.kernels)
+    if (k.kind == lower::KernelKind::Gemm && k.gemm.windows) ++windowed;
+  CHECK(windowed == 2);  // y, dx (the strided input gradient keeps dy @ w^T)
+  int windowed_b = 0;
+  for (const lower::Kernel& k : p.kernels)
+    if (k.kind == lower::KernelKind::Gemm && k.gemm.windows_b) ++windowed_b;
+  CHECK(windowed_b == 1);  // dw = (dy^T @ x's windows)^T
+  std::vector<std::string> scratch;
+  for (const lower::Buffer& buf : p.buffers) scratch.push_back(buf.name);
+  auto has = [&](const std::string& prefix) {
+    return std::count_if(scratch.begin(), scratch.end(), [&](const std::string& n) { return n.rfind(prefix, 0) == 0; });
+  };
+  CHECK(has("im2col") == 0);
+  CHECK(has("col gradient") == 1);  // dx_s2's only
+  CHECK(has("flipped filter") == 1);
+  CHECK(has("transposed filter gradient") == 1);
 }

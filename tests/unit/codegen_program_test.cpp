@@ -64,7 +64,7 @@ TEST_CASE("codegen: kernel names carry the graph node, and the printed loops nam
   CHECK(k.name[0] == 'k');
   std::string text = lower::print_kernel(p, k);
   CHECK(text.find("(JSON node conv1)") != std::string::npos);
-  CHECK(text.find("parallel for n in [0, N)") != std::string::npos);
+  CHECK(text.find("gemm %conv1/conv2d = windows(%x: 3x3 taps of 1 of 1 channels") != std::string::npos);
 }
 
 TEST_CASE("codegen: the vectorizer takes contiguous loops and reductions, not strided ones") {
@@ -97,7 +97,7 @@ TEST_CASE("codegen: conv kernels compile to vectors of the host width, and the a
   CHECK(ir.find("noalias") != std::string::npos);
   CHECK(ir.find("!{!\"conv2/conv2d\", !\"conv2\"") != std::string::npos);  // the node rides along
   // The CLI shows the same for a conv kernel named by its JSON node's kernel
-  // (conv2's im2col: 32 channels, which kiln vectorizes itself; conv1 has one).
+  // (conv2's GEMM over its windows: its micro-kernel's vectors).
   std::string name = codegen::select_kernels(p, "conv2/conv2d")[0]->name;
   auto cli = test::run_kiln("ir graphs/cnn_mnist.json --batch 8 --stage llvm --kernel " + name);
   CHECK(cli.exit_code == 0);
