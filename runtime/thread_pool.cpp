@@ -82,6 +82,8 @@ void ThreadPool::wake_sleepers() {
 }
 
 ThreadPool::ThreadPool(int threads) : threads_(std::max(threads, 1)), spin_ns_(spin_us() * 1000) {
+  static std::atomic<uint64_t> pools{0};
+  serial_ = ++pools;
   job_.store(static_cast<uint32_t>(threads_));  // generation 0: nothing to claim
   // Each worker keeps to one core of those the process may use (worker i to
   // the i-th), and a caller found on a worker's core moves to the others.
@@ -120,8 +122,14 @@ ThreadPool::ThreadPool(int threads) : threads_(std::max(threads, 1)), spin_ns_(s
 void ThreadPool::steer_caller() {
 #if defined(__linux__)
   if (worker_cpus_.empty()) return;
+  // The first call keeps the caller off the workers' cores from then on (a
+  // caller merely found off them could still wander onto one mid-job: seen
+  // under ctest -j2); later calls only check it is still off them.
+  thread_local uint64_t steered_for = 0;  // the pool (by serial) that last steered this thread
   const int here = sched_getcpu();
-  if (std::find(worker_cpus_.begin(), worker_cpus_.end(), here) == worker_cpus_.end()) return;
+  if (steered_for == serial_ && std::find(worker_cpus_.begin(), worker_cpus_.end(), here) == worker_cpus_.end())
+    return;
+  steered_for = serial_;
   cpu_set_t before, others;
   if (sched_getaffinity(0, sizeof before, &before) != 0) return;
   others = before;

@@ -78,6 +78,7 @@ class ThreadPool {
   // thread runs it). A bitset: steering happens inside steps, which allocate nothing.
   std::bitset<1024> steered_from_;  // (glibc's CPU_SETSIZE)
   bool steered_ = false;
+  uint64_t serial_ = 0;  // this pool among every pool the process made (1, 2, ...)
   std::thread::id steered_thread_;
   std::vector<std::thread> workers_;
   // Claims and runs chunks of job `generation` until none is left; returns

@@ -140,6 +140,7 @@ void add_conv_lowering(OpRegistry& r) {
     ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], w.shape[0], w.shape[1]);
     g.c = x.shape[3];
     const int64_t kkc = g.kh * g.kw * g.c, G = g.groups, F = w.shape[3];
+    if (is_depthwise(g, g.c, F)) return lower_depthwise_conv(c, g);
     std::shared_ptr<const GemmWindows> windows;
     BufRef col = window_matrix(c, x, g, &windows);
     c.gemm(matrix(col, kkc / G), false, matrix(w, F / G, kkc / G), false, matrix(y, F / G),
@@ -154,6 +155,7 @@ void add_conv_lowering(OpRegistry& r) {
     ConvGeometry g = geometry_of(c, dx.shape[1], dx.shape[2], w.shape[0], w.shape[1]);
     const int64_t G = g.groups, C = dx.shape[3], Cg = C / G, F = w.shape[3], Fg = F / G, kkc = g.kh * g.kw * C,
                   kkcg = kkc / G;
+    if (is_depthwise(g, C, F)) return lower_depthwise_input_gradient(c, g);
     if (input_gradient_as_convolution(g)) {
       // dx[ih] sums dy[ih + pad - k*d] w[k]: a convolution of dy with the
       // filter flipped (taps reversed, in and out channels swapped) and
@@ -219,6 +221,7 @@ void add_conv_lowering(OpRegistry& r) {
     ConvGeometry g = geometry_of(c, x.shape[1], x.shape[2], dw.shape[0], dw.shape[1]);
     g.c = x.shape[3];
     const int64_t G = g.groups, F = dy.shape[3], kkc = g.kh * g.kw * g.c;
+    if (is_depthwise(g, g.c, F)) return lower_depthwise_filter_gradient(c, g);
     if (gemm_packed(dw.dtype) && !windows_are_pixels(g)) {
       // dw^T [F, KH*KW*C] = dy^T @ the windows of x, then transposed: the
       // windows as B, whose panel rows (a position's taps x channels) are

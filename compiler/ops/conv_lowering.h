@@ -13,6 +13,13 @@ namespace kiln {
 void window_loops(lower::KernelBuilder& k, const ConvGeometry& g, lower::E oh, lower::E ow,
                   const std::function<void(lower::E, lower::E, lower::E, lower::E)>& body);
 
+// Depthwise: one input channel per group and one output channel per input
+// (conv_depthwise.cpp lowers these as loops over the channels, not GEMMs).
+bool is_depthwise(const ConvGeometry& g, int64_t in_channels, int64_t out_channels);
+void lower_depthwise_conv(lower::LowerCtx& c, const ConvGeometry& g);
+void lower_depthwise_input_gradient(lower::LowerCtx& c, const ConvGeometry& g);
+void lower_depthwise_filter_gradient(lower::LowerCtx& c, const ConvGeometry& g);
+
 class OpRegistry;
 // Sets the lowering of conv2d and its two gradient ops.
 void add_conv_lowering(OpRegistry& r);

@@ -81,6 +81,15 @@ void Batcher::producer_loop() {
   while (true) {
     cv_.wait(lock, [&] { return stop_ || !slot_; });
     if (stop_) return;
+    if (opt_.epochs > 0 && epoch_ >= opt_.epochs) {
+      // Past the last epoch: no batch of an epoch that never runs is
+      // gathered (or transformed); a call for one fails instead of waiting.
+      slot_ = Item{std::nullopt, BatchPosition{epoch_, 0, epoch_state_},
+                   std::make_exception_ptr(std::logic_error("no batches after the last epoch"))};
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return stop_; });
+      return;
+    }
     lock.unlock();
     Item item;
     try {

@@ -31,6 +31,7 @@ struct BatcherOptions {
   bool shuffle = true;      // ignored for kFull (a single batch's row order changes nothing)
   uint64_t seed = 0;
   bool prefetch = true;     // gather the next batch on a background thread
+  int64_t epochs = 0;       // epochs to be drawn (0: no end): nothing is gathered past the last
   // Applied to every gathered batch on the gathering thread (augmentation,
   // text windows): `rows` are the batch's row indices in the data set. It
   // must be a function of (rows, epoch) and the data alone, so a batch is

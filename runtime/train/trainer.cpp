@@ -334,6 +334,7 @@ TrainResult Trainer::run() {
   bo.batch_size = opt_.batch_size;
   bo.seed = opt_.seed;
   bo.transform = opt_.batch_transform;
+  bo.epochs = opt_.epochs;
   data::Batcher batcher(train_, bo);
   if (resumed_) batcher.restore(position_);
   position_ = batcher.position();

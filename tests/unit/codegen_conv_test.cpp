@@ -155,3 +155,41 @@ TEST_CASE("lowering: f32 convolutions and filter gradients build no im2col matri
   CHECK(has("flipped filter") == 1);
   CHECK(has("transposed filter gradient") == 1);
 }
+
+// Depthwise (groups = channels, multiplier 1) lowers to loops over the
+// channels (conv_depthwise.cpp): channel counts past a vector, strides 1 and
+// 2, "same" and explicit padding, dilation; the filter gradient sums batch
+// chunks in a fixed order (6 images in 8 chunks: some empty), so any thread
+// count gives the same bits.
+TEST_CASE("codegen: depthwise conv2d and its gradients as channel loops, bit-identical on 1, 2 and 3 threads") {
+  JitCase t(6, 6);
+  NodeId x = t.input("x", {-1, 9, 8, 20});
+  NodeId w = t.input("w", {3, 3, 1, 20});
+  Attrs same{{"groups", 20}, {"padding", "same"}}, s2{{"groups", 20}, {"padding", {1, 0, 1, 1}}, {"strides", {2, 2}}},
+      dilated{{"groups", 20}, {"padding", {2, 1, 0, 2}}, {"dilations", {2, 1}}};
+  std::vector<std::string> names;
+  auto add = [&](const std::string& name, const Attrs& a) {
+    NodeId y = t.op("conv2d", {x, w}, a);
+    const Shape ys = t.b.type(y).shape;
+    NodeId dy = t.input("dy_" + name, ys);
+    Attrs in = a, filter = a;
+    in["input_hw"] = {9, 8};
+    filter["filter_hw"] = {3, 3};
+    t.out("y_" + name, y);
+    t.out("dx_" + name, t.op("conv2d_backprop_input", {dy, w}, in));
+    t.out("dw_" + name, t.op("conv2d_backprop_filter", {x, dy}, filter));
+    for (const char* p : {"y_", "dx_", "dw_"}) names.push_back(p + name);
+  };
+  add("same", same);
+  add("s2", s2);
+  add("dilated", dilated);
+  t.check(2e-5);
+  auto cp = codegen::compile_entries("depthwise", {{"eval_step", &t.g, names, {}}}, {.max_batch = 6});
+  for (const lower::Kernel& k : cp->loops().kernels) CHECK(k.kind != lower::KernelKind::Gemm);
+  auto runs = run_on_threads(*cp, "eval_step", 6, t.feeds);
+  for (auto& name : names)
+    for (size_t r = 1; r < runs.size(); ++r) {
+      CAPTURE(name);
+      CHECK(runs[r].at(name).data == runs[0].at(name).data);
+    }
+}

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
 #include <set>
 
@@ -164,4 +165,23 @@ TEST_CASE("dataset: validation split and subsets") {
   CHECK(std::is_sorted(rnd.labels.data<int32_t>(), rnd.labels.data<int32_t>() + 7));
   CHECK_THROWS_AS(subset_first(d, 61), std::invalid_argument);
   CHECK_THROWS_AS(Dataset::make(Tensor(ElemType::f32, {3, 2}), Tensor(ElemType::i32, {4})), std::invalid_argument);
+}
+
+TEST_CASE("batcher: with a number of epochs, nothing is gathered or transformed past the last") {
+  Dataset d = numbered(10);
+  BatcherOptions o;
+  o.batch_size = 4;
+  o.seed = 3;
+  o.epochs = 2;
+  std::atomic<int> transformed{0};
+  o.transform = [&](Batch&, std::span<const int64_t>, int64_t epoch) {
+    CHECK(epoch < 2);
+    ++transformed;
+  };
+  Batcher b(d, o);
+  auto batches = drain(b, 2);
+  CHECK(batches.size() == 8);  // 3 batches and the end of each epoch
+  // The prefetching thread stopped at the last epoch's end: a third epoch is an error, not a wait.
+  CHECK_THROWS_WITH_AS(b.next(), "no batches after the last epoch", std::logic_error);
+  CHECK(transformed.load() == 6);
 }

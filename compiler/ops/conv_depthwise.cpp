@@ -1,0 +1,141 @@
+// Depthwise convolutions (one input channel per group, one output channel per
+// input: MobileNet's) as loop nests over channels, not GEMMs: as a grouped
+// GEMM each channel is a product one column wide with K = KH*KW, which ran
+// at under 1 GFLOP/s (mobilenet_small, AVX2 host). Here the innermost loop
+// runs over the channels, contiguous in NHWC x, y and the filter, so each tap
+// is one vector multiply-add per lanes channels.
+//
+// Padding is zeros that take part in the products, as in the GEMM forms (the
+// reference kernels say which: 0 x inf is NaN there too): the taps are never
+// clipped, an outside tap reads zero.
+#include "compiler/ops/conv_lowering.h"
+
+namespace kiln {
+
+using namespace lower;
+
+bool is_depthwise(const ConvGeometry& g, int64_t in_channels, int64_t out_channels) {
+  return g.groups > 1 && g.groups == in_channels && in_channels == out_channels;
+}
+
+namespace {
+
+// Batch chunks of the filter gradient: each sums its images into a partial
+// filter of its own, then the partials are added in chunk order, so the
+// result does not depend on the thread count.
+constexpr int64_t kFilterChunks = 8;
+
+struct Pixel {
+  E inside, at;  // the tap is inside the image; the (clamped) pixel's offset of channel 0
+};
+
+// The pixel (ih, iw) of image n, clamped into the image when outside it.
+Pixel pixel(const BufRef& x, const ConvGeometry& g, E n, E ih, E iw) {
+  E inside = (ih >= 0) && (ih < g.h) && (iw >= 0) && (iw < g.w);
+  E ihc = max(E(0), min(ih, E(g.h - 1))), iwc = max(E(0), min(iw, E(g.w - 1)));
+  return {inside, x.offset({n, ihc, iwc, 0})};
+}
+
+}  // namespace
+
+void lower_depthwise_conv(LowerCtx& c, const ConvGeometry& g) {
+  const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
+  const int64_t C = x.shape[3];
+  auto k = c.kernel("depthwise conv2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " over channels");
+  k.loop("n", 0, y.dim(0), [&](E n) {
+    k.loop("oh", 0, g.oh, [&](E oh) {
+      k.loop("ow", 0, g.ow, [&](E ow) {
+        E row = y.offset({n, oh, ow, 0});
+        k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, lit(0, y.scalar())); });
+        k.loop("kh", 0, g.kh, [&](E kh) {
+          k.loop("kw", 0, g.kw, [&](E kw) {
+            Pixel p = pixel(x, g, n, oh * g.sh - g.pad_top + kh * g.dh, ow * g.sw - g.pad_left + kw * g.dw);
+            E inside = k.let("inside", p.inside);
+            E wrow = (kh * g.kw + kw) * C;
+            k.loop("c", 0, C, [&](E ch) {
+              E v = select(inside, k.load(x, p.at + ch), lit(0, x.scalar()));
+              k.store(y, row + ch, k.load(y, row + ch) + v * k.load(w, wrow + ch));
+            });
+          });
+        });
+      });
+    });
+  }, numel(y.shape, c.max_batch()) >= kParallelMinElements);
+}
+
+void lower_depthwise_input_gradient(LowerCtx& c, const ConvGeometry& g) {
+  const BufRef &dy = c.in[0], &w = c.in[1], &dx = c.out;
+  const int64_t C = dx.shape[3];
+  // dx[ih] sums dy[oh] w[k] over the taps with oh * s = ih + pad - k * d. At
+  // stride 1 (input_gradient_as_convolution) the taps whose oh lies outside
+  // dy take part with a zero, as in the GEMM form's convolution of dy; others
+  // (strided) add nothing, as col2im adds nothing.
+  const bool as_convolution = input_gradient_as_convolution(g);
+  auto k = c.kernel("depthwise conv2d input gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
+  k.loop("n", 0, dx.dim(0), [&](E n) {
+    k.loop("ih", 0, g.h, [&](E ih) {
+      k.loop("iw", 0, g.w, [&](E iw) {
+        E row = dx.offset({n, ih, iw, 0});
+        k.loop("c", 0, C, [&](E ch) { k.store(dx, row + ch, lit(0, dx.scalar())); });
+        k.loop("kh", 0, g.kh, [&](E kh) {
+          k.loop("kw", 0, g.kw, [&](E kw) {
+            E sy = ih + g.pad_top - kh * g.dh, sx = iw + g.pad_left - kw * g.dw;
+            E oh = sy / E(g.sh), ow = sx / E(g.sw);
+            E valid = (sy >= 0) && (sx >= 0) && (oh < g.oh) && (ow < g.ow);
+            if (g.sh > 1) valid = valid && (sy % E(g.sh) == 0);
+            if (g.sw > 1) valid = valid && (sx % E(g.sw) == 0);
+            E ok = k.let("valid", valid);
+            E at = dy.offset({n, max(E(0), min(oh, E(g.oh - 1))), max(E(0), min(ow, E(g.ow - 1))), 0});
+            E wrow = (kh * g.kw + kw) * C;
+            k.loop("c", 0, C, [&](E ch) {
+              E zero = lit(0, dx.scalar());
+              E term = as_convolution ? select(ok, k.load(dy, at + ch), zero) * k.load(w, wrow + ch)
+                                      : select(ok, k.load(dy, at + ch) * k.load(w, wrow + ch), zero);
+              k.store(dx, row + ch, k.load(dx, row + ch) + term);
+            });
+          });
+        });
+      });
+    });
+  }, numel(dx.shape, c.max_batch()) >= kParallelMinElements);
+}
+
+void lower_depthwise_filter_gradient(LowerCtx& c, const ConvGeometry& g) {
+  const BufRef &x = c.in[0], &dy = c.in[1], &dw = c.out;
+  const int64_t C = x.shape[3], taps = g.kh * g.kw;
+  Shape ps{kFilterChunks, taps * C};
+  BufRef partial{c.scratch("partial filter gradients " + c.node.name, dw.dtype, ps), dw.dtype, ps};
+  const std::string what = "depthwise conv2d filter gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw);
+  auto k = c.kernel(what + ": each batch chunk's sum");
+  E N = x.dim(0);
+  k.loop("chunk", 0, kFilterChunks, [&](E chunk) {
+    E mine = chunk * (taps * C);
+    k.loop("i", 0, taps * C, [&](E i) { k.store(partial, mine + i, lit(0, dw.scalar())); });
+    k.loop("n", chunk * N / E(kFilterChunks), (chunk + 1) * N / E(kFilterChunks), [&](E n) {
+      k.loop("oh", 0, g.oh, [&](E oh) {
+        k.loop("ow", 0, g.ow, [&](E ow) {
+          E grad = dy.offset({n, oh, ow, 0});
+          k.loop("kh", 0, g.kh, [&](E kh) {
+            k.loop("kw", 0, g.kw, [&](E kw) {
+              Pixel p = pixel(x, g, n, oh * g.sh - g.pad_top + kh * g.dh, ow * g.sw - g.pad_left + kw * g.dw);
+              E inside = k.let("inside", p.inside);
+              E to = mine + (kh * g.kw + kw) * C;
+              k.loop("c", 0, C, [&](E ch) {
+                E v = select(inside, k.load(x, p.at + ch), lit(0, x.scalar()));
+                k.store(partial, to + ch, k.load(partial, to + ch) + v * k.load(dy, grad + ch));
+              });
+            });
+          });
+        });
+      });
+    });
+  }, true);
+  auto sum = c.kernel(what + ": the chunks added in order");
+  sum.loop("i", 0, taps * C, [&](E i) {
+    E total = sum.let("total", sum.load(partial, i));
+    for (int64_t ch = 1; ch < kFilterChunks; ++ch) total = total + sum.load(partial, E(ch * taps * C) + i);
+    sum.store(dw, i, total);
+  });
+}
+
+}  // namespace kiln
