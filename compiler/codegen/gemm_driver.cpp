@@ -28,13 +28,17 @@ bool packed_gemm_applies(const Kernel& k, const Program& p) {
   return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival);
 }
 
+// Every element offset of a buffer (at the largest batch) fits 32 bits.
+static bool index32(const Program& p, int buffer) {
+  return numel(p.buffers.at(static_cast<size_t>(buffer)).shape, p.max_batch) < (int64_t{1} << 31);
+}
+
 // op(A)'s packing helper: from the matrix A, or through A's windows.
 static llvm::Function* pack_a_of(llvm::Module& m, const Kernel& k, const Program& p, const GemmShape& s,
                                  const GemmHelperOptions& o) {
   const GemmSpec& g = k.gemm;
   if (!g.windows) return gemm_pack_a(m, s, g.trans_a, o);
-  const bool index32 = numel(p.buffers.at(static_cast<size_t>(g.a)).shape, p.max_batch) < (int64_t{1} << 31);
-  return gemm_pack_a_windows(m, s, *g.windows, index32, o);
+  return gemm_pack_a_windows(m, s, *g.windows, index32(p, g.a), o);
 }
 
 // op(B)'s packing helper: from the matrix B, or through B's windows.
@@ -42,8 +46,7 @@ static llvm::Function* pack_b_of(llvm::Module& m, const Kernel& k, const Program
                                  const GemmHelperOptions& o) {
   const GemmSpec& g = k.gemm;
   if (!g.windows_b) return gemm_pack_b(m, s, g.trans_b, o);
-  const bool index32 = numel(p.buffers.at(static_cast<size_t>(g.b)).shape, p.max_batch) < (int64_t{1} << 31);
-  return gemm_pack_b_windows(m, s, *g.windows_b, index32, o);
+  return gemm_pack_b_windows(m, s, *g.windows_b, index32(p, g.b), o);
 }
 
 GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {

@@ -112,6 +112,30 @@ llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const l
   auto splat = [&](Value* x) { return b.CreateVectorSplat(MR, x); };
   Value *lanes = lane_indices(b, MR), *lanes_l = lane_indices(b, L);
   using Corner = WindowReader::Corner;
+  // The taps the depth block [k0, k0 + kc) covers, each cg depths deep:
+  // body(dy, dx, off, c_lo, c_hi, out) with the tap's row and column offsets,
+  // its element offset from a window's corner, its channels inside the block
+  // and where its first depth's MR floats go in `panel`.
+  struct TapSpan {
+    Value *dy, *dx, *off, *c_lo, *c_hi, *out;
+  };
+  auto for_each_tap = [&](Value* panel, const std::function<void(const TapSpan&)>& body) {
+    Value* t_first = b.CreateUDiv(k0, c64(w.cg));
+    Value* t_end = b.CreateUDiv(b.CreateAdd(b.CreateAdd(k0, kc), c64(w.cg - 1)), c64(w.cg));
+    gemm_for(b, t_first, t_end, 1, "tap", [&](Value* tap) {
+      TapSpan t;
+      t.dy = b.CreateMul(b.CreateUDiv(tap, c64(w.kw)), c64(w.dh));
+      t.dx = b.CreateMul(b.CreateURem(tap, c64(w.kw)), c64(w.dw));
+      t.off = b.CreateMul(b.CreateAdd(b.CreateMul(t.dy, c64(w.w)), t.dx), c64(w.channels));
+      Value* first = b.CreateMul(tap, c64(w.cg));  // the tap's first depth
+      t.c_lo = b.CreateSub(b.CreateSelect(b.CreateICmpSGT(k0, first), k0, first), first);
+      Value* last = b.CreateAdd(first, c64(w.cg));
+      Value* block_end = b.CreateAdd(k0, kc);
+      t.c_hi = b.CreateSub(b.CreateSelect(b.CreateICmpSLT(block_end, last), block_end, last), first);
+      t.out = b.CreateGEP(f32, panel, b.CreateMul(b.CreateSub(first, k0), c64(MR)));
+      body(t);
+    });
+  };
 
   gemm_for(b, c64(0), n, s.mr, "i", [&](Value* i) {
     Value* panel = b.CreateInBoundsGEP(f32, dst, b.CreateMul(i, kc));
@@ -131,28 +155,15 @@ llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const l
         at.push_back(rd.corner(b.CreateAdd(b.CreateAdd(r0, i), c64(r)), 0));
         ok_row.push_back(b.CreateICmpSLT(b.CreateAdd(i, c64(r)), n));
       }
-      Value* t_first = b.CreateUDiv(k0, c64(w.cg));
-      Value* t_end = b.CreateUDiv(b.CreateAdd(b.CreateAdd(k0, kc), c64(w.cg - 1)), c64(w.cg));
-      gemm_for(b, t_first, t_end, 1, "tap", [&](Value* tap) {
-        Value* dy = b.CreateMul(b.CreateUDiv(tap, c64(w.kw)), c64(w.dh));
-        Value* dx = b.CreateMul(b.CreateURem(tap, c64(w.kw)), c64(w.dw));
-        Value* off = b.CreateMul(b.CreateAdd(b.CreateMul(dy, c64(w.w)), dx), c64(w.channels));
+      for_each_tap(panel, [&](const TapSpan& t) {
         std::vector<Value*> row_src, row_ok;
         for (unsigned r = 0; r < MR; ++r) {
-          Value* ih = b.CreateAdd(at[r].ih0, dy);
-          Value* iw = b.CreateAdd(at[r].iw0, dx);
-          Value* ok = b.CreateAnd(ok_row[r], b.CreateAnd(b.CreateICmpULT(ih, c64(w.h)), b.CreateICmpULT(iw, c64(w.w))));
+          Value* ok = b.CreateAnd(ok_row[r], rd.inside(b.CreateAdd(at[r].ih0, t.dy), b.CreateAdd(at[r].iw0, t.dx), 0));
           row_ok.push_back(ok);
-          row_src.push_back(b.CreateGEP(f32, src, b.CreateSelect(ok, b.CreateAdd(at[r].at, off), c64(0))));
+          row_src.push_back(b.CreateGEP(f32, src, b.CreateSelect(ok, b.CreateAdd(at[r].at, t.off), c64(0))));
         }
-        Value* first = b.CreateMul(tap, c64(w.cg));
-        Value* c_lo = b.CreateSub(b.CreateSelect(b.CreateICmpSGT(k0, first), k0, first), first);
-        Value* last = b.CreateAdd(first, c64(w.cg));
-        Value* block_end = b.CreateAdd(k0, kc);
-        Value* c_hi = b.CreateSub(b.CreateSelect(b.CreateICmpSLT(block_end, last), block_end, last), first);
-        Value* out = b.CreateGEP(f32, panel, b.CreateMul(b.CreateSub(first, k0), c64(MR)));
-        gemm_for(b, c_lo, c_hi, static_cast<int64_t>(L), "ch", [&](Value* ch) {
-          Value* left = b.CreateSub(c_hi, ch);
+        gemm_for(b, t.c_lo, t.c_hi, static_cast<int64_t>(L), "ch", [&](Value* ch) {
+          Value* left = b.CreateSub(t.c_hi, ch);
           Value* count = b.CreateSelect(b.CreateICmpSLT(left, c64(L)), left, c64(L));
           std::vector<Value*> v;
           for (unsigned r = 0; r < L; ++r) {
@@ -165,7 +176,7 @@ llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const l
                                            llvm::Constant::getNullValue(vl)));
           }
           v = transpose_lanes(b, v);
-          Value* depth0 = b.CreateGEP(f32, out, b.CreateMul(ch, c64(MR)));
+          Value* depth0 = b.CreateGEP(f32, t.out, b.CreateMul(ch, c64(MR)));
           for (unsigned t = 0; t < L; ++t) {
             Value* to = b.CreateConstGEP1_64(f32, depth0, uint64_t{t} * MR);
             if (t == 0) {
@@ -181,23 +192,12 @@ llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const l
     // Fewer lanes than rows (SSE): one gather per depth.
     {
       Corner at = rd.corner(rows, MR);
-      Value* t_first = b.CreateUDiv(k0, c64(w.cg));
-      Value* t_end = b.CreateUDiv(b.CreateAdd(b.CreateAdd(k0, kc), c64(w.cg - 1)), c64(w.cg));
-      gemm_for(b, t_first, t_end, 1, "tap", [&](Value* tap) {
-        Value *ky = b.CreateUDiv(tap, c64(w.kw)), *kx = b.CreateURem(tap, c64(w.kw));
-        Value* dy = b.CreateMul(ky, c64(w.dh));
-        Value* dx = b.CreateMul(kx, c64(w.dw));
-        Value* mask = b.CreateAnd(row_ok, rd.inside(b.CreateAdd(at.ih0, splat(dy)), b.CreateAdd(at.iw0, splat(dx)), MR));
-        Value* off = b.CreateAdd(at.at, splat(b.CreateMul(b.CreateAdd(b.CreateMul(dy, c64(w.w)), dx), c64(w.channels))));
-        Value* first = b.CreateMul(tap, c64(w.cg));  // the tap's first depth
-        Value* c_lo = b.CreateSub(b.CreateSelect(b.CreateICmpSGT(k0, first), k0, first), first);
-        Value* last = b.CreateAdd(first, c64(w.cg));
-        Value* block_end = b.CreateAdd(k0, kc);
-        Value* c_hi = b.CreateSub(b.CreateSelect(b.CreateICmpSLT(block_end, last), block_end, last), first);
-        Value* out = b.CreateGEP(f32, panel, b.CreateMul(b.CreateSub(first, k0), c64(MR)));
-        gemm_for(b, c_lo, c_hi, 1, "ch", [&](Value* ch) {
+      for_each_tap(panel, [&](const TapSpan& t) {
+        Value* mask = b.CreateAnd(row_ok, rd.inside(b.CreateAdd(at.ih0, splat(t.dy)), b.CreateAdd(at.iw0, splat(t.dx)), MR));
+        Value* off = b.CreateAdd(at.at, splat(t.off));
+        gemm_for(b, t.c_lo, t.c_hi, 1, "ch", [&](Value* ch) {
           Value* v = rd.gather(b.CreateGEP(f32, src, ch), off, mask, MR);
-          b.CreateAlignedStore(v, b.CreateInBoundsGEP(f32, out, b.CreateMul(ch, c64(MR))), llvm::Align(4));
+          b.CreateAlignedStore(v, b.CreateInBoundsGEP(f32, t.out, b.CreateMul(ch, c64(MR))), llvm::Align(4));
         });
       });
     }
