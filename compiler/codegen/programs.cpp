@@ -46,8 +46,10 @@ std::unique_ptr<const ProgramGraphs> program_graphs(Graph model, const TrainStep
     }
   }
   // predict and eval_step run the inference form (running statistics, no dropout).
+  // Then simplified as the training step is: batch norm folds into the
+  // weights, a channels-first model's transposes compose away.
   pg->modes_differ = specialize_mode(pg->model, {Mode::infer});
-  if (pg->modes_differ) run_pipeline(pg->model, "simplify");  // batch norm folds into the weights before it
+  run_pipeline(pg->model, "simplify");
   return pg;
 }
 

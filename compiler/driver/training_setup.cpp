@@ -209,9 +209,14 @@ CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batc
                             const codegen::CodegenOptions& copts, bool distributed) {
   CompiledModel m;
   auto inputs = model.inputs();
-  if (inputs.size() != 2)
+  if (!spec && inputs.size() == 1) {  // a forward graph of one input (an imported model): its features
+    m.features_input = model.node(inputs[0]).name;
+    inputs.push_back(inputs[0]);
+  } else if (inputs.size() != 2) {
     throw std::runtime_error("graph '" + model.name + "' has " + std::to_string(inputs.size()) +
-                             " inputs; training needs two (the images and their labels)");
+                             " inputs; " + (spec ? "training needs" : "a compiled model takes") +
+                             " two (the images and their labels)");
+  }
   // The features are the input the model's prediction reads; the labels only
   // reach the loss. (Inputs come in name order: "targets" sorts before
   // "tokens", so order alone would feed a language model its own targets.)
@@ -231,7 +236,9 @@ CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batc
     }
     if (reached.size() == 1) feature = model.node(reached[0]).name;
   }
-  if (!feature.empty()) {
+  if (!m.features_input.empty()) {
+    // (one input: no labels)
+  } else if (!feature.empty()) {
     m.features_input = feature;
     m.labels_input = feature == a ? b : a;
   } else {

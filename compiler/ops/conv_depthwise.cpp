@@ -42,20 +42,20 @@ void lower_depthwise_conv(LowerCtx& c, const ConvGeometry& g) {
   const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
   const int64_t C = x.shape[3];
   auto k = c.kernel("depthwise conv2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " over channels");
-  k.loop("n", 0, y.dim(0), [&](E n) {
-    k.loop("oh", 0, g.oh, [&](E oh) {
-      k.loop("ow", 0, g.ow, [&](E ow) {
-        E row = y.offset({n, oh, ow, 0});
-        k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, lit(0, y.scalar())); });
-        k.loop("kh", 0, g.kh, [&](E kh) {
-          k.loop("kw", 0, g.kw, [&](E kw) {
-            Pixel p = pixel(x, g, n, oh * g.sh - g.pad_top + kh * g.dh, ow * g.sw - g.pad_left + kw * g.dw);
-            E inside = k.let("inside", p.inside);
-            E wrow = (kh * g.kw + kw) * C;
-            k.loop("c", 0, C, [&](E ch) {
-              E v = select(inside, k.load(x, p.at + ch), lit(0, x.scalar()));
-              k.store(y, row + ch, k.load(y, row + ch) + v * k.load(w, wrow + ch));
-            });
+  // Parallel over (image, output row) pairs: one image (inference at batch 1) still splits.
+  k.loop("n_oh", 0, y.dim(0) * E(g.oh), [&](E n_oh) {
+    E n = k.let("n", n_oh / E(g.oh)), oh = k.let("oh", n_oh % E(g.oh));
+    k.loop("ow", 0, g.ow, [&](E ow) {
+      E row = y.offset({n, oh, ow, 0});
+      k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, lit(0, y.scalar())); });
+      k.loop("kh", 0, g.kh, [&](E kh) {
+        k.loop("kw", 0, g.kw, [&](E kw) {
+          Pixel p = pixel(x, g, n, oh * g.sh - g.pad_top + kh * g.dh, ow * g.sw - g.pad_left + kw * g.dw);
+          E inside = k.let("inside", p.inside);
+          E wrow = (kh * g.kw + kw) * C;
+          k.loop("c", 0, C, [&](E ch) {
+            E v = select(inside, k.load(x, p.at + ch), lit(0, x.scalar()));
+            k.store(y, row + ch, k.load(y, row + ch) + v * k.load(w, wrow + ch));
           });
         });
       });
@@ -72,27 +72,26 @@ void lower_depthwise_input_gradient(LowerCtx& c, const ConvGeometry& g) {
   // (strided) add nothing, as col2im adds nothing.
   const bool as_convolution = input_gradient_as_convolution(g);
   auto k = c.kernel("depthwise conv2d input gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
-  k.loop("n", 0, dx.dim(0), [&](E n) {
-    k.loop("ih", 0, g.h, [&](E ih) {
-      k.loop("iw", 0, g.w, [&](E iw) {
-        E row = dx.offset({n, ih, iw, 0});
-        k.loop("c", 0, C, [&](E ch) { k.store(dx, row + ch, lit(0, dx.scalar())); });
-        k.loop("kh", 0, g.kh, [&](E kh) {
-          k.loop("kw", 0, g.kw, [&](E kw) {
-            E sy = ih + g.pad_top - kh * g.dh, sx = iw + g.pad_left - kw * g.dw;
-            E oh = sy / E(g.sh), ow = sx / E(g.sw);
-            E valid = (sy >= 0) && (sx >= 0) && (oh < g.oh) && (ow < g.ow);
-            if (g.sh > 1) valid = valid && (sy % E(g.sh) == 0);
-            if (g.sw > 1) valid = valid && (sx % E(g.sw) == 0);
-            E ok = k.let("valid", valid);
-            E at = dy.offset({n, max(E(0), min(oh, E(g.oh - 1))), max(E(0), min(ow, E(g.ow - 1))), 0});
-            E wrow = (kh * g.kw + kw) * C;
-            k.loop("c", 0, C, [&](E ch) {
-              E zero = lit(0, dx.scalar());
-              E term = as_convolution ? select(ok, k.load(dy, at + ch), zero) * k.load(w, wrow + ch)
-                                      : select(ok, k.load(dy, at + ch) * k.load(w, wrow + ch), zero);
-              k.store(dx, row + ch, k.load(dx, row + ch) + term);
-            });
+  k.loop("n_ih", 0, dx.dim(0) * E(g.h), [&](E n_ih) {  // (image, input row) pairs, as the forward
+    E n = k.let("n", n_ih / E(g.h)), ih = k.let("ih", n_ih % E(g.h));
+    k.loop("iw", 0, g.w, [&](E iw) {
+      E row = dx.offset({n, ih, iw, 0});
+      k.loop("c", 0, C, [&](E ch) { k.store(dx, row + ch, lit(0, dx.scalar())); });
+      k.loop("kh", 0, g.kh, [&](E kh) {
+        k.loop("kw", 0, g.kw, [&](E kw) {
+          E sy = ih + g.pad_top - kh * g.dh, sx = iw + g.pad_left - kw * g.dw;
+          E oh = sy / E(g.sh), ow = sx / E(g.sw);
+          E valid = (sy >= 0) && (sx >= 0) && (oh < g.oh) && (ow < g.ow);
+          if (g.sh > 1) valid = valid && (sy % E(g.sh) == 0);
+          if (g.sw > 1) valid = valid && (sx % E(g.sw) == 0);
+          E ok = k.let("valid", valid);
+          E at = dy.offset({n, max(E(0), min(oh, E(g.oh - 1))), max(E(0), min(ow, E(g.ow - 1))), 0});
+          E wrow = (kh * g.kw + kw) * C;
+          k.loop("c", 0, C, [&](E ch) {
+            E zero = lit(0, dx.scalar());
+            E term = as_convolution ? select(ok, k.load(dy, at + ch), zero) * k.load(w, wrow + ch)
+                                    : select(ok, k.load(dy, at + ch) * k.load(w, wrow + ch), zero);
+            k.store(dx, row + ch, k.load(dx, row + ch) + term);
           });
         });
       });

@@ -74,7 +74,8 @@ static void add_layout_ops(OpRegistry& r) {
          .pattern = OpPattern::data_movement,
          .algebra = {.is_noop = [](const Node& n) { return is_identity_perm(perm_of(n)); },
                      .compose = compose_transposes,
-                     .swaps_matrix_axes = [](const Node& n) { return perm_of(n) == std::vector<int64_t>{1, 0}; }},
+                     .swaps_matrix_axes = [](const Node& n) { return perm_of(n) == std::vector<int64_t>{1, 0}; },
+                     .permutation = perm_of},
          .samples = {{{{{-1, 17}}}, {{"perm", {1, 0}}}}, {{{{-1, 3, 5}}}, {{"perm", {0, 2, 1}}}}, {{{{3, 17, 5}}}, {{"perm", {1, 2, 0}}}}}});
 
   r.add({.name = "broadcast", .family = "layout", .summary = "repeat x to a larger shape (numpy rules)", .inputs = {"x"},

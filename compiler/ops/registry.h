@@ -94,6 +94,8 @@ struct OpAlgebra {
   std::function<void(Node& outer, const Node& inner)> compose;
   // The node only swaps the two axes of a matrix (a contraction can read its input transposed instead).
   std::function<bool(const Node&)> swaps_matrix_axes;
+  // The node only permutes its input's axes: output axis i is input axis perm[i] (sink-transposes moves it).
+  std::function<std::vector<int64_t>(const Node&)> permutation;
   // Contractions: the bool attribute that reads input k transposed ("" where none).
   std::vector<std::string> transpose_flags;
   // out = a * b elementwise: a contraction's per-channel scale may move into its weights.

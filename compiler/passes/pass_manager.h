@@ -37,7 +37,7 @@ struct PipelineOptions {
 // that broke the graph.
 std::vector<PassRun> run_passes(Graph& g, const std::vector<std::string>& passes, const PipelineOptions& options = {});
 
-// The named pipelines: "simplify" = fold-constants, algebra, cse, dce.
+// The named pipelines: "simplify" = fold-constants, sink-transposes, algebra, fold-scales, cse, dce.
 std::vector<std::string> pipeline(const std::string& name);
 std::vector<PassRun> run_pipeline(Graph& g, const std::string& name, const PipelineOptions& options = {});
 

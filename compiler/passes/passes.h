@@ -37,6 +37,11 @@ bool simplify_algebra(Graph& g);
 // computed from params alone -> contraction(x, W * s) (compiler/passes/fold_scales.cpp).
 bool fold_scales_into_weights(Graph& g);
 
+// sink-transposes: ew(T_p(x), c) -> T_p(ew(x, c')) for elementwise ops whose
+// other operands are transposes by the same p or small values of params and
+// constants alone, so transposes meet and compose away (compiler/passes/sink_transposes.cpp).
+bool sink_transposes(Graph& g);
+
 // Per node: its value depends on params and constants alone (no step input).
 std::vector<bool> param_only_nodes(const Graph& g);
 

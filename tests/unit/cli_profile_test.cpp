@@ -2,12 +2,15 @@
 // work (FLOPs) it relates each kernel's time to.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <sstream>
 
 #include "compiler/codegen/profile.h"
 #include "compiler/frontend/graph_json.h"
 #include "compiler/lower/lower_program.h"
+#include "runtime/data/npy.h"
 #include "tests/unit/test_util.h"
 
 using namespace kiln;
@@ -87,4 +90,44 @@ TEST_CASE("cli: profile FLOPs: 2*M*N*K for a gemm at the run's batch, operations
   }
   CHECK(gemm);
   CHECK(relu);
+}
+
+TEST_CASE("cli: kiln profile without a training spec times predict of a one-input graph (an imported model's shape)") {
+  const std::string path = "/tmp/kiln_profile_forward_" + std::to_string(::getpid()) + ".json";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    REQUIRE(f);
+    std::fputs(R"({"format": "kiln.graph/1", "name": "one_input", "seed": 1,
+      "inputs": {"x": {"shape": [-1, 3, 6, 6]}},
+      "params": {"w": {"shape": [4, 3, 3, 3], "init": "he_normal"}, "b": {"shape": [4, 1, 1], "init": "zeros"}},
+      "nodes": [{"name": "c", "op": "conv2d", "inputs": ["x", "w"], "layout": "NCHW", "padding": [1, 1, 1, 1]},
+                {"name": "cb", "op": "add", "inputs": ["c", "b"]},
+                {"name": "logits", "op": "relu", "inputs": ["cb"]}],
+      "outputs": {"logits": "logits"}})",
+               f);
+    std::fclose(f);
+  }
+  // kiln run --time: the compiled forward pass, called once untimed and then N times.
+  const std::string x = "/tmp/kiln_profile_forward_x_" + std::to_string(::getpid()) + ".npy";
+  data::write_npy(x, Tensor(ElemType::f32, {2, 3, 6, 6}));
+  auto timed = test::run_kiln("run " + path + " --input x=" + x + " --jit --time 3 --threads 2");
+  INFO(timed.output);
+  CHECK(timed.exit_code == 0);
+  CHECK(timed.output.find("timed: batch 2, 2 threads: median ") != std::string::npos);
+  CHECK(timed.output.find(" over 3 calls (min ") != std::string::npos);
+  CHECK(timed.output.find("logits: f32[2,4,6,6]") != std::string::npos);
+  auto no_jit = test::run_kiln("run " + path + " --input x=" + x + " --time 3 2>&1");
+  CHECK(no_jit.exit_code != 0);
+  CHECK(no_jit.output.find("--time times the compiled forward pass: add --jit") != std::string::npos);
+  std::remove(x.c_str());
+
+  auto r = test::run_kiln("profile " + path + " --steps 2 --threads 1");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("predict at batch 1 on 1 thread, 2 steps") != std::string::npos);
+  // train_step needs the spec: said, not crashed.
+  auto t = test::run_kiln("profile " + path + " --entry train_step 2>&1");
+  CHECK(t.exit_code != 0);
+  CHECK(t.output.find("--entry train_step needs a training spec (--train SPEC)") != std::string::npos);
+  std::remove(path.c_str());
 }

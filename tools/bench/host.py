@@ -13,3 +13,16 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def isa():
+    """The widest x86 vector extension the CPU reports (what kiln's JIT targets here): AVX-512, AVX2 or SSE."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+    except OSError:
+        pass
+    return platform.machine() or "unknown"

@@ -4,6 +4,13 @@
 # writes reports/bench/peers.{md,json}.
 #
 #   tools/bench/peers.sh [--quick] [--only mlp64,mlpfull,cnn32,transfer32] [--peers kiln,torch,tf,jax] ...
+#   tools/bench/peers.sh zoo [--only lenet5,resnet20,mobilenet_small,char_gpt] [--peers kiln,eager,compile] ...
+#   tools/bench/peers.sh inference [--models resnet18,mobilenet_v2] [--batches 1,32] ...
+#   tools/bench/peers.sh all      (the three in turn, each with its defaults)
+#
+# zoo: the zoo's training steps against the PyTorch twins (tools/bench/peers/zoo.py);
+# inference: latency against onnxruntime and PyTorch eager on torchvision
+# models imported from ONNX (tools/bench/peers/inference.py).
 #
 # The first run on a machine builds a Python environment outside the
 # repository (${KILN_BENCH_VENV:-~/.cache/kiln/bench-venv}) with the pinned
@@ -48,7 +55,7 @@ else
 fi
 
 # 3. The data kiln and the peers read.
-if [ ! -f data/cifar10/cifar-10-batches-bin/test_batch.bin ] || [ ! -f data/mnist/t10k-images-idx3-ubyte.gz ]; then
+if [ ! -f data/cifar10/cifar-10-batches-bin/test_batch.bin ] || [ ! -f data/mnist/t10k-images-idx3-ubyte.gz ] || [ ! -f data/text/kjv.txt.gz ]; then
   echo "peers: preparing the data (kiln data prepare)"
   if [ -d ../shared/data ]; then "$BUILD_DIR/tools/kiln" data prepare --from ../shared/data
   else "$BUILD_DIR/tools/kiln" data prepare; fi
@@ -56,4 +63,14 @@ fi
 
 # 4. The runs.
 export KILN_BUILD_DIR="$BUILD_DIR"
-exec "$VENV/bin/python" tools/bench/peers/run.py "$@"
+case "${1:-}" in
+  zoo) shift; exec "$VENV/bin/python" tools/bench/peers/zoo.py "$@" ;;
+  inference) shift; exec "$VENV/bin/python" tools/bench/peers/inference.py "$@" ;;
+  all)
+    status=0
+    for section in run zoo inference; do
+      "$VENV/bin/python" "tools/bench/peers/$section.py" || status=1
+    done
+    exit $status ;;
+  *) exec "$VENV/bin/python" tools/bench/peers/run.py "$@" ;;
+esac

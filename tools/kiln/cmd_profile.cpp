@@ -17,17 +17,18 @@ void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, i
 static RegisterCommand profile_cmd(35, [](CLI::App& app) {
   auto* sub = app.add_subcommand("profile", "Time every kernel of a compiled step (sorted, with JSON nodes and GFLOP/s)");
   struct Opts {
-    std::string graph, spec, entry = "train_step";
+    std::string graph, spec, entry;  // entry "": train_step, or predict without a spec
     int steps = 20, threads = 0, rows = 0;
     int64_t batch = 0, bucket_kb = 4096;
     bool distributed = false, no_overlap = false;
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("graph", o->graph, "model graph JSON")->required()->check(CLI::ExistingFile);
-  sub->add_option("--train", o->spec, "training spec (optimizer, frozen params, batch size)")
-      ->required()
+  sub->add_option("--train", o->spec,
+                  "training spec (optimizer, frozen params, batch size); without it, the forward entries of the "
+                  "graph alone (predict by default, batch 1; e.g. an imported ONNX model)")
       ->check(CLI::ExistingFile);
-  sub->add_option("--entry", o->entry, "entry point to profile")
+  sub->add_option("--entry", o->entry, "entry point to profile (default: train_step, or predict without --train)")
       ->check(CLI::IsMember({"train_step", "eval_step", "predict"}));
   sub->add_option("--steps", o->steps, "timed steps (after 2 untimed ones)")->check(CLI::Range(1, 100000));
   sub->add_option("--batch", o->batch, "batch size (default: the spec's)")->check(CLI::Range(1, 1 << 20));
@@ -42,11 +43,20 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
   sub->callback([o] {
     Graph g = load_graph_or_fail(o->graph);
     TrainSpec spec;
-    try {
-      spec = expand_sweeps(load_train_spec(o->spec)).front();
-    } catch (const GraphError& e) {
-      throw InputError(e.what());
+    const bool forward_only = o->spec.empty();
+    if (forward_only) {
+      if (o->distributed || o->entry == "train_step")
+        throw InputError("profile " + std::string(o->distributed ? "--distributed" : "--entry train_step") +
+                         " needs a training spec (--train SPEC)");
+      if (o->entry.empty()) o->entry = "predict";
+    } else {
+      try {
+        spec = expand_sweeps(load_train_spec(o->spec)).front();
+      } catch (const GraphError& e) {
+        throw InputError(e.what());
+      }
     }
+    if (o->entry.empty()) o->entry = "train_step";
     if (o->distributed) {
       if (o->batch) spec.batch_size = o->batch;
       try {
@@ -55,11 +65,11 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
         abort_distributed(e.what(), 1);
       }
     }
-    int64_t batch = o->batch ? o->batch : (spec.full_batch ? 64 : spec.batch_size);
+    int64_t batch = o->batch ? o->batch : forward_only ? 1 : (spec.full_batch ? 64 : spec.batch_size);
     int threads = o->threads ? o->threads : spec.threads;
     driver::CompiledModel m;
     try {
-      m = driver::compile_model(std::move(g), &spec, batch, threads);
+      m = driver::compile_model(std::move(g), forward_only ? nullptr : &spec, batch, threads);
     } catch (const GraphError& e) {
       throw InputError(e.what());
     } catch (const std::invalid_argument& e) {

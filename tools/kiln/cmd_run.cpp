@@ -1,8 +1,10 @@
 // kiln run: one forward pass of a graph through the reference interpreter,
 // on inputs read from .npy files, with freshly drawn or saved params.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -10,12 +12,15 @@
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "compiler/codegen/jit.h"
 #include "compiler/interp/interpreter.h"
 #include "compiler/passes/modes.h"
+#include "compiler/passes/pass_manager.h"
 #include "compiler/interp/value_io.h"
 #include "runtime/data/npy.h"
+#include "runtime/thread_pool.h"
 #include "tools/kiln/command.h"
 
 namespace kiln::cli {
@@ -84,7 +89,53 @@ struct RunOptions {
   std::string params_dir, output_dir;
   bool f64 = false, jit = false;
   int64_t seed = -1;
+  int time_calls = 0, threads = 0;
 };
+
+// --time N: the forward pass compiled once (as run_forward does, with a
+// thread pool), called once untimed (it also loads the params and computes
+// what depends on them alone), then N times on the same input bytes. Each
+// call is timed alone: the entry point's whole work, nothing of the
+// conversions around it. Returns the outputs of the first call.
+std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
+                                                  const std::vector<std::string>& fetch, int calls, int threads) {
+  using Clock = std::chrono::steady_clock;
+  Graph compiled = g;
+  run_pipeline(compiled, "simplify");
+  int64_t batch = 1;
+  for (NodeId id : g.inputs()) {
+    auto it = feeds.find(g.node(id).name);
+    if (has_open_dim(g.node(id).type.shape) && it != feeds.end() && !it->second.shape.empty()) batch = it->second.shape[0];
+  }
+  auto t0 = Clock::now();
+  auto cp = codegen::compile_entries(g.name, {{"eval_step", &compiled, fetch, {}}}, {.max_batch = std::max<int64_t>(batch, 1)});
+  const double compile_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  ThreadPool pool(threads);
+  Program prog(cp->info(), &pool);
+  auto results = codegen::run_entry(prog, "eval_step", batch, feeds);  // the warm-up call
+  const EntryInfo* e = prog.entry("eval_step");
+  std::vector<std::vector<uint8_t>> in_bytes, out_bytes;
+  std::vector<const void*> ins;
+  std::vector<void*> outs;
+  for (const TensorInfo& t : e->inputs) ins.push_back(in_bytes.emplace_back(codegen::to_bytes(feeds.at(t.name), static_cast<DType>(t.type))).data());
+  for (const TensorInfo& t : e->outputs) outs.push_back(out_bytes.emplace_back(static_cast<size_t>(t.bytes(batch)) + 1).data());
+  std::vector<double> ms;
+  for (int i = 0; i < calls; ++i) {
+    auto start = Clock::now();
+    prog.run("eval_step", batch, ins, outs);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  }
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  const double median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  std::printf("timed: batch %lld, %d thread%s: median %.3f ms per call over %d calls (min %.3f, max %.3f); "
+              "compiled in %.0f ms\n",
+              static_cast<long long>(batch), pool.threads(), pool.threads() == 1 ? "" : "s", median, calls, sorted.front(),
+              sorted.back(), compile_ms);
+  std::fflush(stdout);
+  return results;
+}
 
 void run_graph(const RunOptions& o) {
   Graph g = load_graph_or_fail(o.graph);
@@ -136,7 +187,10 @@ void run_graph(const RunOptions& o) {
 
   std::map<std::string, interp::Value> results;
   try {
-    if (o.jit) {
+    if (o.time_calls > 0) {
+      results = time_forward(g, feeds, fetch, o.time_calls,
+                             o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    } else if (o.jit) {
       results = codegen::run_forward(g, feeds, fetch);
     } else {
       interp::Interpreter run(g, o.f64 ? interp::Precision::f64 : interp::Precision::f32);
@@ -178,7 +232,14 @@ static RegisterCommand run_cmd(30, [](CLI::App& app) {
   sub->add_flag("--jit", o->jit, "compile through the JIT and run that (default: the reference interpreter)");
   sub->add_flag("--f64", o->f64, "compute in f64 (no rounding to float after each op; f32 outputs written as float64)");
   sub->add_option("--seed", o->seed, "re-derive every param's initializer seed from this graph seed")->check(CLI::NonNegativeNumber);
-  sub->callback([o] { run_graph(*o); });
+  auto* time = sub->add_option("--time", o->time_calls,
+                               "with --jit: compile once, call once untimed, then time N calls and print their median")
+                   ->check(CLI::Range(1, 100000));
+  sub->add_option("--threads", o->threads, "with --time: worker threads (default: every core)")->check(CLI::PositiveNumber);
+  sub->callback([o, time] {
+    if (*time && !o->jit) throw InputError("--time times the compiled forward pass: add --jit");
+    run_graph(*o);
+  });
 });
 
 }  // namespace kiln::cli

@@ -1,0 +1,118 @@
+// sink-transposes: an elementwise op whose operands are transposes by one
+// permutation p, or small values computed from params and constants alone
+// (a bias, a scale, a scalar), runs before the permutation instead:
+//   ew(T_p(x), T_p(y), c) -> T_p(ew(x, y, c')),  c' = c laid out as x.
+// A channels-first model (every imported ONNX one) is lowered as
+// channels-last convolutions with a transpose before and after each; moved
+// down through the bias, activation and residual add between two
+// convolutions, the one after meets the one before the next, and algebra
+// composes the pair away: no copy of the activations per convolution.
+#include <algorithm>
+
+#include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
+#include "compiler/passes/graph_edit.h"
+#include "compiler/passes/passes.h"
+
+namespace kiln {
+
+namespace {
+
+const OpDef& def_of(const Node& n) { return *OpRegistry::get().find(n.op); }
+
+std::vector<int64_t> permutation_of(const Node& n) {
+  const auto& perm = def_of(n).algebra.permutation;
+  return perm ? perm(n) : std::vector<int64_t>{};
+}
+
+// c (rank <= perm's, broadcast against T_p(x)) as the operand that gives the
+// same result against x: its axes moved by the inverse permutation. A reshape
+// when only size-1 axes move (no data moves), else a transpose.
+NodeId laid_out_for_source(GraphBuilder& b, const Graph& g, NodeId c, const std::vector<int64_t>& perm) {
+  const Shape& s = g.node(c).type.shape;
+  const size_t rank = perm.size();
+  if (s.empty()) return c;  // a scalar broadcasts the same either way
+  Shape full(rank - s.size(), 1);
+  full.insert(full.end(), s.begin(), s.end());
+  Shape moved(rank);
+  std::vector<int64_t> inverse(rank);
+  for (size_t k = 0; k < rank; ++k) {
+    moved[static_cast<size_t>(perm[k])] = full[k];
+    inverse[static_cast<size_t>(perm[k])] = static_cast<int64_t>(k);
+  }
+  // Do the axes longer than 1 keep their order? Then it is the same bytes.
+  std::vector<size_t> order;
+  for (size_t k = 0; k < rank; ++k)
+    if (full[k] != 1) order.push_back(static_cast<size_t>(perm[k]));
+  const NodeId expanded = full.size() == s.size() ? c : b.add("reshape", {c}, {{"shape", full}});
+  if (std::is_sorted(order.begin(), order.end())) return b.add("reshape", {expanded}, {{"shape", moved}});
+  return b.add("transpose", {expanded}, {{"perm", inverse}});
+}
+
+// Does anything but `user` and permutations (which compose with it) read t?
+// Then t stays for it, and moving a copy below `user` would add a transpose.
+bool read_elsewhere(const Graph& g, NodeId t, NodeId user) {
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (static_cast<NodeId>(i) == user) continue;
+    const Node& n = g.nodes[i];
+    if (std::find(n.inputs.begin(), n.inputs.end(), t) != n.inputs.end() && permutation_of(n).empty()) return true;
+  }
+  for (auto& [name, id] : g.outputs)
+    if (id == t) return true;
+  for (auto& [param, grad] : g.gradients)
+    if (grad == t) return true;
+  for (auto& [target, value] : g.updates)
+    if (value == t) return true;
+  return false;
+}
+
+}  // namespace
+
+bool sink_transposes(Graph& g) {
+  const auto param_only = param_only_nodes(g);
+  GraphBuilder b(g);
+  bool changed = false;
+  const size_t count = g.nodes.size();
+  for (size_t i = 0; i < count; ++i) {
+    const Node n = g.nodes[i];  // a copy: adding nodes moves the node list
+    if (def_of(n).pattern != OpPattern::elementwise || n.inputs.empty()) continue;
+    const size_t rank = static_cast<size_t>(n.type.rank());
+    std::vector<int64_t> perm;
+    bool ok = rank >= 2;
+    for (NodeId in : n.inputs) {
+      const Node& operand = g.node(in);
+      auto p = permutation_of(operand);
+      if (!p.empty() && p.size() == rank) {
+        if (perm.empty()) perm = p;
+        ok = ok && p == perm;
+      } else {
+        // Anything else must be cheap to lay out again: one element, or
+        // computed from params and constants alone (once per parameter load
+        // in inference; a bias or a scale, small beside the activations).
+        const bool one = numel(operand.type.shape) == 1;
+        const bool fixed = static_cast<size_t>(in) < param_only.size() && param_only[static_cast<size_t>(in)];
+        ok = ok && operand.type.rank() <= static_cast<int>(rank) && (one || fixed);
+      }
+    }
+    if (!ok || perm.empty()) continue;
+    for (NodeId in : n.inputs)
+      if (permutation_of(g.node(in)).size() == rank && read_elsewhere(g, in, static_cast<NodeId>(i))) ok = false;
+    if (!ok) continue;
+    b.set_origin(n.origin);
+    std::vector<NodeId> inputs;
+    for (NodeId in : n.inputs) {
+      const Node& operand = g.node(in);
+      inputs.push_back(permutation_of(operand).size() == rank ? operand.inputs[0]
+                                                              : laid_out_for_source(b, g, in, perm));
+    }
+    const NodeId inner = b.add(n.op, inputs, n.attrs);
+    const NodeId moved = b.add("transpose", {inner}, {{"perm", perm}});
+    replace_uses(g, static_cast<NodeId>(i), moved);
+    changed = true;
+  }
+  b.set_origin("");
+  if (changed) settle_appended_replacements(g);
+  return changed;
+}
+
+}  // namespace kiln
