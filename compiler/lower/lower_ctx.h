@@ -75,7 +75,8 @@ class KernelBuilder {
   // for name in [lo, hi): body(name). `parallel` only on a top-level loop
   // whose iterations write disjoint memory.
   void loop(const std::string& name, E lo, E hi, const std::function<void(E)>& body, bool parallel = false);
-  // Nested loops over every index of `shape` (outermost first).
+  // Nested loops over every index of `shape` (outermost first). parallel_outer:
+  // the outermost loop runs in parallel (rank >= 3: the first two dims as one).
   void loops(const Shape& shape, const std::function<void(const std::vector<E>&)>& body, bool parallel_outer = false);
   E load(const BufRef& b, E index) const;
   void store(const BufRef& b, E index, E value);

@@ -44,9 +44,14 @@ NodeId laid_out_for_source(GraphBuilder& b, const Graph& g, NodeId c, const std:
   std::vector<size_t> order;
   for (size_t k = 0; k < rank; ++k)
     if (full[k] != 1) order.push_back(static_cast<size_t>(perm[k]));
+  // Leading 1s dropped: broadcasting aligns trailing axes, and a bias of
+  // shape [C] (not [1,1,1,C]) is what a GEMM epilogue takes as a bias.
+  Shape trimmed(std::find_if(moved.begin(), moved.end(), [](int64_t d) { return d != 1; }), moved.end());
+  if (std::is_sorted(order.begin(), order.end()))
+    return trimmed == s ? c : b.add("reshape", {c}, {{"shape", trimmed}});
   const NodeId expanded = full.size() == s.size() ? c : b.add("reshape", {c}, {{"shape", full}});
-  if (std::is_sorted(order.begin(), order.end())) return b.add("reshape", {expanded}, {{"shape", moved}});
-  return b.add("transpose", {expanded}, {{"perm", inverse}});
+  const NodeId moved_axes = b.add("transpose", {expanded}, {{"perm", inverse}});
+  return trimmed.size() == moved.size() ? moved_axes : b.add("reshape", {moved_axes}, {{"shape", trimmed}});
 }
 
 // Does anything but `user` and permutations (which compose with it) read t?

@@ -59,6 +59,13 @@ def worker(a):
     """One framework on one model, every batch size: prints a JSON line per batch."""
     import numpy as np
     threads = a.threads
+    if a.worker == "torch":
+        import torch
+        import torchvision
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, a.model)(weights=None).eval()
     for b in [int(s) for s in a.batches.split(",")]:
         x = np.load(os.path.join(a.folder, "x%d.npy" % b))
         n = calls_for(b, a)
@@ -72,17 +79,11 @@ def worker(a):
             s = ort.InferenceSession(os.path.join(a.folder, a.model + ".onnx"), o, providers=["CPUExecutionProvider"])
             call = lambda: s.run(None, {"x": x})[0]  # noqa: E731
         else:
-            import torch
-            import torchvision
-            torch.set_num_threads(threads)
-            torch.set_num_interop_threads(1)
-            torch.manual_seed(0)
-            m = getattr(torchvision.models, a.model)(weights=None).eval()
             xt = torch.from_numpy(x)
 
             def call():
                 with torch.inference_mode():
-                    return m(xt).numpy()
+                    return model(xt).numpy()
         out = call()  # warm-up
         ms = []
         for _ in range(n):
