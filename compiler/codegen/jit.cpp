@@ -385,18 +385,26 @@ std::map<std::string, interp::Value> run_entry(Program& prog, const std::string&
   return result;
 }
 
-std::map<std::string, interp::Value> run_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
-                                                 const std::vector<std::string>& fetch) {
-  Graph compiled = g;
-  run_pipeline(compiled, "simplify");
-  int64_t batch = 1;
+ForwardProgram compile_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
+                               const std::vector<std::string>& fetch) {
+  ForwardProgram out;
+  out.graph = std::make_unique<Graph>(g);
+  run_pipeline(*out.graph, "simplify");
   for (NodeId id : g.inputs()) {
     auto it = feeds.find(g.node(id).name);
-    if (has_open_dim(g.node(id).type.shape) && it != feeds.end() && !it->second.shape.empty()) batch = it->second.shape[0];
+    if (has_open_dim(g.node(id).type.shape) && it != feeds.end() && !it->second.shape.empty())
+      out.batch = it->second.shape[0];
   }
-  auto cp = compile_entries(g.name, {{"eval_step", &compiled, fetch, {}}}, {.max_batch = std::max<int64_t>(batch, 1)});
-  Program prog(cp->info());
-  return run_entry(prog, "eval_step", batch, feeds);
+  out.program =
+      compile_entries(g.name, {{"eval_step", out.graph.get(), fetch, {}}}, {.max_batch = std::max<int64_t>(out.batch, 1)});
+  return out;
+}
+
+std::map<std::string, interp::Value> run_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
+                                                 const std::vector<std::string>& fetch) {
+  ForwardProgram f = compile_forward(g, feeds, fetch);
+  Program prog(f.program->info());
+  return run_entry(prog, "eval_step", f.batch, feeds);
 }
 
 }  // namespace kiln::codegen

@@ -69,6 +69,15 @@ std::map<std::string, interp::Value> run_entry(Program& prog, const std::string&
 // run --jit, kiln onnx-test) that compare it with the interpreter.
 std::map<std::string, interp::Value> run_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
                                                  const std::vector<std::string>& fetch);
+// Its first half: the program (entry eval_step) and the batch the feeds bind
+// (kiln run --time calls it many times).
+struct ForwardProgram {
+  std::unique_ptr<Graph> graph;  // the simplified graph, which the program refers to (declared first: outlives it)
+  std::unique_ptr<CompiledProgram> program;
+  int64_t batch = 1;
+};
+ForwardProgram compile_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
+                               const std::vector<std::string>& fetch);
 
 // Raw bytes of a value in `dtype`, and back.
 std::vector<uint8_t> to_bytes(const interp::Value& v, DType dtype);

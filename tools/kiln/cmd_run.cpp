@@ -17,7 +17,6 @@
 #include "compiler/codegen/jit.h"
 #include "compiler/interp/interpreter.h"
 #include "compiler/passes/modes.h"
-#include "compiler/passes/pass_manager.h"
 #include "compiler/interp/value_io.h"
 #include "runtime/data/npy.h"
 #include "runtime/thread_pool.h"
@@ -100,18 +99,12 @@ struct RunOptions {
 std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
                                                   const std::vector<std::string>& fetch, int calls, int threads) {
   using Clock = std::chrono::steady_clock;
-  Graph compiled = g;
-  run_pipeline(compiled, "simplify");
-  int64_t batch = 1;
-  for (NodeId id : g.inputs()) {
-    auto it = feeds.find(g.node(id).name);
-    if (has_open_dim(g.node(id).type.shape) && it != feeds.end() && !it->second.shape.empty()) batch = it->second.shape[0];
-  }
   auto t0 = Clock::now();
-  auto cp = codegen::compile_entries(g.name, {{"eval_step", &compiled, fetch, {}}}, {.max_batch = std::max<int64_t>(batch, 1)});
+  codegen::ForwardProgram f = codegen::compile_forward(g, feeds, fetch);
   const double compile_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  const int64_t batch = f.batch;
   ThreadPool pool(threads);
-  Program prog(cp->info(), &pool);
+  Program prog(f.program->info(), &pool);
   auto results = codegen::run_entry(prog, "eval_step", batch, feeds);  // the warm-up call
   const EntryInfo* e = prog.entry("eval_step");
   std::vector<std::vector<uint8_t>> in_bytes, out_bytes;

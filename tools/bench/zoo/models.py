@@ -151,12 +151,12 @@ class MobileNetSmall(nn.Module):  # graphs/zoo/mobilenet_small.json
               (32, 64, 4, 2), (64, 64, 4, 1),  # ir4_1, ir4_2
               (64, 96, 4, 1))  # ir5_1
 
-    def __init__(self):
+    def __init__(self, dropout=0.2):
         super().__init__()
         self.stem, self.stem_bn = Conv(3, 16, 3, bias=False, init="he_normal"), bn(16)
         self.body = nn.Sequential(*[InvertedResidual(*b) for b in self.BLOCKS])
         self.head, self.head_bn = Conv(96, 320, 1, bias=False), bn(320)  # glorot_uniform (default)
-        self.drop = nn.Dropout(0.2)
+        self.drop = nn.Dropout(dropout)
         self.fc = dense(320, 10)
 
     def forward(self, x):
