@@ -105,7 +105,7 @@ ThreadPool::ThreadPool(int threads) : threads_(std::max(threads, 1)), spin_ns_(s
   if (cpus.size() != static_cast<size_t>(threads)) cpus.clear();
 #endif
   for (int i = 1; i < threads; ++i) {
-    workers_.emplace_back([this, i] { worker(i); });
+    workers_.emplace_back([this] { worker(); });
 #if defined(__linux__)
     if (!cpus.empty()) {
       const int cpu = cpus[static_cast<size_t>(i)];
@@ -229,7 +229,7 @@ void ThreadPool::reset_stats() {
   caller_extra_chunks_ = 0;
 }
 
-void ThreadPool::worker(int /*index*/) {
+void ThreadPool::worker() {
   const uint32_t parts = static_cast<uint32_t>(threads());
   // The constructor's word: a job published (or the pool stopped) before
   // this thread got here is a change from it.

@@ -64,7 +64,7 @@ class ThreadPool {
   static int64_t spin_us();
 
  private:
-  void worker(int index);
+  void worker();
   // Waits until `value` differs from `old` (spinning, then sleeping on wake_)
   // and returns the new value; publish() changes a watched value and wakes sleepers.
   template <class T>

@@ -25,7 +25,7 @@
 #   image_tree   image-tree importer (tar(.gz) of class folders of JPEG/PNG)
 #   tar_extract  tar member extraction
 #   onnx         ONNX importer           model.onnx of 60 ONNX backend tests (libonnx-testdata)
-# Exit 1 when afl-fuzz saved a crash or a hang: the inputs are printed, with
+# Exit 1 when afl-fuzz saved a crash or a hang (over AFL_HANG_TMOUT ms, 10000 by default): the inputs are printed, with
 # the command that replays one (build-fuzz/tests/fuzz/fuzz_<name> FILE).
 #
 # Every target is built by one configure of build-fuzz/, sharing two
@@ -132,6 +132,11 @@ dictionaries() {
 }
 
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
+# A hang is an input that runs over 10 s (afl-fuzz's default is 1 s). The
+# largest work a small input may ask for is bounded (the ONNX importer's values
+# computed at import: about 3 s under ASan here), and a busy 2-core machine
+# must not turn that into a finding; a loop that never ends is still caught.
+export AFL_HANG_TMOUT=${AFL_HANG_TMOUT:-10000}
 # An allocation over 2 GiB from an input under 1 MiB (afl-fuzz's largest) is a
 # finding: a header trusted before it was checked. (The fork server's children
 # have no RSS-watching thread, so this limit is what keeps them from the

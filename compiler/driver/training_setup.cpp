@@ -205,21 +205,12 @@ int64_t training_max_batch(const TrainSpec& spec, int64_t train_size) {
   return spec.full_batch ? train_size : std::min(spec.batch_size, train_size);
 }
 
-CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads,
-                            const codegen::CodegenOptions& copts, bool distributed) {
-  CompiledModel m;
-  auto inputs = model.inputs();
-  if (!spec && inputs.size() == 1) {  // a forward graph of one input (an imported model): its features
-    m.features_input = model.node(inputs[0]).name;
-    inputs.push_back(inputs[0]);
-  } else if (inputs.size() != 2) {
-    throw std::runtime_error("graph '" + model.name + "' has " + std::to_string(inputs.size()) +
-                             " inputs; " + (spec ? "training needs" : "a compiled model takes") +
-                             " two (the images and their labels)");
-  }
-  // The features are the input the model's prediction reads; the labels only
-  // reach the loss. (Inputs come in name order: "targets" sorts before
-  // "tokens", so order alone would feed a language model its own targets.)
+namespace {
+
+// The features are the input the model's prediction reads; the labels only
+// reach the loss. (Inputs come in name order: "targets" sorts before
+// "tokens", so order alone would feed a language model its own targets.)
+void assign_features_and_labels(const Graph& model, const std::vector<NodeId>& inputs, CompiledModel& m) {
   std::string a = model.node(inputs[0]).name, b = model.node(inputs[1]).name;
   std::string feature;
   for (const char* output : {"logits", "probabilities"}) {
@@ -236,14 +227,29 @@ CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batc
     }
     if (reached.size() == 1) feature = model.node(reached[0]).name;
   }
-  if (!m.features_input.empty()) {
-    // (one input: no labels)
-  } else if (!feature.empty()) {
+  if (!feature.empty()) {
     m.features_input = feature;
     m.labels_input = feature == a ? b : a;
   } else {
     m.features_input = b == "x" ? b : a;
     m.labels_input = b == "x" ? a : b;
+  }
+}
+
+}  // namespace
+
+CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads,
+                            const codegen::CodegenOptions& copts, bool distributed) {
+  CompiledModel m;
+  auto inputs = model.inputs();
+  if (!spec && inputs.size() == 1) {
+    m.features_input = model.node(inputs[0]).name;  // a forward graph of one input (an imported model)
+  } else if (inputs.size() == 2) {
+    assign_features_and_labels(model, inputs, m);
+  } else {
+    throw std::runtime_error("graph '" + model.name + "' has " + std::to_string(inputs.size()) +
+                             " inputs; " + (spec ? "training needs" : "a compiled model takes") +
+                             " two (the images and their labels)");
   }
   auto t0 = std::chrono::steady_clock::now();
   if (spec) {

@@ -55,6 +55,9 @@ NodeId GraphBuilder::add(const std::string& op, std::vector<NodeId> inputs, Attr
   in.reserve(inputs.size());
   for (NodeId id : inputs) in.push_back(g_.node(id).type);
   TensorType t = def->infer(InferCtx{in, checked});
+  if (t.rank() > kMaxRank)
+    throw OpError(op + " gives a result of " + std::to_string(t.rank()) + " dimensions (kiln's limit: " +
+                  std::to_string(kMaxRank) + ")");
   Node n;
   n.op = op;
   n.name = name.empty() ? unique_name((scope_.empty() ? "" : scope_ + "/") + op) : unique_name(name);

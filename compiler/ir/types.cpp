@@ -32,12 +32,13 @@ size_t dtype_size(DType t) {
 }
 
 std::string shape_str(const Shape& s) {
+  auto dim = [&](size_t i) { return s[i] == kOpenDim ? std::string("?") : std::to_string(s[i]); };
   std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ",";
-    out += s[i] == kOpenDim ? "?" : std::to_string(s[i]);
-  }
-  return out + "]";
+  bool abbreviate = s.size() > static_cast<size_t>(kMaxRank);
+  size_t head = abbreviate ? 8 : s.size();
+  for (size_t i = 0; i < head; ++i) out += (i ? "," : "") + dim(i);
+  if (!abbreviate) return out + "]";
+  return out + ",...," + dim(s.size() - 1) + "] (" + std::to_string(s.size()) + " dimensions)";
 }
 
 bool has_open_dim(const Shape& s) {

@@ -20,8 +20,12 @@ inline bool is_float(DType t) { return t == DType::f32 || t == DType::f64; }
 // A dimension of -1 is the open (batch) dimension, bound at run time.
 constexpr int64_t kOpenDim = -1;
 using Shape = std::vector<int64_t>;
+// No model needs more dimensions; a shape with more is a malformed input
+// (it would cost time and memory linear in its rank at every stage).
+constexpr int kMaxRank = 16;
 
-std::string shape_str(const Shape& s);          // "[?,3072]"
+// "[?,3072]"; a shape over kMaxRank dimensions is abbreviated with its rank.
+std::string shape_str(const Shape& s);
 bool has_open_dim(const Shape& s);
 // Element count with the open dimension bound to `batch`.
 int64_t numel(const Shape& s, int64_t batch = 1);

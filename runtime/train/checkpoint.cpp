@@ -16,7 +16,7 @@ static_assert(std::endian::native == std::endian::little, "checkpoint I/O assume
 namespace {
 
 constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'C', 'K', 'P', 'T'};
-constexpr int kMaxRank = 16;
+constexpr int kMaxRank = 16;  // the compiler's limit too (compiler/ir/types.h); runtime does not include it
 
 uint32_t crc32_of(std::span<const uint8_t> b) {
   return static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), b.data(), b.size()));

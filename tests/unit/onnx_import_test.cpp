@@ -199,6 +199,43 @@ TEST_CASE("onnx import: files that are not ONNX, truncated models and new opsets
   CHECK(import_error(newer.bytes()).problems[0].reason == "opset 18 is newer than kiln supports (1-17)");
 }
 
+TEST_CASE("onnx import: values computed at import are bounded one by one and in all, shapes by their rank") {
+  auto constant_of_shape = [](ModelBuilder& b, const std::string& out, int64_t count) {
+    b.int_initializer(out + "_shape", {count});
+    b.node("ConstantOfShape", {out + "_shape"}, {out}, out);
+  };
+  ModelBuilder one;  // a single value over the limit
+  one.input("x", {4});
+  constant_of_shape(one, "big", ki::kMaxKnownElements + 1);
+  one.node("Abs", {"x"}, {"y"});
+  one.output("y");
+  ki::ImportError e1 = import_error(one.bytes());
+  REQUIRE(e1.problems.size() == 1);
+  CHECK(e1.problems[0].node == "big");
+  CHECK(e1.problems[0].reason.find("a value of 1048577 elements computed at import (kiln's limit: 1048576)") == 0);
+
+  ModelBuilder many;  // each value within the limit, their sum not
+  many.input("x", {4});
+  for (int i = 0; i < 5; ++i) constant_of_shape(many, "c" + std::to_string(i), ki::kMaxKnownElements);
+  many.node("Abs", {"x"}, {"y"});
+  many.output("y");
+  ki::ImportError e2 = import_error(many.bytes());
+  REQUIRE(e2.problems.size() == 1);
+  CHECK(e2.problems[0].node == "c4");  // 5 x 2^20 > 2^22: the fifth is refused
+  CHECK(e2.problems[0].reason.find("the values computed at import add up to over 4194304 elements") == 0);
+
+  ModelBuilder deep;  // a reshape to 17 dimensions
+  deep.input("x", {1});
+  deep.int_initializer("target", std::vector<int64_t>(17, 1));
+  deep.node("Reshape", {"x", "target"}, {"y"}, "deep");
+  deep.output("y");
+  ki::ImportError e3 = import_error(deep.bytes());
+  REQUIRE(e3.problems.size() == 1);
+  CHECK(e3.problems[0].reason.find("gives a result of 17 dimensions (kiln's limit: 16)") != std::string::npos);
+  CHECK(shape_str(Shape(20, 1)) == "[1,1,1,1,1,1,1,1,...,1] (20 dimensions)");
+  CHECK(shape_str(Shape(16, 2)) == "[2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]");
+}
+
 TEST_CASE("onnx import: a shape fed as a graph input is asked for, and imports once bound") {
   ModelBuilder b;
   b.input("x", {2, 6});

@@ -1,5 +1,7 @@
 """What the benchmarks say about the machine they ran on (shared by the peer
 harness, tools/bench/peers, and the zoo twins, tools/bench/zoo)."""
+import json
+import os
 import platform
 
 
@@ -26,3 +28,13 @@ def isa():
     except OSError:
         pass
     return platform.machine() or "unknown"
+
+
+def write_report(out, markdown, **fields):
+    """Writes OUT.md (the table people read) and OUT.json (the machine, its ISA
+    and `fields`, for scripts), making OUT's folder."""
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out + ".md", "w") as f:
+        f.write(markdown)
+    with open(out + ".json", "w") as f:
+        json.dump({"machine": cpu_model(), "isa": isa(), **fields}, f, indent=1)

@@ -118,14 +118,13 @@ std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map
     prog.run("eval_step", batch, ins, outs);
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   }
-  std::vector<double> sorted = ms;
-  std::sort(sorted.begin(), sorted.end());
-  const size_t n = sorted.size();
-  const double median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  std::sort(ms.begin(), ms.end());
+  const size_t n = ms.size();
+  const double median = n % 2 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
   std::printf("timed: batch %lld, %d thread%s: median %.3f ms per call over %d calls (min %.3f, max %.3f); "
               "compiled in %.0f ms\n",
-              static_cast<long long>(batch), pool.threads(), pool.threads() == 1 ? "" : "s", median, calls, sorted.front(),
-              sorted.back(), compile_ms);
+              static_cast<long long>(batch), pool.threads(), pool.threads() == 1 ? "" : "s", median, calls, ms.front(),
+              ms.back(), compile_ms);
   std::fflush(stdout);
   return results;
 }

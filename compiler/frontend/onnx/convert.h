@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/frontend/onnx/onnx_import.h"
 #include "compiler/interp/interpreter.h"
 #include "compiler/ir/types.h"
 #include "onnx/onnx_pb.h"
@@ -123,9 +124,7 @@ const ConverterTable& converters();
 // A node that computes with a value holding it is refused (Importer::convert_node).
 constexpr int64_t kBatchSizeAtImport = -(int64_t{1} << 30);
 
-// Values computed at import (constants, masks, folded shape arithmetic) stay
-// small: an attribute or shape that asks for more is refused, not allocated.
-constexpr int64_t kMaxKnownElements = int64_t{1} << 24;
+// kMaxKnownElements and kMaxKnownTotal (onnx_import.h) bound the values computed at import.
 void check_known_size(const interp::Value& v);
 void check_known_count(int64_t count);
 

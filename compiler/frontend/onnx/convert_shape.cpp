@@ -1,6 +1,7 @@
 // ONNX ops whose results are known at import: constants and the shape
 // arithmetic exporters emit (Shape, Size, ConstantOfShape, Range, EyeLike).
 // Their outputs become values the importer folds into their readers.
+#include <algorithm>
 #include <cmath>
 
 #include "compiler/frontend/onnx/convert.h"
@@ -64,12 +65,10 @@ void register_shape_ops(ConverterTable& t) {
       fill = *v;
     }
     interp::Value out{fill.dtype, Shape(shape.begin(), shape.end()), {}};
-    int64_t count = 1;
-    for (int64_t d : shape) {
+    for (int64_t d : shape)
       if (d < 0) invalid("negative dimension in shape");
-      count = d == 0 ? 0 : (count > kMaxKnownElements / d ? kMaxKnownElements + 1 : count * d);
-    }
-    check_known_count(count);
+    bool empty = std::find(shape.begin(), shape.end(), 0) != shape.end();
+    check_known_count(empty ? 0 : numel(out.shape));  // numel saturates: no wrapped product
     out.data.assign(static_cast<size_t>(numel(out.shape)), fill.data[0]);
     c.out_known(0, std::move(out));
   };

@@ -23,8 +23,6 @@ bool is_random_op(const std::string& op) {
   return op == "RandomUniformLike" || op == "RandomNormalLike" || op == "Bernoulli" || op == "Multinomial";
 }
 
-constexpr int64_t kFoldLimit = int64_t{1} << 20;  // elements a folded node may produce
-
 std::string node_label(const ::onnx::NodeProto& n) {
   if (!n.name().empty()) return n.name();
   return n.output_size() > 0 ? n.output(0) : std::string("<unnamed>");
@@ -189,6 +187,13 @@ std::string Importer::materialize(const std::string& onnx_name) {
   return name;
 }
 
+void Importer::count_known(int64_t elements) {
+  known_total_ += elements;
+  if (known_total_ > kMaxKnownTotal)
+    unsupported("the values computed at import add up to over " + std::to_string(kMaxKnownTotal) +
+                " elements (kiln's limit; constants this large belong in initializers)");
+}
+
 void Importer::problem(const ::onnx::NodeProto* n, std::string kind, std::string reason) {
   problems_.push_back({n ? node_label(*n) : "", n ? n->op_type() : "", std::move(reason), std::move(kind)});
 }
@@ -279,21 +284,26 @@ void Importer::read_inputs(const ::onnx::GraphProto& g) {
 bool Importer::fold(const ::onnx::NodeProto& n, size_t first_json_node, size_t materialized_count) {
   std::vector<std::string> fetch;
   std::vector<int> which;
+  int64_t elements = 0;
   for (int i = 0; i < n.output_size(); ++i) {
     if (n.output(i).empty()) continue;
     OnnxValue& v = values_.at(n.output(i));
     if (v.known) continue;
-    if (v.kiln.empty() || numel(v.type.shape) > kFoldLimit || has_open_dim(v.type.shape)) return false;
+    if (v.kiln.empty() || numel(v.type.shape) > kMaxKnownElements || has_open_dim(v.type.shape)) return false;
+    elements += numel(v.type.shape);
     fetch.push_back(v.kiln);
     which.push_back(i);
   }
   if (fetch.empty()) return true;
+  // Past the budget, what is left runs at run time (the model still imports).
+  if (known_total_ + elements > kMaxKnownTotal) return false;
   std::map<std::string, interp::Value> got;
   try {
     got = interp::Interpreter(shadow_).run({}, fetch);
   } catch (const std::exception&) {
     return false;  // leave it to run time (e.g. a kernel the interpreter refuses on these values)
   }
+  known_total_ += elements;
   for (size_t k = 0; k < fetch.size(); ++k) {
     OnnxValue& v = values_.at(n.output(which[k]));
     v.known = got.at(fetch[k]);

@@ -40,6 +40,7 @@ class Importer {
   std::string constant_node(const interp::Value& v, const std::string& base_name);
   TensorType kiln_type(const std::string& kiln_node) const;
   void note_needs_constant(const std::string& onnx_name) { needs_constant_.insert(onnx_name); }
+  void count_known(int64_t elements);  // a value computed at import: refused past kMaxKnownTotal in all
   void mark_state(const std::string& param) {
     if (!params_.contains(param)) return;
     params_[param]["trainable"] = false;
@@ -70,6 +71,7 @@ class Importer {
   std::vector<std::string> materialized_;  // ONNX values given a constant node, in order (undone by a fold)
   std::vector<ImportProblem> problems_;
   std::set<std::string> needs_constant_;
+  int64_t known_total_ = 0;  // elements of every value computed at import so far
 };
 
 }  // namespace kiln::onnx

@@ -15,6 +15,9 @@ const std::string& NodeCtx::name() const {
 }
 
 void check_known_size(const interp::Value& v) {
+  if (v.shape.size() > static_cast<size_t>(kMaxRank))
+    unsupported("a value of " + std::to_string(v.shape.size()) + " dimensions computed at import (kiln's limit: " +
+                std::to_string(kMaxRank) + ")");
   if (v.size() > kMaxKnownElements)
     unsupported("a value of " + std::to_string(v.size()) + " elements computed at import (kiln's limit: " +
                 std::to_string(kMaxKnownElements) + ")");
@@ -186,6 +189,7 @@ void NodeCtx::out(int i, const std::string& kiln_node) {
 void NodeCtx::out_known(int i, interp::Value value) {
   if (!wants(i)) return;
   check_known_size(value);
+  im_.count_known(value.size());
   OnnxValue& v = im_.value(node_.output(i));
   v.type = {value.dtype, value.shape};
   v.known = std::move(value);

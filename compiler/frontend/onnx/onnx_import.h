@@ -62,4 +62,14 @@ interp::Value read_tensor_file(const std::string& path, std::string* name = null
 
 constexpr int64_t kMaxOpset = 17;
 
+// Values computed at import (constants, masks, folded shape arithmetic) stay
+// small: an attribute or shape that asks for more is refused, not allocated.
+// Each one passes through the graph JSON a few times on its way, so the
+// import of a small file stays quick only with a limit on each value and on
+// their sum (a 2^20-element value costs about 0.15 s, 0.6 s under ASan).
+// Past the sum, nodes that would fold are left to run time; a node that can
+// only give a value at import (ConstantOfShape, Range, ...) is refused.
+constexpr int64_t kMaxKnownElements = int64_t{1} << 20;
+constexpr int64_t kMaxKnownTotal = int64_t{1} << 22;
+
 }  // namespace kiln::onnx

@@ -26,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.dirname(HERE))
-from host import cpu_model, isa  # noqa: E402
+from host import cpu_model, isa, write_report  # noqa: E402
 
 MODELS = ["resnet18", "mobilenet_v2"]
 
@@ -168,11 +168,7 @@ def main():
             r["max_rel_diff"]))
     text = "\n".join(md) + "\n"
     print("\n" + text)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out + ".md", "w") as f:
-        f.write(text)
-    with open(a.out + ".json", "w") as f:
-        json.dump({"date": started, "machine": cpu_model(), "isa": isa(), "threads": a.threads, "rows": rows}, f, indent=1)
+    write_report(a.out, text, date=started, threads=a.threads, rows=rows)
     return 0 if all(r["max_rel_diff"] < 1e-3 for r in rows) else 1
 
 

@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.dirname(HERE))
-from host import cpu_model, isa  # noqa: E402
+from host import cpu_model, isa, write_report  # noqa: E402
 from run import child_env, run_one, loadavg  # noqa: E402
 
 # model: (batch, timed steps)
@@ -144,12 +144,7 @@ def main():
         md.append("\n%s %s: missing (%s)" % (x["model"], " ".join(LABELS[x["peer"]]), x["reason"]))
     text = "\n".join(md) + "\n"
     print("\n" + text)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out + ".md", "w") as f:
-        f.write(text)
-    with open(a.out + ".json", "w") as f:
-        json.dump({"started": started.isoformat(), "machine": cpu_model(), "isa": isa(), "threads": a.threads,
-                   "rows": rows}, f, indent=1)
+    write_report(a.out, text, started=started.isoformat(), threads=a.threads, rows=rows)
     print("wrote %s.md and %s.json (logs in %s)" % (a.out, a.out, logs))
     return 1 if missing else 0
 
