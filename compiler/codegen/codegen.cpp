@@ -21,6 +21,7 @@
 
 #include "compiler/codegen/emitter.h"
 #include "compiler/codegen/host.h"
+#include "compiler/lower/lower_program.h"
 
 namespace kiln::codegen {
 
@@ -249,9 +250,12 @@ std::vector<const lower::Kernel*> select_kernels(const lower::Program& p, const 
   std::vector<const lower::Kernel*> out;
   for (auto& k : p.kernels)
     if (selector.empty() || k.name == selector || k.node == selector || k.origin == selector) out.push_back(&k);
+  // Part of a name: a kernel is named after the node it was made for, which
+  // a kernel that took in its consumer (a gemm epilogue) no longer carries.
   if (out.empty())
     for (auto& k : p.kernels)
-      if (k.name.find(selector) != std::string::npos) out.push_back(&k);
+      if (k.name.find(selector) != std::string::npos || k.name.find(lower::c_identifier(selector)) != std::string::npos)
+        out.push_back(&k);
   return out;
 }
 

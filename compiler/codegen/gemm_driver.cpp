@@ -257,7 +257,10 @@ namespace kiln::codegen {
 // (the loop's vector plan) and a scalar tail.
 llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructType* closure_ty) {
   using namespace kiln::lower;
-  const Stmt& loop = k.body.at(0);
+  // A flat loop over the elements, or rows x columns (gemm_epilogue.h).
+  const Stmt& outer = k.body.at(0);
+  const bool nest = outer.body.size() == 1 && outer.body[0].kind == StmtKind::Loop;
+  const Stmt& loop = nest ? outer.body[0] : outer;
   const int value = k.gemm.epilogue_value;
   auto plan = plan_vector_loop(loop);
   llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();
@@ -275,7 +278,10 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
   const int64_t lanes = opts_.lanes, ldc = k.gemm.ldc;
   Value* vec_end = plan ? b_.CreateSub(n, b_.CreateSRem(n, b_.getInt64(static_cast<uint64_t>(lanes)))) : b_.getInt64(0);
   gemm_for(b_, b_.getInt64(0), m, 1, "er", [&](Value* r) {
-    Value* first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);
+    // The loop variable of this row's first element: its flat index, or (nest) its column.
+    Value* first = col0;
+    if (nest) fn_.vars[static_cast<size_t>(outer.var)] = b_.CreateAdd(row0, r);
+    else first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);
     Value* trow = b_.CreateInBoundsGEP(f32, tile, b_.CreateMul(r, ldt));
     if (plan) {
       gemm_for(b_, b_.getInt64(0), vec_end, lanes, "ev", [&](Value* c) {

@@ -95,8 +95,10 @@ Kernel expand_gemm(const Kernel& gk, const Program& p) {
   if (!gk.body.empty()) {
     // The epilogue, after the whole product: each element's value from C.
     Stmt epilogue = gk.body.at(0);
-    epilogue.body.insert(epilogue.body.begin(),
-                         assign_stmt(g.epilogue_value, load(g.c, C.scalar(), var(epilogue.var))));
+    const bool nest = epilogue.body.size() == 1 && epilogue.body[0].kind == StmtKind::Loop;  // rows x columns
+    Stmt& loop = nest ? epilogue.body[0] : epilogue;
+    ExprP element = nest ? binary(Op::Add, binary(Op::Mul, var(epilogue.var), c_int(g.ldc)), var(loop.var)) : var(loop.var);
+    loop.body.insert(loop.body.begin(), assign_stmt(g.epilogue_value, load(g.c, C.scalar(), element)));
     k.body.push_back(std::move(epilogue));
   }
   return k;

@@ -292,6 +292,30 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
   return plan;
 }
 
+namespace {
+
+// The loops of a broadcasting elementwise kernel over `full`: its dimensions
+// of size > 1, adjacent ones merged where every operand (trailing-aligned,
+// size 1 broadcasting) holds both or neither. A bias over [N,H,W,C] runs as
+// [N*H*W] x [C]: two loops, the bias read at the inner index alone.
+std::vector<std::vector<size_t>> merged_loops(const Shape& full, const std::vector<Shape>& operands) {
+  auto holds = [&](const Shape& s, size_t d) {
+    const size_t lead = full.size() - s.size();
+    return d >= lead && s[d - lead] != 1;
+  };
+  std::vector<std::vector<size_t>> loops;
+  for (size_t d = 0; d < full.size(); ++d) {
+    if (full[d] == 1) continue;
+    bool alike = !loops.empty();
+    for (const Shape& s : operands) alike = alike && holds(s, d) == holds(s, loops.back().back());
+    if (alike) loops.back().push_back(d);
+    else loops.push_back({d});
+  }
+  return loops;
+}
+
+}  // namespace
+
 Kernel lower_fused_group(Program& p, const Graph& g, const FusionGroup& grp, const std::vector<int>& buffer_of) {
   const NodeId last = grp.members.back();
   Kernel k;
@@ -364,14 +388,31 @@ Kernel lower_fused_group(Program& p, const Graph& g, const FusionGroup& grp, con
       body([&](const BufRef& r) { return r.shape == grp.shape ? i : E(0); });
     }, parallel);
   } else {
-    kb.loops(grp.shape, [&](const std::vector<E>& idx) {
+    std::vector<Shape> operands;
+    for (NodeId o : grp.outputs) operands.push_back(ref(o).shape);
+    for (NodeId m : grp.members)
+      for (NodeId in : g.node(m).inputs)
+        if (!in_group.count(in)) operands.push_back(ref(in).shape);
+    const std::vector<std::vector<size_t>> loops = merged_loops(grp.shape, operands);
+    std::vector<E> extents;
+    for (const auto& dims : loops) {
+      E n = 1;
+      for (size_t d : dims) n = n * (grp.shape[d] == kOpenDim ? E(batch()) : E(grp.shape[d]));
+      extents.push_back(n);
+    }
+    const size_t rank = grp.shape.size();
+    kb.loops(extents, [&](const std::vector<E>& idx) {
       body([&](const BufRef& r) {
         // Trailing dimensions align (numpy); a size-1 dimension broadcasts.
-        std::vector<E> mine;
-        const size_t lead = idx.size() - static_cast<size_t>(r.rank());
-        for (int d = 0; d < r.rank(); ++d)
-          mine.push_back(r.shape[static_cast<size_t>(d)] == 1 ? E(0) : idx[lead + static_cast<size_t>(d)]);
-        return r.offset(mine);
+        // A merged loop steps through its dimensions at the stride of the
+        // last one: the operand holds them all, contiguous, or none.
+        const size_t lead = rank - static_cast<size_t>(r.rank());
+        E at = 0;
+        for (size_t l = 0; l < loops.size(); ++l) {
+          const size_t last = loops[l].back();
+          if (last >= lead && r.shape[last - lead] != 1) at = at + idx[l] * r.stride(static_cast<int>(last - lead));
+        }
+        return at;
       });
     }, parallel);
   }

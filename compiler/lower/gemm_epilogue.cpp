@@ -42,20 +42,32 @@ bool whole_product(const Program& p, int id, int c) {
          numel(b.shape, 2) == numel(cb.shape, 2);
 }
 
-// Why `u` cannot be the epilogue of a gemm writing `c` (empty: it can).
-std::string epilogue_misfit(const Program& p, const Kernel& u, int c) {
+// Why `u` cannot be the epilogue of a gemm writing `c`, `cols` columns wide
+// (empty: it can). The consumer is one flat loop over the product's elements,
+// or a rows x columns nest (the elementwise lowering's form for a per-column
+// operand such as a bias), which may also read at the column alone.
+std::string epilogue_misfit(const Program& p, const Kernel& u, int c, int64_t cols) {
   if (u.kind != KernelKind::Loops || u.body.size() != 1 || u.body[0].kind != StmtKind::Loop)
-    return "its consumer is not one flat loop";
-  const Stmt& loop = u.body[0];
-  const int v = loop.var;
-  if (!is_const(loop.lo) || loop.lo->ival != 0) return "its consumer's loop does not start at 0";
+    return "its consumer is not one loop";
+  const Stmt& outer = u.body[0];
+  const bool nest = outer.body.size() == 1 && outer.body[0].kind == StmtKind::Loop;
+  const Stmt& loop = nest ? outer.body[0] : outer;  // the loop whose body is the statements
+  if (!is_const(outer.lo) || outer.lo->ival != 0 || !is_const(loop.lo) || loop.lo->ival != 0)
+    return "its consumer's loop does not start at 0";
+  if (nest && !(is_const(loop.hi) && loop.hi->ival == cols)) return "its consumer's inner loop is not the product's columns";
   for (const Stmt& s : loop.body)
-    if (s.kind == StmtKind::Loop) return "its consumer is a loop nest (the product's rows and columns apart)";
+    if (s.kind == StmtKind::Loop) return "its consumer is a deeper loop nest";
+  const int64_t per_trip = nest ? cols : 1;
   const Buffer& cb = p.buffers.at(static_cast<size_t>(c));
   for (int64_t batch : {int64_t{1}, p.max_batch}) {
-    auto trips = eval_size(loop.hi, batch);
-    if (!trips || *trips * static_cast<int64_t>(dtype_size(cb.dtype)) != cb.bytes(batch)) return "its consumer does not cover the product";
+    auto trips = eval_size(outer.hi, batch);
+    if (!trips || *trips * per_trip * static_cast<int64_t>(dtype_size(cb.dtype)) != cb.bytes(batch))
+      return "its consumer does not cover the product";
   }
+  // What the statements may index by: the element, and in a nest its column.
+  const ExprP element = nest ? binary(Op::Add, binary(Op::Mul, var(outer.var), c_int(cols)), var(loop.var)) : var(loop.var);
+  const ExprP column = nest ? var(loop.var) : nullptr;
+  auto mentions_loops = [&](const ExprP& e) { return mentions_var(e, loop.var) || (nest && mentions_var(e, outer.var)); };
   std::set<int> assigned;
   for (const Stmt& s : loop.body) {
     for (int l : assigned)
@@ -65,15 +77,16 @@ std::string epilogue_misfit(const Program& p, const Kernel& u, int c) {
       if (mentions_local(s.value, static_cast<int>(l)) && !assigned.count(static_cast<int>(l)))
         return "its consumer carries a local across elements";
     if (s.kind == StmtKind::Assign) assigned.insert(s.target);
-    if (s.kind == StmtKind::Store && (s.target == c || !same_expr(s.index, var(v))))
+    if (s.kind == StmtKind::Store && (s.target == c || !same_expr(s.index, element)))
       return "its consumer stores other than at its own element";
     std::string bad;
     walk_loads(s.value, [&](const Expr& l) {
       const ExprP& at = l.args[0];
       const bool product = whole_product(p, l.id, c);
       if (!product && p.buffers.at(static_cast<size_t>(l.id)).view_of == c) bad = "its consumer reads part of the product";
-      else if (same_expr(at, var(v))) return;
-      else if (product || mentions_var(at, v)) bad = "its consumer reads a neighbouring element";
+      else if (same_expr(at, element)) return;
+      else if (!product && column && same_expr(at, column)) return;
+      else if (product || mentions_loops(at)) bad = "its consumer reads a neighbouring element";
     });
     if (!bad.empty()) return bad;
   }
@@ -135,7 +148,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
     const int ui = *others.begin();
     const Kernel& u = p.kernels[static_cast<size_t>(ui)];
     if (tail.count(ui)) continue;
-    if (std::string misfit = epilogue_misfit(p, u, c); !misfit.empty()) {
+    if (std::string misfit = epilogue_misfit(p, u, c, g.gemm.ldc); !misfit.empty()) {
       say("no epilogue: " + misfit + " (" + u.name + ")");
       continue;
     }
@@ -166,7 +179,8 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
 
     Stmt loop = u.body[0];
     const int value = static_cast<int>(u.locals.size());
-    for (Stmt& s : loop.body) s.value = product_as_local(p, s.value, c, value, t);
+    std::vector<Stmt>& stmts = loop.body.size() == 1 && loop.body[0].kind == StmtKind::Loop ? loop.body[0].body : loop.body;
+    for (Stmt& s : stmts) s.value = product_as_local(p, s.value, c, value, t);
     g.body = {loop};
     g.var_names = u.var_names;
     g.locals = u.locals;

@@ -10,11 +10,13 @@
 // memory is gone.
 //
 // Contract. A Gemm kernel whose `body` is non-empty carries an epilogue: one
-// loop `for i in [0, M*N)` over C's elements (C is contiguous: ldc == N)
-// whose body reads the product of element i from the local
-// `gemm.epilogue_value`, never from C; every other access is at element i or
-// invariant in i, so the elements may be visited in any order. Codegen runs
-// the body per block; the Loop IR expansion stores C, then runs the loop.
+// loop `for i in [0, M*N)` over C's elements (C is contiguous: ldc == N), or
+// a nest `for r in [0, M): for j in [0, N)` over its rows and columns (element
+// i = r*N + j), whose body reads the product of element i from the local
+// `gemm.epilogue_value`, never from C; every other access is at element i, at
+// column j (the nest), or invariant, so the elements may be visited in any
+// order. Codegen runs the body per block; the Loop IR expansion stores C,
+// then runs the loops.
 #include "compiler/lower/loop_ir.h"
 
 namespace kiln::lower {

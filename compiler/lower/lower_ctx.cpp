@@ -89,14 +89,20 @@ void KernelBuilder::loop(const std::string& name, E lo, E hi, const std::functio
 
 void KernelBuilder::loops(const Shape& shape, const std::function<void(const std::vector<E>&)>& body,
                           bool parallel_outer) {
+  std::vector<E> extents;
+  for (int64_t d : shape) extents.push_back(d == kOpenDim ? E(batch()) : E(d));
+  loops(extents, body, parallel_outer);
+}
+
+void KernelBuilder::loops(const std::vector<E>& extents, const std::function<void(const std::vector<E>&)>& body,
+                          bool parallel_outer) {
   std::vector<E> idx;
-  auto extent = [&](size_t d) { return shape[d] == kOpenDim ? E(batch()) : E(shape[d]); };
   std::function<void(size_t)> level = [&](size_t d) {
-    if (d == shape.size()) {
+    if (d == extents.size()) {
       body(idx);
       return;
     }
-    loop("i" + std::to_string(d), 0, extent(d), [&](E i) {
+    loop("i" + std::to_string(d), 0, extents[d], [&](E i) {
       idx.push_back(i);
       level(d + 1);
       idx.pop_back();
@@ -104,10 +110,10 @@ void KernelBuilder::loops(const Shape& shape, const std::function<void(const std
   };
   // In parallel, the first two dimensions are one loop: one image (inference
   // at batch 1) still splits over its rows.
-  if (parallel_outer && shape.size() >= 3 && shape[1] != kOpenDim) {
-    loop("i0_1", 0, extent(0) * extent(1), [&](E i) {
-      idx.push_back(let("i0", i / extent(1)));
-      idx.push_back(let("i1", i % extent(1)));
+  if (parallel_outer && extents.size() >= 3) {
+    loop("i0_1", 0, extents[0] * extents[1], [&](E i) {
+      idx.push_back(let("i0", i / extents[1]));
+      idx.push_back(let("i1", i % extents[1]));
       level(2);
       idx.clear();
     }, true);

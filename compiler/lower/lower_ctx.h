@@ -78,6 +78,8 @@ class KernelBuilder {
   // Nested loops over every index of `shape` (outermost first). parallel_outer:
   // the outermost loop runs in parallel (rank >= 3: the first two dims as one).
   void loops(const Shape& shape, const std::function<void(const std::vector<E>&)>& body, bool parallel_outer = false);
+  void loops(const std::vector<E>& extents, const std::function<void(const std::vector<E>&)>& body,
+             bool parallel_outer = false);
   E load(const BufRef& b, E index) const;
   void store(const BufRef& b, E index, E value);
   // A mutable scalar local: declared and set to `init` here.
