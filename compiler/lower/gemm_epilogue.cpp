@@ -85,7 +85,11 @@ std::string epilogue_misfit(const Program& p, const Kernel& u, int c, int64_t co
       const bool product = whole_product(p, l.id, c);
       if (!product && p.buffers.at(static_cast<size_t>(l.id)).view_of == c) bad = "its consumer reads part of the product";
       else if (same_expr(at, element)) return;
-      else if (!product && column && same_expr(at, column)) return;
+      else if (!product && column && same_expr(at, column)) {
+        // Another row's element may already be stored there: the order would show.
+        if (std::find(u.writes.begin(), u.writes.end(), l.id) != u.writes.end()) bad = "its consumer reads at the column a buffer it writes";
+        return;
+      }
       else if (product || mentions_loops(at)) bad = "its consumer reads a neighbouring element";
     });
     if (!bad.empty()) return bad;
