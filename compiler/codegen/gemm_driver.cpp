@@ -10,6 +10,7 @@
 #include "compiler/codegen/emitter.h"
 #include "compiler/codegen/gemm_ir.h"
 #include "compiler/lower/gemm_blocking.h"
+#include "compiler/lower/gemm_epilogue.h"
 
 namespace kiln::codegen {
 
@@ -259,8 +260,8 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
   using namespace kiln::lower;
   // A flat loop over the elements, or rows x columns (gemm_epilogue.h).
   const Stmt& outer = k.body.at(0);
-  const bool nest = outer.body.size() == 1 && outer.body[0].kind == StmtKind::Loop;
-  const Stmt& loop = nest ? outer.body[0] : outer;
+  const bool nest = is_rows_by_columns(outer);
+  const Stmt& loop = element_loop(outer);
   const int value = k.gemm.epilogue_value;
   auto plan = plan_vector_loop(loop);
   llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();

@@ -4,6 +4,7 @@
 // turns into broadcast-A x vector-B FMAs. A packed register-blocked
 // micro-kernel can replace this function without touching lowering.
 #include "compiler/codegen/emitter.h"
+#include "compiler/lower/gemm_epilogue.h"
 #include "compiler/lower/lower_ctx.h"
 
 namespace kiln::codegen {
@@ -95,9 +96,8 @@ Kernel expand_gemm(const Kernel& gk, const Program& p) {
   if (!gk.body.empty()) {
     // The epilogue, after the whole product: each element's value from C.
     Stmt epilogue = gk.body.at(0);
-    const bool nest = epilogue.body.size() == 1 && epilogue.body[0].kind == StmtKind::Loop;  // rows x columns
-    Stmt& loop = nest ? epilogue.body[0] : epilogue;
-    ExprP element = nest ? binary(Op::Add, binary(Op::Mul, var(epilogue.var), c_int(g.ldc)), var(loop.var)) : var(loop.var);
+    Stmt& loop = element_loop(epilogue);
+    ExprP element = is_rows_by_columns(epilogue) ? binary(Op::Add, binary(Op::Mul, var(epilogue.var), c_int(g.ldc)), var(loop.var)) : var(loop.var);
     loop.body.insert(loop.body.begin(), assign_stmt(g.epilogue_value, load(g.c, C.scalar(), element)));
     k.body.push_back(std::move(epilogue));
   }

@@ -50,8 +50,8 @@ std::string epilogue_misfit(const Program& p, const Kernel& u, int c, int64_t co
   if (u.kind != KernelKind::Loops || u.body.size() != 1 || u.body[0].kind != StmtKind::Loop)
     return "its consumer is not one loop";
   const Stmt& outer = u.body[0];
-  const bool nest = outer.body.size() == 1 && outer.body[0].kind == StmtKind::Loop;
-  const Stmt& loop = nest ? outer.body[0] : outer;  // the loop whose body is the statements
+  const bool nest = is_rows_by_columns(outer);
+  const Stmt& loop = element_loop(outer);
   if (!is_const(outer.lo) || outer.lo->ival != 0 || !is_const(loop.lo) || loop.lo->ival != 0)
     return "its consumer's loop does not start at 0";
   if (nest && !(is_const(loop.hi) && loop.hi->ival == cols)) return "its consumer's inner loop is not the product's columns";
@@ -183,8 +183,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
 
     Stmt loop = u.body[0];
     const int value = static_cast<int>(u.locals.size());
-    std::vector<Stmt>& stmts = loop.body.size() == 1 && loop.body[0].kind == StmtKind::Loop ? loop.body[0].body : loop.body;
-    for (Stmt& s : stmts) s.value = product_as_local(p, s.value, c, value, t);
+    for (Stmt& s : element_loop(loop).body) s.value = product_as_local(p, s.value, c, value, t);
     g.body = {loop};
     g.var_names = u.var_names;
     g.locals = u.locals;

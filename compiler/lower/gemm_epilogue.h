@@ -25,4 +25,10 @@ namespace kiln::lower {
 // the entries. Returns the number folded. Runs before plan_memory.
 int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why = nullptr);
 
+// The loop of an epilogue (or a candidate consumer) whose body is the
+// statements: `outer` itself (flat), or the column loop of a rows x columns nest.
+inline bool is_rows_by_columns(const Stmt& outer) { return outer.body.size() == 1 && outer.body[0].kind == StmtKind::Loop; }
+inline const Stmt& element_loop(const Stmt& outer) { return is_rows_by_columns(outer) ? outer.body[0] : outer; }
+inline Stmt& element_loop(Stmt& outer) { return is_rows_by_columns(outer) ? outer.body[0] : outer; }
+
 }  // namespace kiln::lower
