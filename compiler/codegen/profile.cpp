@@ -126,6 +126,10 @@ EntryProfile profile_entry(const CompiledProgram& cp, Program& prog, const std::
   std::vector<kiln_kernel_fn> fns;
   for (int k : e->kernels) {
     const lower::Kernel& kernel = p.kernels[static_cast<size_t>(k)];
+    if (kernel.once_per_params && e->prepared_epoch >= 0) {  // not part of a step (codegen.cpp's entry skips them)
+      ++out.once_per_params;
+      continue;
+    }
     fns.push_back(cp.kernel(kernel.name));
     out.kernels.push_back({kernel.name, kernel.node, kernel.origin, 0, 0, kernel_flops(kernel, batch)});
   }
@@ -160,6 +164,11 @@ std::string format_profile(const EntryProfile& p, size_t max_rows) {
                 p.entry.c_str(), static_cast<long long>(p.batch), p.threads, p.threads == 1 ? "" : "s", p.steps,
                 p.step_ms, p.step_ms > 0 ? 1000.0 * static_cast<double>(p.batch) / p.step_ms : 0.0, p.kernels_ms);
   s += line;
+  if (p.once_per_params > 0) {
+    std::snprintf(line, sizeof line, "%d kernel%s of values of the params alone (run when the params change) not timed\n",
+                  p.once_per_params, p.once_per_params == 1 ? "" : "s");
+    s += line;
+  }
   if (p.threads > 1) {
     std::snprintf(line, sizeof line,
                   "parallel: %.0f hand-offs per step; the caller waited %.3f ms per step for workers (%.1f%% of the "

@@ -25,6 +25,7 @@ struct EntryProfile {
   int steps = 0, threads = 1;
   double step_ms = 0;          // the whole entry called as usual, mean per step
   double kernels_ms = 0;       // the kernels timed one by one, summed, per step
+  int once_per_params = 0;     // kernels of values of params alone: run when the params change, not timed
   // The whole-step runs' parallel hand-offs, per step: parallel_for calls
   // that used the workers, the caller's wait for them after its own chunk
   // (barriers), and the share of the step the workers sat idle.
