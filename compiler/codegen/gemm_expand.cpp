@@ -97,7 +97,7 @@ Kernel expand_gemm(const Kernel& gk, const Program& p) {
     // The epilogue, after the whole product: each element's value from C.
     Stmt epilogue = gk.body.at(0);
     Stmt& loop = element_loop(epilogue);
-    ExprP element = is_rows_by_columns(epilogue) ? binary(Op::Add, binary(Op::Mul, var(epilogue.var), c_int(g.ldc)), var(loop.var)) : var(loop.var);
+    const ExprP element = epilogue_element(epilogue, g.ldc);
     loop.body.insert(loop.body.begin(), assign_stmt(g.epilogue_value, load(g.c, C.scalar(), element)));
     k.body.push_back(std::move(epilogue));
   }

@@ -65,7 +65,7 @@ std::string epilogue_misfit(const Program& p, const Kernel& u, int c, int64_t co
       return "its consumer does not cover the product";
   }
   // What the statements may index by: the element, and in a nest its column.
-  const ExprP element = nest ? binary(Op::Add, binary(Op::Mul, var(outer.var), c_int(cols)), var(loop.var)) : var(loop.var);
+  const ExprP element = epilogue_element(outer, cols);
   const ExprP column = nest ? var(loop.var) : nullptr;
   auto mentions_loops = [&](const ExprP& e) { return mentions_var(e, loop.var) || (nest && mentions_var(e, outer.var)); };
   std::set<int> assigned;

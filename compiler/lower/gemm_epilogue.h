@@ -30,5 +30,10 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why = nullptr);
 inline bool is_rows_by_columns(const Stmt& outer) { return outer.body.size() == 1 && outer.body[0].kind == StmtKind::Loop; }
 inline const Stmt& element_loop(const Stmt& outer) { return is_rows_by_columns(outer) ? outer.body[0] : outer; }
 inline Stmt& element_loop(Stmt& outer) { return is_rows_by_columns(outer) ? outer.body[0] : outer; }
+// The product's element the statements stand at: the flat loop's variable, or row * ldc + column.
+inline ExprP epilogue_element(const Stmt& outer, int64_t ldc) {
+  const Stmt& loop = element_loop(outer);
+  return is_rows_by_columns(outer) ? binary(Op::Add, binary(Op::Mul, var(outer.var), c_int(ldc)), var(loop.var)) : var(loop.var);
+}
 
 }  // namespace kiln::lower
