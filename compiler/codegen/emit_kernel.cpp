@@ -151,7 +151,10 @@ void KernelEmitter::tag_access(llvm::Instruction* inst, int buffer) {
 llvm::Function* KernelEmitter::emit(const Kernel& kernel) {
   Kernel expanded;
   const Kernel* k = &kernel;
-  if (kernel.kind == KernelKind::Gemm && packed_gemm_applies(kernel, p_)) return emit_packed_gemm(kernel);
+  if (kernel.kind == KernelKind::Gemm && packed_gemm_applies(kernel, p_))
+    return kernel.gemm.packs_b ? emit_pack_b(kernel) : emit_packed_gemm(kernel);
+  if (kernel.kind == KernelKind::Gemm && (kernel.gemm.packs_b || kernel.gemm.packed_b >= 0))
+    throw std::logic_error("kernel " + kernel.name + ": op(B) is packed once, but the gemm does not take the packed path");
   if (kernel.kind == KernelKind::Gemm) {
     expanded = expand_gemm(kernel, p_);
     k = &expanded;

@@ -67,6 +67,9 @@ class KernelEmitter {
   };
 
   llvm::Function* emit_packed_gemm(const lower::Kernel& k);
+  // A kernel that packs op(B) into GemmSpec::packed_b, every depth block, as
+  // the product's plan cuts it (run once per parameter load).
+  llvm::Function* emit_pack_b(const lower::Kernel& k);
   // The register tile and blocking of a packed gemm kernel (lower::plan_gemm for its shape and our lanes).
   GemmShape gemm_plan(const lower::Kernel& k) const;
   llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty);

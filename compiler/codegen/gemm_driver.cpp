@@ -22,6 +22,9 @@ constexpr int64_t kParallelMinFlops = int64_t{1} << 18;
 
 bool packed_gemm_applies(const Kernel& k, const Program& p) {
   const GemmSpec& g = k.gemm;
+  auto f32 = [&](int id) { return id >= 0 && gemm_packed(p.buffers.at(static_cast<size_t>(id)).dtype); };
+  if (g.packs_b) return is_const(g.n) && is_const(g.k) && f32(g.b) && f32(g.packed_b);
+  if (g.packed_b >= 0 && !(f32(g.packed_b) && is_const(g.k))) return false;
   if (g.scratch < 0 || !is_const(g.n)) return false;
   for (int id : {g.a, g.b, g.c, g.scratch})
     if (!gemm_packed(p.buffers.at(static_cast<size_t>(id)).dtype)) return false;
@@ -72,10 +75,11 @@ bool KernelEmitter::emit_gemm_helpers() {
   for (const Kernel& k : p_.kernels) {
     if (k.kind != KernelKind::Gemm || !packed_gemm_applies(k, p_)) continue;
     const GemmShape s = gemm_plan(k);  // (each helper is defined once: plans share them by name)
-    gemm_microkernel(m_, s, o);
-    pack_a_of(m_, k, p_, s, o);
     pack_b_of(m_, k, p_, s, o);
     any = true;
+    if (k.gemm.packs_b) continue;
+    gemm_microkernel(m_, s, o);
+    pack_a_of(m_, k, p_, s, o);
   }
   return any;
 }
@@ -98,7 +102,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   noalias_.clear();
   scalar_cache_.clear();
   llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();
-  auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, i64});
+  auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, i64, ptr});
   llvm::Function* epi = k.body.empty() ? nullptr : emit_gemm_epilogue(k, closure_ty);
   auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false);
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k.name, m_);
@@ -111,15 +115,17 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   fn_.ctx = f->getArg(0), fn_.inputs = f->getArg(1), fn_.outputs = f->getArg(2);
   finish_preamble();
   Value *A = base_pointer(g.a), *B = base_pointer(g.b), *C = base_pointer(g.c), *S = base_pointer(g.scratch);
+  // op(B)'s panels, packed once per parameter load (null: packed here, per call)
+  Value* PB = g.packed_b >= 0 ? base_pointer(g.packed_b) : llvm::ConstantPointerNull::get(b_.getPtrTy());
   Value *M = emit_scalar(g.m), *N = emit_scalar(g.n), *K = emit_scalar(g.k);
   Value* products = g.batched() ? emit_scalar(g.batch) : b_.getInt64(1);
   scalar_cache_.clear();
 
   // The closure: operands and sizes, read back by the region, and the
   // kernel's own arguments, read back by the epilogue.
-  Value* fields[] = {A, B, C, S, M, N, K, fn_.ctx, fn_.inputs, fn_.outputs, products};
+  Value* fields[] = {A, B, C, S, M, N, K, fn_.ctx, fn_.inputs, fn_.outputs, products, PB};
   Value* closure = b_.CreateAlloca(closure_ty);
-  for (unsigned i = 0; i < 11; ++i) b_.CreateStore(fields[i], b_.CreateStructGEP(closure_ty, closure, i));
+  for (unsigned i = 0; i < 12; ++i) b_.CreateStore(fields[i], b_.CreateStructGEP(closure_ty, closure, i));
 
   auto* rty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, i64}, false);
   auto* region = llvm::Function::Create(rty, llvm::GlobalValue::InternalLinkage, k.name + "_groups", m_);
@@ -150,6 +156,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     Value* bp = b.CreateInBoundsGEP(f32, sc, b.CreateMul(begin, c64(slot)));
     Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(s.kc * nc_max));
     Value* lda = c64(g.lda), *ldb = c64(g.ldb), *ldc = c64(g.ldc);
+    Value* prepacked = g.packed_b >= 0 ? b.CreateLoad(ptr, b.CreateStructGEP(closure_ty, cl, 11)) : nullptr;
     Value* G = c64(kGemmSlots);
     // Groups [gb, ge) of one product: its rectangle of C, cut at MR rows or NR
     // columns. row0 places the product's rows in the epilogue's flat index.
@@ -171,12 +178,18 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
       gemm_for(b, c64(0), kk, kc_step, "pc", [&](Value* pc) {
         Value* kc = smin(kc_step, b.CreateSub(kk, pc));
         Value* load_c = g.accumulate ? b.getTrue() : b.CreateICmpSGT(pc, c64(0));
-        b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
+        // This block's panels: packed once (gemm_blocking.h lays them out), or now into the slot.
+        Value* bpk = bp;
+        if (prepacked)
+          bpk = b.CreateInBoundsGEP(f32, prepacked, b.CreateAdd(b.CreateMul(pc, c64(gemm_round_up(g.n->ival, nr))),
+                                                                b.CreateMul(jc, kc)));
+        else
+          b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
         gemm_for(b, rb, re, s.mc, "ic", [&](Value* ic) {
           Value* mc = smin(c64(s.mc), b.CreateSub(re, ic));
           b.CreateCall(pack_a, {a, lda, ic, mc, pc, kc, ap});
           gemm_for(b, c64(0), nc, nr, "jr", [&](Value* jr) {
-            Value* bpanel = b.CreateInBoundsGEP(f32, bp, b.CreateMul(jr, kc));
+            Value* bpanel = b.CreateInBoundsGEP(f32, bpk, b.CreateMul(jr, kc));
             Value* n_eff = smin(c64(nr), b.CreateSub(nc, jr));
             Value* col = b.CreateAdd(jc, jr);
             gemm_for(b, c64(0), mc, mr, "ir", [&](Value* ir) {
@@ -243,6 +256,42 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     auto* pf_ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, ptr, ptr}, false);
     b_.CreateCall(pf_ty, pf, {pool, groups, region, closure});
   });
+  b_.CreateRetVoid();
+  k_ = nullptr;
+  return f;
+}
+
+llvm::Function* KernelEmitter::emit_pack_b(const Kernel& k) {
+  const GemmSpec& g = k.gemm;
+  const GemmShape s = gemm_plan(k);  // the product's plan: its sizes are the pack's
+  llvm::Function* pack_b = pack_b_of(
+      m_, k, p_, s, helper_options(*this, opts_.gemm_helpers_imported ? HelperPlacement::Imported : HelperPlacement::Internal));
+  k_ = &k;
+  scope_.clear();
+  noalias_.clear();
+  scalar_cache_.clear();
+  llvm::Type* ptr = b_.getPtrTy();
+  auto* f = llvm::Function::Create(llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false),
+                                   llvm::GlobalValue::ExternalLinkage, k.name, m_);
+  add_attributes(f);
+  f->setMetadata("kiln.node", llvm::MDNode::get(c_, {llvm::MDString::get(c_, k.node), llvm::MDString::get(c_, k.origin),
+                                                     llvm::MDString::get(c_, k.comment)}));
+  begin_function(f);
+  fn_.ctx = f->getArg(0), fn_.inputs = f->getArg(1), fn_.outputs = f->getArg(2);
+  finish_preamble();
+  Value *B = base_pointer(g.b), *P = base_pointer(g.packed_b);
+  scalar_cache_.clear();
+  // The depth blocks the driver cuts (equal depths, each at most KC), each
+  // packed whole: all columns, in NR-column panels.
+  const int64_t K = g.k->ival, N = g.n->ival;
+  const int64_t k_blocks = (K + s.kc - 1) / s.kc, kc_step = (K + k_blocks - 1) / k_blocks;
+  const int64_t n_padded = gemm_round_up(N, s.nr());
+  for (int64_t pc = 0; pc < K; pc += kc_step) {
+    const int64_t kc = std::min(kc_step, K - pc);
+    auto c64 = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
+    b_.CreateCall(pack_b, {B, c64(g.ldb), c64(0), c64(N), c64(pc), c64(kc),
+                           b_.CreateConstInBoundsGEP1_64(b_.getFloatTy(), P, static_cast<uint64_t>(pc * n_padded))});
+  }
   b_.CreateRetVoid();
   k_ = nullptr;
   return f;

@@ -82,6 +82,7 @@ double stmts_flops(const std::vector<lower::Stmt>& body, double trips, int64_t b
 
 double kernel_flops(const lower::Kernel& k, int64_t batch) {
   std::map<int, int64_t> vars;
+  if (k.kind == lower::KernelKind::Gemm && k.gemm.packs_b) return 0;  // moves op(B), multiplies nothing
   if (k.kind == lower::KernelKind::Gemm)
     return 2.0 * static_cast<double>(k.gemm.batched() ? eval_int(k.gemm.batch, batch, vars) : 1) *
                static_cast<double>(eval_int(k.gemm.m, batch, vars)) * static_cast<double>(eval_int(k.gemm.n, batch, vars)) *

@@ -50,6 +50,11 @@ inline int64_t gemm_nc(int64_t n, const GemmPlan& p) { return std::min(gemm_roun
 // Floats of one slot under plan p (+ kGemmMaxNR floats of padding: A packing
 // may store one vector past its block).
 inline int64_t gemm_slot_floats(int64_t n, const GemmPlan& p) { return p.kc * gemm_nc(n, p) + p.mc * p.kc + kGemmMaxNR; }
+// Floats of op(B) [k x n] packed once (GemmSpec::packed_b), for any plan: depth
+// block [pc, pc + kc) holds its ceil(n/NR) panels from pc * round_up(n, NR),
+// panel q at q * NR * kc, so the panels of columns [jc, ..) at depth pc start
+// at pc * round_up(n, NR) + jc * kc, laid out as pack_b lays one block.
+inline int64_t gemm_packed_b_floats(int64_t n, int64_t k) { return k * gemm_round_up(n, kGemmMaxNR); }
 // Floats of scratch a packed gemm with n columns needs, for any plan.
 inline int64_t gemm_scratch_floats(int64_t n) {
   return kGemmSlots * (kGemmMaxKC * std::min(gemm_round_up(n, kGemmMaxNR), kGemmNC) + kGemmMaxMC * kGemmMaxKC + kGemmMaxNR);

@@ -127,7 +127,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
   int fused = 0;
   for (int gi : used) {
     Kernel& g = p.kernels[static_cast<size_t>(gi)];
-    if (g.kind != KernelKind::Gemm || !g.body.empty() || g.gemm.accumulate || !g.locals.empty() ||
+    if (g.kind != KernelKind::Gemm || g.gemm.packs_b || !g.body.empty() || g.gemm.accumulate || !g.locals.empty() ||
         !g.var_names.empty())
       continue;
     const int c = g.gemm.c;

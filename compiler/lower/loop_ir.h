@@ -134,6 +134,13 @@ struct GemmSpec {
   // B is an image read through convolution windows: op(B) [positions, taps x
   // channels] is its window matrix (a filter gradient's dy^T @ windows), not with trans_b.
   std::shared_ptr<const GemmWindows> windows_b;
+  // op(B) packed once per parameter load (B holds a param, a constant or a
+  // value of them alone, in an entry that writes no persistent tensor): its
+  // NR-column panels, in depth blocks, live in `packed_b` (State), written by
+  // a kernel of its own (`packs_b`) that runs when the params change; the
+  // product reads them in place of packing B on every call (gemm_driver.cpp).
+  int packed_b = -1;
+  bool packs_b = false;  // this kernel only packs op(B) into packed_b (no A, no C)
 };
 
 enum class KernelKind : uint8_t { Loops, Gemm };

@@ -97,7 +97,12 @@ std::string print_kernel(const Program& p, const Kernel& k) {
   if (k.once_per_params) os << "  [once per parameter load]";
   os << "\n";
   if (!k.comment.empty()) os << "  # " << k.comment << "\n";
-  if (k.kind == KernelKind::Gemm) {
+  if (k.kind == KernelKind::Gemm && k.gemm.packs_b) {
+    const GemmSpec& g = k.gemm;
+    os << "  pack " << buffer_label(&p, g.packed_b) << " = panels of " << operand(p, g.b, nullptr)
+       << (g.trans_b ? "^T" : "") << "  N=" << print_expr(g.n, &p, &k) << " K=" << print_expr(g.k, &p, &k)
+       << " ldb=" << g.ldb << " (the product's M=" << print_expr(g.m, &p, &k) << ")\n";
+  } else if (k.kind == KernelKind::Gemm) {
     const GemmSpec& g = k.gemm;
     os << "  gemm ";
     if (g.batched())
@@ -110,6 +115,7 @@ std::string print_kernel(const Program& p, const Kernel& k) {
        << (g.windows ? "" : " lda=" + std::to_string(g.lda)) << (g.windows_b ? "" : " ldb=" + std::to_string(g.ldb))
        << " ldc=" << g.ldc;
     if (g.scratch >= 0) os << " scratch=" << buffer_label(&p, g.scratch);
+    if (g.packed_b >= 0) os << " B packed in " << buffer_label(&p, g.packed_b);
     os << "\n";
     if (!k.body.empty()) {
       os << "  epilogue, on each block of the product ($" << k.locals.at(static_cast<size_t>(g.epilogue_value)).name

@@ -3,6 +3,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/gemm_epilogue.h"
 #include "compiler/lower/memory_plan.h"
 #include "compiler/lower/split_reduction.h"
@@ -81,8 +82,26 @@ struct KernelCheck {
     }
   }
 
+  // op(B) packed once per params: a State buffer of f32 that holds every panel.
+  bool packed_b_ok(const GemmSpec& g) {
+    if (!buffer_ok(g.packed_b, "packed B")) return false;
+    const Buffer& pb = p.buffers[static_cast<size_t>(g.packed_b)];
+    if (pb.storage != Storage::State || pb.dtype != DType::f32 || !is_const(g.n) || !is_const(g.k) ||
+        numel(pb.shape) < gemm_packed_b_floats(g.n->ival, g.k->ival))
+      fail("packed B " + pb.name + " is not an f32 State buffer holding op(B)'s panels");
+    if (g.windows_b || (g.batched() && g.stride_b != 0)) fail("packs a B that changes per call or per product");
+    return true;
+  }
+
   void gemm() {
     const GemmSpec& g = k.gemm;
+    if (g.packs_b) {  // B in, its panels out: no A, no C
+      if (!buffer_ok(g.b, "B") || !packed_b_ok(g)) return;
+      if (!k.once_per_params) fail("packs B on every call");
+      if (p.buffers[static_cast<size_t>(g.b)].dtype != DType::f32) fail("packs a B that is not f32");
+      return;
+    }
+    if (g.packed_b >= 0) packed_b_ok(g);
     for (auto [id, role] : {std::pair{g.a, "A"}, {g.b, "B"}, {g.c, "C"}})
       if (!buffer_ok(id, role)) return;
     DType t = p.buffers[static_cast<size_t>(g.c)].dtype;

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <set>
 #include <stdexcept>
 
 #include "compiler/lower/fusion.h"
+#include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/gemm_epilogue.h"
 #include "compiler/lower/loop_verify.h"
 #include "compiler/lower/lower_ctx.h"
@@ -59,6 +61,8 @@ class ProgramLowering {
     p_.name = name;
     p_.max_batch = opts.max_batch;
     fuse_ = opts.fuse && !std::getenv("KILN_NO_FUSION");
+    // (to measure what packing B once saves: the same program, packing per call)
+    prepack_ = !std::getenv("KILN_NO_PREPACK");
     why_ = opts.why;
     if (opts.max_batch < 1) throw std::runtime_error("the maximum batch size must be at least 1");
   }
@@ -110,11 +114,16 @@ class ProgramLowering {
   }
   // A kernel copying `src` to `dst` element by element (same element count).
   Kernel copy_kernel(int src, int dst, const std::string& node, const std::string& comment);
+  // Before each packed f32 gemm of `ks` whose B is ready when the entry
+  // starts (ready_buffer), a kernel run once per parameter load that packs
+  // op(B) into a State buffer the gemm then reads (GemmSpec::packed_b).
+  void prepack_b(std::vector<Kernel>& ks, const std::function<bool(int)>& ready_buffer);
 
   Program p_;
   std::map<std::string, int> persistent_by_name_;
   int64_t cursor_ = 0;
   bool fuse_ = true;
+  bool prepack_ = true;
   std::vector<std::string>* why_ = nullptr;
 };
 
@@ -327,6 +336,12 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
         place_arena(static_cast<int>(b));
     ready[i] = prepared[i] && plan.inlined_inputs(g, id).empty() && all_ready(n.inputs, {});
     for (Kernel& k : ctx.kernels) k.once_per_params = ready[i];
+    if (prepack_ && reads_only && !ready[i])
+      prepack_b(ctx.kernels, [&](int buffer) {
+        for (size_t j = 0; j < i; ++j)
+          if (ready[j] && buffer_of[j] == buffer) return true;
+        return false;
+      });
     kernels_of[i] = add_kernels(ctx.kernels);
   }
   std::vector<int> arena;
@@ -387,6 +402,38 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     if (prepares) e.prepared_epoch = prepared_buffer("prepared epoch of " + e.name, DType::i64, {}, kNoNode);
     p_.entries.push_back(std::move(e));
   }
+}
+
+void ProgramLowering::prepack_b(std::vector<Kernel>& ks, const std::function<bool(int)>& ready_buffer) {
+  std::vector<Kernel> out;
+  for (Kernel& k : ks) {
+    GemmSpec& g = k.gemm;
+    auto f32 = [&](int b) { return b >= 0 && gemm_packed(p_.buffers.at(static_cast<size_t>(b)).dtype); };
+    // (windowed B is an image, a batch's own Bs differ per call)
+    const bool applies = k.kind == KernelKind::Gemm && !g.packs_b && g.packed_b < 0 && g.scratch >= 0 && f32(g.a) &&
+                         f32(g.b) && f32(g.c) && !g.windows_b && is_const(g.n) && is_const(g.k) &&
+                         (!g.batched() || g.stride_b == 0) && ready_buffer(g.b);
+    if (applies) {
+      Kernel pack;
+      pack.kind = KernelKind::Gemm;
+      pack.node = k.node;
+      pack.origin = k.origin;
+      pack.comment = "op(B) of the product below, packed in its panels";
+      g.packed_b = prepared_buffer("packed B of " + k.node, DType::f32, {gemm_packed_b_floats(g.n->ival, g.k->ival)},
+                                   kNoNode);
+      GemmSpec& pg = pack.gemm;
+      // The product's sizes choose the plan, hence the panels: the pack keeps them.
+      pg.m = g.m, pg.n = g.n, pg.k = g.k;
+      pg.b = g.b, pg.ldb = g.ldb, pg.trans_b = g.trans_b;
+      pg.packed_b = g.packed_b;
+      pg.packs_b = true;
+      pack.writes = {g.packed_b};
+      pack.once_per_params = true;
+      out.push_back(std::move(pack));
+    }
+    out.push_back(std::move(k));
+  }
+  ks = std::move(out);
 }
 
 void ProgramLowering::add_init() {

@@ -36,12 +36,12 @@ std::set<int> direct_buffers(const Kernel& k, std::set<int>* written) {
   std::set<int> all;
   if (k.kind == KernelKind::Gemm) {
     const GemmSpec& g = k.gemm;
-    for (int b : {g.a, g.b, g.c, g.scratch})
+    for (int b : {g.a, g.b, g.c, g.scratch, g.packed_b})
       if (b >= 0) all.insert(b);
     for (const ExprP& e : {g.m, g.n, g.k}) expr_buffers(e, all);
     if (g.batch) expr_buffers(g.batch, all);
     if (written) {
-      written->insert(g.c);
+      written->insert(g.packs_b ? g.packed_b : g.c);
       if (g.scratch >= 0) written->insert(g.scratch);
     }
   }
@@ -84,7 +84,7 @@ void rename(Stmt& s, int from, int to) {
 }
 
 void rename(Kernel& k, int from, int to) {
-  for (int* b : {&k.gemm.a, &k.gemm.b, &k.gemm.c, &k.gemm.scratch})
+  for (int* b : {&k.gemm.a, &k.gemm.b, &k.gemm.c, &k.gemm.scratch, &k.gemm.packed_b})
     if (*b == from) *b = to;
   for (auto& s : k.body) rename(s, from, to);
   for (int& w : k.writes)
