@@ -1,5 +1,6 @@
 #include "compiler/codegen/codegen.h"
 
+#include <algorithm>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Module.h>
@@ -256,6 +257,13 @@ std::vector<const lower::Kernel*> select_kernels(const lower::Program& p, const 
     for (auto& k : p.kernels)
       if (k.name.find(selector) != std::string::npos || k.name.find(lower::c_identifier(selector)) != std::string::npos)
         out.push_back(&k);
+  // A kernel packing a gemm's B once (lower_program.cpp) comes with that gemm.
+  for (size_t i = 0, n = out.size(); i < n; ++i)
+    if (out[i]->kind == lower::KernelKind::Gemm && out[i]->gemm.packs_b)
+      for (auto& k : p.kernels)
+        if (k.kind == lower::KernelKind::Gemm && !k.gemm.packs_b && k.gemm.packed_b == out[i]->gemm.packed_b &&
+            std::find(out.begin(), out.end(), &k) == out.end())
+          out.push_back(&k);
   return out;
 }
 
