@@ -7,6 +7,8 @@
 // A thread runs one contiguous chunk of groups as one rectangle and packs into
 // the scratch slot of its first group. The split never cuts K, so every C
 // element is summed over k in the same order for any thread count.
+#include <cstdlib>
+
 #include "compiler/codegen/emitter.h"
 #include "compiler/codegen/gemm_ir.h"
 #include "compiler/lower/gemm_blocking.h"
@@ -53,10 +55,51 @@ static llvm::Function* pack_b_of(llvm::Module& m, const Kernel& k, const Program
   return gemm_pack_b_windows(m, s, *g.windows_b, index32(p, g.b), o);
 }
 
+// A windowed A is read by the micro-kernel straight from the image (no packed
+// panel) unless packing pays: B has many NR-column panels to spread a packed
+// panel over, or a tap has so few channels that setting up each tap's row
+// pointers costs more than the packing. Measured (`kiln profile` of single
+// 3x3 convolutions at batch 32, 2 threads, AVX2 host, GFLOP/s packed ->
+// direct): 16 channels 77 -> 170, 64 at 56x56 127 -> 172, 128 135 -> 168,
+// 256 (16 panels) 175 -> 182, 512 (32 panels) 182 -> 168; 3 channels (a 7x7
+// stem) 91 -> 76. KILN_NO_DIRECT_CONV=1 packs always, for comparisons.
+static bool direct_windows(const Kernel& k, const GemmShape& s) {
+  const bool disabled = std::getenv("KILN_NO_DIRECT_CONV") != nullptr;
+  constexpr int64_t kMaxPanels = 16, kMinChannels = 8;
+  const GemmSpec& g = k.gemm;
+  if (disabled || !g.windows || g.trans_a || g.windows->cg < kMinChannels) return false;
+  return (g.n->ival + s.nr() - 1) / s.nr() <= kMaxPanels;
+}
+
+// A windowed B (a filter gradient's dy^T @ windows) is read by the
+// micro-kernel straight from the image when each NR-column panel lies inside
+// one tap (NR divides the channels per group): a panel row is then NR
+// contiguous channels of one position, and positions whose tap is in the
+// padding are skipped. Packing B cost as much as the multiply, each B
+// element serving only the filters' few rows (resnet20's first stage: 64
+// GFLOP/s packed).
+static bool direct_windows_b(const Kernel& k, const GemmShape& s) {
+  const bool disabled = std::getenv("KILN_NO_DIRECT_CONV") != nullptr;
+  const GemmSpec& g = k.gemm;
+  return !disabled && g.windows_b && !g.trans_b && g.windows_b->cg % s.nr() == 0;
+}
+
 GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
   const GemmSpec& g = k.gemm;
   auto known = [](const ExprP& e) { return is_const(e) ? e->ival : int64_t{-1}; };
-  return plan_gemm(opts_.lanes, known(g.m), g.n->ival, known(g.k));
+  GemmShape plan = plan_gemm(opts_.lanes, known(g.m), g.n->ival, known(g.k));
+  if (g.windows_b && g.windows_b->cg % plan.nr() != 0) {
+    // A tile no wider than a tap's channels, so that B can be read directly
+    // (16 channels under AVX-512: one vector of 16, not two).
+    const GemmShape narrow = plan_gemm(opts_.lanes, known(g.m), g.windows_b->cg, known(g.k));
+    if (g.windows_b->cg % narrow.nr() == 0) {
+      plan.lanes = narrow.lanes;
+      plan.nr_vecs = narrow.nr_vecs;
+      plan.mr = narrow.mr;
+      plan.mc = narrow.mc;
+    }
+  }
+  return plan;
 }
 
 // The helpers are shared by every gemm of the program (the JIT compiles them
@@ -75,9 +118,17 @@ bool KernelEmitter::emit_gemm_helpers() {
   for (const Kernel& k : p_.kernels) {
     if (k.kind != KernelKind::Gemm || !packed_gemm_applies(k, p_)) continue;
     const GemmShape s = gemm_plan(k);  // (each helper is defined once: plans share them by name)
-    pack_b_of(m_, k, p_, s, o);
+    if (!direct_windows_b(k, s)) pack_b_of(m_, k, p_, s, o);
     any = true;
     if (k.gemm.packs_b) continue;
+    if (direct_windows(k, s)) {
+      gemm_microkernel_windows(m_, s, *k.gemm.windows, o);
+      continue;
+    }
+    if (direct_windows_b(k, s)) {
+      gemm_microkernel_windows_b(m_, s, *k.gemm.windows_b, k.gemm.trans_a, o);
+      continue;
+    }
     gemm_microkernel(m_, s, o);
     pack_a_of(m_, k, p_, s, o);
   }
@@ -93,9 +144,14 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   const int64_t split_rows_from = 4 * s.mc;
   const GemmHelperOptions helpers =
       helper_options(*this, opts_.gemm_helpers_imported ? HelperPlacement::Imported : HelperPlacement::Internal);
-  llvm::Function* ukr = gemm_microkernel(m_, s, helpers);
-  llvm::Function* pack_a = pack_a_of(m_, k, p_, s, helpers);
-  llvm::Function* pack_b = pack_b_of(m_, k, p_, s, helpers);
+  // A read straight from the image by the micro-kernel, or packed into panels first.
+  // or B read straight from the image (the micro-kernel then reads A's rows in place too).
+  const bool direct = direct_windows(k, s), direct_b = !direct && direct_windows_b(k, s);
+  llvm::Function* ukr = direct     ? gemm_microkernel_windows(m_, s, *g.windows, helpers)
+                        : direct_b ? gemm_microkernel_windows_b(m_, s, *g.windows_b, g.trans_a, helpers)
+                                   : gemm_microkernel(m_, s, helpers);
+  llvm::Function* pack_a = direct || direct_b ? nullptr : pack_a_of(m_, k, p_, s, helpers);
+  llvm::Function* pack_b = direct_b ? nullptr : pack_b_of(m_, k, p_, s, helpers);
 
   k_ = &k;
   scope_.clear();
@@ -183,31 +239,41 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
         if (prepacked)
           bpk = b.CreateInBoundsGEP(f32, prepacked, b.CreateAdd(b.CreateMul(pc, c64(gemm_round_up(g.n->ival, nr))),
                                                                 b.CreateMul(jc, kc)));
-        else
+        else if (!direct_b)
           b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
         gemm_for(b, rb, re, s.mc, "ic", [&](Value* ic) {
           Value* mc = smin(c64(s.mc), b.CreateSub(re, ic));
-          b.CreateCall(pack_a, {a, lda, ic, mc, pc, kc, ap});
+          if (pack_a) b.CreateCall(pack_a, {a, lda, ic, mc, pc, kc, ap});
           gemm_for(b, c64(0), nc, nr, "jr", [&](Value* jr) {
             Value* bpanel = b.CreateInBoundsGEP(f32, bpk, b.CreateMul(jr, kc));
             Value* n_eff = smin(c64(nr), b.CreateSub(nc, jr));
             Value* col = b.CreateAdd(jc, jr);
             gemm_for(b, c64(0), mc, mr, "ir", [&](Value* ir) {
-              Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateMul(ir, kc));
               Value* m_eff = smin(c64(mr), b.CreateSub(mc, ir));
               Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc), col);
               Value* ctile = b.CreateInBoundsGEP(f32, cm, at);
+              // The tile C[ic + ir .., col ..] (+)= op(A) rows x this B panel, into `to`.
+              auto tile = [&](Value* to, Value* ld, Value* accumulate) {
+                Value* row = b.CreateAdd(ic, ir);
+                if (direct)
+                  b.CreateCall(ukr, {a, row, m_eff, pc, kc, bpanel, to, ld, n_eff, accumulate});
+                else if (direct_b)
+                  b.CreateCall(ukr, {bm, b.CreateInBoundsGEP(f32, a, g.trans_a ? row : b.CreateMul(row, lda)), lda, pc,
+                                     kc, col, to, ld, m_eff, n_eff, accumulate});
+                else
+                  b.CreateCall(ukr, {kc, b.CreateInBoundsGEP(f32, ap, b.CreateMul(ir, kc)), bpanel, to, ld, m_eff, n_eff,
+                                     accumulate});
+              };
               if (!epi) {
-                b.CreateCall(ukr, {kc, apanel, bpanel, ctile, ldc, m_eff, n_eff, load_c});
+                tile(ctile, ldc, load_c);
                 return;
               }
               // One block of depth: the product goes to the block on the
               // stack, never to C. Deeper: C accumulates as without an epilogue.
               gemm_if(b, one_block, [&] {
                 Value* at = b.CreateAdd(b.CreateMul(ir, c64(nc_max)), jr);
-                b.CreateCall(ukr, {kc, apanel, bpanel, b.CreateInBoundsGEP(f32, block, at), c64(nc_max), m_eff, n_eff,
-                                   b.getFalse()});
-              }, [&] { b.CreateCall(ukr, {kc, apanel, bpanel, ctile, ldc, m_eff, n_eff, load_c}); });
+                tile(b.CreateInBoundsGEP(f32, block, at), c64(nc_max), b.getFalse());
+              }, [&] { tile(ctile, ldc, load_c); });
             });
           });
           if (!epi) return;

@@ -51,6 +51,8 @@ void gemm_for_walk(llvm::IRBuilder<>& b, llvm::Value* lo, llvm::Value* hi, int64
 // 3 x 3 window or 16 channels do gain from that.
 enum class Unroll { Never, ConstantTripsOnly };
 void set_loop_hints(llvm::BranchInst* latch, Unroll unroll, bool vectorize);
+// Asks LLVM to unroll the loop of this back edge `count` times.
+void set_unroll_count(llvm::BranchInst* latch, int count);
 // if (cond) then_() else else_(); either may be empty.
 void gemm_if(llvm::IRBuilder<>& b, llvm::Value* cond, const std::function<void()>& then_,
              const std::function<void()>& else_ = {});
@@ -71,6 +73,31 @@ struct GemmHelperOptions {
 // for i < m <= MR, j < n <= NR, the sum over k in order with one FMA per step.
 // Created once per module.
 llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o);
+
+// The micro-kernel's tile of C: its lines are asked for (prefetched) before
+// the K loop, so a tall C (rows 4 KiB apart, which hardware prefetchers do not
+// follow) arrives while the FMAs run; after it, the accumulators (MR x
+// nr_vecs vectors, row-major) are stored, added to C's when load_c, the
+// m_eff x n_eff corner only on an edge tile.
+void gemm_prefetch_c(llvm::IRBuilder<>& b, llvm::Module& m, const GemmShape& s, llvm::Value* cp, llvm::Value* ldc);
+void gemm_store_tile(llvm::IRBuilder<>& b, const GemmShape& s, const std::vector<llvm::Value*>& acc, llvm::Value* cp,
+                     llvm::Value* ldc, llvm::Value* m_eff, llvm::Value* n_eff, llvm::Value* load_c);
+// void ukr_win(ptr image, i64 row0, i64 m_eff, i64 k0, i64 kc, ptr b, ptr c, i64 ldc, i64 n_eff, i1 load_c)
+// (gemm_direct_windows.cpp): gemm_microkernel's tile with A's rows row0 ..
+// row0 + m_eff read straight from the image through the windows of w over
+// depths [k0, k0 + kc), not from a packed panel. The same FMAs in the same
+// order: the same bits as packing A then gemm_microkernel.
+llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, const lower::GemmWindows& w,
+                                         const GemmHelperOptions& o);
+// void ukr_winb(ptr image, ptr a, i64 lda, i64 k0, i64 kc, i64 col0, ptr c, i64 ldc, i64 m_eff, i64 n_eff, i1 load_c)
+// (gemm_direct_windows.cpp): gemm_microkernel's tile with op(B)'s NR columns
+// col0 .. (inside one tap: NR divides the channels per group) read straight
+// from the image through the windows of w over the depths (output positions)
+// [k0, k0 + kc), and op(A)'s rows from a (at its first row; trans_a: A[k *
+// lda + i]). Positions whose tap is in the padding are skipped (they add
+// zeros), so the bits are those of the packed path's.
+llvm::Function* gemm_microkernel_windows_b(llvm::Module& m, const GemmShape& s, const lower::GemmWindows& w,
+                                           bool trans_a, const GemmHelperOptions& o);
 
 // void pack_a(ptr A, i64 lda, i64 i0, i64 mc, i64 k0, i64 kc, ptr dst):
 // op(A)[i0 .. i0+mc, k0 .. k0+kc] into ceil(mc/MR) panels dst[p*MR*kc + k*MR + r], rows past mc zero.

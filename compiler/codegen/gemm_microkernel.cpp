@@ -68,6 +68,15 @@ void set_loop_hints(llvm::BranchInst* latch, Unroll unroll, bool vectorize) {
   latch->setMetadata(llvm::LLVMContext::MD_loop, id);
 }
 
+void set_unroll_count(llvm::BranchInst* latch, int count) {
+  llvm::LLVMContext& c = latch->getContext();
+  llvm::MDNode* unroll = llvm::MDNode::get(
+      c, {llvm::MDString::get(c, "llvm.loop.unroll.count"), llvm::ConstantAsMetadata::get(llvm::ConstantInt::get(llvm::Type::getInt32Ty(c), static_cast<uint64_t>(count)))});
+  llvm::MDNode* loop_md = llvm::MDNode::getDistinct(c, {nullptr, unroll});
+  loop_md->replaceOperandWith(0, loop_md);
+  latch->setMetadata(llvm::LLVMContext::MD_loop, loop_md);
+}
+
 void gemm_if(llvm::IRBuilder<>& b, Value* cond, const std::function<void()>& then_,
              const std::function<void()>& else_) {
   llvm::LLVMContext& c = b.getContext();
@@ -95,6 +104,62 @@ llvm::Function* create_gemm_helper(llvm::Module& m, const std::string& name, llv
   return f;
 }
 
+void gemm_prefetch_c(llvm::IRBuilder<>& b, llvm::Module& m, const GemmShape& s, Value* cp, Value* ldc) {
+  llvm::Type *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
+  llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
+  for (int i = 0; i < s.mr; ++i) {
+    Value* row = b.CreateGEP(f32, cp, b.CreateMul(b.getInt64(static_cast<uint64_t>(i)), ldc));
+    for (int at : {0, s.nr() - 1})
+      b.CreateCall(prefetch, {b.CreateGEP(f32, row, b.getInt64(static_cast<uint64_t>(at))), b.getInt32(1), b.getInt32(3),
+                              b.getInt32(1)});
+  }
+}
+
+void gemm_store_tile(llvm::IRBuilder<>& b, const GemmShape& s, const std::vector<Value*>& res, Value* cp, Value* ldc,
+                     Value* m_eff, Value* n_eff, Value* load_c) {
+  const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes, nr = s.nr();
+  llvm::Type* f32 = b.getFloatTy();
+  auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
+  const llvm::Align a4(4);
+  // The edge tile's spill space, in the entry block (a static slot).
+  llvm::BasicBlock& entry = b.GetInsertBlock()->getParent()->getEntryBlock();
+  llvm::IRBuilder<> eb(&entry, entry.getFirstInsertionPt());
+  auto* tile = eb.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(mr * nr)), nullptr, "tile");
+  tile->setAlignment(llvm::Align(64));
+  auto row_ptr = [&](Value* i) { return b.CreateInBoundsGEP(f32, cp, b.CreateMul(i, ldc)); };
+  Value* full = b.CreateAnd(b.CreateICmpEQ(m_eff, b.getInt64(static_cast<uint64_t>(mr))),
+                            b.CreateICmpEQ(n_eff, b.getInt64(static_cast<uint64_t>(nr))));
+  gemm_if(b, full, [&] {
+    // Whole tile: vector stores straight into C.
+    auto store_all = [&](bool add) {
+      for (int i = 0; i < mr; ++i) {
+        Value* row = row_ptr(b.getInt64(static_cast<uint64_t>(i)));
+        for (int v = 0; v < nv; ++v) {
+          Value* p = b.CreateConstInBoundsGEP1_64(f32, row, static_cast<uint64_t>(v * lanes));
+          Value* x = res[static_cast<size_t>(i * nv + v)];
+          if (add) x = b.CreateFAdd(b.CreateAlignedLoad(vec, p, a4), x);
+          b.CreateAlignedStore(x, p, a4);
+        }
+      }
+    };
+    gemm_if(b, load_c, [&] { store_all(true); }, [&] { store_all(false); });
+  }, [&] {
+    // Edge tile: spill the accumulators, copy the m x n corner.
+    for (int i = 0; i < mr * nv; ++i)
+      b.CreateAlignedStore(res[static_cast<size_t>(i)], b.CreateConstInBoundsGEP1_64(f32, tile, static_cast<uint64_t>(i * lanes)), a4);
+    gemm_for(b, b.getInt64(0), m_eff, 1, "ei", [&](Value* i) {
+      Value* row = row_ptr(i);
+      Value* trow = b.CreateInBoundsGEP(f32, tile, b.CreateMul(i, b.getInt64(static_cast<uint64_t>(nr))));
+      gemm_for(b, b.getInt64(0), n_eff, 1, "ej", [&](Value* j) {
+        Value* p = b.CreateInBoundsGEP(f32, row, j);
+        Value* x = b.CreateAlignedLoad(f32, b.CreateInBoundsGEP(f32, trow, j), a4);
+        Value* sum = b.CreateFAdd(b.CreateAlignedLoad(f32, p, a4), x);
+        b.CreateAlignedStore(b.CreateSelect(load_c, sum, x), p, a4);
+      });
+    });
+  });
+}
+
 llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o) {
   const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes, nr = s.nr();
   std::string name = "kiln_gemm_ukr_" + std::to_string(mr) + "x" + std::to_string(nr);
@@ -115,18 +180,7 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
   auto* loop = llvm::BasicBlock::Create(c, "k", f);
   auto* exit = llvm::BasicBlock::Create(c, "store", f);
   b.SetInsertPoint(entry);
-  auto* tile = b.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(mr * nr)), nullptr, "tile");
-  tile->setAlignment(llvm::Align(64));
-  // C's tile is read (load_c) and written after the K loop: ask for its lines
-  // now, so a tall C (rows 4 KiB apart, which hardware prefetchers do not
-  // follow) arrives while the FMAs run.
-  llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
-  for (int i = 0; i < mr; ++i) {
-    Value* row = b.CreateGEP(f32, cp, b.CreateMul(b.getInt64(static_cast<uint64_t>(i)), ldc));
-    for (int at : {0, nr - 1})
-      b.CreateCall(prefetch, {b.CreateGEP(f32, row, b.getInt64(static_cast<uint64_t>(at))), b.getInt32(1), b.getInt32(3),
-                              b.getInt32(1)});
-  }
+  gemm_prefetch_c(b, m, s, cp, ldc);
   b.CreateBr(loop);
 
   // The K loop: accumulators are phis (k >= 1 always: the driver never calls with kc = 0).
@@ -163,46 +217,10 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
   for (int i = 0; i < mr * nv; ++i) acc[i]->addIncoming(next[i], loop);
   auto* br = b.CreateCondBr(b.CreateICmpSLT(k1, kc), loop, exit);
   // Unrolling the K loop by 4 hides the loop overhead behind the FMAs.
-  llvm::MDNode* unroll = llvm::MDNode::get(
-      c, {llvm::MDString::get(c, "llvm.loop.unroll.count"), llvm::ConstantAsMetadata::get(b.getInt32(4))});
-  llvm::MDNode* loop_md = llvm::MDNode::getDistinct(c, {nullptr, unroll});
-  loop_md->replaceOperandWith(0, loop_md);
-  br->setMetadata(llvm::LLVMContext::MD_loop, loop_md);
+  set_unroll_count(br, 4);
 
   b.SetInsertPoint(exit);
-  std::vector<Value*> res(next.begin(), next.end());
-  auto row_ptr = [&](Value* i) { return b.CreateInBoundsGEP(f32, cp, b.CreateMul(i, ldc)); };
-  Value* full = b.CreateAnd(b.CreateICmpEQ(m_eff, b.getInt64(static_cast<uint64_t>(mr))),
-                            b.CreateICmpEQ(n_eff, b.getInt64(static_cast<uint64_t>(nr))));
-  gemm_if(b, full, [&] {
-    // Whole tile: vector stores straight into C.
-    auto store_all = [&](bool add) {
-      for (int i = 0; i < mr; ++i) {
-        Value* row = row_ptr(b.getInt64(static_cast<uint64_t>(i)));
-        for (int v = 0; v < nv; ++v) {
-          Value* p = b.CreateConstInBoundsGEP1_64(f32, row, static_cast<uint64_t>(v * lanes));
-          Value* x = res[i * nv + v];
-          if (add) x = b.CreateFAdd(b.CreateAlignedLoad(vec, p, a4), x);
-          b.CreateAlignedStore(x, p, a4);
-        }
-      }
-    };
-    gemm_if(b, load_c, [&] { store_all(true); }, [&] { store_all(false); });
-  }, [&] {
-    // Edge tile: spill the accumulators, copy the m x n corner.
-    for (int i = 0; i < mr * nv; ++i)
-      b.CreateAlignedStore(res[i], b.CreateConstInBoundsGEP1_64(f32, tile, static_cast<uint64_t>(i * lanes)), a4);
-    gemm_for(b, b.getInt64(0), m_eff, 1, "ei", [&](Value* i) {
-      Value* row = row_ptr(i);
-      Value* trow = b.CreateInBoundsGEP(f32, tile, b.CreateMul(i, b.getInt64(static_cast<uint64_t>(nr))));
-      gemm_for(b, b.getInt64(0), n_eff, 1, "ej", [&](Value* j) {
-        Value* p = b.CreateInBoundsGEP(f32, row, j);
-        Value* x = b.CreateAlignedLoad(f32, b.CreateInBoundsGEP(f32, trow, j), a4);
-        Value* sum = b.CreateFAdd(b.CreateAlignedLoad(f32, p, a4), x);
-        b.CreateAlignedStore(b.CreateSelect(load_c, sum, x), p, a4);
-      });
-    });
-  });
+  gemm_store_tile(b, s, next, cp, ldc, m_eff, n_eff, load_c);
   b.CreateRetVoid();
   return f;
 }
