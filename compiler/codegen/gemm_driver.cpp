@@ -27,11 +27,7 @@ bool packed_gemm_applies(const Kernel& k, const Program& p) {
   auto f32 = [&](int id) { return id >= 0 && gemm_packed(p.buffers.at(static_cast<size_t>(id)).dtype); };
   if (g.packs_b) return is_const(g.n) && is_const(g.k) && f32(g.b) && f32(g.packed_b);
   if (g.packed_b >= 0 && !(f32(g.packed_b) && is_const(g.k))) return false;
-  if (g.scratch < 0 || !is_const(g.n)) return false;
-  for (int id : {g.a, g.b, g.c, g.scratch})
-    if (!gemm_packed(p.buffers.at(static_cast<size_t>(id)).dtype)) return false;
-  const Shape& s = p.buffers.at(static_cast<size_t>(g.scratch)).shape;
-  return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival);
+  return gemm_takes_packed_path(g, p);
 }
 
 // Every element offset of a buffer (at the largest batch) fits 32 bits.
@@ -204,10 +200,13 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     }
     // (accumulating into C needs C itself: such a gemm keeps the C path)
     Value* one_block = g.accumulate ? b.getFalse() : b.CreateICmpSLE(kk, c64(s.kc));
-    // K in blocks of equal depth, each at most KC: 300 is one block of 300
-    // under KC 320, 600 two of 300 under KC 256 (not 256 + 256 + 88).
-    Value* k_blocks = b.CreateSDiv(b.CreateAdd(kk, c64(s.kc - 1)), c64(s.kc));
-    Value* kc_step = b.CreateSDiv(b.CreateAdd(kk, b.CreateSub(k_blocks, c64(1))), k_blocks);
+    // K in blocks of equal depth, each at most KC (gemm_depth_step), a
+    // constant when K is (always with B packed once: its panels follow it).
+    Value* kc_step = c64(is_const(g.k) ? gemm_depth_step(g.k->ival, s) : 0);
+    if (!is_const(g.k)) {
+      Value* k_blocks = b.CreateSDiv(b.CreateAdd(kk, c64(s.kc - 1)), c64(s.kc));
+      kc_step = b.CreateSDiv(b.CreateAdd(kk, b.CreateSub(k_blocks, c64(1))), k_blocks);
+    }
     // This chunk's packing slot: its first group (chunks never share one).
     Value* bp = b.CreateInBoundsGEP(f32, sc, b.CreateMul(begin, c64(slot)));
     Value* ap = b.CreateConstInBoundsGEP1_64(f32, bp, static_cast<uint64_t>(s.kc * nc_max));
@@ -347,14 +346,12 @@ llvm::Function* KernelEmitter::emit_pack_b(const Kernel& k) {
   finish_preamble();
   Value *B = base_pointer(g.b), *P = base_pointer(g.packed_b);
   scalar_cache_.clear();
-  // The depth blocks the driver cuts (equal depths, each at most KC), each
-  // packed whole: all columns, in NR-column panels.
+  // The depth blocks the driver cuts, each packed whole: all columns, in NR-column panels.
   const int64_t K = g.k->ival, N = g.n->ival;
-  const int64_t k_blocks = (K + s.kc - 1) / s.kc, kc_step = (K + k_blocks - 1) / k_blocks;
-  const int64_t n_padded = gemm_round_up(N, s.nr());
+  const int64_t kc_step = gemm_depth_step(K, s), n_padded = gemm_round_up(N, s.nr());
+  auto c64 = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
   for (int64_t pc = 0; pc < K; pc += kc_step) {
     const int64_t kc = std::min(kc_step, K - pc);
-    auto c64 = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
     b_.CreateCall(pack_b, {B, c64(g.ldb), c64(0), c64(N), c64(pc), c64(kc),
                            b_.CreateConstInBoundsGEP1_64(b_.getFloatTy(), P, static_cast<uint64_t>(pc * n_padded))});
   }

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "compiler/lower/loop_ir.h"
+
 namespace kiln::lower {
 
 std::string GemmPlan::describe() const {
@@ -39,6 +41,13 @@ GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k) {
   p.mc = std::max<int64_t>(p.mr, 72 / p.mr * p.mr);
   p.nc = kGemmNC;
   return p;
+}
+
+bool gemm_takes_packed_path(const GemmSpec& g, const Program& p) {
+  auto f32 = [&](int id) { return id >= 0 && gemm_packed(p.buffers.at(static_cast<size_t>(id)).dtype); };
+  if (!f32(g.a) || !f32(g.b) || !f32(g.c) || !f32(g.scratch) || !is_const(g.n)) return false;
+  const Shape& s = p.buffers.at(static_cast<size_t>(g.scratch)).shape;
+  return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival);
 }
 
 }  // namespace kiln::lower

@@ -44,8 +44,23 @@ GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k);
 // Only f32 gemms take the packed path; others keep the Loop IR expansion.
 inline bool gemm_packed(DType t) { return t == DType::f32; }
 
+struct GemmSpec;
+struct Program;
+// A gemm (not a pack kernel) takes the packed path: f32 operands, N known
+// when compiling, and its packing scratch sized for every plan. Lowering asks
+// it before giving a gemm a pack kernel; codegen before emitting the driver.
+bool gemm_takes_packed_path(const GemmSpec& g, const Program& p);
+
 inline int64_t gemm_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // Columns of the packed B block for a gemm with n columns under plan p.
+// The depth of each block when K is cut into ceil(K / kc) blocks of equal
+// depth (the last may be shallower): 300 is one block of 300 under KC 320,
+// 600 two of 300 under KC 256 (not 256 + 256 + 88). The driver's blocks and
+// the panels a pack kernel lays out for it must agree.
+inline int64_t gemm_depth_step(int64_t k, const GemmPlan& p) {
+  const int64_t blocks = (k + p.kc - 1) / p.kc;
+  return (k + blocks - 1) / blocks;
+}
 inline int64_t gemm_nc(int64_t n, const GemmPlan& p) { return std::min(gemm_round_up(n, p.nr()), p.nc); }
 // Floats of one slot under plan p (+ kGemmMaxNR floats of padding: A packing
 // may store one vector past its block).

@@ -408,11 +408,9 @@ void ProgramLowering::prepack_b(std::vector<Kernel>& ks, const std::function<boo
   std::vector<Kernel> out;
   for (Kernel& k : ks) {
     GemmSpec& g = k.gemm;
-    auto f32 = [&](int b) { return b >= 0 && gemm_packed(p_.buffers.at(static_cast<size_t>(b)).dtype); };
     // (windowed B is an image, a batch's own Bs differ per call)
-    const bool applies = k.kind == KernelKind::Gemm && !g.packs_b && g.packed_b < 0 && g.scratch >= 0 && f32(g.a) &&
-                         f32(g.b) && f32(g.c) && !g.windows_b && is_const(g.n) && is_const(g.k) &&
-                         (!g.batched() || g.stride_b == 0) && ready_buffer(g.b);
+    const bool applies = k.kind == KernelKind::Gemm && !g.packs_b && g.packed_b < 0 && gemm_takes_packed_path(g, p_) &&
+                         !g.windows_b && is_const(g.k) && (!g.batched() || g.stride_b == 0) && ready_buffer(g.b);
     if (applies) {
       Kernel pack;
       pack.kind = KernelKind::Gemm;
