@@ -88,7 +88,12 @@ NodeId FusionPlan::in_place_param(NodeId value) const {
 FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& needed_by,
                        const std::vector<bool>& must_store, const std::vector<std::pair<NodeId, NodeId>>& updates) {
   const size_t n = g.nodes.size();
+  // Readers of values: a shape-only reader (dim_size) needs no stored input.
   auto users = g.users();
+  for (auto& readers : users)
+    readers.erase(std::remove_if(readers.begin(), readers.end(),
+                                 [&](NodeId u) { return OpRegistry::get().find(g.node(u).op)->reads_shape_only; }),
+                  readers.end());
   std::vector<bool> needed(n, false), fusable(n, false);
   for (auto& mine : needed_by)
     for (size_t i = 0; i < n; ++i) needed[i] = needed[i] || mine[i];
@@ -194,16 +199,61 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
     }
     return "";
   };
+  // When the whole group cannot go inside consumer c (an early member is
+  // stored for other readers), its tail may: p and the members only the tail
+  // reads. The rest stays a kernel of its own and stores what the tail reads
+  // (batch norm's x - mean is stored for the backward pass; its square, read
+  // only by the variance's sum, need not be). Empty: no such tail.
+  auto inline_tail = [&](size_t c, NodeId p, int gi) -> std::vector<NodeId> {
+    const auto& ms = members[static_cast<size_t>(gi)];
+    if (ms.back() != p || ms.size() < 2 || !same_entries(c, static_cast<size_t>(p))) return {};
+    auto only_read_by = [&](NodeId m, const std::set<NodeId>& readers) {
+      if (must_store[static_cast<size_t>(m)] || is_update_value(m)) return false;
+      bool any = false;
+      for (NodeId u : users[static_cast<size_t>(m)]) {
+        if (!needed[static_cast<size_t>(u)]) continue;
+        if (!readers.count(u)) return false;
+        any = true;
+      }
+      return any;
+    };
+    if (!only_read_by(p, {static_cast<NodeId>(c)})) return {};
+    std::set<NodeId> tail{p};
+    for (auto it = ms.rbegin() + 1; it != ms.rend(); ++it)
+      if (only_read_by(*it, tail)) tail.insert(*it);
+    if (tail.size() == ms.size()) return {};
+    for (NodeId m : tail)
+      for (NodeId in : g.node(m).inputs) {
+        const Shape& s = g.node(in).type.shape;
+        if (!tail.count(in) && s != g.node(p).type.shape && numel(s, 2) != 1) return {};
+      }
+    return {tail.begin(), tail.end()};
+  };
   for (size_t i = 0; i < n; ++i) {
     const Node& r = g.nodes[i];
     if (!needed[i] || !OpRegistry::get().find(r.op)->inlines_elementwise_input) continue;
     for (const NodeId p : r.inputs) {
       const int gi = grp[static_cast<size_t>(p)];
       if (gi < 0 || into[static_cast<size_t>(gi)] == static_cast<NodeId>(i)) continue;
-      if (std::string reason = why_not_inline(i, p, gi); !reason.empty())
-        note("not computed inline: " + pct(g, p) + " -> " + pct(g, static_cast<NodeId>(i)) + " (" + r.op + "): " + reason);
-      else
+      std::string reason = why_not_inline(i, p, gi);
+      if (reason.empty()) {
         into[static_cast<size_t>(gi)] = static_cast<NodeId>(i);
+        continue;
+      }
+      const std::vector<NodeId> tail = inline_tail(i, p, gi);
+      if (tail.empty()) {
+        note("not computed inline: " + pct(g, p) + " -> " + pct(g, static_cast<NodeId>(i)) + " (" + r.op + "): " + reason);
+        continue;
+      }
+      // The tail becomes a group of its own, computed inside the consumer.
+      auto& rest = members[static_cast<size_t>(gi)];
+      rest.erase(std::remove_if(rest.begin(), rest.end(),
+                                [&](NodeId m) { return std::count(tail.begin(), tail.end(), m) > 0; }),
+                 rest.end());
+      const int ti = static_cast<int>(members.size());
+      members.push_back(tail);
+      into.push_back(static_cast<NodeId>(i));
+      for (NodeId m : tail) grp[static_cast<size_t>(m)] = ti;
     }
   }
 

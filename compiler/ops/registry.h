@@ -175,6 +175,9 @@ struct OpDef {
   // A consumer whose loop reads each input once per element at a flat index
   // (a reduction, concat): it can compute its elementwise producers inline.
   bool inlines_elementwise_input = false;
+  // Reads only its inputs' shapes, never their values (dim_size): no reason
+  // for fusion to store an input it reads.
+  bool reads_shape_only = false;
   // Ops whose result can be the input's own bytes: the element offset at
   // which the result's elements lie, in order, in the input (reshape, squeeze:
   // 0; a contiguous slice: its start), or nullopt where this node must copy.

@@ -85,6 +85,7 @@ static void add_source_ops(OpRegistry& r) {
            if (d == kOpenDim) return std::nullopt;
            return static_cast<double>(d);
          },
+         .reads_shape_only = true,
          .samples = {{{{{-1, 17}}}, {{"axis", 0}}}, {{{{-1, 17}}}, {{"axis", -1}, {"dtype", "i64"}}}}});
 }
 

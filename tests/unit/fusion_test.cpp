@@ -102,6 +102,35 @@ TEST_CASE("fusion: every decision has a reason (kiln ir --stage loops --why)") {
   CHECK(why_off.empty());
 }
 
+// Batch norm's training form: x - mean is stored (the backward pass reads
+// it), its square only feeds the variance's sum. The sum computes the square
+// inline from the stored difference, so the square is never written; the
+// same in the backward pass, where a negated product feeds only a sum.
+TEST_CASE("fusion: a reduction computes a group's tail inline when the group's head is stored for other readers") {
+  Graph g = load_graph(source("graphs/zoo/resnet20.json"));
+  TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/zoo/train/resnet20.json"))).front();
+  apply_train_spec(g, spec);
+  TrainStepConfig config = train_step_config(spec);
+  auto graphs = codegen::program_graphs(std::move(g), &config);
+  std::vector<std::string> why;
+  lower::Program p = lower::lower_program("resnet20", graphs->entries(), {.max_batch = 8, .why = &why});
+  auto stored = [&](const std::string& name) {
+    return std::any_of(p.buffers.begin(), p.buffers.end(), [&](const lower::Buffer& b) { return b.name == name; });
+  };
+  CHECK(stored("s1b1_conv1_bn/batch_norm/sub"));
+  CHECK_FALSE(stored("s1b1_conv1_bn/batch_norm/square"));
+  CHECK_FALSE(stored("grad/s1b1_conv1_bn/batch_norm/sub_1/neg"));
+  auto kernel_of = [&](const std::string& node) -> const lower::Kernel* {
+    for (const lower::Kernel& k : p.kernels)
+      if (k.node == node) return &k;
+    return nullptr;
+  };
+  const lower::Kernel* variance = kernel_of("s1b1_conv1_bn/batch_norm/reduce_mean_1/reduce_sum");
+  REQUIRE(variance);
+  CHECK(variance->comment.find("square elementwise, computed inline") != std::string::npos);
+  CHECK(any_line(why, "computed inline: %s1b1_conv1_bn/batch_norm/square computed inside"));
+}
+
 TEST_CASE("programs: predict and eval_step share the training graph's forward kernels, except with a pre stage") {
   auto graphs = mlp_graphs();
   auto entries = graphs->entries();
