@@ -48,14 +48,8 @@ IMAGE_RECIPES = {
 }
 # MobileNet is small and underfits in 30 epochs (kiln, seed 1, dropout 0.2: train accuracy 0.875, test 0.849;
 # 0.849 again with one-cycle to 0.2 and no decay on biases and batch-norm params, 0.840 with decay 1e-4):
-# resnet20's first recipe (one-cycle to 0.1, decay 5e-4) without the graph's dropout, as the kiln spec says
-# ("dropout": 0.0).
+# resnet20's recipe without the graph's dropout, as the kiln spec says ("dropout": 0.0).
 IMAGE_RECIPES["mobilenet_small"] = dict(IMAGE_RECIPES["resnet20"], dropout=0.0)
-# resnet20 underfit that recipe (kiln 0.8700, twin 0.8705; train accuracy 0.918 and rising): super-convergence
-# instead, a peak 4x higher with a decay 5x smaller.
-IMAGE_RECIPES["resnet20"] = dict(IMAGE_RECIPES["resnet20"],
-                                 optimizer=dict(IMAGE_RECIPES["resnet20"]["optimizer"], weight_decay=1e-4),
-                                 schedule=dict(IMAGE_RECIPES["resnet20"]["schedule"], max_lr=0.4))
 GPT_RECIPE = {"dataset": "kjv (bytes)", "split": "train: first 90% of the bytes, validation: last 10%",
               "context": 128, "batch_size": 32, "steps": 3000,
               "sampling": "windows of 129 bytes at a uniformly random start in the train split",
