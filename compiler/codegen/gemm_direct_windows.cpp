@@ -32,6 +32,41 @@ llvm::Constant* zero_channels(llvm::Module& m, int64_t cg) {
   return g;
 }
 
+// MR x nr_vecs accumulator phis of a loop body, entering with `from`.
+std::vector<llvm::PHINode*> accumulators(llvm::IRBuilder<>& b, const GemmShape& s, const std::vector<llvm::PHINode*>& from,
+                                         llvm::BasicBlock* pred, const char* name) {
+  auto* vec = llvm::FixedVectorType::get(b.getFloatTy(), static_cast<unsigned>(s.lanes));
+  std::vector<llvm::PHINode*> acc;
+  for (size_t i = 0; i < static_cast<size_t>(s.mr * s.nr_vecs); ++i) {
+    acc.push_back(b.CreatePHI(vec, 2, name));
+    acc.back()->addIncoming(from.empty() ? llvm::Constant::getNullValue(vec) : static_cast<Value*>(from[i]), pred);
+  }
+  return acc;
+}
+
+// One depth of the tile: acc[r][v] += a(r) * B[v], with B's nr_vecs vectors
+// at `brow` and a(r) row r's scalar at that depth. Returns the new sums.
+std::vector<Value*> tile_step(llvm::IRBuilder<>& b, llvm::Module& m, const GemmShape& s, Value* brow,
+                              const std::function<Value*(int)>& a_ptr, const std::vector<llvm::PHINode*>& acc) {
+  const int nv = s.nr_vecs, lanes = s.lanes;
+  llvm::Type* f32 = b.getFloatTy();
+  auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
+  llvm::Function* fma = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::fmuladd, {vec});
+  std::vector<Value*> bv;
+  for (int v = 0; v < nv; ++v)
+    bv.push_back(b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(v * lanes)),
+                                     llvm::Align(4)));
+  std::vector<Value*> next(acc.begin(), acc.end());
+  for (int r = 0; r < s.mr; ++r) {
+    Value* splat = b.CreateVectorSplat(static_cast<unsigned>(lanes), b.CreateAlignedLoad(f32, a_ptr(r), llvm::Align(4)));
+    for (int v = 0; v < nv; ++v) {
+      const size_t i = static_cast<size_t>(r * nv + v);
+      next[i] = b.CreateCall(fma, {splat, bv[static_cast<size_t>(v)], next[i]});
+    }
+  }
+  return next;
+}
+
 }  // namespace
 
 llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, const lower::GemmWindows& w,
@@ -50,7 +85,6 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
   if (o.placement == HelperPlacement::Imported) return f;
   Value *img = f->getArg(0), *row0 = f->getArg(1), *m_eff = f->getArg(2), *k0 = f->getArg(3), *kc = f->getArg(4);
   Value *bp = f->getArg(5), *cp = f->getArg(6), *ldc = f->getArg(7), *n_eff = f->getArg(8), *load_c = f->getArg(9);
-  const llvm::Align a4(4);
   const WindowReader rd{b, w, /*index32=*/false};
   auto c64 = [&](int64_t v) { return rd.c64(v); };
   auto smin = [&](Value* x, Value* y) { return b.CreateSelect(b.CreateICmpSLT(x, y), x, y); };
@@ -82,11 +116,7 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
   b.SetInsertPoint(tap_head);
   llvm::PHINode* tap = b.CreatePHI(i64, 2, "tap");
   tap->addIncoming(t_first, entry);
-  std::vector<llvm::PHINode*> acc;
-  for (int i = 0; i < mr * nv; ++i) {
-    acc.push_back(b.CreatePHI(vec, 2, "acc"));
-    acc.back()->addIncoming(llvm::Constant::getNullValue(vec), entry);
-  }
+  std::vector<llvm::PHINode*> acc = accumulators(b, s, {}, entry, "acc");
   Value* dy = b.CreateMul(b.CreateUDiv(tap, c64(w.kw)), c64(w.dh));
   Value* dx = b.CreateMul(b.CreateURem(tap, c64(w.kw)), c64(w.dw));
   Value* off = b.CreateMul(b.CreateAdd(b.CreateMul(dy, c64(w.w)), dx), c64(w.channels));
@@ -110,22 +140,9 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
   ch->addIncoming(c_lo, tap_head);
   llvm::PHINode* brow = b.CreatePHI(ptr, 2, "b.row");
   brow->addIncoming(b_start, tap_head);
-  std::vector<llvm::PHINode*> inner;
-  for (int i = 0; i < mr * nv; ++i) {
-    inner.push_back(b.CreatePHI(vec, 2, "acc.c"));
-    inner.back()->addIncoming(acc[static_cast<size_t>(i)], tap_head);
-  }
-  llvm::Function* fma = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::fmuladd, {vec});
-  std::vector<Value*> bv;
-  for (int v = 0; v < nv; ++v)
-    bv.push_back(b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(v * lanes)), a4));
-  std::vector<Value*> next(inner.begin(), inner.end());
-  for (int r = 0; r < mr; ++r) {
-    Value* x = b.CreateAlignedLoad(f32, b.CreateInBoundsGEP(f32, src[static_cast<size_t>(r)], ch), a4);
-    Value* splat = b.CreateVectorSplat(static_cast<unsigned>(lanes), x);
-    for (int v = 0; v < nv; ++v)
-      next[static_cast<size_t>(r * nv + v)] = b.CreateCall(fma, {splat, bv[static_cast<size_t>(v)], next[static_cast<size_t>(r * nv + v)]});
-  }
+  std::vector<llvm::PHINode*> inner = accumulators(b, s, acc, tap_head, "acc.c");
+  std::vector<Value*> next =
+      tile_step(b, m, s, brow, [&](int r) { return b.CreateInBoundsGEP(f32, src[static_cast<size_t>(r)], ch); }, inner);
   Value* ch1 = b.CreateAdd(ch, c64(1), "c.next", false, true);
   ch->addIncoming(ch1, ch_loop);
   brow->addIncoming(b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(nr), "b.next"), ch_loop);
@@ -162,7 +179,6 @@ llvm::Function* gemm_microkernel_windows_b(llvm::Module& m, const GemmShape& s, 
   Value *img = f->getArg(0), *ap = f->getArg(1), *lda = f->getArg(2), *k0 = f->getArg(3), *kc = f->getArg(4);
   Value *col0 = f->getArg(5), *cp = f->getArg(6), *ldc = f->getArg(7), *m_eff = f->getArg(8);
   Value *n_eff = f->getArg(9), *load_c = f->getArg(10);
-  const llvm::Align a4(4);
   auto c64 = [&](int64_t v) { return b.getInt64(static_cast<uint64_t>(v)); };
   auto smin = [&](Value* x, Value* y) { return b.CreateSelect(b.CreateICmpSLT(x, y), x, y); };
   auto smax = [&](Value* x, Value* y) { return b.CreateSelect(b.CreateICmpSGT(x, y), x, y); };
@@ -203,11 +219,7 @@ llvm::Function* gemm_microkernel_windows_b(llvm::Module& m, const GemmShape& s, 
   b.SetInsertPoint(seg_head);
   llvm::PHINode* p = b.CreatePHI(i64, 2, "p");
   p->addIncoming(k0, entry);
-  std::vector<llvm::PHINode*> acc;
-  for (int i = 0; i < mr * nv; ++i) {
-    acc.push_back(b.CreatePHI(vec, 2, "acc"));
-    acc.back()->addIncoming(llvm::Constant::getNullValue(vec), entry);
-  }
+  std::vector<llvm::PHINode*> acc = accumulators(b, s, {}, entry, "acc");
   Value* ow0 = b.CreateURem(p, c64(w.ow));
   Value* rest = b.CreateUDiv(p, c64(w.ow));
   Value* oh = b.CreateURem(rest, c64(w.oh));
@@ -235,23 +247,9 @@ llvm::Function* gemm_microkernel_windows_b(llvm::Module& m, const GemmShape& s, 
   xrow->addIncoming(x0, pos_pre);
   llvm::PHINode* aoff = b.CreatePHI(i64, 2, "a.off");
   aoff->addIncoming(a0, pos_pre);
-  std::vector<llvm::PHINode*> inner;
-  for (int i = 0; i < mr * nv; ++i) {
-    inner.push_back(b.CreatePHI(vec, 2, "acc.p"));
-    inner.back()->addIncoming(acc[static_cast<size_t>(i)], pos_pre);
-  }
-  llvm::Function* fma = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::fmuladd, {vec});
-  std::vector<Value*> bv;
-  for (int v = 0; v < nv; ++v)
-    bv.push_back(b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, xrow, static_cast<uint64_t>(v * lanes)), a4));
-  std::vector<Value*> next(inner.begin(), inner.end());
-  for (int r = 0; r < mr; ++r) {
-    Value* x = b.CreateAlignedLoad(f32, b.CreateInBoundsGEP(f32, arow[static_cast<size_t>(r)], aoff), a4);
-    Value* splat = b.CreateVectorSplat(static_cast<unsigned>(lanes), x);
-    for (int v = 0; v < nv; ++v)
-      next[static_cast<size_t>(r * nv + v)] =
-          b.CreateCall(fma, {splat, bv[static_cast<size_t>(v)], next[static_cast<size_t>(r * nv + v)]});
-  }
+  std::vector<llvm::PHINode*> inner = accumulators(b, s, acc, pos_pre, "acc.p");
+  std::vector<Value*> next =
+      tile_step(b, m, s, xrow, [&](int r) { return b.CreateInBoundsGEP(f32, arow[static_cast<size_t>(r)], aoff); }, inner);
   Value* ow1 = b.CreateAdd(ow, c64(1), "ow.next", false, true);
   ow->addIncoming(ow1, pos_loop);
   xrow->addIncoming(b.CreateInBoundsGEP(f32, xrow, c64(w.sw * w.channels), "x.next"), pos_loop);

@@ -26,12 +26,17 @@ constexpr size_t kMlpStepUnfused = 51, kMlpStepFused = 25;
 
 std::string source(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }
 
-std::unique_ptr<const codegen::ProgramGraphs> mlp_graphs() {
-  Graph g = load_graph(source("graphs/mlp_cifar10.json"));
-  TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/experiments/e2_mlp_autodiff_b64.json"))).front();
+// The programs of a graph trained by a spec (paths from the source tree).
+std::unique_ptr<const codegen::ProgramGraphs> train_graphs(const std::string& graph, const std::string& spec_file) {
+  Graph g = load_graph(source(graph));
+  TrainSpec spec = expand_sweeps(load_train_spec(source(spec_file))).front();
   apply_train_spec(g, spec);
   TrainStepConfig config = train_step_config(spec);
   return codegen::program_graphs(std::move(g), &config);
+}
+
+std::unique_ptr<const codegen::ProgramGraphs> mlp_graphs() {
+  return train_graphs("graphs/mlp_cifar10.json", "graphs/experiments/e2_mlp_autodiff_b64.json");
 }
 
 std::vector<const lower::Kernel*> entry_kernels(const lower::Program& p, const std::string& entry) {
@@ -107,11 +112,7 @@ TEST_CASE("fusion: every decision has a reason (kiln ir --stage loops --why)") {
 // inline from the stored difference, so the square is never written; the
 // same in the backward pass, where a negated product feeds only a sum.
 TEST_CASE("fusion: a reduction computes a group's tail inline when the group's head is stored for other readers") {
-  Graph g = load_graph(source("graphs/zoo/resnet20.json"));
-  TrainSpec spec = expand_sweeps(load_train_spec(source("graphs/zoo/train/resnet20.json"))).front();
-  apply_train_spec(g, spec);
-  TrainStepConfig config = train_step_config(spec);
-  auto graphs = codegen::program_graphs(std::move(g), &config);
+  auto graphs = train_graphs("graphs/zoo/resnet20.json", "graphs/zoo/train/resnet20.json");
   std::vector<std::string> why;
   lower::Program p = lower::lower_program("resnet20", graphs->entries(), {.max_batch = 8, .why = &why});
   auto stored = [&](const std::string& name) {
