@@ -60,10 +60,9 @@ static llvm::Function* pack_b_of(llvm::Module& m, const Kernel& k, const Program
 // 256 (16 panels) 175 -> 182, 512 (32 panels) 182 -> 168; 3 channels (a 7x7
 // stem) 91 -> 76. KILN_NO_DIRECT_CONV=1 packs always, for comparisons.
 static bool direct_windows(const Kernel& k, const GemmShape& s) {
-  const bool disabled = std::getenv("KILN_NO_DIRECT_CONV") != nullptr;
   constexpr int64_t kMaxPanels = 16, kMinChannels = 8;
   const GemmSpec& g = k.gemm;
-  if (disabled || !g.windows || g.trans_a || g.windows->cg < kMinChannels) return false;
+  if (!g.windows || g.trans_a || g.windows->cg < kMinChannels) return false;
   return (g.n->ival + s.nr() - 1) / s.nr() <= kMaxPanels;
 }
 
@@ -75,9 +74,17 @@ static bool direct_windows(const Kernel& k, const GemmShape& s) {
 // element serving only the filters' few rows (resnet20's first stage: 64
 // GFLOP/s packed).
 static bool direct_windows_b(const Kernel& k, const GemmShape& s) {
-  const bool disabled = std::getenv("KILN_NO_DIRECT_CONV") != nullptr;
   const GemmSpec& g = k.gemm;
-  return !disabled && g.windows_b && !g.trans_b && g.windows_b->cg % s.nr() == 0;
+  return g.windows_b && !g.trans_b && g.windows_b->cg % s.nr() == 0;
+}
+
+// Which operand the micro-kernel reads straight from its image, if any: the
+// one decision behind both the helpers a module defines and the driver.
+enum class DirectRead { none, a, b };
+static DirectRead direct_read(const Kernel& k, const GemmShape& s) {
+  if (std::getenv("KILN_NO_DIRECT_CONV")) return DirectRead::none;
+  if (direct_windows(k, s)) return DirectRead::a;
+  return direct_windows_b(k, s) ? DirectRead::b : DirectRead::none;
 }
 
 GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
@@ -114,19 +121,18 @@ bool KernelEmitter::emit_gemm_helpers() {
   for (const Kernel& k : p_.kernels) {
     if (k.kind != KernelKind::Gemm || !packed_gemm_applies(k, p_)) continue;
     const GemmShape s = gemm_plan(k);  // (each helper is defined once: plans share them by name)
-    if (!direct_windows_b(k, s)) pack_b_of(m_, k, p_, s, o);
+    const DirectRead direct = direct_read(k, s);
+    if (direct != DirectRead::b) pack_b_of(m_, k, p_, s, o);
     any = true;
     if (k.gemm.packs_b) continue;
-    if (direct_windows(k, s)) {
+    if (direct == DirectRead::a) {
       gemm_microkernel_windows(m_, s, *k.gemm.windows, o);
-      continue;
-    }
-    if (direct_windows_b(k, s)) {
+    } else if (direct == DirectRead::b) {
       gemm_microkernel_windows_b(m_, s, *k.gemm.windows_b, k.gemm.trans_a, o);
-      continue;
+    } else {
+      gemm_microkernel(m_, s, o);
+      pack_a_of(m_, k, p_, s, o);
     }
-    gemm_microkernel(m_, s, o);
-    pack_a_of(m_, k, p_, s, o);
   }
   return any;
 }
@@ -140,9 +146,10 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   const int64_t split_rows_from = 4 * s.mc;
   const GemmHelperOptions helpers =
       helper_options(*this, opts_.gemm_helpers_imported ? HelperPlacement::Imported : HelperPlacement::Internal);
-  // A read straight from the image by the micro-kernel, or packed into panels first.
-  // or B read straight from the image (the micro-kernel then reads A's rows in place too).
-  const bool direct = direct_windows(k, s), direct_b = !direct && direct_windows_b(k, s);
+  // A read straight from the image by the micro-kernel, or B (the micro-kernel
+  // then reads A's rows in place too), or both packed into panels first.
+  const DirectRead reads = direct_read(k, s);
+  const bool direct = reads == DirectRead::a, direct_b = reads == DirectRead::b;
   llvm::Function* ukr = direct     ? gemm_microkernel_windows(m_, s, *g.windows, helpers)
                         : direct_b ? gemm_microkernel_windows_b(m_, s, *g.windows_b, g.trans_a, helpers)
                                    : gemm_microkernel(m_, s, helpers);
