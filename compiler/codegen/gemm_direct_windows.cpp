@@ -97,7 +97,15 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
   auto* exit = llvm::BasicBlock::Create(c, "store", f);
   b.SetInsertPoint(entry);
   gemm_prefetch_c(b, m, s, cp, ldc);
-  Value* zeros = zero_channels(m, w.cg);
+  // A run is a tap's channels or a window row's taps (window_run). A row run
+  // that crosses the image's left or right edge is copied, zeros for the
+  // taps outside, into the row's slot of `edge` (on the stack) and read there.
+  const bool row_run = row_runs(w);
+  const int64_t run_len = window_run(w);
+  const int64_t slot = (run_len + lanes - 1) / lanes * lanes;
+  Value* edge = row_run ? b.CreateAlloca(llvm::ArrayType::get(f32, static_cast<uint64_t>(mr * slot))) : nullptr;
+  if (edge) llvm::cast<llvm::AllocaInst>(edge)->setAlignment(llvm::Align(64));
+  Value* zeros = zero_channels(m, run_len);
   // Each row's window corner, and whether the row is inside the matrix.
   std::vector<WindowReader::Corner> corner;
   std::vector<Value*> row_in;
@@ -105,42 +113,67 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
     corner.push_back(rd.corner(b.CreateAdd(row0, c64(r)), 0));
     row_in.push_back(b.CreateICmpSLT(c64(r), m_eff));
   }
-  // The taps the depths [k0, k0 + kc) cover (kc >= 1: at least one).
-  Value* t_first = b.CreateUDiv(k0, c64(w.cg));
-  Value* t_end = b.CreateUDiv(b.CreateAdd(b.CreateAdd(k0, kc), c64(w.cg - 1)), c64(w.cg));
+  // The runs the depths [k0, k0 + kc) cover (kc >= 1: at least one).
+  Value* t_first = b.CreateUDiv(k0, c64(run_len));
+  Value* t_end = b.CreateUDiv(b.CreateAdd(b.CreateAdd(k0, kc), c64(run_len - 1)), c64(run_len));
   Value* block_end = b.CreateAdd(k0, kc);
   b.CreateBr(tap_head);
 
-  // Per tap: its channels inside the block, the B rows they meet, and each
-  // row's pointer to the tap's channels (zeros in the padding).
+  // Per run: its depths inside the block, the B rows they meet, and each
+  // row's pointer to the run (zeros in the padding).
   b.SetInsertPoint(tap_head);
   llvm::PHINode* tap = b.CreatePHI(i64, 2, "tap");
   tap->addIncoming(t_first, entry);
   std::vector<llvm::PHINode*> acc = accumulators(b, s, {}, entry, "acc");
-  Value* dy = b.CreateMul(b.CreateUDiv(tap, c64(w.kw)), c64(w.dh));
-  Value* dx = b.CreateMul(b.CreateURem(tap, c64(w.kw)), c64(w.dw));
+  Value* dy = b.CreateMul(row_run ? tap : b.CreateUDiv(tap, c64(w.kw)), c64(w.dh));
+  Value* dx = row_run ? c64(0) : b.CreateMul(b.CreateURem(tap, c64(w.kw)), c64(w.dw));
   Value* off = b.CreateMul(b.CreateAdd(b.CreateMul(dy, c64(w.w)), dx), c64(w.channels));
-  Value* first = b.CreateMul(tap, c64(w.cg));  // the tap's first depth
+  Value* first = b.CreateMul(tap, c64(run_len));  // the run's first depth
   Value* c_lo = b.CreateSub(smax(k0, first), first);
-  Value* c_hi = b.CreateSub(smin(block_end, b.CreateAdd(first, c64(w.cg))), first);
+  Value* c_hi = b.CreateSub(smin(block_end, b.CreateAdd(first, c64(run_len))), first);
   std::vector<Value*> src;
   for (int r = 0; r < mr; ++r) {
-    Value* ok = b.CreateAnd(row_in[static_cast<size_t>(r)],
-                            rd.inside(b.CreateAdd(corner[static_cast<size_t>(r)].ih0, dy),
-                                      b.CreateAdd(corner[static_cast<size_t>(r)].iw0, dx), 0));
+    const WindowReader::Corner& at = corner[static_cast<size_t>(r)];
+    Value* ih = b.CreateAdd(at.ih0, dy);
+    Value* ok = b.CreateAnd(row_in[static_cast<size_t>(r)], row_run ? b.CreateICmpULT(ih, c64(w.h))
+                                                                   : rd.inside(ih, b.CreateAdd(at.iw0, dx), 0));
     // (the offset of a row in the padding is never read: it may point anywhere)
-    src.push_back(b.CreateSelect(ok, b.CreateGEP(f32, img, b.CreateAdd(corner[static_cast<size_t>(r)].at, off)), zeros));
+    Value* in_image = b.CreateGEP(f32, img, b.CreateAdd(at.at, off));
+    if (!row_run) {
+      src.push_back(b.CreateSelect(ok, in_image, zeros));
+      continue;
+    }
+    // The row's run lies across an edge: its lanes inside the image, zeros elsewhere, into the row's slot.
+    Value* row_edge = b.CreateConstInBoundsGEP1_64(f32, edge, static_cast<uint64_t>(r * slot));
+    Value* whole = w.w >= w.kw ? b.CreateICmpULE(at.iw0, c64(w.w - w.kw)) : b.getFalse();
+    gemm_if(b, b.CreateAnd(ok, b.CreateNot(whole)), [&] {
+      std::vector<llvm::Constant*> lane;
+      for (int t = 0; t < lanes; ++t) lane.push_back(b.getInt64(static_cast<uint64_t>(t)));
+      Value* lane_v = llvm::ConstantVector::get(lane);
+      for (int64_t q = 0; q < slot; q += lanes) {
+        Value* e = b.CreateAdd(rd.cst(q, static_cast<unsigned>(lanes)), lane_v);
+        Value* iw = b.CreateAdd(b.CreateVectorSplat(static_cast<unsigned>(lanes), at.iw0),
+                                b.CreateUDiv(e, rd.cst(w.cg, static_cast<unsigned>(lanes))));
+        Value* mask = b.CreateAnd(b.CreateICmpULT(e, rd.cst(run_len, static_cast<unsigned>(lanes))),
+                                  b.CreateICmpULT(iw, rd.cst(w.w, static_cast<unsigned>(lanes))));
+        Value* v = b.CreateMaskedLoad(vec, b.CreateGEP(f32, in_image, c64(q)), llvm::Align(4), mask,
+                                      llvm::Constant::getNullValue(vec));
+        b.CreateAlignedStore(v, b.CreateConstInBoundsGEP1_64(f32, row_edge, static_cast<uint64_t>(q)), llvm::Align(4));
+      }
+    });
+    src.push_back(b.CreateSelect(ok, b.CreateSelect(whole, in_image, row_edge), zeros));
   }
-  // B's row for the tap's channel c_lo: depth first + c_lo - k0 of the panel.
+  // B's row for the run's depth c_lo: depth first + c_lo - k0 of the panel.
   Value* b_start = b.CreateInBoundsGEP(f32, bp, b.CreateMul(b.CreateSub(b.CreateAdd(first, c_lo), k0), c64(nr)));
+  llvm::BasicBlock* run_ready = b.GetInsertBlock();  // (the edge copies split tap_head)
   b.CreateBr(ch_loop);
 
   b.SetInsertPoint(ch_loop);
   llvm::PHINode* ch = b.CreatePHI(i64, 2, "c");
-  ch->addIncoming(c_lo, tap_head);
+  ch->addIncoming(c_lo, run_ready);
   llvm::PHINode* brow = b.CreatePHI(ptr, 2, "b.row");
-  brow->addIncoming(b_start, tap_head);
-  std::vector<llvm::PHINode*> inner = accumulators(b, s, acc, tap_head, "acc.c");
+  brow->addIncoming(b_start, run_ready);
+  std::vector<llvm::PHINode*> inner = accumulators(b, s, acc, run_ready, "acc.c");
   std::vector<Value*> next =
       tile_step(b, m, s, brow, [&](int r) { return b.CreateInBoundsGEP(f32, src[static_cast<size_t>(r)], ch); }, inner);
   Value* ch1 = b.CreateAdd(ch, c64(1), "c.next", false, true);

@@ -11,6 +11,7 @@
 
 #include "compiler/codegen/emitter.h"
 #include "compiler/codegen/gemm_ir.h"
+#include "compiler/codegen/gemm_windows_reader.h"
 #include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/gemm_epilogue.h"
 
@@ -58,11 +59,12 @@ static llvm::Function* pack_b_of(llvm::Module& m, const Kernel& k, const Program
 // 3x3 convolutions at batch 32, 2 threads, AVX2 host, GFLOP/s packed ->
 // direct): 16 channels 77 -> 170, 64 at 56x56 127 -> 172, 128 135 -> 168,
 // 256 (16 panels) 175 -> 182, 512 (32 panels) 182 -> 168; 3 channels (a 7x7
-// stem) 91 -> 76. KILN_NO_DIRECT_CONV=1 packs always, for comparisons.
+// stem) 91 -> 76 tap by tap. With a window row's taps as one run of 21
+// (window_run), that stem runs direct. KILN_NO_DIRECT_CONV=1 packs always, for comparisons.
 static bool direct_windows(const Kernel& k, const GemmShape& s) {
-  constexpr int64_t kMaxPanels = 16, kMinChannels = 8;
+  constexpr int64_t kMaxPanels = 16, kMinRun = 8;
   const GemmSpec& g = k.gemm;
-  if (!g.windows || g.trans_a || g.windows->cg < kMinChannels) return false;
+  if (!g.windows || g.trans_a || window_run(*g.windows) < kMinRun) return false;
   return (g.n->ival + s.nr() - 1) / s.nr() <= kMaxPanels;
 }
 

@@ -5,7 +5,8 @@
 // convolutions memory-bound (resnet20's first stage ran at 45 GFLOP/s against
 // 110 for its last).
 //
-// Per tap, a row's channels are contiguous in the image: lanes of them per
+// Per tap, a row's channels are contiguous in the image (with one group and
+// no horizontal dilation, a window row's taps together): lanes of them per
 // row are loaded and transposed in registers, as gemm_pack_a does for a
 // row-major matrix; rows whose tap falls in the padding, or past the matrix,
 // load nothing and pack zeros. With fewer lanes than rows (SSE), one masked
@@ -62,24 +63,28 @@ llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const l
   auto splat = [&](Value* x) { return b.CreateVectorSplat(MR, x); };
   Value *lanes = lane_indices(b, MR), *lanes_l = lane_indices(b, L);
   using Corner = WindowReader::Corner;
-  // The taps the depth block [k0, k0 + kc) covers, each cg depths deep:
-  // body(dy, dx, off, c_lo, c_hi, out) with the tap's row and column offsets,
-  // its element offset from a window's corner, its channels inside the block
-  // and where its first depth's MR floats go in `panel`.
-  struct TapSpan {
+  // Runs of depths contiguous in the image (window_run): a row run's lanes
+  // are checked against the image's edges one by one.
+  const bool row_run = row_runs(w);
+  const int64_t run_len = window_run(w);
+  // The runs the depth block [k0, k0 + kc) covers: body(run) with the run's
+  // row and column offsets from a window's corner (dx 0 for a row run), its
+  // element offset, its depths inside the block and where its first depth's
+  // MR floats go in `panel`.
+  struct Run {
     Value *dy, *dx, *off, *c_lo, *c_hi, *out;
   };
-  auto for_each_tap = [&](Value* panel, const std::function<void(const TapSpan&)>& body) {
-    Value* t_first = b.CreateUDiv(k0, c64(w.cg));
-    Value* t_end = b.CreateUDiv(b.CreateAdd(b.CreateAdd(k0, kc), c64(w.cg - 1)), c64(w.cg));
-    gemm_for(b, t_first, t_end, 1, "tap", [&](Value* tap) {
-      TapSpan t;
-      t.dy = b.CreateMul(b.CreateUDiv(tap, c64(w.kw)), c64(w.dh));
-      t.dx = b.CreateMul(b.CreateURem(tap, c64(w.kw)), c64(w.dw));
+  auto for_each_run = [&](Value* panel, const std::function<void(const Run&)>& body) {
+    Value* t_first = b.CreateUDiv(k0, c64(run_len));
+    Value* t_end = b.CreateUDiv(b.CreateAdd(b.CreateAdd(k0, kc), c64(run_len - 1)), c64(run_len));
+    gemm_for(b, t_first, t_end, 1, "run", [&](Value* run) {
+      Run t;
+      t.dy = b.CreateMul(row_run ? run : b.CreateUDiv(run, c64(w.kw)), c64(w.dh));
+      t.dx = row_run ? c64(0) : b.CreateMul(b.CreateURem(run, c64(w.kw)), c64(w.dw));
       t.off = b.CreateMul(b.CreateAdd(b.CreateMul(t.dy, c64(w.w)), t.dx), c64(w.channels));
-      Value* first = b.CreateMul(tap, c64(w.cg));  // the tap's first depth
+      Value* first = b.CreateMul(run, c64(run_len));  // the run's first depth
       t.c_lo = b.CreateSub(b.CreateSelect(b.CreateICmpSGT(k0, first), k0, first), first);
-      Value* last = b.CreateAdd(first, c64(w.cg));
+      Value* last = b.CreateAdd(first, c64(run_len));
       Value* block_end = b.CreateAdd(k0, kc);
       t.c_hi = b.CreateSub(b.CreateSelect(b.CreateICmpSLT(block_end, last), block_end, last), first);
       t.out = b.CreateGEP(f32, panel, b.CreateMul(b.CreateSub(first, k0), c64(MR)));
@@ -105,16 +110,22 @@ llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const l
         at.push_back(rd.corner(b.CreateAdd(b.CreateAdd(r0, i), c64(r)), 0));
         ok_row.push_back(b.CreateICmpSLT(b.CreateAdd(i, c64(r)), n));
       }
-      for_each_tap(panel, [&](const TapSpan& t) {
+      for_each_run(panel, [&](const Run& t) {
         std::vector<Value*> row_src, row_ok;
         for (unsigned r = 0; r < MR; ++r) {
-          Value* ok = b.CreateAnd(ok_row[r], rd.inside(b.CreateAdd(at[r].ih0, t.dy), b.CreateAdd(at[r].iw0, t.dx), 0));
+          Value* ih = b.CreateAdd(at[r].ih0, t.dy);
+          // A row run is checked column by column below; here only its row.
+          Value* ok = b.CreateAnd(ok_row[r], row_run ? b.CreateICmpULT(ih, c64(w.h))
+                                                      : rd.inside(ih, b.CreateAdd(at[r].iw0, t.dx), 0));
           row_ok.push_back(ok);
+          // (A row run's start may lie left of the image: plain GEP, those lanes are masked off.)
           row_src.push_back(b.CreateGEP(f32, src, b.CreateSelect(ok, b.CreateAdd(at[r].at, t.off), c64(0))));
         }
         gemm_for(b, t.c_lo, t.c_hi, static_cast<int64_t>(L), "ch", [&](Value* ch) {
           Value* left = b.CreateSub(t.c_hi, ch);
           Value* count = b.CreateSelect(b.CreateICmpSLT(left, c64(L)), left, c64(L));
+          // Each lane's tap column within a row run, the same for every row.
+          Value* lane_dx = row_run ? b.CreateUDiv(b.CreateAdd(b.CreateVectorSplat(L, ch), lanes_l), rd.cst(w.cg, L)) : nullptr;
           std::vector<Value*> v;
           for (unsigned r = 0; r < L; ++r) {
             if (r >= MR) {
@@ -122,6 +133,9 @@ llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const l
               continue;
             }
             Value* mask = b.CreateICmpSLT(lanes_l, b.CreateVectorSplat(L, b.CreateSelect(row_ok[r], count, c64(0))));
+            if (row_run)
+              mask = b.CreateAnd(mask, b.CreateICmpULT(b.CreateAdd(b.CreateVectorSplat(L, at[r].iw0), lane_dx),
+                                                       rd.cst(w.w, L)));
             v.push_back(b.CreateMaskedLoad(vl, b.CreateGEP(f32, row_src[r], ch), llvm::Align(4), mask,
                                            llvm::Constant::getNullValue(vl)));
           }
@@ -142,10 +156,12 @@ llvm::Function* gemm_pack_a_windows(llvm::Module& m, const GemmShape& s, const l
     // Fewer lanes than rows (SSE): one gather per depth.
     {
       Corner at = rd.corner(rows, MR);
-      for_each_tap(panel, [&](const TapSpan& t) {
-        Value* mask = b.CreateAnd(row_ok, rd.inside(b.CreateAdd(at.ih0, splat(t.dy)), b.CreateAdd(at.iw0, splat(t.dx)), MR));
+      for_each_run(panel, [&](const Run& t) {
+        Value* ih = b.CreateAdd(at.ih0, splat(t.dy));
         Value* off = b.CreateAdd(at.at, splat(t.off));
         gemm_for(b, t.c_lo, t.c_hi, 1, "ch", [&](Value* ch) {
+          Value* dx = row_run ? b.CreateUDiv(ch, c64(w.cg)) : t.dx;
+          Value* mask = b.CreateAnd(row_ok, rd.inside(ih, b.CreateAdd(at.iw0, splat(dx)), MR));
           Value* v = rd.gather(b.CreateGEP(f32, src, ch), off, mask, MR);
           b.CreateAlignedStore(v, b.CreateInBoundsGEP(f32, t.out, b.CreateMul(ch, c64(MR))), llvm::Align(4));
         });

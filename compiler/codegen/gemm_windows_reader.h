@@ -11,6 +11,13 @@ namespace kiln::codegen {
 
 using llvm::Value;
 
+// The depths read from one pointer into the image: a tap's cg channels or,
+// with one group, no horizontal dilation and few channels, a window row's kw
+// taps, kw * cg floats one after another (a 3-channel 7x7 stem: 7 runs of
+// 21, not 49 of 3). Run i starts at depth i * window_run(w).
+inline bool row_runs(const lower::GemmWindows& w) { return w.dw == 1 && w.cg == w.channels && w.kw > 1 && w.cg < 8; }
+inline int64_t window_run(const lower::GemmWindows& w) { return row_runs(w) ? w.kw * w.cg : w.cg; }
+
 // IR for reading an image through the windows of w.
 struct WindowReader {
   llvm::IRBuilder<>& b;

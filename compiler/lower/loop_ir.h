@@ -7,6 +7,7 @@
 // can replace the default one without touching lowering.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -164,6 +165,17 @@ struct Kernel {
   // Computes values of params alone into persistent buffers: its entry runs
   // it only when the params changed since (see Entry::prepared_epoch).
   bool once_per_params = false;
+  // A Loops kernel that finishes its output row by row (compiler/lower/
+  // row_epilogue.h): in the body of loop `loop_var`, before its statement
+  // `at`, row `row` of `buffer` (elements [row * cols, row * cols + cols)) has
+  // its final value and no later statement writes it. Every row is visited once.
+  struct RowSite {
+    int buffer = -1, loop_var = -1;
+    size_t at = 0;
+    ExprP row;
+    int64_t cols = 0;
+  };
+  std::optional<RowSite> row_site;
 };
 
 enum class Storage : uint8_t {

@@ -1,11 +1,13 @@
 #include "compiler/lower/loop_verify.h"
 
+#include <algorithm>
 #include <set>
 #include <stdexcept>
 
 #include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/gemm_epilogue.h"
 #include "compiler/lower/memory_plan.h"
+#include "compiler/lower/row_epilogue.h"
 #include "compiler/lower/split_reduction.h"
 
 namespace kiln::lower {
@@ -160,6 +162,9 @@ const std::vector<LoopPass>& loop_passes() {
       {"fuse-gemm-epilogues",
        "an elementwise kernel that is a GEMM's only reader runs on each block of the product while it is in cache",
        [](Program& p, std::vector<std::string>* why) { fuse_gemm_epilogues(p, why); }},
+      {"fuse-row-epilogues",
+       "an elementwise kernel that is a loop kernel's only reader runs on each row of its output as the row is finished",
+       [](Program& p, std::vector<std::string>* why) { fuse_row_epilogues(p, why); }},
       {"split-reductions", "long full reductions run as parallel chunks, folded in a fixed order",
        [](Program& p, std::vector<std::string>*) { split_reductions(p); }},
       {"plan-memory", "arena buffers are placed, reusing memory no later kernel reads; updates written in place",
@@ -171,7 +176,8 @@ const std::vector<LoopPass>& loop_passes() {
 void run_loop_passes(Program& p, const LoopPipelineOptions& o) {
   verify_program_or_throw(p, "lowering");
   for (const LoopPass& pass : loop_passes()) {
-    if (pass.name == "fuse-gemm-epilogues" && !o.fuse) continue;
+    if (pass.name.rfind("fuse-", 0) == 0 && !o.fuse) continue;
+    if (std::find(o.skip.begin(), o.skip.end(), pass.name) != o.skip.end()) continue;
     pass.run(p, o.why);
     verify_program_or_throw(p, "pass '" + pass.name + "'");
     if (o.dump) *o.dump << "// ---- after " << pass.name << "\n// " << pass.contract << "\n" << print_program(p);

@@ -20,14 +20,15 @@ std::vector<std::string> verify_program(const Program& p);
 void verify_program_or_throw(const Program& p, const std::string& after);
 
 struct LoopPass {
-  std::string name;      // "fuse-gemm-epilogues", "split-reductions", "plan-memory"
+  std::string name;      // "fuse-gemm-epilogues", "fuse-row-epilogues", "split-reductions", "plan-memory"
   std::string contract;  // one line: what it guarantees (printed by the dump)
   std::function<void(Program&, std::vector<std::string>* why)> run;
 };
 const std::vector<LoopPass>& loop_passes();
 
 struct LoopPipelineOptions {
-  bool fuse = true;                  // false: fuse-gemm-epilogues is skipped
+  bool fuse = true;                  // false: the fuse-* passes are skipped
+  std::vector<std::string> skip;     // passes skipped by name
   std::vector<std::string>* why = nullptr;
   std::ostream* dump = nullptr;      // after each pass: its name, contract and the program
 };

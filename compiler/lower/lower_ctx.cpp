@@ -82,7 +82,9 @@ void KernelBuilder::loop(const std::string& name, E lo, E hi, const std::functio
   k_.var_names.push_back(taken ? name + std::to_string(v) : name);
   std::vector<Stmt> inner;
   stack_.push_back(&inner);
+  open_loops_.push_back(v);
   body(E(var(v)));
+  open_loops_.pop_back();
   stack_.pop_back();
   stack_.back()->push_back(loop_stmt(v, lo.p, hi.p, std::move(inner), parallel));
 }
@@ -139,6 +141,12 @@ E KernelBuilder::let(const std::string& name, E init) {
   k_.locals.push_back({name, init.type()});
   stack_.back()->push_back(assign_stmt(id, init.p));
   return E(local(id, init.type()));
+}
+
+void KernelBuilder::row_final(const BufRef& b, E row, int64_t cols) {
+  if (open_loops_.empty()) throw std::logic_error("row_final() belongs inside a loop");
+  if (k_.row_site) throw std::logic_error("a kernel finishes its rows in one place");
+  k_.row_site = Kernel::RowSite{b.id, open_loops_.back(), stack_.back()->size(), row.p, cols};
 }
 
 void KernelBuilder::set(const E& l, E value) {

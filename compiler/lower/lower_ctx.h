@@ -85,11 +85,16 @@ class KernelBuilder {
   // A mutable scalar local: declared and set to `init` here.
   E let(const std::string& name, E init);
   void set(const E& local_ref, E value);
+  // Says that here, inside a loop, row `row` of `b` (its `cols` elements from
+  // row * cols on) is final: a consumer may run on it while it is in cache
+  // (compiler/lower/row_epilogue.h). Once per kernel, every row reached once.
+  void row_final(const BufRef& b, E row, int64_t cols);
   Kernel& kernel() { return k_; }
 
  private:
   Kernel& k_;
   std::vector<std::vector<Stmt>*> stack_;
+  std::vector<int> open_loops_;  // variables of the loops being built, outermost first
 };
 
 struct LowerCtx {

@@ -494,8 +494,10 @@ Program lower_program(const std::string& name, const std::vector<EntrySpec>& ent
   Program p = pl.finish();
   if (opts.dump) *opts.dump << "// ---- Loop IR after lowering\n" << print_program(p);
   // The named loop passes (compiler/lower/loop_verify.h), each verified.
-  run_loop_passes(p, {.fuse = opts.fuse && !std::getenv("KILN_NO_FUSION") && !std::getenv("KILN_NO_GEMM_EPILOGUE"),
-                      .why = opts.why, .dump = opts.dump});
+  LoopPipelineOptions passes{.fuse = opts.fuse && !std::getenv("KILN_NO_FUSION"), .why = opts.why, .dump = opts.dump};
+  if (std::getenv("KILN_NO_GEMM_EPILOGUE")) passes.skip.push_back("fuse-gemm-epilogues");
+  if (std::getenv("KILN_NO_ROW_EPILOGUE")) passes.skip.push_back("fuse-row-epilogues");
+  run_loop_passes(p, passes);
   return p;
 }
 

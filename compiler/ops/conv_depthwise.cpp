@@ -59,6 +59,9 @@ void lower_depthwise_conv(LowerCtx& c, const ConvGeometry& g) {
           });
         });
       });
+      // The pixel's channels are summed: a bias and a clip after (batch norm
+      // folded in inference) run here, on the row in L1 (row_epilogue.h).
+      k.row_final(y, n_oh * E(g.ow) + ow, C);
     });
   }, numel(y.shape, c.max_batch()) >= kParallelMinElements);
 }
