@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "compiler/codegen/emitter.h"
+#include "compiler/codegen/vector_math.h"
 
 namespace kiln::codegen {
 
@@ -100,7 +101,11 @@ Value* KernelEmitter::emit_load(const Expr& e) {
   Value* raw;
   if (vec_ && stride_along(e.args[0], vec_->var, vec_->variant) == 1) {
     Value* addr = element_address(e.id, emit_scalar(e.args[0]));
-    auto* ld = b_.CreateAlignedLoad(lanes_of(elem), addr, align);
+    llvm::Instruction* ld = nullptr;
+    if (vec_->mask)
+      ld = b_.CreateMaskedLoad(lanes_of(elem), addr, align, vec_->mask, llvm::Constant::getNullValue(lanes_of(elem)));
+    else
+      ld = b_.CreateAlignedLoad(lanes_of(elem), addr, align);
     tag_access(ld, e.id);
     raw = ld;
   } else {
@@ -121,6 +126,12 @@ Value* KernelEmitter::emit_unary(Op op, Value* a, Scalar t) {
   auto intrinsic = [&](llvm::Intrinsic::ID id) {
     return b_.CreateCall(llvm::Intrinsic::getDeclaration(&m_, id, {ty}), {a});
   };
+  // f32 exp, log and tanh inline, whole vectors at once (vector_math.h); f64 through libm.
+  if (t == Scalar::f32) {
+    if (op == Op::Exp) return emit_exp_f32(b_, m_, a);
+    if (op == Op::Log) return emit_log_f32(b_, m_, a);
+    if (op == Op::Tanh) return emit_tanh_f32(b_, m_, a);
+  }
   switch (op) {
     case Op::Neg: return is_float(t) ? b_.CreateFNeg(a) : b_.CreateNeg(a);
     case Op::Exp: return intrinsic(llvm::Intrinsic::exp);

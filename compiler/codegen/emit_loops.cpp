@@ -1,7 +1,7 @@
 // Statements and loops. An innermost loop that plan_vector_loop accepts runs
 // as a vector loop of opts_.lanes lanes (contiguous accesses become vector
 // loads/stores, invariants are splatted, reductions keep a vector
-// accumulator reduced once after the loop) followed by a scalar tail.
+// accumulator reduced once after the loop), its last partial vector masked.
 // Temporaries assigned inside a loop are private to an iteration: they are
 // not read after the loop.
 #include <stdexcept>
@@ -22,7 +22,12 @@ void KernelEmitter::emit_stmts(const std::vector<Stmt>& body) {
 void KernelEmitter::emit_store(int buffer, Value* index, Value* value) {
   const Buffer& buf = p_.buffers.at(static_cast<size_t>(buffer));
   if (buf.dtype == DType::boolean) value = b_.CreateZExt(value, lanes_of(b_.getInt8Ty()));
-  auto* st = b_.CreateAlignedStore(value, element_address(buffer, index), llvm::Align(dtype_size(buf.dtype)));
+  const llvm::Align align(dtype_size(buf.dtype));
+  llvm::Instruction* st = nullptr;
+  if (vec_ && vec_->mask)
+    st = b_.CreateMaskedStore(value, element_address(buffer, index), align, vec_->mask);
+  else
+    st = b_.CreateAlignedStore(value, element_address(buffer, index), align);
   tag_access(st, buffer);
 }
 
@@ -91,7 +96,8 @@ void KernelEmitter::emit_vector_body(const std::vector<Stmt>& body, Vec& v) {
                                                                                                      : val->args[0];
       llvm::AllocaInst* acc = llvm::cast<llvm::AllocaInst>(v.acc.at(st.target));
       Value* cur = b_.CreateLoad(acc->getAllocatedType(), acc);
-      b_.CreateStore(emit_binary(val->op, cur, emit(operand), val->type), acc);
+      Value* next = emit_binary(val->op, cur, emit(operand), val->type);
+      b_.CreateStore(v.mask ? b_.CreateSelect(v.mask, next, cur) : next, acc);
     }
     vec_ = nullptr;
   }
@@ -141,6 +147,16 @@ void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Valu
   i->addIncoming(next, b_.GetInsertBlock());
   b_.SetInsertPoint(exit);
 
+  // The rest, fewer than lanes, as one masked vector (a 6-column row is one).
+  if (injected_bug("vector-tail")) vec_end = b_.CreateAdd(vec_end, b_.getInt64(1));
+  gemm_if(b_, b_.CreateICmpSLT(vec_end, hi), [&] {
+    fn_.vars[static_cast<size_t>(s.var)] = vec_end;
+    v.i = vec_end;
+    v.mask = lane_mask(b_.CreateSub(hi, vec_end));
+    emit_vector_body(s.body, v);
+    v.mask = nullptr;
+  });
+
   for (auto& [l, accv] : v.acc) {
     Scalar t = k_->locals.at(static_cast<size_t>(l)).type;
     Op op = plan.reduce_op.at(l);
@@ -165,8 +181,12 @@ void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Valu
     Value* before = b_.CreateLoad(slot->getAllocatedType(), slot);
     b_.CreateStore(emit_binary(op, before, folded, t), slot);
   }
-  if (injected_bug("vector-tail")) vec_end = b_.CreateAdd(vec_end, b_.getInt64(1));
-  emit_loop(s, vec_end, hi, /*no_vectorize_md=*/true);
+}
+
+Value* KernelEmitter::lane_mask(Value* count) {
+  std::vector<llvm::Constant*> lane;
+  for (int t = 0; t < opts_.lanes; ++t) lane.push_back(b_.getInt64(static_cast<uint64_t>(t)));
+  return b_.CreateICmpSLT(llvm::ConstantVector::get(lane), b_.CreateVectorSplat(static_cast<unsigned>(opts_.lanes), count));
 }
 
 }  // namespace kiln::codegen

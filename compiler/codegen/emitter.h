@@ -64,8 +64,13 @@ class KernelEmitter {
     std::map<int, llvm::Value*> temps;      // Temp locals -> their vector value
     std::map<int, llvm::Value*> acc;        // Reduction locals -> vector accumulators (allocas)
     std::set<int> variant;
+    // A loop's last, partial vector: the lanes still inside the loop. Their
+    // loads and stores are masked; reductions keep the other lanes' sums.
+    llvm::Value* mask = nullptr;
   };
 
+  // The first `count` of opts_.lanes lanes (count < lanes).
+  llvm::Value* lane_mask(llvm::Value* count);
   llvm::Function* emit_packed_gemm(const lower::Kernel& k);
   // A kernel that packs op(B) into GemmSpec::packed_b, every depth block, as
   // the product's plan cuts it (run once per parameter load).

@@ -418,6 +418,23 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
         emit_vector_body(loop.body, vv);  // the plan has no reductions (gemm_epilogue.cpp)
       });
     }
+    if (plan) {
+      // The row's last columns, fewer than lanes, as one masked vector.
+      gemm_if(b_, b_.CreateICmpSLT(vec_end, n), [&] {
+        Vec vv;
+        vv.var = loop.var;
+        vv.plan = &*plan;
+        for (auto& [l, role] : plan->locals) vv.variant.insert(l);
+        vv.i = b_.CreateAdd(first, vec_end);
+        fn_.vars[static_cast<size_t>(loop.var)] = vv.i;
+        vv.mask = lane_mask(b_.CreateSub(n, vec_end));
+        auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
+        vv.temps[value] = b_.CreateMaskedLoad(vt, b_.CreateInBoundsGEP(f32, trow, vec_end), llvm::Align(4), vv.mask,
+                                              llvm::Constant::getNullValue(vt));
+        emit_vector_body(loop.body, vv);
+      });
+      return;
+    }
     gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
       fn_.vars[static_cast<size_t>(loop.var)] = b_.CreateAdd(first, c);
       b_.CreateStore(b_.CreateLoad(f32, b_.CreateInBoundsGEP(f32, trow, c)), fn_.locals.at(static_cast<size_t>(value)));
