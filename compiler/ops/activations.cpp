@@ -10,9 +10,10 @@
 
 namespace kiln {
 
-// max over `axis` kept as size 1, used to make softmax and log_softmax stable.
+// max over `axis` kept as size 1, used to make softmax and log_softmax
+// stable: a constant shift to them, so no gradient flows through it.
 static NodeId max_keep(GraphBuilder& b, NodeId x, int64_t axis) {
-  return b.add("reduce_max", {x}, {{"axes", {axis}}, {"keepdims", true}});
+  return b.add1("stop_gradient", b.add("reduce_max", {x}, {{"axes", {axis}}, {"keepdims", true}}));
 }
 
 static TensorType float_only(const TensorType& t, const char* op) {

@@ -116,6 +116,10 @@ static void add_math_ops(OpRegistry& r) {
   OpDef& abs_op = unary("abs", "|x|", numeric_in);
   abs_op.kinks = Kinks::gradient_steps;
   abs_op.kink_distance = [](GraphBuilder& b, const Node& n) { return b.add1("abs", n.inputs[0]); };
+  // The gradient of what the model does not learn through: softmax's max
+  // shift (the softmax does not change with it: the exact gradient through it
+  // is zero, computed it costs an argmax and a one-hot per row).
+  unary("stop_gradient", "x itself, with no gradient flowing back through it", numeric_in).no_grad = true;
   OpDef& sign = unary("sign", "-1, 0 or 1 by the sign of x (no gradient)", numeric_in);
   sign.no_grad = true;
   sign.kinks = Kinks::value_steps;
@@ -264,6 +268,7 @@ static void add_math_reference(OpRegistry& r) {
   unary("erf", [](double x) { return std::erf(x); });
   unary("abs", [](double x) { return std::fabs(x); });
   unary("sign", [](double x) { return x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0); });
+  unary("stop_gradient", [](double x) { return x; });
   unary("floor", [](double x) { return std::floor(x); });
   unary("ceil", [](double x) { return std::ceil(x); });
   unary("round", [](double x) { return std::nearbyint(x); });  // the default rounding mode: ties to even
@@ -307,6 +312,7 @@ static void add_math_lowering(OpRegistry& r) {
     E zero = lower::lit(0, x.type());
     return select(x > zero, lower::lit(1, x.type()), select(x < zero, lower::lit(-1, x.type()), zero));
   });
+  unary("stop_gradient", [](E x) { return x; });
   unary("floor", [](E x) { return floor(x); });
   unary("ceil", [](E x) { return ceil(x); });
   unary("round", [](E x) { return round_even(x); });
