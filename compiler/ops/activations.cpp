@@ -1,6 +1,8 @@
-// Activations and the dense layer, as composites of primitives: their
-// gradients come from their decompositions, fusion gets their speed back.
+// Activations and the dense layer, as composites of primitives (their
+// gradients come from their decompositions, fusion gets their speed back),
+// and softmax, a primitive with a row kernel of its own.
 #include <cmath>
+#include <limits>
 
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
@@ -108,17 +110,16 @@ static void add_activation_ops(OpRegistry& r) {
              },
              unary_samples({-5, 5}));
 
+  // A primitive with its own row kernel (one pass in, one out) and its own
+  // gradient: as exp(x - max) / sum, it was four passes over the scores and
+  // its gradient three (char_gpt's attention, 8 MB a tensor).
   r.add({.name = "softmax", .family = "activations",
-         .summary = "exp(x - max) / sum(exp(x - max)) along an axis (composite)", .inputs = {"x"},
+         .summary = "exp(x - max) / sum(exp(x - max)) along an axis", .inputs = {"x"},
          .attrs = {{"axis", AttrKind::Int, false, -1, "the axis", {}, -64, 63}},
          .shape_rule = "x: S -> S",
-         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
-           float_only(b.type(in[0]), "softmax");
-           int64_t axis = a.at("axis");
-           NodeId shifted = b.add2("sub", in[0], max_keep(b, in[0], axis));
-           NodeId e = b.add1("exp", shifted);
-           NodeId s = b.add("reduce_sum", {e}, {{"axes", {axis}}, {"keepdims", true}});
-           return b.add2("div", e, s);
+         .infer = [](const InferCtx& c) {
+           normalize_axis(c.i("axis"), c.in[0].rank());
+           return float_only(c.in[0], "softmax");
          },
          .pattern = OpPattern::opaque,
          .activation = true,
@@ -152,14 +153,66 @@ static void add_activation_ops(OpRegistry& r) {
 
 // ---- gradient rules (compiler/autodiff calls them) ----
 static void add_activation_gradients(OpRegistry& r) {
+  // dx = y (dy - sum(dy y)) along the axis.
+  r.find_mut("softmax")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    const int64_t axis = c.graph().node(c.node).attrs.at("axis").get<int64_t>();
+    NodeId s = c.b.add("reduce_sum", {c.b.add2("mul", c.dy, c.y)}, {{"axes", {axis}}, {"keepdims", true}});
+    return {c.b.add2("mul", c.y, c.b.add2("sub", c.dy, s))};
+  };
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
 static void add_activation_reference(OpRegistry& r) {
+  r.find_mut("softmax")->reference = [](interp::RefCtx& c) {
+    const interp::Array& x = *c.in[0];
+    const int rank = static_cast<int>(x.dimension());
+    const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.at("axis").get<int64_t>(), rank));
+    size_t outer = 1, len = x.shape()[axis], inner = 1;
+    for (size_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+    for (size_t i = axis + 1; i < x.dimension(); ++i) inner *= x.shape()[i];
+    c.out = interp::Array::from_shape(std::vector<size_t>(x.shape().begin(), x.shape().end()));
+    const double* px = x.data();
+    double* py = c.out.data();
+    for (size_t o = 0; o < outer; ++o)
+      for (size_t i = 0; i < inner; ++i) {
+        const size_t base = o * len * inner + i;
+        double m = -std::numeric_limits<double>::infinity(), s = 0;
+        for (size_t j = 0; j < len; ++j) m = (px[base + j * inner] > m || std::isnan(px[base + j * inner])) ? px[base + j * inner] : m;
+        for (size_t j = 0; j < len; ++j) s += std::exp(px[base + j * inner] - m);
+        for (size_t j = 0; j < len; ++j) py[base + j * inner] = std::exp(px[base + j * inner] - m) / s;
+      }
+  };
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
 static void add_activation_lowering(OpRegistry& r) {
+  // One kernel, a row at a time while it is in L1: its max, then exp(x - max)
+  // stored and summed, then divided by the sum. The rows run in parallel.
+  r.find_mut("softmax")->lower = [](lower::LowerCtx& c) {
+    using namespace lower;
+    const BufRef &x = c.in[0], &y = c.out;
+    const int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), x.rank());
+    E outer = 1, inner = 1;
+    for (int d = 0; d < axis; ++d) outer = outer * x.dim(d);
+    for (int d = axis + 1; d < x.rank(); ++d) inner = inner * x.dim(d);
+    const E len = x.dim(axis);
+    const Scalar t = x.scalar();
+    auto k = c.kernel("softmax over axis " + std::to_string(axis) + ", a row at a time");
+    k.loop("row", 0, outer * inner, [&](E row) {
+      // The row's first element; its elements `inner` apart (1: contiguous, vectorized).
+      const bool contiguous = is_const(inner.p) && inner.p->ival == 1;
+      E base = k.let("base", contiguous ? row * len : (row / inner) * len * inner + row % inner);
+      E m = k.let("max", lit(-std::numeric_limits<double>::infinity(), t));
+      k.loop("j", 0, len, [&](E j) { k.set(m, max(m, k.load(x, base + j * inner))); });
+      E sum = k.let("sum", lit(0, t));
+      k.loop("j", 0, len, [&](E j) {
+        E e = k.let("e", exp(k.load(x, base + j * inner) - m));
+        k.store(y, base + j * inner, e);
+        k.set(sum, sum + e);
+      });
+      k.loop("j", 0, len, [&](E j) { k.store(y, base + j * inner, k.load(y, base + j * inner) / sum); });
+    }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+  };
 }
 
 // One registration for the family: its ops, then their gradients, reference

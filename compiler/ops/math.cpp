@@ -119,7 +119,10 @@ static void add_math_ops(OpRegistry& r) {
   // The gradient of what the model does not learn through: softmax's max
   // shift (the softmax does not change with it: the exact gradient through it
   // is zero, computed it costs an argmax and a one-hot per row).
-  unary("stop_gradient", "x itself, with no gradient flowing back through it", numeric_in).no_grad = true;
+  OpDef& stop = unary("stop_gradient", "x itself, with no gradient flowing back through it", numeric_in);
+  stop.no_grad = true;
+  // Once the gradient is taken (the simplifier runs after autodiff) it is x: no kernel.
+  stop.algebra.is_noop = [](const Node&) { return true; };
   OpDef& sign = unary("sign", "-1, 0 or 1 by the sign of x (no gradient)", numeric_in);
   sign.no_grad = true;
   sign.kinks = Kinks::value_steps;

@@ -2,6 +2,8 @@
 // first-max routing of reduce_max, clear errors, and the training step's shape.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/autodiff/train_step.h"
 #include "compiler/frontend/graph_json.h"
@@ -46,6 +48,30 @@ TEST_CASE("autodiff: reduce_max sends the gradient to the first maximal element 
   // Row 0 ties at columns 0 and 2, row 1 at columns 1 and 2; the overall max 5 appears at (0,0), (0,2).
   Value dx = fetch_one(g, {{"x", {DType::f32, {2, 3}, {5, 1, 5, 0, 4, 4}}}}, "dx");
   CHECK(dx.data == std::vector<double>{10 + 1, 0, 0, 0, 100, 0});
+}
+
+TEST_CASE("autodiff: softmax's max shift carries no gradient (no argmax, no one-hot), and the gradient is exact") {
+  Graph g;
+  GraphBuilder b(g);
+  NodeId x = b.param("x", {DType::f32, {2, 3}});
+  const std::vector<double> c = {1, 2, 3, -1, 0, 4};
+  NodeId loss = b.add1("reduce_sum", b.add2("mul", b.add("softmax", {x}), b.constant_tensor(c, {2, 3})));
+  Gradients grads = differentiate(g, loss, {x});
+  g.outputs = {{"dx", grads.of.at(x)}};
+  CHECK(count_op(g, "argmax") == 0);
+  CHECK(count_op(g, "one_hot") == 0);
+  // d/dx_i sum_j c_j y_j = y_i (c_i - sum_j c_j y_j), row by row.
+  const std::vector<double> xs = {0.5, 3.0, -1.0, 2.0, 2.0, 7.0};
+  Value dx = fetch_one(g, {{"x", {DType::f32, {2, 3}, xs}}}, "dx");
+  for (int r = 0; r < 2; ++r) {
+    double z = 0, cy = 0;
+    for (int j = 0; j < 3; ++j) z += std::exp(xs[r * 3 + j]);
+    for (int j = 0; j < 3; ++j) cy += c[r * 3 + j] * std::exp(xs[r * 3 + j]) / z;
+    for (int j = 0; j < 3; ++j) {
+      const double y = std::exp(xs[r * 3 + j]) / z;
+      CHECK(dx.data[r * 3 + j] == doctest::Approx(y * (c[r * 3 + j] - cy)).epsilon(1e-12));
+    }
+  }
 }
 
 TEST_CASE("autodiff: a gradient through an op without a rule is an error naming the node and op") {
