@@ -17,22 +17,6 @@ void walk_loads(const ExprP& e, const std::function<void(const Expr&)>& f) {
   for (const ExprP& a : e->args) walk_loads(a, f);
 }
 
-// Integer value of a size expression at a batch size (constants, the batch, + - * /).
-std::optional<int64_t> eval_size(const ExprP& e, int64_t batch) {
-  if (e->kind == ExprKind::Const) return e->ival;
-  if (e->kind == ExprKind::Batch) return batch;
-  if (e->kind != ExprKind::Binary) return std::nullopt;
-  auto a = eval_size(e->args[0], batch), b = eval_size(e->args[1], batch);
-  if (!a || !b) return std::nullopt;
-  switch (e->op) {
-    case Op::Add: return *a + *b;
-    case Op::Sub: return *a - *b;
-    case Op::Mul: return *a * *b;
-    case Op::Div: return *b ? std::optional<int64_t>(*a / *b) : std::nullopt;
-    default: return std::nullopt;
-  }
-}
-
 }  // namespace
 
 bool whole_product(const Program& p, int id, int c) {

@@ -137,6 +137,23 @@ ExprP load(int buffer, Scalar t, ExprP index) {
 
 bool is_const(const ExprP& e) { return e->kind == ExprKind::Const; }
 
+std::optional<int64_t> eval_size(const ExprP& e, int64_t batch) {
+  if (e->kind == ExprKind::Const) return e->ival;
+  if (e->kind == ExprKind::Batch) return batch;
+  if (e->kind != ExprKind::Binary) return std::nullopt;
+  auto a = eval_size(e->args[0], batch), b = eval_size(e->args[1], batch);
+  if (!a || !b) return std::nullopt;
+  switch (e->op) {
+    case Op::Add: return *a + *b;
+    case Op::Sub: return *a - *b;
+    case Op::Mul: return *a * *b;
+    case Op::Div: return *b ? std::optional<int64_t>(*a / *b) : std::nullopt;
+    default: return std::nullopt;
+  }
+}
+
+
+
 static bool const_is(const ExprP& e, double v) {
   return is_const(e) && (is_float(e->type) ? e->fval == v : e->ival == static_cast<int64_t>(v));
 }

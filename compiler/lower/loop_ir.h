@@ -73,6 +73,8 @@ ExprP select(ExprP c, ExprP a, ExprP b);
 ExprP cast(ExprP a, Scalar t);
 
 bool is_const(const ExprP& e);
+// Integer value of a size expression at a batch size (constants, the batch, + - * /; else none).
+std::optional<int64_t> eval_size(const ExprP& e, int64_t batch);
 bool same_expr(const ExprP& a, const ExprP& b);
 bool mentions_local(const ExprP& e, int local);  // e reads that local
 bool mentions_var(const ExprP& e, int var);      // e depends on that loop variable

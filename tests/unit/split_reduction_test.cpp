@@ -51,3 +51,27 @@ TEST_CASE("split reduction: sums shorter than the threshold stay one serial loop
   CHECK(split_kernels(cp->loops()) == 0);
   t.check(1e-5);
 }
+
+TEST_CASE("split reduction: per-channel sums and maxima over every position split over rows, equal on any thread count") {
+  // [N, 8, 8, 24] reduced over N, H and W: rows = 64 N (batch-dependent), 24 columns;
+  // at batch 100, 6400 rows: chunks of 1365 rows, the last one partial.
+  JitCase t(100, 128);
+  NodeId x = t.input("x", {-1, 8, 8, 24});
+  t.out("sum", t.op("reduce_sum", {t.op("mul", {x, x})}, {{"axes", {0, 1, 2}}}));
+  t.out("max", t.op("reduce_max", {x}, {{"axes", {0, 1, 2}}}));
+  t.check(1e-5);
+  auto cp = codegen::compile_entries("split", {{"eval_step", &t.g, {"sum", "max"}, {}}}, {.max_batch = 128});
+  int by_rows = 0;
+  for (const lower::Kernel& k : cp->loops().kernels) by_rows += k.comment.find("rows split into chunks") != std::string::npos;
+  CHECK(by_rows == 2);
+  auto runs = run_on_threads(*cp, "eval_step", 100, t.feeds);
+  for (size_t r = 1; r < runs.size(); ++r) {
+    CHECK(runs[r].at("sum").data == runs[0].at("sum").data);
+    CHECK(runs[r].at("max").data == runs[0].at("max").data);
+  }
+  // A small batch stays exact too (one chunk, partial).
+  JitCase small(3, 128);
+  NodeId xs = small.input("x", {-1, 8, 8, 24});
+  small.out("sum", small.op("reduce_sum", {xs}, {{"axes", {0, 1, 2}}}));
+  small.check(1e-5);
+}
