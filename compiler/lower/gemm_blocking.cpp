@@ -32,8 +32,17 @@ GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k) {
   const int free = registers - p.nr_vecs - 2;
   p.mr = p.nr_vecs == 2 ? 6 : std::min(registers == 32 ? 12 : 8, free);
   if (lanes >= 8) p.mr = std::min(p.mr, lanes);
-  // A matrix of fewer rows than the tile: a tile of exactly its rows.
+  // A matrix of fewer rows than the tile: a tile of exactly its rows. A few
+  // tiles' worth (a filter gradient's M is the filter count): equal tiles as
+  // tall as the registers allow, not full ones and a ragged last (16 rows on
+  // AVX-512: one tile of 16, not 12 + 4).
   if (m > 0 && m < p.mr) p.mr = static_cast<int>(m);
+  const int mr_max = std::min(free / p.nr_vecs, lanes >= 8 ? lanes : free);
+  if (m > p.mr && m <= 4 * mr_max) {
+    const int64_t tiles = (m + mr_max - 1) / mr_max;
+    const int even = static_cast<int>((m + tiles - 1) / tiles);
+    if (even > p.mr) p.mr = even;
+  }
   // Depth: a KC x NR panel of B stays in L1 across a block's tiles. A K a
   // little past 256 stays one block (K = 288, a 3 x 3 x 32 convolution): a
   // thin second block would reload C and lose the fused epilogue.

@@ -72,6 +72,11 @@ TEST_CASE("gemm plans: the register tile follows the ISA and the shape, the scra
   // Fewer rows than the tile: a tile of exactly those rows.
   CHECK(lower::plan_gemm(16, 3, 64, 64).mr == 3);
   CHECK(lower::plan_gemm(8, -1, 64, 64).mr == 6);  // (rows unknown: the batch)
+  // A few tiles' worth of rows: equal tiles as tall as the registers allow.
+  CHECK(lower::plan_gemm(16, 16, 16, 1000).mr == 16);  // a 16-filter gradient on AVX-512: one tile, not 12 + 4
+  CHECK(lower::plan_gemm(16, 49, 512, 4608).mr == 13);  // 4 x 13, not 8 x 6 + 1
+  CHECK(lower::plan_gemm(8, 16, 16, 1000).mr == 6);     // AVX2, two vectors a row: 6 is the registers' limit
+  CHECK(lower::plan_gemm(16, 100, 64, 64).mr == 6);     // more than four tall tiles: the measured default
   // Depth: one block up to 320 when K is known, else blocks of at most 256.
   CHECK(lower::plan_gemm(16, -1, 64, 288).kc == 288);
   CHECK(lower::plan_gemm(16, -1, 64, 321).kc == 256);
@@ -167,10 +172,10 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, w
   for (const Width& width : widths) {
     INFO("vector bits " << width.bits);
     JitCase t(3, 4);
-    // (at least 6 rows and 33 columns: the full 6 x 2-vector tile on both widths)
-    add_matmul(t, "p", 7, 7, 40, false, false);
-    add_matmul(t, "q", 8, 8, 41, false, false);
-    add_matmul(t, "r", 8, 8, 41, true, false);
+    // (more rows than four tall tiles and 33 columns: the default 6 x 2-vector tile on both widths)
+    add_matmul(t, "p", 61, 7, 40, false, false);
+    add_matmul(t, "q", 62, 8, 41, false, false);
+    add_matmul(t, "r", 62, 8, 41, true, false);
     lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r"}, {}}}, {.max_batch = 4});
     codegen::CodegenOptions opts{.vector_bits = width.bits, .optimize = false, .gemm_helpers_imported = true};
     codegen::BuiltModule kernels = codegen::build_module(p, opts, nullptr, false);
