@@ -405,34 +405,26 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
     if (nest) fn_.vars[static_cast<size_t>(outer.var)] = b_.CreateAdd(row0, r);
     else first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);
     Value* trow = b_.CreateInBoundsGEP(f32, tile, b_.CreateMul(r, ldt));
+    // One vector of the row from column c (mask: its lanes inside the row; null: all).
+    auto vector_step = [&](Value* c, Value* mask) {
+      Vec vv;
+      vv.var = loop.var;
+      vv.plan = &*plan;
+      for (auto& [l, role] : plan->locals) vv.variant.insert(l);
+      vv.i = b_.CreateAdd(first, c);
+      fn_.vars[static_cast<size_t>(loop.var)] = vv.i;
+      vv.mask = mask;
+      auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
+      Value* at = b_.CreateInBoundsGEP(f32, trow, c);
+      vv.temps[value] = mask ? static_cast<Value*>(b_.CreateMaskedLoad(vt, at, llvm::Align(4), mask,
+                                                                       llvm::Constant::getNullValue(vt)))
+                             : b_.CreateAlignedLoad(vt, at, llvm::Align(4));
+      emit_vector_body(loop.body, vv);  // the plan has no reductions (gemm_epilogue.cpp)
+    };
     if (plan) {
-      gemm_for(b_, b_.getInt64(0), vec_end, lanes, "ev", [&](Value* c) {
-        Vec vv;
-        vv.var = loop.var;
-        vv.plan = &*plan;
-        for (auto& [l, role] : plan->locals) vv.variant.insert(l);
-        vv.i = b_.CreateAdd(first, c);
-        fn_.vars[static_cast<size_t>(loop.var)] = vv.i;
-        vv.temps[value] = b_.CreateAlignedLoad(llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes)),
-                                               b_.CreateInBoundsGEP(f32, trow, c), llvm::Align(4));
-        emit_vector_body(loop.body, vv);  // the plan has no reductions (gemm_epilogue.cpp)
-      });
-    }
-    if (plan) {
+      gemm_for(b_, b_.getInt64(0), vec_end, lanes, "ev", [&](Value* c) { vector_step(c, nullptr); });
       // The row's last columns, fewer than lanes, as one masked vector.
-      gemm_if(b_, b_.CreateICmpSLT(vec_end, n), [&] {
-        Vec vv;
-        vv.var = loop.var;
-        vv.plan = &*plan;
-        for (auto& [l, role] : plan->locals) vv.variant.insert(l);
-        vv.i = b_.CreateAdd(first, vec_end);
-        fn_.vars[static_cast<size_t>(loop.var)] = vv.i;
-        vv.mask = lane_mask(b_.CreateSub(n, vec_end));
-        auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
-        vv.temps[value] = b_.CreateMaskedLoad(vt, b_.CreateInBoundsGEP(f32, trow, vec_end), llvm::Align(4), vv.mask,
-                                              llvm::Constant::getNullValue(vt));
-        emit_vector_body(loop.body, vv);
-      });
+      gemm_if(b_, b_.CreateICmpSLT(vec_end, n), [&] { vector_step(vec_end, lane_mask(b_.CreateSub(n, vec_end))); });
       return;
     }
     gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
