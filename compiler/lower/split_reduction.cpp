@@ -107,7 +107,7 @@ std::optional<ColumnReduction> match_columns(const Kernel& k, int64_t max_batch)
   return c;
 }
 
-// `body` with every load of or store to buffer `from` at index i done on `to` at offset + i.
+// e with every load of buffer `from` at index i reading buffer `to` at offset + i.
 ExprP redirect(const ExprP& e, int from, int to, const ExprP& offset) {
   if (e->args.empty()) return e;
   auto copy = std::make_shared<Expr>(*e);
