@@ -184,9 +184,8 @@ void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Valu
 }
 
 Value* KernelEmitter::lane_mask(Value* count) {
-  std::vector<llvm::Constant*> lane;
-  for (int t = 0; t < opts_.lanes; ++t) lane.push_back(b_.getInt64(static_cast<uint64_t>(t)));
-  return b_.CreateICmpSLT(llvm::ConstantVector::get(lane), b_.CreateVectorSplat(static_cast<unsigned>(opts_.lanes), count));
+  const auto lanes = static_cast<unsigned>(opts_.lanes);
+  return b_.CreateICmpSLT(lane_indices(b_, lanes), b_.CreateVectorSplat(lanes, count));
 }
 
 }  // namespace kiln::codegen

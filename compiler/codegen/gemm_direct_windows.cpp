@@ -147,9 +147,7 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
     Value* row_edge = b.CreateConstInBoundsGEP1_64(f32, edge, static_cast<uint64_t>(r * slot));
     Value* whole = w.w >= w.kw ? b.CreateICmpULE(at.iw0, c64(w.w - w.kw)) : b.getFalse();
     gemm_if(b, b.CreateAnd(ok, b.CreateNot(whole)), [&] {
-      std::vector<llvm::Constant*> lane;
-      for (int t = 0; t < lanes; ++t) lane.push_back(b.getInt64(static_cast<uint64_t>(t)));
-      Value* lane_v = llvm::ConstantVector::get(lane);
+      Value* lane_v = lane_indices(b, static_cast<unsigned>(lanes));
       for (int64_t q = 0; q < slot; q += lanes) {
         Value* e = b.CreateAdd(rd.cst(q, static_cast<unsigned>(lanes)), lane_v);
         Value* iw = b.CreateAdd(b.CreateVectorSplat(static_cast<unsigned>(lanes), at.iw0),

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/loop_ir.h"
@@ -54,6 +55,12 @@ void set_loop_hints(llvm::BranchInst* latch, Unroll unroll, bool vectorize);
 // Asks LLVM to unroll the loop of this back edge `count` times.
 void set_unroll_count(llvm::BranchInst* latch, int count);
 // if (cond) then_() else else_(); either may be empty.
+// The i64 vector <0, 1, ..., lanes - 1>.
+inline llvm::Value* lane_indices(llvm::IRBuilder<>& b, unsigned lanes) {
+  std::vector<llvm::Constant*> lane;
+  for (unsigned t = 0; t < lanes; ++t) lane.push_back(b.getInt64(t));
+  return llvm::ConstantVector::get(lane);
+}
 void gemm_if(llvm::IRBuilder<>& b, llvm::Value* cond, const std::function<void()>& then_,
              const std::function<void()>& else_ = {});
 

@@ -21,12 +21,6 @@ using llvm::Value;
 
 namespace {
 
-Value* lane_indices(llvm::IRBuilder<>& b, unsigned lanes) {
-  std::vector<llvm::Constant*> lane;
-  for (unsigned t = 0; t < lanes; ++t) lane.push_back(b.getInt64(t));
-  return llvm::ConstantVector::get(lane);
-}
-
 // A packing helper's function (gemm_pack_a's signature); null body when it
 // exists already or is imported.
 llvm::Function* begin_helper(llvm::Module& m, llvm::IRBuilder<>& b, const std::string& name, const GemmHelperOptions& o,
