@@ -238,6 +238,13 @@ void assign_features_and_labels(const Graph& model, const std::vector<NodeId>& i
 
 }  // namespace
 
+std::unique_ptr<const codegen::ProgramGraphs> model_graphs(Graph model, const TrainSpec* spec, bool distributed) {
+  if (!spec) return codegen::program_graphs(std::move(model), nullptr);
+  apply_train_spec(model, *spec);
+  TrainStepConfig config = train_step_config(*spec);
+  return codegen::program_graphs(std::move(model), &config, distributed);
+}
+
 CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batch, int threads,
                             const codegen::CodegenOptions& copts, bool distributed) {
   CompiledModel m;
@@ -252,13 +259,7 @@ CompiledModel compile_model(Graph model, const TrainSpec* spec, int64_t max_batc
                              " two (the images and their labels)");
   }
   auto t0 = std::chrono::steady_clock::now();
-  if (spec) {
-    apply_train_spec(model, *spec);
-    TrainStepConfig config = train_step_config(*spec);
-    m.graphs = codegen::program_graphs(std::move(model), &config, distributed);
-  } else {
-    m.graphs = codegen::program_graphs(std::move(model), nullptr);
-  }
+  m.graphs = model_graphs(std::move(model), spec, distributed);
   m.compiled = codegen::compile_entries(m.graphs->model.name, m.graphs->entries(), {.max_batch = max_batch}, copts);
   m.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -62,6 +62,9 @@ struct CompiledModel {
   double compile_ms = 0;
 };
 
+// The graphs compile_model lowers (the spec's freeze patterns applied), without compiling them.
+std::unique_ptr<const codegen::ProgramGraphs> model_graphs(Graph model, const TrainSpec* spec, bool distributed = false);
+
 // `spec` null: forward entries only (predict, eval_step). Applies the spec's
 // freeze/unfreeze patterns. threads 0: every core.
 // `copts`: codegen options (e.g. a compile cache folder).

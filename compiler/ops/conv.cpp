@@ -399,14 +399,27 @@ void register_conv_family(OpRegistry& r) {
   // A window of kh x kw x (input channels per group) per output element; the
   // transposed form scatters one such window per input element.
   r.find_mut("conv2d")->algebra.scales_through_input = [](const Node&) { return 1; };  // kernel [kh, kw, C/g, F]
-  r.find_mut("conv2d")->multiply_adds = [](const Graph& g, const Node& n) {
-    const Shape& w = g.node(n.inputs[1]).type.shape;
-    return numel(n.type.shape, 1) * (numel(w) / w.back());
+  // im2col GEMMs per group: the forward product windows x filter, the input
+  // gradient dy x filter^T (its columns scattered back by col2im), the filter
+  // gradient windows^T x dy (summed over the batch's positions).
+  r.find_mut("conv2d")->gemms = [](const Graph& g, const Node& n, int64_t batch) {
+    const Shape& w = g.node(n.inputs[1]).type.shape;  // [KH, KW, C/G, F]
+    const int64_t groups = n.attrs.value("groups", int64_t{1}), positions = numel(n.type.shape, batch) / w[3];
+    return std::vector<GemmShape>{{.count = groups, .m = positions, .k = w[0] * w[1] * w[2], .n = w[3] / groups}};
   };
-  r.find_mut("conv2d_backprop_input")->multiply_adds = [](const Graph& g, const Node& n) {
+  r.find_mut("conv2d_backprop_input")->gemms = [](const Graph& g, const Node& n, int64_t batch) {
     const Shape& dy = g.node(n.inputs[0]).type.shape;
     const Shape& w = g.node(n.inputs[1]).type.shape;
-    return numel(dy, 1) * (numel(w) / w.back());
+    const int64_t groups = n.attrs.value("groups", int64_t{1});
+    return std::vector<GemmShape>{{.count = groups, .m = numel(dy, batch) / w[3], .k = w[3] / groups,
+                                   .n = w[0] * w[1] * w[2], .trans_b = true}};
+  };
+  r.find_mut("conv2d_backprop_filter")->gemms = [](const Graph& g, const Node& n, int64_t batch) {
+    const Shape& dy = g.node(n.inputs[1]).type.shape;
+    const Shape& dw = n.type.shape;  // [KH, KW, C/G, F]
+    const int64_t groups = n.attrs.value("groups", int64_t{1});
+    return std::vector<GemmShape>{{.count = groups, .m = dw[0] * dw[1] * dw[2], .k = numel(dy, batch) / dw[3],
+                                   .n = dw[3] / groups, .trans_a = true}};
   };
   add_conv_gradients(r);
   add_conv_reference(r);

@@ -229,11 +229,22 @@ static void add_matmul_lowering(OpRegistry& r) {
 // kernels and lowerings.
 void register_matmul_family(OpRegistry& r) {
   add_matmul_ops(r);
-  // Every output element is a dot product of length K.
-  r.find_mut("matmul")->multiply_adds = [](const Graph& g, const Node& n) {
+  // One GEMM per product of the batch; a matrix B shared by a batch of
+  // untransposed A's is one GEMM over all their rows, as a dense layer on
+  // [batch, tokens, features] runs.
+  r.find_mut("matmul")->gemms = [](const Graph& g, const Node& n, int64_t batch) {
     const Shape& a = g.node(n.inputs[0]).type.shape;
-    const int64_t k = a.size() < 2 ? a.back() : a[a.size() - (n.attrs.value("transpose_a", false) ? 2 : 1)];
-    return numel(n.type.shape, 1) * k;
+    const Shape& b = g.node(n.inputs[1]).type.shape;
+    const bool ta = n.attrs.value("transpose_a", false), tb = n.attrs.value("transpose_b", false);
+    auto concrete = [batch](int64_t d) { return d == kOpenDim ? batch : d; };
+    const size_t rank = n.type.shape.size();  // >= 2
+    const int64_t k = concrete(a[a.size() - (ta ? 2 : 1)]);
+    const int64_t m = concrete(n.type.shape[rank - 2]), cols = n.type.shape[rank - 1];
+    int64_t products = 1;
+    for (size_t i = 0; i + 2 < rank; ++i) products *= concrete(n.type.shape[i]);
+    if (b.size() <= 2 && !ta)
+      return std::vector<GemmShape>{{.m = products * m, .k = k, .n = cols, .trans_b = tb}};
+    return std::vector<GemmShape>{{.count = products, .m = m, .k = k, .n = cols, .trans_a = ta, .trans_b = tb}};
   };
   add_matmul_gradients(r);
   add_matmul_reference(r);

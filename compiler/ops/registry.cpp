@@ -37,6 +37,14 @@ std::string_view pattern_name(OpPattern p) {
   return "?";
 }
 
+int64_t multiply_adds(const Graph& g, const Node& n, int64_t batch) {
+  const OpDef* def = OpRegistry::get().find(n.op);
+  int64_t total = 0;
+  if (def && def->gemms)
+    for (const GemmShape& s : def->gemms(g, n, batch)) total += s.multiply_adds();
+  return total;
+}
+
 OpRegistry& OpRegistry::get() {
   static OpRegistry* reg = [] {
     auto* r = new OpRegistry;

@@ -76,6 +76,16 @@ enum class OpPattern : uint8_t {
 };
 std::string_view pattern_name(OpPattern p);
 
+// One GEMM as a BLAS library runs it: C[m, n] = op(A)[m, k] op(B)[k, n],
+// `count` independent times. A contraction declares the GEMMs it amounts to
+// (a convolution: its im2col GEMM per group), which is what a machine limit
+// counts and what `kiln gemms` lists.
+struct GemmShape {
+  int64_t count = 1, m = 0, k = 0, n = 0;
+  bool trans_a = false, trans_b = false;
+  int64_t multiply_adds() const { return count * m * k * n; }
+};
+
 // Where an op is not smooth, for gradcheck, which must not difference across
 // a step. `gradient_steps`: its gradient rule with dy = 1 is piecewise
 // constant and changes exactly at the kinks (maximum, abs, max-pool, mod);
@@ -182,8 +192,9 @@ struct OpDef {
   // which the result's elements lie, in order, in the input (reshape, squeeze:
   // 0; a contiguous slice: its start), or nullopt where this node must copy.
   std::function<std::optional<int64_t>(const Node&, const TensorType& input)> view;
-  // Contractions: multiply-adds per example (the open batch dimension as 1), for `kiln summary`.
-  std::function<int64_t(const Graph&, const Node&)> multiply_adds;
+  // Contractions: the GEMMs computing this node, the open batch dimension as
+  // `batch` (multiply_adds() below sums them; `kiln summary`, `kiln gemms`).
+  std::function<std::vector<GemmShape>(const Graph&, const Node&, int64_t batch)> gemms;
   // Ops that differ between training and inference (see Mode).
   ModeFn by_mode;
   // Inputs the training form updates itself (batch norm's running
@@ -254,5 +265,9 @@ void register_gather_elements_family(OpRegistry&);
 void register_normalization_family(OpRegistry&);
 void register_random_family(OpRegistry&);
 void register_distributed_family(OpRegistry&);
+
+// A node's multiply-adds through its op's GEMMs, the open batch dimension as
+// `batch` (0 for an op that declares none).
+int64_t multiply_adds(const Graph& g, const Node& n, int64_t batch = 1);
 
 }  // namespace kiln

@@ -77,7 +77,7 @@ ErrorBounds error_bounds(const Graph& g, const Values& all) {
     double own = 4;
     const OpDef* def = OpRegistry::get().find(n.op);
     double out_elems = std::max<double>(1, static_cast<double>(numel(n.type.shape, 1)));
-    if (def && def->multiply_adds) own = std::max(own, static_cast<double>(def->multiply_adds(g, n)) / out_elems);
+    if (def && def->gemms) own = std::max(own, static_cast<double>(multiply_adds(g, n)) / out_elems);
     else if (def && (def->pattern == OpPattern::reduction || def->pattern == OpPattern::opaque))
       own = std::max(own, in_elems / out_elems);
     magnitude[i] = m;

@@ -75,8 +75,7 @@ std::string graph_summary(const Graph& g) {
   os << "Trainable params: " << with_commas(trainable) << "\n";
   os << "Non-trainable params: " << with_commas(total - trainable) << "\n";
   int64_t macs = 0;
-  for (const Node& n : g.nodes)
-    if (const OpDef* def = OpRegistry::get().find(n.op); def && def->multiply_adds) macs += def->multiply_adds(g, n);
+  for (const Node& n : g.nodes) macs += multiply_adds(g, n);
   if (macs > 0) os << "Multiply-adds per example: " << with_commas(macs) << "\n";
   return os.str();
 }

@@ -2,6 +2,11 @@
 """The machine's limit for each workload: its epoch's GEMMs at OpenBLAS's speed.
 
     python tools/bench/peers/machine_limit.py --threads 2 --out limit.json [--only mlp64,cnn32] [--subset N] [--test-subset N]
+    python tools/bench/peers/machine_limit.py --threads 2 --gemms resnet20=gemms.json [--gemms ...] [--out limit.json]
+
+The second form times one step of any model: the GEMMs `kiln gemms GRAPH --train SPEC --json` lists for
+it (every matmul and convolution of the compiled step's graph, forward and backward, convolutions as
+their im2col GEMMs per group); zoo.py uses it for the zoo's limits.
 
 run.py runs this once per run, before the workloads, in the benchmark venv and
 as a process of its own, so that OPENBLAS_NUM_THREADS / OMP_NUM_THREADS
@@ -237,7 +242,8 @@ def time_call(call, fl):
 
 def time_gemm(np, m, k, n, ta, tb, sgemm=None):
     """(seconds, which): the system OpenBLAS's cblas_sgemm when there is one, else numpy's matmul, on
-    C[m,n] = op(A) op(B), float32, operands laid out for the transposes. Never both in one
+    C[m,n] = op(A) op(B), float32, operands laid out for the transposes (time_gemms also times the
+    transposed product and keeps the faster). Never both in one
     measurement: two OpenBLAS thread pools in one process (each spinning after its calls) slow each
     other down."""
     rng = np.random.default_rng(0)
@@ -252,29 +258,67 @@ def time_gemm(np, m, k, n, ta, tb, sgemm=None):
     return time_call(lambda: sgemm(*args), flops(m, k, n)), "system"
 
 
+def time_gemms(np, gemms, sgemm, cache):
+    """(FLOPs, seconds) of a list of GEMMs ({M, K, N, ta, tb, count, flops}), each timed once per shape
+    (cache: shape -> (seconds, which BLAS)); fills in each GEMM's seconds and GF/s."""
+    total_f, total_s = 0, 0.0
+    for g in gemms:
+        m, k, n, scale = timed_shape(g["M"], g["K"], g["N"])
+        key = (m, k, n, g["ta"], g["tb"])
+        if key not in cache:
+            # C^T = op(B)^T op(A)^T is the same product: a BLAS user may call either, and OpenBLAS is
+            # often much faster one way round (an im2col GEMM with 16 columns and 100,000 rows).
+            cache[key] = min(time_gemm(np, *key, sgemm=sgemm), time_gemm(np, n, k, m, not g["tb"], not g["ta"], sgemm=sgemm))
+        g["seconds"] = cache[key][0] * scale
+        g["blas"] = cache[key][1]
+        g["gflops_per_s"] = g["flops"] / g["seconds"] / 1e9
+        if scale != 1.0:
+            g["timed_at"] = "%dx%dx%d, time x %.4g" % (m, k, n, scale)
+        total_f += g["count"] * g["flops"]
+        total_s += g["count"] * g["seconds"]
+    return total_f, total_s
+
+
+def blas_for(np, threads):
+    """(cblas_sgemm or None, a description of the BLAS that times)."""
+    info, blas_threads = blas_info(np)
+    sgemm, system = system_openblas(threads)
+    return sgemm, ("the system's %s (cblas_sgemm)" % system if sgemm else info + " (numpy; " + system + ")"), blas_threads
+
+
+def from_kiln(listing):
+    """`kiln gemms --json` (one entry point's GEMMs, convolutions as im2col GEMMs per group) as this
+    file's GEMM dicts."""
+    return [{"name": r["node"], "M": r["m"], "K": r["k"], "N": r["n"], "ta": r["trans_a"], "tb": r["trans_b"],
+             "count": r["count"], "flops": flops(r["m"], r["k"], r["n"])} for r in listing["gemms"]]
+
+
+def measure_steps(listings, threads, log=print):
+    """{name: {...}}: the machine limit of one step of each `kiln gemms --json` listing ({name: listing}):
+    its GEMMs at the BLAS's speed, everything else free."""
+    import numpy as np
+    sgemm, info, blas_threads = blas_for(np, threads)
+    cache, out = {}, {}
+    for name, listing in listings.items():
+        gemms = from_kiln(listing)
+        total_f, total_s = time_gemms(np, gemms, sgemm, cache)
+        out[name] = {"entry": listing["entry"], "batch": listing["batch"], "threads": threads, "blas": info,
+                     "blas_threads": blas_threads, "gflop": total_f / 1e9, "limit_s": total_s,
+                     "gflops_per_s": total_f / total_s / 1e9 if total_s else 0.0, "gemms": gemms}
+        log("machine limit %s: %.4f s per step (%.2f GFLOP of GEMMs at %.1f GF/s, %d threads)" % (
+            name, total_s, total_f / 1e9, out[name]["gflops_per_s"], threads))
+    return out
+
+
 def measure(workloads, threads, subset=0, test_subset=0, log=print):
     """{workload: {...}} with each epoch's GEMMs, FLOPs, limit seconds and GF/s (numpy must see the threads already)."""
     import numpy as np
-    info, blas_threads = blas_info(np)
-    sgemm, system = system_openblas(threads)
-    info = "the system's %s (cblas_sgemm)" % system if sgemm else info + " (numpy; " + system + ")"
+    sgemm, info, blas_threads = blas_for(np, threads)
     cache = {}
     out = {}
     for w in workloads:
         gemms = epoch_gemms(w, subset, test_subset)
-        total_f, total_s = 0, 0.0
-        for g in gemms:
-            m, k, n, scale = timed_shape(g["M"], g["K"], g["N"])
-            key = (m, k, n, g["ta"], g["tb"])
-            if key not in cache:
-                cache[key] = time_gemm(np, *key, sgemm=sgemm)
-            g["seconds"] = cache[key][0] * scale
-            g["blas"] = cache[key][1]
-            g["gflops_per_s"] = g["flops"] / g["seconds"] / 1e9
-            if scale != 1.0:
-                g["timed_at"] = "%dx%dx%d, time x %.4g" % (m, k, n, scale)
-            total_f += g["count"] * g["flops"]
-            total_s += g["count"] * g["seconds"]
+        total_f, total_s = time_gemms(np, gemms, sgemm, cache)
         tr, va, te = set_sizes(w, subset, test_subset)
         scaled = sorted({g["timed_at"] for g in gemms if "timed_at" in g})
         out[w] = {"train": tr, "val": va, "test": te, "batch": WORKLOADS[w][1] or tr, "threads": threads,
@@ -293,13 +337,25 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--subset", type=int, default=0)
     ap.add_argument("--test-subset", type=int, default=0)
+    ap.add_argument("--gemms", action="append", default=[], metavar="NAME=FILE",
+                    help="instead of the seed's workloads: one step of each `kiln gemms --json` listing")
     ap.add_argument("--out", default="", help="result JSON (default: print it)")
     a = ap.parse_args()
     for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # before numpy loads OpenBLAS
         os.environ[k] = str(a.threads)
     if "numpy" in sys.modules:
         raise SystemExit("numpy loaded before the thread count was set")
-    res = measure([w for w in a.only.split(",") if w], a.threads, a.subset, a.test_subset)
+    if a.gemms:
+        listings = {}
+        for spec in a.gemms:
+            name, sep, path = spec.partition("=")
+            if not sep:
+                raise SystemExit("--gemms wants NAME=FILE, got %r" % spec)
+            with open(path) as f:
+                listings[name] = json.load(f)
+        res = measure_steps(listings, a.threads)
+    else:
+        res = measure([w for w in a.only.split(",") if w], a.threads, a.subset, a.test_subset)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)

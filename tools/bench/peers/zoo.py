@@ -13,7 +13,13 @@ included, the evaluation after the epoch not: kiln's metrics "seconds", the twin
 char_gpt: twice the steps, the time of the last block (kiln: its per-epoch seconds over a subset of windows
 one block long; the twin: its last 100-step block, scaled to the step count). Each run is a process of its
 own (peak RSS from wait4), with the same thread count and a time limit; a run that fails or times out is
-reported missing with the reason. Target (issue 25): kiln's time <= 0.5 x the best peer's.
+reported missing with the reason.
+
+The machine limit of a workload: its timed steps' GEMMs (`kiln gemms`: every matmul and convolution of
+the compiled training step, forward and backward, convolutions as im2col GEMMs per group) at the
+system OpenBLAS's measured speed, everything else free (machine_limit.py --gemms); measured before the
+workloads and after them, the faster counting. Target (issue 25): kiln's time
+<= max(0.5 x the best peer's, 1.25 x the machine limit).
 """
 import argparse
 import datetime
@@ -48,6 +54,38 @@ def kiln_result(out_dir, steps):
     with open(os.path.join(out_dir, "metrics.json")) as f:
         m = json.load(f)
     return {"seconds": m[-1]["seconds"], "step_only_seconds": m[-1].get("step_seconds"), "warmup_seconds": m[0]["seconds"]}
+
+
+def machine_limits(models, steps_of, threads, env, logs, when):
+    """{model: seconds of its timed steps at the machine limit}, or {} with the reason printed."""
+    kiln = os.path.join(REPO, os.environ.get("KILN_BUILD_DIR", "build"), "tools", "kiln")
+    print("[%s] machine limit %s the workloads (OpenBLAS on each step's GEMMs) ..." % (time.strftime("%H:%M:%S"), when),
+          end=" ", flush=True)
+    args = []
+    for model in models:
+        listing = os.path.join(logs, "gemms_%s.json" % model)
+        with open(listing, "w") as f:
+            rc = subprocess.call([kiln, "gemms", os.path.join(REPO, "graphs", "zoo", model + ".json"), "--train",
+                                  os.path.join(REPO, "graphs", "zoo", "train", model + ".json"), "--batch",
+                                  str(WORKLOADS[model][0]), "--json"], stdout=f, cwd=REPO)
+        if rc != 0:
+            print("missing: kiln gemms %s exit %d" % (model, rc), flush=True)
+            return {}
+        args += ["--gemms", "%s=%s" % (model, listing)]
+    out = os.path.join(logs, "machine_limit_%s.json" % when)
+    log = os.path.join(logs, "machine_limit_%s.log" % when)
+    cmd = [sys.executable, os.path.join(HERE, "machine_limit.py"), "--threads", str(threads), "--out", out] + args
+    rc, wall, _, reason = run_one(cmd, env, 900, log)
+    try:
+        if rc != 0:
+            raise ValueError(reason)
+        with open(out) as f:
+            got = {m: r["limit_s"] * steps_of(m) for m, r in json.load(f).items()}
+    except (OSError, ValueError, KeyError) as e:
+        print("missing: %s (log %s)" % (e, log), flush=True)
+        return {}
+    print("%.0f s: %s" % (wall, ", ".join("%s %.2f s" % kv for kv in got.items())), flush=True)
+    return got
 
 
 def twin_cmd(model, steps, batch, threads, out_json, compile_):
@@ -91,6 +129,8 @@ def main():
     logs = tempfile.mkdtemp(prefix="kiln-zoo-bench-")
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = loadavg()
+    steps_of = lambda m: a.steps or WORKLOADS[m][1]  # noqa: E731
+    limits = [machine_limits(models, steps_of, a.threads, env, logs, "before")]
     rows = []
     for model in models:
         batch, steps = WORKLOADS[model]
@@ -120,14 +160,19 @@ def main():
                     steps, row["seconds"], 1e3 * row["seconds"] / steps, rss), flush=True)
             rows.append(row)
 
+    limits.append(machine_limits(models, steps_of, a.threads, env, logs, "after"))
+    limit = {m: min(x[m] for x in limits if m in x) for m in models if any(m in x for x in limits)}
     md = ["## The zoo's training steps: kiln vs PyTorch (eager, torch.compile)", "",
           "- date: %s; machine: %s (%s), %d threads each; load average %s before, %s after" % (
               started.strftime("%Y-%m-%d %H:%M UTC"), cpu_model(), isa(), a.threads, load_before, loadavg()),
           "- each run: a warm-up period, then the timed steps (the loader and augmentation included, evaluation not); "
           "peak RSS of the whole process",
-          "- target (issue 25): kiln ≤ 0.5 × the best peer", "",
-          "| model | steps × batch | kiln s | PyTorch eager s | torch.compile s | kiln / best peer | met | peak RSS MiB (kiln / eager / compile) |",
-          "|---|---|---:|---:|---:|---:|---|---|"]
+          "- machine limit: the timed steps' GEMMs (`kiln gemms`; convolutions as im2col GEMMs per group) at the "
+          "system OpenBLAS's speed, the faster of either operand order, everything else free (machine_limit.py)",
+          "- target (issue 25): kiln ≤ max(0.5 × the best peer, 1.25 × the machine limit)", "",
+          "| model | steps × batch | kiln s | PyTorch eager s | torch.compile s | kiln / best peer | machine limit s "
+          "| target s | met | peak RSS MiB (kiln / eager / compile) |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for model in models:
         r = {x["peer"]: x for x in rows if x["model"] == model}
         cell = lambda p: "%.2f" % r[p]["seconds"] if p in r and "seconds" in r[p] else ("missing" if p in r else "—")  # noqa: E731
@@ -135,9 +180,16 @@ def main():
         best = [r[p]["seconds"] for p in ("eager", "compile") if p in r and "seconds" in r[p]]
         ratio = r["kiln"]["seconds"] / min(best) if best and "kiln" in r and "seconds" in r["kiln"] else None
         batch, steps = WORKLOADS[model]
-        md.append("| %s | %d × %d | %s | %s | %s | %s | %s | %s |" % (
+        bounds = ([0.5 * min(best)] if best else []) + ([1.25 * limit[model]] if model in limit else [])
+        target = max(bounds) if bounds else None
+        kiln_s = r["kiln"]["seconds"] if "kiln" in r and "seconds" in r["kiln"] else None
+        for x in rows:
+            if x["model"] == model:
+                x.update({"machine_limit_s": limit.get(model), "target_s": target})
+        md.append("| %s | %d × %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             model, a.steps or steps, batch, cell("kiln"), cell("eager"), cell("compile"),
-            "**%.2f**" % ratio if ratio else "—", ("yes" if ratio <= 0.5 else "no") if ratio else "—",
+            "**%.2f**" % ratio if ratio else "—", "%.2f" % limit[model] if model in limit else "—",
+            "%.2f" % target if target else "—", ("yes" if kiln_s <= target else "no") if target and kiln_s else "—",
             " / ".join(rss(p) for p in PEERS)))
     missing = [x for x in rows if "seconds" not in x]
     for x in missing:
