@@ -32,6 +32,14 @@ TensorType matmul_infer(const InferCtx& c) {
     throw OpError("inner dimensions differ: a " + shape_str(a.shape) + (ta ? "^T" : "") + " has K=" + dim_str(ka) +
                   ", b " + shape_str(b.shape) + (tb ? "^T" : "") + " has K=" + dim_str(kb));
   if (n == kOpenDim) throw OpError("the open batch dimension cannot be matmul's N");
+  if (c.b("sum_batch")) {
+    // K runs down the rows of both operands, so the batch's rows are one longer K: a single GEMM.
+    if (!ta || tb) throw OpError("sum_batch needs transpose_a and not transpose_b");
+    if (ra < 3 || batch_dims(a.shape) != batch_dims(b.shape))
+      throw OpError("sum_batch needs operands with the same batch axes, got " + shape_str(a.shape) + " and " +
+                    shape_str(b.shape));
+    return TensorType{a.dtype, {m, n}};
+  }
   Shape out;
   try {
     out = broadcast_shapes(batch_dims(a.shape), batch_dims(b.shape));
@@ -56,7 +64,10 @@ static void add_matmul_ops(OpRegistry& r) {
                     "batch axes, numpy-broadcast (one batched GEMM)",
          .inputs = {"a", "b"},
          .attrs = {{"transpose_a", AttrKind::Bool, false, false, "use a^T (its last two axes swapped)"},
-                   {"transpose_b", AttrKind::Bool, false, false, "use b^T (its last two axes swapped)"}},
+                   {"transpose_b", AttrKind::Bool, false, false, "use b^T (its last two axes swapped)"},
+                   {"sum_batch", AttrKind::Bool, false, false,
+                    "sum the products over the batch axes (both operands have them; with transpose_a, not "
+                    "transpose_b): a weight gradient over [batch, tokens, features] as one GEMM"}},
          .shape_rule = "a: [..., M, K] (or [..., K, M] with transpose_a), b: [..., K, N] (or [..., N, K]) -> "
                        "[broadcast(a's and b's leading dims)..., M, N]",
          .infer = matmul_infer,
@@ -74,7 +85,9 @@ static void add_matmul_ops(OpRegistry& r) {
                      {{{{2, 1, 5, 7}}, {{3, 9, 7}}}, {{"transpose_b", true}}},
                      {{{{3, 7, 5}}, {{7, 6}}}, {{"transpose_a", true}}},
                      {{{{3, 5, 7}}, {{6, 7}}}, {{"transpose_b", true}}},
-                     {{{{2, 7}}, {{-1, 7, 3}}}}}});
+                     {{{{2, 7}}, {{-1, 7, 3}}}},
+                     {{{{-1, 5, 7}}, {{-1, 5, 3}}}, {{"transpose_a", true}, {"sum_batch", true}}},
+                     {{{{-1, 2, 5, 7}}, {{-1, 2, 5, 3}}}, {{"transpose_a", true}, {"sum_batch", true}}}}});
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----
@@ -97,20 +110,20 @@ static void add_matmul_gradients(OpRegistry& r) {
     auto mm = [&](NodeId l, NodeId rr, bool tl, bool tr) {
       return c.b.add("matmul", {l, rr}, {{"transpose_a", tl}, {"transpose_b", tr}});
     };
+    // Sum_b a_b^T b_b: each batch's gradient reads the shared [M, N] cotangent.
+    if (attrs.value("sum_batch", false)) return {mm(b, dc, false, true), mm(a, dc, false, false)};
     NodeId da, db;
     if (!ta && !tb) da = mm(dc, b, false, true), db = mm(a, dc, true, false);
     else if (ta && !tb) da = mm(b, dc, false, true), db = mm(a, dc, false, false);
     else if (!ta && tb) da = mm(dc, b, false, false), db = mm(dc, a, true, false);
     else da = mm(b, dc, true, true), db = mm(dc, a, true, true);
-    if (bs.size() == 2 && as.size() > 2 && !ta && !has_open_dim(as)) {
-      // Rows of every batch as one matrix: dB = A_flat^T dC_flat (or its
-      // transpose). (A reshape cannot fold the open dimension into rows; then
-      // the batched product is summed over the batch instead.)
-      auto flat = [&](NodeId x, int64_t cols) {
-        return c.b.add("reshape", {x}, {{"shape", Shape{numel(c.type(x).shape) / cols, cols}}});
+    if (bs.size() == 2 && as.size() > 2 && !ta) {
+      // A matrix shared by the batch: its gradient sums over every batch's
+      // rows, one GEMM (not a batch of products summed afterwards).
+      auto summed = [&](NodeId l, NodeId rr) {
+        return c.b.add("matmul", {l, rr}, {{"transpose_a", true}, {"transpose_b", false}, {"sum_batch", true}});
       };
-      NodeId a2 = flat(a, as.back()), dc2 = flat(dc, c.type(dc).shape.back());
-      db = tb ? mm(dc2, a2, true, false) : mm(a2, dc2, true, false);
+      db = tb ? summed(dc, a) : summed(a, dc);
     }
     return {c.b.reduce_to_shape(da, as), c.b.reduce_to_shape(db, bs)};
   };
@@ -124,6 +137,7 @@ static void add_matmul_reference(OpRegistry& r) {
     using interp::Array;
     const Array &a = *c.in[0], &b = *c.in[1];
     const bool ta = c.attrs.at("transpose_a").get<bool>(), tb = c.attrs.at("transpose_b").get<bool>();
+    const bool sum_batch = c.attrs.value("sum_batch", false);
     const size_t ra = a.dimension(), rb = b.dimension();
     const size_t ar = a.shape()[ra - 2], ac = a.shape()[ra - 1], br = b.shape()[rb - 2], bc = b.shape()[rb - 1];
     const size_t m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
@@ -136,6 +150,8 @@ static void add_matmul_reference(OpRegistry& r) {
     }
     size_t batches = 1;
     for (size_t d : out_shape) batches *= d;
+    const std::vector<size_t> batch_shape = out_shape;
+    if (sum_batch) out_shape.clear();  // every product adds into one [M, N]
     out_shape.push_back(m);
     out_shape.push_back(n);
     c.out = Array::from_shape(out_shape);
@@ -144,8 +160,8 @@ static void add_matmul_reference(OpRegistry& r) {
     auto matrix_of = [&](const Array& x, size_t rx, size_t ob) {
       size_t offset = 0, stride = x.shape()[rx - 2] * x.shape()[rx - 1];
       for (size_t i = rank - 2; i-- > 0;) {
-        size_t idx = ob % out_shape[i];
-        ob /= out_shape[i];
+        size_t idx = ob % batch_shape[i];
+        ob /= batch_shape[i];
         if (i + rx < rank) continue;
         size_t dim = x.shape()[i + rx - rank];
         if (dim != 1) offset += idx * stride;
@@ -155,7 +171,7 @@ static void add_matmul_reference(OpRegistry& r) {
     };
     for (size_t ob = 0; ob < batches; ++ob) {
       const double *pa = matrix_of(a, ra, ob), *pb = matrix_of(b, rb, ob);
-      double* po = c.out.data() + ob * m * n;
+      double* po = c.out.data() + (sum_batch ? 0 : ob * m * n);
       for (size_t i = 0; i < m; ++i)
         for (size_t p = 0; p < k; ++p) {
           double aip = ta ? pa[p * ac + i] : pa[i * ac + p];
@@ -180,6 +196,15 @@ static void add_matmul_lowering(OpRegistry& r) {
     const bool ta = c.attrs.at("transpose_a"), tb = c.attrs.at("transpose_b");
     const std::string what = std::string("matmul") + (ta ? " a^T" : "") + (tb ? " b^T" : "");
     const BufRef &a = c.in[0], &b = c.in[1], &out = c.out;
+    if (c.attrs.value("sum_batch", false)) {
+      // [batch..., K, M]^T [batch..., K, N]: the batch's rows stacked are one K.
+      E rows = 1;
+      for (int i = 0; i + 1 < a.rank(); ++i) rows = rows * a.dim(i);
+      c.gemm({a.id, a.dtype, {kOpenDim, a.shape.back()}}, true, {b.id, b.dtype, {kOpenDim, b.shape.back()}}, false,
+             out, what + " summed over the batch (its rows as one K)");
+      c.kernels.back().gemm.k = rows.p;
+      return;
+    }
     if (out.rank() == 2) return c.gemm(a, ta, b, tb, out, what);
     auto last2 = [](const BufRef& x) { return BufRef{x.id, x.dtype, {x.shape[x.shape.size() - 2], x.shape.back()}}; };
     const Shape out_batch = batch_dims(out.shape);
@@ -242,6 +267,11 @@ void register_matmul_family(OpRegistry& r) {
     const int64_t m = concrete(n.type.shape[rank - 2]), cols = n.type.shape[rank - 1];
     int64_t products = 1;
     for (size_t i = 0; i + 2 < rank; ++i) products *= concrete(n.type.shape[i]);
+    if (n.attrs.value("sum_batch", false)) {  // the batch's rows are K
+      int64_t rows = 1;
+      for (size_t i = 0; i + 1 < a.size(); ++i) rows *= concrete(a[i]);
+      return std::vector<GemmShape>{{.m = m, .k = rows, .n = cols, .trans_a = true}};
+    }
     if (b.size() <= 2 && !ta)
       return std::vector<GemmShape>{{.m = products * m, .k = k, .n = cols, .trans_b = tb}};
     return std::vector<GemmShape>{{.count = products, .m = m, .k = k, .n = cols, .trans_a = ta, .trans_b = tb}};

@@ -23,6 +23,17 @@ static std::optional<double> uniform_value(const Node& n) {
 
 static const OpDef& def_of(const Node& n) { return *OpRegistry::get().find(n.op); }
 
+// The op takes `n`'s attributes and operands and still gives n's type.
+static bool accepts(const Graph& g, const OpDef& def, const Node& n) {
+  std::vector<TensorType> in;
+  for (NodeId x : n.inputs) in.push_back(g.node(x).type);
+  try {
+    return def.infer(InferCtx{in, n.attrs}) == n.type;
+  } catch (const OpError&) {
+    return false;
+  }
+}
+
 // The earlier node that `id` can be replaced by, or kNoNode.
 static NodeId identity_replacement(const Graph& g, NodeId id) {
   const Node& n = g.node(id);
@@ -72,8 +83,11 @@ static bool fold_into_node(Graph& g, Node& n) {
     const Node& operand = g.node(n.inputs[k]);
     const auto& swaps = def_of(operand).algebra.swaps_matrix_axes;
     if (flag.empty() || !swaps || !swaps(operand)) continue;
-    n.attrs[flag] = !n.attrs.at(flag).get<bool>();
-    n.inputs[k] = operand.inputs[0];
+    Node folded = n;
+    folded.attrs[flag] = !n.attrs.at(flag).get<bool>();
+    folded.inputs[k] = operand.inputs[0];
+    if (!accepts(g, def, folded)) continue;  // matmul's sum_batch wants transpose_a as it is
+    n = std::move(folded);
     changed = true;
   }
   return changed;
