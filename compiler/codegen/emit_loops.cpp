@@ -46,6 +46,38 @@ void KernelEmitter::emit_stmt(const Stmt& s) {
   }
 }
 
+static bool loads_from(const ExprP& e, int buffer) {
+  if (e->kind == ExprKind::Load && e->id == buffer) return true;
+  for (const ExprP& a : e->args)
+    if (loads_from(a, buffer)) return true;
+  return false;
+}
+
+static bool uses_var(const ExprP& e, int var) {
+  if (e->kind == ExprKind::Var && e->id == var) return true;
+  for (const ExprP& a : e->args)
+    if (uses_var(a, var)) return true;
+  return false;
+}
+
+// LLVM unrolls these, and then forwards a masked store to the masked load of the next trip itself.
+static bool few_constant_trips(const Stmt& loop) {
+  return loop.lo->kind == ExprKind::Const && loop.hi->kind == ExprKind::Const && loop.hi->ival - loop.lo->ival <= 16;
+}
+
+bool KernelEmitter::accumulates_across_trips(const Stmt& loop) const {
+  for (const Stmt& st : loop.body) {
+    if (st.kind != StmtKind::Store) continue;
+    bool read_back = false;
+    for (const Stmt& other : loop.body)
+      read_back = read_back || (other.value && loads_from(other.value, st.target));
+    if (!read_back) continue;
+    for (const Stmt* outer : loop_stack_)
+      if (!uses_var(st.index, outer->var) && !few_constant_trips(*outer)) return true;
+  }
+  return false;
+}
+
 static bool innermost(const Stmt& loop) {
   for (const Stmt& s : loop.body)
     if (s.kind == StmtKind::Loop) return false;
@@ -67,7 +99,9 @@ void KernelEmitter::emit_loop(const Stmt& s, Value* lo, Value* hi, bool no_vecto
   llvm::PHINode* i = b_.CreatePHI(b_.getInt64Ty(), 2, k_->var_names[s.var]);
   i->addIncoming(lo, pre);
   fn_.vars[static_cast<size_t>(s.var)] = i;
+  loop_stack_.push_back(&s);
   emit_stmts(s.body);
+  loop_stack_.pop_back();
   Value* next = b_.CreateAdd(i, b_.getInt64(1), "", true, true);
   auto* br = b_.CreateCondBr(b_.CreateICmpSLT(next, hi), body, exit);
   i->addIncoming(next, b_.GetInsertBlock());
@@ -147,9 +181,15 @@ void KernelEmitter::emit_vector_loop(const Stmt& s, const VectorPlan& plan, Valu
   i->addIncoming(next, b_.GetInsertBlock());
   b_.SetInsertPoint(exit);
 
-  // The rest, fewer than lanes, as one masked vector (a 6-column row is one).
+  // The rest, fewer than lanes, as one masked vector (a 6-column row is one),
+  // or as scalars where an enclosing loop reads back on its next trip what
+  // this one stores (a column sum's row of partials): a load cannot take its
+  // data from a masked store in flight and stalls until the store reaches
+  // the cache (lenet5's 6-channel bias gradient: 0.5 -> 0.05 ms).
   if (injected_bug("vector-tail")) vec_end = b_.CreateAdd(vec_end, b_.getInt64(1));
-  gemm_if(b_, b_.CreateICmpSLT(vec_end, hi), [&] {
+  if (accumulates_across_trips(s)) {
+    emit_loop(s, vec_end, hi, /*no_vectorize_md=*/true);
+  } else gemm_if(b_, b_.CreateICmpSLT(vec_end, hi), [&] {
     fn_.vars[static_cast<size_t>(s.var)] = vec_end;
     v.i = vec_end;
     v.mask = lane_mask(b_.CreateSub(hi, vec_end));

@@ -119,6 +119,10 @@ class KernelEmitter {
   Fn fn_;
   Vec* vec_ = nullptr;
   std::unordered_map<const lower::Expr*, llvm::Value*> cache_, scalar_cache_;
+  std::vector<const lower::Stmt*> loop_stack_;  // the scalar loops around the statement being emitted
+  // A vector loop storing what an enclosing loop (one LLVM does not unroll)
+  // loads again on its next trip, at an index that loop does not move.
+  bool accumulates_across_trips(const lower::Stmt& loop) const;
   std::map<int, llvm::MDNode*> scope_;      // buffer id -> alias scope of this kernel
   std::map<int, llvm::MDNode*> noalias_;    // buffer id -> list of every other scope
 };
