@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "compiler/codegen/codegen.h"
+#include "compiler/lower/lower_program.h"
 #include "tests/unit/codegen_helpers.h"
 
 using namespace kiln;
@@ -98,5 +99,29 @@ TEST_CASE("vector math: exp, log and tanh within 2 ulp, libm's special values, s
         CHECK(((std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0));
       }
     }
+  }
+}
+
+TEST_CASE("vector tails: a row of partials read back by the next row ends in scalars, other loops in a masked vector") {
+  // Per-channel sums of 6 channels (a bias gradient): each row adds into the
+  // same 6 partials, so the loop over rows reads back what the last row
+  // stored; a masked store there would stall every next load.
+  codegen_test::JitCase t(3, 4);
+  NodeId x = t.input("x", {-1, 28, 28, 6});
+  NodeId sums_node = t.op("reduce_sum", {x}, {{"axes", {0, 1, 2}}});
+  NodeId tanh_node = t.op("tanh", {t.input("y", {-1, 6})});
+  t.out("channel_sums", sums_node);
+  t.out("squashed", tanh_node);
+  t.check(1e-4);
+  lower::Program p = lower::lower_program("tails", {{"eval_step", &t.g, {"channel_sums", "squashed"}, {}}}, {.max_batch = 32});
+  for (auto [bits, cpu] : {std::pair{256, "znver3"}, std::pair{512, "znver4"}}) {  // compiled, not run: any host
+    CAPTURE(bits);
+    const codegen::CodegenOptions opts{.vector_bits = bits, .target_cpu = cpu, .optimize = false};
+    const std::string sums = codegen::llvm_ir_text(p, "k0_" + t.g.node(sums_node).name, opts);
+    const std::string squashed = codegen::llvm_ir_text(p, "k1_" + t.g.node(tanh_node).name, opts);
+    REQUIRE(!sums.empty());
+    REQUIRE(!squashed.empty());
+    CHECK(sums.find("llvm.masked.load") == std::string::npos);  // (the zero fill of the sums may store masked)
+    CHECK(squashed.find("llvm.masked.store") != std::string::npos);
   }
 }
