@@ -78,6 +78,9 @@ static void add_avgpool_ops(OpRegistry& r) {
          },
          .pattern = OpPattern::opaque,
          .samples = {{{{{-1, 3, 3, 3}}}, {{"input_hw", {6, 6}}}},
+                     // windows apart: gaps between them, and a "same" pad's partial window
+                     {{{{-1, 2, 3, 2}}}, {{"strides", {3, 3}}, {"input_hw", {7, 8}}}},
+                     {{{{-1, 3, 3, 2}}}, {{"padding", "same"}, {"input_hw", {5, 5}}}},
                      {{{{-1, 4, 4, 2}}}, {{"pool", {3, 3}}, {"strides", {2, 2}}, {"padding", {1, 0, 1, 0}},
                                           {"count_include_pad", true}, {"ceil_mode", true}, {"input_hw", {7, 8}}}}}});
   for (bool mean : {true, false})
@@ -198,6 +201,29 @@ static void add_avgpool_lowering(OpRegistry& r) {
     const BufRef &dy = c.in[0], &dx = c.out;
     const ConvGeometry g = pool_geometry_of(dx.shape[1], dx.shape[2], c.attrs);
     const int64_t C = dx.shape[3];
+    if (g.sh >= g.span_h() && g.sw >= g.span_w()) {
+      // Windows that do not overlap: each input element takes the share of at
+      // most one output, so one pass writes every element once, with no zero
+      // fill and no read-modify-write (2x2 stride 2: each its window's dy / 4).
+      auto k = c.kernel("avgpool2d gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
+                        ", windows apart: one write per element");
+      k.loop("n", 0, dx.dim(0), [&](E n) {
+        k.loop("ih", 0, g.h, [&](E ih) {
+          E row = ih + g.pad_top, oh = k.let("oh", min(row / g.sh, E(g.oh - 1)));
+          E in_rows = (row % g.sh < E(g.kh)) && (row / g.sh < E(g.oh));
+          k.loop("iw", 0, g.w, [&](E iw) {
+            E col = iw + g.pad_left, ow = k.let("ow", min(col / g.sw, E(g.ow - 1)));
+            E covered = in_rows && (col % g.sw < E(g.kw)) && (col / g.sw < E(g.ow));
+            E scale = k.let("scale", inverse_count(c, g, oh, ow, dx.scalar()));
+            E at = dx.offset({n, ih, iw, 0}), grad = dy.offset({n, oh, ow, 0});
+            k.loop("c", 0, C, [&](E ch) {
+              k.store(dx, at + ch, select(covered, k.load(dy, grad + ch) * scale, lit(0, dx.scalar())));
+            });
+          });
+        });
+      }, numel(dx.shape, c.max_batch()) >= kParallelMinElements);
+      return;
+    }
     auto k = c.kernel("avgpool2d gradient " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
     k.loop("n", 0, dx.dim(0), [&](E n) {
       E image = dx.offset({n, 0, 0, 0});
