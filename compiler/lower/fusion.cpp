@@ -14,20 +14,6 @@ namespace kiln::lower {
 
 namespace {
 
-// An input of a group computed inline, read at the consumer's flat index
-// into `out`: the same shape, one element, or a broadcast over leading axes
-// only (a bias [C] or an attention mask [T, T]), read at flat % its size.
-bool reads_flat(const Shape& in, const Shape& out) {
-  if (in == out || numel(in, 2) == 1) return true;
-  size_t lead = 0;
-  while (lead < in.size() && in[lead] == 1) ++lead;
-  const size_t rest = in.size() - lead;
-  if (rest > out.size()) return false;
-  for (size_t i = 0; i < rest; ++i)
-    if (in[lead + i] == kOpenDim || in[lead + i] != out[out.size() - rest + i]) return false;
-  return true;
-}
-
 // The scalar function an op's lowering would emit as one elementwise kernel,
 // if that is all it emits (so the op can live inside a fused loop).
 struct Captured {
@@ -207,8 +193,8 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
           return pct(g, m) + " is also read by " + pct(g, u);
       for (NodeId in : g.node(m).inputs) {
         const Shape& s = g.node(in).type.shape;
-        if (grp[static_cast<size_t>(in)] != gi && !reads_flat(s, g.node(p).type.shape))
-          return pct(g, in) + " is broadcast along inner axes (the consumer indexes its input flat)";
+        if (grp[static_cast<size_t>(in)] != gi && s != g.node(p).type.shape && numel(s, 2) != 1)
+          return pct(g, in) + " is broadcast (the consumer indexes its input flat)";
       }
     }
     return "";
@@ -239,7 +225,7 @@ FusionPlan plan_fusion(const Graph& g, const std::vector<std::vector<bool>>& nee
     for (NodeId m : tail)
       for (NodeId in : g.node(m).inputs) {
         const Shape& s = g.node(in).type.shape;
-        if (!tail.count(in) && !reads_flat(s, g.node(p).type.shape)) return {};
+        if (!tail.count(in) && s != g.node(p).type.shape && numel(s, 2) != 1) return {};
       }
     return {tail.begin(), tail.end()};
   };
@@ -531,9 +517,7 @@ void inline_group(const Program& p, const Graph& g, const FusionGroup& grp, cons
         const Buffer& buf = p.buffers.at(static_cast<size_t>(b));
         Scalar t = scalar_of(buf.dtype);
         if (buf.storage == Storage::Constant && buf.data.size() == 1) args.push_back(lit(buf.data[0], t));
-        else if (buf.shape == grp.shape) args.push_back(E(load(b, t, index)));
-        else if (numel(buf.shape, 2) == 1) args.push_back(E(load(b, t, c_int(0))));
-        else args.push_back(E(load(b, t, (E(index) % E(numel(buf.shape))).p)));  // broadcast over leading axes
+        else args.push_back(E(load(b, t, buf.shape == grp.shape ? index : c_int(0))));
       }
       value[m] = fns[m].f(args);
       if (m == read) break;  // members are in order: what `read` needs is computed

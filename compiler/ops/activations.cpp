@@ -122,7 +122,6 @@ static void add_activation_ops(OpRegistry& r) {
            return float_only(c.in[0], "softmax");
          },
          .pattern = OpPattern::opaque,
-         .inlines_elementwise_input = true,  // its row kernel reads x at flat indices, twice
          .activation = true,
          .samples = {{{{{-1, 17}, -3, 3}}}, {{{{3, 5, 4}, -3, 3}}, {{"axis", 1}}}}});
 
@@ -139,7 +138,6 @@ static void add_activation_ops(OpRegistry& r) {
            return b.add2("sub", shifted, b.add1("log", s));
          },
          .pattern = OpPattern::opaque,
-         .inlines_elementwise_input = true,  // its row kernel reads x at flat indices, twice
          .activation = true,
          .samples = {{{{{-1, 17}, -3, 3}}}, {{{{3, 5, 4}, -3, 3}}, {{"axis", 1}}}}});
 
@@ -189,8 +187,7 @@ static void add_activation_reference(OpRegistry& r) {
 // ---- lowering to loop IR (compiler/lower) ----
 static void add_activation_lowering(OpRegistry& r) {
   // One kernel, a row at a time while it is in L1: its max, then exp(x - max)
-  // stored and summed, then divided by the sum. The rows run in parallel. Its
-  // elementwise producers (attention's scale and mask) run inline, twice.
+  // stored and summed, then divided by the sum. The rows run in parallel.
   r.find_mut("softmax")->lower = [](lower::LowerCtx& c) {
     using namespace lower;
     const BufRef &x = c.in[0], &y = c.out;
@@ -213,9 +210,7 @@ static void add_activation_lowering(OpRegistry& r) {
         k.store(y, base + j * inner, e);
         k.set(sum, sum + e);
       });
-      // One division a row, then multiplies (a vector division costs as much as a row's exps).
-      E inverse = k.let("inverse", lit(1, t) / sum);
-      k.loop("j", 0, len, [&](E j) { k.store(y, base + j * inner, k.load(y, base + j * inner) * inverse); });
+      k.loop("j", 0, len, [&](E j) { k.store(y, base + j * inner, k.load(y, base + j * inner) / sum); });
     }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
   };
 }

@@ -182,9 +182,8 @@ struct OpDef {
   std::function<int64_t(const Graph&, const Node&, int)> index_bound;
   // A value known from the input types alone (dim_size of a static dimension).
   std::function<std::optional<double>(const Graph&, const Node&)> fold_from_types;
-  // A consumer whose loops read each input at flat indices, once or a few
-  // times per element (a reduction, concat; softmax: twice): it can compute
-  // its elementwise producers inline.
+  // A consumer whose loop reads each input once per element at a flat index
+  // (a reduction, concat): it can compute its elementwise producers inline.
   bool inlines_elementwise_input = false;
   // Reads only its inputs' shapes, never their values (dim_size): no reason
   // for fusion to store an input it reads.

@@ -79,19 +79,3 @@ TEST_CASE("matmul shape rule: batches broadcast, and the errors name the shapes"
   CHECK_THROWS_WITH_AS(b.add("matmul", {b.input("m", {DType::f32, {-1, 7}}), b.input("n", {DType::f32, {2, 7, 3}})}),
                        doctest::Contains("must stay first"), std::exception);
 }
-
-TEST_CASE("codegen: softmax and a sum compute a producer inline that reads a mask and a bias broadcast over leading axes") {
-  JitCase t(3, 4);
-  NodeId scores = t.input("scores", {-1, 3, 9, 9});
-  NodeId mask = t.input("mask", {9, 9}), bias = t.input("bias", {9});
-  NodeId masked = t.op("add", {t.op("mul", {scores, t.b.scalar_like(0.5, scores)}), mask});
-  t.out("attn", t.op("softmax", {masked}));
-  NodeId shifted = t.op("exp", {t.op("add", {scores, bias})});
-  t.out("total", t.op("reduce_sum", {shifted}, {{"axes", {1, 2}}}));
-  t.check(2e-5);
-  std::vector<std::string> why;
-  lower::lower_program("inline", {{"predict", &t.g, {"attn", "total"}, {}}}, {.max_batch = 4, .why = &why});
-  int inline_groups = 0;
-  for (const std::string& line : why) inline_groups += line.find("computed inline:") != std::string::npos;
-  CHECK(inline_groups == 2);
-}

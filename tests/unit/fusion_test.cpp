@@ -156,22 +156,3 @@ TEST_CASE("programs: predict and eval_step share the training graph's forward ke
   for (const lower::EntrySpec& e : e3->entries())
     CHECK_MESSAGE(e.graph == (e.name == "train_step" ? &*e3->train_step : &e3->model), e.name);
 }
-
-TEST_CASE("fusion: softmax computes its scaled, masked scores inline; the mask broadcast over the heads is read at flat % T*T") {
-  auto graphs = train_graphs("graphs/zoo/char_gpt.json", "graphs/zoo/train/char_gpt.json");
-  std::vector<std::string> why;
-  lower::Program p = lower::lower_program("char_gpt", graphs->entries(), {.max_batch = 2, .why = &why});
-  auto stored = [&](const std::string& name) {
-    return std::any_of(p.buffers.begin(), p.buffers.end(), [&](const lower::Buffer& b) { return b.name == name; });
-  };
-  CHECK(stored("block1_attn/matmul_3"));     // the scores, from the GEMM
-  CHECK_FALSE(stored("block1_attn/add_2"));  // scaled and masked: only softmax reads them
-  CHECK(any_line(why, "computed inline: %block1_attn/mul, %block1_attn/add_2 computed inside %block1_attn/softmax"));
-  const lower::Kernel* softmax = nullptr;
-  for (const lower::Kernel& k : p.kernels)
-    if (k.node == "block1_attn/softmax") softmax = &k;
-  REQUIRE(softmax);
-  const std::string text = lower::print_kernel(p, *softmax);
-  INFO(text);
-  CHECK(text.find("% 16384)]") != std::string::npos);  // the [128, 128] mask at the flat index mod its size
-}
