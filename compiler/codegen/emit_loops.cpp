@@ -46,23 +46,9 @@ void KernelEmitter::emit_stmt(const Stmt& s) {
   }
 }
 
-static bool loads_from(const ExprP& e, int buffer) {
-  if (e->kind == ExprKind::Load && e->id == buffer) return true;
-  for (const ExprP& a : e->args)
-    if (loads_from(a, buffer)) return true;
-  return false;
-}
-
-static bool uses_var(const ExprP& e, int var) {
-  if (e->kind == ExprKind::Var && e->id == var) return true;
-  for (const ExprP& a : e->args)
-    if (uses_var(a, var)) return true;
-  return false;
-}
-
 // LLVM unrolls these, and then forwards a masked store to the masked load of the next trip itself.
 static bool few_constant_trips(const Stmt& loop) {
-  return loop.lo->kind == ExprKind::Const && loop.hi->kind == ExprKind::Const && loop.hi->ival - loop.lo->ival <= 16;
+  return is_const(loop.lo) && is_const(loop.hi) && loop.hi->ival - loop.lo->ival <= 16;
 }
 
 bool KernelEmitter::accumulates_across_trips(const Stmt& loop) const {
@@ -70,10 +56,10 @@ bool KernelEmitter::accumulates_across_trips(const Stmt& loop) const {
     if (st.kind != StmtKind::Store) continue;
     bool read_back = false;
     for (const Stmt& other : loop.body)
-      read_back = read_back || (other.value && loads_from(other.value, st.target));
+      read_back = read_back || (other.value && mentions_load(other.value, st.target));
     if (!read_back) continue;
     for (const Stmt* outer : loop_stack_)
-      if (!uses_var(st.index, outer->var) && !few_constant_trips(*outer)) return true;
+      if (!mentions_var(st.index, outer->var) && !few_constant_trips(*outer)) return true;
   }
   return false;
 }

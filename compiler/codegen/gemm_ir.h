@@ -54,13 +54,13 @@ enum class Unroll { Never, ConstantTripsOnly };
 void set_loop_hints(llvm::BranchInst* latch, Unroll unroll, bool vectorize);
 // Asks LLVM to unroll the loop of this back edge `count` times.
 void set_unroll_count(llvm::BranchInst* latch, int count);
-// if (cond) then_() else else_(); either may be empty.
 // The i64 vector <0, 1, ..., lanes - 1>.
 inline llvm::Value* lane_indices(llvm::IRBuilder<>& b, unsigned lanes) {
   std::vector<llvm::Constant*> lane;
   for (unsigned t = 0; t < lanes; ++t) lane.push_back(b.getInt64(t));
   return llvm::ConstantVector::get(lane);
 }
+// if (cond) then_() else else_(); either may be empty.
 void gemm_if(llvm::IRBuilder<>& b, llvm::Value* cond, const std::function<void()>& then_,
              const std::function<void()>& else_ = {});
 

@@ -74,9 +74,7 @@ namespace {
 Value* load_lanes(llvm::IRBuilder<>& b, llvm::FixedVectorType* vec, Value* src, Value* count) {
   if (!count) return b.CreateAlignedLoad(vec, src, llvm::Align(4));
   const unsigned L = vec->getNumElements();
-  std::vector<llvm::Constant*> lane;
-  for (unsigned t = 0; t < L; ++t) lane.push_back(b.getInt64(t));
-  Value* mask = b.CreateICmpSLT(llvm::ConstantVector::get(lane), b.CreateVectorSplat(L, count));
+  Value* mask = b.CreateICmpSLT(lane_indices(b, L), b.CreateVectorSplat(L, count));
   return b.CreateMaskedLoad(vec, src, llvm::Align(4), mask, llvm::Constant::getNullValue(vec));
 }
 
@@ -121,10 +119,8 @@ llvm::Function* gemm_pack_a(llvm::Module& m, const GemmShape& s, bool trans, con
       auto* row_vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(mr));
       // A last, partial panel loads under a mask: rows past n read as 0.
       Value* whole = b.CreateICmpSLE(b.CreateAdd(i, b.getInt64(mr)), p.n);
-      std::vector<llvm::Constant*> lane;
-      for (uint64_t r = 0; r < mr; ++r) lane.push_back(b.getInt64(r));
       Value* rows_left = b.CreateVectorSplat(static_cast<unsigned>(mr), b.CreateSub(p.n, i));
-      Value* mask = b.CreateICmpSLT(llvm::ConstantVector::get(lane), rows_left);
+      Value* mask = b.CreateICmpSLT(lane_indices(b, static_cast<unsigned>(mr)), rows_left);
       auto copy = [&](bool masked) {
         gemm_for(b, b.getInt64(0), p.kc, 1, "kt", [&](Value* k) {
           Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(p.k0, k), p.ld), b.CreateAdd(p.r0, i));

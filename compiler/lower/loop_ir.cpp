@@ -233,6 +233,8 @@ bool mentions_local(const ExprP& e, int local) { return mentions(e, ExprKind::Lo
 
 bool mentions_var(const ExprP& e, int v) { return mentions(e, ExprKind::Var, v); }
 
+bool mentions_load(const ExprP& e, int buffer) { return mentions(e, ExprKind::Load, buffer); }
+
 bool same_expr(const ExprP& a, const ExprP& b) {
   if (a == b) return true;
   if (a->kind != b->kind || a->type != b->type || a->op != b->op || a->id != b->id) return false;

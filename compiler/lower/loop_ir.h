@@ -78,6 +78,7 @@ std::optional<int64_t> eval_size(const ExprP& e, int64_t batch);
 bool same_expr(const ExprP& a, const ExprP& b);
 bool mentions_local(const ExprP& e, int local);  // e reads that local
 bool mentions_var(const ExprP& e, int var);      // e depends on that loop variable
+bool mentions_load(const ExprP& e, int buffer);  // e reads that buffer
 std::string print_expr(const ExprP& e, const struct Program* prog = nullptr, const struct Kernel* k = nullptr);
 
 enum class StmtKind : uint8_t { Loop, Store, Assign };

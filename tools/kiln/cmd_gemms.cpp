@@ -14,6 +14,7 @@
 namespace kiln::cli {
 
 Graph load_graph_or_fail(const std::string& path);
+TrainSpec load_spec_or_fail(const std::string& path);
 
 namespace {
 
@@ -80,13 +81,7 @@ static RegisterCommand gemms_cmd(35, [](CLI::App& app) {
   sub->callback([o] {
     Graph g = load_graph_or_fail(o->graph);
     TrainSpec spec;
-    if (!o->spec.empty()) {
-      try {
-        spec = expand_sweeps(load_train_spec(o->spec)).front();
-      } catch (const GraphError& e) {
-        throw InputError(e.what());
-      }
-    }
+    if (!o->spec.empty()) spec = expand_sweeps(load_spec_or_fail(o->spec)).front();
     if (o->entry.empty()) o->entry = o->spec.empty() ? "predict" : "train_step";
     if (o->entry == "train_step" && o->spec.empty()) throw InputError("gemms --entry train_step needs --train SPEC");
     if (!o->batch && !o->spec.empty() && spec.full_batch)

@@ -11,6 +11,7 @@
 namespace kiln::cli {
 
 Graph load_graph_or_fail(const std::string& path);
+TrainSpec load_spec_or_fail(const std::string& path);
 void profile_distributed(const Graph& model, const TrainSpec& spec, int steps, int threads, int64_t bucket_bytes,
                          bool overlap);
 
@@ -50,11 +51,7 @@ static RegisterCommand profile_cmd(35, [](CLI::App& app) {
                          " needs a training spec (--train SPEC)");
       if (o->entry.empty()) o->entry = "predict";
     } else {
-      try {
-        spec = expand_sweeps(load_train_spec(o->spec)).front();
-      } catch (const GraphError& e) {
-        throw InputError(e.what());
-      }
+      spec = expand_sweeps(load_spec_or_fail(o->spec)).front();
     }
     if (o->entry.empty()) o->entry = "train_step";
     if (o->distributed) {

@@ -15,8 +15,8 @@
 #include "tools/kiln/train_run.h"
 
 namespace kiln::cli {
-namespace {
 
+// A spec file, its problems as an InputError (exit 1) naming the file.
 TrainSpec load_spec_or_fail(const std::string& path) {
   try {
     return load_train_spec(path);
@@ -24,6 +24,8 @@ TrainSpec load_spec_or_fail(const std::string& path) {
     throw InputError(e.what());
   }
 }
+
+namespace {
 
 struct Opts {
   std::vector<std::string> files;  // [GRAPH] SPEC
