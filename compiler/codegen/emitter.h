@@ -72,6 +72,8 @@ class KernelEmitter {
   // The first `count` of opts_.lanes lanes (count < lanes).
   llvm::Value* lane_mask(llvm::Value* count);
   llvm::Function* emit_packed_gemm(const lower::Kernel& k);
+  // After a gemm that cut K: its partial products summed, then epilogue or C.
+  void emit_split_k_sum(llvm::Value* partials, int64_t floats, llvm::Value* C, llvm::Function* epi, llvm::Value* closure);
   // A kernel that packs op(B) into GemmSpec::packed_b, every depth block, as
   // the product's plan cuts it (run once per parameter load).
   llvm::Function* emit_pack_b(const lower::Kernel& k);

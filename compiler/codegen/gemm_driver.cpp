@@ -5,8 +5,11 @@
 // Parallelism: kGemmSlots groups through ctx->parallel_for. Large M splits the
 // rows, small M (a batch of 32 or 64) splits the NR panels of the columns.
 // A thread runs one contiguous chunk of groups as one rectangle and packs into
-// the scratch slot of its first group. The split never cuts K, so every C
-// element is summed over k in the same order for any thread count.
+// the scratch slot of its first group. A product of few tiles and a deep K (a
+// filter gradient: M filters x N taps, K every position of the batch) cuts K
+// instead: group g sums slice g of K into a partial product of its own, and
+// the caller adds the kGemmSlots partials in order. Either way every C element
+// is summed in the same order for any thread count.
 #include <cstdlib>
 
 #include "compiler/codegen/emitter.h"
@@ -22,6 +25,7 @@ using llvm::Value;
 
 // Below this many multiply-adds the groups run on the calling thread.
 constexpr int64_t kParallelMinFlops = int64_t{1} << 18;
+
 
 bool packed_gemm_applies(const Kernel& k, const Program& p) {
   const GemmSpec& g = k.gemm;
@@ -188,6 +192,13 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   Value* closure = b_.CreateAlloca(closure_ty);
   for (unsigned i = 0; i < 12; ++i) b_.CreateStore(fields[i], b_.CreateStructGEP(closure_ty, closure, i));
 
+  // Cutting K: the partial products lie after the kGemmSlots packing slots.
+  const bool split_k = gemm_cuts_k(g, s) && !std::getenv("KILN_NO_CUT_K");  // (the env: for comparisons)
+  const int64_t partial_floats = split_k ? g.m->ival * g.n->ival : 0;
+  auto partials_at = [&](llvm::IRBuilder<>& b, Value* scratch) {
+    return b.CreateConstInBoundsGEP1_64(f32, scratch, static_cast<uint64_t>(kGemmSlots * slot));
+  };
+
   auto* rty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, i64}, false);
   auto* region = llvm::Function::Create(rty, llvm::GlobalValue::InternalLinkage, k.name + "_groups", m_);
   add_attributes(region);
@@ -223,8 +234,12 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     Value* prepacked = g.packed_b >= 0 ? b.CreateLoad(ptr, b.CreateStructGEP(closure_ty, cl, 11)) : nullptr;
     Value* G = c64(kGemmSlots);
     // Groups [gb, ge) of one product: its rectangle of C, cut at MR rows or NR
-    // columns. row0 places the product's rows in the epilogue's flat index.
-    auto rectangle = [&](Value* gb, Value* ge, Value* a, Value* bm, Value* cm, Value* row0) {
+    // columns, summed over depth [k_lo, k_hi). row0 places the product's rows
+    // in the epilogue's flat index. A partial product (a slice of K) goes to
+    // cm with leading dimension ldc_to and no epilogue.
+    auto rectangle = [&](Value* gb, Value* ge, Value* a, Value* bm, Value* cm, Value* row0, Value* k_lo, Value* k_hi,
+                         Value* ldc_to, bool partial) {
+    llvm::Function* const epi_here = partial ? nullptr : epi;
     Value* m_panels = b.CreateSDiv(b.CreateAdd(m, c64(mr - 1)), c64(mr));
     Value* n_panels = b.CreateSDiv(b.CreateAdd(n, c64(nr - 1)), c64(nr));
     auto cut = [&](Value* group, Value* panels, int64_t width, Value* size) {
@@ -239,9 +254,9 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     Value* ce = b.CreateSelect(split_m, n, cut(ge, n_panels, nr, n));
     gemm_for(b, cb, ce, s.nc, "jc", [&](Value* jc) {
       Value* nc = smin(c64(s.nc), b.CreateSub(ce, jc));
-      gemm_for(b, c64(0), kk, kc_step, "pc", [&](Value* pc) {
-        Value* kc = smin(kc_step, b.CreateSub(kk, pc));
-        Value* load_c = g.accumulate ? b.getTrue() : b.CreateICmpSGT(pc, c64(0));
+      gemm_for(b, k_lo, k_hi, kc_step, "pc", [&](Value* pc) {
+        Value* kc = smin(kc_step, b.CreateSub(k_hi, pc));
+        Value* load_c = g.accumulate ? b.getTrue() : b.CreateICmpSGT(pc, k_lo);
         // This block's panels: packed once (gemm_blocking.h lays them out), or now into the slot.
         Value* bpk = bp;
         if (prepacked)
@@ -258,7 +273,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
             Value* col = b.CreateAdd(jc, jr);
             gemm_for(b, c64(0), mc, mr, "ir", [&](Value* ir) {
               Value* m_eff = smin(c64(mr), b.CreateSub(mc, ir));
-              Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc), col);
+              Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc_to), col);
               Value* ctile = b.CreateInBoundsGEP(f32, cm, at);
               // The tile C[ic + ir .., col ..] (+)= op(A) rows x this B panel, into `to`.
               auto tile = [&](Value* to, Value* ld, Value* accumulate) {
@@ -272,8 +287,8 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
                   b.CreateCall(ukr, {kc, b.CreateInBoundsGEP(f32, ap, b.CreateMul(ir, kc)), bpanel, to, ld, m_eff, n_eff,
                                      accumulate});
               };
-              if (!epi) {
-                tile(ctile, ldc, load_c);
+              if (!epi_here) {
+                tile(ctile, ldc_to, load_c);
                 return;
               }
               // One block of depth: the product goes to the block on the
@@ -284,7 +299,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
               }, [&] { tile(ctile, ldc, load_c); });
             });
           });
-          if (!epi) return;
+          if (!epi_here) return;
           // The MC x NC block of the product is final: the epilogue streams
           // over its rows (contiguous in every buffer it touches).
           Value* row = b.CreateAdd(row0, ic);
@@ -299,7 +314,20 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     };
     Value *a = r[0], *bm = r[1], *cm = r[2];
     if (!g.batched()) {
-      rectangle(begin, end, a, bm, cm, c64(0));
+      auto whole = [&] { rectangle(begin, end, a, bm, cm, c64(0), c64(0), kk, ldc, false); };
+      if (!split_k) {
+        whole();
+      } else {
+        // Slice gi of K, every row and column, into partial gi (after the slots).
+        gemm_if(b, b.CreateICmpSGE(kk, c64(kGemmCutKFrom)), [&] {
+          gemm_for(b, begin, end, 1, "slice", [&](Value* gi) {
+            Value* k_lo = b.CreateSDiv(b.CreateMul(gi, kk), G);
+            Value* k_hi = b.CreateSDiv(b.CreateMul(b.CreateAdd(gi, c64(1)), kk), G);
+            Value* part = b.CreateInBoundsGEP(f32, partials_at(b, sc), b.CreateMul(gi, c64(partial_floats)));
+            rectangle(c64(0), G, a, bm, part, c64(0), k_lo, k_hi, n, true);
+          });
+        }, whole);
+      }
     } else {
       // Groups of the whole batch: product p has units [p G, (p + 1) G), and
       // this chunk's groups [begin, end) cover units [begin P, end P).
@@ -314,7 +342,8 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
         auto at = [&](Value* base, int64_t stride) {
           return stride ? b.CreateInBoundsGEP(f32, base, b.CreateMul(p, c64(stride))) : base;
         };
-        rectangle(gb, ge, at(a, g.stride_a), at(bm, g.stride_b), at(cm, g.stride_c), b.CreateMul(p, m));
+        rectangle(gb, ge, at(a, g.stride_a), at(bm, g.stride_b), at(cm, g.stride_c), b.CreateMul(p, m), c64(0), kk, ldc,
+                  false);
       });
     }
     b.CreateRetVoid();
@@ -330,9 +359,43 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     auto* pf_ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, i64, ptr, ptr}, false);
     b_.CreateCall(pf_ty, pf, {pool, groups, region, closure});
   });
+  if (split_k) {
+    gemm_if(b_, b_.CreateICmpSGE(K, b_.getInt64(kGemmCutKFrom)),
+            [&] { emit_split_k_sum(partials_at(b_, S), partial_floats, C, epi, closure); });
+  }
   b_.CreateRetVoid();
   k_ = nullptr;
   return f;
+}
+
+// The partial products of a gemm that cut K, added in slice order into the
+// first (vectors of the kernels' width, then a scalar tail); then the sum goes
+// through the epilogue, or row by row to C.
+void KernelEmitter::emit_split_k_sum(Value* partials, int64_t floats, Value* C, llvm::Function* epi, Value* closure) {
+  const GemmSpec& g = k_->gemm;
+  llvm::Type* f32 = b_.getFloatTy();
+  auto c64 = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
+  const int64_t lanes = opts_.lanes, vec_end = floats / lanes * lanes;
+  auto add_slices = [&](Value* i, llvm::Type* t) {
+    Value* sum = b_.CreateAlignedLoad(t, b_.CreateInBoundsGEP(f32, partials, i), llvm::Align(4));
+    for (int64_t slice = 1; slice < kGemmSlots; ++slice) {
+      Value* at = b_.CreateInBoundsGEP(f32, partials, b_.CreateAdd(i, c64(slice * floats)));
+      sum = b_.CreateFAdd(sum, b_.CreateAlignedLoad(t, at, llvm::Align(4)));
+    }
+    b_.CreateAlignedStore(sum, b_.CreateInBoundsGEP(f32, partials, i), llvm::Align(4));
+  };
+  auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
+  gemm_for(b_, c64(0), c64(vec_end), lanes, "sum", [&](Value* i) { add_slices(i, vt); });
+  gemm_for(b_, c64(vec_end), c64(floats), 1, "sum_tail", [&](Value* i) { add_slices(i, f32); });
+  const int64_t m = g.m->ival, n = g.n->ival;
+  if (epi) {
+    b_.CreateCall(epi, {closure, partials, c64(n), c64(0), c64(0), c64(m), c64(n)});
+    return;
+  }
+  gemm_for(b_, c64(0), c64(m), 1, "row", [&](Value* r) {
+    b_.CreateMemCpy(b_.CreateInBoundsGEP(f32, C, b_.CreateMul(r, c64(g.ldc))), llvm::MaybeAlign(4),
+                    b_.CreateInBoundsGEP(f32, partials, b_.CreateMul(r, c64(n))), llvm::MaybeAlign(4), c64(n * 4));
+  });
 }
 
 llvm::Function* KernelEmitter::emit_pack_b(const Kernel& k) {

@@ -139,9 +139,11 @@ EntryProfile profile_entry(const CompiledProgram& cp, Program& prog, const std::
   for (int s = 0; s < steps; ++s) {
     ctx.batch = batch;
     for (size_t i = 0; i < fns.size(); ++i) {
+      const int64_t waited = pool ? pool->stats().barrier_ns : 0;
       auto start = Clock::now();
       fns[i](&ctx, slots.data(), outputs.data());
       spent[i] += Clock::now() - start;
+      if (pool) out.kernels[i].wait_ms += static_cast<double>(pool->stats().barrier_ns - waited) * 1e-6;
     }
   }
   for (size_t i = 0; i < fns.size(); ++i) {
@@ -178,8 +180,10 @@ std::string format_profile(const EntryProfile& p, size_t max_rows) {
                   100.0 * p.worker_idle);
     s += line;
   }
-  std::snprintf(line, sizeof line, "%-44s %-16s %6s %10s %7s %9s %8s\n", "kernel", "JSON node", "calls", "total ms",
-                "% step", "ms/call", "GFLOP/s");
+  // On several threads: the share of each kernel's time its caller waited for workers.
+  const bool waits = p.threads > 1;
+  std::snprintf(line, sizeof line, "%-44s %-16s %6s %10s %7s %9s %8s%s\n", "kernel", "JSON node", "calls", "total ms",
+                "% step", "ms/call", "GFLOP/s", waits ? "  wait %" : "");
   s += line;
   size_t shown = 0;
   double rest_ms = 0;
@@ -195,9 +199,14 @@ std::string format_profile(const EntryProfile& p, size_t max_rows) {
     std::string name = k.kernel.size() > 44 ? k.kernel.substr(0, 41) + "..." : k.kernel;
     std::string origin = k.origin.empty() ? k.node : k.origin;
     if (origin.size() > 16) origin = origin.substr(0, 13) + "...";
-    std::snprintf(line, sizeof line, "%-44s %-16s %6lld %10.3f %6.1f%% %9.4f %8s\n", name.c_str(), origin.c_str(),
+    char wait[32] = "";
+    if (waits && k.wait_ms > 0)
+      std::snprintf(wait, sizeof wait, " %7.1f%%", k.total_ms > 0 ? 100.0 * k.wait_ms / k.total_ms : 0.0);
+    else if (waits)
+      std::snprintf(wait, sizeof wait, " %8s", "-");  // (no hand-off, or none that waited)
+    std::snprintf(line, sizeof line, "%-44s %-16s %6lld %10.3f %6.1f%% %9.4f %8s%s\n", name.c_str(), origin.c_str(),
                   static_cast<long long>(k.calls), k.total_ms, all > 0 ? 100.0 * k.total_ms / all : 0.0, per_call,
-                  gflops);
+                  gflops, wait);
     s += line;
   }
   if (shown < p.kernels.size()) {

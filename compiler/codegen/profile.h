@@ -17,6 +17,7 @@ struct KernelTime {
   int64_t calls = 0;
   double total_ms = 0;
   double flops = 0;  // per call (0: moves data only)
+  double wait_ms = 0;  // of total_ms: the caller waiting for workers after its own chunks
 };
 
 struct EntryProfile {

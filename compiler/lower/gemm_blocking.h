@@ -51,6 +51,15 @@ struct Program;
 // it before giving a gemm a pack kernel; codegen before emitting the driver.
 bool gemm_takes_packed_path(const GemmSpec& g, const Program& p);
 
+// Whether a packed gemm cuts K into kGemmSlots slices, one partial product
+// each, added in order after them (gemm_driver.cpp): a plain product (not
+// batched, not accumulating, op(B) packed per call) of few tiles, whose
+// partials fit the scratch beside the packing slots; at run time, when K is
+// at least kGemmCutKFrom (each slice 128 deep: shallower, the partials' extra
+// passes over C cost more than the balance saves).
+bool gemm_cuts_k(const GemmSpec& g, const GemmPlan& p);
+constexpr int64_t kGemmCutKFrom = kGemmSlots * 128;
+
 inline int64_t gemm_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // Columns of the packed B block for a gemm with n columns under plan p.
 // The depth of each block when K is cut into ceil(K / kc) blocks of equal

@@ -66,10 +66,30 @@ TEST_CASE("cli: kiln profile on 2 threads reports the hand-offs per step and the
   CHECK(share <= 100);
   CHECK(idle >= 0);
   CHECK(idle <= 100);
+  // Each kernel row ends in the share of its time its caller waited for
+  // workers: a percentage where it handed off (the fc1 GEMM does), else "-".
+  CHECK(r.output.find("GFLOP/s  wait %") != std::string::npos);
+  std::istringstream rows(r.output);
+  int with_wait = 0, kernel_rows = 0;
+  while (std::getline(rows, line)) {
+    if (line.size() < 2 || line[0] != 'k' || line.rfind("kernel ", 0) == 0) continue;
+    ++kernel_rows;
+    const std::string last = line.substr(line.find_last_of(' ') + 1);
+    if (last == "-") continue;
+    REQUIRE(last.back() == '%');
+    const double w = std::stod(last);
+    CHECK(w >= 0);
+    CHECK(w <= 100);
+    ++with_wait;
+  }
+  CHECK(kernel_rows >= 10);
+  CHECK(with_wait >= 1);
+  CHECK(with_wait < kernel_rows);  // the small kernels run on the caller alone
   // One thread: no pool, no line.
   auto one = test::run_kiln("profile graphs/mlp_cifar10.json --train graphs/experiments/e2_mlp_autodiff_b64.json "
                             "--steps 1 --batch 8 --threads 1");
   CHECK(one.output.find("parallel: ") == std::string::npos);
+  CHECK(one.output.find("wait %") == std::string::npos);
 }
 
 TEST_CASE("cli: profile FLOPs: 2*M*N*K for a gemm at the run's batch, operations x elements for a loop") {
