@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "runtime/float_mode.h"
 #include "runtime/thread_pool.h"
 
 extern "C" void kiln_thread_pool_parallel_for(void* pool, int64_t n, kiln_parallel_body body, void* closure) {
@@ -88,6 +89,7 @@ void Program::run(const std::string& name, int64_t batch, const std::vector<cons
                   const std::vector<void*>& outputs) {
   const EntryInfo& e = checked_call(name, batch, inputs, outputs);
   ctx_.batch = batch;
+  const FloatModeScope mode(flush_denormals_);
   int32_t status = e.fn(&ctx_, inputs.data(), outputs.data());
   if (status != 0) throw std::runtime_error(name + " failed with status " + std::to_string(status));
 }
@@ -107,7 +109,10 @@ void Program::run_kernelwise(const std::string& name, int64_t batch, const std::
   for (size_t i = 0; i < e.input_slot.size(); ++i) slots_[static_cast<size_t>(e.input_slot[i])] = inputs[i];
   ctx_.batch = batch;
   for (size_t k = 0; k < fns.size(); ++k) {
-    fns[k](&ctx_, slots_.data(), outputs.data());
+    {
+      const FloatModeScope mode(flush_denormals_);  // (not around `between`: the caller's own work)
+      fns[k](&ctx_, slots_.data(), outputs.data());
+    }
     between(static_cast<int>(k + 1));
   }
   if (e.writes_persistent) ++ctx_.params_epoch;  // as the entry function does

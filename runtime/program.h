@@ -131,6 +131,11 @@ class Program {
   void* persistent(const std::string& name);
   const TensorInfo& persistent_info(const std::string& name) const;
 
+  // Entries run with denormal results flushed to zero (runtime/float_mode.h
+  // says why); false keeps IEEE denormals (slower where they occur).
+  void set_flush_denormals(bool flush) { flush_denormals_ = flush; }
+  bool flush_denormals() const { return flush_denormals_; }
+
   kiln_context& context() { return ctx_; }
   uint8_t* arena() { return ctx_.arena; }
 
@@ -140,6 +145,7 @@ class Program {
 
   ProgramInfo info_;
   kiln_context ctx_{};
+  bool flush_denormals_ = true;
   std::vector<const void*> slots_;  // run_kernelwise's input slots
   std::map<std::string, std::vector<kiln_kernel_fn>> kernelwise_;  // per entry, its kernels once looked up
   // Pages mapped from the OS, zero-filled when first touched: a large arena

@@ -14,6 +14,8 @@
 #include <immintrin.h>
 #endif
 
+#include "runtime/float_mode.h"
+
 namespace kiln {
 
 namespace {
@@ -182,6 +184,7 @@ void ThreadPool::parallel_for(int64_t n, Body body, void* closure) {
   body_ = body;
   closure_ = closure;
   n_ = n;
+  float_mode_ = float_mode();
   done_.store(0, std::memory_order_relaxed);
   const uint32_t generation = static_cast<uint32_t>(job_.load(std::memory_order_relaxed) >> 32) + 1;
   // Published with chunk 0 claimed: the caller's, as when chunks were
@@ -208,6 +211,8 @@ int ThreadPool::run_chunks(uint32_t generation, uint64_t& word) {
   word = job_.load(std::memory_order_acquire);
   while (static_cast<uint32_t>(word >> 32) == generation && static_cast<uint32_t>(word) < parts) {
     if (!job_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    // (a worker keeps the last job's mode: it runs nothing but chunks)
+    if (float_mode() != float_mode_) set_float_mode(float_mode_);
     int64_t b, e;
     chunk(n_, static_cast<int>(parts), static_cast<int>(static_cast<uint32_t>(word)), b, e);
     if (b < e) body_(closure_, b, e), ++ran;

@@ -89,6 +89,7 @@ class ThreadPool {
   Body body_ = nullptr;
   void* closure_ = nullptr;
   int64_t n_ = 0;
+  uint32_t float_mode_ = 0;  // the caller's floating-point mode: its chunks run in it wherever they run
   // The job's generation (high 32 bits) and its next unclaimed chunk (low 32
   // bits) in one word: a claim is one compare-exchange that fails for a thread
   // still holding a finished job's word.

@@ -8,6 +8,7 @@
 
 #include "compiler/autodiff/train_step.h"
 #include "compiler/codegen/check_numerics.h"
+#include "runtime/float_mode.h"
 #include "runtime/thread_pool.h"
 
 namespace kiln::codegen {
@@ -136,6 +137,7 @@ EntryProfile profile_entry(const CompiledProgram& cp, Program& prog, const std::
   }
   std::vector<Clock::duration> spent(fns.size(), Clock::duration::zero());
   kiln_context& ctx = prog.context();
+  const FloatModeScope mode(prog.flush_denormals());  // as Program::run
   for (int s = 0; s < steps; ++s) {
     ctx.batch = batch;
     for (size_t i = 0; i < fns.size(); ++i) {

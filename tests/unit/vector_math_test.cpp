@@ -10,6 +10,8 @@
 
 #include "compiler/codegen/codegen.h"
 #include "compiler/lower/lower_program.h"
+#include "runtime/float_mode.h"
+#include "runtime/thread_pool.h"
 #include "tests/unit/codegen_helpers.h"
 
 using namespace kiln;
@@ -27,6 +29,7 @@ std::vector<double> sweep(double lo, double hi, int n) {
   return v;
 }
 
+// (IEEE denormals kept: the functions' own underflow through them is checked.)
 std::map<std::string, Value> run(const std::vector<double>& xs, int bits) {
   JitCase t(static_cast<int64_t>(xs.size()), static_cast<int64_t>(xs.size()));
   NodeId x = t.input("x", {-1});
@@ -36,6 +39,7 @@ std::map<std::string, Value> run(const std::vector<double>& xs, int bits) {
   auto cp = codegen::compile_entries(t.g.name, {{"eval_step", &t.g, names, {}}}, {.max_batch = t.max_batch},
                                      {.vector_bits = bits});
   Program prog(cp->info());
+  prog.set_flush_denormals(false);
   return codegen::run_entry(prog, "eval_step", t.batch, t.feeds);
 }
 
@@ -124,4 +128,38 @@ TEST_CASE("vector tails: a row of partials read back by the next row ends in sca
     CHECK(sums.find("llvm.masked.load") == std::string::npos);  // (the zero fill of the sums may store masked)
     CHECK(squashed.find("llvm.masked.store") != std::string::npos);
   }
+}
+
+TEST_CASE("float mode: entries flush denormal results to zero on every thread, and keep them when asked") {
+  // exp(-95) = 5.5e-42 is a denormal, exp(-80) = 1.8e-35 is not. 2^16
+  // elements: the loop goes to the pool, so a worker runs a chunk too.
+  const int64_t n = int64_t{1} << 16;
+  JitCase t(n, n);
+  NodeId x = t.input("x", {-1});
+  for (int64_t i = 0; i < n; ++i) t.feeds["x"].data[static_cast<size_t>(i)] = i % 2 ? -95.0 : -80.0;
+  t.out("exp", t.op("exp", {x}));
+  auto cp = codegen::compile_entries(t.g.name, {{"eval_step", &t.g, {"exp"}, {}}}, {.max_batch = n});
+  ThreadPool pool(2);
+  Program prog(cp->info(), &pool);
+  REQUIRE_FALSE(denormals_flushed());  // this thread, outside entries
+  CHECK(prog.flush_denormals());  // the default
+  auto count = [&](const Value& v, double want) {
+    int64_t same = 0;
+    for (int64_t i = 0; i < n; ++i) same += v.data[static_cast<size_t>(i)] == (i % 2 ? want : double(std::exp(-80.0f)));
+    return same;
+  };
+  const double denormal = static_cast<double>(std::exp(-95.0f));
+  REQUIRE(denormal > 0);
+  REQUIRE(denormal < std::numeric_limits<float>::min());
+  auto flushed = codegen::run_entry(prog, "eval_step", n, t.feeds);
+  CHECK(count(flushed.at("exp"), 0.0) == n);  // every chunk, whichever thread ran it
+  CHECK_FALSE(denormals_flushed());           // the caller's mode given back
+  // Kept: the worker that last ran flushed takes the caller's mode with the job.
+  prog.set_flush_denormals(false);
+  auto kept = codegen::run_entry(prog, "eval_step", n, t.feeds);
+  CHECK(count(kept.at("exp"), denormal) >= n - n / 64);  // within 2 ulp of the denormal: all but a few exactly
+  int64_t nonzero = 0;
+  for (int64_t i = 1; i < n; i += 2) nonzero += kept.at("exp").data[static_cast<size_t>(i)] > 0;
+  CHECK(nonzero == n / 2);
+  CHECK_FALSE(denormals_flushed());
 }
