@@ -55,6 +55,7 @@ static void add_elementwise_ops(OpRegistry& r) {
                   .samples = unary_samples(range)});
   };
   unary("neg", "-x", unary_numeric).algebra.involution = true;
+  for (const char* name : {"add", "sub", "mul", "maximum", "neg"}) r.find_mut(name)->cheap = true;
   unary("exp", "e^x", unary_float);
   unary("log", "natural logarithm", unary_float, {.lo = 0.1, .hi = 4});
   unary("sqrt", "square root", unary_float, {.lo = 0.1, .hi = 4});

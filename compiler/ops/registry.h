@@ -166,6 +166,9 @@ struct OpDef {
   ExpandFn expand;               // composites: decomposition into other ops
   GradFn grad;                   // primitives that are differentiable
   bool no_grad = false;          // gradient stops here explicitly (argmax, one_hot, compare, ...)
+  // One arithmetic instruction a lane: cheaper to compute again in each
+  // reader's loop than to store and load back (the recompute pass).
+  bool cheap = false;
   ReferenceFn reference;         // interp
   LowerFn lower;                 // loop IR
 

@@ -14,6 +14,7 @@ const std::vector<GraphPass>& graph_passes() {
       {"fold-scales", "a per-channel scale of a convolution's or matmul's result computed from params moves into its weights", fold_scales_into_weights},
       {"cse", "no two nodes apply the same op with the same attrs to the same inputs", eliminate_common_subexpressions},
       {"dce", "every node feeds an output, gradient or update (inputs and params stay)", eliminate_dead_code},
+      {"recompute", "a cheap value of one tensor read only by elementwise ops of its shape is computed again in each reader, not stored", recompute_cheap_values},
   };
   return passes;
 }
@@ -29,6 +30,11 @@ const GraphPass& find_graph_pass(const std::string& name) {
 
 std::vector<std::string> pipeline(const std::string& name) {
   if (name == "simplify") return {"fold-constants", "sink-transposes", "algebra", "fold-scales", "cse", "dce"};
+  throw std::invalid_argument("unknown pipeline '" + name + "' (pipelines: simplify)");
+}
+
+std::vector<std::string> pipeline_finish(const std::string& name) {
+  if (name == "simplify") return {"recompute"};
   throw std::invalid_argument("unknown pipeline '" + name + "' (pipelines: simplify)");
 }
 
@@ -56,7 +62,14 @@ std::vector<PassRun> run_passes(Graph& g, const std::vector<std::string>& passes
 }
 
 std::vector<PassRun> run_pipeline(Graph& g, const std::string& name, const PipelineOptions& options) {
-  return run_passes(g, pipeline(name), options);
+  std::vector<PassRun> runs = run_passes(g, pipeline(name), options);
+  PipelineOptions once = options;
+  once.max_rounds = 1;
+  for (PassRun& r : run_passes(g, pipeline_finish(name), once)) {
+    r.round = runs.empty() ? 1 : runs.back().round + 1;
+    runs.push_back(std::move(r));
+  }
+  return runs;
 }
 
 }  // namespace kiln

@@ -37,8 +37,11 @@ struct PipelineOptions {
 // that broke the graph.
 std::vector<PassRun> run_passes(Graph& g, const std::vector<std::string>& passes, const PipelineOptions& options = {});
 
-// The named pipelines: "simplify" = fold-constants, sink-transposes, algebra, fold-scales, cse, dce.
+// The named pipelines: "simplify" = fold-constants, sink-transposes, algebra,
+// fold-scales, cse, dce to a fixpoint, then recompute once (pipeline_finish:
+// passes that undo what cse merges).
 std::vector<std::string> pipeline(const std::string& name);
+std::vector<std::string> pipeline_finish(const std::string& name);
 std::vector<PassRun> run_pipeline(Graph& g, const std::string& name, const PipelineOptions& options = {});
 
 }  // namespace kiln

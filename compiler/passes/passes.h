@@ -42,6 +42,16 @@ bool fold_scales_into_weights(Graph& g);
 // constants alone, so transposes meet and compose away (compiler/passes/sink_transposes.cpp).
 bool sink_transposes(Graph& g);
 
+// recompute: a cheap value (OpDef::cheap: one arithmetic instruction a lane)
+// of one elementwise value and scalars, read only by elementwise ops of its
+// shape, is computed again in each reader (a copy of
+// the chain of such values back to stored ones) and no longer stored. A
+// training step stores what its backward pass reads: GELU's x / sqrt(2) and
+// x / 2 were two tensors of the MLP's hidden size written by the forward pass
+// and read back, where x alone serves both. Runs once after the simplify
+// fixpoint (cse would merge the copies back).
+bool recompute_cheap_values(Graph& g);
+
 // Per node: its value depends on params and constants alone (no step input).
 std::vector<bool> param_only_nodes(const Graph& g);
 

@@ -156,3 +156,22 @@ TEST_CASE("programs: predict and eval_step share the training graph's forward ke
   for (const lower::EntrySpec& e : e3->entries())
     CHECK_MESSAGE(e.graph == (e.name == "train_step" ? &*e3->train_step : &e3->model), e.name);
 }
+
+// GELU's training form: x / sqrt(2) and x / 2 each feed the forward pass and
+// the backward one. The recompute pass copies them into their backward
+// readers, so the step stores x (and erf) where it stored both scaled copies.
+TEST_CASE("fusion: a training step stores GELU's input, not its two scaled copies (recompute)") {
+  auto graphs = train_graphs("graphs/zoo/char_gpt.json", "graphs/zoo/train/char_gpt.json");
+  lower::Program p = lower::lower_program("char_gpt", graphs->entries(), {.max_batch = 2});
+  auto stored = [&](const std::string& name) {
+    return std::any_of(p.buffers.begin(), p.buffers.end(), [&](const lower::Buffer& b) { return b.name == name; });
+  };
+  for (const char* block : {"block1", "block4"}) {
+    const std::string up = std::string(block) + "_mlp_up";
+    INFO(up);
+    CHECK(stored(up + "/add"));  // x: the matmul's epilogue stores it
+    CHECK(stored(up + "/gelu/erf"));  // not cheap: computed once, read back
+    CHECK_FALSE(stored(up + "/gelu/mul"));
+    CHECK_FALSE(stored(up + "/gelu/mul_1"));
+  }
+}

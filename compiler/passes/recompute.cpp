@@ -1,0 +1,96 @@
+// recompute: cheap elementwise values computed again in each reader's loop
+// instead of stored (passes.h states the contract).
+#include <functional>
+#include <map>
+#include <string>
+
+#include "compiler/ops/registry.h"
+#include "compiler/passes/graph_edit.h"
+#include "compiler/passes/passes.h"
+
+namespace kiln {
+
+namespace {
+
+bool referenced_outside_nodes(const Graph& g, NodeId id) {
+  for (auto& [name, out] : g.outputs)
+    if (out == id) return true;
+  for (auto& [param, grad] : g.gradients)
+    if (grad == id) return true;
+  for (auto& [target, value] : g.updates)
+    if (value == id) return true;
+  for (auto& layer : g.layers)
+    if (layer.output == id) return true;
+  return false;
+}
+
+// A value that may be computed again wherever it is read: a cheap op, per
+// example (it follows the batch: what a step stores), of one elementwise value
+// of its own type and scalars, read by two or more elementwise ops of its
+// shape and by nothing else (each then computes it in its own loop; read
+// once, it is in its reader's loop already or stored either way), and not a
+// value the graph hands out.
+bool recomputable(const Graph& g, const std::vector<std::vector<NodeId>>& users, NodeId id) {
+  const Node& n = g.node(id);
+  const OpDef* def = OpRegistry::get().find(n.op);
+  if (!def || !def->cheap || !has_open_dim(n.type.shape) || users[static_cast<size_t>(id)].size() < 2 ||
+      referenced_outside_nodes(g, id))
+    return false;
+  int tensors = 0;
+  for (NodeId in : n.inputs) {
+    const TensorType& t = g.node(in).type;
+    if (t == n.type) {
+      ++tensors;
+      // A contraction's product is not stored when what reads it runs in the
+      // GEMM's epilogue: recomputing from the product would store it.
+      if (OpRegistry::get().find(g.node(in).op)->pattern != OpPattern::elementwise) return false;
+    } else if (numel(t.shape, 1) != 1) {
+      // (a per-channel operand would be broadcast in the reader's loop, and a
+      // reduction computing that loop inline indexes every operand flat)
+      return false;
+    }
+  }
+  if (tensors != 1) return false;
+  for (NodeId u : users[static_cast<size_t>(id)]) {
+    const Node& reader = g.node(u);
+    if (OpRegistry::get().find(reader.op)->pattern != OpPattern::elementwise || reader.type.shape != n.type.shape)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool recompute_cheap_values(Graph& g) {
+  const auto users = g.users();
+  const size_t count = g.nodes.size();
+  std::vector<bool> again(count, false);
+  for (size_t i = 0; i < count; ++i) again[i] = recomputable(g, users, static_cast<NodeId>(i));
+  bool changed = false;
+  int copies = 0;
+  for (size_t r = 0; r < count; ++r) {
+    if (again[r]) continue;  // copied into its own readers' chains instead
+    std::map<NodeId, NodeId> mine;  // this reader's copy of each value it recomputes
+    // A copy of `id` and of every recomputable value it reads, back to stored ones.
+    std::function<NodeId(NodeId)> copy = [&](NodeId id) -> NodeId {
+      if (!again[static_cast<size_t>(id)]) return id;
+      if (auto it = mine.find(id); it != mine.end()) return it->second;
+      Node n = g.node(id);
+      for (NodeId& in : n.inputs) in = copy(in);
+      n.name += "/again" + std::to_string(++copies);
+      g.nodes.push_back(std::move(n));
+      return mine[id] = static_cast<NodeId>(g.nodes.size() - 1);
+    };
+    for (size_t slot = 0; slot < g.nodes[r].inputs.size(); ++slot) {
+      const NodeId in = g.nodes[r].inputs[slot];
+      if (!again[static_cast<size_t>(in)]) continue;
+      const NodeId c = copy(in);
+      g.nodes[r].inputs[slot] = c;
+      changed = true;
+    }
+  }
+  if (changed) settle_appended_replacements(g);
+  return changed;
+}
+
+}  // namespace kiln
