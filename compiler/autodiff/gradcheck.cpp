@@ -118,6 +118,30 @@ Probe build_probe(const Graph& model) {
   return p;
 }
 
+// The probe as finite differences evaluate it: every op whose gradient stops
+// by definition (OpDef::no_grad with a float value: stop_gradient; sign,
+// floor and round, whose true gradient is 0 anyway) becomes an input held at
+// its unperturbed value, as autodiff treats it. Without this a param read
+// through stop_gradient has a finite difference of 1 and an autodiff
+// gradient of 0 (kiln difftest seed 7004). `held`: the nodes held, by name.
+struct HeldProbe {
+  Graph graph;
+  std::vector<std::string> held;
+};
+
+HeldProbe hold_no_grad_values(const Graph& probe) {
+  HeldProbe h{probe, {}};
+  for (Node& n : h.graph.nodes) {
+    const OpDef* def = OpRegistry::get().find(n.op);
+    if (!def || !def->no_grad || def->interface || !is_float(n.type.dtype)) continue;
+    h.held.push_back(n.name);
+    n.op = "input";  // fed by name; its readers keep their ids (the order stays topological)
+    n.inputs.clear();
+    n.attrs = Attrs::object();
+  }
+  return h;
+}
+
 // A sum's operands: an op that is commutative and associative with identity 0.
 bool is_sum(const Node& n) {
   const OpAlgebra& a = OpRegistry::get().find(n.op)->algebra;
@@ -279,9 +303,22 @@ GradcheckReport gradcheck(const Graph& as_written, const GradcheckOptions& opt) 
   report.loss = at.at("loss").data.at(0);
   const double floor = opt.fd_floor * std::max(1.0, std::abs(report.loss));
 
+  // Finite differences run the probe with the no-grad values held.
+  HeldProbe held = hold_no_grad_values(probe.graph);
+  if (!held.held.empty()) {
+    Graph sources = probe.graph;
+    std::vector<std::string> names;
+    for (const std::string& name : held.held) {
+      sources.outputs.push_back({"held:" + name, sources.find(name)});
+      names.push_back("held:" + name);
+    }
+    auto values = interp::Interpreter(sources, interp::Precision::f64).run(feeds, names);
+    for (const std::string& name : held.held) feeds[name] = values.at("held:" + name);
+  }
+  interp::Interpreter fd_run(held.graph, interp::Precision::f64);
   std::vector<std::string> fetch = probe.kinks;
   fetch.push_back("loss");
-  auto base = probe_run.run(feeds, fetch);
+  auto base = fd_run.run(feeds, fetch);
   // Loss at params + delta, or NaN when a kink lies between.
   // The param is perturbed in place and restored (copying a 3M-element param per evaluation would dominate).
   auto loss_at = [&](const std::string& param, const std::vector<std::pair<int64_t, double>>& delta) {
@@ -289,7 +326,7 @@ GradcheckReport gradcheck(const Graph& as_written, const GradcheckOptions& opt) 
     std::vector<double> saved;
     saved.reserve(delta.size());
     for (auto& [i, d] : delta) saved.push_back(data[static_cast<size_t>(i)]), data[static_cast<size_t>(i)] += d;
-    auto r = probe_run.run(feeds, fetch);
+    auto r = fd_run.run(feeds, fetch);
     for (size_t k = 0; k < delta.size(); ++k) data[static_cast<size_t>(delta[k].first)] = saved[k];
     for (auto& k : probe.kinks)
       if (r.at(k).data != base.at(k).data) return std::numeric_limits<double>::quiet_NaN();
