@@ -98,6 +98,16 @@ void settle_appended_replacements(Graph& g) {
   remove_nodes(g, live_nodes(g));
 }
 
+bool handed_out(const Graph& g, NodeId id) {
+  for (auto& [name, out] : g.outputs)
+    if (out == id) return true;
+  for (auto& [param, grad] : g.gradients)
+    if (grad == id) return true;
+  for (auto& [target, value] : g.updates)
+    if (value == id) return true;
+  return false;
+}
+
 std::vector<bool> live_nodes(const Graph& g) {
   std::vector<bool> live(g.nodes.size(), false);
   for (size_t i = 0; i < g.nodes.size(); ++i)

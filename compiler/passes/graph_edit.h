@@ -30,6 +30,10 @@ std::vector<NodeId> topological_sort(Graph& g);
 // restores the topological order and drops the nodes nothing needs any more.
 void settle_appended_replacements(Graph& g);
 
+// `id` is an output, a gradient's value or an update's value: the graph hands
+// it out, so a pass may not drop it or leave it unstored.
+bool handed_out(const Graph& g, NodeId id);
+
 // Nodes that must survive dead-code elimination: inputs and params (the
 // program's interface), outputs, hand-written gradients, updates, and
 // everything they read.

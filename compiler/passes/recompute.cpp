@@ -12,16 +12,11 @@ namespace kiln {
 
 namespace {
 
+// Handed out, or a layer's output (`kiln summary` names it).
 bool referenced_outside_nodes(const Graph& g, NodeId id) {
-  for (auto& [name, out] : g.outputs)
-    if (out == id) return true;
-  for (auto& [param, grad] : g.gradients)
-    if (grad == id) return true;
-  for (auto& [target, value] : g.updates)
-    if (value == id) return true;
   for (auto& layer : g.layers)
     if (layer.output == id) return true;
-  return false;
+  return handed_out(g, id);
 }
 
 // A value that may be computed again wherever it is read: a cheap op, per

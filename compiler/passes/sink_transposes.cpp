@@ -62,13 +62,7 @@ bool read_elsewhere(const Graph& g, NodeId t, NodeId user) {
     const Node& n = g.nodes[i];
     if (std::find(n.inputs.begin(), n.inputs.end(), t) != n.inputs.end() && permutation_of(n).empty()) return true;
   }
-  for (auto& [name, id] : g.outputs)
-    if (id == t) return true;
-  for (auto& [param, grad] : g.gradients)
-    if (grad == t) return true;
-  for (auto& [target, value] : g.updates)
-    if (value == t) return true;
-  return false;
+  return handed_out(g, t);
 }
 
 }  // namespace
