@@ -17,8 +17,9 @@ namespace kiln {
 // The calling thread's floating-point control word (0 where not supported).
 uint32_t float_mode();
 void set_float_mode(uint32_t mode);
-// `mode` with denormal results flushed to zero.
-uint32_t flushing_denormals(uint32_t mode);
+// Whether two modes set the same controls (rounding, flushing, exception
+// masks); the sticky exception flags a thread has raised do not count.
+bool same_float_controls(uint32_t a, uint32_t b);
 // Whether the calling thread flushes denormal results now.
 bool denormals_flushed();
 

@@ -212,7 +212,7 @@ int ThreadPool::run_chunks(uint32_t generation, uint64_t& word) {
   while (static_cast<uint32_t>(word >> 32) == generation && static_cast<uint32_t>(word) < parts) {
     if (!job_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
     // (a worker keeps the last job's mode: it runs nothing but chunks)
-    if (float_mode() != float_mode_) set_float_mode(float_mode_);
+    if (!same_float_controls(float_mode(), float_mode_)) set_float_mode(float_mode_);
     int64_t b, e;
     chunk(n_, static_cast<int>(parts), static_cast<int>(static_cast<uint32_t>(word)), b, e);
     if (b < e) body_(closure_, b, e), ++ran;

@@ -26,7 +26,6 @@ using llvm::Value;
 // Below this many multiply-adds the groups run on the calling thread.
 constexpr int64_t kParallelMinFlops = int64_t{1} << 18;
 
-
 bool packed_gemm_applies(const Kernel& k, const Program& p) {
   const GemmSpec& g = k.gemm;
   auto f32 = [&](int id) { return id >= 0 && gemm_packed(p.buffers.at(static_cast<size_t>(id)).dtype); };
@@ -148,8 +147,8 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   const GemmShape s = gemm_plan(k);
   const int64_t mr = s.mr, nr = s.nr();
   const int64_t nc_max = gemm_nc(g.n->ival, s), slot = gemm_slot_floats(g.n->ival, s);
-  // Rows from which the rows are split across threads (below: the columns).
-  const int64_t split_rows_from = 4 * s.mc;
+  // Rows from which the rows are split across threads (gemm_splits_rows; below: the columns).
+  const int64_t split_rows_from = gemm_split_rows_from(s);
   const GemmHelperOptions helpers =
       helper_options(*this, opts_.gemm_helpers_imported ? HelperPlacement::Imported : HelperPlacement::Internal);
   // A read straight from the image by the micro-kernel, or B (the micro-kernel

@@ -68,8 +68,7 @@ bool gemm_cuts_k(const GemmSpec& g, const GemmPlan& p) {
   if (g.batched() || g.accumulate || g.packed_b >= 0 || !is_const(g.m) || !is_const(g.n)) return false;
   const int64_t m = g.m->ival, n = g.n->ival;
   const int64_t m_panels = (m + p.mr - 1) / p.mr, n_panels = (n + p.nr() - 1) / p.nr();
-  const bool split_m = m >= 4 * p.mc || m_panels >= n_panels;  // as the region splits
-  if ((split_m ? m_panels : n_panels) > kCutKMaxPanels) return false;
+  if ((gemm_splits_rows(m, n, p) ? m_panels : n_panels) > kCutKMaxPanels) return false;
   return kGemmSlots * (gemm_slot_floats(n, p) + m * n) <= gemm_scratch_floats(n);
 }
 

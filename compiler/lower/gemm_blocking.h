@@ -51,6 +51,15 @@ struct Program;
 // it before giving a gemm a pack kernel; codegen before emitting the driver.
 bool gemm_takes_packed_path(const GemmSpec& g, const Program& p);
 
+// The packed driver's parallel split (gemm_driver.cpp's region): a thread
+// group takes a range of rows when M is large (from gemm_split_rows_from) or
+// has at least as many MR-row panels as N has NR-column panels, else a range
+// of columns. The driver emits the same rule as IR (M may follow the batch).
+inline int64_t gemm_split_rows_from(const GemmPlan& p) { return 4 * p.mc; }
+inline bool gemm_splits_rows(int64_t m, int64_t n, const GemmPlan& p) {
+  return m >= gemm_split_rows_from(p) || (m + p.mr - 1) / p.mr >= (n + p.nr() - 1) / p.nr();
+}
+
 // Whether a packed gemm cuts K into kGemmSlots slices, one partial product
 // each, added in order after them (gemm_driver.cpp): a plain product (not
 // batched, not accumulating, op(B) packed per call) of few tiles, whose

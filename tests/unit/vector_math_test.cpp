@@ -162,4 +162,11 @@ TEST_CASE("float mode: entries flush denormal results to zero on every thread, a
   for (int64_t i = 1; i < n; i += 2) nonzero += kept.at("exp").data[static_cast<size_t>(i)] > 0;
   CHECK(nonzero == n / 2);
   CHECK_FALSE(denormals_flushed());
+#if defined(__x86_64__)
+  // Workers compare controls only: a sticky flag (MXCSR bit 0, invalid) the
+  // caller raised is the same mode; FTZ (bit 15) is not.
+  const uint32_t mode = float_mode();
+  CHECK(same_float_controls(mode, mode | 1u));
+  CHECK_FALSE(same_float_controls(mode, mode ^ 0x8000u));
+#endif
 }
