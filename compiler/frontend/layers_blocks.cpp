@@ -57,15 +57,10 @@ NodeId multi_head_attention(LayerCtx& c) {
   // scores[n, h, i, j] = q_i . k_j / sqrt(key_dim): one batched GEMM over (n, h).
   NodeId scores = b.add("matmul", {q, k}, {{"transpose_b", true}});
   scores = b.add2("mul", scores, b.constant(1 / std::sqrt(static_cast<double>(key_dim))));
-  if (c.attrs.at("causal")) {
-    // Position i attends to j <= i: a large negative score above the diagonal.
-    std::vector<double> mask(static_cast<size_t>(seq * seq), 0.0);
-    for (int64_t i = 0; i < seq; ++i)
-      for (int64_t j = i + 1; j < seq; ++j) mask[static_cast<size_t>(i * seq + j)] = -1e9;
-    scores = b.add2("add", scores, b.constant_tensor(mask, {seq, seq}));
-  }
   for (NodeId m : c.extra_inputs) scores = b.add2("add", scores, m);  // an additive mask, broadcast to [N, heads, T, T]
-  NodeId p = b.add("softmax", {scores}, {{"axis", -1}});
+  // Causal: position i attends to j <= i, the softmax's own mask (no -1e9
+  // constant added to the scores: the products may then skip the masked half).
+  NodeId p = b.add("softmax", {scores}, {{"axis", -1}, {"causal", c.attrs.at("causal").get<bool>()}});
   if (double rate = c.attrs.at("dropout"); rate > 0) p = b.add("dropout", {p}, {{"rate", rate}});
   NodeId ctx = b.add("transpose", {b.add2("matmul", p, v)}, {{"perm", {0, 2, 1, 3}}});
   ctx = b.add("reshape", {ctx}, {{"shape", Shape{t.shape[0], seq, heads * key_dim}}});

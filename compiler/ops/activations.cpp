@@ -113,17 +113,30 @@ static void add_activation_ops(OpRegistry& r) {
   // A primitive with its own row kernel (one pass in, one out) and its own
   // gradient: as exp(x - max) / sum, it was four passes over the scores and
   // its gradient three (char_gpt's attention, 8 MB a tensor).
+  // causal: attention's mask as a property of the op, not a -1e9 constant
+  // added to the scores: the kernel never reads the masked scores (so the
+  // product computing them may skip them) and the output is known to be zero
+  // there (so products reading it may skip those terms). PyTorch's
+  // scaled_dot_product_attention(is_causal=True) keeps the same elements.
   r.add({.name = "softmax", .family = "activations",
          .summary = "exp(x - max) / sum(exp(x - max)) along an axis", .inputs = {"x"},
-         .attrs = {{"axis", AttrKind::Int, false, -1, "the axis", {}, -64, 63}},
+         .attrs = {{"axis", AttrKind::Int, false, -1, "the axis", {}, -64, 63},
+                   {"causal", AttrKind::Bool, false, false,
+                    "rows of the last two axes [.., Tq, Tk] keep only j <= i (top-left aligned); the rest is 0"}},
          .shape_rule = "x: S -> S",
          .infer = [](const InferCtx& c) {
-           normalize_axis(c.i("axis"), c.in[0].rank());
+           const int axis = normalize_axis(c.i("axis"), c.in[0].rank());
+           if (c.b("causal") && (c.in[0].rank() < 2 || axis != c.in[0].rank() - 1))
+             throw OpError("softmax: causal needs the last axis of a value of rank >= 2 (rows i, columns j), got axis " +
+                           std::to_string(c.i("axis")) + " of " + type_str(c.in[0]));
            return float_only(c.in[0], "softmax");
          },
          .pattern = OpPattern::opaque,
          .activation = true,
-         .samples = {{{{{-1, 17}, -3, 3}}}, {{{{3, 5, 4}, -3, 3}}, {{"axis", 1}}}}});
+         .samples = {{{{{-1, 17}, -3, 3}}},
+                     {{{{3, 5, 4}, -3, 3}}, {{"axis", 1}}},
+                     {{{{-1, 2, 5, 5}, -3, 3}}, {{"causal", true}}},
+                     {{{{2, 3, 6}, -3, 3}}, {{"causal", true}}}}});
 
   r.add({.name = "log_softmax", .family = "activations",
          .summary = "x - max - log(sum(exp(x - max))) along an axis (composite, stable for large logits)",
@@ -167,19 +180,22 @@ static void add_activation_reference(OpRegistry& r) {
     const interp::Array& x = *c.in[0];
     const int rank = static_cast<int>(x.dimension());
     const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.at("axis").get<int64_t>(), rank));
+    const bool causal = c.attrs.at("causal").get<bool>();
     size_t outer = 1, len = x.shape()[axis], inner = 1;
     for (size_t i = 0; i < axis; ++i) outer *= x.shape()[i];
     for (size_t i = axis + 1; i < x.dimension(); ++i) inner *= x.shape()[i];
+    const size_t rows = causal ? x.shape()[axis - 1] : 1;  // (causal: the axis is the last, inner 1)
     c.out = interp::Array::from_shape(std::vector<size_t>(x.shape().begin(), x.shape().end()));
     const double* px = x.data();
     double* py = c.out.data();
     for (size_t o = 0; o < outer; ++o)
       for (size_t i = 0; i < inner; ++i) {
         const size_t base = o * len * inner + i;
+        const size_t kept = causal ? std::min(len, o % rows + 1) : len;
         double m = -std::numeric_limits<double>::infinity(), s = 0;
-        for (size_t j = 0; j < len; ++j) m = (px[base + j * inner] > m || std::isnan(px[base + j * inner])) ? px[base + j * inner] : m;
-        for (size_t j = 0; j < len; ++j) s += std::exp(px[base + j * inner] - m);
-        for (size_t j = 0; j < len; ++j) py[base + j * inner] = std::exp(px[base + j * inner] - m) / s;
+        for (size_t j = 0; j < kept; ++j) m = (px[base + j * inner] > m || std::isnan(px[base + j * inner])) ? px[base + j * inner] : m;
+        for (size_t j = 0; j < kept; ++j) s += std::exp(px[base + j * inner] - m);
+        for (size_t j = 0; j < len; ++j) py[base + j * inner] = j < kept ? std::exp(px[base + j * inner] - m) / s : 0.0;
       }
   };
 }
@@ -197,20 +213,24 @@ static void add_activation_lowering(OpRegistry& r) {
     for (int d = axis + 1; d < x.rank(); ++d) inner = inner * x.dim(d);
     const E len = x.dim(axis);
     const Scalar t = x.scalar();
-    auto k = c.kernel("softmax over axis " + std::to_string(axis) + ", a row at a time");
+    const bool causal = c.attrs.at("causal").get<bool>();
+    auto k = c.kernel("softmax over axis " + std::to_string(axis) + (causal ? ", causal" : "") + ", a row at a time");
     k.loop("row", 0, outer * inner, [&](E row) {
       // The row's first element; its elements `inner` apart (1: contiguous, vectorized).
       const bool contiguous = is_const(inner.p) && inner.p->ival == 1;
       E base = k.let("base", contiguous ? row * len : (row / inner) * len * inner + row % inner);
+      // Causal: row i of each [Tq, Tk] matrix reads its first min(i + 1, Tk) scores, no others.
+      E kept = causal ? k.let("kept", min(row % x.dim(axis - 1) + 1, len)) : len;
       E m = k.let("max", lit(-std::numeric_limits<double>::infinity(), t));
-      k.loop("j", 0, len, [&](E j) { k.set(m, max(m, k.load(x, base + j * inner))); });
+      k.loop("j", 0, kept, [&](E j) { k.set(m, max(m, k.load(x, base + j * inner))); });
       E sum = k.let("sum", lit(0, t));
-      k.loop("j", 0, len, [&](E j) {
+      k.loop("j", 0, kept, [&](E j) {
         E e = k.let("e", exp(k.load(x, base + j * inner) - m));
         k.store(y, base + j * inner, e);
         k.set(sum, sum + e);
       });
-      k.loop("j", 0, len, [&](E j) { k.store(y, base + j * inner, k.load(y, base + j * inner) / sum); });
+      k.loop("j", 0, kept, [&](E j) { k.store(y, base + j * inner, k.load(y, base + j * inner) / sum); });
+      if (causal) k.loop("j", kept, len, [&](E j) { k.store(y, base + j * inner, lit(0, t)); });
     }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
   };
 }

@@ -399,6 +399,7 @@ void register_conv_family(OpRegistry& r) {
   // A window of kh x kw x (input channels per group) per output element; the
   // transposed form scatters one such window per input element.
   r.find_mut("conv2d")->algebra.scales_through_input = [](const Node&) { return 1; };  // kernel [kh, kw, C/g, F]
+  r.find_mut("conv2d")->algebra.linear_inputs = {0, 1};
   // im2col GEMMs per group: the forward product windows x filter, the input
   // gradient dy x filter^T (its columns scattered back by col2im), the filter
   // gradient windows^T x dy (summed over the batch's positions).

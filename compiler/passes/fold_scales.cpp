@@ -4,6 +4,8 @@
 // convolution or a dense layer (x * scale + shift) thus becomes the
 // convolution of scaled weights plus a shift, which the GEMM applies in its
 // epilogue: no normalization pass over the activations.
+// A scalar scale of a product moves to its scaled input when that input is
+// smaller: mul(matmul(q, k^T), 1/sqrt(d)) -> matmul(q, (k / sqrt(d))^T).
 #include "compiler/ir/builder.h"
 #include "compiler/ops/registry.h"
 #include "compiler/passes/graph_edit.h"
@@ -47,9 +49,29 @@ bool fold_scales_into_weights(Graph& g) {
       const NodeId c = n.inputs[side], s = n.inputs[1 - side];
       const Node product = g.node(c);  // a copy: adding nodes moves the node list
       const auto& through = def_of(product).algebra.scales_through_input;
+      if (users[static_cast<size_t>(c)].size() != 1) continue;
+      // A scalar scale (attention's 1/sqrt(d) after q k^T) goes to the
+      // smallest input the product is linear in, when that is smaller than
+      // the product: one pass over k, not over the scores.
+      if (const TensorType& sc = g.node(s).type;
+          numel(sc.shape, 64) == 1 && sc.dtype == product.type.dtype && n.type == product.type) {
+        int smallest = -1;
+        int64_t least = numel(product.type.shape, 64);
+        for (int in : def_of(product).algebra.linear_inputs)
+          if (int64_t size = numel(g.node(product.inputs[static_cast<size_t>(in)]).type.shape, 64); size < least)
+            smallest = in, least = size;
+        if (smallest < 0) continue;
+        b.set_origin(n.origin);
+        std::vector<NodeId> inputs = product.inputs;
+        NodeId& w = inputs[static_cast<size_t>(smallest)];
+        NodeId scale = sc.rank() == 0 ? s : b.add("reshape", {s}, {{"shape", Shape{}}});
+        w = b.add("mul", {w, scale}, Attrs::object(), product.name + "/scaled_input");
+        replace_uses(g, static_cast<NodeId>(i), b.add(product.op, inputs, product.attrs, product.name + "/scaled"));
+        changed = true;
+        break;
+      }
       const int k = through ? through(product) : -1;
-      if (k < 0 || users[static_cast<size_t>(c)].size() != 1 || !only[static_cast<size_t>(s)] || only[static_cast<size_t>(c)])
-        continue;
+      if (k < 0 || !only[static_cast<size_t>(s)] || only[static_cast<size_t>(c)]) continue;
       // s is one value per output channel (the last axis), broadcast over the rest.
       const Shape& cs = product.type.shape;
       const TensorType st = g.node(s).type;

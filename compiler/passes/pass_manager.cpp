@@ -11,7 +11,7 @@ const std::vector<GraphPass>& graph_passes() {
       {"fold-constants", "nodes computed only from constants become constants (up to 4096 elements)", fold_constants},
       {"sink-transposes", "an elementwise op of transposed operands (one permutation) and small param-only values runs before the transpose, so transposes meet and compose away", sink_transposes},
       {"algebra", "x*1, x+0, x-0, x/1, neg(neg x), no-op cast/reshape/transpose/broadcast removed; transposes and broadcasts folded into their users", simplify_algebra},
-      {"fold-scales", "a per-channel scale of a convolution's or matmul's result computed from params moves into its weights", fold_scales_into_weights},
+      {"fold-scales", "a per-channel scale of a convolution's or matmul's result computed from params moves into its weights; a scalar scale into its smaller input", fold_scales_into_weights},
       {"cse", "no two nodes apply the same op with the same attrs to the same inputs", eliminate_common_subexpressions},
       {"dce", "every node feeds an output, gradient or update (inputs and params stay)", eliminate_dead_code},
       {"recompute", "a cheap value of one tensor read only by elementwise ops of its shape is computed again in each reader, not stored", recompute_cheap_values},

@@ -34,7 +34,8 @@ bool fold_constants(Graph& g);
 bool simplify_algebra(Graph& g);
 
 // fold-scales: mul(contraction(x, W), s), s one value per output channel
-// computed from params alone -> contraction(x, W * s) (compiler/passes/fold_scales.cpp).
+// computed from params alone -> contraction(x, W * s); a scalar s moves to W
+// whenever W is smaller than the product (compiler/passes/fold_scales.cpp).
 bool fold_scales_into_weights(Graph& g);
 
 // sink-transposes: ew(T_p(x), c) -> T_p(ew(x, c')) for elementwise ops whose

@@ -87,3 +87,28 @@ TEST_CASE("fold-scales: predict computes the folded weights once per parameter l
   write_params();                // a parameter load
   CHECK(predict() == first);     // recomputed once, bit for bit
 }
+
+TEST_CASE("fold-scales: a scalar scale of a product moves to its smallest linear input, never to a larger one") {
+  codegen_test::JitCase c(3, 64);
+  // Attention's scores: q k^T / sqrt(d), the product [N, 8, 8] four times q's [N, 8, 2].
+  NodeId q = c.input("q", {kOpenDim, 8, 2});
+  NodeId k = c.input("k", {kOpenDim, 8, 2});
+  c.out("scores", c.op("mul", {c.op("matmul", {q, k}, {{"transpose_b", true}}), c.b.constant(0.25)}));
+  // [N, 6] @ [6, 6]: the weights are the smaller input; [6, 6] @ [6, 6]: neither input is smaller than the product.
+  NodeId w = c.param("w", {6, 6});
+  NodeId x = c.input("x", {kOpenDim, 6});
+  c.out("wide", c.op("mul", {c.b.constant(0.5), c.op("matmul", {x, w})}));
+  c.out("square", c.op("mul", {c.op("matmul", {w, w}), c.b.constant(2.0)}));
+  Graph before = c.g;
+  CHECK(fold_scales_into_weights(c.g));
+  std::vector<std::string> scaled;  // the ops of each folded product's inputs
+  for (const Node& n : c.g.nodes)
+    if (n.op == "matmul" && n.name.find("/scaled") != std::string::npos)
+      scaled.push_back(c.g.node(n.inputs[0]).op + "," + c.g.node(n.inputs[1]).op);
+  CHECK(scaled == std::vector<std::string>{"mul,input", "input,mul"});  // q (the first of two equal) and w carry the scale
+  c.check(1e-5);
+  auto want = interp::Interpreter(before, interp::Precision::f64).run(c.feeds, {"scores", "square", "wide"});
+  auto got = interp::Interpreter(c.g, interp::Precision::f64).run(c.feeds, {"scores", "square", "wide"});
+  for (const char* o : {"scores", "square", "wide"})
+    for (size_t i = 0; i < want.at(o).data.size(); ++i) CHECK(got.at(o).data[i] == doctest::Approx(want.at(o).data[i]).epsilon(1e-12));
+}

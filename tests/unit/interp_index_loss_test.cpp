@@ -52,6 +52,23 @@ TEST_CASE("interp softmax and log_softmax match the direct formulas") {
   check_value(ls, {2, 3}, want_ls, 1e-14);
 }
 
+TEST_CASE("interp causal softmax: row i of each [Tq, Tk] matrix keeps columns j <= i, zero past them") {
+  OpGraph t;
+  // Two [2, 3] matrices (Tq 2 < Tk 3: the last column is masked in both rows).
+  NodeId x = t.in("x", val({2, 2, 3}, {1, 2, 3, -1, 0, 0.5, 4, 9, 9, 0, 1, 9}));
+  Value s = t.run(t.op("softmax", {x}, {{"causal", true}}));
+  auto sm2 = [](double a, double b) { return std::vector<double>{std::exp(a) / (std::exp(a) + std::exp(b)), std::exp(b) / (std::exp(a) + std::exp(b))}; };
+  std::vector<double> want = {1, 0, 0};
+  for (double v : sm2(-1, 0)) want.push_back(v);
+  want.push_back(0);
+  want.insert(want.end(), {1, 0, 0});
+  for (double v : sm2(0, 1)) want.push_back(v);
+  want.push_back(0);
+  check_value(s, {2, 2, 3}, want, 1e-14);
+  CHECK_THROWS_WITH(t.op("softmax", {x}, {{"axis", 1}, {"causal", true}}),
+                       doctest::Contains("causal needs the last axis"));
+}
+
 TEST_CASE("interp softmax and log_softmax and cross-entropy stay finite and exact for logits of +-1e4") {
   for (Precision p : {Precision::f32, Precision::f64}) {
     OpGraph t;

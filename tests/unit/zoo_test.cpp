@@ -83,6 +83,14 @@ TEST_CASE("zoo: char_gpt's predict is the inference form, its attention products
   size_t batched = 0;
   for (size_t at = 0; (at = ir.output.find("gemm [(N * 4) products", at)) != std::string::npos; ++at) ++batched;
   CHECK(batched == 8);  // 4 blocks x (q k^T, p v)
+  // The causal mask is the softmax's own (no -1e9 scores added over [T, T]),
+  // and 1/sqrt(d) scales q ([T, 32] a head) instead of the scores ([T, T]).
+  size_t causal = 0, scaled_q = 0;
+  for (size_t at = 0; (at = ir.output.find("softmax over axis 3, causal", at)) != std::string::npos; ++at) ++causal;
+  for (size_t at = 0; (at = ir.output.find("matmul_3/scaled = ", at)) != std::string::npos; ++at) ++scaled_q;
+  CHECK(causal == 4);
+  CHECK(scaled_q == 4);  // each block's scores: the product of the scaled q, no epilogue
+  CHECK(ir.output.find("constant_1[") == std::string::npos);
   CHECK(ir.output.find("Philox") == std::string::npos);  // no dropout in inference
   CHECK(ir.output.find("entry train_step") == std::string::npos);
   auto train = run_kiln("ir graphs/zoo/char_gpt.json --stage loops --entry train_step --batch 2 2>&1");
