@@ -138,6 +138,35 @@ static void add_activation_ops(OpRegistry& r) {
                      {{{{-1, 2, 5, 5}, -3, 3}}, {{"causal", true}}},
                      {{{{2, 3, 6}, -3, 3}}, {{"causal", true}}}}});
 
+  // softmax's gradient as one row kernel (each row read once, in L1): the
+  // primitives reduce_sum(dy y) and y (dy - s) were two passes over the
+  // scores' size, and the causal form reads only the kept half.
+  r.add({.name = "softmax_grad", .family = "activations",
+         .summary = "dx = y (dy - sum(dy y)) along an axis: softmax's gradient from its output y",
+         .inputs = {"y", "dy"},
+         .attrs = {{"axis", AttrKind::Int, false, -1, "the axis", {}, -64, 63},
+                   {"causal", AttrKind::Bool, false, false, "as softmax's: rows keep j <= i, dx is 0 past them"}},
+         .shape_rule = "y: S, dy: S -> S",
+         .infer = [](const InferCtx& c) {
+           const int axis = normalize_axis(c.i("axis"), c.in[0].rank());
+           if (c.in[1] != c.in[0])
+             throw OpError("softmax_grad: y and dy differ: " + type_str(c.in[0]) + " vs " + type_str(c.in[1]));
+           if (c.b("causal") && (c.in[0].rank() < 2 || axis != c.in[0].rank() - 1))
+             throw OpError("softmax_grad: causal needs the last axis of a value of rank >= 2, got axis " +
+                           std::to_string(c.i("axis")) + " of " + type_str(c.in[0]));
+           return float_only(c.in[0], "softmax_grad");
+         },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 9}, 0, 1}, {{-1, 9}}}},
+                     {{{{3, 5, 4}, 0, 1}, {{3, 5, 4}}}, {{"axis", 1}}},
+                     {{{{-1, 2, 5, 5}, 0, 1}, {{-1, 2, 5, 5}}}, {{"causal", true}}},
+                     {{{{2, 3, 6}, 0, 1}, {{2, 3, 6}}}, {{"causal", true}}}}});
+  for (const char* name : {"softmax", "softmax_grad"}) {
+    OpDef& d = *r.find_mut(name);
+    d.zero_above_diagonal = [](const Node& n) { return n.attrs.value("causal", false); };
+    d.reads_on_and_below_diagonal = [](const Node& n, int) { return n.attrs.value("causal", false); };
+  }
+
   r.add({.name = "log_softmax", .family = "activations",
          .summary = "x - max - log(sum(exp(x - max))) along an axis (composite, stable for large logits)",
          .inputs = {"x"},
@@ -168,9 +197,35 @@ static void add_activation_ops(OpRegistry& r) {
 static void add_activation_gradients(OpRegistry& r) {
   // dx = y (dy - sum(dy y)) along the axis.
   r.find_mut("softmax")->grad = [](GradCtx& c) -> std::vector<NodeId> {
-    const int64_t axis = c.graph().node(c.node).attrs.at("axis").get<int64_t>();
-    NodeId s = c.b.add("reduce_sum", {c.b.add2("mul", c.dy, c.y)}, {{"axes", {axis}}, {"keepdims", true}});
-    return {c.b.add2("mul", c.y, c.b.add2("sub", c.dy, s))};
+    const Attrs a = c.graph().node(c.node).attrs;  // (a copy: adding nodes moves the node list)
+    return {c.b.add("softmax_grad", {c.y, c.dy}, {{"axis", a.at("axis")}, {"causal", a.at("causal")}})};
+  };
+  // With s = sum(y dy) and t = sum(g y) over the row (g: the gradient of dx):
+  // d/d dy = y (g - t) = softmax_grad(y, g); d/dy = g (dy - s) - dy t, zero
+  // where causal masks (those y and dy are never read).
+  r.find_mut("softmax_grad")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    const Attrs a = c.graph().node(c.node).attrs;  // (a copy: adding nodes moves the node list)
+    const int64_t axis = a.at("axis").get<int64_t>();
+    const NodeId y = c.x[0], dy = c.x[1];
+    auto row_sum = [&](NodeId u, NodeId v) {
+      return c.b.add("reduce_sum", {c.b.add2("mul", u, v)}, {{"axes", {axis}}, {"keepdims", true}});
+    };
+    NodeId d_dy = c.b.add("softmax_grad", {y, c.dy}, {{"axis", axis}, {"causal", a.at("causal")}});
+    // (causal: s and t sum the kept terms alone, as the forward does; y, dy and g masked to 0 first)
+    NodeId ym = y, dym = dy, gm = c.dy;
+    if (a.at("causal").get<bool>()) {
+      const Shape& s = c.graph().node(y).type.shape;
+      const int64_t rows = s[s.size() - 2], cols = s.back();
+      std::vector<double> keep(static_cast<size_t>(rows * cols), 0.0);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j <= i && j < cols; ++j) keep[static_cast<size_t>(i * cols + j)] = 1;
+      NodeId kept = c.b.add("cast", {c.b.constant_tensor(keep, {rows, cols})}, {{"dtype", "bool"}});
+      auto masked = [&](NodeId v) { return c.b.add("where", {kept, v, c.b.scalar_like(0, v)}); };
+      ym = masked(y), dym = masked(dy), gm = masked(c.dy);
+    }
+    NodeId d_y = c.b.add2("sub", c.b.add2("mul", gm, c.b.add2("sub", dym, row_sum(ym, dym))),
+                          c.b.add2("mul", dym, row_sum(gm, ym)));
+    return {d_y, d_dy};
   };
 }
 
@@ -196,6 +251,28 @@ static void add_activation_reference(OpRegistry& r) {
         for (size_t j = 0; j < kept; ++j) m = (px[base + j * inner] > m || std::isnan(px[base + j * inner])) ? px[base + j * inner] : m;
         for (size_t j = 0; j < kept; ++j) s += std::exp(px[base + j * inner] - m);
         for (size_t j = 0; j < len; ++j) py[base + j * inner] = j < kept ? std::exp(px[base + j * inner] - m) / s : 0.0;
+      }
+  };
+  r.find_mut("softmax_grad")->reference = [](interp::RefCtx& c) {
+    const interp::Array &y = *c.in[0], &dy = *c.in[1];
+    const int rank = static_cast<int>(y.dimension());
+    const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.at("axis").get<int64_t>(), rank));
+    const bool causal = c.attrs.at("causal").get<bool>();
+    size_t outer = 1, len = y.shape()[axis], inner = 1;
+    for (size_t i = 0; i < axis; ++i) outer *= y.shape()[i];
+    for (size_t i = axis + 1; i < y.dimension(); ++i) inner *= y.shape()[i];
+    const size_t rows = causal ? y.shape()[axis - 1] : 1;
+    c.out = interp::Array::from_shape(std::vector<size_t>(y.shape().begin(), y.shape().end()));
+    const double *py = y.data(), *pd = dy.data();
+    double* px = c.out.data();
+    for (size_t o = 0; o < outer; ++o)
+      for (size_t i = 0; i < inner; ++i) {
+        const size_t base = o * len * inner + i;
+        const size_t kept = causal ? std::min(len, o % rows + 1) : len;
+        double s = 0;
+        for (size_t j = 0; j < kept; ++j) s += py[base + j * inner] * pd[base + j * inner];
+        for (size_t j = 0; j < len; ++j)
+          px[base + j * inner] = j < kept ? py[base + j * inner] * (pd[base + j * inner] - s) : 0.0;
       }
   };
 }
@@ -232,6 +309,31 @@ static void add_activation_lowering(OpRegistry& r) {
       k.loop("j", 0, kept, [&](E j) { k.store(y, base + j * inner, k.load(y, base + j * inner) / sum); });
       if (causal) k.loop("j", kept, len, [&](E j) { k.store(y, base + j * inner, lit(0, t)); });
     }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+  };
+  // One pass a row: the row's sum of y dy, then dx.
+  r.find_mut("softmax_grad")->lower = [](lower::LowerCtx& c) {
+    using namespace lower;
+    const BufRef &y = c.in[0], &dy = c.in[1], &dx = c.out;
+    const int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), y.rank());
+    E outer = 1, inner = 1;
+    for (int d = 0; d < axis; ++d) outer = outer * y.dim(d);
+    for (int d = axis + 1; d < y.rank(); ++d) inner = inner * y.dim(d);
+    const E len = y.dim(axis);
+    const Scalar t = y.scalar();
+    const bool causal = c.attrs.at("causal").get<bool>();
+    auto k = c.kernel("softmax's gradient over axis " + std::to_string(axis) + (causal ? ", causal" : "") +
+                      ", a row at a time");
+    k.loop("row", 0, outer * inner, [&](E row) {
+      const bool contiguous = is_const(inner.p) && inner.p->ival == 1;
+      E base = k.let("base", contiguous ? row * len : (row / inner) * len * inner + row % inner);
+      E kept = causal ? k.let("kept", min(row % y.dim(axis - 1) + 1, len)) : len;
+      E s = k.let("s", lit(0, t));
+      k.loop("j", 0, kept, [&](E j) { k.set(s, s + k.load(y, base + j * inner) * k.load(dy, base + j * inner)); });
+      k.loop("j", 0, kept, [&](E j) {
+        k.store(dx, base + j * inner, k.load(y, base + j * inner) * (k.load(dy, base + j * inner) - s));
+      });
+      if (causal) k.loop("j", kept, len, [&](E j) { k.store(dx, base + j * inner, lit(0, t)); });
+    }, numel(y.shape, c.max_batch()) >= kParallelMinElements);
   };
 }
 

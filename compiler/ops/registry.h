@@ -201,6 +201,13 @@ struct OpDef {
   // Contractions: the GEMMs computing this node, the open batch dimension as
   // `batch` (multiply_adds() below sums them; `kiln summary`, `kiln gemms`).
   std::function<std::vector<GemmShape>(const Graph&, const Node&, int64_t batch)> gemms;
+  // Causal structure over the last two axes [.., rows i, columns j] (a causal
+  // softmax and its gradient): the result is 0 wherever j > i, and input k is
+  // read only where j <= i. A product reading such a value skips its zero
+  // terms; one whose readers all read on and below the diagonal skips the
+  // tiles above it (lowering asks, GemmSpec::triangle says).
+  std::function<bool(const Node&)> zero_above_diagonal;
+  std::function<bool(const Node&, int input)> reads_on_and_below_diagonal;
   // Ops that differ between training and inference (see Mode).
   ModeFn by_mode;
   // Inputs the training form updates itself (batch norm's running
