@@ -159,6 +159,10 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
                         : direct_b ? gemm_microkernel_windows_b(m_, s, *g.windows_b, g.trans_a, helpers)
                                    : gemm_microkernel(m_, s, helpers);
   llvm::Function* pack_a = direct || direct_b ? nullptr : pack_a_of(m_, k, p_, s, helpers);
+  // Causal structure (GemmSpec): packed operands only; KILN_NO_TRIANGLES=1 computes every term, for comparisons.
+  const bool triangles = !direct && !direct_b && !std::getenv("KILN_NO_TRIANGLES");
+  const GemmSpec::Triangle a_triangle = triangles ? g.a_triangle : GemmSpec::Triangle::none;
+  const bool c_lower_read = triangles && g.c_lower_read;
   llvm::Function* pack_b = direct_b ? nullptr : pack_b_of(m_, k, p_, s, helpers);
 
   k_ = &k;
@@ -218,7 +222,8 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
       llvm::cast<llvm::AllocaInst>(block)->setAlignment(llvm::Align(64));
     }
     // (accumulating into C needs C itself: such a gemm keeps the C path)
-    Value* one_block = g.accumulate ? b.getFalse() : b.CreateICmpSLE(kk, c64(s.kc));
+    Value* single_depth = b.CreateICmpSLE(kk, c64(s.kc));
+    Value* one_block = g.accumulate ? b.getFalse() : single_depth;
     // K in blocks of equal depth, each at most KC (gemm_depth_step), a
     // constant when K is (always with B packed once: its panels follow it).
     Value* kc_step = c64(is_const(g.k) ? gemm_depth_step(g.k->ival, s) : 0);
@@ -274,19 +279,38 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
               Value* m_eff = smin(c64(mr), b.CreateSub(mc, ir));
               Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc_to), col);
               Value* ctile = b.CreateInBoundsGEP(f32, cm, at);
+              Value* row = b.CreateAdd(ic, ir);
               // The tile C[ic + ir .., col ..] (+)= op(A) rows x this B panel, into `to`.
               auto tile = [&](Value* to, Value* ld, Value* accumulate) {
-                Value* row = b.CreateAdd(ic, ir);
-                if (direct)
+                if (direct) {
                   b.CreateCall(ukr, {a, row, m_eff, pc, kc, bpanel, to, ld, n_eff, accumulate});
-                else if (direct_b)
+                  return;
+                }
+                if (direct_b) {
                   b.CreateCall(ukr, {bm, b.CreateInBoundsGEP(f32, a, g.trans_a ? row : b.CreateMul(row, lda)), lda, pc,
                                      kc, col, to, ld, m_eff, n_eff, accumulate});
-                else
-                  b.CreateCall(ukr, {kc, b.CreateInBoundsGEP(f32, ap, b.CreateMul(ir, kc)), bpanel, to, ld, m_eff, n_eff,
-                                     accumulate});
+                  return;
+                }
+                // op(A) triangular (one depth block): the tile's terms run over
+                // [k0, k0 + depth) only, the rest being zeros times B.
+                Value *k0 = c64(0), *depth = kc;
+                if (a_triangle == GemmSpec::Triangle::lower) {
+                  depth = b.CreateSelect(single_depth, smin(kc, b.CreateAdd(row, m_eff)), kc);
+                } else if (a_triangle == GemmSpec::Triangle::upper) {
+                  // (at least one term: a row past K's end multiplies zeros)
+                  k0 = b.CreateSelect(single_depth, smin(row, b.CreateSub(kc, c64(1))), c64(0));
+                  depth = b.CreateSub(kc, k0);
+                }
+                Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateAdd(b.CreateMul(ir, kc), b.CreateMul(k0, c64(mr))));
+                b.CreateCall(ukr, {depth, apanel, b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(k0, c64(nr))), to, ld,
+                                   m_eff, n_eff, accumulate});
               };
               if (!epi_here) {
+                if (c_lower_read) {
+                  // Nothing reads C above its diagonal: a tile wholly there is skipped.
+                  gemm_if(b, b.CreateICmpSLT(col, b.CreateAdd(row, m_eff)), [&] { tile(ctile, ldc_to, load_c); });
+                  return;
+                }
                 tile(ctile, ldc_to, load_c);
                 return;
               }

@@ -145,6 +145,14 @@ struct GemmSpec {
   // product reads them in place of packing B on every call (gemm_driver.cpp).
   int packed_b = -1;
   bool packs_b = false;  // this kernel only packs op(B) into packed_b (no A, no C)
+  // Causal structure, rows and columns counted within each product (from
+  // OpDef::zero_above_diagonal / reads_on_and_below_diagonal): op(A) is zero
+  // past its diagonal (lower: k > row; upper: k < row), so each tile's terms
+  // there are skipped; C is read on and below its diagonal alone, so tiles
+  // wholly above it are never computed (their C is left as it was).
+  enum class Triangle : uint8_t { none, lower, upper };
+  Triangle a_triangle = Triangle::none;
+  bool c_lower_read = false;
 };
 
 enum class KernelKind : uint8_t { Loops, Gemm };

@@ -116,6 +116,9 @@ std::string print_kernel(const Program& p, const Kernel& k) {
        << " ldc=" << g.ldc;
     if (g.scratch >= 0) os << " scratch=" << buffer_label(&p, g.scratch);
     if (g.packed_b >= 0) os << " B packed in " << buffer_label(&p, g.packed_b);
+    if (g.a_triangle != GemmSpec::Triangle::none)
+      os << " op(A) " << (g.a_triangle == GemmSpec::Triangle::lower ? "lower" : "upper") << "-triangular";
+    if (g.c_lower_read) os << " C read on and below its diagonal";
     os << "\n";
     if (!k.body.empty()) {
       os << "  epilogue, on each block of the product ($" << k.locals.at(static_cast<size_t>(g.epilogue_value)).name

@@ -163,7 +163,7 @@ static void add_activation_ops(OpRegistry& r) {
                      {{{{2, 3, 6}, 0, 1}, {{2, 3, 6}}}, {{"causal", true}}}}});
   for (const char* name : {"softmax", "softmax_grad"}) {
     OpDef& d = *r.find_mut(name);
-    d.zero_above_diagonal = [](const Node& n) { return n.attrs.value("causal", false); };
+    d.zero_above_diagonal = [](const Graph&, const Node& n) { return n.attrs.value("causal", false); };
     d.reads_on_and_below_diagonal = [](const Node& n, int) { return n.attrs.value("causal", false); };
   }
 

@@ -1,5 +1,7 @@
 // Elementwise ops: binary arithmetic with numpy broadcasting, unary math,
 // comparisons, select and cast.
+#include <cmath>
+
 #include "compiler/ir/builder.h"
 #include "compiler/interp/ref_ctx.h"
 #include "compiler/lower/lower_ctx.h"
@@ -56,6 +58,18 @@ static void add_elementwise_ops(OpRegistry& r) {
   };
   unary("neg", "-x", unary_numeric).algebra.involution = true;
   for (const char* name : {"add", "sub", "mul", "maximum", "neg"}) r.find_mut(name)->cheap = true;
+  // A causal value times a finite constant scalar (softmax's gradient times
+  // attention's scale) keeps its zeros: the product reading it skips them too.
+  r.find_mut("mul")->zero_above_diagonal = [](const Graph& g, const Node& n) {
+    for (size_t k = 0; k < 2; ++k) {
+      const Node& scalar = g.node(n.inputs[1 - k]);
+      const auto v = scalar.op == "constant" && numel(scalar.type.shape) == 1 ? scalar.attrs.at("value") : nlohmann::json();
+      const bool finite = v.is_number() ? std::isfinite(v.get<double>())
+                                        : v.is_array() && v.size() == 1 && std::isfinite(v[0].get<double>());
+      if (finite && g.node(n.inputs[k]).type.shape == n.type.shape && zero_above_diagonal(g, n.inputs[k])) return true;
+    }
+    return false;
+  };
   unary("exp", "e^x", unary_float);
   unary("log", "natural logarithm", unary_float, {.lo = 0.1, .hi = 4});
   unary("sqrt", "square root", unary_float, {.lo = 0.1, .hi = 4});

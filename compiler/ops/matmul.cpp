@@ -7,6 +7,7 @@
 #include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 #include "compiler/ops/samples.h"
+#include "compiler/passes/graph_edit.h"
 
 namespace kiln {
 
@@ -187,6 +188,25 @@ static void add_matmul_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
+// A product of matrices in the last two axes (rank-2 or batched) learns the
+// causal structure around it from the ops: op(A) zero past its diagonal (a
+// causal softmax's output, or its transpose), C read by nothing above its
+// diagonal (every reader a causal softmax or its gradient, and not handed out).
+static void mark_causal_structure(const lower::LowerCtx& c, lower::GemmSpec& g, bool ta) {
+  using Triangle = lower::GemmSpec::Triangle;
+  if (zero_above_diagonal(c.graph, c.node.inputs[0])) g.a_triangle = ta ? Triangle::upper : Triangle::lower;
+  if (handed_out(c.graph, c.id)) return;
+  bool any = false;
+  for (const Node& u : c.graph.nodes)
+    for (size_t i = 0; i < u.inputs.size(); ++i) {
+      if (u.inputs[i] != c.id) continue;
+      const OpDef& ud = *OpRegistry::get().find(u.op);
+      if (!ud.reads_on_and_below_diagonal || !ud.reads_on_and_below_diagonal(u, static_cast<int>(i))) return;
+      any = true;
+    }
+  g.c_lower_read = any;
+}
+
 // One GEMM kernel in every case: matrices directly; a batch whose b is one
 // shared matrix as one tall product (the batch's rows stacked); other
 // batches as a batched GEMM, where an operand broadcast along some batch
@@ -206,7 +226,10 @@ static void add_matmul_lowering(OpRegistry& r) {
       c.kernels.back().gemm.k = rows.p;
       return;
     }
-    if (out.rank() == 2) return c.gemm(a, ta, b, tb, out, what);
+    if (out.rank() == 2) {
+      c.gemm(a, ta, b, tb, out, what);
+      return mark_causal_structure(c, c.kernels.back().gemm, ta);
+    }
     auto last2 = [](const BufRef& x) { return BufRef{x.id, x.dtype, {x.shape[x.shape.size() - 2], x.shape.back()}}; };
     const Shape out_batch = batch_dims(out.shape);
     auto all_ones = [](const Shape& s) { return std::all_of(s.begin(), s.end(), [](int64_t d) { return d == 1; }); };
@@ -248,6 +271,7 @@ static void add_matmul_lowering(OpRegistry& r) {
     GemmSpec& g = c.kernels.back().gemm;
     g.batch = products.p;
     g.stride_a = stride_a, g.stride_b = stride_b, g.stride_c = out.shape[out.shape.size() - 2] * n;
+    mark_causal_structure(c, g, ta);
   };
 }
 

@@ -242,6 +242,12 @@ std::optional<int64_t> view_offset(const Graph& g, NodeId id) {
   return def->view(n, g.node(n.inputs[0]).type);
 }
 
+bool zero_above_diagonal(const Graph& g, NodeId id) {
+  const Node& n = g.node(id);
+  const OpDef* def = OpRegistry::get().find(n.op);
+  return def && def->zero_above_diagonal && n.type.rank() >= 2 && def->zero_above_diagonal(g, n);
+}
+
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   size_t n = std::max(a.size(), b.size());
   Shape out(n);

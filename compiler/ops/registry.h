@@ -206,7 +206,7 @@ struct OpDef {
   // read only where j <= i. A product reading such a value skips its zero
   // terms; one whose readers all read on and below the diagonal skips the
   // tiles above it (lowering asks, GemmSpec::triangle says).
-  std::function<bool(const Node&)> zero_above_diagonal;
+  std::function<bool(const Graph&, const Node&)> zero_above_diagonal;
   std::function<bool(const Node&, int input)> reads_on_and_below_diagonal;
   // Ops that differ between training and inference (see Mode).
   ModeFn by_mode;
@@ -251,6 +251,8 @@ std::string closest_name(std::string_view name, const std::vector<std::string>& 
 // The element offset of node `id`'s result in its input's bytes where its op
 // declares it a view there (OpDef::view), else nullopt.
 std::optional<int64_t> view_offset(const Graph& g, NodeId id);
+// The value is 0 wherever column j > row i of its last two axes (OpDef::zero_above_diagonal).
+bool zero_above_diagonal(const Graph& g, NodeId id);
 
 // Shape helpers used by many shape rules.
 Shape broadcast_shapes(const Shape& a, const Shape& b);  // throws OpError with both shapes
