@@ -270,7 +270,17 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
           b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
         gemm_for(b, rb, re, s.mc, "ic", [&](Value* ic) {
           Value* mc = smin(c64(s.mc), b.CreateSub(re, ic));
-          if (pack_a) b.CreateCall(pack_a, {a, lda, ic, mc, pc, kc, ap});
+          // op(A) triangular (one depth block): the block's rows have terms
+          // in [a_from, a_from + a_depth) only, and only those are packed.
+          Value *a_from = c64(0), *a_depth = kc;
+          if (a_triangle == GemmSpec::Triangle::lower) {
+            a_depth = b.CreateSelect(single_depth, smin(kc, b.CreateAdd(ic, mc)), kc);
+          } else if (a_triangle == GemmSpec::Triangle::upper) {
+            // (at least one term: rows past K's end multiply zeros)
+            a_from = b.CreateSelect(single_depth, smin(ic, b.CreateSub(kc, c64(1))), c64(0));
+            a_depth = b.CreateSub(kc, a_from);
+          }
+          if (pack_a) b.CreateCall(pack_a, {a, lda, ic, mc, b.CreateAdd(pc, a_from), a_depth, ap});
           gemm_for(b, c64(0), nc, nr, "jr", [&](Value* jr) {
             Value* bpanel = b.CreateInBoundsGEP(f32, bpk, b.CreateMul(jr, kc));
             Value* n_eff = smin(c64(nr), b.CreateSub(nc, jr));
@@ -293,17 +303,17 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
                 }
                 // op(A) triangular (one depth block): the tile's terms run over
                 // [k0, k0 + depth) only, the rest being zeros times B.
-                Value *k0 = c64(0), *depth = kc;
+                // Within the packed terms, this tile's: [k0, k0 + depth) from a_from.
+                Value *k0 = c64(0), *depth = a_depth;
                 if (a_triangle == GemmSpec::Triangle::lower) {
                   depth = b.CreateSelect(single_depth, smin(kc, b.CreateAdd(row, m_eff)), kc);
                 } else if (a_triangle == GemmSpec::Triangle::upper) {
-                  // (at least one term: a row past K's end multiplies zeros)
-                  k0 = b.CreateSelect(single_depth, smin(row, b.CreateSub(kc, c64(1))), c64(0));
-                  depth = b.CreateSub(kc, k0);
+                  k0 = b.CreateSub(b.CreateSelect(single_depth, smin(row, b.CreateSub(kc, c64(1))), c64(0)), a_from);
+                  depth = b.CreateSub(a_depth, k0);
                 }
-                Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateAdd(b.CreateMul(ir, kc), b.CreateMul(k0, c64(mr))));
-                b.CreateCall(ukr, {depth, apanel, b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(k0, c64(nr))), to, ld,
-                                   m_eff, n_eff, accumulate});
+                Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateAdd(b.CreateMul(ir, a_depth), b.CreateMul(k0, c64(mr))));
+                Value* bfrom = b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(b.CreateAdd(a_from, k0), c64(nr)));
+                b.CreateCall(ukr, {depth, apanel, bfrom, to, ld, m_eff, n_eff, accumulate});
               };
               if (!epi_here) {
                 if (c_lower_read) {
