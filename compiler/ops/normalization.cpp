@@ -1,10 +1,15 @@
 // Normalization: batch_norm (batch statistics in training, running ones in
 // inference, the running statistics updated by the train step), layer_norm,
-// group_norm and instance_norm (the same in both modes). All decompose into
-// reductions and elementwise ops, so their gradients come from autodiff.
+// group_norm and instance_norm (the same in both modes). They decompose into
+// reductions and elementwise ops, so their gradients come from autodiff;
+// layer_norm into `normalize` (a row kernel with its own gradient) and gamma, beta.
 #include <algorithm>
 
+#include <cmath>
+
 #include "compiler/ir/builder.h"
+#include "compiler/interp/ref_ctx.h"
+#include "compiler/lower/lower_ctx.h"
 #include "compiler/ops/registry.h"
 #include "compiler/ops/samples.h"
 
@@ -20,6 +25,18 @@ NodeId along_axis(GraphBuilder& b, NodeId v, int axis, int rank) {
   Shape s{b.type(v).shape[0]};
   s.insert(s.end(), static_cast<size_t>(trailing), 1);
   return b.add("reshape", {v}, {{"shape", s}});
+}
+
+// normalize's rows: the last `axes` axes, none of them the open batch axis.
+TensorType checked_rows(const InferCtx& c, const char* what) {
+  const TensorType& x = c.in[0];
+  if (!is_float(x.dtype)) throw OpError(std::string(what) + " needs a float input, got " + type_str(x));
+  const int64_t axes = c.i("axes");
+  if (axes > x.rank()) throw OpError(std::string(what) + ": " + std::to_string(axes) + " trailing axes in " + type_str(x));
+  for (int64_t i = x.rank() - axes; i < x.rank(); ++i)
+    if (x.shape[static_cast<size_t>(i)] == kOpenDim)
+      throw OpError(std::string(what) + ": a row cannot span the open batch axis of " + type_str(x));
+  return x;
 }
 
 std::vector<int> all_but(int axis, int rank) {
@@ -186,17 +203,38 @@ void add_normalization_ops(OpRegistry& r) {
              if (b.type(in[i]).shape != norm)
                throw OpError(std::string(i == 1 ? "gamma" : "beta") + " must be " + shape_str(norm) + ", got " +
                              type_str(b.type(in[i])));
-           const Attrs over = {{"axes", axes}, {"keepdims", true}};
-           NodeId centered = b.add2("sub", in[0], b.add("reduce_mean", {in[0]}, over));
-           NodeId var = b.add("reduce_mean", {b.add1("square", centered)}, over);
-           NodeId eps = b.scalar_like(a.at("epsilon").get<double>(), var);
-           NodeId normed = b.add2("mul", centered, b.add1("rsqrt", b.add2("add", var, eps)));
+           NodeId normed = b.add("normalize", {in[0]}, {{"axes", static_cast<int64_t>(axes.size())}, {"epsilon", a.at("epsilon")}});
            return b.add2("add", b.add2("mul", normed, in[1]), in[2]);
          },
          .pattern = OpPattern::opaque,
          .samples = {{{{{-1, 17}}, {{17}}, {{17}}}},
                      {{{{-1, 3, 5}}, {{3, 5}}, {{3, 5}}}, {{"axes", {1, 2}}, {"epsilon", 1e-3}}},
                      {{{{4, 6, 33}}, {{33}}, {{33}}}}}});
+
+  // layer_norm's statistics and normalization as one row kernel (a row: the
+  // last `axes` axes of an example, in L1 while it is normalized), and its
+  // gradient as another: as reductions and elementwise ops they were five
+  // kernels forward and as many backward, two of them storing a copy of x.
+  r.add({.name = "normalize", .family = "normalization",
+         .summary = "(x - mean) / sqrt(var + epsilon) over the last `axes` axes (statistics per row, biased variance)",
+         .inputs = {"x"},
+         .attrs = with_epsilon({{"axes", AttrKind::Int, false, 1, "how many trailing axes a row spans", {}, 1, 64}}),
+         .shape_rule = "x: S -> S",
+         .infer = [](const InferCtx& c) { return checked_rows(c, "normalize"); },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 17}}}}, {{{{-1, 3, 5}}}, {{"axes", 2}, {"epsilon", 1e-3}}}, {{{{4, 6, 33}}}}}});
+  r.add({.name = "normalize_grad", .family = "normalization",
+         .summary = "normalize's gradient: r (dy - mean(dy) - xhat mean(dy xhat)), r = 1 / sqrt(var + epsilon), per row of x",
+         .inputs = {"x", "dy"},
+         .attrs = with_epsilon({{"axes", AttrKind::Int, false, 1, "how many trailing axes a row spans", {}, 1, 64}}),
+         .shape_rule = "x: S, dy: S -> S",
+         .infer = [](const InferCtx& c) {
+           if (c.in[1] != c.in[0])
+             throw OpError("normalize_grad: x and dy differ: " + type_str(c.in[0]) + " vs " + type_str(c.in[1]));
+           return checked_rows(c, "normalize_grad");
+         },
+         .pattern = OpPattern::opaque,
+         .samples = {{{{{-1, 17}}, {{-1, 17}}}}, {{{{-1, 3, 5}}, {{-1, 3, 5}}}, {{"axes", 2}, {"epsilon", 1e-3}}}}});
 
   r.add({.name = "group_norm", .family = "normalization",
          .summary = "normalization per example over groups of channels, then per-channel gamma, beta",
@@ -227,6 +265,134 @@ void add_normalization_ops(OpRegistry& r) {
 
 }  // namespace
 
-void register_normalization_family(OpRegistry& r) { add_normalization_ops(r); }
+namespace {
+
+// dx = normalize_grad(x, dy). (normalize_grad itself has no gradient rule:
+// differentiating a layer norm twice stops with autodiff's error naming it.)
+void add_normalization_gradients(OpRegistry& r) {
+  r.find_mut("normalize")->grad = [](GradCtx& c) -> std::vector<NodeId> {
+    const Attrs a = c.graph().node(c.node).attrs;  // (a copy: adding nodes moves the node list)
+    return {c.b.add("normalize_grad", {c.x[0], c.dy}, {{"axes", a.at("axes")}, {"epsilon", a.at("epsilon")}})};
+  };
+}
+
+// Per row of x (its last `axes` axes, `len` elements): mean, r = 1/sqrt(var + eps).
+struct RowStats {
+  double mean, r;
+};
+RowStats row_stats(const double* x, size_t len, double eps) {
+  double s = 0, v = 0;
+  for (size_t j = 0; j < len; ++j) s += x[j];
+  const double mean = s / static_cast<double>(len);
+  for (size_t j = 0; j < len; ++j) v += (x[j] - mean) * (x[j] - mean);
+  return {mean, 1 / std::sqrt(v / static_cast<double>(len) + eps)};
+}
+
+size_t row_length(const interp::Array& x, int64_t axes) {
+  size_t len = 1;
+  for (size_t i = x.dimension() - static_cast<size_t>(axes); i < x.dimension(); ++i) len *= x.shape()[i];
+  return len;
+}
+
+void add_normalization_reference(OpRegistry& r) {
+  r.find_mut("normalize")->reference = [](interp::RefCtx& c) {
+    const interp::Array& x = *c.in[0];
+    const size_t len = row_length(x, c.attrs.at("axes").get<int64_t>());
+    const double eps = c.attrs.at("epsilon").get<double>();
+    c.out = interp::Array::from_shape(std::vector<size_t>(x.shape().begin(), x.shape().end()));
+    for (size_t base = 0; base < x.size(); base += len) {
+      const RowStats st = row_stats(x.data() + base, len, eps);
+      for (size_t j = 0; j < len; ++j) c.out.data()[base + j] = (x.data()[base + j] - st.mean) * st.r;
+    }
+  };
+  r.find_mut("normalize_grad")->reference = [](interp::RefCtx& c) {
+    const interp::Array &x = *c.in[0], &dy = *c.in[1];
+    const size_t len = row_length(x, c.attrs.at("axes").get<int64_t>());
+    const double eps = c.attrs.at("epsilon").get<double>();
+    c.out = interp::Array::from_shape(std::vector<size_t>(x.shape().begin(), x.shape().end()));
+    for (size_t base = 0; base < x.size(); base += len) {
+      const RowStats st = row_stats(x.data() + base, len, eps);
+      double g = 0, gx = 0;
+      for (size_t j = 0; j < len; ++j) {
+        g += dy.data()[base + j];
+        gx += dy.data()[base + j] * (x.data()[base + j] - st.mean) * st.r;
+      }
+      g /= static_cast<double>(len), gx /= static_cast<double>(len);
+      for (size_t j = 0; j < len; ++j)
+        c.out.data()[base + j] = st.r * (dy.data()[base + j] - g - (x.data()[base + j] - st.mean) * st.r * gx);
+    }
+  };
+}
+
+// One row at a time, the rows in parallel: the row's mean, its variance
+// about the mean, then the row itself (and for the gradient, the row's two
+// means of dy first).
+std::pair<lower::E, lower::E> rows_of(const lower::BufRef& x, int64_t axes) {
+  lower::E rows = 1, len = 1;
+  for (int d = 0; d < x.rank(); ++d) {
+    if (d < x.rank() - axes) rows = rows * x.dim(d);
+    else len = len * x.dim(d);
+  }
+  return {rows, len};
+}
+
+void add_normalization_lowering(OpRegistry& r) {
+  using namespace lower;
+  auto stats = [](KernelBuilder& k, const BufRef& x, E base, E len, double eps, Scalar t) {
+    E sum = k.let("sum", lit(0, t));
+    k.loop("j", 0, len, [&](E j) { k.set(sum, sum + k.load(x, base + j)); });
+    E mean = k.let("mean", sum / cast(len, t));
+    E var = k.let("var", lit(0, t));
+    k.loop("j", 0, len, [&](E j) {
+      E d = k.let("d", k.load(x, base + j) - mean);
+      k.set(var, var + d * d);
+    });
+    E rstd = k.let("rstd", lit(1, t) / sqrt(var / cast(len, t) + lit(eps, t)));
+    return std::pair<E, E>{mean, rstd};
+  };
+  r.find_mut("normalize")->lower = [stats](LowerCtx& c) {
+    const BufRef &x = c.in[0], &y = c.out;
+    const int64_t axes = c.attrs.at("axes").get<int64_t>();
+    auto [rows, len] = rows_of(x, axes);
+    const Scalar t = x.scalar();
+    auto k = c.kernel("normalize over the last " + std::to_string(axes) + " axes, a row at a time");
+    k.loop("row", 0, rows, [&](E row) {
+      E base = k.let("base", row * len);
+      auto [mean, rstd] = stats(k, x, base, len, c.attrs.at("epsilon").get<double>(), t);
+      k.loop("j", 0, len, [&](E j) { k.store(y, base + j, (k.load(x, base + j) - mean) * rstd); });
+    }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+  };
+  r.find_mut("normalize_grad")->lower = [stats](LowerCtx& c) {
+    const BufRef &x = c.in[0], &dy = c.in[1], &dx = c.out;
+    const int64_t axes = c.attrs.at("axes").get<int64_t>();
+    auto [rows, len] = rows_of(x, axes);
+    const Scalar t = x.scalar();
+    auto k = c.kernel("normalize's gradient over the last " + std::to_string(axes) + " axes, a row at a time");
+    k.loop("row", 0, rows, [&](E row) {
+      E base = k.let("base", row * len);
+      auto [mean, rstd] = stats(k, x, base, len, c.attrs.at("epsilon").get<double>(), t);
+      E g = k.let("g", lit(0, t)), gx = k.let("gx", lit(0, t));
+      k.loop("j", 0, len, [&](E j) {
+        E dyj = k.let("dyj", k.load(dy, base + j));
+        k.set(g, g + dyj);
+        k.set(gx, gx + dyj * ((k.load(x, base + j) - mean) * rstd));
+      });
+      E g_mean = k.let("g_mean", g / cast(len, t)), gx_mean = k.let("gx_mean", gx / cast(len, t));
+      k.loop("j", 0, len, [&](E j) {
+        E xhat = k.let("xhat", (k.load(x, base + j) - mean) * rstd);
+        k.store(dx, base + j, rstd * (k.load(dy, base + j) - g_mean - xhat * gx_mean));
+      });
+    }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+  };
+}
+
+}  // namespace
+
+void register_normalization_family(OpRegistry& r) {
+  add_normalization_ops(r);
+  add_normalization_gradients(r);
+  add_normalization_reference(r);
+  add_normalization_lowering(r);
+}
 
 }  // namespace kiln
