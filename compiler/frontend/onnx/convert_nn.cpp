@@ -342,6 +342,14 @@ void register_nn(ConverterTable& t) {
     for (int64_t a = axis; a < rank; ++a) axes.push_back(a);
     std::string x = c.in(0);
     DType dt = c.dtype(0);
+    const Shape shape = c.type(0).shape;
+    const bool static_rows = std::none_of(shape.begin() + axis, shape.end(), [](int64_t d) { return d == kOpenDim; });
+    if (static_rows && !c.wants(1) && !c.wants(2)) {
+      // The row kernel (kiln's layer_norm): statistics and normalization in one pass a row.
+      std::string y = c.emit("mul", {c.emit("normalize", {x}, {{"axes", rank - axis}, {"epsilon", eps}}), c.in(1)});
+      c.out(0, c.has(2) ? c.emit("add", {y, c.in(2)}) : y);
+      return;
+    }
     std::string mean = c.emit("reduce_mean", {x}, {{"axes", ints_json(axes)}, {"keepdims", true}});
     std::string centered = c.emit("sub", {x, mean});
     std::string var = c.emit("reduce_mean", {c.emit("square", {centered})}, {{"axes", ints_json(axes)}, {"keepdims", true}});
