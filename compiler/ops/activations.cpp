@@ -161,6 +161,7 @@ static void add_activation_ops(OpRegistry& r) {
                      {{{{3, 5, 4}, 0, 1}, {{3, 5, 4}}}, {{"axis", 1}}},
                      {{{{-1, 2, 5, 5}, 0, 1}, {{-1, 2, 5, 5}}}, {{"causal", true}}},
                      {{{{2, 3, 6}, 0, 1}, {{2, 3, 6}}}, {{"causal", true}}}}});
+  r.find_mut("softmax_grad")->algebra.linear_inputs = {1};  // dy: a scale of dx is a scale of dy
   for (const char* name : {"softmax", "softmax_grad"}) {
     OpDef& d = *r.find_mut(name);
     d.zero_above_diagonal = [](const Graph&, const Node& n) { return n.attrs.value("causal", false); };

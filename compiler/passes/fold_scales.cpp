@@ -55,11 +55,18 @@ bool fold_scales_into_weights(Graph& g) {
       // the product: one pass over k, not over the scores.
       if (const TensorType& sc = g.node(s).type;
           numel(sc.shape, 64) == 1 && sc.dtype == product.type.dtype && n.type == product.type) {
+        // (an input as large as the product takes the scale when the scale
+        // can travel on from it: it too is linear in an input of its own, as
+        // softmax's gradient is in dy = dO V^T, whose dO is smaller)
         int smallest = -1;
-        int64_t least = numel(product.type.shape, 64);
-        for (int in : def_of(product).algebra.linear_inputs)
-          if (int64_t size = numel(g.node(product.inputs[static_cast<size_t>(in)]).type.shape, 64); size < least)
-            smallest = in, least = size;
+        const int64_t size_of_product = numel(product.type.shape, 64);
+        int64_t least = size_of_product;
+        for (int in : def_of(product).algebra.linear_inputs) {
+          const Node& x = g.node(product.inputs[static_cast<size_t>(in)]);
+          const int64_t size = numel(x.type.shape, 64);
+          const bool onward = size == size_of_product && smallest < 0 && !def_of(x).algebra.linear_inputs.empty();
+          if (size < least || onward) smallest = in, least = size;
+        }
         if (smallest < 0) continue;
         b.set_origin(n.origin);
         std::vector<NodeId> inputs = product.inputs;

@@ -112,3 +112,32 @@ TEST_CASE("fold-scales: a scalar scale of a product moves to its smallest linear
   for (const char* o : {"scores", "square", "wide"})
     for (size_t i = 0; i < want.at(o).data.size(); ++i) CHECK(got.at(o).data[i] == doctest::Approx(want.at(o).data[i]).epsilon(1e-12));
 }
+
+TEST_CASE("fold-scales: a scalar scale travels through an input as large as the product when it can travel on") {
+  // softmax_grad is linear in dy, dy = dO V^T is linear in dO, smaller than both: the scale lands on dO.
+  codegen_test::JitCase c(2, 64);
+  NodeId y = c.input("y", {kOpenDim, 8, 8}, 0, 1);
+  NodeId d_o = c.input("d_o", {kOpenDim, 8, 2}), v = c.input("v", {kOpenDim, 8, 2});
+  NodeId dy = c.op("matmul", {d_o, v}, {{"transpose_b", true}});
+  c.out("ds", c.op("mul", {c.op("softmax_grad", {y, dy}, {{"causal", true}}), c.b.constant(0.25)}));
+  // A scale of y + z (add is not linear in one input alone) stays where it is.
+  NodeId z = c.input("z", {kOpenDim, 8, 8});
+  c.out("sum", c.op("mul", {c.op("add", {y, z}), c.b.constant(0.5)}));
+  Graph before = c.g;
+  while (fold_scales_into_weights(c.g)) {}
+  const Node* product = nullptr;
+  for (const Node& n : c.g.nodes)
+    if (n.op == "matmul") product = &n;
+  REQUIRE(product != nullptr);
+  const Node& scaled = c.g.node(product->inputs[0]);
+  CHECK(scaled.op == "mul");
+  CHECK(c.g.node(scaled.inputs[0]).name == "d_o");
+  int muls = 0;
+  for (const Node& n : c.g.nodes) muls += n.op == "mul";
+  CHECK(muls == 2);  // d_o's and the sum's
+  c.check(1e-5);
+  auto want = interp::Interpreter(before, interp::Precision::f64).run(c.feeds, {"ds", "sum"});
+  auto got = interp::Interpreter(c.g, interp::Precision::f64).run(c.feeds, {"ds", "sum"});
+  for (const char* o : {"ds", "sum"})
+    for (size_t i = 0; i < want.at(o).data.size(); ++i) CHECK(got.at(o).data[i] == doctest::Approx(want.at(o).data[i]).epsilon(1e-12));
+}
