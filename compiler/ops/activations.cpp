@@ -279,64 +279,65 @@ static void add_activation_reference(OpRegistry& r) {
 }
 
 // ---- lowering to loop IR (compiler/lower) ----
+// One kernel over the rows of input 0 along `axis` (softmax's and its
+// gradient's), in parallel, each while it is in L1: body(k, element j's
+// index, how many leading elements the row keeps (causal: min(i + 1, Tk)),
+// the row's length).
+using RowIndex = std::function<lower::E(lower::E)>;
+static void softmax_rows(lower::LowerCtx& c, const std::string& what,
+                         const std::function<void(lower::KernelBuilder&, const RowIndex&, lower::E, lower::E)>& body) {
+  using namespace lower;
+  const BufRef& x = c.in[0];
+  const int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), x.rank());
+  const bool causal = c.attrs.at("causal").get<bool>();
+  E outer = 1, inner = 1;
+  for (int d = 0; d < axis; ++d) outer = outer * x.dim(d);
+  for (int d = axis + 1; d < x.rank(); ++d) inner = inner * x.dim(d);
+  const E len = x.dim(axis);
+  auto k = c.kernel(what + " over axis " + std::to_string(axis) + (causal ? ", causal" : "") + ", a row at a time");
+  k.loop("row", 0, outer * inner, [&](E row) {
+    // The row's first element; its elements `inner` apart (1: contiguous, vectorized).
+    const bool contiguous = is_const(inner.p) && inner.p->ival == 1;
+    E base = k.let("base", contiguous ? row * len : (row / inner) * len * inner + row % inner);
+    // Causal: row i of each [Tq, Tk] matrix reads its first min(i + 1, Tk) elements, no others.
+    E kept = causal ? k.let("kept", min(row % x.dim(axis - 1) + 1, len)) : len;
+    body(k, [&](E j) { return base + j * inner; }, kept, len);
+  }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+}
+
 static void add_activation_lowering(OpRegistry& r) {
   // One kernel, a row at a time while it is in L1: its max, then exp(x - max)
   // stored and summed, then divided by the sum. The rows run in parallel.
   r.find_mut("softmax")->lower = [](lower::LowerCtx& c) {
     using namespace lower;
     const BufRef &x = c.in[0], &y = c.out;
-    const int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), x.rank());
-    E outer = 1, inner = 1;
-    for (int d = 0; d < axis; ++d) outer = outer * x.dim(d);
-    for (int d = axis + 1; d < x.rank(); ++d) inner = inner * x.dim(d);
-    const E len = x.dim(axis);
     const Scalar t = x.scalar();
-    const bool causal = c.attrs.at("causal").get<bool>();
-    auto k = c.kernel("softmax over axis " + std::to_string(axis) + (causal ? ", causal" : "") + ", a row at a time");
-    k.loop("row", 0, outer * inner, [&](E row) {
-      // The row's first element; its elements `inner` apart (1: contiguous, vectorized).
-      const bool contiguous = is_const(inner.p) && inner.p->ival == 1;
-      E base = k.let("base", contiguous ? row * len : (row / inner) * len * inner + row % inner);
-      // Causal: row i of each [Tq, Tk] matrix reads its first min(i + 1, Tk) scores, no others.
-      E kept = causal ? k.let("kept", min(row % x.dim(axis - 1) + 1, len)) : len;
+    softmax_rows(c, "softmax", [&](KernelBuilder& k, const RowIndex& at_j, E kept, E len) {
       E m = k.let("max", lit(-std::numeric_limits<double>::infinity(), t));
-      k.loop("j", 0, kept, [&](E j) { k.set(m, max(m, k.load(x, base + j * inner))); });
+      k.loop("j", 0, kept, [&](E j) { k.set(m, max(m, k.load(x, at_j(j)))); });
       E sum = k.let("sum", lit(0, t));
       k.loop("j", 0, kept, [&](E j) {
-        E e = k.let("e", exp(k.load(x, base + j * inner) - m));
-        k.store(y, base + j * inner, e);
+        E e = k.let("e", exp(k.load(x, at_j(j)) - m));
+        k.store(y, at_j(j), e);
         k.set(sum, sum + e);
       });
       // One division a row, then products: a vector division costs ~10x a product.
       E inverse = k.let("inverse", lit(1, t) / sum);
-      k.loop("j", 0, kept, [&](E j) { k.store(y, base + j * inner, k.load(y, base + j * inner) * inverse); });
-      if (causal) k.loop("j", kept, len, [&](E j) { k.store(y, base + j * inner, lit(0, t)); });
-    }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+      k.loop("j", 0, kept, [&](E j) { k.store(y, at_j(j), k.load(y, at_j(j)) * inverse); });
+      if (c.attrs.at("causal").get<bool>()) k.loop("j", kept, len, [&](E j) { k.store(y, at_j(j), lit(0, t)); });
+    });
   };
   // One pass a row: the row's sum of y dy, then dx.
   r.find_mut("softmax_grad")->lower = [](lower::LowerCtx& c) {
     using namespace lower;
     const BufRef &y = c.in[0], &dy = c.in[1], &dx = c.out;
-    const int axis = normalize_axis(c.attrs.at("axis").get<int64_t>(), y.rank());
-    E outer = 1, inner = 1;
-    for (int d = 0; d < axis; ++d) outer = outer * y.dim(d);
-    for (int d = axis + 1; d < y.rank(); ++d) inner = inner * y.dim(d);
-    const E len = y.dim(axis);
     const Scalar t = y.scalar();
-    const bool causal = c.attrs.at("causal").get<bool>();
-    auto k = c.kernel("softmax's gradient over axis " + std::to_string(axis) + (causal ? ", causal" : "") +
-                      ", a row at a time");
-    k.loop("row", 0, outer * inner, [&](E row) {
-      const bool contiguous = is_const(inner.p) && inner.p->ival == 1;
-      E base = k.let("base", contiguous ? row * len : (row / inner) * len * inner + row % inner);
-      E kept = causal ? k.let("kept", min(row % y.dim(axis - 1) + 1, len)) : len;
+    softmax_rows(c, "softmax's gradient", [&](KernelBuilder& k, const RowIndex& at_j, E kept, E len) {
       E s = k.let("s", lit(0, t));
-      k.loop("j", 0, kept, [&](E j) { k.set(s, s + k.load(y, base + j * inner) * k.load(dy, base + j * inner)); });
-      k.loop("j", 0, kept, [&](E j) {
-        k.store(dx, base + j * inner, k.load(y, base + j * inner) * (k.load(dy, base + j * inner) - s));
-      });
-      if (causal) k.loop("j", kept, len, [&](E j) { k.store(dx, base + j * inner, lit(0, t)); });
-    }, numel(y.shape, c.max_batch()) >= kParallelMinElements);
+      k.loop("j", 0, kept, [&](E j) { k.set(s, s + k.load(y, at_j(j)) * k.load(dy, at_j(j))); });
+      k.loop("j", 0, kept, [&](E j) { k.store(dx, at_j(j), k.load(y, at_j(j)) * (k.load(dy, at_j(j)) - s)); });
+      if (c.attrs.at("causal").get<bool>()) k.loop("j", kept, len, [&](E j) { k.store(dx, at_j(j), lit(0, t)); });
+    });
   };
 }
 

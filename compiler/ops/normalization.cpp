@@ -324,9 +324,7 @@ void add_normalization_reference(OpRegistry& r) {
   };
 }
 
-// One row at a time, the rows in parallel: the row's mean, its variance
-// about the mean, then the row itself (and for the gradient, the row's two
-// means of dy first).
+// [rows, row length] of x whose rows are its last `axes` axes.
 std::pair<lower::E, lower::E> rows_of(const lower::BufRef& x, int64_t axes) {
   lower::E rows = 1, len = 1;
   for (int d = 0; d < x.rank(); ++d) {
@@ -336,9 +334,19 @@ std::pair<lower::E, lower::E> rows_of(const lower::BufRef& x, int64_t axes) {
   return {rows, len};
 }
 
-void add_normalization_lowering(OpRegistry& r) {
+// One kernel over the rows of input 0 (its last `axes` axes), in parallel:
+// body(k, the row's first element, its length, mean, 1 / sqrt(var + eps)).
+void normalize_rows(lower::LowerCtx& c, const std::string& what,
+                    const std::function<void(lower::KernelBuilder&, lower::E, lower::E, lower::E, lower::E)>& body) {
   using namespace lower;
-  auto stats = [](KernelBuilder& k, const BufRef& x, E base, E len, double eps, Scalar t) {
+  const BufRef& x = c.in[0];
+  const int64_t axes = c.attrs.at("axes").get<int64_t>();
+  const double eps = c.attrs.at("epsilon").get<double>();
+  auto [rows, len] = rows_of(x, axes);
+  const Scalar t = x.scalar();
+  auto k = c.kernel(what + " over the last " + std::to_string(axes) + " axes, a row at a time");
+  k.loop("row", 0, rows, [&](E row) {
+    E base = k.let("base", row * len);
     E sum = k.let("sum", lit(0, t));
     k.loop("j", 0, len, [&](E j) { k.set(sum, sum + k.load(x, base + j)); });
     E mean = k.let("mean", sum / cast(len, t));
@@ -348,29 +356,24 @@ void add_normalization_lowering(OpRegistry& r) {
       k.set(var, var + d * d);
     });
     E rstd = k.let("rstd", lit(1, t) / sqrt(var / cast(len, t) + lit(eps, t)));
-    return std::pair<E, E>{mean, rstd};
-  };
-  r.find_mut("normalize")->lower = [stats](LowerCtx& c) {
+    body(k, base, len, mean, rstd);
+  }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+}
+
+// The row's mean, its variance about the mean, then the row itself (and for
+// the gradient, the row's two means of dy first).
+void add_normalization_lowering(OpRegistry& r) {
+  using namespace lower;
+  r.find_mut("normalize")->lower = [](LowerCtx& c) {
     const BufRef &x = c.in[0], &y = c.out;
-    const int64_t axes = c.attrs.at("axes").get<int64_t>();
-    auto [rows, len] = rows_of(x, axes);
-    const Scalar t = x.scalar();
-    auto k = c.kernel("normalize over the last " + std::to_string(axes) + " axes, a row at a time");
-    k.loop("row", 0, rows, [&](E row) {
-      E base = k.let("base", row * len);
-      auto [mean, rstd] = stats(k, x, base, len, c.attrs.at("epsilon").get<double>(), t);
+    normalize_rows(c, "normalize", [&](KernelBuilder& k, E base, E len, E mean, E rstd) {
       k.loop("j", 0, len, [&](E j) { k.store(y, base + j, (k.load(x, base + j) - mean) * rstd); });
-    }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+    });
   };
-  r.find_mut("normalize_grad")->lower = [stats](LowerCtx& c) {
+  r.find_mut("normalize_grad")->lower = [](LowerCtx& c) {
     const BufRef &x = c.in[0], &dy = c.in[1], &dx = c.out;
-    const int64_t axes = c.attrs.at("axes").get<int64_t>();
-    auto [rows, len] = rows_of(x, axes);
     const Scalar t = x.scalar();
-    auto k = c.kernel("normalize's gradient over the last " + std::to_string(axes) + " axes, a row at a time");
-    k.loop("row", 0, rows, [&](E row) {
-      E base = k.let("base", row * len);
-      auto [mean, rstd] = stats(k, x, base, len, c.attrs.at("epsilon").get<double>(), t);
+    normalize_rows(c, "normalize's gradient", [&](KernelBuilder& k, E base, E len, E mean, E rstd) {
       E g = k.let("g", lit(0, t)), gx = k.let("gx", lit(0, t));
       k.loop("j", 0, len, [&](E j) {
         E dyj = k.let("dyj", k.load(dy, base + j));
@@ -382,7 +385,7 @@ void add_normalization_lowering(OpRegistry& r) {
         E xhat = k.let("xhat", (k.load(x, base + j) - mean) * rstd);
         k.store(dx, base + j, rstd * (k.load(dy, base + j) - g_mean - xhat * gx_mean));
       });
-    }, numel(x.shape, c.max_batch()) >= kParallelMinElements);
+    });
   };
 }
 
