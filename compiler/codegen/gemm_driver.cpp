@@ -162,7 +162,10 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   // Causal structure (GemmSpec): packed operands only; KILN_NO_TRIANGLES=1 computes every term, for comparisons.
   const bool triangles = !direct && !direct_b && !std::getenv("KILN_NO_TRIANGLES");
   const GemmSpec::Triangle a_triangle = triangles ? g.a_triangle : GemmSpec::Triangle::none;
-  const bool c_lower_read = triangles && g.c_lower_read;
+  const bool c_lower_read = triangles && g.c_lower_read && k.body.empty();  // (an epilogue reads every element)
+  // The triangles' depth ranges count from K's start: a product that cuts K
+  // (slices from pc > 0) must never run them, and does not: its K is deeper than any block.
+  static_assert(kGemmCutKFrom > kGemmMaxKC);
   llvm::Function* pack_b = direct_b ? nullptr : pack_b_of(m_, k, p_, s, helpers);
 
   k_ = &k;

@@ -23,6 +23,16 @@ static TensorType float_only(const TensorType& t, const char* op) {
   return t;
 }
 
+// causal: the axis is the last of a value of rank >= 2 whose rows (the axis
+// before it) are not the open batch axis, whose length would change the mask.
+static void causal_rows(const TensorType& x, int axis, const char* op) {
+  if (x.rank() < 2 || axis != x.rank() - 1)
+    throw OpError(std::string(op) + ": causal needs the last axis of a value of rank >= 2 (rows i, columns j), got axis " +
+                  std::to_string(axis) + " of " + type_str(x));
+  if (x.shape[static_cast<size_t>(x.rank() - 2)] == kOpenDim)
+    throw OpError(std::string(op) + ": causal rows cannot be the open batch axis of " + type_str(x));
+}
+
 static void add_activation_ops(OpRegistry& r) {
   r.add({.name = "relu", .family = "activations", .summary = "max(x, 0) (composite: maximum)", .inputs = {"x"},
          .shape_rule = "x: S -> S",
@@ -126,9 +136,7 @@ static void add_activation_ops(OpRegistry& r) {
          .shape_rule = "x: S -> S",
          .infer = [](const InferCtx& c) {
            const int axis = normalize_axis(c.i("axis"), c.in[0].rank());
-           if (c.b("causal") && (c.in[0].rank() < 2 || axis != c.in[0].rank() - 1))
-             throw OpError("softmax: causal needs the last axis of a value of rank >= 2 (rows i, columns j), got axis " +
-                           std::to_string(c.i("axis")) + " of " + type_str(c.in[0]));
+           if (c.b("causal")) causal_rows(c.in[0], axis, "softmax");
            return float_only(c.in[0], "softmax");
          },
          .pattern = OpPattern::opaque,
@@ -151,9 +159,7 @@ static void add_activation_ops(OpRegistry& r) {
            const int axis = normalize_axis(c.i("axis"), c.in[0].rank());
            if (c.in[1] != c.in[0])
              throw OpError("softmax_grad: y and dy differ: " + type_str(c.in[0]) + " vs " + type_str(c.in[1]));
-           if (c.b("causal") && (c.in[0].rank() < 2 || axis != c.in[0].rank() - 1))
-             throw OpError("softmax_grad: causal needs the last axis of a value of rank >= 2, got axis " +
-                           std::to_string(c.i("axis")) + " of " + type_str(c.in[0]));
+           if (c.b("causal")) causal_rows(c.in[0], axis, "softmax_grad");
            return float_only(c.in[0], "softmax_grad");
          },
          .pattern = OpPattern::opaque,
@@ -231,50 +237,40 @@ static void add_activation_gradients(OpRegistry& r) {
 }
 
 // ---- reference kernels (compiler/interp runs them) ----
+// Each row of input 0 along `axis`: body(its first element, the stride
+// between its elements, how many it keeps (causal: min(i + 1, Tk)), its length).
+static void reference_rows(interp::RefCtx& c, const std::function<void(size_t, size_t, size_t, size_t)>& body) {
+  const interp::Array& x = *c.in[0];
+  const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.at("axis").get<int64_t>(), static_cast<int>(x.dimension())));
+  const bool causal = c.attrs.at("causal").get<bool>();
+  size_t outer = 1, len = x.shape()[axis], inner = 1;
+  for (size_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+  for (size_t i = axis + 1; i < x.dimension(); ++i) inner *= x.shape()[i];
+  const size_t rows = causal ? x.shape()[axis - 1] : 1;  // (causal: the axis is the last, inner 1)
+  c.out = interp::Array::from_shape(std::vector<size_t>(x.shape().begin(), x.shape().end()));
+  for (size_t o = 0; o < outer; ++o)
+    for (size_t i = 0; i < inner; ++i) body(o * len * inner + i, inner, causal ? std::min(len, o % rows + 1) : len, len);
+}
+
 static void add_activation_reference(OpRegistry& r) {
   r.find_mut("softmax")->reference = [](interp::RefCtx& c) {
-    const interp::Array& x = *c.in[0];
-    const int rank = static_cast<int>(x.dimension());
-    const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.at("axis").get<int64_t>(), rank));
-    const bool causal = c.attrs.at("causal").get<bool>();
-    size_t outer = 1, len = x.shape()[axis], inner = 1;
-    for (size_t i = 0; i < axis; ++i) outer *= x.shape()[i];
-    for (size_t i = axis + 1; i < x.dimension(); ++i) inner *= x.shape()[i];
-    const size_t rows = causal ? x.shape()[axis - 1] : 1;  // (causal: the axis is the last, inner 1)
-    c.out = interp::Array::from_shape(std::vector<size_t>(x.shape().begin(), x.shape().end()));
-    const double* px = x.data();
-    double* py = c.out.data();
-    for (size_t o = 0; o < outer; ++o)
-      for (size_t i = 0; i < inner; ++i) {
-        const size_t base = o * len * inner + i;
-        const size_t kept = causal ? std::min(len, o % rows + 1) : len;
-        double m = -std::numeric_limits<double>::infinity(), s = 0;
-        for (size_t j = 0; j < kept; ++j) m = (px[base + j * inner] > m || std::isnan(px[base + j * inner])) ? px[base + j * inner] : m;
-        for (size_t j = 0; j < kept; ++j) s += std::exp(px[base + j * inner] - m);
-        for (size_t j = 0; j < len; ++j) py[base + j * inner] = j < kept ? std::exp(px[base + j * inner] - m) / s : 0.0;
-      }
+    reference_rows(c, [&](size_t base, size_t inner, size_t kept, size_t len) {
+      const double* px = c.in[0]->data() + base;
+      double* py = c.out.data() + base;
+      double m = -std::numeric_limits<double>::infinity(), s = 0;
+      for (size_t j = 0; j < kept; ++j) m = (px[j * inner] > m || std::isnan(px[j * inner])) ? px[j * inner] : m;
+      for (size_t j = 0; j < kept; ++j) s += std::exp(px[j * inner] - m);
+      for (size_t j = 0; j < len; ++j) py[j * inner] = j < kept ? std::exp(px[j * inner] - m) / s : 0.0;
+    });
   };
   r.find_mut("softmax_grad")->reference = [](interp::RefCtx& c) {
-    const interp::Array &y = *c.in[0], &dy = *c.in[1];
-    const int rank = static_cast<int>(y.dimension());
-    const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.at("axis").get<int64_t>(), rank));
-    const bool causal = c.attrs.at("causal").get<bool>();
-    size_t outer = 1, len = y.shape()[axis], inner = 1;
-    for (size_t i = 0; i < axis; ++i) outer *= y.shape()[i];
-    for (size_t i = axis + 1; i < y.dimension(); ++i) inner *= y.shape()[i];
-    const size_t rows = causal ? y.shape()[axis - 1] : 1;
-    c.out = interp::Array::from_shape(std::vector<size_t>(y.shape().begin(), y.shape().end()));
-    const double *py = y.data(), *pd = dy.data();
-    double* px = c.out.data();
-    for (size_t o = 0; o < outer; ++o)
-      for (size_t i = 0; i < inner; ++i) {
-        const size_t base = o * len * inner + i;
-        const size_t kept = causal ? std::min(len, o % rows + 1) : len;
-        double s = 0;
-        for (size_t j = 0; j < kept; ++j) s += py[base + j * inner] * pd[base + j * inner];
-        for (size_t j = 0; j < len; ++j)
-          px[base + j * inner] = j < kept ? py[base + j * inner] * (pd[base + j * inner] - s) : 0.0;
-      }
+    reference_rows(c, [&](size_t base, size_t inner, size_t kept, size_t len) {
+      const double *py = c.in[0]->data() + base, *pd = c.in[1]->data() + base;
+      double* px = c.out.data() + base;
+      double s = 0;
+      for (size_t j = 0; j < kept; ++j) s += py[j * inner] * pd[j * inner];
+      for (size_t j = 0; j < len; ++j) px[j * inner] = j < kept ? py[j * inner] * (pd[j * inner] - s) : 0.0;
+    });
   };
 }
 

@@ -114,8 +114,8 @@ struct OpAlgebra {
   // (conv2d's kernel, matmul's b): that input's index, else -1. Scaling the
   // output's channels is scaling that input's.
   std::function<int(const Node&)> scales_through_input;
-  // Contractions: the inputs the result is linear in, each on its own
-  // (matmul's a and b): a scalar scale of the result may scale any one.
+  // The inputs the result is linear in, each on its own (matmul's a and b,
+  // softmax_grad's dy): a scalar scale of the result may scale any one.
   std::vector<int> linear_inputs;
 };
 

@@ -4,8 +4,11 @@
 // convolution or a dense layer (x * scale + shift) thus becomes the
 // convolution of scaled weights plus a shift, which the GEMM applies in its
 // epilogue: no normalization pass over the activations.
-// A scalar scale of a product moves to its scaled input when that input is
-// smaller: mul(matmul(q, k^T), 1/sqrt(d)) -> matmul(q, (k / sqrt(d))^T).
+// A scalar scale of a product moves to the smallest input it is linear in,
+// when that is smaller than the product: mul(matmul(q, k^T), 1/sqrt(d)) ->
+// matmul(q / sqrt(d), k^T); or through an input as large as the product
+// that passes it on to a smaller one (softmax_grad(y, dO V^T) * s ->
+// softmax_grad(y, (dO s) V^T)).
 #include "compiler/ir/builder.h"
 #include "compiler/ops/registry.h"
 #include "compiler/passes/graph_edit.h"
@@ -16,6 +19,20 @@ namespace kiln {
 namespace {
 
 const OpDef& def_of(const Node& n) { return *OpRegistry::get().find(n.op); }
+
+// A scale placed on `x` (read by nothing else) can travel on to a linear
+// input smaller than x within `hops` more moves.
+bool scale_reaches_smaller(const Graph& g, const std::vector<std::vector<NodeId>>& users, NodeId x, int hops) {
+  if (hops == 0 || users[static_cast<size_t>(x)].size() != 1 || handed_out(g, x)) return false;
+  const Node& n = g.node(x);
+  const int64_t size = numel(n.type.shape, 64);
+  for (int in : def_of(n).algebra.linear_inputs) {
+    const NodeId next = n.inputs[static_cast<size_t>(in)];
+    const int64_t next_size = numel(g.node(next).type.shape, 64);
+    if (next_size < size || (next_size == size && scale_reaches_smaller(g, users, next, hops - 1))) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -49,7 +66,7 @@ bool fold_scales_into_weights(Graph& g) {
       const NodeId c = n.inputs[side], s = n.inputs[1 - side];
       const Node product = g.node(c);  // a copy: adding nodes moves the node list
       const auto& through = def_of(product).algebra.scales_through_input;
-      if (users[static_cast<size_t>(c)].size() != 1) continue;
+      if (users[static_cast<size_t>(c)].size() != 1 || handed_out(g, c)) continue;  // (else both products run)
       // A scalar scale (attention's 1/sqrt(d) after q k^T) goes to the
       // smallest input the product is linear in, when that is smaller than
       // the product: one pass over k, not over the scores.
@@ -62,9 +79,9 @@ bool fold_scales_into_weights(Graph& g) {
         const int64_t size_of_product = numel(product.type.shape, 64);
         int64_t least = size_of_product;
         for (int in : def_of(product).algebra.linear_inputs) {
-          const Node& x = g.node(product.inputs[static_cast<size_t>(in)]);
-          const int64_t size = numel(x.type.shape, 64);
-          const bool onward = size == size_of_product && smallest < 0 && !def_of(x).algebra.linear_inputs.empty();
+          const NodeId x = product.inputs[static_cast<size_t>(in)];
+          const int64_t size = numel(g.node(x).type.shape, 64);
+          const bool onward = size == size_of_product && smallest < 0 && scale_reaches_smaller(g, users, x, 4);
           if (size < least || onward) smallest = in, least = size;
         }
         if (smallest < 0) continue;

@@ -34,8 +34,10 @@ bool fold_constants(Graph& g);
 bool simplify_algebra(Graph& g);
 
 // fold-scales: mul(contraction(x, W), s), s one value per output channel
-// computed from params alone -> contraction(x, W * s); a scalar s moves to W
-// whenever W is smaller than the product (compiler/passes/fold_scales.cpp).
+// computed from params alone -> contraction(x, W * s); a scalar s moves to
+// the smallest input the product is linear in (OpAlgebra::linear_inputs) when
+// that is smaller, or through an input as large as it that passes s on to a
+// smaller one (compiler/passes/fold_scales.cpp).
 bool fold_scales_into_weights(Graph& g);
 
 // sink-transposes: ew(T_p(x), c) -> T_p(ew(x, c')) for elementwise ops whose

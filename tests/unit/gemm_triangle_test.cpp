@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 
+#include "compiler/codegen/check_numerics.h"
 #include "compiler/codegen/codegen.h"
 #include "compiler/lower/lower_program.h"
 #include "tests/unit/codegen_helpers.h"
@@ -84,4 +85,16 @@ TEST_CASE("causal products: a product read elsewhere too, or handed out, compute
   for (const lower::Kernel& kn : cp->loops().kernels)
     if (kn.kind == lower::KernelKind::Gemm) CHECK_FALSE(kn.gemm.c_lower_read);
   c.check(2e-5);
+}
+
+TEST_CASE("causal products: check-numerics compares what they compute, not the half above the diagonal") {
+  codegen_test::JitCase c(2, 2);
+  attention(c, 45, 16);
+  std::vector<std::string> outs = {"o", "dq", "dk", "dv"};
+  auto cp = codegen::compile_entries(c.g.name, {{"eval_step", &c.g, outs, {}}}, {.max_batch = 2});
+  Program prog(cp->info());
+  auto report = codegen::check_numerics(*cp, prog, "eval_step", 2, c.feeds);
+  INFO(report.message);
+  CHECK(report.ok);
+  CHECK(report.nodes_checked > 0);
 }
