@@ -27,11 +27,11 @@ NodeId along_axis(GraphBuilder& b, NodeId v, int axis, int rank) {
   return b.add("reshape", {v}, {{"shape", s}});
 }
 
-// normalize's rows: the last `axes` axes, none of them the open batch axis.
+// normalize's rows: the last `trailing_axes` axes, none of them the open batch axis.
 TensorType checked_rows(const InferCtx& c, const char* what) {
   const TensorType& x = c.in[0];
   if (!is_float(x.dtype)) throw OpError(std::string(what) + " needs a float input, got " + type_str(x));
-  const int64_t axes = c.i("axes");
+  const int64_t axes = c.i("trailing_axes");
   if (axes > x.rank()) throw OpError(std::string(what) + ": " + std::to_string(axes) + " trailing axes in " + type_str(x));
   for (int64_t i = x.rank() - axes; i < x.rank(); ++i)
     if (x.shape[static_cast<size_t>(i)] == kOpenDim)
@@ -203,7 +203,7 @@ void add_normalization_ops(OpRegistry& r) {
              if (b.type(in[i]).shape != norm)
                throw OpError(std::string(i == 1 ? "gamma" : "beta") + " must be " + shape_str(norm) + ", got " +
                              type_str(b.type(in[i])));
-           NodeId normed = b.add("normalize", {in[0]}, {{"axes", static_cast<int64_t>(axes.size())}, {"epsilon", a.at("epsilon")}});
+           NodeId normed = b.add("normalize", {in[0]}, {{"trailing_axes", static_cast<int64_t>(axes.size())}, {"epsilon", a.at("epsilon")}});
            return b.add2("add", b.add2("mul", normed, in[1]), in[2]);
          },
          .pattern = OpPattern::opaque,
@@ -212,21 +212,21 @@ void add_normalization_ops(OpRegistry& r) {
                      {{{{4, 6, 33}}, {{33}}, {{33}}}}}});
 
   // layer_norm's statistics and normalization as one row kernel (a row: the
-  // last `axes` axes of an example, in L1 while it is normalized), and its
+  // last `trailing_axes` axes of an example, in L1 while it is normalized), and its
   // gradient as another: as reductions and elementwise ops they were five
   // kernels forward and as many backward, two of them storing a copy of x.
   r.add({.name = "normalize", .family = "normalization",
-         .summary = "(x - mean) / sqrt(var + epsilon) over the last `axes` axes (statistics per row, biased variance)",
+         .summary = "(x - mean) / sqrt(var + epsilon) over the last `trailing_axes` axes (statistics per row, biased variance)",
          .inputs = {"x"},
-         .attrs = with_epsilon({{"axes", AttrKind::Int, false, 1, "how many trailing axes a row spans", {}, 1, 64}}),
+         .attrs = with_epsilon({{"trailing_axes", AttrKind::Int, false, 1, "how many trailing axes a row spans", {}, 1, 64}}),
          .shape_rule = "x: S -> S",
          .infer = [](const InferCtx& c) { return checked_rows(c, "normalize"); },
          .pattern = OpPattern::opaque,
-         .samples = {{{{{-1, 17}}}}, {{{{-1, 3, 5}}}, {{"axes", 2}, {"epsilon", 1e-3}}}, {{{{4, 6, 33}}}}}});
+         .samples = {{{{{-1, 17}}}}, {{{{-1, 3, 5}}}, {{"trailing_axes", 2}, {"epsilon", 1e-3}}}, {{{{4, 6, 33}}}}}});
   r.add({.name = "normalize_grad", .family = "normalization",
          .summary = "normalize's gradient: r (dy - mean(dy) - xhat mean(dy xhat)), r = 1 / sqrt(var + epsilon), per row of x",
          .inputs = {"x", "dy"},
-         .attrs = with_epsilon({{"axes", AttrKind::Int, false, 1, "how many trailing axes a row spans", {}, 1, 64}}),
+         .attrs = with_epsilon({{"trailing_axes", AttrKind::Int, false, 1, "how many trailing axes a row spans", {}, 1, 64}}),
          .shape_rule = "x: S, dy: S -> S",
          .infer = [](const InferCtx& c) {
            if (c.in[1] != c.in[0])
@@ -234,7 +234,7 @@ void add_normalization_ops(OpRegistry& r) {
            return checked_rows(c, "normalize_grad");
          },
          .pattern = OpPattern::opaque,
-         .samples = {{{{{-1, 17}}, {{-1, 17}}}}, {{{{-1, 3, 5}}, {{-1, 3, 5}}}, {{"axes", 2}, {"epsilon", 1e-3}}}}});
+         .samples = {{{{{-1, 17}}, {{-1, 17}}}}, {{{{-1, 3, 5}}, {{-1, 3, 5}}}, {{"trailing_axes", 2}, {"epsilon", 1e-3}}}}});
 
   r.add({.name = "group_norm", .family = "normalization",
          .summary = "normalization per example over groups of channels, then per-channel gamma, beta",
@@ -272,11 +272,11 @@ namespace {
 void add_normalization_gradients(OpRegistry& r) {
   r.find_mut("normalize")->grad = [](GradCtx& c) -> std::vector<NodeId> {
     const Attrs a = c.graph().node(c.node).attrs;  // (a copy: adding nodes moves the node list)
-    return {c.b.add("normalize_grad", {c.x[0], c.dy}, {{"axes", a.at("axes")}, {"epsilon", a.at("epsilon")}})};
+    return {c.b.add("normalize_grad", {c.x[0], c.dy}, {{"trailing_axes", a.at("trailing_axes")}, {"epsilon", a.at("epsilon")}})};
   };
 }
 
-// Per row of x (its last `axes` axes, `len` elements): mean, r = 1/sqrt(var + eps).
+// Per row of x (its last `trailing_axes` axes, `len` elements): mean, r = 1/sqrt(var + eps).
 struct RowStats {
   double mean, r;
 };
@@ -297,7 +297,7 @@ size_t row_length(const interp::Array& x, int64_t axes) {
 void add_normalization_reference(OpRegistry& r) {
   r.find_mut("normalize")->reference = [](interp::RefCtx& c) {
     const interp::Array& x = *c.in[0];
-    const size_t len = row_length(x, c.attrs.at("axes").get<int64_t>());
+    const size_t len = row_length(x, c.attrs.at("trailing_axes").get<int64_t>());
     const double eps = c.attrs.at("epsilon").get<double>();
     c.out = interp::Array::from_shape(std::vector<size_t>(x.shape().begin(), x.shape().end()));
     for (size_t base = 0; base < x.size(); base += len) {
@@ -307,7 +307,7 @@ void add_normalization_reference(OpRegistry& r) {
   };
   r.find_mut("normalize_grad")->reference = [](interp::RefCtx& c) {
     const interp::Array &x = *c.in[0], &dy = *c.in[1];
-    const size_t len = row_length(x, c.attrs.at("axes").get<int64_t>());
+    const size_t len = row_length(x, c.attrs.at("trailing_axes").get<int64_t>());
     const double eps = c.attrs.at("epsilon").get<double>();
     c.out = interp::Array::from_shape(std::vector<size_t>(x.shape().begin(), x.shape().end()));
     for (size_t base = 0; base < x.size(); base += len) {
@@ -324,7 +324,7 @@ void add_normalization_reference(OpRegistry& r) {
   };
 }
 
-// [rows, row length] of x whose rows are its last `axes` axes.
+// [rows, row length] of x whose rows are its last `axes` axes (normalize's trailing_axes).
 std::pair<lower::E, lower::E> rows_of(const lower::BufRef& x, int64_t axes) {
   lower::E rows = 1, len = 1;
   for (int d = 0; d < x.rank(); ++d) {
@@ -334,13 +334,13 @@ std::pair<lower::E, lower::E> rows_of(const lower::BufRef& x, int64_t axes) {
   return {rows, len};
 }
 
-// One kernel over the rows of input 0 (its last `axes` axes), in parallel:
+// One kernel over the rows of input 0 (its last `trailing_axes` axes), in parallel:
 // body(k, the row's first element, its length, mean, 1 / sqrt(var + eps)).
 void normalize_rows(lower::LowerCtx& c, const std::string& what,
                     const std::function<void(lower::KernelBuilder&, lower::E, lower::E, lower::E, lower::E)>& body) {
   using namespace lower;
   const BufRef& x = c.in[0];
-  const int64_t axes = c.attrs.at("axes").get<int64_t>();
+  const int64_t axes = c.attrs.at("trailing_axes").get<int64_t>();
   const double eps = c.attrs.at("epsilon").get<double>();
   auto [rows, len] = rows_of(x, axes);
   const Scalar t = x.scalar();

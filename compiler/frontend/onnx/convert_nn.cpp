@@ -346,7 +346,7 @@ void register_nn(ConverterTable& t) {
     const bool static_rows = std::none_of(shape.begin() + axis, shape.end(), [](int64_t d) { return d == kOpenDim; });
     if (static_rows && !c.wants(1) && !c.wants(2)) {
       // The row kernel (kiln's layer_norm): statistics and normalization in one pass a row.
-      std::string y = c.emit("mul", {c.emit("normalize", {x}, {{"axes", rank - axis}, {"epsilon", eps}}), c.in(1)});
+      std::string y = c.emit("mul", {c.emit("normalize", {x}, {{"trailing_axes", rank - axis}, {"epsilon", eps}}), c.in(1)});
       c.out(0, c.has(2) ? c.emit("add", {y, c.in(2)}) : y);
       return;
     }
