@@ -342,7 +342,8 @@ void normalize_rows(lower::LowerCtx& c, const std::string& what,
   const BufRef& x = c.in[0];
   const int64_t axes = c.attrs.at("trailing_axes").get<int64_t>();
   const double eps = c.attrs.at("epsilon").get<double>();
-  auto [rows, len] = rows_of(x, axes);
+  const std::pair<E, E> shape = rows_of(x, axes);
+  const E rows = shape.first, len = shape.second;  // (plain locals: lambdas below capture them)
   const Scalar t = x.scalar();
   auto k = c.kernel(what + " over the last " + std::to_string(axes) + " axes, a row at a time");
   k.loop("row", 0, rows, [&](E row) {
