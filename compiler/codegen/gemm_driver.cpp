@@ -11,6 +11,7 @@
 // the caller adds the kGemmSlots partials in order. Either way every C element
 // is summed in the same order for any thread count.
 #include <cstdlib>
+#include <utility>
 
 #include "compiler/codegen/emitter.h"
 #include "compiler/codegen/gemm_ir.h"
@@ -273,16 +274,20 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
           b.CreateCall(pack_b, {bm, ldb, jc, nc, pc, kc, bp});
         gemm_for(b, rb, re, s.mc, "ic", [&](Value* ic) {
           Value* mc = smin(c64(s.mc), b.CreateSub(re, ic));
-          // op(A) triangular (one depth block): the block's rows have terms
-          // in [a_from, a_from + a_depth) only, and only those are packed.
-          Value *a_from = c64(0), *a_depth = kc;
-          if (a_triangle == GemmSpec::Triangle::lower) {
-            a_depth = b.CreateSelect(single_depth, smin(kc, b.CreateAdd(ic, mc)), kc);
-          } else if (a_triangle == GemmSpec::Triangle::upper) {
-            // (at least one term: rows past K's end multiply zeros)
-            a_from = b.CreateSelect(single_depth, smin(ic, b.CreateSub(kc, c64(1))), c64(0));
-            a_depth = b.CreateSub(kc, a_from);
-          }
+          // op(A) triangular (one depth block): rows [first, first + rows)
+          // have non-zero terms in [from, end) of the block's depth only.
+          auto term_range = [&](Value* first, Value* rows) -> std::pair<Value*, Value*> {
+            if (a_triangle == GemmSpec::Triangle::lower)
+              return {c64(0), b.CreateSelect(single_depth, smin(kc, b.CreateAdd(first, rows)), kc)};
+            if (a_triangle == GemmSpec::Triangle::upper)  // (at least one term: rows past K's end multiply zeros)
+              return {b.CreateSelect(single_depth, smin(first, b.CreateSub(kc, c64(1))), c64(0)), kc};
+            return {c64(0), kc};
+          };
+          // The block packs its rows' terms alone: [a_from, a_from + a_depth).
+          // (plain locals: clang 14, the fuzz build's, cannot capture structured bindings)
+          const std::pair<Value*, Value*> a_terms = term_range(ic, mc);
+          Value* a_from = a_terms.first;
+          Value* a_depth = b.CreateSub(a_terms.second, a_from);
           if (pack_a) b.CreateCall(pack_a, {a, lda, ic, mc, b.CreateAdd(pc, a_from), a_depth, ap});
           gemm_for(b, c64(0), nc, nr, "jr", [&](Value* jr) {
             Value* bpanel = b.CreateInBoundsGEP(f32, bpk, b.CreateMul(jr, kc));
@@ -304,16 +309,11 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
                                      kc, col, to, ld, m_eff, n_eff, accumulate});
                   return;
                 }
-                // op(A) triangular (one depth block): the tile's terms run over
-                // [k0, k0 + depth) only, the rest being zeros times B.
-                // Within the packed terms, this tile's: [k0, k0 + depth) from a_from.
-                Value *k0 = c64(0), *depth = a_depth;
-                if (a_triangle == GemmSpec::Triangle::lower) {
-                  depth = b.CreateSelect(single_depth, smin(kc, b.CreateAdd(row, m_eff)), kc);
-                } else if (a_triangle == GemmSpec::Triangle::upper) {
-                  k0 = b.CreateSub(b.CreateSelect(single_depth, smin(row, b.CreateSub(kc, c64(1))), c64(0)), a_from);
-                  depth = b.CreateSub(a_depth, k0);
-                }
+                // The tile's own terms, [k0, k0 + depth) of the packed ones
+                // (the rest are zeros times B).
+                const std::pair<Value*, Value*> t_terms = term_range(row, m_eff);
+                Value* k0 = b.CreateSub(t_terms.first, a_from);
+                Value* depth = b.CreateSub(t_terms.second, t_terms.first);
                 Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateAdd(b.CreateMul(ir, a_depth), b.CreateMul(k0, c64(mr))));
                 Value* bfrom = b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(b.CreateAdd(a_from, k0), c64(nr)));
                 b.CreateCall(ukr, {depth, apanel, bfrom, to, ld, m_eff, n_eff, accumulate});

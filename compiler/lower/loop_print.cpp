@@ -1,6 +1,7 @@
 // Text form of the Loop IR (`kiln ir G --stage loops`): one block per kernel,
 // headed by the graph node (and JSON node) it computes.
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "compiler/lower/loop_ir.h"
@@ -119,6 +120,8 @@ std::string print_kernel(const Program& p, const Kernel& k) {
     if (g.a_triangle != GemmSpec::Triangle::none)
       os << " op(A) " << (g.a_triangle == GemmSpec::Triangle::lower ? "lower" : "upper") << "-triangular";
     if (g.c_lower_read) os << " C read on and below its diagonal";
+    if ((g.a_triangle != GemmSpec::Triangle::none || g.c_lower_read) && std::getenv("KILN_NO_TRIANGLES"))
+      os << " (KILN_NO_TRIANGLES: every term computed)";
     os << "\n";
     if (!k.body.empty()) {
       os << "  epilogue, on each block of the product ($" << k.locals.at(static_cast<size_t>(g.epilogue_value)).name

@@ -57,23 +57,22 @@ static void add_elementwise_ops(OpRegistry& r) {
                   .samples = unary_samples(range)});
   };
   unary("neg", "-x", unary_numeric).algebra.involution = true;
-  for (const char* name : {"add", "sub", "mul", "maximum", "neg"}) r.find_mut(name)->cheap = true;
+  for (const char* name : {"add", "sub", "mul", "maximum", "neg"}) r.find_mut(name)->lane_ops = 1;
   // A causal value times a finite constant scalar (softmax's gradient times
   // attention's scale) keeps its zeros: the product reading it skips them too.
   r.find_mut("mul")->zero_above_diagonal = [](const Graph& g, const Node& n) {
     for (size_t k = 0; k < 2; ++k) {
       const Node& scalar = g.node(n.inputs[1 - k]);
-      const auto v = scalar.op == "constant" && numel(scalar.type.shape) == 1 ? scalar.attrs.at("value") : nlohmann::json();
-      const bool finite = v.is_number() ? std::isfinite(v.get<double>())
-                                        : v.is_array() && v.size() == 1 && std::isfinite(v[0].get<double>());
-      if (finite && g.node(n.inputs[k]).type.shape == n.type.shape && zero_above_diagonal(g, n.inputs[k])) return true;
+      const std::optional<double> v = numel(scalar.type.shape) == 1 ? uniform_value(scalar) : std::nullopt;
+      if (v && std::isfinite(*v) && g.node(n.inputs[k]).type.shape == n.type.shape && zero_above_diagonal(g, n.inputs[k])) return true;
     }
     return false;
   };
-  unary("exp", "e^x", unary_float);
+  // emit_exp_f32: range checks, the reduction, a degree-5 polynomial, 2^n in two factors.
+  unary("exp", "e^x", unary_float).lane_ops = 28;
   unary("log", "natural logarithm", unary_float, {.lo = 0.1, .hi = 4});
   unary("sqrt", "square root", unary_float, {.lo = 0.1, .hi = 4});
-  unary("square", "x * x", unary_numeric);
+  unary("square", "x * x", unary_numeric).lane_ops = 1;
   unary("sigmoid", "1 / (1 + e^-x), evaluated without overflow in either tail", unary_float, {.lo = -6, .hi = 6})
       .activation = true;
 

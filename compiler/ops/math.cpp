@@ -112,7 +112,9 @@ static void add_math_ops(OpRegistry& r) {
                   .infer = std::move(infer), .pattern = OpPattern::elementwise, .samples = unary_samples(range)});
   };
   unary("tanh", "hyperbolic tangent", float_in, {-3, 3}).activation = true;
-  unary("erf", "the error function (f32-accurate rational approximation in compiled code)", float_in, {-2.5, 2.5});
+  // erf_expr: |x|, a division, a degree-9 polynomial, one exp, the sign.
+  unary("erf", "the error function (f32-accurate rational approximation in compiled code)", float_in, {-2.5, 2.5})
+      .lane_ops = 50;
   OpDef& abs_op = unary("abs", "|x|", numeric_in);
   abs_op.kinks = Kinks::gradient_steps;
   abs_op.kink_distance = [](GraphBuilder& b, const Node& n) { return b.add1("abs", n.inputs[0]); };

@@ -235,6 +235,17 @@ std::string closest_name(std::string_view name, const std::vector<std::string>& 
   return best;
 }
 
+std::optional<double> uniform_value(const Node& n) {
+  if (n.op != "constant") return std::nullopt;
+  const auto& v = n.attrs.at("value");
+  if (v.is_number()) return v.get<double>();
+  if (!v.is_array() || v.empty()) return std::nullopt;
+  const double first = v[0].get<double>();
+  for (const auto& e : v)
+    if (e.get<double>() != first) return std::nullopt;
+  return first;
+}
+
 std::optional<int64_t> view_offset(const Graph& g, NodeId id) {
   const Node& n = g.node(id);
   const OpDef* def = OpRegistry::get().find(n.op);

@@ -169,9 +169,11 @@ struct OpDef {
   ExpandFn expand;               // composites: decomposition into other ops
   GradFn grad;                   // primitives that are differentiable
   bool no_grad = false;          // gradient stops here explicitly (argmax, one_hot, compare, ...)
-  // One arithmetic instruction a lane: cheaper to compute again in each
-  // reader's loop than to store and load back (the recompute pass).
-  bool cheap = false;
+  // Vector instructions per vector of elements in compiled code (elementwise
+  // ops; 0: not counted). The recompute pass computes a value again in each
+  // reader's loop, instead of storing and loading it back, when the chain it
+  // needs costs at most kRecomputeLaneOps.
+  int lane_ops = 0;
   ReferenceFn reference;         // interp
   LowerFn lower;                 // loop IR
 
@@ -251,6 +253,8 @@ std::string closest_name(std::string_view name, const std::vector<std::string>& 
 // The element offset of node `id`'s result in its input's bytes where its op
 // declares it a view there (OpDef::view), else nullopt.
 std::optional<int64_t> view_offset(const Graph& g, NodeId id);
+// A constant whose every element is the same number: that number, else nullopt.
+std::optional<double> uniform_value(const Node& n);
 // The value is 0 wherever column j > row i of its last two axes (OpDef::zero_above_diagonal).
 bool zero_above_diagonal(const Graph& g, NodeId id);
 

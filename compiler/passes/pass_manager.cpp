@@ -14,7 +14,7 @@ const std::vector<GraphPass>& graph_passes() {
       {"fold-scales", "a per-channel scale of a convolution's or matmul's result computed from params moves into its weights; a scalar scale into its smaller input", fold_scales_into_weights},
       {"cse", "no two nodes apply the same op with the same attrs to the same inputs", eliminate_common_subexpressions},
       {"dce", "every node feeds an output, gradient or update (inputs and params stay)", eliminate_dead_code},
-      {"recompute", "a cheap value of one tensor read only by elementwise ops of its shape is computed again in each reader, not stored", recompute_cheap_values},
+      {"recompute", "a value of one tensor read only by elementwise ops of its shape, in two or more loops, is computed again in each reader, not stored, where its chain costs at most kRecomputeLaneOps vector instructions", recompute_cheap_values},
   };
   return passes;
 }

@@ -45,14 +45,22 @@ bool fold_scales_into_weights(Graph& g);
 // constants alone, so transposes meet and compose away (compiler/passes/sink_transposes.cpp).
 bool sink_transposes(Graph& g);
 
-// recompute: a cheap value (OpDef::cheap: one arithmetic instruction a lane)
-// of one elementwise value and scalars, read only by elementwise ops of its
-// shape, is computed again in each reader (a copy of
-// the chain of such values back to stored ones) and no longer stored. A
-// training step stores what its backward pass reads: GELU's x / sqrt(2) and
-// x / 2 were two tensors of the MLP's hidden size written by the forward pass
-// and read back, where x alone serves both. Runs once after the simplify
-// fixpoint (cse would merge the copies back).
+// recompute: a value of one elementwise value and scalars, read only by
+// elementwise ops of its shape, is computed again in each reader (a copy of
+// the chain of such values back to stored ones) and no longer stored, when two
+// or more loops read it and the chain costs at most kRecomputeLaneOps
+// (OpDef::lane_ops summed). A training step stores what its backward pass
+// reads: GELU's x / sqrt(2) and x / 2 were two tensors of the MLP's hidden
+// size written by the forward pass and read back, where x alone serves both.
+// Runs once after the simplify fixpoint (cse would merge the copies back).
+//
+// The budget, measured on char_gpt's MLP (AVX-512 host): the copies of x /
+// sqrt(2) and x / 2 (one instruction each) made the backward GEMM's epilogue
+// faster (3.21 -> 2.63 ms a block); copying erf as well (50, with its input)
+// made the forward pass 0.8 ms a step faster and the backward epilogue, which
+// already computes an exp, 2.7 ms slower. Epilogues run on cache-resident
+// blocks of the product, where a load costs less than a long chain.
+inline constexpr int kRecomputeLaneOps = 8;
 bool recompute_cheap_values(Graph& g);
 
 // Per node: its value depends on params and constants alone (no step input).

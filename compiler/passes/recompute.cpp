@@ -1,5 +1,5 @@
-// recompute: cheap elementwise values computed again in each reader's loop
-// instead of stored (passes.h states the contract).
+// recompute: elementwise values cheaper to compute than to store and load,
+// computed again in each reader's loop (passes.h states the contract).
 #include <functional>
 #include <map>
 #include <string>
@@ -19,16 +19,16 @@ bool referenced_outside_nodes(const Graph& g, NodeId id) {
   return handed_out(g, id);
 }
 
-// A value that may be computed again wherever it is read: a cheap op, per
-// example (it follows the batch: what a step stores), of one elementwise value
-// of its own type and scalars, read by two or more elementwise ops of its
-// shape and by nothing else (each then computes it in its own loop; read
-// once, it is in its reader's loop already or stored either way), and not a
-// value the graph hands out.
-bool recomputable(const Graph& g, const std::vector<std::vector<NodeId>>& users, NodeId id) {
+// A value that may be computed again wherever it is read: an op with a
+// counted cost, per example (it follows the batch: what a step stores), of one
+// elementwise value of its own type and scalars, read only by elementwise ops
+// of its shape, and not a value the graph hands out. Whether it is worth it
+// (two or more loops would read it, the chain fits the budget) is decided by
+// the caller.
+bool candidate(const Graph& g, const std::vector<std::vector<NodeId>>& users, NodeId id) {
   const Node& n = g.node(id);
   const OpDef* def = OpRegistry::get().find(n.op);
-  if (!def || !def->cheap || !has_open_dim(n.type.shape) || users[static_cast<size_t>(id)].size() < 2 ||
+  if (!def || def->lane_ops <= 0 || !has_open_dim(n.type.shape) || users[static_cast<size_t>(id)].empty() ||
       referenced_outside_nodes(g, id))
     return false;
   int tensors = 0;
@@ -54,13 +54,41 @@ bool recomputable(const Graph& g, const std::vector<std::vector<NodeId>>& users,
   return true;
 }
 
-}  // namespace
-
-bool recompute_cheap_values(Graph& g) {
+// Which values to compute again. Readers first (the node list is topological,
+// so walk it backwards): a value is worth copying when the loops that would
+// compute it number two or more (a recomputed reader counts as the loops it is
+// copied into; read by one loop, the value is in that loop already or stored
+// either way). Then producers first: a copy brings along the recomputed
+// values it reads, so a chain whose cost passes the budget stays stored.
+std::vector<bool> values_to_recompute(const Graph& g) {
   const auto users = g.users();
   const size_t count = g.nodes.size();
   std::vector<bool> again(count, false);
-  for (size_t i = 0; i < count; ++i) again[i] = recomputable(g, users, static_cast<NodeId>(i));
+  std::vector<int> loops(count, 1);
+  for (size_t i = count; i-- > 0;) {
+    if (!candidate(g, users, static_cast<NodeId>(i))) continue;
+    int reading = 0;
+    for (NodeId u : users[i]) reading += again[static_cast<size_t>(u)] ? loops[static_cast<size_t>(u)] : 1;
+    loops[i] = reading;
+    again[i] = reading >= 2;
+  }
+  std::vector<int> chain(count, 0);
+  for (size_t i = 0; i < count; ++i) {
+    if (!again[i]) continue;
+    int cost = OpRegistry::get().find(g.nodes[i].op)->lane_ops;
+    for (NodeId in : g.nodes[i].inputs)
+      if (again[static_cast<size_t>(in)]) cost += chain[static_cast<size_t>(in)];
+    if (cost > kRecomputeLaneOps) again[i] = false;  // stored; its readers' copies start here
+    else chain[i] = cost;
+  }
+  return again;
+}
+
+}  // namespace
+
+bool recompute_cheap_values(Graph& g) {
+  const size_t count = g.nodes.size();
+  const std::vector<bool> again = values_to_recompute(g);
   bool changed = false;
   int copies = 0;
   for (size_t r = 0; r < count; ++r) {

@@ -9,18 +9,6 @@
 
 namespace kiln {
 
-// The value of a constant whose elements are all equal.
-static std::optional<double> uniform_value(const Node& n) {
-  if (n.op != "constant") return std::nullopt;
-  const auto& v = n.attrs.at("value");
-  if (v.is_number()) return v.get<double>();
-  if (!v.is_array() || v.empty()) return std::nullopt;
-  double first = v[0].get<double>();
-  for (auto& e : v)
-    if (e.get<double>() != first) return std::nullopt;
-  return first;
-}
-
 static const OpDef& def_of(const Node& n) { return *OpRegistry::get().find(n.op); }
 
 // The op takes `n`'s attributes and operands and still gives n's type.

@@ -55,6 +55,24 @@ TEST_CASE("fold-scales: a dense layer's per-unit scale from params folds, one fr
     for (size_t i = 0; i < want.at(o).data.size(); ++i) CHECK(got.at(o).data[i] == doctest::Approx(want.at(o).data[i]).epsilon(1e-12));
 }
 
+// The program hands the product itself out: folding the scale into the
+// weights would leave both products to compute (the plain one for the output,
+// the scaled one for its reader), so the scale stays where it is.
+TEST_CASE("fold-scales: a per-unit scale of a product the program also hands out stays") {
+  codegen_test::JitCase c(3, 4);
+  NodeId x = c.input("x", {kOpenDim, 6});
+  NodeId w = c.param("w", {6, 5});
+  NodeId s = c.param("s", {5}, 0.5, 1.5);
+  NodeId product = c.op("matmul", {x, w});
+  c.out("product", product);
+  c.out("scaled", c.op("mul", {c.op("exp", {s}), product}));
+  CHECK_FALSE(fold_scales_into_weights(c.g));
+  int products = 0;
+  for (const Node& n : c.g.nodes) products += n.op == "matmul";
+  CHECK(products == 1);
+  c.check(1e-5);
+}
+
 TEST_CASE("fold-scales: predict computes the folded weights once per parameter load, not per call") {
   Graph model = load_graph(test::source_path("tests/fixtures/bn_dropout_cnn.json"));
   auto graphs = codegen::program_graphs(model, nullptr);

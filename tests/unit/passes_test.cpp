@@ -8,6 +8,7 @@
 #include "compiler/frontend/graph_json.h"
 #include "compiler/interp/interpreter.h"
 #include "compiler/ir/builder.h"
+#include "compiler/ops/registry.h"
 #include "compiler/passes/pass_manager.h"
 #include "compiler/passes/passes.h"
 
@@ -201,4 +202,52 @@ TEST_CASE("passes: recompute copies a cheap chain into each reader, back to the 
   }
   CHECK(copies_of_a == 3);  // exp(a)'s, a * c's, neg(c)'s (inside its copy of c)
   CHECK(copies_of_c == 2);  // a * c's, neg(c)'s
+}
+
+// A chain shaped like GELU's: -(s * k) is read by one op, its + 1, which two
+// loops read. Copying the + 1 into both would leave -(s * k) stored and read
+// back, so it (and s * k) count the loops their recomputed reader reaches: the
+// whole chain is copied. A chain past the budget is stored where it crosses
+// it (a run of negations one longer than the budget), and so is a value whose
+// own op costs more (exp).
+TEST_CASE("passes: recompute counts the loops a recomputed reader reaches, and stores a chain past its budget") {
+  Graph g;
+  GraphBuilder b(g);
+  NodeId x = b.input("x", {DType::f32, {-1, 3}});
+  NodeId s = b.add1("exp", x);  // reads an input: stored
+  NodeId scaled = b.add2("mul", s, b.constant(0.7));
+  NodeId negated = b.add1("neg", scaled);
+  NodeId one_plus = b.add2("add", negated, b.constant(1.0));
+  NodeId r1 = b.add2("mul", one_plus, s), r2 = b.add1("neg", one_plus);
+  std::vector<NodeId> run = {s};
+  for (int i = 0; i <= kRecomputeLaneOps; ++i) run.push_back(b.add1("neg", run.back()));
+  const NodeId last = run.back(), before_last = run[run.size() - 2];
+  NodeId q1 = b.add2("mul", last, s), q2 = b.add1("neg", last);
+  NodeId e = b.add1("exp", b.add2("mul", s, b.constant(0.01)));
+  NodeId e1 = b.add2("mul", e, s), e2 = b.add1("neg", e);
+  NodeId total = b.add2("add", b.add2("add", r1, r2), b.add2("add", b.add2("add", q1, q2), b.add2("add", e1, e2)));
+  g.outputs = {{"out", b.add1("reduce_sum", total)}};
+  const std::string negated_name = g.node(negated).name, scaled_name = g.node(scaled).name,
+                    last_name = g.node(last).name, before_last_name = g.node(before_last).name, e_name = g.node(e).name;
+  REQUIRE(OpRegistry::get().find("neg")->lane_ops == 1);
+  REQUIRE(OpRegistry::get().find("exp")->lane_ops > kRecomputeLaneOps);
+  const std::map<std::string, Value> feeds{{"x", kX}};
+  const Value before = run_out(g, feeds);
+  CHECK(recompute_cheap_values(g));
+  CHECK(verify(g).empty());
+  CHECK(run_out(g, feeds).data == before.data);
+  auto copies = [&](const std::string& name) {
+    int n = 0;
+    for (const Node& node : g.nodes) n += node.name.rfind(name + "/again", 0) == 0;
+    return n;
+  };
+  CHECK(g.find(negated_name) == kNoNode);
+  CHECK(copies(negated_name) == 2);  // one in each loop that reads its + 1
+  CHECK(copies(scaled_name) == 2);
+  CHECK(g.find(last_name) != kNoNode);  // its chain costs one more than the budget: stored, read by both
+  CHECK(copies(last_name) == 0);
+  CHECK(g.find(before_last_name) == kNoNode);  // inside the last one's own loop (one copy)
+  CHECK(copies(before_last_name) == 1);
+  CHECK(g.find(e_name) != kNoNode);
+  CHECK(copies(e_name) == 0);
 }
