@@ -54,33 +54,45 @@ bool candidate(const Graph& g, const std::vector<std::vector<NodeId>>& users, No
   return true;
 }
 
-// Which values to compute again. Readers first (the node list is topological,
-// so walk it backwards): a value is worth copying when the loops that would
-// compute it number two or more (a recomputed reader counts as the loops it is
-// copied into; read by one loop, the value is in that loop already or stored
-// either way). Then producers first: a copy brings along the recomputed
-// values it reads, so a chain whose cost passes the budget stays stored.
+// Marks, readers first (the node list is topological: walk it backwards),
+// each value that `may` be copied and that two or more readers would each
+// compute: its own readers, a marked one counting as the readers it is copied
+// into. Read by one, a value is in that reader's loop already or stored
+// either way.
+void mark_shared(const Graph& g, const std::vector<std::vector<NodeId>>& users, std::vector<bool>& again,
+                 const std::function<bool(size_t)>& may) {
+  std::vector<int> readers(g.nodes.size(), 1);
+  for (size_t i = g.nodes.size(); i-- > 0;) {
+    const bool allowed = may(i);
+    again[i] = false;
+    if (!allowed) continue;
+    int n = 0;
+    for (NodeId u : users[i]) n += again[static_cast<size_t>(u)] ? readers[static_cast<size_t>(u)] : 1;
+    readers[i] = n;
+    again[i] = n >= 2;
+  }
+}
+
+// Which values to compute again: shared ones, while the chain a copy brings
+// along (producers first) fits the budget; a value past it is stored and its
+// readers' copies start there. That leaves fewer readers to the values it
+// reads, so they are counted again.
 std::vector<bool> values_to_recompute(const Graph& g) {
   const auto users = g.users();
   const size_t count = g.nodes.size();
   std::vector<bool> again(count, false);
-  std::vector<int> loops(count, 1);
-  for (size_t i = count; i-- > 0;) {
-    if (!candidate(g, users, static_cast<NodeId>(i))) continue;
-    int reading = 0;
-    for (NodeId u : users[i]) reading += again[static_cast<size_t>(u)] ? loops[static_cast<size_t>(u)] : 1;
-    loops[i] = reading;
-    again[i] = reading >= 2;
-  }
+  mark_shared(g, users, again, [&](size_t i) { return candidate(g, users, static_cast<NodeId>(i)); });
   std::vector<int> chain(count, 0);
   for (size_t i = 0; i < count; ++i) {
     if (!again[i]) continue;
     int cost = OpRegistry::get().find(g.nodes[i].op)->lane_ops;
     for (NodeId in : g.nodes[i].inputs)
       if (again[static_cast<size_t>(in)]) cost += chain[static_cast<size_t>(in)];
-    if (cost > kRecomputeLaneOps) again[i] = false;  // stored; its readers' copies start here
+    if (cost > kRecomputeLaneOps) again[i] = false;
     else chain[i] = cost;
   }
+  const std::vector<bool> within_budget = again;
+  mark_shared(g, users, again, [&](size_t i) { return within_budget[i]; });
   return again;
 }
 

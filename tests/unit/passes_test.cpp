@@ -155,7 +155,7 @@ TEST_CASE("passes: the simplify pipeline on the MLP training step, round by roun
   for (size_t i = 1; i < runs.size(); ++i) CHECK(runs[i].nodes_before == runs[i - 1].nodes_after);
   CHECK(step.nodes.size() < before);
   // The fixpoint's last round changed nothing; then recompute ran once (the
-  // MLP has no cheap per-example value read elsewhere: relu feeds a matmul).
+  // MLP has no per-example value within the budget read twice: relu feeds a matmul).
   REQUIRE(runs.size() >= 7);
   CHECK(runs.back().pass == "recompute");
   CHECK_FALSE(runs.back().changed);
@@ -169,8 +169,8 @@ TEST_CASE("passes: the simplify pipeline on the MLP training step, round by roun
 }
 
 TEST_CASE("passes: recompute copies a cheap chain into each reader, back to the stored value, and the outputs stay") {
-  // s = exp(x) (not cheap); a = s * 0.5 and c = a + 1 are cheap, each read by
-  // two elementwise ops: exp(a), a * c, neg(c). Each of those gets its own
+  // s = exp(x) (it reads an input: stored); a = s * 0.5 and c = a + 1 cost
+  // one each, each read by two elementwise ops: exp(a), a * c, neg(c). Each of those gets its own
   // copy of the chain from s (a * c one copy of a, shared by its copy of c);
   // a and c go. d (read once) and `kept` (also read by a reduction) stay.
   Graph g;
@@ -205,12 +205,12 @@ TEST_CASE("passes: recompute copies a cheap chain into each reader, back to the 
 }
 
 // A chain shaped like GELU's: -(s * k) is read by one op, its + 1, which two
-// loops read. Copying the + 1 into both would leave -(s * k) stored and read
-// back, so it (and s * k) count the loops their recomputed reader reaches: the
+// ops read. Copying the + 1 into both would leave -(s * k) stored and read
+// back, so it (and s * k) count the readers their copied reader reaches: the
 // whole chain is copied. A chain past the budget is stored where it crosses
 // it (a run of negations one longer than the budget), and so is a value whose
-// own op costs more (exp).
-TEST_CASE("passes: recompute counts the loops a recomputed reader reaches, and stores a chain past its budget") {
+// own op costs more (exp); what they read then has one reader and stays.
+TEST_CASE("passes: recompute counts the readers a copied reader reaches, and stores a chain past its budget") {
   Graph g;
   GraphBuilder b(g);
   NodeId x = b.input("x", {DType::f32, {-1, 3}});
@@ -223,12 +223,14 @@ TEST_CASE("passes: recompute counts the loops a recomputed reader reaches, and s
   for (int i = 0; i <= kRecomputeLaneOps; ++i) run.push_back(b.add1("neg", run.back()));
   const NodeId last = run.back(), before_last = run[run.size() - 2];
   NodeId q1 = b.add2("mul", last, s), q2 = b.add1("neg", last);
-  NodeId e = b.add1("exp", b.add2("mul", s, b.constant(0.01)));
+  NodeId e_input = b.add2("mul", s, b.constant(0.01));
+  NodeId e = b.add1("exp", e_input);
   NodeId e1 = b.add2("mul", e, s), e2 = b.add1("neg", e);
   NodeId total = b.add2("add", b.add2("add", r1, r2), b.add2("add", b.add2("add", q1, q2), b.add2("add", e1, e2)));
   g.outputs = {{"out", b.add1("reduce_sum", total)}};
   const std::string negated_name = g.node(negated).name, scaled_name = g.node(scaled).name,
-                    last_name = g.node(last).name, before_last_name = g.node(before_last).name, e_name = g.node(e).name;
+                    last_name = g.node(last).name, before_last_name = g.node(before_last).name, e_name = g.node(e).name,
+                    e_input_name = g.node(e_input).name, one_plus_name = g.node(one_plus).name;
   REQUIRE(OpRegistry::get().find("neg")->lane_ops == 1);
   REQUIRE(OpRegistry::get().find("exp")->lane_ops > kRecomputeLaneOps);
   const std::map<std::string, Value> feeds{{"x", kX}};
@@ -242,12 +244,15 @@ TEST_CASE("passes: recompute counts the loops a recomputed reader reaches, and s
     return n;
   };
   CHECK(g.find(negated_name) == kNoNode);
-  CHECK(copies(negated_name) == 2);  // one in each loop that reads its + 1
+  CHECK(copies(negated_name) == 2);  // one in each reader of its + 1
   CHECK(copies(scaled_name) == 2);
+  CHECK(copies(one_plus_name) == 2);
   CHECK(g.find(last_name) != kNoNode);  // its chain costs one more than the budget: stored, read by both
   CHECK(copies(last_name) == 0);
-  CHECK(g.find(before_last_name) == kNoNode);  // inside the last one's own loop (one copy)
-  CHECK(copies(before_last_name) == 1);
+  // Then the run before it has one reader each: left as it was, no copies.
+  CHECK(g.find(before_last_name) != kNoNode);
+  CHECK(copies(before_last_name) == 0);
   CHECK(g.find(e_name) != kNoNode);
   CHECK(copies(e_name) == 0);
+  CHECK(copies(e_input_name) == 0);
 }
