@@ -1,6 +1,7 @@
 #include "compiler/codegen/check_numerics.h"
 
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <random>
 #include <set>
@@ -41,6 +42,15 @@ std::map<std::string, interp::Value> random_feeds(const lower::Entry& entry, int
 }
 
 namespace {
+
+// The terms a reduction sums into each element of its result at this batch size (1 for other ops).
+double summed_terms(const Graph& g, NodeId id, int64_t batch) {
+  const Node& n = g.node(id);
+  const OpDef* def = OpRegistry::get().find(n.op);
+  if (!def || def->pattern != OpPattern::reduction || n.inputs.empty()) return 1;
+  const int64_t out = numel(n.type.shape, batch), in = numel(g.node(n.inputs[0]).type.shape, batch);
+  return out > 0 && in > out ? static_cast<double>(in) / static_cast<double>(out) : 1;
+}
 
 struct Comparison {
   double max_abs_diff = 0, max_abs_ref = 0;
@@ -100,23 +110,6 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
     outs.push_back(out_bytes.back().data());
   }
 
-  // The interpreter's value of every node a kernel of this entry writes.
-  // (and of their inputs, which scale what rounding alone can explain).
-  std::set<std::string> wanted;
-  for (int ki : e->kernels)
-    for (int w : p.kernels[static_cast<size_t>(ki)].writes) {
-      const lower::Buffer& b = p.buffers[static_cast<size_t>(w)];
-      if (b.node == kNoNode) continue;
-      wanted.insert(g.node(b.node).name);
-      for (NodeId in : g.node(b.node).inputs) wanted.insert(g.node(in).name);
-    }
-  std::vector<std::string> fetch(wanted.begin(), wanted.end());
-  std::map<std::string, interp::Value> interp_feeds;
-  for (auto& [name, v] : feeds)
-    if (g.find(name) != kNoNode) interp_feeds[name] = v;
-  interp::Interpreter interpreter(g, interp::Precision::f32);
-  auto reference = interpreter.run(interp_feeds, fetch);
-
   std::map<NodeId, const lower::Buffer*> arena_of;
   std::set<int> arena(e->arena_buffers.begin(), e->arena_buffers.end());
   for (const lower::Buffer& b : p.buffers)  // views of the entry's buffers are refilled in place too
@@ -126,6 +119,39 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
     const lower::Buffer& b = p.buffers[static_cast<size_t>(id)];
     if (b.node != kNoNode) arena_of[b.node] = &b;
   }
+  // A value no buffer holds is computed inside the kernel that reads it.
+  auto computed_inline = [&](NodeId id) {
+    const Node& m = g.node(id);
+    return !arena_of.count(id) && !m.inputs.empty() && !OpRegistry::get().find(m.op)->interface;
+  };
+  // What a written node is computed from within its kernel: its inputs, and
+  // through each computed inline, that value's inputs, back to stored ones.
+  auto within_kernel = [&](NodeId id, const std::function<void(NodeId, double terms)>& visit) {
+    std::function<void(NodeId, double)> walk = [&](NodeId at, double terms) {
+      for (NodeId in : g.node(at).inputs) {
+        visit(in, terms);
+        if (computed_inline(in)) walk(in, terms * summed_terms(g, in, batch));
+      }
+    };
+    walk(id, summed_terms(g, id, batch));
+  };
+
+  // The interpreter's value of every node a kernel of this entry writes
+  // (and of what it is computed from, which scales what rounding alone can explain).
+  std::set<std::string> wanted;
+  for (int ki : e->kernels)
+    for (int w : p.kernels[static_cast<size_t>(ki)].writes) {
+      const lower::Buffer& b = p.buffers[static_cast<size_t>(w)];
+      if (b.node == kNoNode) continue;
+      wanted.insert(g.node(b.node).name);
+      within_kernel(b.node, [&](NodeId in, double) { wanted.insert(g.node(in).name); });
+    }
+  std::vector<std::string> fetch(wanted.begin(), wanted.end());
+  std::map<std::string, interp::Value> interp_feeds;
+  for (auto& [name, v] : feeds)
+    if (g.find(name) != kNoNode) interp_feeds[name] = v;
+  interp::Interpreter interpreter(g, interp::Precision::f32);
+  auto reference = interpreter.run(interp_feeds, fetch);
 
   NumericsReport report;
   kiln_context& ctx = prog.context();
@@ -161,20 +187,19 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
       Comparison c = compare(got, ref);
       ++report.nodes_checked;
       // A result that cancels (a sum of terms that nearly cancel) is rounding
-      // noise relative to itself: measure it against its inputs too.
-      double inputs_max = 0;
-      for (NodeId in : n.inputs) {
+      // noise relative to itself: measure it against what it is computed
+      // from too. A sum of n terms that cancels carries rounding of n terms
+      // (batch norm's gradient sums to ~0 over every pixel of a channel),
+      // also when the sum is computed inline and only scaled or negated
+      // after it (factor-sums: -(sum(x - mean) * k)).
+      double inputs_max = 0, terms = summed_terms(g, b.node, batch);
+      within_kernel(b.node, [&](NodeId in, double t) {
         const interp::Value& v = reference.at(g.node(in).name);
-        if (!is_float(v.dtype)) continue;
+        if (!is_float(v.dtype)) return;
+        terms = std::max(terms, t);
         for (double x : v.data)
           if (std::isfinite(x)) inputs_max = std::max(inputs_max, std::fabs(x));
-      }
-      // A sum of n terms that cancels carries rounding of n terms (batch
-      // norm's gradient sums to ~0 over every pixel of a channel).
-      double terms = 1;
-      const OpDef* def = OpRegistry::get().find(n.op);
-      if (def && def->pattern == OpPattern::reduction && !n.inputs.empty() && !ref.data.empty())
-        terms = static_cast<double>(reference.at(g.node(n.inputs[0]).name).data.size()) / static_cast<double>(ref.data.size());
+      });
       double scale = std::max(c.max_abs_ref, kInputScale * inputs_max * terms);
       bool bad = !c.finite || c.max_abs_diff > tolerance * scale;
       if (!bad) continue;

@@ -56,7 +56,9 @@ static void add_elementwise_ops(OpRegistry& r) {
                   .shape_rule = "x: S -> S", .infer = infer, .pattern = OpPattern::elementwise,
                   .samples = unary_samples(range)});
   };
-  unary("neg", "-x", unary_numeric).algebra.involution = true;
+  OpDef& neg = unary("neg", "-x", unary_numeric);
+  neg.algebra.involution = true;
+  neg.algebra.additive = true;
   for (const char* name : {"add", "sub", "mul", "maximum", "neg"}) r.find_mut(name)->lane_ops = 1;
   // A causal value times a finite constant scalar (softmax's gradient times
   // attention's scale) keeps its zeros: the product reading it skips them too.

@@ -59,6 +59,9 @@ static void add_reduce_ops(OpRegistry& r) {
          .pattern = OpPattern::reduction,
          .inlines_elementwise_input = true,
          .samples = reduce_samples()});
+  r.find_mut("reduce_sum")->algebra.summed_axes = [](const Node& n, int input_rank) {
+    return reduction_axes(n.attrs, input_rank);
+  };
   r.add({.name = "reduce_max", .family = "reduce",
          .summary = "maximum over axes; the gradient goes to the first maximal element",
          .inputs = {"x"}, .attrs = reduce_attrs(), .shape_rule = kReduceRule, .infer = reduce_infer,

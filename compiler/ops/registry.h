@@ -117,6 +117,12 @@ struct OpAlgebra {
   // The inputs the result is linear in, each on its own (matmul's a and b,
   // softmax_grad's dy): a scalar scale of the result may scale any one.
   std::vector<int> linear_inputs;
+  // A sum over axes (reduce_sum): the axes of its input it sums, given the
+  // input's rank. A factor the same along all of them moves out of the sum
+  // (factor-sums: sum(x * c) -> sum(x) * c).
+  std::function<std::vector<int>(const Node&, int input_rank)> summed_axes;
+  // A unary elementwise f with f(x + y) = f(x) + f(y) (neg): sum(f(x)) -> f(sum(x)).
+  bool additive = false;
 };
 
 // A sample application for the registry sweep (JIT against the interpreter,
@@ -170,7 +176,7 @@ struct OpDef {
   GradFn grad;                   // primitives that are differentiable
   bool no_grad = false;          // gradient stops here explicitly (argmax, one_hot, compare, ...)
   // Vector instructions per vector of elements in compiled code (elementwise
-  // ops; 0: not counted). The recompute pass computes a value again in each
+  // ops; 0: not counted, and never recomputed). The recompute pass computes a value again in each
   // reader's loop, instead of storing and loading it back, when the chain it
   // needs costs at most kRecomputeLaneOps.
   int lane_ops = 0;

@@ -40,6 +40,14 @@ bool simplify_algebra(Graph& g);
 // smaller one (compiler/passes/fold_scales.cpp).
 bool fold_scales_into_weights(Graph& g);
 
+// factor-sums: sum(x * c) -> sum(x) * c where c (an operand of a
+// multiplying op, OpAlgebra::multiplies) is the same along every summed axis
+// (OpAlgebra::summed_axes), and sum(f(x)) -> f(sum(x)) for an additive unary
+// f (neg). Only where the sum of x has the original sum's type, so the result
+// does too. A normalization's gradient then sums values already summed or
+// stored, and its products keep one reader (compiler/passes/factor_sums.cpp).
+bool factor_sums(Graph& g);
+
 // sink-transposes: ew(T_p(x), c) -> T_p(ew(x, c')) for elementwise ops whose
 // other operands are transposes by the same p or small values of params and
 // constants alone, so transposes meet and compose away (compiler/passes/sink_transposes.cpp).

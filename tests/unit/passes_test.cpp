@@ -142,21 +142,22 @@ TEST_CASE("passes: the simplify pipeline on the MLP training step, round by roun
   options.dump = &dump;
   size_t before = step.nodes.size();
   auto runs = run_pipeline(step, "simplify", options);
-  REQUIRE(runs.size() >= 6);
+  REQUIRE(runs.size() >= 7);
   CHECK(runs[0].pass == "fold-constants");
   CHECK(runs[1].pass == "sink-transposes");
   CHECK_FALSE(runs[1].changed);  // the MLP's transposes feed matmuls, no elementwise op
   CHECK(runs[2].pass == "algebra");
-  CHECK(runs[3].pass == "fold-scales");
-  CHECK_FALSE(runs[3].changed);  // no per-channel scale after the MLP's matmuls
-  CHECK(runs[4].pass == "cse");
-  CHECK(runs[5].pass == "dce");
+  CHECK(runs[3].pass == "factor-sums");
+  CHECK(runs[4].pass == "fold-scales");
+  CHECK_FALSE(runs[4].changed);  // no per-channel scale after the MLP's matmuls
+  CHECK(runs[5].pass == "cse");
+  CHECK(runs[6].pass == "dce");
   CHECK(runs[0].nodes_before == before);
   for (size_t i = 1; i < runs.size(); ++i) CHECK(runs[i].nodes_before == runs[i - 1].nodes_after);
   CHECK(step.nodes.size() < before);
   // The fixpoint's last round changed nothing; then recompute ran once (the
   // MLP has no per-example value within the budget read twice: relu feeds a matmul).
-  REQUIRE(runs.size() >= 7);
+  REQUIRE(runs.size() >= 8);
   CHECK(runs.back().pass == "recompute");
   CHECK_FALSE(runs.back().changed);
   CHECK(runs[runs.size() - 2].pass == "dce");
@@ -255,4 +256,55 @@ TEST_CASE("passes: recompute counts the readers a copied reader reaches, and sto
   CHECK(g.find(e_name) != kNoNode);
   CHECK(copies(e_name) == 0);
   CHECK(copies(e_input_name) == 0);
+}
+
+// Batch norm's gradient from primitives, in small: sum(dy), and
+// sum(-(dy * scale[c])) over the same axes beside an elementwise reader of
+// dy * scale[c]. Factored, the second is -(sum(dy) * scale): cse merges the two
+// sums of dy, and the product has one reader left. A factor that varies
+// along a summed axis, or whose broadcast would change the sum's shape, stays.
+TEST_CASE("passes: factor-sums takes per-channel factors and negations out of sums") {
+  Graph g;
+  GraphBuilder b(g);
+  NodeId dy = b.input("dy", {DType::f32, {-1, 2, 3}});
+  NodeId scale = b.input("scale", {DType::f32, {3}});
+  NodeId rows = b.input("rows", {DType::f32, {2, 1}});
+  const Attrs over_batch = {{"axes", {0, 1}}, {"keepdims", true}};
+  NodeId sum_dy = b.add("reduce_sum", {dy}, over_batch);
+  NodeId scaled = b.add2("mul", dy, scale);
+  NodeId sum_neg = b.add("reduce_sum", {b.add1("neg", scaled)}, over_batch);
+  NodeId by_rows = b.add("reduce_sum", {b.add2("mul", dy, rows)}, over_batch);  // rows vary along axis 1
+  NodeId flat = b.add("reduce_sum", {b.add2("mul", dy, b.add("reshape", {scale}, {{"shape", {1, 1, 3}}}))},
+                      {{"axes", {0, 1}}, {"keepdims", false}});  // [3] * [1,1,3] would be [1,1,3]
+  g.outputs = {{"out", b.add2("add", b.add2("add", sum_dy, sum_neg), by_rows)},
+               {"flat", flat},
+               {"elementwise", b.add2("add", scaled, dy)}};
+  const std::string by_rows_name = g.node(by_rows).name, flat_name = g.node(flat).name;
+  const Value dy_value{DType::f32, {2, 2, 3}, {1, -2, 3, 0.5, 4, -1, 2, 0.25, -3, 1.5, -0.5, 2}};
+  const std::map<std::string, Value> feeds{
+      {"dy", dy_value}, {"scale", Value{DType::f32, {3}, {0.5, -2, 3}}}, {"rows", Value{DType::f32, {2, 1}, {2, -1}}}};
+  auto run = [&](const std::string& out) {
+    return interp::Interpreter(g, interp::Precision::f64).run(feeds, {out}).at(out);
+  };
+  const Value out_before = run("out"), flat_before = run("flat");
+  run_pipeline(g, "simplify");
+  CHECK(verify(g).empty());
+  // Each sum over the batch reads dy itself or a product the factor varies in.
+  int sums_of_dy = 0;
+  for (const Node& n : g.nodes) {
+    if (n.op != "reduce_sum") continue;
+    const Node& term = g.node(n.inputs[0]);
+    CHECK(term.op != "neg");
+    sums_of_dy += n.inputs[0] == g.find("dy");
+    if (term.op == "mul") CHECK((n.name == by_rows_name || n.name == flat_name));
+  }
+  CHECK(sums_of_dy == 1);  // sum(dy) and the factored sum(dy * scale): one node
+  CHECK(g.find(by_rows_name) != kNoNode);
+  CHECK(g.find(flat_name) != kNoNode);
+  const Value out_after = run("out"), flat_after = run("flat");
+  REQUIRE(out_after.data.size() == out_before.data.size());
+  for (size_t i = 0; i < out_before.data.size(); ++i) CHECK(out_after.data[i] == doctest::Approx(out_before.data[i]));
+  CHECK(flat_after.data == flat_before.data);
+  // sum over the batch of -(dy * scale) for the first channel: -(1 + 0.5 + 2 + 1.5) * 0.5, plus sum(dy) and the rows' sum.
+  CHECK(out_after.data[0] == doctest::Approx((1 + 0.5 + 2 + 1.5) - (1 + 0.5 + 2 + 1.5) * 0.5 + (2 * 1 - 0.5 + 2 * 2 - 1.5)));
 }
