@@ -65,19 +65,19 @@ NodeId factored(Graph& g, NodeId id, int& fresh) {
   const OpDef& term_def = def_of(term);
   const int rank = term.type.rank();
   const std::vector<int> axes = def.algebra.summed_axes(sum, rank);
-  auto name = [&](const char* what) {
-    std::string s;
-    do s = sum.name + "/" + what + std::to_string(++fresh);
-    while (g.find(s) != kNoNode);
+  // The sum of x is named after x, the factored result after the sum it replaces.
+  auto name = [&](const std::string& base, const char* what) {
+    std::string s = base + "/" + what;
+    while (g.find(s) != kNoNode) s = base + "/" + what + std::to_string(++fresh);
     return s;
   };
-  auto sum_of = [&](NodeId x) { return append(g, sum.op, {x}, sum.attrs, name("sum"), sum.origin); };
+  auto sum_of = [&](NodeId x) { return append(g, sum.op, {x}, sum.attrs, name(g.node(x).name, "summed"), sum.origin); };
   // Only a term of the sum's input shape is factored: its sum has the sum's type.
   auto full = [&](NodeId x) { return g.node(x).type == term.type; };
   if (term_def.algebra.additive && term.inputs.size() == 1 && full(term.inputs[0])) {
     const std::optional<NodeId> inner = sum_of(term.inputs[0]);
     if (!inner) return kNoNode;
-    const std::optional<NodeId> outer = append(g, term.op, {*inner}, term.attrs, name("factored"), sum.origin);
+    const std::optional<NodeId> outer = append(g, term.op, {*inner}, term.attrs, name(sum.name, "factored"), sum.origin);
     return outer && g.node(*outer).type == sum.type ? *outer : kNoNode;
   }
   if (!term_def.algebra.multiplies || term.inputs.size() != 2) return kNoNode;
@@ -90,7 +90,7 @@ NodeId factored(Graph& g, NodeId id, int& fresh) {
     std::vector<NodeId> operands = {kNoNode, kNoNode};
     operands[k] = *inner;
     operands[1 - k] = c;
-    const std::optional<NodeId> outer = append(g, term.op, operands, term.attrs, name("factored"), sum.origin);
+    const std::optional<NodeId> outer = append(g, term.op, operands, term.attrs, name(sum.name, "factored"), sum.origin);
     if (outer && g.node(*outer).type == sum.type) return *outer;
     g.nodes.resize(mark);  // c broadcast gives another shape (keepdims off, c of full rank): leave it
   }

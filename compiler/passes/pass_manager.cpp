@@ -1,5 +1,7 @@
 #include "compiler/passes/pass_manager.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "compiler/passes/passes.h"
@@ -39,12 +41,31 @@ std::vector<std::string> pipeline_finish(const std::string& name) {
   throw std::invalid_argument("unknown pipeline '" + name + "' (pipelines: simplify)");
 }
 
+// KILN_SKIP_PASSES=a,b: passes left out of every pipeline, for A/B
+// measurements (`kiln profile` with and without one); an unknown name is an error.
+static bool skipped(const std::string& name) {
+  static const std::vector<std::string> skip = [] {
+    std::vector<std::string> names;
+    const char* env = std::getenv("KILN_SKIP_PASSES");
+    std::string list = env ? env : "";
+    for (size_t at = 0; at < list.size();) {
+      size_t comma = list.find(',', at);
+      if (comma == std::string::npos) comma = list.size();
+      if (comma > at) names.push_back(find_graph_pass(list.substr(at, comma - at)).name);
+      at = comma + 1;
+    }
+    return names;
+  }();
+  return std::find(skip.begin(), skip.end(), name) != skip.end();
+}
+
 std::vector<PassRun> run_passes(Graph& g, const std::vector<std::string>& passes, const PipelineOptions& options) {
   std::vector<PassRun> runs;
   for (int round = 1; round <= options.max_rounds; ++round) {
     bool any = false;
     for (const std::string& name : passes) {
       const GraphPass& pass = find_graph_pass(name);
+      if (skipped(name)) continue;
       size_t before = g.nodes.size();
       bool changed = pass.run(g);
       verify_or_throw(g, "pass '" + name + "'");
