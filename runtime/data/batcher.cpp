@@ -62,11 +62,14 @@ Batcher::Item Batcher::produce() {
   }
   const int64_t begin = next_ * batch_size_;
   const int64_t b = std::min(batch_size_, data_.size() - begin);
-  // A full batch is a view of the data set, unless a transform rewrites it.
-  Batch batch = opt_.batch_size == BatcherOptions::kFull && !opt_.transform
+  // A full batch is a view of the data set, unless a transform rewrites it
+  // or its rows are stored bytes the model does not read as they are.
+  const int64_t* rows = order_.data() + begin;
+  Batch batch = opt_.batch_size == BatcherOptions::kFull && !opt_.transform && !data_.decode
                     ? Batch::view(data_)
-                    : Batch(gather_batch(data_.features, order_.data() + begin, b),
-                            gather_batch(data_.labels, order_.data() + begin, b));
+                    : Batch(data_.decode ? data_.decode(gather_batch(data_.features, rows, b))
+                                         : gather_batch(data_.features, rows, b),
+                            gather_batch(data_.labels, rows, b));
   if (opt_.transform) opt_.transform(batch, std::span(order_.data() + begin, static_cast<size_t>(b)), epoch_);
   batch.epoch = epoch_;
   batch.index = next_;

@@ -29,11 +29,25 @@ void check_k(const Dataset& d, int64_t k, const char* what) {
 
 }  // namespace
 
-Dataset Dataset::make(Tensor features, Tensor labels) {
+Dataset Dataset::make(Tensor features, Tensor labels, RowDecode decode) {
   if (features.rank() < 1 || labels.rank() < 1 || features.dim(0) != labels.dim(0))
     throw std::invalid_argument("dataset: features " + shape_string(features.shape()) + " and labels " +
                                 shape_string(labels.shape()) + " do not share a leading dimension N");
-  return {std::move(features), std::move(labels)};
+  return {std::move(features), std::move(labels), std::move(decode)};
+}
+
+Tensor Dataset::model_rows(int64_t begin, int64_t n) const {
+  if (begin < 0 || n < 0 || begin + n > size())
+    throw std::out_of_range("dataset: rows [" + std::to_string(begin) + ", " + std::to_string(begin + n) +
+                            ") out of [0, " + std::to_string(size()) + ")");
+  std::vector<int64_t> shape = features.shape();
+  shape[0] = n;
+  Tensor rows(features.dtype(), shape);
+  const size_t row = size() ? features.nbytes() / static_cast<size_t>(size()) : 0;
+  if (row * static_cast<size_t>(n))
+    std::memcpy(rows.raw(), static_cast<const uint8_t*>(features.raw()) + static_cast<size_t>(begin) * row,
+                row * static_cast<size_t>(n));
+  return decode ? decode(rows) : rows;
 }
 
 void gather_rows(const void* src, size_t row_bytes, std::span<const int64_t> idx, void* dst) {
@@ -45,7 +59,7 @@ void gather_rows(const void* src, size_t row_bytes, std::span<const int64_t> idx
 Dataset Dataset::gather(std::span<const int64_t> indices) const {
   for (int64_t i : indices)
     if (i < 0 || i >= size()) throw std::out_of_range("dataset: row " + std::to_string(i) + " out of [0, " + std::to_string(size()) + ")");
-  return {gather_tensor(features, indices), gather_tensor(labels, indices)};
+  return {gather_tensor(features, indices), gather_tensor(labels, indices), decode};
 }
 
 TrainValidation split_validation(const Dataset& d, int64_t k, uint64_t seed) {

@@ -3,21 +3,39 @@
 // [N, K] (f32 one-hot or targets), row i of each belonging together; plus
 // the seeded ways to cut it (validation split, subsets).
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "runtime/tensor.h"
 
 namespace kiln::data {
 
+// Stored rows [n, ...] -> the rows the model reads (images scaled and normalized to f32).
+using RowDecode = std::function<Tensor(const Tensor& stored_rows)>;
+
 struct Dataset {
-  Tensor features;  // usually f32 [N, ...]
+  Tensor features;  // what the model reads (usually f32 [N, ...]), or stored rows `decode` turns into it
   Tensor labels;    // i32 [N] or f32 [N, K]
+  // Set for images kept as bytes: CIFAR-10's training set is 153 MB as u8
+  // and 614 MB as f32. Each batch is decoded as it is gathered, element by
+  // element as decoding the whole set would, so the values are the same bits.
+  RowDecode decode;
 
   // Checks both have a leading dimension N and agree on it.
-  static Dataset make(Tensor features, Tensor labels);
+  static Dataset make(Tensor features, Tensor labels, RowDecode decode = {});
   int64_t size() const { return features.rank() ? features.dim(0) : 0; }
-  // The rows at `indices`, in that order (each index in [0, N)).
+  // The rows at `indices`, in that order (each index in [0, N)); stored rows, the same decode.
   Dataset gather(std::span<const int64_t> indices) const;
+  // Rows [begin, begin + n) as the model reads them (decoded).
+  Tensor model_rows(int64_t begin, int64_t n) const;
+  // Every row as the model reads it.
+  Tensor model_features() const { return model_rows(0, size()); }
+  // For checks of type and row shape: the features themselves, or (stored
+  // bytes) the first row decoded into `scratch`. Never a copy of the whole set.
+  const Tensor& model_sample(Tensor& scratch) const {
+    if (!decode || size() == 0) return features;
+    return scratch = model_rows(0, 1);
+  }
 };
 
 struct TrainValidation {

@@ -92,8 +92,9 @@ DataParallelRunner::DataParallelRunner(Program& program, const data::Dataset& tr
       grad_entry_(&need(program.info(), "grad_step")), apply_entry_(&need(program.info(), "apply_step")) {
   if (ranks() < 1) throw std::runtime_error("data-parallel training needs at least one rank");
   bool has_x = false, has_y = false;
+  Tensor sample;
   for (const TensorInfo& t : grad_entry_->inputs) {
-    if (t.name == options_.features_input) train::check_fits(*grad_entry_, t, train.features, "features"), has_x = true;
+    if (t.name == options_.features_input) train::check_fits(*grad_entry_, t, train.model_sample(sample), "features"), has_x = true;
     if (t.name == options_.labels_input) train::check_fits(*grad_entry_, t, train.labels, "labels"), has_y = true;
   }
   if (!has_x || !has_y)

@@ -1,18 +1,25 @@
 #include "runtime/train/predictions.h"
 
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 
 namespace kiln::train {
 
-Tensor predict_all(Program& program, const Tensor& features) {
+namespace {
+
+const EntryInfo& predict_entry(Program& program) {
   const EntryInfo* e = program.entry("predict");
   if (!e) throw std::runtime_error("program '" + program.info().name + "' has no predict entry point");
   if (e->inputs.size() != 1 || e->outputs.size() != 1)
     throw std::runtime_error("predict must take one input and give one output, it takes " +
                              std::to_string(e->inputs.size()) + " and gives " + std::to_string(e->outputs.size()));
-  const TensorInfo& in = e->inputs[0];
-  const TensorInfo& out = e->outputs[0];
+  return *e;
+}
+
+// `features` (any number of rows) fit predict's input.
+void check_predict_input(const EntryInfo& e, const Tensor& features) {
+  const TensorInfo& in = e.inputs[0];
   if (features.rank() < 1 || features.dtype() != in.type || features.rank() != static_cast<int>(in.shape.size()))
     throw std::runtime_error("predict input '" + in.name + "' is " + elem_type_name(in.type) + " " +
                              shape_string(in.shape) + ", got " + elem_type_name(features.dtype()) + " " +
@@ -21,19 +28,46 @@ Tensor predict_all(Program& program, const Tensor& features) {
     if (features.dim(i) != in.shape[static_cast<size_t>(i)])
       throw std::runtime_error("predict input '" + in.name + "' is " + shape_string(in.shape) + ", got " +
                                shape_string(features.shape()));
-  const int64_t n = features.dim(0), max_batch = program.info().max_batch;
-  std::vector<int64_t> shape = out.shape;
+}
+
+// predict over n rows in batches of the program's maximum: rows(begin, b) gives each batch's input.
+Tensor predict_rows(Program& program, const EntryInfo& e, int64_t n,
+                    const std::function<const void*(int64_t begin, int64_t b)>& rows) {
+  const int64_t max_batch = program.info().max_batch;
+  std::vector<int64_t> shape = e.outputs[0].shape;
   shape[0] = n;
-  Tensor probs(out.type, shape);
-  const size_t in_row = n ? features.nbytes() / static_cast<size_t>(n) : 0;
+  Tensor probs(e.outputs[0].type, shape);
   const size_t out_row = n ? probs.nbytes() / static_cast<size_t>(n) : 0;
   for (int64_t begin = 0; begin < n; begin += max_batch) {
     int64_t b = std::min(max_batch, n - begin);
-    const void* x = static_cast<const uint8_t*>(features.raw()) + static_cast<size_t>(begin) * in_row;
+    const void* x = rows(begin, b);
     void* y = static_cast<uint8_t*>(probs.raw()) + static_cast<size_t>(begin) * out_row;
     program.run("predict", b, {x}, {y});
   }
   return probs;
+}
+
+}  // namespace
+
+Tensor predict_all(Program& program, const Tensor& features) {
+  const EntryInfo& e = predict_entry(program);
+  check_predict_input(e, features);
+  const int64_t n = features.dim(0);
+  const size_t in_row = n ? features.nbytes() / static_cast<size_t>(n) : 0;
+  return predict_rows(program, e, n, [&](int64_t begin, int64_t) {
+    return static_cast<const void*>(static_cast<const uint8_t*>(features.raw()) + static_cast<size_t>(begin) * in_row);
+  });
+}
+
+Tensor predict_all(Program& program, const data::Dataset& data) {
+  if (!data.decode) return predict_all(program, data.features);
+  const EntryInfo& e = predict_entry(program);
+  Tensor batch;
+  return predict_rows(program, e, data.size(), [&](int64_t begin, int64_t b) {
+    batch = data.model_rows(begin, b);
+    check_predict_input(e, batch);
+    return static_cast<const void*>(batch.raw());
+  });
 }
 
 static int argmax_row(const float* p, int64_t k) {
@@ -66,8 +100,8 @@ std::vector<int> label_classes(const Tensor& labels) {
   return out;
 }
 
-report::ConfusionMatrix confusion_matrix(Program& program, const Tensor& features, const Tensor& labels, int classes) {
-  std::vector<int> pred = predicted_classes(predict_all(program, features)), truth = label_classes(labels);
+report::ConfusionMatrix confusion_matrix(Program& program, const data::Dataset& data, int classes) {
+  std::vector<int> pred = predicted_classes(predict_all(program, data)), truth = label_classes(data.labels);
   report::ConfusionMatrix cm(classes);
   for (size_t i = 0; i < pred.size(); ++i) cm.add(truth[i], pred[i]);
   return cm;

@@ -105,19 +105,23 @@ EvalSums evaluate_rows(Program& program, const data::Dataset& data, const std::s
   const EntryInfo& e = need_entry(program, "eval_step");
   int loss_i = output_index(e, "loss"), correct_i = output_index(e, "correct");
   if (loss_i < 0) throw std::runtime_error("eval_step has no \"loss\" output");
+  const int64_t max_batch = program.info().max_batch, n = data.size();
+  Tensor sample;
   for (const TensorInfo& t : e.inputs) {
-    if (t.name == features_input) check_fits(e, t, data.features, "features");
+    if (t.name == features_input) check_fits(e, t, data.model_sample(sample), "features");
     if (t.name == labels_input) check_fits(e, t, data.labels, "labels");
   }
-  const int64_t max_batch = program.info().max_batch, n = data.size();
   const size_t x_row = n ? data.features.nbytes() / static_cast<size_t>(n) : 0;
   const size_t y_row = n ? data.labels.nbytes() / static_cast<size_t>(n) : 0;
   Outputs out(e, max_batch);
   std::vector<const void*> in;
   EvalSums r;
+  Tensor decoded;  // a data set of stored bytes: this chunk's rows as the model reads them
   for (int64_t at = begin; at < end; at += max_batch) {
     int64_t b = std::min(max_batch, end - at);
-    const auto* x = static_cast<const uint8_t*>(data.features.raw()) + static_cast<size_t>(at) * x_row;
+    if (data.decode) decoded = data.model_rows(at, b);
+    const auto* x = data.decode ? static_cast<const uint8_t*>(decoded.raw())
+                                : static_cast<const uint8_t*>(data.features.raw()) + static_cast<size_t>(at) * x_row;
     const auto* y = static_cast<const uint8_t*>(data.labels.raw()) + static_cast<size_t>(at) * y_row;
     feed_inputs(e, {{features_input, x}, {labels_input, y}}, in);
     program.run("eval_step", b, in, out.ptrs);
@@ -150,8 +154,9 @@ LocalStepRunner::LocalStepRunner(Program& program, const data::Dataset& train, s
   correct_i_ = output_index(step, "correct");
   if (loss_i_ < 0) throw std::runtime_error("train_step has no \"loss\" output");
   bool has_x = false, has_y = false;
+  Tensor sample;
   for (const TensorInfo& t : step.inputs) {
-    if (t.name == features_) check_fits(step, t, train.features, "features"), has_x = true;
+    if (t.name == features_) check_fits(step, t, train.model_sample(sample), "features"), has_x = true;
     else if (t.name == labels_) check_fits(step, t, train.labels, "labels"), has_y = true;
   }
   if (!has_x || !has_y) throw std::runtime_error("train_step has no input named '" + (has_x ? labels_ : features_) + "'");

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <numeric>
 #include <set>
 
+#include "compiler/driver/training_setup.h"
 #include "runtime/data/batcher.h"
 #include "runtime/data/shuffle.h"
 
@@ -184,4 +186,50 @@ TEST_CASE("batcher: with a number of epochs, nothing is gathered or transformed 
   // The prefetching thread stopped at the last epoch's end: a third epoch is an error, not a wait.
   CHECK_THROWS_WITH_AS(b.next(), "no batches after the last epoch", std::logic_error);
   CHECK(transformed.load() == 6);
+}
+
+// Images kept as bytes (Dataset::decode) are decoded a batch at a time, as
+// the batcher gathers them: each batch must hold the bits of its rows in the
+// whole set decoded at once (the loss of a run does not depend on where batch
+// boundaries fall), for both of the specs' image preprocessings.
+TEST_CASE("batcher: rows stored as bytes, decoded per batch, are the bits of the whole set decoded at once") {
+  const int64_t n = 37;  // batches of 8 end in a partial one; 4x4x3 = 48 values a row (not a whole vector tail)
+  Tensor images(ElemType::u8, {n, 4, 4, 3});
+  for (int64_t i = 0; i < images.numel(); ++i) images.data<uint8_t>()[i] = static_cast<uint8_t>((i * 97 + 13) % 256);
+  Tensor labels(ElemType::i32, {n});
+  for (int64_t i = 0; i < n; ++i) labels.data<int32_t>()[i] = static_cast<int32_t>(i);
+  for (const char* mode : {"scale255", "standardize"}) {
+    CAPTURE(mode);
+    kiln::TrainSpec spec;
+    spec.images = mode;
+    if (spec.images == "scale255") spec.normalize_mean = {0.49, 0.48, 0.45}, spec.normalize_std = {0.25, 0.24, 0.26};
+    const Tensor whole = driver::preprocess_images(spec, images);
+    Dataset stored = Dataset::make(images, labels, [spec](const Tensor& rows) { return driver::preprocess_images(spec, rows); });
+    const size_t row_bytes = whole.nbytes() / static_cast<size_t>(n);
+    Batcher batcher(stored, {.batch_size = 8, .shuffle = true, .seed = 5});
+    int64_t seen = 0;
+    while (auto b = batcher.next()) {
+      REQUIRE(b->features().dtype() == ElemType::f32);
+      REQUIRE(b->features().nbytes() == row_bytes * static_cast<size_t>(b->size()));
+      for (int64_t r = 0; r < b->size(); ++r) {
+        const int32_t row = b->labels().data<int32_t>()[r];
+        CHECK(std::memcmp(static_cast<const uint8_t*>(b->features().raw()) + static_cast<size_t>(r) * row_bytes,
+                          static_cast<const uint8_t*>(whole.raw()) + static_cast<size_t>(row) * row_bytes, row_bytes) == 0);
+      }
+      seen += b->size();
+    }
+    CHECK(seen == n);
+    const Tensor middle = stored.model_rows(10, 5);
+    CHECK(std::memcmp(middle.raw(), static_cast<const uint8_t*>(whole.raw()) + 10 * row_bytes, 5 * row_bytes) == 0);
+    Tensor scratch;
+    const Tensor& sample = stored.model_sample(scratch);
+    REQUIRE(sample.rank() == whole.rank());
+    CHECK(sample.dim(0) == 1);
+    for (int i = 1; i < whole.rank(); ++i) CHECK(sample.dim(i) == whole.dim(i));
+    // A full batch of stored bytes is decoded, not a view of the bytes.
+    Batcher full(stored, {.batch_size = BatcherOptions::kFull});
+    auto all = full.next();
+    REQUIRE(all);
+    CHECK(std::memcmp(all->features().raw(), whole.raw(), whole.nbytes()) == 0);
+  }
 }

@@ -78,7 +78,7 @@ RegisterCommand eval_cmd{62, [](CLI::App& app) {
     driver::CompiledModel m = compile_forward(l, o->batch, o->threads);
     train::EvalResult r = train::evaluate(*m.program, d, m.features_input, m.labels_input);
     int classes = l.spec.labels == "binary" ? 2 : 10;
-    report::ConfusionMatrix cm = train::confusion_matrix(*m.program, d.features, d.labels, classes);
+    report::ConfusionMatrix cm = train::confusion_matrix(*m.program, d, classes);
     std::printf("%s on %s %s (%lld images): loss %.4f, accuracy %.4f\n", o->ckpt.c_str(), o->data.c_str(),
                 o->split.c_str(), static_cast<long long>(r.samples), r.loss, r.accuracy);
     std::printf("confusion matrix (rows: truth, columns: prediction):\n%s", cm.to_text().c_str());

@@ -104,7 +104,7 @@ E4bResult run_e4b(const Done& e4a, const TrainSpec& spec, const fs::path& out, i
     train::Checkpoint c;
     c.params = params;
     driver::load_params(m, c);
-    Tensor probs = train::predict_all(*m.program, test.features);
+    Tensor probs = train::predict_all(*m.program, test);
     bool same = probs.bit_equal(e4a.run.test_probabilities);
     result.identical = result.identical && same;
     std::vector<int> a = train::predicted_classes(probs), b = train::predicted_classes(e4a.run.test_probabilities);

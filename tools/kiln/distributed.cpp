@@ -103,15 +103,10 @@ void broadcast_persistent(dist::Exchange& ex, Program& program) {
   }
 }
 
-Tensor predict_sharded(dist::Exchange& ex, Program& program, const Tensor& features) {
-  const int64_t n = features.dim(0);
+Tensor predict_sharded(dist::Exchange& ex, Program& program, const data::Dataset& data) {
+  const int64_t n = data.size();
   const auto [begin, end] = dist::shard_rows(n, ex.rank(), ex.size());
-  std::vector<int64_t> shape = features.shape();
-  shape[0] = end - begin;
-  Tensor part(features.dtype(), shape);
-  const size_t row = n ? features.nbytes() / static_cast<size_t>(n) : 0;
-  std::memcpy(part.raw(), static_cast<const uint8_t*>(features.raw()) + row * static_cast<size_t>(begin), part.nbytes());
-  Tensor mine = end > begin ? train::predict_all(program, part) : Tensor();
+  Tensor mine = end > begin ? train::predict_all(program, data.model_rows(begin, end - begin)) : Tensor();
   auto bytes = std::span(static_cast<const uint8_t*>(mine.raw()), end > begin ? mine.nbytes() : 0);
   auto all = ex.all_gather(bytes, "gathering predictions");
   int64_t classes = 0;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/data/dataset.h"
 #include "runtime/dist/exchange.h"
 #include "runtime/program.h"
 
@@ -49,8 +50,8 @@ void node_barrier(const DistributedJob& job, const std::string& what);
 
 // Rank 0's params and state, copied to every rank.
 void broadcast_persistent(dist::Exchange& ex, Program& program);
-// predict over every row of `features`, each rank its share, gathered on every rank.
-Tensor predict_sharded(dist::Exchange& ex, Program& program, const Tensor& features);
+// predict over every row of `data` (as the model reads it), each rank its share, gathered on every rank.
+Tensor predict_sharded(dist::Exchange& ex, Program& program, const data::Dataset& data);
 
 template <class F>
 auto compile_once_per_node(const DistributedJob& job, F&& compile) -> decltype(compile()) {

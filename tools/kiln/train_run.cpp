@@ -166,8 +166,8 @@ RunOutcome run_training(const TrainSpec& spec, const RunOptions& o) {
                 static_cast<long long>(spec.context));
   bool wants_confusion = std::find(spec.metrics.begin(), spec.metrics.end(), "confusion_matrix") != spec.metrics.end();
   if (wants_confusion)
-    out.test_probabilities = o.distributed ? predict_sharded(*job.exchange, *m.program, data.test.features)
-                                           : train::predict_all(*m.program, data.test.features);
+    out.test_probabilities = o.distributed ? predict_sharded(*job.exchange, *m.program, data.test)
+                                           : train::predict_all(*m.program, data.test);
   out.total_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   if (!lead) return out;
   try {
