@@ -56,19 +56,25 @@ Array map2(const Array& a, const Array& b, F f) {
   return xt::vectorize(f)(a, b);
 }
 
-// erf by the rational Chebyshev fit of Numerical Recipes' erfcc: relative
-// error of erfc below 1.2e-7 everywhere (about f32 precision), one exp.
+// erf(x) = x P(x^2) / Q(x^2) on x clamped to [-3.92, 3.92] (beyond, erf is
+// +-1 to f32 precision), P of degree 6 and Q of degree 4 in x^2, fitted here
+// (Loeb's linearized least squares, then Lawson's reweighting toward the
+// minimax) to std::erf: 5e-8 in exact arithmetic, 3e-7 evaluated in f32.
+// No exp and one division: about a third of the vector instructions of the
+// erfc fit with an exp it replaces, which GELU's forward pass paid per element.
 E erf_expr(E x) {
   auto c = [&](double v) { return lower::lit(v, x.type()); };
-  E z = abs(x);
-  E t = c(1.0) / (c(1.0) + c(0.5) * z);
-  const double k[] = {-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-                      0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277};
-  E poly = c(k[9]);
-  for (int i = 8; i >= 0; --i) poly = c(k[i]) + t * poly;
-  E erfc_abs = t * exp(-(z * z) + poly);
-  E erf_abs = c(1.0) - erfc_abs;
-  return select(x >= c(0.0), erf_abs, -erf_abs);
+  constexpr double kEdge = 3.92;
+  E clamped = select(x > c(kEdge), c(kEdge), select(x < c(-kEdge), c(-kEdge), x));
+  E t = clamped * clamped;
+  const double p[] = {1.1283787878524523,    0.20626868685908145,    0.05141948857733938,  0.00397969105761125,
+                      0.00014915125464620235, -1.994963053086478e-06, 1.9918216999052663e-08};
+  const double q[] = {1.0, 0.5161296946549018, 0.11762980209636645, 0.014903300026180103, 0.0010257652856263217};
+  E num = c(p[6]);
+  for (int i = 5; i >= 0; --i) num = num * t + c(p[i]);
+  E den = c(q[4]);
+  for (int i = 3; i >= 0; --i) den = den * t + c(q[i]);
+  return clamped * num / den;
 }
 
 // atan by Cephes' atanf: |x| reduced to [0, tan(pi/8)] by atan(x) = pi/2 +
@@ -112,9 +118,9 @@ static void add_math_ops(OpRegistry& r) {
                   .infer = std::move(infer), .pattern = OpPattern::elementwise, .samples = unary_samples(range)});
   };
   unary("tanh", "hyperbolic tangent", float_in, {-3, 3}).activation = true;
-  // erf_expr: |x|, a division, a degree-9 polynomial, one exp, the sign.
+  // erf_expr: a clamp, x^2, degree 6 and 4 polynomials, a multiply and a division.
   unary("erf", "the error function (f32-accurate rational approximation in compiled code)", float_in, {-2.5, 2.5})
-      .lane_ops = 50;
+      .lane_ops = 18;
   OpDef& abs_op = unary("abs", "|x|", numeric_in);
   abs_op.kinks = Kinks::gradient_steps;
   abs_op.kink_distance = [](GraphBuilder& b, const Node& n) { return b.add1("abs", n.inputs[0]); };

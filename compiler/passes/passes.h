@@ -64,7 +64,8 @@ bool sink_transposes(Graph& g);
 //
 // The budget, measured on char_gpt's MLP (AVX-512 host): the copies of x /
 // sqrt(2) and x / 2 (one instruction each) made the backward GEMM's epilogue
-// faster (3.21 -> 2.63 ms a block); copying erf as well (a chain of 51)
+// faster (3.21 -> 2.63 ms a block); copying erf as well (a chain of 51 with
+// the erfc fit and exp erf had then)
 // made the forward pass 0.8 ms a step faster and the backward epilogue, which
 // already computes an exp, 2.7 ms slower. Epilogues run on cache-resident
 // blocks of the product, where a load costs less than a long chain. 8 lies
