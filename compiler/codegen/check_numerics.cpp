@@ -119,21 +119,29 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
     const lower::Buffer& b = p.buffers[static_cast<size_t>(id)];
     if (b.node != kNoNode) arena_of[b.node] = &b;
   }
-  // A value no buffer holds is computed inside the kernel that reads it.
+  // A value no buffer of any kind holds is computed inside the kernel that reads it.
+  std::set<NodeId> held;
+  for (const lower::Buffer& b : p.buffers)
+    if (b.node != kNoNode) held.insert(b.node);
   auto computed_inline = [&](NodeId id) {
     const Node& m = g.node(id);
-    return !arena_of.count(id) && !m.inputs.empty() && !OpRegistry::get().find(m.op)->interface;
+    return !held.count(id) && !m.inputs.empty() && !OpRegistry::get().find(m.op)->interface;
   };
-  // What a written node is computed from within its kernel: its inputs, and
-  // through each computed inline, that value's inputs, back to stored ones.
-  auto within_kernel = [&](NodeId id, const std::function<void(NodeId, double terms)>& visit) {
+  // What a written node is computed from within its kernel, each value once
+  // with the most terms summed on any path to it: its inputs, and through
+  // each computed inline, that value's inputs, back to stored ones.
+  auto within_kernel = [&](NodeId id) {
+    std::map<NodeId, double> reached;
     std::function<void(NodeId, double)> walk = [&](NodeId at, double terms) {
       for (NodeId in : g.node(at).inputs) {
-        visit(in, terms);
+        auto it = reached.find(in);
+        if (it != reached.end() && it->second >= terms) continue;
+        reached[in] = terms;
         if (computed_inline(in)) walk(in, terms * summed_terms(g, in, batch));
       }
     };
     walk(id, summed_terms(g, id, batch));
+    return reached;
   };
 
   // The interpreter's value of every node a kernel of this entry writes
@@ -144,7 +152,7 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
       const lower::Buffer& b = p.buffers[static_cast<size_t>(w)];
       if (b.node == kNoNode) continue;
       wanted.insert(g.node(b.node).name);
-      within_kernel(b.node, [&](NodeId in, double) { wanted.insert(g.node(in).name); });
+      for (const auto& [in, terms] : within_kernel(b.node)) wanted.insert(g.node(in).name);
     }
   std::vector<std::string> fetch(wanted.begin(), wanted.end());
   std::map<std::string, interp::Value> interp_feeds;
@@ -193,13 +201,13 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
       // also when the sum is computed inline and only scaled or negated
       // after it (factor-sums: -(sum(x - mean) * k)).
       double inputs_max = 0, terms = summed_terms(g, b.node, batch);
-      within_kernel(b.node, [&](NodeId in, double t) {
+      for (const auto& [in, t] : within_kernel(b.node)) {
         const interp::Value& v = reference.at(g.node(in).name);
-        if (!is_float(v.dtype)) return;
+        if (!is_float(v.dtype)) continue;
         terms = std::max(terms, t);
         for (double x : v.data)
           if (std::isfinite(x)) inputs_max = std::max(inputs_max, std::fabs(x));
-      });
+      }
       double scale = std::max(c.max_abs_ref, kInputScale * inputs_max * terms);
       bool bad = !c.finite || c.max_abs_diff > tolerance * scale;
       if (!bad) continue;

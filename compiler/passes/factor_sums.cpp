@@ -24,12 +24,16 @@ const OpDef& def_of(const Node& n) { return *OpRegistry::get().find(n.op); }
 
 // The value `c` (of shape c_shape) broadcast against a tensor of rank `rank`
 // is the same along every axis in `axes`: each is absent from c or of size 1.
-bool same_along(const Shape& c_shape, int rank, const std::vector<int>& axes) {
+// When the sum drops the axes (`kept` false), c must also lie wholly after
+// them: broadcast against the sum, its axes then still meet the same ones
+// (c [3, 1] against x [3, 3, 3] summed over axis 2 would meet axes 0 and 1
+// of x before, axes 0 and 1 of the [3, 3] sum after: another product).
+bool same_along(const Shape& c_shape, int rank, const std::vector<int>& axes, bool kept) {
   const int offset = rank - static_cast<int>(c_shape.size());
   if (offset < 0) return false;
   for (int a : axes) {
     const int i = a - offset;
-    if (i >= 0 && c_shape[static_cast<size_t>(i)] != 1) return false;
+    if (i >= 0 && (!kept || c_shape[static_cast<size_t>(i)] != 1)) return false;
   }
   return true;
 }
@@ -83,7 +87,8 @@ NodeId factored(Graph& g, NodeId id, int& fresh) {
   if (!term_def.algebra.multiplies || term.inputs.size() != 2) return kNoNode;
   for (size_t k = 0; k < 2; ++k) {
     const NodeId x = term.inputs[k], c = term.inputs[1 - k];
-    if (!full(x) || full(c) || !same_along(g.node(c).type.shape, rank, axes)) continue;
+    const bool kept = sum.type.rank() == rank;
+    if (!full(x) || full(c) || !same_along(g.node(c).type.shape, rank, axes, kept)) continue;
     const size_t mark = g.nodes.size();
     const std::optional<NodeId> inner = sum_of(x);
     if (!inner) return kNoNode;

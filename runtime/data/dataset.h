@@ -33,8 +33,8 @@ struct Dataset {
   // For checks of type and row shape: the features themselves, or (stored
   // bytes) the first row decoded into `scratch`. Never a copy of the whole set.
   const Tensor& model_sample(Tensor& scratch) const {
-    if (!decode || size() == 0) return features;
-    return scratch = model_rows(0, 1);
+    if (!decode) return features;
+    return scratch = model_rows(0, size() ? 1 : 0);
   }
 };
 

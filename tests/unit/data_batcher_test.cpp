@@ -220,6 +220,8 @@ TEST_CASE("batcher: rows stored as bytes, decoded per batch, are the bits of the
     }
     CHECK(seen == n);
     const Tensor middle = stored.model_rows(10, 5);
+    REQUIRE(middle.dtype() == ElemType::f32);
+    REQUIRE(middle.nbytes() == 5 * row_bytes);
     CHECK(std::memcmp(middle.raw(), static_cast<const uint8_t*>(whole.raw()) + 10 * row_bytes, 5 * row_bytes) == 0);
     Tensor scratch;
     const Tensor& sample = stored.model_sample(scratch);
@@ -230,6 +232,8 @@ TEST_CASE("batcher: rows stored as bytes, decoded per batch, are the bits of the
     Batcher full(stored, {.batch_size = BatcherOptions::kFull});
     auto all = full.next();
     REQUIRE(all);
+    REQUIRE(all->features().dtype() == ElemType::f32);
+    REQUIRE(all->features().nbytes() == whole.nbytes());
     CHECK(std::memcmp(all->features().raw(), whole.raw(), whole.nbytes()) == 0);
   }
 }

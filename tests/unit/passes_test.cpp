@@ -276,17 +276,28 @@ TEST_CASE("passes: factor-sums takes per-channel factors and negations out of su
   NodeId by_rows = b.add("reduce_sum", {b.add2("mul", dy, rows)}, over_batch);  // rows vary along axis 1
   NodeId flat = b.add("reduce_sum", {b.add2("mul", dy, b.add("reshape", {scale}, {{"shape", {1, 1, 3}}}))},
                       {{"axes", {0, 1}}, {"keepdims", false}});  // [3] * [1,1,3] would be [1,1,3]
+  // Summed axis 2 dropped: rows [2, 1] would meet axes 0 and 1 of the [2, 2]
+  // sum instead of axes 1 and 2 of the [2, 2, 2] cube (the same shape, another product).
+  NodeId cube = b.input("cube", {DType::f32, {2, 2, 2}});
+  NodeId crossed = b.add("reduce_sum", {b.add2("mul", cube, rows)}, {{"axes", {2}}, {"keepdims", false}});
+  // Summed axis 0 dropped, scale [3] wholly after it: factored.
+  NodeId per_pixel = b.add("reduce_sum", {b.add2("mul", dy, scale)}, {{"axes", {0}}, {"keepdims", false}});
   g.outputs = {{"out", b.add2("add", b.add2("add", sum_dy, sum_neg), by_rows)},
                {"flat", flat},
+               {"crossed", crossed},
+               {"per_pixel", per_pixel},
                {"elementwise", b.add2("add", scaled, dy)}};
-  const std::string by_rows_name = g.node(by_rows).name, flat_name = g.node(flat).name;
+  const std::string by_rows_name = g.node(by_rows).name, flat_name = g.node(flat).name,
+                    crossed_name = g.node(crossed).name;
   const Value dy_value{DType::f32, {2, 2, 3}, {1, -2, 3, 0.5, 4, -1, 2, 0.25, -3, 1.5, -0.5, 2}};
   const std::map<std::string, Value> feeds{
-      {"dy", dy_value}, {"scale", Value{DType::f32, {3}, {0.5, -2, 3}}}, {"rows", Value{DType::f32, {2, 1}, {2, -1}}}};
+      {"dy", dy_value}, {"scale", Value{DType::f32, {3}, {0.5, -2, 3}}}, {"rows", Value{DType::f32, {2, 1}, {2, -1}}},
+      {"cube", Value{DType::f32, {2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8}}}};
   auto run = [&](const std::string& out) {
     return interp::Interpreter(g, interp::Precision::f64).run(feeds, {out}).at(out);
   };
-  const Value out_before = run("out"), flat_before = run("flat");
+  const Value out_before = run("out"), flat_before = run("flat"), crossed_before = run("crossed"),
+              per_pixel_before = run("per_pixel");
   run_pipeline(g, "simplify");
   CHECK(verify(g).empty());
   // Each sum over the batch reads dy itself or a product the factor varies in.
@@ -296,15 +307,24 @@ TEST_CASE("passes: factor-sums takes per-channel factors and negations out of su
     const Node& term = g.node(n.inputs[0]);
     CHECK(term.op != "neg");
     sums_of_dy += n.inputs[0] == g.find("dy");
-    if (term.op == "mul") CHECK((n.name == by_rows_name || n.name == flat_name));
+    if (term.op == "mul") CHECK((n.name == by_rows_name || n.name == flat_name || n.name == crossed_name));
   }
-  CHECK(sums_of_dy == 1);  // sum(dy) and the factored sum(dy * scale): one node
+  // Over the batch and rows: sum(dy) and the factored sum(dy * scale), one
+  // node; over the batch alone: per_pixel's, factored.
+  CHECK(sums_of_dy == 2);
   CHECK(g.find(by_rows_name) != kNoNode);
   CHECK(g.find(flat_name) != kNoNode);
   const Value out_after = run("out"), flat_after = run("flat");
   REQUIRE(out_after.data.size() == out_before.data.size());
   for (size_t i = 0; i < out_before.data.size(); ++i) CHECK(out_after.data[i] == doctest::Approx(out_before.data[i]));
   CHECK(flat_after.data == flat_before.data);
+  // crossed[s, t] = sum_k cube[s, t, k] * rows[t]: rows 2 and -1 by t.
+  CHECK(run("crossed").data == std::vector<double>{(1 + 2) * 2.0, (3 + 4) * -1.0, (5 + 6) * 2.0, (7 + 8) * -1.0});
+  CHECK(run("crossed").data == crossed_before.data);
+  const Value per_pixel_after = run("per_pixel");
+  REQUIRE(per_pixel_after.data.size() == per_pixel_before.data.size());
+  for (size_t i = 0; i < per_pixel_before.data.size(); ++i)
+    CHECK(per_pixel_after.data[i] == doctest::Approx(per_pixel_before.data[i]));
   // sum over the batch of -(dy * scale) for the first channel: -(1 + 0.5 + 2 + 1.5) * 0.5, plus sum(dy) and the rows' sum.
   CHECK(out_after.data[0] == doctest::Approx((1 + 0.5 + 2 + 1.5) - (1 + 0.5 + 2 + 1.5) * 0.5 + (2 * 1 - 0.5 + 2 * 2 - 1.5)));
 }

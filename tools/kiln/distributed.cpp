@@ -106,7 +106,10 @@ void broadcast_persistent(dist::Exchange& ex, Program& program) {
 Tensor predict_sharded(dist::Exchange& ex, Program& program, const data::Dataset& data) {
   const int64_t n = data.size();
   const auto [begin, end] = dist::shard_rows(n, ex.rank(), ex.size());
-  Tensor mine = end > begin ? train::predict_all(program, data.model_rows(begin, end - begin)) : Tensor();
+  std::vector<int64_t> rows(static_cast<size_t>(end - begin));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = begin + static_cast<int64_t>(i);
+  // (stored rows, decoded a batch at a time by predict_all)
+  Tensor mine = end > begin ? train::predict_all(program, data.gather(rows)) : Tensor();
   auto bytes = std::span(static_cast<const uint8_t*>(mine.raw()), end > begin ? mine.nbytes() : 0);
   auto all = ex.all_gather(bytes, "gathering predictions");
   int64_t classes = 0;
