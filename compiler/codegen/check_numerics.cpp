@@ -147,12 +147,15 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
   // The interpreter's value of every node a kernel of this entry writes
   // (and of what it is computed from, which scales what rounding alone can explain).
   std::set<std::string> wanted;
+  std::map<NodeId, std::map<NodeId, double>> computed_from;  // within_kernel of each written node
   for (int ki : e->kernels)
     for (int w : p.kernels[static_cast<size_t>(ki)].writes) {
       const lower::Buffer& b = p.buffers[static_cast<size_t>(w)];
       if (b.node == kNoNode) continue;
       wanted.insert(g.node(b.node).name);
-      for (const auto& [in, terms] : within_kernel(b.node)) wanted.insert(g.node(in).name);
+      auto it = computed_from.find(b.node);
+      if (it == computed_from.end()) it = computed_from.emplace(b.node, within_kernel(b.node)).first;
+      for (const auto& [in, terms] : it->second) wanted.insert(g.node(in).name);
     }
   std::vector<std::string> fetch(wanted.begin(), wanted.end());
   std::map<std::string, interp::Value> interp_feeds;
@@ -201,7 +204,7 @@ NumericsReport check_numerics(const CompiledProgram& cp, Program& prog, const st
       // also when the sum is computed inline and only scaled or negated
       // after it (factor-sums: -(sum(x - mean) * k)).
       double inputs_max = 0, terms = summed_terms(g, b.node, batch);
-      for (const auto& [in, t] : within_kernel(b.node)) {
+      for (const auto& [in, t] : computed_from.at(b.node)) {
         const interp::Value& v = reference.at(g.node(in).name);
         if (!is_float(v.dtype)) continue;
         terms = std::max(terms, t);

@@ -85,9 +85,9 @@ NodeId factored(Graph& g, NodeId id, int& fresh) {
     return outer && g.node(*outer).type == sum.type ? *outer : kNoNode;
   }
   if (!term_def.algebra.multiplies || term.inputs.size() != 2) return kNoNode;
+  const bool kept = sum.type.rank() == rank;  // the sum keeps its summed axes as size 1
   for (size_t k = 0; k < 2; ++k) {
     const NodeId x = term.inputs[k], c = term.inputs[1 - k];
-    const bool kept = sum.type.rank() == rank;
     if (!full(x) || full(c) || !same_along(g.node(c).type.shape, rank, axes, kept)) continue;
     const size_t mark = g.nodes.size();
     const std::optional<NodeId> inner = sum_of(x);

@@ -70,7 +70,7 @@ Batcher::Item Batcher::produce() {
                     : Batch(data_.decode ? data_.decode(gather_batch(data_.features, rows, b))
                                          : gather_batch(data_.features, rows, b),
                             gather_batch(data_.labels, rows, b));
-  if (opt_.transform) opt_.transform(batch, std::span(order_.data() + begin, static_cast<size_t>(b)), epoch_);
+  if (opt_.transform) opt_.transform(batch, std::span(rows, static_cast<size_t>(b)), epoch_);
   batch.epoch = epoch_;
   batch.index = next_;
   item.batch = std::move(batch);

@@ -36,18 +36,27 @@ Dataset Dataset::make(Tensor features, Tensor labels, RowDecode decode) {
   return {std::move(features), std::move(labels), std::move(decode)};
 }
 
-Tensor Dataset::model_rows(int64_t begin, int64_t n) const {
-  if (begin < 0 || n < 0 || begin + n > size())
+// The stored bytes of rows [begin, begin + n) of d's features.
+static const uint8_t* stored_rows(const Dataset& d, int64_t begin, int64_t n) {
+  if (begin < 0 || n < 0 || begin + n > d.size())
     throw std::out_of_range("dataset: rows [" + std::to_string(begin) + ", " + std::to_string(begin + n) +
-                            ") out of [0, " + std::to_string(size()) + ")");
+                            ") out of [0, " + std::to_string(d.size()) + ")");
+  return static_cast<const uint8_t*>(d.features.raw()) + static_cast<size_t>(begin) * row_bytes(d.features);
+}
+
+Tensor Dataset::model_rows(int64_t begin, int64_t n) const {
+  const uint8_t* from = stored_rows(*this, begin, n);
   std::vector<int64_t> shape = features.shape();
   shape[0] = n;
   Tensor rows(features.dtype(), shape);
-  const size_t row = size() ? features.nbytes() / static_cast<size_t>(size()) : 0;
-  if (row * static_cast<size_t>(n))
-    std::memcpy(rows.raw(), static_cast<const uint8_t*>(features.raw()) + static_cast<size_t>(begin) * row,
-                row * static_cast<size_t>(n));
+  if (rows.nbytes()) std::memcpy(rows.raw(), from, rows.nbytes());
   return decode ? decode(rows) : rows;
+}
+
+const void* Dataset::model_rows_at(int64_t begin, int64_t n, Tensor& scratch) const {
+  if (!decode) return stored_rows(*this, begin, n);
+  scratch = model_rows(begin, n);
+  return scratch.raw();
 }
 
 void gather_rows(const void* src, size_t row_bytes, std::span<const int64_t> idx, void* dst) {

@@ -28,8 +28,9 @@ struct Dataset {
   Dataset gather(std::span<const int64_t> indices) const;
   // Rows [begin, begin + n) as the model reads them (decoded).
   Tensor model_rows(int64_t begin, int64_t n) const;
-  // Every row as the model reads it.
-  Tensor model_features() const { return model_rows(0, size()); }
+  // The same rows for a program's input: a pointer into the features, or
+  // (stored bytes) to the rows decoded into `scratch`.
+  const void* model_rows_at(int64_t begin, int64_t n, Tensor& scratch) const;
   // For checks of type and row shape: the features themselves, or (stored
   // bytes) the first row decoded into `scratch`. Never a copy of the whole set.
   const Tensor& model_sample(Tensor& scratch) const {

@@ -60,14 +60,11 @@ Tensor predict_all(Program& program, const Tensor& features) {
 }
 
 Tensor predict_all(Program& program, const data::Dataset& data) {
-  if (!data.decode) return predict_all(program, data.features);
   const EntryInfo& e = predict_entry(program);
-  Tensor batch;
-  return predict_rows(program, e, data.size(), [&](int64_t begin, int64_t b) {
-    batch = data.model_rows(begin, b);
-    check_predict_input(e, batch);
-    return static_cast<const void*>(batch.raw());
-  });
+  Tensor sample, batch;
+  check_predict_input(e, data.model_sample(sample));
+  return predict_rows(program, e, data.size(),
+                      [&](int64_t begin, int64_t b) { return data.model_rows_at(begin, b, batch); });
 }
 
 static int argmax_row(const float* p, int64_t k) {

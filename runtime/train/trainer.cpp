@@ -111,7 +111,6 @@ EvalSums evaluate_rows(Program& program, const data::Dataset& data, const std::s
     if (t.name == features_input) check_fits(e, t, data.model_sample(sample), "features");
     if (t.name == labels_input) check_fits(e, t, data.labels, "labels");
   }
-  const size_t x_row = n ? data.features.nbytes() / static_cast<size_t>(n) : 0;
   const size_t y_row = n ? data.labels.nbytes() / static_cast<size_t>(n) : 0;
   Outputs out(e, max_batch);
   std::vector<const void*> in;
@@ -119,9 +118,7 @@ EvalSums evaluate_rows(Program& program, const data::Dataset& data, const std::s
   Tensor decoded;  // a data set of stored bytes: this chunk's rows as the model reads them
   for (int64_t at = begin; at < end; at += max_batch) {
     int64_t b = std::min(max_batch, end - at);
-    if (data.decode) decoded = data.model_rows(at, b);
-    const auto* x = data.decode ? static_cast<const uint8_t*>(decoded.raw())
-                                : static_cast<const uint8_t*>(data.features.raw()) + static_cast<size_t>(at) * x_row;
+    const void* x = data.model_rows_at(at, b, decoded);
     const auto* y = static_cast<const uint8_t*>(data.labels.raw()) + static_cast<size_t>(at) * y_row;
     feed_inputs(e, {{features_input, x}, {labels_input, y}}, in);
     program.run("eval_step", b, in, out.ptrs);
