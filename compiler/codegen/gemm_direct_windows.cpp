@@ -161,6 +161,20 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
     });
     src.push_back(b.CreateSelect(ok, b.CreateSelect(whole, in_image, row_edge), zeros));
   }
+  // One tap (a matrix's rows read in place, a 1x1 convolution): each A
+  // element is read once, from memory, so the next tile's rows (mr positions
+  // on) are prefetched a cache line at a time while this tile multiplies.
+  // (Larger windows overlap: their rows are mostly in cache already, and
+  // prefetching them measured 2% slower on ResNet-18.)
+  if (w.kh == 1 && w.kw == 1) {
+    llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
+    const int64_t ahead = mr * w.sw * w.channels;
+    gemm_for(b, c_lo, c_hi, 64 / 4, "pf", [&](Value* at) {
+      for (int r = 0; r < mr; ++r)
+        b.CreateCall(prefetch, {b.CreateGEP(f32, src[static_cast<size_t>(r)], b.CreateAdd(at, c64(ahead))),
+                                b.getInt32(0), b.getInt32(3), b.getInt32(1)});
+    });
+  }
   // B's row for the run's depth c_lo: depth first + c_lo - k0 of the panel.
   Value* b_start = b.CreateInBoundsGEP(f32, bp, b.CreateMul(b.CreateSub(b.CreateAdd(first, c_lo), k0), c64(nr)));
   llvm::BasicBlock* run_ready = b.GetInsertBlock();  // (the edge copies split tap_head)
@@ -194,7 +208,7 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
 
 llvm::Function* gemm_microkernel_windows_b(llvm::Module& m, const GemmShape& s, const lower::GemmWindows& w,
                                            bool trans_a, const GemmHelperOptions& o) {
-  const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes, nr = s.nr();
+  const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes;
   const std::string name = "kiln_gemm_ukr_winb_" + std::string(trans_a ? "t" : "n") + std::to_string(mr) + "x" +
                            std::to_string(nv) + "x" + std::to_string(lanes) + "_" + w.key();
   llvm::LLVMContext& c = m.getContext();

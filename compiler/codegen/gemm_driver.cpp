@@ -11,6 +11,7 @@
 // the caller adds the kGemmSlots partials in order. Either way every C element
 // is summed in the same order for any thread count.
 #include <cstdlib>
+#include <optional>
 #include <utility>
 
 #include "compiler/codegen/emitter.h"
@@ -84,13 +85,36 @@ static bool direct_windows_b(const Kernel& k, const GemmShape& s) {
   return g.windows_b && !g.trans_b && g.windows_b->cg % s.nr() == 0;
 }
 
+// A row-major A read in place by the same micro-kernel, as the windows of a
+// one-pixel image per row (row r's K depths at r * lda): packing copies every
+// A element once per MC block and transposes it lanes x lanes, which costs
+// as much as the multiply when B has only a panel or two (a 1x1 convolution
+// into 24 or 32 channels: 2x OpenBLAS's time on MobileNetV2's projections).
+// Not for a triangular A (its packing skips the zero terms) nor a shallow K.
+static std::optional<GemmWindows> rows_in_place(const Kernel& k, const GemmShape& s) {
+  constexpr int64_t kMaxPanels = 2, kMinDepth = 8;
+  const GemmSpec& g = k.gemm;
+  if (g.windows || g.windows_b || g.trans_a || g.packs_b || g.a_triangle != GemmSpec::Triangle::none) return {};
+  if (!is_const(g.k) || g.k->ival < kMinDepth || (g.n->ival + s.nr() - 1) / s.nr() > kMaxPanels) return {};
+  GemmWindows w;
+  w.h = w.w = w.oh = w.ow = 1;
+  w.channels = g.lda;
+  w.cg = g.k->ival;
+  return w;
+}
+
 // Which operand the micro-kernel reads straight from its image, if any: the
 // one decision behind both the helpers a module defines and the driver.
 enum class DirectRead { none, a, b };
 static DirectRead direct_read(const Kernel& k, const GemmShape& s) {
   if (std::getenv("KILN_NO_DIRECT_CONV")) return DirectRead::none;
-  if (direct_windows(k, s)) return DirectRead::a;
+  if (direct_windows(k, s) || rows_in_place(k, s)) return DirectRead::a;
   return direct_windows_b(k, s) ? DirectRead::b : DirectRead::none;
+}
+
+// The windows a direct-A micro-kernel reads through: A's own, or its rows'.
+static GemmWindows direct_a_windows(const Kernel& k, const GemmShape& s) {
+  return k.gemm.windows ? *k.gemm.windows : *rows_in_place(k, s);
 }
 
 GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
@@ -132,7 +156,7 @@ bool KernelEmitter::emit_gemm_helpers() {
     any = true;
     if (k.gemm.packs_b) continue;
     if (direct == DirectRead::a) {
-      gemm_microkernel_windows(m_, s, *k.gemm.windows, o);
+      gemm_microkernel_windows(m_, s, direct_a_windows(k, s), o);
     } else if (direct == DirectRead::b) {
       gemm_microkernel_windows_b(m_, s, *k.gemm.windows_b, k.gemm.trans_a, o);
     } else {
@@ -156,7 +180,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   // then reads A's rows in place too), or both packed into panels first.
   const DirectRead reads = direct_read(k, s);
   const bool direct = reads == DirectRead::a, direct_b = reads == DirectRead::b;
-  llvm::Function* ukr = direct     ? gemm_microkernel_windows(m_, s, *g.windows, helpers)
+  llvm::Function* ukr = direct     ? gemm_microkernel_windows(m_, s, direct_a_windows(k, s), helpers)
                         : direct_b ? gemm_microkernel_windows_b(m_, s, *g.windows_b, g.trans_a, helpers)
                                    : gemm_microkernel(m_, s, helpers);
   llvm::Function* pack_a = direct || direct_b ? nullptr : pack_a_of(m_, k, p_, s, helpers);

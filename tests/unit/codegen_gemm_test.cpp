@@ -53,6 +53,36 @@ TEST_CASE("codegen: packed gemm across cache blocks: K > KC, N > NC, rows split 
   t.check(1e-5);
 }
 
+TEST_CASE("codegen: a matrix times one or two column panels reads A's rows in place, not packed") {
+  // Packing A costs a copy and an in-register transpose of every element,
+  // paid back only over many B panels: with one or two (a 1x1 convolution
+  // into 24 channels), the micro-kernel broadcasts from A's rows in place.
+  // Inspected at 256 and 512 bits on any host, run at the host's width.
+  for (int bits : {256, 512}) {
+    INFO("vector bits " << bits);
+    const int lanes = bits / 32;
+    JitCase one(3, 4);
+    add_matmul(one, "p", 61, 96, 4 * lanes - 8, false, false);  // two panels of 2 vectors, the second partly used
+    lower::Program p = lower::lower_program("in_place", {{"eval_step", &one.g, {"p"}, {}}}, {.max_batch = 4});
+    const std::string ir = codegen::llvm_ir_text(p, "", {.vector_bits = bits, .optimize = false});
+    CHECK(ir.find("@kiln_gemm_ukr_win_6x2x" + std::to_string(lanes) + "_h1w1c96g96_k1x1") !=
+          std::string::npos);
+    CHECK(ir.find("@kiln_gemm_pack_a") == std::string::npos);
+    JitCase three(3, 4);
+    add_matmul(three, "p", 61, 96, 4 * lanes + 1, false, false);  // three panels: packed
+    lower::Program q = lower::lower_program("packed", {{"eval_step", &three.g, {"p"}, {}}}, {.max_batch = 4});
+    const std::string packed = codegen::llvm_ir_text(q, "", {.vector_bits = bits, .optimize = false});
+    CHECK(packed.find("@kiln_gemm_pack_a_6(") != std::string::npos);
+    CHECK(packed.find("kiln_gemm_ukr_win_") == std::string::npos);
+  }
+  // Values: rows past a tile's end, K cut into two blocks, a partial panel, one column.
+  JitCase t(3, 4);
+  add_matmul(t, "rows", 61, 96, 24, false, false);
+  add_matmul(t, "deep", 13, 600, 40, false, true);
+  add_matmul(t, "col", 29, 9, 1, false, false);
+  t.check(1e-5);
+}
+
 TEST_CASE("gemm plans: the register tile follows the ISA and the shape, the scratch holds every plan") {
   // AVX2 (8 lanes, 16 registers) and AVX-512 (16 lanes, 32 registers) at a large shape: 6 rows of 2 vectors.
   lower::GemmPlan avx2 = lower::plan_gemm(8, -1, 1024, 3072), avx512 = lower::plan_gemm(16, -1, 1024, 3072);
@@ -217,7 +247,8 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, w
     JitCase t(3, 4);
     // (more rows than four tall tiles and 33 columns: the default 6 x 2-vector tile on both widths)
     add_matmul(t, "p", 61, 7, 40, false, false);
-    add_matmul(t, "q", 62, 8, 41, false, false);
+    // (B of three panels or more at both widths: A is packed, not read in place)
+    add_matmul(t, "q", 62, 8, 70, false, false);
     add_matmul(t, "r", 62, 8, 41, true, false);
     lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r"}, {}}}, {.max_batch = 4});
     codegen::CodegenOptions opts{.vector_bits = width.bits, .optimize = false, .gemm_helpers_imported = true};

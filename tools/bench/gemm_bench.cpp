@@ -311,6 +311,12 @@ int main(int argc, char** argv) {
       {"gpt_down", 4096, 512, 128},
       {"gpt_down_wgrad", 512, 4096, 128, true, false},
       {"gpt_down_dx", 4096, 128, 512, false, true},
+      // MobileNetV2's early 1x1 convolutions at batch 32 (channels-last im2col GEMMs): the expansion
+      // 16 -> 96 at 112x112 and the projections 96 -> 24 and 144 -> 24 at 56x56 (few columns, deep M).
+      {"mbv2_expand", 32 * 112 * 112, 16, 96},
+      {"mbv2_project96", 32 * 56 * 56, 96, 24},
+      {"mbv2_project144", 32 * 56 * 56, 144, 24},
+      {"mbv2_x32", 100352, 96, 32},{"mbv2_x16", 100352, 96, 16},{"mbv2_x48", 100352, 96, 48},{"mbv2_x96", 100352, 96, 96},{"mbv2_y24", 100352, 256, 24},
   };
   const size_t named = shapes.size();
   std::mt19937 shape_rng(20261202);  // the random shapes: the same on every run and host
