@@ -83,24 +83,7 @@ void rename(Stmt& s, int from, int to) {
   for (auto& b : s.body) rename(b, from, to);
 }
 
-void rename(Kernel& k, int from, int to) {
-  for (int* b : {&k.gemm.a, &k.gemm.b, &k.gemm.c, &k.gemm.scratch, &k.gemm.packed_b})
-    if (*b == from) *b = to;
-  for (auto& s : k.body) rename(s, from, to);
-  for (int& w : k.writes)
-    if (w == from) w = to;
-}
-
 // ---- in-place updates ----
-
-// Every load of `buffer` in `e` is at exactly `index`.
-bool loads_only_at(const ExprP& e, int buffer, const ExprP& index) {
-  if (!e) return true;
-  if (e->kind == ExprKind::Load && e->id == buffer && !same_expr(e->args[0], index)) return false;
-  for (auto& a : e->args)
-    if (!loads_only_at(a, buffer, index)) return false;
-  return true;
-}
 
 // `k` is `value[i] = f(..., param[i], ...)` over each element once (one flat
 // loop, or one scalar store): writing `param` instead of `value` reads every
@@ -169,7 +152,7 @@ void make_updates_in_place(Program& p, Entry& e, const std::set<int>& shared, st
     chosen.push_back(&u);
   }
   for (Entry::Update* u : chosen) {
-    for (int k : e.kernels) rename(p.kernels[static_cast<size_t>(k)], u->value, u->param);
+    for (int k : e.kernels) rename_buffer(p.kernels[static_cast<size_t>(k)], u->value, u->param);
     dropped.insert(u->kernel);
     u->kernel = -1;
   }
@@ -231,6 +214,22 @@ int64_t place(Program& p, std::vector<LiveRange> ranges) {
 }
 
 }  // namespace
+
+void rename_buffer(Kernel& k, int from, int to) {
+  for (int* b : {&k.gemm.a, &k.gemm.b, &k.gemm.c, &k.gemm.scratch, &k.gemm.packed_b})
+    if (*b == from) *b = to;
+  for (auto& s : k.body) rename(s, from, to);
+  for (int& w : k.writes)
+    if (w == from) w = to;
+}
+
+bool loads_only_at(const ExprP& e, int buffer, const ExprP& index) {
+  if (!e) return true;
+  if (e->kind == ExprKind::Load && e->id == buffer && !same_expr(e->args[0], index)) return false;
+  for (auto& a : e->args)
+    if (!loads_only_at(a, buffer, index)) return false;
+  return true;
+}
 
 std::set<int> kernel_buffers(const Program& p, const Kernel& k, std::set<int>* written) { return buffers_of(p, k, written); }
 

@@ -41,4 +41,9 @@ void plan_memory(Program& p);
 // those it writes.
 std::set<int> kernel_buffers(const Program& p, const Kernel& k, std::set<int>* written = nullptr);
 
+// Every load and store of buffer `from` in `k` (gemm operands included) becomes one of `to`.
+void rename_buffer(Kernel& k, int from, int to);
+// Every load of `buffer` in `e` is at exactly `index`.
+bool loads_only_at(const ExprP& e, int buffer, const ExprP& index);
+
 }  // namespace kiln::lower

@@ -6,6 +6,7 @@
 
 #include "compiler/lower/epilogue_fit.h"
 #include "compiler/lower/gemm_epilogue.h"
+#include "compiler/lower/memory_plan.h"
 
 namespace kiln::lower {
 
@@ -90,6 +91,55 @@ void graft(Kernel& k, const Kernel& u) {
   k.origin = u.origin;
 }
 
+void collect_stores(const std::vector<Stmt>& body, std::vector<const Stmt*>& stores) {
+  for (const Stmt& s : body) {
+    if (s.kind == StmtKind::Store) stores.push_back(&s);
+    collect_stores(s.body, stores);
+  }
+}
+
+bool loads(const ExprP& e, int buffer) {
+  if (!e) return false;
+  if (e->kind == ExprKind::Load && e->id == buffer) return true;
+  return std::any_of(e->args.begin(), e->args.end(), [&](const ExprP& a) { return loads(a, buffer); });
+}
+
+// Every load of `buffer` in `body` is at `at` (null: there is none).
+bool reads_only_at(const std::vector<Stmt>& body, int buffer, const ExprP& at) {
+  for (const Stmt& s : body) {
+    for (const ExprP& e : {s.lo, s.hi, s.index, s.value})
+      if (at ? !loads_only_at(e, buffer, at) : loads(e, buffer)) return false;
+    if (!reads_only_at(s.body, buffer, at)) return false;
+  }
+  return true;
+}
+
+// The buffer consumer u finishes producer k's output c into, element for
+// element, if k may write its sums there instead of into c: u stores one
+// buffer z of c's type, every store at one index, and reads c only at that
+// index and z never; k does not touch z; neither is a view or has views.
+// Then u reads each element of z just before it overwrites it, and c, read
+// by nobody else, takes no memory: a depthwise convolution no longer writes
+// its whole output (38 MB at MobileNetV2's batch 32) only for the clip after
+// it to read back a row and write another copy.
+int finished_in_place(const Program& p, const Kernel& k, const Kernel& u, int c) {
+  std::vector<const Stmt*> stores;
+  collect_stores(u.body, stores);
+  if (stores.empty()) return -1;
+  const int z = stores[0]->target;
+  const ExprP at = stores[0]->index;
+  for (const Stmt* s : stores)
+    if (s->target != z || !same_expr(s->index, at)) return -1;
+  if (z == c || !reads_only_at(u.body, c, at) || !reads_only_at(u.body, z, nullptr)) return -1;
+  if (kernel_buffers(p, k).count(z)) return -1;
+  const Buffer &bc = p.buffers.at(static_cast<size_t>(c)), &bz = p.buffers.at(static_cast<size_t>(z));
+  if (bz.storage != Storage::Arena || bc.is_view() || bz.is_view() || bc.dtype != bz.dtype || bc.shape != bz.shape)
+    return -1;
+  for (const Buffer& b : p.buffers)
+    if (b.is_view() && (b.view_of == c || b.view_of == z)) return -1;
+  return z;
+}
+
 }  // namespace
 
 int fuse_row_epilogues(Program& p, std::vector<std::string>* why) {
@@ -109,7 +159,13 @@ int fuse_row_epilogues(Program& p, std::vector<std::string>* why) {
     }
     const Kernel& u = p.kernels[static_cast<size_t>(ui)];
     if (why) why->push_back(p.name + ": " + k.name + ": row epilogue: " + u.name + " (node " + u.node + ") runs on each finished row");
+    const int z = finished_in_place(p, k, u, c);
     graft(k, u);
+    if (z >= 0) {
+      k.writes.erase(std::remove(k.writes.begin(), k.writes.end(), c), k.writes.end());  // (z is there)
+      rename_buffer(k, c, z);
+      if (why) why->push_back(p.name + ": " + k.name + ": its sums go straight into " + p.buffers[static_cast<size_t>(z)].name + ", finished there in place");
+    }
     drop_from_entries(p, ui);
     ++fused;
   }

@@ -25,6 +25,10 @@ namespace {
 // result does not depend on the thread count.
 constexpr int64_t kFilterChunks = 8;
 
+// Windows of up to 7 x 7 taps are summed in registers, one expression of all
+// taps per channel vector; larger ones loop over the taps.
+constexpr int64_t kMaxUnrolledTaps = 49;
+
 struct Pixel {
   E inside, at;  // the tap is inside the image; the (clamped) pixel's offset of channel 0
 };
@@ -47,6 +51,28 @@ void lower_depthwise_conv(LowerCtx& c, const ConvGeometry& g) {
     E n = k.let("n", n_oh / E(g.oh)), oh = k.let("oh", n_oh % E(g.oh));
     k.loop("ow", 0, g.ow, [&](E ow) {
       E row = y.offset({n, oh, ow, 0});
+      if (g.kh * g.kw <= kMaxUnrolledTaps) {
+        // Each tap's pixel (where it lies, whether inside) is known before
+        // the channel loop; the channel loop sums the taps in a register and
+        // stores each output once, instead of loading and storing the
+        // output row once per tap. (The same terms in the same order.)
+        std::vector<std::pair<E, E>> taps;  // (inside, pixel offset)
+        for (int64_t kh = 0; kh < g.kh; ++kh)
+          for (int64_t kw = 0; kw < g.kw; ++kw) {
+            Pixel p = pixel(x, g, n, oh * g.sh + (kh * g.dh - g.pad_top), ow * g.sw + (kw * g.dw - g.pad_left));
+            taps.emplace_back(k.let("inside", p.inside), k.let("at", p.at));
+          }
+        k.loop("c", 0, C, [&](E ch) {
+          E sum = lit(0, y.scalar());
+          for (size_t t = 0; t < taps.size(); ++t) {
+            E v = select(taps[t].first, k.load(x, taps[t].second + ch), lit(0, x.scalar()));
+            sum = sum + v * k.load(w, E(static_cast<int64_t>(t) * C) + ch);
+          }
+          k.store(y, row + ch, sum);
+        });
+        k.row_final(y, n_oh * E(g.ow) + ow, C);
+        return;
+      }
       k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, lit(0, y.scalar())); });
       k.loop("kh", 0, g.kh, [&](E kh) {
         k.loop("kw", 0, g.kw, [&](E kw) {
