@@ -17,7 +17,13 @@
 
 namespace kiln::lower {
 
-constexpr int64_t kGemmMaxKC = 320;  // the deepest packed block any plan uses
+constexpr int64_t kGemmMaxKC = 640;        // the deepest packed block any plan uses
+constexpr int64_t kGemmMatrixMaxKC = 320;  // ... with op(A) a matrix (plan_gemm)
+// With A read through convolution windows, depth blocks are up to this deep
+// (KernelEmitter::gemm_plan): each block after the first reloads C, every
+// row of a thread's range, long out of cache, and keeps the epilogue away
+// from the block, while B's deeper panels still fit L2.
+constexpr int64_t kGemmWindowsKC = 640;
 constexpr int64_t kGemmMaxMC = 96;   // the most rows of a packed A block
 constexpr int64_t kGemmNC = 1024;    // columns of a packed B block (KC x NC floats: L2/L3)
 constexpr int64_t kGemmMaxNR = 64;   // the widest micro-kernel (NR = 2 vectors, up to 32 lanes)

@@ -423,6 +423,7 @@ void ProgramLowering::prepack_b(std::vector<Kernel>& ks, const std::function<boo
       // The product's sizes choose the plan, hence the panels: the pack keeps them.
       pg.m = g.m, pg.n = g.n, pg.k = g.k;
       pg.b = g.b, pg.ldb = g.ldb, pg.trans_b = g.trans_b;
+      pg.windows = g.windows;  // (A's form chooses the depth blocks: KernelEmitter::gemm_plan)
       pg.packed_b = g.packed_b;
       pg.packs_b = true;
       pack.writes = {g.packed_b};

@@ -100,7 +100,12 @@ TEST_CASE("codegen: convolutions through their windows at every vector width, an
     t.out("c3_same", t.op("conv2d", {x3, t.input("w3", {3, 3, 3, 7})}, {{"padding", "same"}}));
     t.out("c20_dilated", t.op("conv2d", {x20, t.input("w20", {3, 3, 20, 5})},
                               {{"padding", {1, 0, 2, 1}}, {"dilations", {2, 1}}}));
-    t.out("c40_two_blocks", t.op("conv2d", {x40, t.input("w40", {3, 3, 40, 4})}, {{"padding", "same"}}));  // K 360
+    t.out("c40_one_block", t.op("conv2d", {x40, t.input("w40", {3, 3, 40, 4})}, {{"padding", "same"}}));  // K 360
+    // Filters that are params: packed once per load in the product's depth
+    // blocks (K 360: one; K 720: two of 360, kGemmWindowsKC).
+    t.out("c40_packed_once", t.op("conv2d", {x40, t.param("p40", {3, 3, 40, 12})}, {{"padding", "same"}}));
+    t.out("c80_packed_once", t.op("conv2d", {t.input("x80", {-1, 4, 5, 80}), t.param("p80", {3, 3, 80, 40})},
+                                  {{"padding", "same"}}));
     t.out("c8_groups_s2", t.op("conv2d", {x8, t.input("w8", {3, 3, 4, 6})},
                                {{"groups", 2}, {"strides", {2, 2}}, {"padding", "same"}}));
     NodeId wg = t.input("wg", {3, 3, 4, 6});
@@ -137,10 +142,13 @@ TEST_CASE("lowering: f32 convolutions and filter gradients build no im2col matri
                                {{"input_hw", {8, 8}}, {"padding", "same"}, {"strides", {2, 2}}})},
                {"dw", b.add("conv2d_backprop_filter", {x, dy}, {{"filter_hw", {3, 3}}, {"padding", "same"}})}};
   auto p = lower::lower_program(g.name, lower::forward_entries(g), {.max_batch = 4});
-  int windowed = 0;
+  int windowed = 0, packs_windowed = 0;
   for (const lower::Kernel& k : p.kernels)
-    if (k.kind == lower::KernelKind::Gemm && k.gemm.windows) ++windowed;
+    if (k.kind == lower::KernelKind::Gemm && k.gemm.windows) ++(k.gemm.packs_b ? packs_windowed : windowed);
   CHECK(windowed == 2);  // y, dx (the strided input gradient keeps dy @ w^T)
+  // y's filter, a param, is packed once per load by a kernel that carries y's
+  // windows: A's form chooses the depth blocks, hence the panels' layout.
+  CHECK(packs_windowed == 1);
   int windowed_b = 0;
   for (const lower::Kernel& k : p.kernels)
     if (k.kind == lower::KernelKind::Gemm && k.gemm.windows_b) ++windowed_b;
