@@ -316,6 +316,7 @@ int main(int argc, char** argv) {
       {"mbv2_expand", 32 * 112 * 112, 16, 96},
       {"mbv2_project96", 32 * 56 * 56, 96, 24},
       {"mbv2_project144", 32 * 56 * 56, 144, 24},
+      {"mbv2_expand24", 32 * 56 * 56, 24, 144},
       {"mbv2_x32", 100352, 96, 32},{"mbv2_x16", 100352, 96, 16},{"mbv2_x48", 100352, 96, 48},{"mbv2_x96", 100352, 96, 96},{"mbv2_y24", 100352, 256, 24},
   };
   const size_t named = shapes.size();
