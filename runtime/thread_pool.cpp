@@ -28,6 +28,14 @@ inline void cpu_relax() {
 #endif
 }
 
+// Orders this thread's non-temporal stores (kernels write large outputs with
+// them) before what follows, as other threads must see them.
+inline void fence_streamed_stores() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_sfence();
+#endif
+}
+
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -177,6 +185,10 @@ void ThreadPool::parallel_for(int64_t n, Body body, void* closure) {
     body(closure, 0, n);
     return;
   }
+  // Kernels store outputs past the caches (non-temporal stores, emit_store):
+  // such stores are ordered only by a fence, before other threads read them
+  // (here: what the caller wrote before the job; below: each chunk's).
+  fence_streamed_stores();
   steer_caller();
   // Every chunk of the previous job has finished (the caller waited for it),
   // so nobody reads the job while it is rewritten; a late worker still holding
@@ -194,6 +206,7 @@ void ThreadPool::parallel_for(int64_t n, Body body, void* closure) {
   int64_t b, e;
   chunk(n, parts, 0, b, e);
   if (b < e) body(closure, b, e);
+  fence_streamed_stores();
   done_.fetch_add(1);
   uint64_t last;
   const int extra = run_chunks(generation, last);
@@ -216,6 +229,7 @@ int ThreadPool::run_chunks(uint32_t generation, uint64_t& word) {
     int64_t b, e;
     chunk(n_, static_cast<int>(parts), static_cast<int>(static_cast<uint32_t>(word)), b, e);
     if (b < e) body_(closure_, b, e), ++ran;
+    fence_streamed_stores();
     if (done_.fetch_add(1) + 1 == static_cast<int>(parts)) wake_sleepers();  // the caller may sleep
     word = job_.load(std::memory_order_acquire);
   }

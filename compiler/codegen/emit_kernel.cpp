@@ -1,6 +1,7 @@
 // Loop IR kernels -> LLVM functions: preamble (batch size, buffer bases),
 // loops (scalar, or vector main loop + scalar tail), parallel regions.
 #include <llvm/IR/MDBuilder.h>
+#include <llvm/TargetParser/Triple.h>
 
 #include <stdexcept>
 
@@ -80,6 +81,47 @@ void KernelEmitter::finish_preamble() {
   fn_.batch = b_.CreateLoad(b_.getInt64Ty(), b_.CreateStructGEP(context_type(), fn_.ctx, kBatch), "batch");
   for (const LocalDecl& l : k_->locals) fn_.locals.push_back(b_.CreateAlloca(scalar_type(l.type), nullptr, l.name));
   fn_.vars.assign(k_->var_names.size(), nullptr);
+  for (int id : streamable(*k_)) {
+    const Buffer& buf = p_.buffers.at(static_cast<size_t>(id));
+    Value* bytes = b_.getInt64(static_cast<uint64_t>(buf.bytes(1)));
+    if (std::count(buf.shape.begin(), buf.shape.end(), int64_t{-1})) bytes = b_.CreateMul(bytes, fn_.batch);
+    fn_.stream[id] = b_.CreateICmpUGE(bytes, b_.getInt64(static_cast<uint64_t>(kStreamStoreBytes)), "stream");
+  }
+}
+
+// A store that misses the caches reads its line from memory first (to own
+// it), then writes it back: an output far larger than the caches, written
+// once by a kernel that never reads it, costs twice its bytes of memory
+// traffic. Stored past the caches (x86 non-temporal stores), it costs its
+// bytes once; its reader takes it from memory either way. MobileNetV2's
+// first expansion at batch 32 writes 154 MB. (The thread pool fences the
+// streamed stores before another thread reads them: thread_pool.cpp.)
+std::set<int> KernelEmitter::streamable(const Kernel& k) const {
+  if (!llvm::Triple(m_.getTargetTriple()).isX86()) return {};
+  std::set<int> stored, read;
+  std::function<void(const ExprP&)> reads = [&](const ExprP& e) {
+    if (!e) return;
+    if (e->kind == ExprKind::Load) read.insert(e->id);
+    for (const ExprP& a : e->args) reads(a);
+  };
+  std::function<void(const std::vector<Stmt>&)> walk = [&](const std::vector<Stmt>& body) {
+    for (const Stmt& s : body) {
+      if (s.kind == StmtKind::Store) stored.insert(s.target);
+      for (const ExprP& e : {s.lo, s.hi, s.index, s.value}) reads(e);
+      walk(s.body);
+    }
+  };
+  walk(k.body);
+  if (k.kind == KernelKind::Gemm)
+    for (int id : {k.gemm.a, k.gemm.b, k.gemm.c, k.gemm.scratch, k.gemm.packed_b}) read.insert(id);
+  std::set<int> out;
+  for (int id : stored) {
+    const Buffer& buf = p_.buffers.at(static_cast<size_t>(id));
+    if (read.count(id) || buf.storage != Storage::Arena || buf.is_view() || buf.bytes(p_.max_batch) < kStreamStoreBytes)
+      continue;
+    out.insert(id);
+  }
+  return out;
 }
 
 Value* KernelEmitter::base_pointer(int id) {

@@ -24,6 +24,22 @@ void KernelEmitter::emit_store(int buffer, Value* index, Value* value) {
   if (buf.dtype == DType::boolean) value = b_.CreateZExt(value, lanes_of(b_.getInt8Ty()));
   const llvm::Align align(dtype_size(buf.dtype));
   llvm::Instruction* st = nullptr;
+  auto stream = fn_.stream.find(buffer);
+  if (vec_ && !vec_->mask && stream != fn_.stream.end() && value->getType()->isVectorTy()) {
+    // Past the caches (KernelEmitter::streamable) when large enough at this
+    // batch and the vector's address is aligned to its size, as x86 needs.
+    Value* at = element_address(buffer, index);
+    const uint64_t bytes = static_cast<uint64_t>(opts_.lanes) * dtype_size(buf.dtype);
+    Value* aligned = b_.CreateICmpEQ(b_.CreateAnd(b_.CreatePtrToInt(at, b_.getInt64Ty()), b_.getInt64(bytes - 1)),
+                                     b_.getInt64(0));
+    gemm_if(b_, b_.CreateAnd(stream->second, aligned), [&] {
+      llvm::StoreInst* nt = b_.CreateAlignedStore(value, at, llvm::Align(bytes));
+      nt->setMetadata(llvm::LLVMContext::MD_nontemporal,
+                      llvm::MDNode::get(c_, {llvm::ConstantAsMetadata::get(b_.getInt32(1))}));
+      tag_access(nt, buffer);
+    }, [&] { tag_access(b_.CreateAlignedStore(value, at, align), buffer); });
+    return;
+  }
   if (vec_ && vec_->mask)
     st = b_.CreateMaskedStore(value, element_address(buffer, index), align, vec_->mask);
   else

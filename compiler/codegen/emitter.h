@@ -15,6 +15,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "compiler/codegen/codegen.h"
 #include "compiler/codegen/vector_plan.h"
 #include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/loop_ir.h"
@@ -22,6 +23,7 @@
 namespace kiln::codegen {
 
 using GemmShape = lower::GemmPlan;  // (gemm_ir.h)
+
 
 struct EmitOptions {
   int lanes = 8;  // vector lanes of vectorized loops
@@ -55,6 +57,9 @@ class KernelEmitter {
     std::map<int, llvm::Value*> base;       // buffer id -> base pointer
     std::vector<llvm::AllocaInst*> locals;  // by local id
     std::vector<llvm::Value*> vars;         // loop variable id -> current value
+    // Buffers whose full vectors are stored past the caches when this i1
+    // holds (at this call's batch they exceed kStreamStoreBytes): emit_store.
+    std::map<int, llvm::Value*> stream;
   };
   // The vectorized loop being emitted.
   struct Vec {
@@ -82,6 +87,8 @@ class KernelEmitter {
   llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty);
   void begin_function(llvm::Function* f);
   void finish_preamble();
+  // The buffers kernel k only writes, in the arena, that may outgrow the caches (finish_preamble).
+  std::set<int> streamable(const lower::Kernel& k) const;
   void load_kernel_args(llvm::StructType* closure_ty, llvm::Value* closure, unsigned first);
   llvm::Value* base_pointer(int buffer);
   void emit_region(const lower::Stmt& loop, int index);
