@@ -35,7 +35,7 @@ int count(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-TEST_CASE("codegen: outputs past the caches' size, only written, are stored past them; the values do not change") {
+TEST_CASE("codegen: outputs past the caches' size, only written, are stored past them, and the values do not change") {
   static_assert(9 * kRow * 4 >= codegen::kStreamStoreBytes && 3 * kRow * 4 < codegen::kStreamStoreBytes);
   JitCase t(9, 9);
   build(t);
