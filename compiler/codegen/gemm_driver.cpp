@@ -294,7 +294,12 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     };
     // Rows split when there are many, or at least as many row panels as
     // column panels (30 x 24 with K = 3848: five row panels, one column panel).
-    Value* split_m = b.CreateOr(b.CreateICmpSGE(m, c64(split_rows_from)), b.CreateICmpSGE(m_panels, n_panels));
+    // With A read in place nothing of A is packed twice: each thread reads
+    // all of A (columns split) or all of B (rows split), so the smaller
+    // (ResNet-18's last 3x3 convolutions at batch 1: 49 rows, 512 columns,
+    // K = 4608: each thread reads half of B's 9.4 MB, not all of it).
+    Value* split_m = b.CreateOr(b.CreateICmpSGE(m, c64(split_rows_from)),
+                                direct ? b.CreateICmpSGE(m, n) : b.CreateICmpSGE(m_panels, n_panels));
     Value* rb = b.CreateSelect(split_m, cut(gb, m_panels, mr, m), c64(0));
     Value* re = b.CreateSelect(split_m, cut(ge, m_panels, mr, m), m);
     Value* cb = b.CreateSelect(split_m, c64(0), cut(gb, n_panels, nr, n));
