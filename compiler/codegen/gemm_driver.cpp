@@ -297,9 +297,12 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     // With A read in place nothing of A is packed twice: each thread reads
     // all of A (columns split) or all of B (rows split), so the smaller
     // (ResNet-18's last 3x3 convolutions at batch 1: 49 rows, 512 columns,
-    // K = 4608: each thread reads half of B's 9.4 MB, not all of it).
+    // K = 4608: each thread reads half of B's 9.4 MB, not all of it), as
+    // long as the columns give every group a panel as the rows would.
+    Value* columns_suffice = b.CreateICmpSGE(n_panels, smin(G, m_panels));
+    Value* direct_rows = b.CreateOr(b.CreateICmpSGE(m, n), b.CreateNot(columns_suffice));
     Value* split_m = b.CreateOr(b.CreateICmpSGE(m, c64(split_rows_from)),
-                                direct ? b.CreateICmpSGE(m, n) : b.CreateICmpSGE(m_panels, n_panels));
+                                direct ? direct_rows : b.CreateICmpSGE(m_panels, n_panels));
     Value* rb = b.CreateSelect(split_m, cut(gb, m_panels, mr, m), c64(0));
     Value* re = b.CreateSelect(split_m, cut(ge, m_panels, mr, m), m);
     Value* cb = b.CreateSelect(split_m, c64(0), cut(gb, n_panels, nr, n));

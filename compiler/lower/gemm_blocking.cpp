@@ -56,7 +56,7 @@ bool gemm_takes_packed_path(const GemmSpec& g, const Program& p) {
   auto f32 = [&](int id) { return id >= 0 && gemm_packed(p.buffers.at(static_cast<size_t>(id)).dtype); };
   if (!f32(g.a) || !f32(g.b) || !f32(g.c) || !f32(g.scratch) || !is_const(g.n)) return false;
   const Shape& s = p.buffers.at(static_cast<size_t>(g.scratch)).shape;
-  return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival);
+  return s.size() == 1 && s[0] == gemm_scratch_floats(g.n->ival, g.windows != nullptr);
 }
 
 // The split over rows or columns (gemm_driver.cpp's region) gives a thread
@@ -69,7 +69,7 @@ bool gemm_cuts_k(const GemmSpec& g, const GemmPlan& p) {
   const int64_t m = g.m->ival, n = g.n->ival;
   const int64_t m_panels = (m + p.mr - 1) / p.mr, n_panels = (n + p.nr() - 1) / p.nr();
   if ((gemm_splits_rows(m, n, p) ? m_panels : n_panels) > kCutKMaxPanels) return false;
-  return kGemmSlots * (gemm_slot_floats(n, p) + m * n) <= gemm_scratch_floats(n);
+  return kGemmSlots * (gemm_slot_floats(n, p) + m * n) <= gemm_scratch_floats(n, g.windows != nullptr);
 }
 
 }  // namespace kiln::lower

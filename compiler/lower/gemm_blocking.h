@@ -94,9 +94,12 @@ inline int64_t gemm_slot_floats(int64_t n, const GemmPlan& p) { return p.kc * ge
 // panel q at q * NR * kc, so the panels of columns [jc, ..) at depth pc start
 // at pc * round_up(n, NR) + jc * kc, laid out as pack_b lays one block.
 inline int64_t gemm_packed_b_floats(int64_t n, int64_t k) { return k * gemm_round_up(n, kGemmMaxNR); }
-// Floats of scratch a packed gemm with n columns needs, for any plan.
-inline int64_t gemm_scratch_floats(int64_t n) {
-  return kGemmSlots * (kGemmMaxKC * std::min(gemm_round_up(n, kGemmMaxNR), kGemmNC) + kGemmMaxMC * kGemmMaxKC + kGemmMaxNR);
+// Floats of scratch a packed gemm with n columns needs, for any plan: its
+// blocks are up to kGemmWindowsKC deep with A read through windows, else
+// kGemmMatrixMaxKC.
+inline int64_t gemm_scratch_floats(int64_t n, bool windows_a = false) {
+  const int64_t kc = windows_a ? kGemmWindowsKC : kGemmMatrixMaxKC;
+  return kGemmSlots * (kc * std::min(gemm_round_up(n, kGemmMaxNR), kGemmNC) + kGemmMaxMC * kc + kGemmMaxNR);
 }
 
 }  // namespace kiln::lower

@@ -203,6 +203,12 @@ E LowerCtx::in_at(KernelBuilder& k, int i, const std::vector<E>& idx) const {
   return k.load(r, r.offset(idx));
 }
 
+void LowerCtx::size_gemm_scratch(const GemmSpec& g) {
+  if (g.scratch < 0) return;
+  Buffer& b = program.buffers.at(static_cast<size_t>(g.scratch));
+  if (b.shape.size() == 1 && gemm_packed(b.dtype)) b.shape = {gemm_scratch_floats(g.n->ival, g.windows != nullptr)};
+}
+
 int LowerCtx::scratch(const std::string& purpose, DType dtype, Shape shape) {
   Buffer b;
   b.name = purpose;

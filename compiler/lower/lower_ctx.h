@@ -127,6 +127,8 @@ struct LowerCtx {
   std::function<void(const ElementwiseFn&, const std::string&)> capture_elementwise;
   // A scratch arena buffer (bytes sized for the maximum batch) private to this node.
   int scratch(const std::string& purpose, DType dtype, Shape shape);
+  // A packed gemm's scratch sized again for its spec (after its windows are set: deeper blocks).
+  void size_gemm_scratch(const GemmSpec& g);
 };
 
 // Kernels with at least this many elements (at the maximum batch) run their

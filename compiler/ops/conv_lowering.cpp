@@ -149,6 +149,7 @@ void add_conv_lowering(OpRegistry& r) {
     gs.m = (x.dim(0) * (g.oh * g.ow)).p;
     gs.windows = windows;
     by_group(gs, G, kkc, F, F, windows ? g.c / G : kkc / G, F / G, F / G);
+    c.size_gemm_scratch(gs);
   };
   r.find_mut("conv2d_backprop_input")->lower = [](LowerCtx& c) {
     const BufRef &dy = c.in[0], &w = c.in[1], &dx = c.out;
@@ -185,6 +186,7 @@ void add_conv_lowering(OpRegistry& r) {
       gs.m = (dx.dim(0) * (g.h * g.w)).p;
       gs.windows = windows;
       by_group(gs, G, kkf, C, C, windows ? Fg : kkf / G, Cg, Cg);
+      c.size_gemm_scratch(gs);
       return;
     }
     Shape shape{dy.shape[0], g.oh * g.ow * kkc};
