@@ -22,6 +22,9 @@
 extern "C" {
 
 // Runs body(closure, begin, end) over a partition of [0, n); returns when all are done.
+// Kernels may store large outputs with x86 non-temporal stores: a parallel_for
+// other than the runtime's must fence them (sfence) after each body call and
+// before handing work to other threads, as kiln::ThreadPool does.
 typedef void (*kiln_parallel_body)(void* closure, int64_t begin, int64_t end);
 typedef void (*kiln_parallel_for_fn)(void* pool, int64_t n, kiln_parallel_body body, void* closure);
 
