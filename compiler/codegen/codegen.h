@@ -23,7 +23,6 @@ namespace kiln::codegen {
 // expansions' (51-58 MB, about 7 -> 5 ms each); 16 MB gained nothing more.
 constexpr int64_t kStreamStoreBytes = int64_t{32} << 20;
 
-
 struct CodegenOptions {
   int vector_bits = 0;     // 0: the target's widest SIMD registers; else 128, 256 or 512
   std::string target_cpu{};  // "" or "host": this machine (all the JIT can run); else an LLVM CPU name

@@ -99,15 +99,11 @@ void KernelEmitter::finish_preamble() {
 std::set<int> KernelEmitter::streamable(const Kernel& k) const {
   if (!llvm::Triple(m_.getTargetTriple()).isX86()) return {};
   std::set<int> stored, read;
-  std::function<void(const ExprP&)> reads = [&](const ExprP& e) {
-    if (!e) return;
-    if (e->kind == ExprKind::Load) read.insert(e->id);
-    for (const ExprP& a : e->args) reads(a);
-  };
   std::function<void(const std::vector<Stmt>&)> walk = [&](const std::vector<Stmt>& body) {
     for (const Stmt& s : body) {
       if (s.kind == StmtKind::Store) stored.insert(s.target);
-      for (const ExprP& e : {s.lo, s.hi, s.index, s.value}) reads(e);
+      for (const ExprP& e : {s.lo, s.hi, s.index, s.value})
+        if (e) collect_buffers(e, read);
       walk(s.body);
     }
   };

@@ -24,7 +24,6 @@ namespace kiln::codegen {
 
 using GemmShape = lower::GemmPlan;  // (gemm_ir.h)
 
-
 struct EmitOptions {
   int lanes = 8;  // vector lanes of vectorized loops
   std::string cpu, features;

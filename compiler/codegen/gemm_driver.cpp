@@ -134,7 +134,7 @@ GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
   if (g.windows && plan.lanes == 16 && n >= 64 && gemm_round_up(n, 64) == gemm_round_up(n, 32)) {
     plan.nr_vecs = 4;
     plan.mr = known(g.m) > 0 && known(g.m) < 4 ? static_cast<int>(g.m->ival) : 4;
-    plan.mc = std::max<int64_t>(plan.mr, 72 / plan.mr * plan.mr);
+    plan.mc = GemmShape::mc_for(plan.mr);
   }
   if (g.windows_b && g.windows_b->cg % plan.nr() != 0) {
     // A tile no wider than a tap's channels, so that B can be read directly

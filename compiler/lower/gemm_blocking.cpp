@@ -47,7 +47,7 @@ GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k) {
   // little past 256 stays one block (K = 288, a 3 x 3 x 32 convolution): a
   // thin second block would reload C and lose the fused epilogue.
   p.kc = k > 256 && k <= kGemmMatrixMaxKC ? k : 256;
-  p.mc = std::max<int64_t>(p.mr, 72 / p.mr * p.mr);
+  p.mc = GemmPlan::mc_for(p.mr);
   p.nc = kGemmNC;
   return p;
 }

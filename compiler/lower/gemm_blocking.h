@@ -17,16 +17,16 @@
 
 namespace kiln::lower {
 
-constexpr int64_t kGemmMaxKC = 640;        // the deepest packed block any plan uses
-constexpr int64_t kGemmMatrixMaxKC = 320;  // ... with op(A) a matrix (plan_gemm)
+constexpr int64_t kGemmMatrixMaxKC = 320;  // the deepest packed block with op(A) a matrix (plan_gemm)
 // With A read through convolution windows, depth blocks are up to this deep
 // (KernelEmitter::gemm_plan): each block after the first reloads C, every
 // row of a thread's range, long out of cache, and keeps the epilogue away
 // from the block, while B's deeper panels still fit L2.
 constexpr int64_t kGemmWindowsKC = 640;
+constexpr int64_t kGemmMaxKC = std::max(kGemmMatrixMaxKC, kGemmWindowsKC);  // the deepest any plan uses
 constexpr int64_t kGemmMaxMC = 96;   // the most rows of a packed A block
 constexpr int64_t kGemmNC = 1024;    // columns of a packed B block (KC x NC floats: L2/L3)
-constexpr int64_t kGemmMaxNR = 64;   // the widest micro-kernel (NR = 2 vectors, up to 32 lanes)
+constexpr int64_t kGemmMaxNR = 64;   // the widest micro-kernel (NR: 2 vectors of 32 lanes, or 4 of 16)
 constexpr int64_t kGemmSlots = 8;    // parallel groups: at most 8 threads share one gemm
 
 // One gemm's register tile and cache blocks.
@@ -38,6 +38,8 @@ struct GemmPlan {
   int64_t mc = 72;     // rows of a packed A block (a multiple of mr, MC x KC floats in L2)
   int64_t nc = 1024;   // columns of a packed B block (a multiple of NR)
   int nr() const { return nr_vecs * lanes; }
+  // MC for a tile of mr rows: the most whole tiles in 72 rows (at least one).
+  static int64_t mc_for(int mr) { return std::max<int64_t>(mr, 72 / mr * mr); }
   // "6x32 tile (2 vectors of 16), KC <= 256, MC 72, NC 1024"
   std::string describe() const;
 };

@@ -98,17 +98,11 @@ void collect_stores(const std::vector<Stmt>& body, std::vector<const Stmt*>& sto
   }
 }
 
-bool loads(const ExprP& e, int buffer) {
-  if (!e) return false;
-  if (e->kind == ExprKind::Load && e->id == buffer) return true;
-  return std::any_of(e->args.begin(), e->args.end(), [&](const ExprP& a) { return loads(a, buffer); });
-}
-
 // Every load of `buffer` in `body` is at `at` (null: there is none).
 bool reads_only_at(const std::vector<Stmt>& body, int buffer, const ExprP& at) {
   for (const Stmt& s : body) {
     for (const ExprP& e : {s.lo, s.hi, s.index, s.value})
-      if (at ? !loads_only_at(e, buffer, at) : loads(e, buffer)) return false;
+      if (at ? !loads_only_at(e, buffer, at) : mentions_load(e, buffer)) return false;
     if (!reads_only_at(s.body, buffer, at)) return false;
   }
   return true;
