@@ -90,6 +90,8 @@ static void add_reduce_ops(OpRegistry& r) {
          },
          .pattern = OpPattern::reduction,
          .samples = reduce_samples()});
+  for (const char* name : {"reduce_sum", "reduce_max", "reduce_prod"})
+    r.find_mut(name)->algebra.reduced_axes = [](const Node& n, int input_rank) { return reduction_axes(n.attrs, input_rank); };
 }
 
 // ---- gradient rules (compiler/autodiff calls them) ----

@@ -123,6 +123,11 @@ struct OpAlgebra {
   std::function<std::vector<int>(const Node&, int input_rank)> summed_axes;
   // A unary elementwise f with f(x + y) = f(x) + f(y) (neg): sum(f(x)) -> f(sum(x)).
   bool additive = false;
+  // A reduction over the axes of its "axes" attribute ("keepdims": kept as
+  // size 1) whose result depends on which elements it reduces, not on their
+  // order (rounding aside): the axes it reduces, given the input's rank.
+  // sink-transposes reduces a transpose's input over the permuted axes instead.
+  std::function<std::vector<int>(const Node&, int input_rank)> reduced_axes;
 };
 
 // A sample application for the registry sweep (JIT against the interpreter,

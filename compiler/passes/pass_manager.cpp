@@ -11,7 +11,7 @@ namespace kiln {
 const std::vector<GraphPass>& graph_passes() {
   static const std::vector<GraphPass> passes = {
       {"fold-constants", "nodes computed only from constants become constants (up to 4096 elements)", fold_constants},
-      {"sink-transposes", "an elementwise op of transposed operands (one permutation) and small param-only values runs before the transpose, so transposes meet and compose away", sink_transposes},
+      {"sink-transposes", "an elementwise op of transposed operands (one permutation) and small param-only values runs before the transpose, so transposes meet and compose away; a reduction of a transpose reduces its input over the permuted axes", sink_transposes},
       {"algebra", "x*1, x+0, x-0, x/1, neg(neg x), no-op cast/reshape/transpose/broadcast removed; transposes and broadcasts folded into their users", simplify_algebra},
       {"factor-sums", "a sum of x times a factor the same along the summed axes is the sum of x times the factor; a sum of neg(x) is neg of the sum", factor_sums},
       {"fold-scales", "a per-channel scale of a convolution's or matmul's result computed from params moves into its weights; a scalar scale into its smaller input", fold_scales_into_weights},

@@ -50,7 +50,10 @@ bool factor_sums(Graph& g);
 
 // sink-transposes: ew(T_p(x), c) -> T_p(ew(x, c')) for elementwise ops whose
 // other operands are transposes by the same p or small values of params and
-// constants alone, so transposes meet and compose away (compiler/passes/sink_transposes.cpp).
+// constants alone, so transposes meet and compose away; and reduce(T_p(x),
+// A) -> T_q(reduce(x, p[A])) for reductions over attribute axes
+// (OpAlgebra::reduced_axes), T_q a reshape when the kept axes keep their
+// order (compiler/passes/sink_transposes.cpp).
 bool sink_transposes(Graph& g);
 
 // recompute: a value of one elementwise value and scalars, read only by

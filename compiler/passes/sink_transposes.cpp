@@ -1,7 +1,9 @@
 // sink-transposes: an elementwise op whose operands are transposes by one
 // permutation p, or small values computed from params and constants alone
 // (a bias, a scale, a scalar), runs before the permutation instead:
-//   ew(T_p(x), T_p(y), c) -> T_p(ew(x, y, c')),  c' = c laid out as x.
+//   ew(T_p(x), T_p(y), c) -> T_p(ew(x, y, c')),  c' = c laid out as x;
+// and a reduction of T_p(x) reduces x over the permuted axes:
+//   reduce(T_p(x), A) -> T_q(reduce(x, p[A])), q the kept axes' order.
 // A channels-first model (every imported ONNX one) is lowered as
 // channels-last convolutions with a transpose before and after each; moved
 // down through the bias, activation and residual add between two
@@ -65,6 +67,42 @@ bool read_elsewhere(const Graph& g, NodeId t, NodeId user) {
   return handed_out(g, t);
 }
 
+// A reduction of T_p(x) over axes A (OpAlgebra::reduced_axes) as the
+// reduction of x over p[A], then the permutation of the kept axes on the
+// smaller result: a reshape when they keep their order (no data moves), else
+// a transpose. A channels-first model's global average pool then reads the
+// channels-last activations instead of a transposed copy of them.
+NodeId reduce_before_permutation(GraphBuilder& b, const Graph& g, const Node& n, const std::vector<int64_t>& perm) {
+  const NodeId x = g.node(n.inputs[0]).inputs[0];
+  const int rank = static_cast<int>(perm.size());
+  const std::vector<int> axes = def_of(n).algebra.reduced_axes(n, rank);
+  const bool keep = n.attrs.value("keepdims", false);
+  std::vector<int64_t> source_axes;
+  for (int a : axes) source_axes.push_back(perm[static_cast<size_t>(a)]);
+  std::sort(source_axes.begin(), source_axes.end());
+  Attrs attrs = n.attrs;
+  attrs["axes"] = source_axes;
+  const NodeId inner = b.add(n.op, {x}, attrs);
+  // The result's axes in order, as axes of x; then as positions in the inner result.
+  std::vector<int64_t> kept_source, order;
+  for (int k = 0; k < rank; ++k)
+    if (keep || std::find(axes.begin(), axes.end(), k) == axes.end()) kept_source.push_back(perm[static_cast<size_t>(k)]);
+  for (int64_t s : kept_source) {
+    int64_t position = 0;
+    for (int64_t t : kept_source) position += t < s;
+    order.push_back(position);
+  }
+  // Reduced axes kept as 1 move no data: only the others' order counts.
+  std::vector<int64_t> moving;
+  for (size_t k = 0; k < kept_source.size(); ++k)
+    if (g.node(x).type.shape[static_cast<size_t>(kept_source[k])] != 1 &&
+        !(keep && std::binary_search(source_axes.begin(), source_axes.end(), kept_source[k])))
+      moving.push_back(kept_source[k]);
+  if (std::is_sorted(moving.begin(), moving.end()))
+    return b.type(inner).shape == n.type.shape ? inner : b.add("reshape", {inner}, {{"shape", n.type.shape}});
+  return b.add("transpose", {inner}, {{"perm", order}});
+}
+
 }  // namespace
 
 bool sink_transposes(Graph& g) {
@@ -74,6 +112,14 @@ bool sink_transposes(Graph& g) {
   const size_t count = g.nodes.size();
   for (size_t i = 0; i < count; ++i) {
     const Node n = g.nodes[i];  // a copy: adding nodes moves the node list
+    if (def_of(n).algebra.reduced_axes && n.inputs.size() == 1) {
+      const auto perm = permutation_of(g.node(n.inputs[0]));
+      if (perm.size() < 2 || read_elsewhere(g, n.inputs[0], static_cast<NodeId>(i))) continue;
+      b.set_origin(n.origin);
+      replace_uses(g, static_cast<NodeId>(i), reduce_before_permutation(b, g, n, perm));
+      changed = true;
+      continue;
+    }
     if (def_of(n).pattern != OpPattern::elementwise || n.inputs.empty()) continue;
     const size_t rank = static_cast<size_t>(n.type.rank());
     std::vector<int64_t> perm;

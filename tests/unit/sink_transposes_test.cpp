@@ -71,3 +71,42 @@ TEST_CASE("sink-transposes: a transpose another op also reads stays where it is"
   CHECK(d.g.node(last.inputs[0]).op == "add");
   d.check(1e-6);
 }
+
+TEST_CASE("sink-transposes: a reduction of a transpose reduces its input over the permuted axes") {
+  codegen_test::JitCase c(2, 4);
+  // A global average pool of a channels-first view of channels-last values:
+  // the sum reads x itself, and [N, 1, 1, C] -> [N, C, 1, 1] is a reshape.
+  NodeId x = c.input("x", {kOpenDim, 4, 5, 3});
+  NodeId pooled = c.op("reduce_sum", {c.op("transpose", {x}, {{"perm", {0, 3, 1, 2}}})}, {{"axes", {2, 3}}, {"keepdims", true}});
+  c.out("pool", pooled);
+  // Over the batch axis, not kept: the kept axes swap, so a transpose of the [5, 3] result stays.
+  NodeId y = c.input("y", {kOpenDim, 3, 5});
+  c.out("max", c.op("reduce_max", {c.op("transpose", {y}, {{"perm", {0, 2, 1}}})}, {{"axes", {0}}}));
+  // Kept axes in order: no permutation at all.
+  NodeId z = c.input("z", {kOpenDim, 3, 5}, 0.5, 1.5);
+  c.out("prod", c.op("reduce_prod", {c.op("transpose", {z}, {{"perm", {0, 2, 1}}})}, {{"axes", {-2}}}));
+  Graph before = c.g;
+  CHECK(sink_transposes(c.g));
+  eliminate_dead_code(c.g);
+  const Node& pool = c.g.node(c.g.output("pool"));
+  REQUIRE(pool.op == "reshape");
+  CHECK(c.g.node(pool.inputs[0]).op == "reduce_sum");
+  CHECK(c.g.node(pool.inputs[0]).inputs[0] == c.g.find("x"));
+  CHECK(c.g.node(pool.inputs[0]).attrs.at("axes") == nlohmann::json({1, 2}));
+  const Node& mx = c.g.node(c.g.output("max"));
+  REQUIRE(mx.op == "transpose");
+  CHECK(mx.attrs.at("perm") == nlohmann::json({1, 0}));
+  CHECK(c.g.node(mx.inputs[0]).inputs[0] == c.g.find("y"));
+  const Node& prod = c.g.node(c.g.output("prod"));
+  CHECK(prod.op == "reduce_prod");
+  CHECK(prod.inputs[0] == c.g.find("z"));
+  CHECK(prod.attrs.at("axes") == nlohmann::json({2}));
+  c.check(1e-5);  // compiled, against the interpreter of the rewritten graph
+  for (const char* out : {"pool", "max", "prod"}) {
+    auto want = interp::Interpreter(before, interp::Precision::f64).run(c.feeds, {out});
+    auto got = interp::Interpreter(c.g, interp::Precision::f64).run(c.feeds, {out});
+    REQUIRE(want.at(out).shape == got.at(out).shape);
+    for (size_t i = 0; i < want.at(out).data.size(); ++i)
+      CHECK(got.at(out).data[i] == doctest::Approx(want.at(out).data[i]).epsilon(1e-12));
+  }
+}
