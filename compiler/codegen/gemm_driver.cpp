@@ -125,15 +125,17 @@ GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
   // channels, K = 576, at batch 32: one block, not two of 288, 26 -> 24 ms).
   // A product's pack-once kernel carries its windows for this choice.
   if (g.windows && is_const(g.k)) plan.kc = std::min(g.k->ival, kGemmWindowsKC);
-  // A through windows, 32 vector registers: tiles of 4 rows x 4 vectors when
-  // the wider panels waste no more columns. Each row broadcasts from a
-  // pointer of its own, so tall tiles run short of general registers; 4 x 64
-  // loads 8 values per 16 FMAs where 6 x 32 loads 8 per 12. ResNet-18 at
-  // batch 32: 361 -> 317-338 ms (kiln profile, AVX-512 host).
+  // A through windows, 32 vector registers: tiles of 6 rows x 4 vectors when
+  // the wider panels waste no more columns (24 accumulators, 4 vectors of B
+  // and a broadcast: 29 registers). Each row broadcasts from a pointer of its
+  // own; 6 x 64 loads 10 values per 24 FMAs, where 6 x 32 loads 8 per 12 and
+  // 4 x 64 8 per 16. ResNet-18 at batch 32 (kiln profile, AVX-512 host):
+  // 6 x 32 361 ms, 4 x 64 317-338 ms (session 27); 4 x 64 394-397 ms against
+  // 6 x 64 384-386 ms in three alternated pairs on a slower hour; 5 x 64 between.
   const int64_t n = g.n->ival;
   if (g.windows && plan.lanes == 16 && n >= 64 && gemm_round_up(n, 64) == gemm_round_up(n, 32)) {
     plan.nr_vecs = 4;
-    plan.mr = known(g.m) > 0 && known(g.m) < 4 ? static_cast<int>(g.m->ival) : 4;
+    plan.mr = known(g.m) > 0 && known(g.m) < 6 ? static_cast<int>(g.m->ival) : 6;
     plan.mc = GemmShape::mc_for(plan.mr);
   }
   if (g.windows_b && g.windows_b->cg % plan.nr() != 0) {

@@ -106,7 +106,7 @@ TEST_CASE("codegen: convolutions through their windows at every vector width, an
     t.out("c40_packed_once", t.op("conv2d", {x40, t.param("p40", {3, 3, 40, 12})}, {{"padding", "same"}}));
     t.out("c80_packed_once", t.op("conv2d", {t.input("x80", {-1, 4, 5, 80}), t.param("p80", {3, 3, 80, 40})},
                                   {{"padding", "same"}}));
-    // 64 and 192 output channels: 4 x 64 tiles at 512 bits (gemm_plan), one filter packed once.
+    // 64 and 192 output channels: 6 x 64 tiles at 512 bits (gemm_plan), one filter packed once.
     t.out("c64_wide_tiles", t.op("conv2d", {x40, t.param("p64", {3, 3, 40, 64})}, {{"padding", "same"}}));
     t.out("c192_wide_tiles", t.op("conv2d", {x8, t.input("w192", {3, 3, 8, 192})}, {{"strides", {2, 2}}}));
     t.out("c8_groups_s2", t.op("conv2d", {x8, t.input("w8", {3, 3, 4, 6})},
@@ -134,9 +134,9 @@ TEST_CASE("codegen: convolutions through their windows at every vector width, an
     for (auto& [n, id] : t.g.outputs) names.push_back(n);
     lower::Program p = lower::lower_program(t.g.name, {{"eval_step", &t.g, names, {}}}, {.max_batch = 4});
     const std::string ir = codegen::llvm_ir_text(p, "", {.vector_bits = bits, .optimize = false});
-    // 64 and 192 channels: 4 x 4 vectors at 512 bits; 6 x 2 at 256 (16 registers).
-    CHECK((ir.find("@kiln_gemm_ukr_win_4x4x16_h5w5c40g40_k3x3") != std::string::npos) == (bits == 512));
-    CHECK((ir.find("@kiln_gemm_ukr_win_4x4x16_h9w9c8g8_k3x3_s2x2") != std::string::npos) == (bits == 512));
+    // 64 and 192 channels: 6 x 4 vectors at 512 bits; 6 x 2 at 256 (16 registers).
+    CHECK((ir.find("@kiln_gemm_ukr_win_6x4x16_h5w5c40g40_k3x3") != std::string::npos) == (bits == 512));
+    CHECK((ir.find("@kiln_gemm_ukr_win_6x4x16_h9w9c8g8_k3x3_s2x2") != std::string::npos) == (bits == 512));
     CHECK((ir.find("@kiln_gemm_ukr_win_6x2x8_h5w5c40g40_k3x3") != std::string::npos) == (bits == 256));
   }
 }
