@@ -90,9 +90,12 @@ static bool direct_windows_b(const Kernel& k, const GemmShape& s) {
 // A element once per MC block and transposes it lanes x lanes, which costs
 // as much as the multiply when B has only a panel or two (a 1x1 convolution
 // into 24 or 32 channels: 2x OpenBLAS's time on MobileNetV2's projections).
+// Three panels still gain (MobileNetV2's 576 -> 96 projections at batch 32:
+// 3.0-3.1 -> 2.7-2.8 ms, AVX-512 host); four measured no gain (char_gpt's
+// 128-wide products, MobileNetV2 at batch 32).
 // Not for a triangular A (its packing skips the zero terms) nor a shallow K.
 static std::optional<GemmWindows> rows_in_place(const Kernel& k, const GemmShape& s) {
-  constexpr int64_t kMaxPanels = 2, kMinDepth = 8;
+  constexpr int64_t kMaxPanels = 3, kMinDepth = 8;
   const GemmSpec& g = k.gemm;
   if (g.windows || g.windows_b || g.trans_a || g.packs_b || g.a_triangle != GemmSpec::Triangle::none) return {};
   if (!is_const(g.k) || g.k->ival < kMinDepth || (g.n->ival + s.nr() - 1) / s.nr() > kMaxPanels) return {};

@@ -53,24 +53,24 @@ TEST_CASE("codegen: packed gemm across cache blocks: K > KC, N > NC, rows split 
   t.check(1e-5);
 }
 
-TEST_CASE("codegen: a matrix times one or two column panels reads A's rows in place, not packed") {
+TEST_CASE("codegen: a matrix times up to three column panels reads A's rows in place, not packed") {
   // Packing A costs a copy and an in-register transpose of every element,
-  // paid back only over many B panels: with one or two (a 1x1 convolution
-  // into 24 channels), the micro-kernel broadcasts from A's rows in place.
+  // paid back only over many B panels: with up to three (a 1x1 convolution
+  // into 24 or 96 channels), the micro-kernel broadcasts from A's rows in place.
   // Inspected at 256 and 512 bits on any host, run at the host's width.
   for (int bits : {256, 512}) {
     INFO("vector bits " << bits);
     const int lanes = bits / 32;
     JitCase one(3, 4);
-    add_matmul(one, "p", 61, 96, 4 * lanes - 8, false, false);  // two panels of 2 vectors, the second partly used
+    add_matmul(one, "p", 61, 96, 6 * lanes - 8, false, false);  // three panels of 2 vectors, the third partly used
     lower::Program p = lower::lower_program("in_place", {{"eval_step", &one.g, {"p"}, {}}}, {.max_batch = 4});
     const std::string ir = codegen::llvm_ir_text(p, "", {.vector_bits = bits, .optimize = false});
     CHECK(ir.find("@kiln_gemm_ukr_win_6x2x" + std::to_string(lanes) + "_h1w1c96g96_k1x1") !=
           std::string::npos);
     CHECK(ir.find("@kiln_gemm_pack_a") == std::string::npos);
-    JitCase three(3, 4);
-    add_matmul(three, "p", 61, 96, 4 * lanes + 1, false, false);  // three panels: packed
-    lower::Program q = lower::lower_program("packed", {{"eval_step", &three.g, {"p"}, {}}}, {.max_batch = 4});
+    JitCase four(3, 4);
+    add_matmul(four, "p", 61, 96, 6 * lanes + 1, false, false);  // four panels: packed
+    lower::Program q = lower::lower_program("packed", {{"eval_step", &four.g, {"p"}, {}}}, {.max_batch = 4});
     const std::string packed = codegen::llvm_ir_text(q, "", {.vector_bits = bits, .optimize = false});
     CHECK(packed.find("@kiln_gemm_pack_a_6(") != std::string::npos);
     CHECK(packed.find("kiln_gemm_ukr_win_") == std::string::npos);
@@ -247,8 +247,8 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, w
     JitCase t(3, 4);
     // (more rows than four tall tiles and 33 columns: the default 6 x 2-vector tile on both widths)
     add_matmul(t, "p", 61, 7, 40, false, false);
-    // (B of three panels or more at both widths: A is packed, not read in place)
-    add_matmul(t, "q", 62, 8, 70, false, false);
+    // (B of four panels or more at both widths: A is packed, not read in place)
+    add_matmul(t, "q", 62, 8, 130, false, false);
     add_matmul(t, "r", 62, 8, 41, true, false);
     lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r"}, {}}}, {.max_batch = 4});
     codegen::CodegenOptions opts{.vector_bits = width.bits, .optimize = false, .gemm_helpers_imported = true};
