@@ -182,9 +182,7 @@ static void add_avgpool_lowering(OpRegistry& r) {
     const ConvGeometry g = pool_geometry_of(x.shape[1], x.shape[2], c.attrs);
     const int64_t C = x.shape[3];
     auto k = c.kernel("avgpool2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
-    // Parallel over (image, output row) pairs, as max pooling: one image still splits.
-    k.loop("n_oh", 0, y.dim(0) * E(g.oh), [&](E n_oh) {
-      E n = k.let("n", n_oh / E(g.oh)), oh = k.let("oh", n_oh % E(g.oh));
+    image_rows(k, y.dim(0), g.oh, [&](E, E n, E oh) {
       k.loop("ow", 0, g.ow, [&](E ow) {
         E row = y.offset({n, oh, ow, 0});
         k.loop("c", 0, C, [&](E ch) { k.store(y, row + ch, lit(0, y.scalar())); });

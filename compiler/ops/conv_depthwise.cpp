@@ -25,30 +25,13 @@ namespace {
 // result does not depend on the thread count.
 constexpr int64_t kFilterChunks = 8;
 
-// Windows of up to 7 x 7 taps are summed in registers, one expression of all
-// taps per channel vector; larger ones loop over the taps.
-constexpr int64_t kMaxUnrolledTaps = 49;
-
-struct Pixel {
-  E inside, at;  // the tap is inside the image; the (clamped) pixel's offset of channel 0
-};
-
-// The pixel (ih, iw) of image n, clamped into the image when outside it.
-Pixel pixel(const BufRef& x, const ConvGeometry& g, E n, E ih, E iw) {
-  E inside = (ih >= 0) && (ih < g.h) && (iw >= 0) && (iw < g.w);
-  E ihc = max(E(0), min(ih, E(g.h - 1))), iwc = max(E(0), min(iw, E(g.w - 1)));
-  return {inside, x.offset({n, ihc, iwc, 0})};
-}
-
 }  // namespace
 
 void lower_depthwise_conv(LowerCtx& c, const ConvGeometry& g) {
   const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
   const int64_t C = x.shape[3];
   auto k = c.kernel("depthwise conv2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " over channels");
-  // Parallel over (image, output row) pairs: one image (inference at batch 1) still splits.
-  k.loop("n_oh", 0, y.dim(0) * E(g.oh), [&](E n_oh) {
-    E n = k.let("n", n_oh / E(g.oh)), oh = k.let("oh", n_oh % E(g.oh));
+  image_rows(k, y.dim(0), g.oh, [&](E n_oh, E n, E oh) {
     k.loop("ow", 0, g.ow, [&](E ow) {
       E row = y.offset({n, oh, ow, 0});
       if (g.kh * g.kw <= kMaxUnrolledTaps) {

@@ -40,6 +40,22 @@ void window_loops(lower::KernelBuilder& k, const ConvGeometry& g, lower::E oh, l
   });
 }
 
+Pixel pixel(const lower::BufRef& x, const ConvGeometry& g, lower::E n, lower::E ih, lower::E iw) {
+  using namespace lower;
+  E inside = (ih >= 0) && (ih < g.h) && (iw >= 0) && (iw < g.w);
+  E ihc = max(E(0), min(ih, E(g.h - 1))), iwc = max(E(0), min(iw, E(g.w - 1)));
+  return {inside, x.offset({n, ihc, iwc, 0})};
+}
+
+void image_rows(lower::KernelBuilder& k, lower::E images, int64_t rows,
+                const std::function<void(lower::E, lower::E, lower::E)>& body, bool parallel) {
+  using namespace lower;
+  k.loop("n_oh", 0, images * E(rows), [&](E n_oh) {
+    E n = k.let("n", n_oh / E(rows)), oh = k.let("oh", n_oh % E(rows));  // (in this order: arguments have none)
+    body(n_oh, n, oh);
+  }, parallel);
+}
+
 // The im2col matrix of x as a scratch buffer: row (n*OH + oh)*OW + ow holds
 // the window of that output position, (kh*KW + kw)*C + ch, zero in the padding.
 // A 1x1 stride-1 unpadded convolution is its own im2col: x itself.

@@ -13,6 +13,22 @@ namespace kiln {
 void window_loops(lower::KernelBuilder& k, const ConvGeometry& g, lower::E oh, lower::E ow,
                   const std::function<void(lower::E, lower::E, lower::E, lower::E)>& body);
 
+// Windows of up to 7 x 7 taps are unrolled: each tap's pixel is found before
+// the channel loop, whose one expression per channel vector takes every tap
+// (depthwise convolution, max pooling); larger windows loop over the taps.
+constexpr int64_t kMaxUnrolledTaps = 49;
+
+// The pixel (ih, iw) of image n, clamped into the image when outside it.
+struct Pixel {
+  lower::E inside, at;  // the tap is inside the image; the (clamped) pixel's offset of channel 0
+};
+Pixel pixel(const lower::BufRef& x, const ConvGeometry& g, lower::E n, lower::E ih, lower::E iw);
+
+// A loop over (image, output row) pairs, parallel when `parallel`, so one
+// image (inference at batch 1) still splits: body(n_oh, n, oh).
+void image_rows(lower::KernelBuilder& k, lower::E images, int64_t rows,
+                const std::function<void(lower::E, lower::E, lower::E)>& body, bool parallel);
+
 // Depthwise: one input channel per group and one output channel per input
 // (conv_depthwise.cpp lowers these as loops over the channels, not GEMMs).
 bool is_depthwise(const ConvGeometry& g, int64_t in_channels, int64_t out_channels);

@@ -137,10 +137,6 @@ static ConvGeometry pool_geometry(const lower::LowerCtx& c) {
   return pool_geometry_of(x[1], x[2], c.attrs);
 }
 
-// Windows of up to this many taps take their maximum in registers (the
-// depthwise convolution's bound, conv_depthwise.cpp).
-constexpr int64_t kMaxUnrolledPoolTaps = 49;
-
 static void add_pool_lowering(OpRegistry& r) {
   using namespace lower;
   r.find_mut("maxpool2d")->lower = [](LowerCtx& c) {
@@ -149,28 +145,23 @@ static void add_pool_lowering(OpRegistry& r) {
     int64_t C = x.shape[3];
     auto k = c.kernel("maxpool2d " + std::to_string(g.kh) + "x" + std::to_string(g.kw));
     E lowest = lit(-INFINITY, y.scalar());
-    // Parallel over (image, output row) pairs: one image (inference at batch
-    // 1) still splits (ResNet-18's max pool at batch 1: 0.19 ms on one thread).
-    k.loop("n_oh", 0, y.dim(0) * E(g.oh), [&](E n_oh) {
-      E n = k.let("n", n_oh / E(g.oh)), oh = k.let("oh", n_oh % E(g.oh));
+    // (image, output row) pairs: ResNet-18's max pool at batch 1 took 0.19 ms on one thread.
+    image_rows(k, y.dim(0), g.oh, [&](E, E n, E oh) {
       k.loop("ow", 0, g.ow, [&](E ow) {
         E row = y.offset({n, oh, ow, 0});
-        if (g.kh * g.kw <= kMaxUnrolledPoolTaps) {
-          // Each tap's pixel is known before the channel loop, which keeps
-          // the maximum in a register and stores it once. A tap in the padding
-          // offers -inf, which leaves the maximum as it was (Op::Max keeps a
-          // NaN): the same maxima, in the same order, as the loop form.
-          std::vector<std::pair<E, E>> taps;  // (inside, offset of the clamped pixel's channel 0)
+        if (g.kh * g.kw <= kMaxUnrolledTaps) {
+          // The maximum stays in a register and is stored once. A tap in the
+          // padding offers -inf, which leaves the maximum as it was (Op::Max
+          // keeps a NaN): the same maxima, in the same order, as the loop form.
+          std::vector<Pixel> taps;
           for (int64_t kh = 0; kh < g.kh; ++kh)
             for (int64_t kw = 0; kw < g.kw; ++kw) {
-              E ih = oh * g.sh + (kh * g.dh - g.pad_top), iw = ow * g.sw + (kw * g.dw - g.pad_left);
-              E inside = (ih >= 0) && (ih < g.h) && (iw >= 0) && (iw < g.w);
-              E ihc = max(E(0), min(ih, E(g.h - 1))), iwc = max(E(0), min(iw, E(g.w - 1)));
-              taps.emplace_back(k.let("inside", inside), k.let("at", x.offset({n, ihc, iwc, 0})));
+              Pixel p = pixel(x, g, n, oh * g.sh + (kh * g.dh - g.pad_top), ow * g.sw + (kw * g.dw - g.pad_left));
+              taps.push_back({k.let("inside", p.inside), k.let("at", p.at)});
             }
           k.loop("c", 0, C, [&](E ch) {
             E m = lowest;
-            for (const auto& [inside, at] : taps) m = max(m, select(inside, k.load(x, at + ch), lowest));
+            for (const Pixel& t : taps) m = max(m, select(t.inside, k.load(x, t.at + ch), lowest));
             k.store(y, row + ch, m);
           });
           return;
