@@ -430,8 +430,12 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
         auto at = [&](Value* base, int64_t stride) {
           return stride ? b.CreateInBoundsGEP(f32, base, b.CreateMul(p, c64(stride))) : base;
         };
+        // Products with Bs of their own packed once: this product's panels.
+        Value* shared = prepacked;
+        if (prepacked && gemm_packed_products(g) > 1) prepacked = at(prepacked, gemm_packed_b_floats(g.n->ival, g.k->ival));
         rectangle(gb, ge, at(a, g.stride_a), at(bm, g.stride_b), at(cm, g.stride_c), b.CreateMul(p, m), c64(0), kk, ldc,
                   false);
+        prepacked = shared;
       });
     }
     b.CreateRetVoid();
@@ -510,10 +514,17 @@ llvm::Function* KernelEmitter::emit_pack_b(const Kernel& k) {
   const int64_t K = g.k->ival, N = g.n->ival;
   const int64_t kc_step = gemm_depth_step(K, s), n_padded = gemm_round_up(N, s.nr());
   auto c64 = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
-  for (int64_t pc = 0; pc < K; pc += kc_step) {
-    const int64_t kc = std::min(kc_step, K - pc);
-    b_.CreateCall(pack_b, {B, c64(g.ldb), c64(0), c64(N), c64(pc), c64(kc),
-                           b_.CreateConstInBoundsGEP1_64(b_.getFloatTy(), P, static_cast<uint64_t>(pc * n_padded))});
+  auto f32_at = [&](Value* base, int64_t floats) {
+    return b_.CreateConstInBoundsGEP1_64(b_.getFloatTy(), base, static_cast<uint64_t>(floats));
+  };
+  // Each product's B (one when they share it) into its own panels.
+  for (int64_t product = 0; product < gemm_packed_products(g); ++product) {
+    Value* from = f32_at(B, product * g.stride_b);
+    Value* to = f32_at(P, product * gemm_packed_b_floats(N, K));
+    for (int64_t pc = 0; pc < K; pc += kc_step) {
+      const int64_t kc = std::min(kc_step, K - pc);
+      b_.CreateCall(pack_b, {from, c64(g.ldb), c64(0), c64(N), c64(pc), c64(kc), f32_at(to, pc * n_padded)});
+    }
   }
   b_.CreateRetVoid();
   k_ = nullptr;

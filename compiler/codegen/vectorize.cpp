@@ -1,7 +1,12 @@
 // Which innermost loops kiln vectorizes itself: every access contiguous
 // (stride 1) or invariant along the loop, stores contiguous, a buffer that is
 // stored only read at the very element being stored, and locals either
-// lane-private temporaries or reductions (acc = acc + x, max, min).
+// lane-private temporaries or reductions (acc = acc + x, max, min). A buffer
+// stored at several indices takes them a constant distance apart, at least
+// the loop's trip count: the loop writes disjoint ranges, in any order (a
+// Winograd tile's 36 transformed values, 64 channels apart).
+#include <algorithm>
+#include <cstdlib>
 #include <functional>
 
 #include "compiler/codegen/emitter.h"
@@ -38,6 +43,30 @@ std::optional<int64_t> stride_along(const ExprP& e, int v, const std::set<int>& 
     }
     default: return all_invariant();
   }
+}
+
+// An index as the terms added up in it: the integer constants summed, the others in order.
+static void additive_terms(const ExprP& e, std::vector<ExprP>& terms, int64_t& constant) {
+  if (e->kind == ExprKind::Binary && e->op == Op::Add) {
+    additive_terms(e->args[0], terms, constant);
+    additive_terms(e->args[1], terms, constant);
+  } else if (e->kind == ExprKind::Const && e->type == Scalar::i64) {
+    constant += e->ival;
+  } else {
+    terms.push_back(e);
+  }
+}
+
+// b - a, when the two indices differ by a constant alone.
+static std::optional<int64_t> constant_distance(const ExprP& a, const ExprP& b) {
+  std::vector<ExprP> ta, tb;
+  int64_t ca = 0, cb = 0;
+  additive_terms(a, ta, ca);
+  additive_terms(b, tb, cb);
+  if (ta.size() != tb.size()) return std::nullopt;
+  for (size_t i = 0; i < ta.size(); ++i)
+    if (!same_expr(ta[i], tb[i])) return std::nullopt;
+  return cb - ca;
 }
 
 static void collect_loads(const ExprP& e, std::vector<const Expr*>& out) {
@@ -99,13 +128,19 @@ std::optional<VectorPlan> plan_vector_loop(const Stmt& loop) {
   }
   // Accesses: stores contiguous; loads contiguous or invariant; a stored
   // buffer read only at the stored element.
-  std::map<int, ExprP> stored;
+  const std::optional<int64_t> trips =
+      is_const(loop.lo) && is_const(loop.hi) ? std::optional<int64_t>(loop.hi->ival - loop.lo->ival) : std::nullopt;
+  std::map<int, std::vector<ExprP>> stored;  // buffer -> the indices stored at
   for (const Stmt& s : loop.body) {
     if (s.kind != StmtKind::Store) continue;
     if (stride_along(s.index, v, variant) != 1) return std::nullopt;
-    auto it = stored.find(s.target);
-    if (it != stored.end() && !same_expr(it->second, s.index)) return std::nullopt;
-    stored[s.target] = s.index;
+    std::vector<ExprP>& at = stored[s.target];
+    if (std::any_of(at.begin(), at.end(), [&](const ExprP& i) { return same_expr(i, s.index); })) continue;
+    for (const ExprP& i : at) {
+      auto d = constant_distance(i, s.index);
+      if (!d || !trips || std::abs(*d) < *trips) return std::nullopt;
+    }
+    at.push_back(s.index);
   }
   for (const Stmt& s : loop.body) {
     std::vector<const Expr*> loads;
@@ -114,7 +149,9 @@ std::optional<VectorPlan> plan_vector_loop(const Stmt& loop) {
       auto st = stride_along(ld->args[0], v, variant);
       if (!st || (*st != 0 && *st != 1)) return std::nullopt;
       auto it = stored.find(ld->id);
-      if (it != stored.end() && !same_expr(it->second, ld->args[0])) return std::nullopt;
+      if (it != stored.end() && std::none_of(it->second.begin(), it->second.end(),
+                                             [&](const ExprP& i) { return same_expr(i, ld->args[0]); }))
+        return std::nullopt;
     }
   }
   return plan;

@@ -72,4 +72,8 @@ bool gemm_cuts_k(const GemmSpec& g, const GemmPlan& p) {
   return kGemmSlots * (gemm_slot_floats(n, p) + m * n) <= gemm_scratch_floats(n, g.windows != nullptr);
 }
 
+int64_t gemm_packed_products(const GemmSpec& g) {
+  return g.batched() && g.stride_b != 0 && is_const(g.batch) ? g.batch->ival : 1;
+}
+
 }  // namespace kiln::lower

@@ -96,6 +96,10 @@ inline int64_t gemm_slot_floats(int64_t n, const GemmPlan& p) { return p.kc * ge
 // panel q at q * NR * kc, so the panels of columns [jc, ..) at depth pc start
 // at pc * round_up(n, NR) + jc * kc, laid out as pack_b lays one block.
 inline int64_t gemm_packed_b_floats(int64_t n, int64_t k) { return k * gemm_round_up(n, kGemmMaxNR); }
+// The op(B)s packed once for a gemm: one per product when a constant number
+// of products each has its own B (product p's panels from p *
+// gemm_packed_b_floats on), else one shared by all.
+int64_t gemm_packed_products(const GemmSpec& g);
 // Floats of scratch a packed gemm with n columns needs, for any plan: its
 // blocks are up to kGemmWindowsKC deep with A read through windows, else
 // kGemmMatrixMaxKC.

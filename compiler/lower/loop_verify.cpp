@@ -89,9 +89,10 @@ struct KernelCheck {
     if (!buffer_ok(g.packed_b, "packed B")) return false;
     const Buffer& pb = p.buffers[static_cast<size_t>(g.packed_b)];
     if (pb.storage != Storage::State || pb.dtype != DType::f32 || !is_const(g.n) || !is_const(g.k) ||
-        numel(pb.shape) < gemm_packed_b_floats(g.n->ival, g.k->ival))
+        numel(pb.shape) < gemm_packed_products(g) * gemm_packed_b_floats(g.n->ival, g.k->ival))
       fail("packed B " + pb.name + " is not an f32 State buffer holding op(B)'s panels");
-    if (g.windows_b || (g.batched() && g.stride_b != 0)) fail("packs a B that changes per call or per product");
+    if (g.windows_b || (g.batched() && g.stride_b != 0 && !is_const(g.batch)))
+      fail("packs a B that changes per call or per product");
     return true;
   }
 

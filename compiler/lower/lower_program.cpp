@@ -118,6 +118,12 @@ class ProgramLowering {
   // starts (ready_buffer), a kernel run once per parameter load that packs
   // op(B) into a State buffer the gemm then reads (GemmSpec::packed_b).
   void prepack_b(std::vector<Kernel>& ks, const std::function<bool(int)>& ready_buffer);
+  // The loop kernels of one node's lowering that read only ready buffers
+  // and write only the lowering's own scratch (from buffer `first_scratch`
+  // on; a Winograd filter's transform) run once per parameter load: their
+  // scratch becomes persistent, and ready. Returns the buffers made ready.
+  std::set<int> hoist_param_kernels(std::vector<Kernel>& ks, int first_scratch,
+                                    const std::function<bool(int)>& ready_buffer);
 
   Program p_;
   std::map<std::string, int> persistent_by_name_;
@@ -314,6 +320,7 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     if (!def || !def->lower)
       throw std::runtime_error("node '" + n.name + "' (JSON node " + n.origin + "): op '" + n.op + "' has no lowering");
     LowerCtx ctx(p_, g, id);
+    const int scratch_from = static_cast<int>(p_.buffers.size());
     for (NodeId in : n.inputs) {
       if (buffer_of[static_cast<size_t>(in)] < 0) {  // a group this node computes inline (fusion)
         ctx.in.push_back(BufRef{inlined_input_buffer(ctx.in.size()), g.node(in).type.dtype, g.node(in).type.shape});
@@ -331,17 +338,20 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     for (auto [slot, gi] : plan.inlined_inputs(g, id))
       for (Kernel& k : ctx.kernels)
         inline_group(p_, g, plan.groups[static_cast<size_t>(gi)], buffer_of, inlined_input_buffer(slot), n.inputs[slot], k);
+    ready[i] = prepared[i] && plan.inlined_inputs(g, id).empty() && all_ready(n.inputs, {});
+    for (Kernel& k : ctx.kernels) k.once_per_params = ready[i];
+    auto ready_buffer = [&](int buffer) {
+      for (size_t j = 0; j < i; ++j)
+        if (ready[j] && buffer_of[j] == buffer) return true;
+      return false;
+    };
+    std::set<int> hoisted;
+    if (reads_only && !ready[i]) hoisted = hoist_param_kernels(ctx.kernels, scratch_from, ready_buffer);
     for (size_t b = 0; b < p_.buffers.size(); ++b)
       if (p_.buffers[b].storage == Storage::Arena && !p_.buffers[b].is_view() && p_.buffers[b].offset < 0)
         place_arena(static_cast<int>(b));
-    ready[i] = prepared[i] && plan.inlined_inputs(g, id).empty() && all_ready(n.inputs, {});
-    for (Kernel& k : ctx.kernels) k.once_per_params = ready[i];
     if (prepack_ && reads_only && !ready[i])
-      prepack_b(ctx.kernels, [&](int buffer) {
-        for (size_t j = 0; j < i; ++j)
-          if (ready[j] && buffer_of[j] == buffer) return true;
-        return false;
-      });
+      prepack_b(ctx.kernels, [&](int buffer) { return hoisted.count(buffer) || ready_buffer(buffer); });
     kernels_of[i] = add_kernels(ctx.kernels);
   }
   std::vector<int> arena;
@@ -404,25 +414,80 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
   }
 }
 
+namespace {
+void collect_loads(const ExprP& e, std::set<int>& out) {
+  if (e->kind == ExprKind::Load) out.insert(e->id);
+  for (const ExprP& a : e->args) collect_loads(a, out);
+}
+void accesses(const std::vector<Stmt>& body, std::set<int>& loads, std::set<int>& stores) {
+  for (const Stmt& st : body) {
+    if (st.kind == StmtKind::Loop) {
+      collect_loads(st.lo, loads), collect_loads(st.hi, loads);
+      accesses(st.body, loads, stores);
+      continue;
+    }
+    if (st.kind == StmtKind::Store) collect_loads(st.index, loads), stores.insert(st.target);
+    collect_loads(st.value, loads);
+  }
+}
+}  // namespace
+
+std::set<int> ProgramLowering::hoist_param_kernels(std::vector<Kernel>& ks, int first_scratch,
+                                                   const std::function<bool(int)>& ready_buffer) {
+  std::set<int> made_ready;
+  std::vector<std::set<int>> stores_of(ks.size());
+  std::vector<std::set<int>> loads_of(ks.size());
+  for (size_t i = 0; i < ks.size(); ++i)
+    if (ks[i].kind == KernelKind::Loops) accesses(ks[i].body, loads_of[i], stores_of[i]);
+    else stores_of[i] = {ks[i].gemm.c};
+  for (size_t i = 0; i < ks.size(); ++i) {
+    if (ks[i].kind != KernelKind::Loops || stores_of[i].empty()) continue;
+    bool hoists = std::all_of(loads_of[i].begin(), loads_of[i].end(),
+                              [&](int b) { return made_ready.count(b) || ready_buffer(b); });
+    for (int b : stores_of[i]) {
+      const Buffer& buf = p_.buffers[static_cast<size_t>(b)];
+      // The lowering's own scratch, of a size the batch does not change, written by this kernel alone.
+      hoists = hoists && b >= first_scratch && buf.storage == Storage::Arena && !buf.is_view() &&
+               std::find(buf.shape.begin(), buf.shape.end(), kOpenDim) == buf.shape.end();
+      for (size_t j = 0; j < ks.size(); ++j) hoists = hoists && (j == i || !stores_of[j].count(b));
+    }
+    if (!hoists) continue;
+    for (int b : stores_of[i]) {
+      Buffer& buf = p_.buffers[static_cast<size_t>(b)];
+      buf.storage = Storage::State;
+      buf.offset = p_.state_bytes;
+      p_.state_bytes = align_up(p_.state_bytes + buf.bytes(1));
+      made_ready.insert(b);
+    }
+    ks[i].once_per_params = true;
+  }
+  return made_ready;
+}
+
 void ProgramLowering::prepack_b(std::vector<Kernel>& ks, const std::function<bool(int)>& ready_buffer) {
   std::vector<Kernel> out;
   for (Kernel& k : ks) {
     GemmSpec& g = k.gemm;
-    // (windowed B is an image, a batch's own Bs differ per call)
+    // (windowed B is an image; a batch of products whose number the batch
+    // size sets has Bs that differ per call: a constant number of them is
+    // packed product by product, a Winograd convolution's 36 filters)
     const bool applies = k.kind == KernelKind::Gemm && !g.packs_b && g.packed_b < 0 && gemm_takes_packed_path(g, p_) &&
-                         !g.windows_b && is_const(g.k) && (!g.batched() || g.stride_b == 0) && ready_buffer(g.b);
+                         !g.windows_b && is_const(g.k) && (!g.batched() || g.stride_b == 0 || is_const(g.batch)) &&
+                         ready_buffer(g.b);
     if (applies) {
       Kernel pack;
       pack.kind = KernelKind::Gemm;
       pack.node = k.node;
       pack.origin = k.origin;
       pack.comment = "op(B) of the product below, packed in its panels";
-      g.packed_b = prepared_buffer("packed B of " + k.node, DType::f32, {gemm_packed_b_floats(g.n->ival, g.k->ival)},
-                                   kNoNode);
+      const int64_t products = gemm_packed_products(g);
+      g.packed_b = prepared_buffer("packed B of " + k.node, DType::f32,
+                                   {products * gemm_packed_b_floats(g.n->ival, g.k->ival)}, kNoNode);
       GemmSpec& pg = pack.gemm;
       // The product's sizes choose the plan, hence the panels: the pack keeps them.
       pg.m = g.m, pg.n = g.n, pg.k = g.k;
       pg.b = g.b, pg.ldb = g.ldb, pg.trans_b = g.trans_b;
+      if (products > 1) pg.batch = g.batch, pg.stride_b = g.stride_b;
       pg.windows = g.windows;  // (A's form chooses the depth blocks: KernelEmitter::gemm_plan)
       pg.packed_b = g.packed_b;
       pg.packs_b = true;

@@ -157,6 +157,7 @@ void add_conv_lowering(OpRegistry& r) {
     g.c = x.shape[3];
     const int64_t kkc = g.kh * g.kw * g.c, G = g.groups, F = w.shape[3];
     if (is_depthwise(g, g.c, F)) return lower_depthwise_conv(c, g);
+    if (winograd_applies(c, g, g.c, F)) return lower_winograd_conv(c, g);
     std::shared_ptr<const GemmWindows> windows;
     BufRef col = window_matrix(c, x, g, &windows);
     c.gemm(matrix(col, kkc / G), false, matrix(w, F / G, kkc / G), false, matrix(y, F / G),

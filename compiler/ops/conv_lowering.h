@@ -36,6 +36,12 @@ void lower_depthwise_conv(lower::LowerCtx& c, const ConvGeometry& g);
 void lower_depthwise_input_gradient(lower::LowerCtx& c, const ConvGeometry& g);
 void lower_depthwise_filter_gradient(lower::LowerCtx& c, const ConvGeometry& g);
 
+// 3x3 stride-1 convolutions of f32 with enough channels and whole 4x4 output
+// tiles, as Winograd F(4x4, 3x3) (conv_winograd.cpp). KILN_NO_WINOGRAD=1
+// keeps the direct GEMM, for comparisons.
+bool winograd_applies(const lower::LowerCtx& c, const ConvGeometry& g, int64_t in_channels, int64_t out_channels);
+void lower_winograd_conv(lower::LowerCtx& c, const ConvGeometry& g);
+
 class OpRegistry;
 // Sets the lowering of conv2d and its two gradient ops.
 void add_conv_lowering(OpRegistry& r);

@@ -4,6 +4,7 @@
 
 #include "compiler/lower/lower_program.h"
 #include "tests/unit/codegen_helpers.h"
+#include "tests/unit/test_util.h"
 
 using namespace kiln;
 using namespace kiln::codegen_test;
@@ -90,6 +91,7 @@ TEST_CASE("codegen: grouped and depthwise conv2d with their gradients, bit-ident
 // transposes). The input gradient at stride 1 is a convolution of dy; the
 // filter gradient reads the windows as its GEMM's B.
 TEST_CASE("codegen: convolutions through their windows at every vector width, and the stride-1 input gradient") {
+  test::ScopedEnv windows("KILN_NO_WINOGRAD");  // (c64_wide_tiles would take Winograd: winograd_test.cpp)
   for (int bits : {128, 256, 512}) {
     INFO("vector bits " << bits);
     JitCase t(3, 4);
@@ -142,6 +144,7 @@ TEST_CASE("codegen: convolutions through their windows at every vector width, an
 }
 
 TEST_CASE("lowering: f32 convolutions and filter gradients build no im2col matrix, the stride-1 input gradient no window gradients") {
+  test::ScopedEnv windows("KILN_NO_WINOGRAD");  // (y would take Winograd: winograd_test.cpp)
   Graph g;
   g.name = "windows";
   GraphBuilder b(g);
@@ -160,7 +163,12 @@ TEST_CASE("lowering: f32 convolutions and filter gradients build no im2col matri
   CHECK(windowed == 2);  // y, dx (the strided input gradient keeps dy @ w^T)
   // y's filter, a param, is packed once per load by a kernel that carries y's
   // windows: A's form chooses the depth blocks, hence the panels' layout.
-  CHECK(packs_windowed == 1);
+  // So is dx's flipped filter: the kernel that flips it reads the param
+  // alone, so it runs once per load too (hoist_param_kernels).
+  CHECK(packs_windowed == 2);
+  int flips_once = 0;
+  for (const lower::Kernel& k : p.kernels) flips_once += k.once_per_params && k.comment.find("the filter flipped") != std::string::npos;
+  CHECK(flips_once == 1);
   int windowed_b = 0;
   for (const lower::Kernel& k : p.kernels)
     if (k.kind == lower::KernelKind::Gemm && k.gemm.windows_b) ++windowed_b;

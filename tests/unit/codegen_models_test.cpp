@@ -9,6 +9,7 @@
 #include "compiler/codegen/jit.h"
 #include "compiler/frontend/graph_json.h"
 #include "compiler/interp/interpreter.h"
+#include "tests/unit/test_util.h"
 
 using namespace kiln;
 
@@ -62,6 +63,8 @@ TEST_CASE("codegen: the CNN and transfer forward programs match the interpreter 
 }
 
 TEST_CASE("codegen: check-numerics passes every kernel of the CNN and names a wrong one") {
+  // One kernel per conv node (a Winograd convolution has four: winograd_test.cpp checks them).
+  test::ScopedEnv one_kernel("KILN_NO_WINOGRAD");
   Graph g = graph_file("cnn_mnist.json");
   auto entries = lower::forward_entries(g);
   // One kernel per node (no fusion): the counts below and the patched bias-add kernel assume it.

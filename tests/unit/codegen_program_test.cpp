@@ -88,9 +88,24 @@ TEST_CASE("codegen: the vectorizer takes contiguous loops and reductions, not st
   Stmt shift = loop_stmt(0, c_int(0), c_int(100),
                          {store_stmt(0, var(0), load(0, Scalar::f32, binary(Op::Add, var(0), c_int(1))))});
   CHECK_FALSE(codegen::plan_vector_loop(shift).has_value());
+  // for j < 64: out[j] = 1; out[j + 64] = 2  -> disjoint ranges: vectorized
+  auto two_stores = [](int64_t distance) {
+    return loop_stmt(0, c_int(0), c_int(64), {store_stmt(0, var(0), c_float(1)),
+                                              store_stmt(0, binary(Op::Add, var(0), c_int(distance)), c_float(2))});
+  };
+  CHECK(codegen::plan_vector_loop(two_stores(64)).has_value());
+  CHECK(codegen::plan_vector_loop(two_stores(-64)).has_value());
+  // out[j + 1] overlaps out[j]'s range: which store lands last depends on the order, scalar
+  CHECK_FALSE(codegen::plan_vector_loop(two_stores(1)).has_value());
+  CHECK_FALSE(codegen::plan_vector_loop(two_stores(63)).has_value());
+  // for j: out[j] = 1; out[2 * j] = 2  -> not a constant distance: scalar
+  Stmt scaled = loop_stmt(0, c_int(0), c_int(64), {store_stmt(0, var(0), c_float(1)),
+                                                   store_stmt(0, binary(Op::Mul, var(0), c_int(2)), c_float(2))});
+  CHECK_FALSE(codegen::plan_vector_loop(scaled).has_value());
 }
 
 TEST_CASE("codegen: conv kernels compile to vectors of the host width, and the asm uses them") {
+  test::ScopedEnv direct("KILN_NO_WINOGRAD");  // conv2's GEMM over its windows (winograd_test.cpp has the other)
   Graph g = cnn();
   auto p = lower::lower_program(g.name, lower::forward_entries(g), {.max_batch = 8});
   int lanes = codegen::host_target().f32_lanes();

@@ -2,6 +2,7 @@
 // Small helpers shared by the test files.
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <sys/wait.h>
 
@@ -29,6 +30,16 @@ inline CommandResult run_command(const std::string& cmd) {
 inline CommandResult run_kiln(const std::string& args) {
   return run_command(std::string("cd '") + KILN_SOURCE_DIR + "' && '" + KILN_BINARY + "' " + args);
 }
+
+// An environment switch (KILN_NO_WINOGRAD, ...) set for a scope: a test of
+// one lowering keeps it when a faster one would take its shapes.
+struct ScopedEnv {
+  std::string name;
+  explicit ScopedEnv(std::string n, const char* value = "1") : name(std::move(n)) { setenv(name.c_str(), value, 1); }
+  ~ScopedEnv() { unsetenv(name.c_str()); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
 
 inline std::string source_path(const std::string& rel) { return std::string(KILN_SOURCE_DIR) + "/" + rel; }
 
