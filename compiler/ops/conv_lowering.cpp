@@ -157,7 +157,7 @@ void add_conv_lowering(OpRegistry& r) {
     g.c = x.shape[3];
     const int64_t kkc = g.kh * g.kw * g.c, G = g.groups, F = w.shape[3];
     if (is_depthwise(g, g.c, F)) return lower_depthwise_conv(c, g);
-    if (winograd_applies(c, g, g.c, F)) return lower_winograd_conv(c, g);
+    if (winograd_applies(c, g, g.c, F)) return lower_winograd_conv(c, g, x, w, y);
     std::shared_ptr<const GemmWindows> windows;
     BufRef col = window_matrix(c, x, g, &windows);
     c.gemm(matrix(col, kkc / G), false, matrix(w, F / G, kkc / G), false, matrix(y, F / G),
@@ -194,6 +194,7 @@ void add_conv_lowering(OpRegistry& r) {
       ConvGeometry t = g;  // over dy (OH x OW, F channels) onto dx (H x W)
       t.h = g.oh, t.w = g.ow, t.oh = g.h, t.ow = g.w, t.c = F;
       t.pad_top = g.span_h() - 1 - g.pad_top, t.pad_left = g.span_w() - 1 - g.pad_left;
+      if (winograd_applies(c, t, F, C)) return lower_winograd_conv(c, t, dy, flipped, dx);
       const int64_t kkf = g.kh * g.kw * F;
       std::shared_ptr<const GemmWindows> windows;
       BufRef col = window_matrix(c, dy, t, &windows);

@@ -40,7 +40,9 @@ void lower_depthwise_filter_gradient(lower::LowerCtx& c, const ConvGeometry& g);
 // tiles, as Winograd F(4x4, 3x3) (conv_winograd.cpp). KILN_NO_WINOGRAD=1
 // keeps the direct GEMM, for comparisons.
 bool winograd_applies(const lower::LowerCtx& c, const ConvGeometry& g, int64_t in_channels, int64_t out_channels);
-void lower_winograd_conv(lower::LowerCtx& c, const ConvGeometry& g);
+// y = the convolution of x (NHWC) with w (HWIO) under geometry g.
+void lower_winograd_conv(lower::LowerCtx& c, const ConvGeometry& g, const lower::BufRef& x, const lower::BufRef& w,
+                         const lower::BufRef& y);
 
 class OpRegistry;
 // Sets the lowering of conv2d and its two gradient ops.

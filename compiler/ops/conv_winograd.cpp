@@ -13,7 +13,11 @@
 // channels. The output transform says each pixel is final, so a bias, an
 // activation or a residual add after the convolution runs on it in cache
 // (row_epilogue.h). Interpolation points 0, +-1, +-2: in f32 the result
-// differs from the direct sum by about 1e-5 of its magnitude.
+// differs from the direct sum by about 1e-5 of its magnitude. The transforms
+// mix a tile's pixels: an inf or NaN input reaches all 16 outputs of its
+// tiles, not only those whose windows hold it (as in other Winograd kernels).
+// conv2d and the stride-1 input gradient (a convolution of dy with the
+// flipped filter) take it.
 #include <cstdlib>
 
 #include "compiler/ops/conv_lowering.h"
@@ -89,8 +93,7 @@ bool winograd_applies(const LowerCtx& c, const ConvGeometry& g, int64_t in_chann
   return in_channels >= 16 && out_channels >= 16 && tiles >= 32;
 }
 
-void lower_winograd_conv(LowerCtx& c, const ConvGeometry& g) {
-  const BufRef &x = c.in[0], &w = c.in[1], &y = c.out;
+void lower_winograd_conv(LowerCtx& c, const ConvGeometry& g, const BufRef& x, const BufRef& w, const BufRef& y) {
   const int64_t C = x.shape[3], F = y.shape[3], th = (g.oh + kTile - 1) / kTile,
                 tw = (g.ow + kTile - 1) / kTile;
   const Scalar s = y.scalar();

@@ -14,6 +14,7 @@
 #include "compiler/frontend/graph_json.h"
 #include "compiler/frontend/train_spec.h"
 #include "compiler/interp/interpreter.h"
+#include "tests/unit/test_util.h"
 
 using namespace kiln;
 using interp::Value;
@@ -45,7 +46,7 @@ std::vector<lower::EntrySpec> train_only(const codegen::ProgramGraphs& graphs) {
 
 // Trains `steps` steps on random batches, compiled and interpreted side by side.
 void check_training(const Graph& model_in, const TrainStepConfig& config, int64_t batch, int64_t max_batch, int steps,
-                    double lr) {
+                    double lr, double param_tol = 1e-4) {
   auto graphs = codegen::program_graphs(model_in, &config);
   const Graph& step = *graphs->train_step;
   auto cp = codegen::compile_entries(graphs->model.name, train_only(*graphs), {.max_batch = max_batch});
@@ -85,7 +86,7 @@ void check_training(const Graph& model_in, const TrainStepConfig& config, int64_
       reference[step.node(persistent).name] = want.at(step.node(value).name);
     for (const TensorInfo& t : prog.info().persistent) {
       const Value& r = reference.at(t.name);
-      check_close(t.name, codegen::from_bytes(prog.persistent(t.name), static_cast<DType>(t.type), r.shape), r, 1e-4);
+      check_close(t.name, codegen::from_bytes(prog.persistent(t.name), static_cast<DType>(t.type), r.shape), r, param_tol);
     }
   }
 }
@@ -111,7 +112,15 @@ TEST_CASE("codegen: the MLP with the seed's interpolation rule (state copied fro
 
 TEST_CASE("codegen: the compiled CNN training step (Adam) matches the interpreter over 5 steps") {
   Graph g = load_graph(source("graphs/cnn_mnist.json"));
-  check_training(g, spec_config("graphs/experiments/e4a_cnn.json", g), 3, 4, 5, 0.001);
+  TrainStepConfig config = spec_config("graphs/experiments/e4a_cnn.json", g);
+  // conv2's input gradient is a Winograd convolution (conv_winograd.cpp),
+  // whose f32 rounding is about ten times the direct sum's; Adam divides a
+  // bias gradient that cancels to near its epsilon by its own size, so
+  // conv1's bias moves 4e-7 from the interpreter's after a step of 1e-3.
+  // The direct convolutions stay within the tighter bound.
+  check_training(g, config, 3, 4, 5, 0.001, 1e-3);
+  test::ScopedEnv direct("KILN_NO_WINOGRAD");
+  check_training(g, config, 3, 4, 5, 0.001);
 }
 
 TEST_CASE("codegen: the transfer model with frozen params (Adam, binary CE) over 5 steps") {

@@ -1,7 +1,7 @@
 // 3x3 stride-1 convolutions as Winograd F(4x4, 3x3) (compiler/ops/
 // conv_winograd.cpp): against the interpreter at both vector widths, with
-// whole and overhanging tiles, every kind of padding and a batch below the
-// compiled one; which shapes take it; the filter's transform and its 36
+// whole and overhanging tiles, every kind of padding, a stride-1 input
+// gradient and a batch below the compiled one; which shapes take it; the filter's transform and its 36
 // packed Bs computed once per parameter load in predict; a bias and a ReLU
 // after it run inside its output transform.
 #include <doctest/doctest.h>
@@ -53,6 +53,9 @@ void build(JitCase& t) {
   NodeId x9 = t.input("x9", {-1, 9, 7, 20});
   t.out("valid", t.op("conv2d", {x9, t.input("w_valid", {3, 3, 20, 16})}));
   t.out("explicit", t.op("conv2d", {x9, t.input("w_explicit", {3, 3, 20, 40})}, {{"padding", {0, 1, 3, 0}}}));
+  // A stride-1 input gradient: the convolution of dy with the flipped filter.
+  t.out("dx", t.op("conv2d_backprop_input", {t.input("dy", {-1, 8, 8, 24}), t.input("w_dx", {3, 3, 16, 24})},
+                   {{"input_hw", {8, 8}}, {"padding", "same"}}));
 }
 
 }  // namespace
@@ -74,7 +77,7 @@ TEST_CASE("winograd: 3x3 convolutions match the interpreter at every vector widt
     CHECK(w.input == 1);
     CHECK(w.products == 1);
     CHECK(w.output == 1);
-    CHECK(w.copy == (name == "same" ? 0 : 1));  // 7 x 5 and 10 x 7 overhang their tiles; 8 x 8 does not
+    CHECK(w.copy == (name == "same" || name == "dx" ? 0 : 1));  // 7 x 5 and 10 x 7 overhang their tiles; 8 x 8 does not
   }
   for (const lower::Kernel& k : p.kernels)
     if (is_winograd(k) && k.kind == lower::KernelKind::Gemm) CHECK(k.gemm.ldc == k.gemm.n->ival);  // a product's tiles contiguous
