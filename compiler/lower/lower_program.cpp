@@ -487,7 +487,8 @@ void ProgramLowering::prepack_b(std::vector<Kernel>& ks, const std::function<boo
       // The product's sizes choose the plan, hence the panels: the pack keeps them.
       pg.m = g.m, pg.n = g.n, pg.k = g.k;
       pg.b = g.b, pg.ldb = g.ldb, pg.trans_b = g.trans_b;
-      if (products > 1) pg.batch = g.batch, pg.stride_b = g.stride_b;
+      // (A batch of products chooses its tiles, hence the panels, as well.)
+      if (g.batched()) pg.batch = g.batch, pg.stride_b = g.stride_b;
       pg.windows = g.windows;  // (A's form chooses the depth blocks: KernelEmitter::gemm_plan)
       pg.packed_b = g.packed_b;
       pg.packs_b = true;

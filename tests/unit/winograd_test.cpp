@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "compiler/codegen/codegen.h"
 #include "compiler/codegen/programs.h"
 #include "compiler/lower/lower_program.h"
 #include "tests/unit/codegen_helpers.h"
@@ -145,4 +146,16 @@ TEST_CASE("winograd: in predict the filter's transform and its 36 packed Bs foll
   CHECK(max_ref > 0);
   CHECK(changed > 0.1 * max_ref);
   CHECK(max_diff <= 1e-5 * max_ref);
+}
+
+TEST_CASE("winograd: the 36 products take 6 x 64 tiles with 32 vector registers, 6 x 16 with 16 (AVX2)") {
+  JitCase t(2, 8);
+  t.out("y", t.op("conv2d", {t.input("x", {-1, 8, 8, 16}), t.param("w", {3, 3, 16, 64})}, {{"padding", "same"}}));
+  t.check(1e-5, 512);
+  lower::Program p = lower::lower_program(t.g.name, lower::forward_entries(t.g), {.max_batch = 8});
+  const std::string wide = codegen::llvm_ir_text(p, "", {.vector_bits = 512});
+  const std::string narrow = codegen::llvm_ir_text(p, "", {.vector_bits = 256});
+  CHECK(wide.find("@kiln_gemm_ukr_win_6x4x16_") != std::string::npos);  // (their rows read in place)
+  CHECK(narrow.find("@kiln_gemm_ukr_6x16(") != std::string::npos);  // (4 panels of 16: A packed)
+  CHECK(narrow.find("x4x8") == std::string::npos);
 }
