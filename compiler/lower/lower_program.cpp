@@ -415,8 +415,12 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
 }
 
 namespace {
+// The buffers e loads; kBatchRead stands for the batch size, which a kernel
+// run once per load may not depend on.
+constexpr int kBatchRead = -2;
 void collect_loads(const ExprP& e, std::set<int>& out) {
   if (e->kind == ExprKind::Load) out.insert(e->id);
+  if (e->kind == ExprKind::Batch) out.insert(kBatchRead);
   for (const ExprP& a : e->args) collect_loads(a, out);
 }
 void accesses(const std::vector<Stmt>& body, std::set<int>& loads, std::set<int>& stores) {
@@ -443,7 +447,7 @@ std::set<int> ProgramLowering::hoist_param_kernels(std::vector<Kernel>& ks, int 
   for (size_t i = 0; i < ks.size(); ++i) {
     if (ks[i].kind != KernelKind::Loops || stores_of[i].empty()) continue;
     bool hoists = std::all_of(loads_of[i].begin(), loads_of[i].end(),
-                              [&](int b) { return made_ready.count(b) || ready_buffer(b); });
+                              [&](int b) { return b != kBatchRead && (made_ready.count(b) || ready_buffer(b)); });
     for (int b : stores_of[i]) {
       const Buffer& buf = p_.buffers[static_cast<size_t>(b)];
       // The lowering's own scratch, of a size the batch does not change, written by this kernel alone.
@@ -486,7 +490,7 @@ void ProgramLowering::prepack_b(std::vector<Kernel>& ks, const std::function<boo
       GemmSpec& pg = pack.gemm;
       // The product's sizes choose the plan, hence the panels: the pack keeps them.
       pg.m = g.m, pg.n = g.n, pg.k = g.k;
-      pg.b = g.b, pg.ldb = g.ldb, pg.trans_b = g.trans_b;
+      pg.b = g.b, pg.ldb = g.ldb, pg.trans_a = g.trans_a, pg.trans_b = g.trans_b;
       // (A batch of products chooses its tiles, hence the panels, as well.)
       if (g.batched()) pg.batch = g.batch, pg.stride_b = g.stride_b;
       pg.windows = g.windows;  // (A's form chooses the depth blocks: KernelEmitter::gemm_plan)

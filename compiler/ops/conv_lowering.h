@@ -36,9 +36,9 @@ void lower_depthwise_conv(lower::LowerCtx& c, const ConvGeometry& g);
 void lower_depthwise_input_gradient(lower::LowerCtx& c, const ConvGeometry& g);
 void lower_depthwise_filter_gradient(lower::LowerCtx& c, const ConvGeometry& g);
 
-// 3x3 stride-1 convolutions of f32 with enough channels and whole 4x4 output
-// tiles, as Winograd F(4x4, 3x3) (conv_winograd.cpp). KILN_NO_WINOGRAD=1
-// keeps the direct GEMM, for comparisons.
+// 3x3 stride-1 convolutions of f32 with enough channels and enough 4x4
+// output tiles, as Winograd F(4x4, 3x3) (conv_winograd.cpp).
+// KILN_NO_WINOGRAD=1 keeps the direct GEMM, for comparisons.
 bool winograd_applies(const lower::LowerCtx& c, const ConvGeometry& g, int64_t in_channels, int64_t out_channels);
 // y = the convolution of x (NHWC) with w (HWIO) under geometry g.
 void lower_winograd_conv(lower::LowerCtx& c, const ConvGeometry& g, const lower::BufRef& x, const lower::BufRef& w,

@@ -78,6 +78,9 @@ std::vector<E> two_sided(KernelBuilder& k, const double* T, int m, int n, const 
   return out;
 }
 
+// Images in a call at most: the largest batch when x's first dimension is open.
+int64_t max_images(const LowerCtx& c, const BufRef& x) { return x.shape[0] == kOpenDim ? c.max_batch() : x.shape[0]; }
+
 BufRef scratch(LowerCtx& c, const std::string& what, Shape shape) {
   return {c.scratch(what + " " + c.node.name, DType::f32, shape), DType::f32, shape};
 }
@@ -85,11 +88,13 @@ BufRef scratch(LowerCtx& c, const std::string& what, Shape shape) {
 }  // namespace
 
 bool winograd_applies(const LowerCtx& c, const ConvGeometry& g, int64_t in_channels, int64_t out_channels) {
-  if (std::getenv("KILN_NO_WINOGRAD") || c.out.dtype != DType::f32) return false;
+  if (std::getenv("KILN_NO_WINOGRAD") || c.out.dtype != DType::f32 || c.in[0].dtype != DType::f32 ||
+      c.in[1].dtype != DType::f32)
+    return false;
   if (g.kh != 3 || g.kw != 3 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.groups != 1) return false;
   // Narrow products run the micro-kernel below its width; few tiles (at the
   // largest batch) leave the filter's transform, 4x the filter, unpaid.
-  const int64_t tiles = c.max_batch() * ((g.oh + kTile - 1) / kTile) * ((g.ow + kTile - 1) / kTile);
+  const int64_t tiles = max_images(c, c.in[0]) * ((g.oh + kTile - 1) / kTile) * ((g.ow + kTile - 1) / kTile);
   return in_channels >= 16 && out_channels >= 16 && tiles >= 32;
 }
 
@@ -107,7 +112,7 @@ void lower_winograd_conv(LowerCtx& c, const ConvGeometry& g, const BufRef& x, co
   // Product-major: each product's rows (tiles) contiguous, as the GEMM
   // streams them, sized for the largest batch so that products lie a
   // constant distance apart.
-  const int64_t max_tiles = c.max_batch() * th * tw;
+  const int64_t max_tiles = max_images(c, x) * th * tw;
   BufRef V = scratch(c, "Winograd input tiles of", {kProducts, plane(max_tiles * C)});
   BufRef M = scratch(c, "Winograd product tiles of", {kProducts, plane(max_tiles * F)});
 

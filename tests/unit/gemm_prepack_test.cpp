@@ -125,3 +125,20 @@ TEST_CASE("gemm prepack: a convolution's filter is packed once in predict") {
   CHECK(c.packs == 1);
   CHECK(c.packed_products == 1);
 }
+
+// A batch of products with transposed A's and one shared B (a param): the
+// pack kernel chooses the product's tiles, hence its panels (AVX-512: 6 x 32
+// for a transposed A, where a batch of plain matrices takes 6 x 64).
+TEST_CASE("gemm prepack: a batch of transposed A's times a param packs the product's panels") {
+  for (int bits : {256, 512}) {
+    CAPTURE(bits);
+    JitCase t(3, 4);
+    NodeId a = t.input("a", {-1, 16, 24});
+    t.out("y", t.op("matmul", {a, t.param("w", {16, 64})}, {{"transpose_a", true}}));
+    t.check(1e-5, bits);
+    auto cp = codegen::compile_entries(t.g.name, {{"eval_step", &t.g, {"y"}, {}}}, {.max_batch = 4});
+    const PackCount c = count_packs(cp->loops(), "eval_step");
+    CHECK(c.packs == 1);
+    CHECK(c.packed_products == 1);
+  }
+}

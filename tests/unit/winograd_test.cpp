@@ -159,3 +159,13 @@ TEST_CASE("winograd: the 36 products take 6 x 64 tiles with 32 vector registers,
   CHECK(narrow.find("@kiln_gemm_ukr_6x16(") != std::string::npos);  // (4 panels of 16: A packed)
   CHECK(narrow.find("x4x8") == std::string::npos);
 }
+
+TEST_CASE("winograd: an input of a fixed batch larger than the compiled one sizes the tiles' planes") {
+  JitCase t(2, 2);  // a program for 2 images at most, over an input that always holds 8
+  t.out("y", t.op("conv2d", {t.input("x", {8, 8, 8, 16}), t.input("w", {3, 3, 16, 16})}, {{"padding", "same"}}));
+  t.check(1e-5);
+  lower::Program p = lower::lower_program(t.g.name, lower::forward_entries(t.g), {.max_batch = 2});
+  int products = 0;
+  for (const lower::Kernel& k : p.kernels) products += is_winograd(k) && k.kind == lower::KernelKind::Gemm;
+  CHECK(products == 1);  // 8 images x 4 tiles
+}
