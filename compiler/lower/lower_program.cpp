@@ -415,39 +415,30 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
 }
 
 namespace {
-// The buffers e loads; kBatchRead stands for the batch size, which a kernel
-// run once per load may not depend on.
-constexpr int kBatchRead = -2;
-void collect_loads(const ExprP& e, std::set<int>& out) {
-  if (e->kind == ExprKind::Load) out.insert(e->id);
-  if (e->kind == ExprKind::Batch) out.insert(kBatchRead);
-  for (const ExprP& a : e->args) collect_loads(a, out);
+bool reads_batch(const ExprP& e) {
+  if (!e) return false;
+  return e->kind == ExprKind::Batch || std::any_of(e->args.begin(), e->args.end(), reads_batch);
 }
-void accesses(const std::vector<Stmt>& body, std::set<int>& loads, std::set<int>& stores) {
-  for (const Stmt& st : body) {
-    if (st.kind == StmtKind::Loop) {
-      collect_loads(st.lo, loads), collect_loads(st.hi, loads);
-      accesses(st.body, loads, stores);
-      continue;
-    }
-    if (st.kind == StmtKind::Store) collect_loads(st.index, loads), stores.insert(st.target);
-    collect_loads(st.value, loads);
-  }
+// Whether the statements depend on the call's batch size.
+bool reads_batch(const std::vector<Stmt>& body) {
+  return std::any_of(body.begin(), body.end(), [](const Stmt& st) {
+    return reads_batch(st.lo) || reads_batch(st.hi) || reads_batch(st.index) || reads_batch(st.value) ||
+           reads_batch(st.body);
+  });
 }
 }  // namespace
 
 std::set<int> ProgramLowering::hoist_param_kernels(std::vector<Kernel>& ks, int first_scratch,
                                                    const std::function<bool(int)>& ready_buffer) {
   std::set<int> made_ready;
-  std::vector<std::set<int>> stores_of(ks.size());
-  std::vector<std::set<int>> loads_of(ks.size());
-  for (size_t i = 0; i < ks.size(); ++i)
-    if (ks[i].kind == KernelKind::Loops) accesses(ks[i].body, loads_of[i], stores_of[i]);
-    else stores_of[i] = {ks[i].gemm.c};
+  std::vector<std::set<int>> stores_of(ks.size()), buffers_of(ks.size());
+  for (size_t i = 0; i < ks.size(); ++i) buffers_of[i] = kernel_buffers(p_, ks[i], &stores_of[i]);
   for (size_t i = 0; i < ks.size(); ++i) {
-    if (ks[i].kind != KernelKind::Loops || stores_of[i].empty()) continue;
-    bool hoists = std::all_of(loads_of[i].begin(), loads_of[i].end(),
-                              [&](int b) { return b != kBatchRead && (made_ready.count(b) || ready_buffer(b)); });
+    if (ks[i].kind != KernelKind::Loops || stores_of[i].empty() || reads_batch(ks[i].body)) continue;
+    // What it reads beside its own stores: ready before the entry.
+    bool hoists = std::all_of(buffers_of[i].begin(), buffers_of[i].end(), [&](int b) {
+      return stores_of[i].count(b) || made_ready.count(b) || ready_buffer(b);
+    });
     for (int b : stores_of[i]) {
       const Buffer& buf = p_.buffers[static_cast<size_t>(b)];
       // The lowering's own scratch, of a size the batch does not change, written by this kernel alone.

@@ -3,7 +3,8 @@
 // output pixels (a tile) comes from the 6x6 block of input pixels under it
 // through 36 products per (input, output) channel pair instead of 144:
 //
-//   U [36, C, F]     = G g G^T      per (c, f): the filter, on every call
+//   U [36, C, F]     = G g G^T      per (c, f): the filter (in predict once
+//                                   per parameter load: hoist_param_kernels)
 //   V [36, tiles, C] = B^T d B      per (tile, c): the input
 //   M [36, tiles, F]: 36 GEMMs      M[xi] = V[xi] @ U[xi]
 //   y                = A^T m A      per (tile, f): 16 pixels a tile
@@ -127,12 +128,10 @@ void lower_winograd_conv(LowerCtx& c, const ConvGeometry& g, const BufRef& x, co
     });
   }, C * F >= kParallelMinElements / 8);
 
-  // (image, tile row) pairs in parallel, as image_rows splits a batch of one.
+  // (image, tile row) pairs in parallel, so a batch of one still splits.
   auto tiles = [&](KernelBuilder& k, const std::function<void(E, E, E, E)>& body) {
-    k.loop("n_ty", 0, x.dim(0) * E(th), [&](E n_ty) {
-      E n = k.let("n", n_ty / E(th)), ty = k.let("ty", n_ty % E(th));
-      k.loop("tx", 0, tw, [&](E tx) { body(n_ty, n, ty, tx); });
-    }, parallel);
+    image_rows(k, x.dim(0), th, [&](E n_ty, E n, E ty) { k.loop("tx", 0, tw, [&](E tx) { body(n_ty, n, ty, tx); }); },
+               parallel);
   };
 
   auto ki = c.kernel("conv2d 3x3 as Winograd F(4x4, 3x3): each 6x6 input tile's transform V = B^T d B");
