@@ -88,10 +88,15 @@ const EntryInfo& Program::checked_call(const std::string& name, int64_t batch, c
 void Program::run(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,
                   const std::vector<void*>& outputs) {
   const EntryInfo& e = checked_call(name, batch, inputs, outputs);
-  ctx_.batch = batch;
-  const FloatModeScope mode(flush_denormals_);
-  int32_t status = e.fn(&ctx_, inputs.data(), outputs.data());
-  if (status != 0) throw std::runtime_error(name + " failed with status " + std::to_string(status));
+  const int64_t rows = batch_slice(name);
+  if (rows == 0 || rows >= batch) {
+    ctx_.batch = batch;
+    const FloatModeScope mode(flush_denormals_);
+    int32_t status = e.fn(&ctx_, inputs.data(), outputs.data());
+    if (status != 0) throw std::runtime_error(name + " failed with status " + std::to_string(status));
+    return;
+  }
+  for (int64_t first = 0; first < batch; first += rows) run_rows(e, first, std::min(rows, batch - first), inputs, outputs);
 }
 
 void Program::run_kernelwise(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,

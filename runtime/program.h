@@ -85,6 +85,10 @@ struct EntryInfo {
   int slot_count = 0;
   std::vector<int> output_ready;
   bool writes_persistent = false;
+  // Empty when each output row is computed from the same input rows alone
+  // (JIT programs; AOT entries say "unknown"): Program::set_batch_slice may
+  // then run a batch as several smaller ones. Else why not.
+  std::string rows_mixed = "unknown";
   // Arena buffers a data-parallel job sums over its ranks (cross_rank_sum:
   // synchronized batch norm), each right after the `after`-th kernel.
   struct RankSum {
@@ -139,6 +143,29 @@ class Program {
   void set_flush_denormals(bool flush) { flush_denormals_ = flush; }
   bool flush_denormals() const { return flush_denormals_; }
 
+  // Batch slicing (runtime/batch_slices.cpp): an entry whose output rows
+  // each read only the same input rows (EntryInfo::rows_mixed empty) runs a
+  // batch above `rows` as consecutive calls of `rows` samples each, the same
+  // results bit for bit. A memory-bound model then keeps a slice's
+  // activations in cache instead of streaming the whole batch's through
+  // memory at every layer; a compute-bound one wants its whole batch (larger
+  // GEMMs). 0, the default, runs every batch whole. Throws, saying why, for
+  // an entry whose rows mix.
+  void set_batch_slice(const std::string& entry, int64_t rows);
+  int64_t batch_slice(const std::string& entry) const;
+  // Times `entry` at `batch` run whole and in slices of every power of two
+  // below it, two rounds (a candidate already slower than the best so far
+  // stops early), and keeps the fastest with set_batch_slice. The outputs
+  // hold the entry's results afterwards. Per candidate: its slice (the
+  // batch: whole), its faster round in ms, and whether that round finished.
+  struct SliceTime {
+    int64_t rows = 0;
+    double ms = 0;
+    bool finished = true;
+  };
+  std::vector<SliceTime> tune_batch_slice(const std::string& entry, int64_t batch, const std::vector<const void*>& inputs,
+                                          const std::vector<void*>& outputs);
+
   kiln_context& context() { return ctx_; }
   uint8_t* arena() { return ctx_.arena; }
 
@@ -151,6 +178,10 @@ class Program {
   bool flush_denormals_ = true;
   std::vector<const void*> slots_;  // run_kernelwise's input slots
   std::map<std::string, std::vector<kiln_kernel_fn>> kernelwise_;  // per entry, its kernels once looked up
+  std::map<std::string, int64_t> slice_rows_;  // set_batch_slice, per entry
+  // One call of the entry at `rows` samples, the inputs and outputs offset to sample `first`.
+  void run_rows(const EntryInfo& e, int64_t first, int64_t rows, const std::vector<const void*>& inputs,
+                const std::vector<void*>& outputs);
   // Pages mapped from the OS, zero-filled when first touched: a large arena
   // costs nothing until it is used.
   std::unique_ptr<uint8_t, UnmapPages> arena_, params_, state_;

@@ -263,6 +263,7 @@ ProgramInfo CompiledProgram::info() const {
     ei.input_slot = e.input_slot;
     ei.slot_count = e.slot_count;
     ei.writes_persistent = e.writes_persistent;
+    ei.rows_mixed = e.rows_mixed;
     for (int k : e.kernels) ei.kernels.push_back(p.kernels[static_cast<size_t>(k)].name);
     for (size_t j = 0; e.graph && j < e.kernels.size(); ++j) {
       const lower::Kernel& k = p.kernels[static_cast<size_t>(e.kernels[j])];

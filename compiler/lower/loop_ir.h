@@ -247,6 +247,10 @@ struct Entry {
   // persistent tensors (init, train_step) bump the epoch.
   int prepared_epoch = -1;
   bool writes_persistent = false;
+  // Empty when each output row reads only the same row of the inputs (and
+  // the entry writes no persistent tensor): a batch may then run in slices
+  // (compiler/passes/batch_rows.h); else why not.
+  std::string rows_mixed;
 };
 
 struct Program {

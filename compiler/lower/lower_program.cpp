@@ -16,6 +16,7 @@
 #include "compiler/lower/memory_plan.h"
 #include "compiler/lower/split_reduction.h"
 #include "compiler/ops/registry.h"
+#include "compiler/passes/batch_rows.h"
 #include "compiler/passes/passes.h"
 
 namespace kiln::lower {
@@ -407,6 +408,9 @@ void ProgramLowering::add_group(const std::vector<const EntrySpec*>& specs) {
     e.arena_buffers = arena;
     e.arena_bytes = cursor_;
     e.writes_persistent = !spec.updates.empty();
+    std::vector<NodeId> out_nodes;
+    for (auto& o : outs) out_nodes.push_back(o.second);
+    e.rows_mixed = e.writes_persistent ? "it updates params or state" : rows_mixed(g, needed_by[s], out_nodes);
     bool prepares = false;
     for (int k : e.kernels) prepares = prepares || p_.kernels[static_cast<size_t>(k)].once_per_params;
     if (prepares) e.prepared_epoch = prepared_buffer("prepared epoch of " + e.name, DType::i64, {}, kNoNode);

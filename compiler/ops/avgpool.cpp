@@ -247,6 +247,7 @@ void register_avgpool_family(OpRegistry& r) {
   add_avgpool_gradients(r);
   add_avgpool_reference(r);
   add_avgpool_lowering(r);
+  for (const char* name : {"avgpool2d", "avgpool2d_grad"}) r.find_mut(name)->mixes_along = mixes_along_all_but_batch;
 }
 
 }  // namespace kiln

@@ -425,6 +425,7 @@ void register_conv_family(OpRegistry& r) {
   add_conv_gradients(r);
   add_conv_reference(r);
   add_conv_lowering(r);
+  for (const char* name : {"conv2d", "conv2d_backprop_input"}) r.find_mut(name)->mixes_along = mixes_along_all_but_batch;
 }
 
 }  // namespace kiln

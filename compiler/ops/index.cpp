@@ -149,6 +149,8 @@ void register_index_family(OpRegistry& r) {
   add_index_gradients(r);
   add_index_reference(r);
   add_index_lowering(r);
+  r.find_mut("one_hot")->mixes_along = mixes_along_nothing;
+  r.find_mut("argmax")->mixes_along = mixes_along_attr("axis");
 }
 
 }  // namespace kiln

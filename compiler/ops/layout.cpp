@@ -159,6 +159,8 @@ void register_layout_family(OpRegistry& r) {
   add_layout_gradients(r);
   add_layout_reference(r);
   add_layout_lowering(r);
+  r.find_mut("reshape")->mixes_along = mixes_along_reshape;
+  r.find_mut("transpose")->mixes_along = mixes_along_nothing;  // moves the batch axis, keeps rows apart
 }
 
 }  // namespace kiln

@@ -304,6 +304,14 @@ void register_matmul_family(OpRegistry& r) {
   add_matmul_gradients(r);
   add_matmul_reference(r);
   add_matmul_lowering(r);
+  // Along a's contracted axis; with sum_batch along every axis of a.
+  r.find_mut("matmul")->mixes_along = [](const Graph& g, const Node& n) {
+    const int rank = g.node(n.inputs[0]).type.rank();
+    std::vector<int> axes{std::max(0, n.attrs.value("transpose_a", false) ? rank - 2 : rank - 1)};
+    if (n.attrs.value("sum_batch", false))
+      for (int a = 0; a + 1 < rank; ++a) axes.push_back(a);
+    return axes;
+  };
 }
 
 }  // namespace kiln

@@ -226,6 +226,7 @@ void register_pool_family(OpRegistry& r) {
   add_pool_gradients(r);
   add_pool_reference(r);
   add_pool_lowering(r);
+  for (const char* name : {"maxpool2d", "maxpool2d_grad"}) r.find_mut(name)->mixes_along = mixes_along_all_but_batch;
 }
 
 }  // namespace kiln

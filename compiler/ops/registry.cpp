@@ -276,6 +276,45 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
   return out;
 }
 
+std::vector<int> mixes_along_nothing(const Graph&, const Node&) { return {}; }
+
+std::function<std::vector<int>(const Graph&, const Node&)> mixes_along_attr(const char* attr) {
+  return [attr](const Graph& g, const Node& n) {
+    const int rank = g.node(n.inputs.at(0)).type.rank();
+    std::vector<int> axes;
+    const nlohmann::json& v = n.attrs.at(attr);
+    if (v.is_array()) {
+      for (auto& a : v) axes.push_back(normalize_axis(a.get<int64_t>(), std::max(rank, 1)));
+      if (axes.empty())
+        for (int a = 0; a < rank; ++a) axes.push_back(a);
+    } else {
+      axes.push_back(normalize_axis(v.get<int64_t>(), std::max(rank, 1)));
+    }
+    return axes;
+  };
+}
+
+std::vector<int> mixes_along_reshape(const Graph& g, const Node& n) {
+  auto batch_leads = [](const Shape& s) {
+    for (int64_t d : s) {
+      if (d == kOpenDim) return true;
+      if (d != 1) return false;
+    }
+    return true;  // no batch dimension
+  };
+  const Shape& in = g.node(n.inputs.at(0)).type.shape;
+  if (batch_leads(in) && batch_leads(n.type.shape)) return {};
+  std::vector<int> axes;
+  for (int a = 0; a < static_cast<int>(in.size()); ++a) axes.push_back(a);
+  return axes;
+}
+
+std::vector<int> mixes_along_all_but_batch(const Graph& g, const Node& n) {
+  std::vector<int> axes;
+  for (int a = 1; a < g.node(n.inputs.at(0)).type.rank(); ++a) axes.push_back(a);
+  return axes;
+}
+
 int normalize_axis(int64_t axis, int rank) {
   int64_t a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= rank)

@@ -237,6 +237,14 @@ struct OpDef {
   // right after the kernel runs (by the runtime, between kernels); on one
   // process the kernel's own output is the sum.
   bool sums_over_ranks = false;
+  // Batch slicing (compiler/passes/batch_rows.h): the axes of input 0 (and
+  // of every input of its rank) along which an output element reads
+  // elements at other positions: softmax's axis, a slice's axes, an image
+  // window's every axis but the batch. Unset: none for elementwise,
+  // broadcast, contraction and source ops; a reduction's reduced_axes; and
+  // for data movement and opaque ops "it does not say", so a program reading
+  // such an op on the batch dimension is never sliced.
+  std::function<std::vector<int>(const Graph&, const Node&)> mixes_along;
 
   bool composite() const { return static_cast<bool>(expand); }
 };
@@ -268,6 +276,16 @@ std::optional<int64_t> view_offset(const Graph& g, NodeId id);
 std::optional<double> uniform_value(const Node& n);
 // The value is 0 wherever column j > row i of its last two axes (OpDef::zero_above_diagonal).
 bool zero_above_diagonal(const Graph& g, NodeId id);
+
+// OpDef::mixes_along rules: none; the axis (or axes: empty is every axis) an
+// attribute names; every axis but 0 (a window over an image, a per-sample
+// normalization).
+std::vector<int> mixes_along_nothing(const Graph&, const Node&);
+std::function<std::vector<int>(const Graph&, const Node&)> mixes_along_attr(const char* attr);
+std::vector<int> mixes_along_all_but_batch(const Graph& g, const Node& n);
+// A reshape (squeeze, unsqueeze) keeps rows apart where only size-1 axes
+// precede the batch dimension in both shapes; else it mixes along every axis.
+std::vector<int> mixes_along_reshape(const Graph& g, const Node& n);
 
 // Shape helpers used by many shape rules.
 Shape broadcast_shapes(const Shape& a, const Shape& b);  // throws OpError with both shapes

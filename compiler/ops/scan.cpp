@@ -154,6 +154,7 @@ void register_scan_family(OpRegistry& r) {
   add_scan_gradients(r);
   add_scan_reference(r);
   add_scan_lowering(r);
+  r.find_mut("cumsum")->mixes_along = mixes_along_attr("axis");
 }
 
 }  // namespace kiln

@@ -89,15 +89,19 @@ struct RunOptions {
   bool f64 = false, jit = false;
   int64_t seed = -1;
   int time_calls = 0, threads = 0;
+  std::string slice = "auto";
 };
 
 // --time N: the forward pass compiled once (as run_forward does, with a
 // thread pool), called once untimed (it also loads the params and computes
 // what depends on them alone), then N times on the same input bytes. Each
 // call is timed alone: the entry point's whole work, nothing of the
-// conversions around it. Returns the outputs of the first call.
+// conversions around it. Returns the outputs of the first call. Before the
+// timed calls the batch may be set to run in slices (`slice`: "auto" tunes
+// it where rows are independent, "whole", or a number of samples a call).
 std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
-                                                  const std::vector<std::string>& fetch, int calls, int threads) {
+                                                  const std::vector<std::string>& fetch, int calls, int threads,
+                                                  const std::string& slice) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   codegen::ForwardProgram f = codegen::compile_forward(g, feeds, fetch);
@@ -112,6 +116,22 @@ std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map
   std::vector<void*> outs;
   for (const TensorInfo& t : e->inputs) ins.push_back(in_bytes.emplace_back(codegen::to_bytes(feeds.at(t.name), static_cast<DType>(t.type))).data());
   for (const TensorInfo& t : e->outputs) outs.push_back(out_bytes.emplace_back(static_cast<size_t>(t.bytes(batch)) + 1).data());
+  if (slice == "auto" && batch > 1) {
+    if (!e->rows_mixed.empty()) {
+      std::printf("batch slices: none (the batch runs whole: %s)\n", e->rows_mixed.c_str());
+    } else {
+      std::string tried;
+      for (const Program::SliceTime& t : prog.tune_batch_slice("eval_step", batch, ins, outs))
+        tried += (tried.empty() ? "" : ", ") + (t.rows == batch ? std::string("whole") : std::to_string(t.rows)) +
+                 (t.finished ? " " : " > ") + std::to_string(static_cast<int>(t.ms + 0.5)) + " ms";
+      const int64_t rows = prog.batch_slice("eval_step");
+      std::printf("batch slices: %s (tuned, the faster of two calls each: %s)\n",
+                  rows == 0 ? "none, the batch runs whole" : (std::to_string(rows) + " samples a call").c_str(), tried.c_str());
+    }
+  } else if (slice != "auto" && slice != "whole") {
+    prog.set_batch_slice("eval_step", std::stoll(slice));
+    std::printf("batch slices: %s samples a call\n", slice.c_str());
+  }
   std::vector<double> ms;
   for (int i = 0; i < calls; ++i) {
     auto start = Clock::now();
@@ -181,7 +201,8 @@ void run_graph(const RunOptions& o) {
   try {
     if (o.time_calls > 0) {
       results = time_forward(g, feeds, fetch, o.time_calls,
-                             o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+                             o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
+                             o.slice);
     } else if (o.jit) {
       results = codegen::run_forward(g, feeds, fetch);
     } else {
@@ -228,6 +249,15 @@ static RegisterCommand run_cmd(30, [](CLI::App& app) {
                                "with --jit: compile once, call once untimed, then time N calls and print their median")
                    ->check(CLI::Range(1, 100000));
   sub->add_option("--threads", o->threads, "with --time: worker threads (default: every core)")->check(CLI::PositiveNumber);
+  sub->add_option("--slice", o->slice,
+                  "with --time: run the batch as calls of N samples each where the graph's rows are independent; "
+                  "'auto' (default) times every power of two and keeps the fastest, 'whole' never slices")
+      ->check([](const std::string& v) {
+        if (v == "auto" || v == "whole") return std::string();
+        return !v.empty() && v.find_first_not_of("0123456789") == std::string::npos && std::stoll(v) > 0
+                   ? std::string()
+                   : "expected auto, whole or a number of samples, got '" + v + "'";
+      });
   sub->callback([o, time] {
     if (*time && !o->jit) throw InputError("--time times the compiled forward pass: add --jit");
     run_graph(*o);

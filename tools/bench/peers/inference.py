@@ -7,7 +7,8 @@ Each model is built by torchvision with random weights (seeded), in eval mode, a
 (opset 13, the batch dimension open); kiln reads that file through `kiln import`, so all three run
 the same weights. Every (model, framework) is a process of its own; within it, each batch size is
 called once untimed (warm-up: kiln also computes there what depends on the weights alone, such as
-batch norm folded into the convolutions), then timed call by call on one input already in memory:
+batch norm folded into the convolutions; above batch 1, kiln then times the batch run whole and
+in slices of each power of two, untimed, and keeps the fastest: `kiln run --slice auto`), then timed call by call on one input already in memory:
 20 calls at batch 1, 5 at batch 32 (--calls), and the median is reported. What a call covers:
 kiln, the compiled forward pass (`kiln run --jit --time`); onnxruntime, `session.run` (CPU provider,
 all graph optimizations, `intra_op_num_threads` = --threads, sequential execution); PyTorch,
@@ -105,7 +106,9 @@ def run_kiln(a, model, folder, batch):
         raise RuntimeError("kiln run failed: " + (p.stderr or p.stdout).strip().splitlines()[-1])
     line = next(l for l in p.stdout.splitlines() if l.startswith("timed:"))
     median = float(line.split("median ")[1].split(" ms")[0])
-    return median, os.path.join(out_dir, "logits.npy"), line
+    slices = next((l for l in p.stdout.splitlines() if l.startswith("batch slices:")), "batch slices: none (batch 1)")
+    slices = slices.split(":", 1)[1].split("(")[0].strip().split(",")[0]  # "2 samples a call" or "none"
+    return median, os.path.join(out_dir, "logits.npy"), slices
 
 
 def main():
@@ -145,12 +148,13 @@ def main():
                 r = json.loads(line)
                 peer[(fw, r["batch"])] = statistics.median(r["ms"])
         for b in batches:
-            k_ms, k_out, k_line = run_kiln(a, model, folder, b)
+            k_ms, k_out, k_slices = run_kiln(a, model, folder, b)
             ref = np.load(os.path.join(folder, "%s_onnxruntime_%d.npy" % (model, b)))
             # relative to the outputs' scale (random weights can leave logits far from 1)
             diff = float(np.abs(np.load(k_out) - ref).max() / max(float(np.abs(ref).max()), 1e-30))
             row = {"model": model, "batch": b, "calls": calls_for(b, a), "kiln_ms": k_ms,
-                   "onnxruntime_ms": peer[("onnxruntime", b)], "torch_ms": peer[("torch", b)], "max_rel_diff": diff}
+                   "onnxruntime_ms": peer[("onnxruntime", b)], "torch_ms": peer[("torch", b)], "max_rel_diff": diff,
+                   "kiln_batch_slices": k_slices}
             rows.append(row)
             print("  batch %d: kiln %.2f ms, onnxruntime %.2f ms, PyTorch eager %.2f ms (kiln/ort %.2f; max |kiln - ort| / max |ort| %.2g)" % (
                 b, k_ms, row["onnxruntime_ms"], row["torch_ms"], k_ms / row["onnxruntime_ms"], diff), flush=True)
@@ -159,13 +163,13 @@ def main():
           "- median ms per call after a warm-up call; %s; inputs random, 3x224x224, already in memory" % (
               "%d calls" % a.calls if a.calls else "20 calls at batch 1, 5 at batch 32"),
           "- target (issue 25): kiln ≤ 1.0 × onnxruntime at every model and batch", "",
-          "| model | batch | kiln ms | onnxruntime ms | PyTorch eager ms | kiln / onnxruntime | met | max diff vs ort (relative) |",
-          "|---|---:|---:|---:|---:|---:|---|---:|"]
+          "| model | batch | kiln ms | onnxruntime ms | PyTorch eager ms | kiln / onnxruntime | met | max diff vs ort (relative) | kiln batch slices |",
+          "|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for r in rows:
         ratio = r["kiln_ms"] / r["onnxruntime_ms"]
-        md.append("| %s | %d | %.2f | %.2f | %.2f | **%.2f** | %s | %.2g |" % (
+        md.append("| %s | %d | %.2f | %.2f | %.2f | **%.2f** | %s | %.2g | %s |" % (
             r["model"], r["batch"], r["kiln_ms"], r["onnxruntime_ms"], r["torch_ms"], ratio, "yes" if ratio <= 1.0 else "no",
-            r["max_rel_diff"]))
+            r["max_rel_diff"], r["kiln_batch_slices"]))
     text = "\n".join(md) + "\n"
     print("\n" + text)
     write_report(a.out, text, date=started, threads=a.threads, rows=rows)
