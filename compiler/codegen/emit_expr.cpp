@@ -131,6 +131,7 @@ Value* KernelEmitter::emit_unary(Op op, Value* a, Scalar t) {
     if (op == Op::Exp) return emit_exp_f32(b_, m_, a);
     if (op == Op::Log) return emit_log_f32(b_, m_, a);
     if (op == Op::Tanh) return emit_tanh_f32(b_, m_, a);
+    if (op == Op::Erf) return emit_erf_f32(b_, m_, a);
   }
   switch (op) {
     case Op::Neg: return is_float(t) ? b_.CreateFNeg(a) : b_.CreateNeg(a);
@@ -147,6 +148,16 @@ Value* KernelEmitter::emit_unary(Op op, Value* a, Scalar t) {
     case Op::Sin: return intrinsic(llvm::Intrinsic::sin);
     case Op::Cos: return intrinsic(llvm::Intrinsic::cos);
     case Op::Tanh: return intrinsic(llvm::Intrinsic::tanh);
+    case Op::Erf: {  // f64: libm's, lane by lane (LLVM has no erf intrinsic to vectorize)
+      llvm::Type* elem = ty->getScalarType();
+      llvm::FunctionCallee erf = m_.getOrInsertFunction("erf", llvm::FunctionType::get(elem, {elem}, false));
+      auto* vty = llvm::dyn_cast<llvm::FixedVectorType>(ty);
+      if (!vty) return b_.CreateCall(erf, {a});
+      Value* r = llvm::PoisonValue::get(ty);
+      for (unsigned i = 0; i < vty->getNumElements(); ++i)
+        r = b_.CreateInsertElement(r, b_.CreateCall(erf, {b_.CreateExtractElement(a, i)}), i);
+      return r;
+    }
     default: break;
   }
   throw std::logic_error("not a unary op: " + std::string(op_name(op)));

@@ -15,5 +15,6 @@ namespace kiln::codegen {
 llvm::Value* emit_exp_f32(llvm::IRBuilder<>& b, llvm::Module& m, llvm::Value* x);
 llvm::Value* emit_log_f32(llvm::IRBuilder<>& b, llvm::Module& m, llvm::Value* x);
 llvm::Value* emit_tanh_f32(llvm::IRBuilder<>& b, llvm::Module& m, llvm::Value* x);
+llvm::Value* emit_erf_f32(llvm::IRBuilder<>& b, llvm::Module& m, llvm::Value* x);
 
 }  // namespace kiln::codegen

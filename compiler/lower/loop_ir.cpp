@@ -41,6 +41,7 @@ std::string_view op_name(Op op) {
     case Op::Sin: return "sin";
     case Op::Cos: return "cos";
     case Op::Tanh: return "tanh";
+    case Op::Erf: return "erf";
     case Op::Add: return "+";
     case Op::Sub: return "-";
     case Op::Mul: return "*";

@@ -35,7 +35,7 @@ enum class ExprKind : uint8_t {
 
 enum class Op : uint8_t {
   // unary
-  Neg, Exp, Log, Sqrt, Abs, Not, Floor, Ceil, Round, Sin, Cos, Tanh,
+  Neg, Exp, Log, Sqrt, Abs, Not, Floor, Ceil, Round, Sin, Cos, Tanh, Erf,
   // binary arithmetic (same type in and out); Round is to nearest, ties to even
   Add, Sub, Mul, Div, Mod, Max, Min, Pow, And, Or,
   // integer bits (counter-based random numbers): xor, shift right filling zeros

@@ -37,6 +37,7 @@ E round_even(E a) { return unary(Op::Round, a.p); }
 E sin(E a) { return unary(Op::Sin, a.p); }
 E cos(E a) { return unary(Op::Cos, a.p); }
 E tanh(E a) { return unary(Op::Tanh, a.p); }
+E erf(E a) { return unary(Op::Erf, a.p); }
 E pow(E a, E b) { return binary(Op::Pow, a.p, b.p); }
 E logical_not(E a) { return unary(Op::Not, a.p); }
 E logical_or(E a, E b) { return binary(Op::Or, a.p, b.p); }

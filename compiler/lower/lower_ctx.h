@@ -47,6 +47,7 @@ E round_even(E a);  // to nearest, ties to even
 E sin(E a);
 E cos(E a);
 E tanh(E a);
+E erf(E a);
 E pow(E a, E b);
 E logical_not(E a);
 E logical_or(E a, E b);

@@ -56,30 +56,6 @@ Array map2(const Array& a, const Array& b, F f) {
   return xt::vectorize(f)(a, b);
 }
 
-// erf(x) = x P(x^2) / Q(x^2) on x clamped to [-3.92, 3.92] (beyond, erf is
-// +-1 to f32 precision), P of degree 6 and Q of degree 4 in x^2, fitted here
-// (Loeb's linearized least squares, then Lawson's reweighting toward the
-// minimax) to std::erf: 5e-8 in exact arithmetic, 3e-7 evaluated in f32.
-// No exp and one division: about 40% of the vector instructions of the erfc
-// fit with an exp it replaces, which GELU's forward pass paid per element.
-E erf_expr(E x) {
-  auto c = [&](double v) { return lower::lit(v, x.type()); };
-  constexpr double kEdge = 3.92;
-  E clamped = select(x > c(kEdge), c(kEdge), select(x < c(-kEdge), c(-kEdge), x));
-  E t = clamped * clamped;
-  const double p[] = {1.1283787878524523,    0.20626868685908145,    0.05141948857733938,  0.00397969105761125,
-                      0.00014915125464620235, -1.994963053086478e-06, 1.9918216999052663e-08};
-  const double q[] = {1.0, 0.5161296946549018, 0.11762980209636645, 0.014903300026180103, 0.0010257652856263217};
-  E num = c(p[6]);
-  for (int i = 5; i >= 0; --i) num = num * t + c(p[i]);
-  E den = c(q[4]);
-  for (int i = 3; i >= 0; --i) den = den * t + c(q[i]);
-  // The fit overshoots 1 by up to 2e-7 near the clamp: erf stays in [-1, 1]
-  // (1 - erf must not go negative; NaN passes both comparisons unchanged).
-  E r = clamped * num / den;
-  return select(r > c(1.0), c(1.0), select(r < c(-1.0), c(-1.0), r));
-}
-
 // atan by Cephes' atanf: |x| reduced to [0, tan(pi/8)] by atan(x) = pi/2 +
 // atan(-1/x) or pi/4 + atan((x-1)/(x+1)), then a degree-9 odd polynomial;
 // relative error about 1e-7 (f32 precision).
@@ -121,7 +97,7 @@ static void add_math_ops(OpRegistry& r) {
                   .infer = std::move(infer), .pattern = OpPattern::elementwise, .samples = unary_samples(range)});
   };
   unary("tanh", "hyperbolic tangent", float_in, {-3, 3}).activation = true;
-  // erf_expr: a clamp (4), x^2, degree 6 and 4 polynomials (10 FMAs), a
+  // emit_erf_f32 (vector_math.cpp): a clamp (4), x^2, degree 6 and 4 polynomials (10 FMAs), a
   // multiply, a division and the result's clamp (4).
   unary("erf", "the error function (f32-accurate rational approximation in compiled code)", float_in, {-2.5, 2.5})
       .lane_ops = 21;
@@ -321,7 +297,7 @@ static void add_math_lowering(OpRegistry& r) {
     };
   };
   unary("tanh", [](E x) { return tanh(x); });
-  unary("erf", erf_expr);
+  unary("erf", [](E x) { return erf(x); });  // f32: vector_math.cpp; f64: libm
   unary("abs", [](E x) { return abs(x); });
   unary("sign", [](E x) {
     E zero = lower::lit(0, x.type());

@@ -1,5 +1,6 @@
 // f32 exp, log and tanh emitted inline (compiler/codegen/vector_math.h):
-// within 2 ulp of the correctly rounded value over their whole ranges, libm's
+// within 2 ulp of the correctly rounded value over their whole ranges (erf
+// within 3e-7, and 8 ulp near 0: its rational fit's error in f32), libm's
 // special values, and the same bits at every vector width and in a loop's
 // masked last vector (the 1001 inputs leave a partial vector at every width).
 #include <doctest/doctest.h>
@@ -34,8 +35,8 @@ std::map<std::string, Value> run(const std::vector<double>& xs, int bits) {
   JitCase t(static_cast<int64_t>(xs.size()), static_cast<int64_t>(xs.size()));
   NodeId x = t.input("x", {-1});
   t.feeds["x"].data = xs;
-  for (const char* op : {"exp", "log", "tanh"}) t.out(op, t.op(op, {x}));
-  std::vector<std::string> names = {"exp", "log", "tanh"};
+  std::vector<std::string> names = {"exp", "log", "tanh", "erf"};
+  for (const std::string& op : names) t.out(op, t.op(op, {x}));
   auto cp = codegen::compile_entries(t.g.name, {{"eval_step", &t.g, names, {}}}, {.max_batch = t.max_batch},
                                      {.vector_bits = bits});
   Program prog(cp->info());
@@ -55,7 +56,7 @@ double ulps(double got, double exact) {
 
 }  // namespace
 
-TEST_CASE("vector math: exp, log and tanh within 2 ulp, libm's special values, same bits at every width") {
+TEST_CASE("vector math: exp, log and tanh within 2 ulp, erf within 3e-7, libm's special values, same bits at every width") {
   std::vector<double> xs = sweep(-110, 90, 600);
   for (double v : sweep(-3, 3, 300)) xs.push_back(v);
   for (double v : {0.0, -0.0, 1e-40, -1e-40, 1e-30, 0.5, 1.0, 2.0, 88.7, 88.73, -87.5, -103.0, -104.5, kInf, -kInf,
@@ -70,6 +71,8 @@ TEST_CASE("vector math: exp, log and tanh within 2 ulp, libm's special values, s
     CHECK(ulps(base.at("exp").data[i], std::exp(x)) <= 2);
     CHECK(ulps(base.at("tanh").data[i], std::tanh(x)) <= 2);
     CHECK(ulps(base.at("log").data[i], std::log(x)) <= 2);
+    if (!std::isnan(x)) CHECK(std::fabs(base.at("erf").data[i] - std::erf(x)) <= 3e-7);
+    if (std::fabs(x) < 0.5) CHECK(ulps(base.at("erf").data[i], std::erf(x)) <= 8);  // relative near 0
   }
   // The special values exactly.
   auto at = [&](const char* f, double x) {
@@ -91,12 +94,16 @@ TEST_CASE("vector math: exp, log and tanh within 2 ulp, libm's special values, s
   CHECK(at("tanh", -kInf) == -1);
   CHECK(std::signbit(at("tanh", -0.0)));
   CHECK(std::signbit(at("exp", -kInf)) == false);
-  for (const char* f : {"exp", "log", "tanh"}) CHECK(std::isnan(at(f, std::numeric_limits<double>::quiet_NaN())));
+  CHECK(at("erf", kInf) == 1);
+  CHECK(at("erf", -kInf) == -1);
+  CHECK(at("erf", static_cast<float>(9.1)) == 1);
+  CHECK(std::signbit(at("erf", -0.0)));
+  for (const char* f : {"exp", "log", "tanh", "erf"}) CHECK(std::isnan(at(f, std::numeric_limits<double>::quiet_NaN())));
   // Every width (and the masked last vector) gives the same bits.
   for (int bits : {128, 256}) {
     CAPTURE(bits);
     auto other = run(xs, bits);
-    for (const char* f : {"exp", "log", "tanh"}) {
+    for (const char* f : {"exp", "log", "tanh", "erf"}) {
       CAPTURE(f);
       for (size_t i = 0; i < xs.size(); ++i) {
         const double a = base.at(f).data[i], b = other.at(f).data[i];
@@ -169,4 +176,13 @@ TEST_CASE("float mode: entries flush denormal results to zero on every thread, a
   CHECK(same_float_controls(mode, mode | 1u));
   CHECK_FALSE(same_float_controls(mode, mode ^ 0x8000u));
 #endif
+}
+
+TEST_CASE("vector math: erf in f64 compiled code is libm's") {
+  JitCase t(5, 8);
+  NodeId x = t.input("x", {-1}, -1, 1, DType::f64);
+  t.feeds["x"].data = {-2.0, -0.3, 0.0, 1e-3, 3.5};
+  t.out("erf", t.op("erf", {x}));
+  auto got = t.check(0);
+  for (size_t i = 0; i < 5; ++i) CHECK(got.at("erf").data[i] == std::erf(t.feeds["x"].data[i]));
 }

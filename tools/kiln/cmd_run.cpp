@@ -126,7 +126,7 @@ std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map
                  (t.finished ? " " : " > ") + std::to_string(static_cast<int>(t.ms + 0.5)) + " ms";
       const int64_t rows = prog.batch_slice("eval_step");
       std::printf("batch slices: %s (tuned, the faster of two calls each: %s)\n",
-                  rows == 0 ? "none, the batch runs whole" : (std::to_string(rows) + " samples a call").c_str(), tried.c_str());
+                  rows == 0 ? "none, the batch runs whole" : (std::to_string(rows) + (rows == 1 ? " sample a call" : " samples a call")).c_str(), tried.c_str());
     }
   } else if (slice != "auto" && slice != "whole") {
     prog.set_batch_slice("eval_step", std::stoll(slice));
