@@ -49,8 +49,13 @@ std::vector<Program::SliceTime> Program::tune_batch_slice(const std::string& nam
   std::vector<SliceTime> times{{batch, 0, true}};
   if (e.rows_mixed.empty())
     for (int64_t rows = 1; rows < batch; rows *= 2) times.push_back({rows, 0, true});
-  if (times.size() == 1) return times;
   using Clock = std::chrono::steady_clock;
+  if (times.size() == 1) {  // nothing to choose: one call, so the outputs hold its results
+    const auto start = Clock::now();
+    run(name, batch, inputs, outputs);
+    times[0].ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    return times;
+  }
   double best = 0;
   for (int round = 0; round < 2; ++round)
     for (SliceTime& t : times) {
@@ -65,7 +70,10 @@ std::vector<Program::SliceTime> Program::tune_batch_slice(const std::string& nam
         if (best > 0 && ms > best && done < batch) break;  // already slower than the best: stop
       }
       if (done < batch) ms = ms * static_cast<double>(batch) / static_cast<double>(done);  // projected
-      if (round == 0 || ms < t.ms) t = {t.rows, ms, done == batch};
+      const bool finished = done == batch;
+      // A finished round counts over a projected one, then the faster.
+      if (round == 0 || (finished && (!t.finished || ms < t.ms)) || (!finished && !t.finished && ms < t.ms))
+        t = {t.rows, ms, finished};
       if (done == batch && (best == 0 || ms < best)) best = ms;
     }
   const SliceTime* fastest = &times[0];

@@ -97,6 +97,7 @@ void Program::run(const std::string& name, int64_t batch, const std::vector<cons
     return;
   }
   for (int64_t first = 0; first < batch; first += rows) run_rows(e, first, std::min(rows, batch - first), inputs, outputs);
+  ctx_.batch = batch;
 }
 
 void Program::run_kernelwise(const std::string& name, int64_t batch, const std::vector<const void*>& inputs,

@@ -151,6 +151,11 @@ Value* KernelEmitter::emit_unary(Op op, Value* a, Scalar t) {
     case Op::Erf: {  // f64: libm's, lane by lane (LLVM has no erf intrinsic to vectorize)
       llvm::Type* elem = ty->getScalarType();
       llvm::FunctionCallee erf = m_.getOrInsertFunction("erf", llvm::FunctionType::get(elem, {elem}, false));
+      if (auto* fn = llvm::dyn_cast<llvm::Function>(erf.getCallee())) {  // pure: LLVM may hoist and merge it
+        fn->setDoesNotThrow();
+        fn->setWillReturn();
+        fn->setDoesNotAccessMemory();
+      }
       auto* vty = llvm::dyn_cast<llvm::FixedVectorType>(ty);
       if (!vty) return b_.CreateCall(erf, {a});
       Value* r = llvm::PoisonValue::get(ty);

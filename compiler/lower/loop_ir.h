@@ -250,7 +250,7 @@ struct Entry {
   // Empty when each output row reads only the same row of the inputs (and
   // the entry writes no persistent tensor): a batch may then run in slices
   // (compiler/passes/batch_rows.h); else why not.
-  std::string rows_mixed;
+  std::string rows_mixed = "not analysed";
 };
 
 struct Program {

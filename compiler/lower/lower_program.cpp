@@ -536,6 +536,7 @@ void ProgramLowering::add_init() {
   }
   e.kernels = add_kernels(ks);
   e.writes_persistent = true;
+  e.rows_mixed = "it writes params and state";
   e.slot_count = static_cast<int>(e.inputs.size());
   for (size_t i = 0; i < e.inputs.size(); ++i) e.input_slot.push_back(static_cast<int>(i));
   p_.entries.insert(p_.entries.begin(), std::move(e));

@@ -344,7 +344,7 @@ void register_activation_family(OpRegistry& r) {
   add_activation_gradients(r);
   add_activation_reference(r);
   add_activation_lowering(r);
-  for (const char* name : {"softmax", "softmax_grad", "log_softmax"}) r.find_mut(name)->mixes_along = mixes_along_attr("axis");
+  for (const char* name : {"softmax", "softmax_grad"}) r.find_mut(name)->mixes_along = mixes_along_attr("axis");
 }
 
 }  // namespace kiln

@@ -150,7 +150,6 @@ static void add_pool1d_ops(OpRegistry& r) {
 void register_conv_forms_family(OpRegistry& r) {
   add_conv_form_ops(r);
   add_pool1d_ops(r);
-  for (const char* name : {"conv1d", "conv2d_transpose"}) r.find_mut(name)->mixes_along = mixes_along_all_but_batch;
 }
 
 }  // namespace kiln

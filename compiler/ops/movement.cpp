@@ -449,18 +449,16 @@ void register_movement_family(OpRegistry& r) {
   add_movement_gradients(r);
   add_movement_reference(r);
   add_movement_lowering(r);
-  for (const char* name : {"concat", "gather", "scatter_add", "split"}) r.find_mut(name)->mixes_along = mixes_along_attr("axis");
+  for (const char* name : {"concat", "gather", "scatter_add"}) r.find_mut(name)->mixes_along = mixes_along_attr("axis");
   for (const char* name : {"slice", "slice_grad", "flip"}) r.find_mut(name)->mixes_along = mixes_along_attr("axes");
-  for (const char* name : {"squeeze", "unsqueeze"}) r.find_mut(name)->mixes_along = mixes_along_reshape;
-  for (const char* name : {"pad", "pad_grad"})
-    r.find_mut(name)->mixes_along = [](const Graph&, const Node& n) {  // the axes with a border
-      const auto pads = n.attrs.at("pads").get<std::vector<int64_t>>();
-      const size_t rank = pads.size() / 2;
-      std::vector<int> axes;
-      for (size_t a = 0; a < rank; ++a)
-        if (pads[a] != 0 || pads[rank + a] != 0) axes.push_back(static_cast<int>(a));
-      return axes;
-    };
+  r.find_mut("pad")->mixes_along = [](const Graph&, const Node& n) {  // the axes with a border
+    const auto pads = n.attrs.at("pads").get<std::vector<int64_t>>();
+    const size_t rank = pads.size() / 2;
+    std::vector<int> axes;
+    for (size_t a = 0; a < rank; ++a)
+      if (pads[a] != 0 || pads[rank + a] != 0) axes.push_back(static_cast<int>(a));
+    return axes;
+  };
   r.find_mut("tile")->mixes_along = [](const Graph&, const Node& n) {  // the axes repeated
     const auto repeats = n.attrs.at("repeats").get<std::vector<int64_t>>();
     std::vector<int> axes;

@@ -397,8 +397,6 @@ void register_normalization_family(OpRegistry& r) {
   add_normalization_gradients(r);
   add_normalization_reference(r);
   add_normalization_lowering(r);
-  r.find_mut("layer_norm")->mixes_along = mixes_along_attr("axes");
-  for (const char* name : {"group_norm", "instance_norm"}) r.find_mut(name)->mixes_along = mixes_along_all_but_batch;
   for (const char* name : {"normalize", "normalize_grad"})
     r.find_mut(name)->mixes_along = [](const Graph& g, const Node& n) {  // the last trailing_axes axes
       const int rank = g.node(n.inputs[0]).type.rank();

@@ -241,9 +241,10 @@ struct OpDef {
   // of every input of its rank) along which an output element reads
   // elements at other positions: softmax's axis, a slice's axes, an image
   // window's every axis but the batch. Unset: none for elementwise,
-  // broadcast, contraction and source ops; a reduction's reduced_axes; and
-  // for data movement and opaque ops "it does not say", so a program reading
-  // such an op on the batch dimension is never sliced.
+  // broadcast and source ops; a reduction's reduced_axes; every axis for a
+  // contraction; and for data movement and opaque ops "it does not say", so
+  // a program reading such an op on the batch dimension is never sliced.
+  // (Composites need none: they are expanded before anything asks.)
   std::function<std::vector<int>(const Graph&, const Node&)> mixes_along;
 
   bool composite() const { return static_cast<bool>(expand); }
@@ -283,7 +284,7 @@ bool zero_above_diagonal(const Graph& g, NodeId id);
 std::vector<int> mixes_along_nothing(const Graph&, const Node&);
 std::function<std::vector<int>(const Graph&, const Node&)> mixes_along_attr(const char* attr);
 std::vector<int> mixes_along_all_but_batch(const Graph& g, const Node& n);
-// A reshape (squeeze, unsqueeze) keeps rows apart where only size-1 axes
+// A reshape keeps rows apart where only size-1 axes
 // precede the batch dimension in both shapes; else it mixes along every axis.
 std::vector<int> mixes_along_reshape(const Graph& g, const Node& n);
 

@@ -160,6 +160,8 @@ TEST_CASE("batch slices: a convolutional net run in slices gives the whole batch
   CHECK(prog.entry("eval_step")->rows_mixed.find("reduces the batch dimension away") != std::string::npos);
   CHECK_THROWS_WITH_AS(prog.set_batch_slice("eval_step", 2),
                        doctest::Contains("cannot run a batch in slices: node"), std::runtime_error);
+  REQUIRE(prog.entry("init"));
+  CHECK(prog.entry("init")->rows_mixed == "it writes params and state");
 
   const Value whole = codegen::run_entry(prog, "predict", 8, t.feeds).at("probs");
   for (int64_t rows : {3, 1, 7}) {  // 3 + 3 + 2: a short last slice
@@ -209,7 +211,17 @@ TEST_CASE("batch slices: tuning tries the whole batch and every power of two bel
   bool chosen_finished = false;
   for (auto& c : times) chosen_finished = chosen_finished || ((c.rows == chosen || (chosen == 0 && c.rows == 8)) && c.finished);
   CHECK(chosen_finished);
-  // The outputs hold the entry's results.
+  // The outputs hold the entry's results, also where there is nothing to
+  // choose (one sample: a single call).
+  std::vector<float> first(whole.data.size() / 8, -1.0f);
+  std::vector<void*> first_out{first.data()};
+  auto one = prog.tune_batch_slice("predict", 1, ins, first_out);
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].rows == 1);
+  CHECK(one[0].ms > 0);
+  int64_t first_differ = 0;
+  for (size_t i = 0; i < first.size(); ++i) first_differ += static_cast<double>(first[i]) != whole.data[i];
+  CHECK(first_differ == 0);
   std::vector<float> tuned(whole.data.size());
   std::memcpy(tuned.data(), outs[0], tuned.size() * sizeof(float));
   int64_t differ = 0;

@@ -96,9 +96,10 @@ struct RunOptions {
 // thread pool), called once untimed (it also loads the params and computes
 // what depends on them alone), then N times on the same input bytes. Each
 // call is timed alone: the entry point's whole work, nothing of the
-// conversions around it. Returns the outputs of the first call. Before the
-// timed calls the batch may be set to run in slices (`slice`: "auto" tunes
-// it where rows are independent, "whole", or a number of samples a call).
+// conversions around it. Before the timed calls the batch may be set to run
+// in slices (`slice`: "auto" tunes it where rows are independent, "whole",
+// or a number of samples a call). Returns the outputs of a call in the timed
+// configuration, after checking they are the warm-up's to the bit.
 std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map<std::string, interp::Value>& feeds,
                                                   const std::vector<std::string>& fetch, int calls, int threads,
                                                   const std::string& slice) {
@@ -129,8 +130,11 @@ std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map
                   rows == 0 ? "none, the batch runs whole" : (std::to_string(rows) + (rows == 1 ? " sample a call" : " samples a call")).c_str(), tried.c_str());
     }
   } else if (slice != "auto" && slice != "whole") {
-    prog.set_batch_slice("eval_step", std::stoll(slice));
-    std::printf("batch slices: %s samples a call\n", slice.c_str());
+    const int64_t rows = std::stoll(slice);
+    prog.set_batch_slice("eval_step", rows);
+    if (rows < batch) std::printf("batch slices: %lld sample%s a call\n", static_cast<long long>(rows), rows == 1 ? "" : "s");
+    else std::printf("batch slices: none (--slice %lld is not below the batch, %lld)\n", static_cast<long long>(rows),
+                     static_cast<long long>(batch));
   }
   std::vector<double> ms;
   for (int i = 0; i < calls; ++i) {
@@ -146,7 +150,14 @@ std::map<std::string, interp::Value> time_forward(const Graph& g, const std::map
               static_cast<long long>(batch), pool.threads(), pool.threads() == 1 ? "" : "s", median, calls, ms.front(),
               ms.back(), compile_ms);
   std::fflush(stdout);
-  return results;
+  auto timed = codegen::run_entry(prog, "eval_step", batch, feeds);
+  for (auto& [name, v] : timed)
+    if (v.data != results.at(name).data)  // (NaN outputs would differ here too: compare their bits)
+      for (size_t i = 0; i < v.data.size(); ++i)
+        if (std::memcmp(&v.data[i], &results.at(name).data[i], sizeof(double)) != 0)
+          throw std::runtime_error("output '" + name + "' of the timed calls differs from the warm-up's at element " +
+                                   std::to_string(i) + ": batch slices must give the same bits (a bug; --slice whole avoids it)");
+  return timed;
 }
 
 void run_graph(const RunOptions& o) {
@@ -249,15 +260,15 @@ static RegisterCommand run_cmd(30, [](CLI::App& app) {
                                "with --jit: compile once, call once untimed, then time N calls and print their median")
                    ->check(CLI::Range(1, 100000));
   sub->add_option("--threads", o->threads, "with --time: worker threads (default: every core)")->check(CLI::PositiveNumber);
-  sub->add_option("--slice", o->slice,
+  auto* slice = sub->add_option("--slice", o->slice,
                   "with --time: run the batch as calls of N samples each where the graph's rows are independent; "
                   "'auto' (default) times every power of two and keeps the fastest, 'whole' never slices")
       ->check([](const std::string& v) {
         if (v == "auto" || v == "whole") return std::string();
-        return !v.empty() && v.find_first_not_of("0123456789") == std::string::npos && std::stoll(v) > 0
-                   ? std::string()
-                   : "expected auto, whole or a number of samples, got '" + v + "'";
+        const bool number = !v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos;
+        return number && std::stoll(v) > 0 ? std::string() : "expected auto, whole or a number of samples, got '" + v + "'";
       });
+  slice->needs(time);
   sub->callback([o, time] {
     if (*time && !o->jit) throw InputError("--time times the compiled forward pass: add --jit");
     run_graph(*o);
