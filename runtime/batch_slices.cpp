@@ -15,13 +15,13 @@ void Program::run_rows(const EntryInfo& e, int64_t first, int64_t rows, const st
   auto offset = [first](const TensorInfo& t) {
     return !t.shape.empty() && t.shape[0] < 0 ? t.bytes(first) : int64_t{0};
   };
-  std::vector<const void*> in(inputs.size());
-  std::vector<void*> out(outputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i) in[i] = static_cast<const uint8_t*>(inputs[i]) + offset(e.inputs[i]);
-  for (size_t i = 0; i < outputs.size(); ++i) out[i] = static_cast<uint8_t*>(outputs[i]) + offset(e.outputs[i]);
+  slice_in_.resize(inputs.size());
+  slice_out_.resize(outputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) slice_in_[i] = static_cast<const uint8_t*>(inputs[i]) + offset(e.inputs[i]);
+  for (size_t i = 0; i < outputs.size(); ++i) slice_out_[i] = static_cast<uint8_t*>(outputs[i]) + offset(e.outputs[i]);
   ctx_.batch = rows;
   const FloatModeScope mode(flush_denormals_);
-  int32_t status = e.fn(&ctx_, in.data(), out.data());
+  int32_t status = e.fn(&ctx_, slice_in_.data(), slice_out_.data());
   if (status != 0)
     throw std::runtime_error(e.name + " failed with status " + std::to_string(status) + " on samples " +
                              std::to_string(first) + ".." + std::to_string(first + rows - 1));
@@ -69,12 +69,11 @@ std::vector<Program::SliceTime> Program::tune_batch_slice(const std::string& nam
         ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
         if (best > 0 && ms > best && done < batch) break;  // already slower than the best: stop
       }
-      if (done < batch) ms = ms * static_cast<double>(batch) / static_cast<double>(done);  // projected
       const bool finished = done == batch;
+      if (!finished) ms = ms * static_cast<double>(batch) / static_cast<double>(done);  // projected
       // A finished round counts over a projected one, then the faster.
-      if (round == 0 || (finished && (!t.finished || ms < t.ms)) || (!finished && !t.finished && ms < t.ms))
-        t = {t.rows, ms, finished};
-      if (done == batch && (best == 0 || ms < best)) best = ms;
+      if (round == 0 || (finished != t.finished ? finished : ms < t.ms)) t = {t.rows, ms, finished};
+      if (finished && (best == 0 || ms < best)) best = ms;
     }
   const SliceTime* fastest = &times[0];
   for (const SliceTime& t : times)

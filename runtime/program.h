@@ -179,6 +179,8 @@ class Program {
   std::vector<const void*> slots_;  // run_kernelwise's input slots
   std::map<std::string, std::vector<kiln_kernel_fn>> kernelwise_;  // per entry, its kernels once looked up
   std::map<std::string, int64_t> slice_rows_;  // set_batch_slice, per entry
+  std::vector<const void*> slice_in_;          // run_rows' offset pointers (kept: no allocation per slice)
+  std::vector<void*> slice_out_;
   // One call of the entry at `rows` samples, the inputs and outputs offset to sample `first`.
   void run_rows(const EntryInfo& e, int64_t first, int64_t rows, const std::vector<const void*>& inputs,
                 const std::vector<void*>& outputs);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <numeric>
 
 namespace kiln {
 
@@ -278,6 +279,12 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
 
 std::vector<int> mixes_along_nothing(const Graph&, const Node&) { return {}; }
 
+std::vector<int> every_axis(int rank) {
+  std::vector<int> axes(static_cast<size_t>(std::max(rank, 0)));
+  std::iota(axes.begin(), axes.end(), 0);
+  return axes;
+}
+
 std::function<std::vector<int>(const Graph&, const Node&)> mixes_along_attr(const char* attr) {
   return [attr](const Graph& g, const Node& n) {
     const int rank = g.node(n.inputs.at(0)).type.rank();
@@ -285,8 +292,7 @@ std::function<std::vector<int>(const Graph&, const Node&)> mixes_along_attr(cons
     const nlohmann::json& v = n.attrs.at(attr);
     if (v.is_array()) {
       for (auto& a : v) axes.push_back(normalize_axis(a.get<int64_t>(), std::max(rank, 1)));
-      if (axes.empty())
-        for (int a = 0; a < rank; ++a) axes.push_back(a);
+      if (axes.empty()) axes = every_axis(rank);
     } else {
       axes.push_back(normalize_axis(v.get<int64_t>(), std::max(rank, 1)));
     }
@@ -304,9 +310,7 @@ std::vector<int> mixes_along_reshape(const Graph& g, const Node& n) {
   };
   const Shape& in = g.node(n.inputs.at(0)).type.shape;
   if (batch_leads(in) && batch_leads(n.type.shape)) return {};
-  std::vector<int> axes;
-  for (int a = 0; a < static_cast<int>(in.size()); ++a) axes.push_back(a);
-  return axes;
+  return every_axis(static_cast<int>(in.size()));
 }
 
 std::vector<int> mixes_along_all_but_batch(const Graph& g, const Node& n) {

@@ -282,6 +282,7 @@ bool zero_above_diagonal(const Graph& g, NodeId id);
 // attribute names; every axis but 0 (a window over an image, a per-sample
 // normalization).
 std::vector<int> mixes_along_nothing(const Graph&, const Node&);
+std::vector<int> every_axis(int rank);  // 0, 1, ..., rank - 1
 std::function<std::vector<int>(const Graph&, const Node&)> mixes_along_attr(const char* attr);
 std::vector<int> mixes_along_all_but_batch(const Graph& g, const Node& n);
 // A reshape keeps rows apart where only size-1 axes

@@ -15,12 +15,6 @@ int open_axis(const TensorType& t) {
 
 namespace {
 
-std::vector<int> every_axis(int rank) {
-  std::vector<int> axes(static_cast<size_t>(rank));
-  for (int a = 0; a < rank; ++a) axes[static_cast<size_t>(a)] = a;
-  return axes;
-}
-
 // The axes of input 0 along which the op reads elements at other positions
 // (OpDef::mixes_along; unset: by its pattern, the safe answer where the
 // pattern does not tell).
@@ -56,13 +50,13 @@ std::string rows_mixed(const Graph& g, const std::vector<bool>& needed, const st
     // A fed tensor is cut into slices along its axis 0.
     if (def->interface && out_axis > 0) return why(n, "is fed with its batch dimension at axis " + std::to_string(out_axis));
     bool input_open = false;
+    const bool broadcasts = def->pattern == OpPattern::elementwise || def->pattern == OpPattern::broadcast;
     for (NodeId in : n.inputs) {
       const TensorType& t = g.node(in).type;
       const int a = open_axis(t);
       if (a == -2) return why(n, "reads a value with several open dimensions");
       input_open = input_open || a >= 0;
       // Numpy broadcasting aligns trailing axes: the batch must stay the batch.
-      const bool broadcasts = def->pattern == OpPattern::elementwise || def->pattern == OpPattern::broadcast;
       if (broadcasts && a >= 0 && a + n.type.rank() - t.rank() != out_axis)
         return why(n, "broadcasts its batch dimension onto another axis");
     }
