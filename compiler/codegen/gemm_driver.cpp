@@ -128,6 +128,8 @@ GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
   // channels, K = 576, at batch 32: one block, not two of 288, 26 -> 24 ms).
   // A product's pack-once kernel carries its windows for this choice.
   if (g.windows && is_const(g.k)) plan.kc = std::min(g.k->ival, kGemmWindowsKC);
+  // Only the packed micro-kernel prefetches B (the window kernels read it in place or find it reused).
+  if (g.windows || g.windows_b) plan.prefetch_b = 0;
   // A through windows, 32 vector registers: tiles of 6 rows x 4 vectors when
   // the wider panels waste no more columns (24 accumulators, 4 vectors of B
   // and a broadcast: 29 registers). Each row broadcasts from a pointer of its
@@ -160,6 +162,25 @@ GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
   return plan;
 }
 
+// The packed micro-kernels a gemm calls: the one that prefetches B
+// (GemmPlan::prefetch_b) for a panel's first tile, the plain one for the
+// rest. With M known to fit one tile the plain one is never called (null).
+struct PackedMicrokernels {
+  llvm::Function* plain = nullptr;
+  llvm::Function* streaming = nullptr;
+};
+static PackedMicrokernels packed_microkernels(llvm::Module& m, const Kernel& k, const GemmShape& s,
+                                              const GemmHelperOptions& o) {
+  PackedMicrokernels u;
+  if (s.prefetch_b) u.streaming = gemm_microkernel(m, s, o);
+  if (!s.prefetch_b || !is_const(k.gemm.m) || k.gemm.m->ival > s.mr) {
+    GemmShape plain = s;
+    plain.prefetch_b = 0;
+    u.plain = gemm_microkernel(m, plain, o);
+  }
+  return u;
+}
+
 // The helpers are shared by every gemm of the program (the JIT compiles them
 // once, in a module of their own) and called once per tile or block: never
 // inlined, so each stays one compact copy.
@@ -185,7 +206,7 @@ bool KernelEmitter::emit_gemm_helpers() {
     } else if (direct == DirectRead::b) {
       gemm_microkernel_windows_b(m_, s, *k.gemm.windows_b, k.gemm.trans_a, o);
     } else {
-      gemm_microkernel(m_, s, o);
+      packed_microkernels(m_, k, s, o);
       pack_a_of(m_, k, p_, s, o);
     }
   }
@@ -205,9 +226,10 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   // then reads A's rows in place too), or both packed into panels first.
   const DirectRead reads = direct_read(k, s);
   const bool direct = reads == DirectRead::a, direct_b = reads == DirectRead::b;
+  const PackedMicrokernels packed = direct || direct_b ? PackedMicrokernels{} : packed_microkernels(m_, k, s, helpers);
   llvm::Function* ukr = direct     ? gemm_microkernel_windows(m_, s, direct_a_windows(k, s), helpers)
                         : direct_b ? gemm_microkernel_windows_b(m_, s, *g.windows_b, g.trans_a, helpers)
-                                   : gemm_microkernel(m_, s, helpers);
+                                   : packed.plain;
   llvm::Function* pack_a = direct || direct_b ? nullptr : pack_a_of(m_, k, p_, s, helpers);
   // Causal structure (GemmSpec): packed operands only; KILN_NO_TRIANGLES=1 computes every term, for comparisons.
   const bool triangles = !direct && !direct_b && !std::getenv("KILN_NO_TRIANGLES");
@@ -373,7 +395,10 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
                 Value* depth = b.CreateSub(t_terms.second, t_terms.first);
                 Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateAdd(b.CreateMul(ir, a_depth), b.CreateMul(k0, c64(mr))));
                 Value* bfrom = b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(b.CreateAdd(a_from, k0), c64(nr)));
-                b.CreateCall(ukr, {depth, apanel, bfrom, to, ld, m_eff, n_eff, accumulate});
+                auto call = [&](llvm::Function* u) { b.CreateCall(u, {depth, apanel, bfrom, to, ld, m_eff, n_eff, accumulate}); };
+                if (!packed.streaming) return call(packed.plain);
+                if (!packed.plain) return call(packed.streaming);
+                gemm_if(b, b.CreateICmpEQ(ir, c64(0)), [&] { call(packed.streaming); }, [&] { call(packed.plain); });
               };
               if (!epi_here) {
                 if (c_lower_read) {

@@ -167,6 +167,7 @@ void gemm_store_tile(llvm::IRBuilder<>& b, const GemmShape& s, const std::vector
 llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o) {
   const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes, nr = s.nr();
   std::string name = "kiln_gemm_ukr_" + std::to_string(mr) + "x" + std::to_string(nr);
+  if (s.prefetch_b) name += "_pfb" + std::to_string(s.prefetch_b);
   llvm::LLVMContext& c = m.getContext();
   llvm::IRBuilder<> b(c);
   llvm::Type *i64 = b.getInt64Ty(), *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
@@ -205,6 +206,14 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
   brow->addIncoming(bp, entry);
   llvm::PHINode* arow = b.CreatePHI(ptr, 2, "a.row");
   arow->addIncoming(ap, entry);
+  if (s.prefetch_b) {
+    // A streamed panel (GemmPlan::prefetch_b): each cache line of the row
+    // prefetch_b floats ahead, into L1 (past the panel's end: the next panel).
+    llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
+    for (int at = 0; at < nr; at += 16)
+      b.CreateCall(prefetch, {b.CreateConstGEP1_64(f32, brow, static_cast<uint64_t>(s.prefetch_b + at)),
+                              b.getInt32(0), b.getInt32(3), b.getInt32(1)});
+  }
   std::vector<Value*> bv;
   for (int v = 0; v < nv; ++v)
     bv.push_back(b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(v * lanes)), a4));

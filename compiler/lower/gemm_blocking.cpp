@@ -11,7 +11,9 @@ std::string GemmPlan::describe() const {
   std::snprintf(text, sizeof text, "%dx%d tile (%d vector%s of %d), KC <= %lld, MC %lld, NC %lld", mr, nr(), nr_vecs,
                 nr_vecs > 1 ? "s" : "", lanes, static_cast<long long>(kc), static_cast<long long>(mc),
                 static_cast<long long>(nc));
-  return text;
+  std::string out = text;
+  if (prefetch_b) out += ", B prefetched " + std::to_string(prefetch_b * 4) + " bytes ahead in a panel's first tile";
+  return out;
 }
 
 GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k) {
@@ -49,6 +51,7 @@ GemmPlan plan_gemm(int lanes, int64_t m, int64_t n, int64_t k) {
   p.kc = k > 256 && k <= kGemmMatrixMaxKC ? k : 256;
   p.mc = GemmPlan::mc_for(p.mr);
   p.nc = kGemmNC;
+  p.prefetch_b = kGemmPrefetchBFloats;
   return p;
 }
 

@@ -90,7 +90,8 @@ TEST_CASE("gemm plans: the register tile follows the ISA and the shape, the scra
   CHECK(avx2.nr() == 16);
   CHECK(avx512.mr == 6);
   CHECK(avx512.nr() == 32);
-  CHECK(avx512.describe() == "6x32 tile (2 vectors of 16), KC <= 256, MC 72, NC 1024");
+  CHECK(avx512.describe() ==
+        "6x32 tile (2 vectors of 16), KC <= 256, MC 72, NC 1024, B prefetched 2048 bytes ahead in a panel's first tile");
   // A matrix one vector wide: one vector a row, more rows (more registers on AVX-512).
   CHECK(lower::plan_gemm(8, -1, 8, 100).nr() == 8);
   CHECK(lower::plan_gemm(8, -1, 8, 100).mr == 8);
@@ -239,8 +240,12 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, w
     std::string ukr;
   };
   const Width widths[] = {
-      {256, {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_16", "kiln_gemm_ukr_6x16"}, "kiln_gemm_ukr_6x16"},
-      {512, {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_32", "kiln_gemm_ukr_6x32"}, "kiln_gemm_ukr_6x32"},
+      {256,
+       {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_16", "kiln_gemm_ukr_6x16", "kiln_gemm_ukr_6x16_pfb512"},
+       "kiln_gemm_ukr_6x16"},
+      {512,
+       {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_32", "kiln_gemm_ukr_6x32", "kiln_gemm_ukr_6x32_pfb512"},
+       "kiln_gemm_ukr_6x32"},
   };
   for (const Width& width : widths) {
     INFO("vector bits " << width.bits);
@@ -288,6 +293,46 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, w
     lower::Program q = lower::lower_program("none", {{"eval_step", &none.g, {"y"}, {}}}, {.max_batch = 4});
     const bool built_none = codegen::build_gemm_helpers(q, opts).module != nullptr;
     CHECK_FALSE(built_none);
+  }
+}
+
+TEST_CASE("codegen: a B panel's first tile prefetches it ahead, the block's other tiles (in L1) do not") {
+  // The first tile reads the panel from L2 or memory (prepacked weights; a
+  // GEMV has no other tile). Compiled for an AVX2 and an AVX-512 CPU on any
+  // host: the streaming micro-kernel prefetches every cache line of a B row
+  // 2 KB ahead in its K loop, the plain one never prefetches there; a product
+  // of one known tile of rows has only the streaming one.
+  for (const char* cpu : {"znver3", "znver4"}) {
+    INFO("target cpu " << std::string(cpu));
+    const int nr = std::string(cpu) == "znver4" ? 32 : 16;
+    const std::string plain = "kiln_gemm_ukr_6x" + std::to_string(nr), streaming = plain + "_pfb512";
+    auto body = [](const std::string& as, const std::string& name) {
+      const size_t begin = as.find("\n" + name + ":");
+      return begin == std::string::npos ? std::string() : as.substr(begin, as.find(".Lfunc_end", begin) - begin);
+    };
+    auto count = [](const std::string& text, const std::string& what) {
+      size_t n = 0;
+      for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+      return n;
+    };
+    JitCase t(3, 4);
+    add_matmul(t, "p", 61, 40, 130, false, false);  // 11 tiles of rows, B of four panels or more (packed)
+    lower::Program p = lower::lower_program("stream", {{"eval_step", &t.g, {"p"}, {}}}, {.max_batch = 4});
+    const std::string as = codegen::asm_text(p, "", {.target_cpu = cpu});
+    const std::string s = body(as, streaming), u = body(as, plain);
+    REQUIRE_FALSE(s.empty());
+    REQUIRE_FALSE(u.empty());
+    // The K loop unrolled 4 times and its remainder: 5 x NR / 16 cache lines, each 2048 bytes past its row.
+    CHECK(count(s, "prefetcht0") == static_cast<size_t>(5 * nr / 16));
+    CHECK(s.find("prefetcht0\t2048(") != std::string::npos);
+    CHECK(count(u, "prefetcht0") == 0);
+    JitCase one(3, 4);
+    add_matmul(one, "q", 3, 40, 300, false, false);  // one tile of 3 rows
+    lower::Program q = lower::lower_program("stream1", {{"eval_step", &one.g, {"q"}, {}}}, {.max_batch = 4});
+    const std::string as1 = codegen::asm_text(q, "", {.target_cpu = cpu});
+    const std::string tile3 = "kiln_gemm_ukr_3x" + std::to_string(nr);
+    CHECK_FALSE(body(as1, tile3 + "_pfb512").empty());
+    CHECK(body(as1, tile3).empty());
   }
 }
 
