@@ -93,12 +93,16 @@ static bool direct_windows_b(const Kernel& k, const GemmShape& s) {
 // Three panels still gain (MobileNetV2's 576 -> 96 projections at batch 32:
 // 3.0-3.1 -> 2.7-2.8 ms, AVX-512 host); four measured no gain (char_gpt's
 // 128-wide products, MobileNetV2 at batch 32).
-// Not for a triangular A (its packing skips the zero terms) nor a shallow K.
+// A triangular A too (causal attention's P @ V): each tile reads its rows'
+// non-zero terms alone, as packing would. Not for a shallow K.
+constexpr int64_t kInPlaceMaxPanels = 3, kInPlaceMinDepth = 8;
+static bool a_read_in_place(const GemmSpec& g, const GemmShape& s) {
+  return !g.windows && !g.windows_b && !g.packs_b && is_const(g.k) && g.k->ival >= kInPlaceMinDepth &&
+         (g.n->ival + s.nr() - 1) / s.nr() <= kInPlaceMaxPanels;
+}
 static std::optional<GemmWindows> rows_in_place(const Kernel& k, const GemmShape& s) {
-  constexpr int64_t kMaxPanels = 3, kMinDepth = 8;
   const GemmSpec& g = k.gemm;
-  if (g.windows || g.windows_b || g.trans_a || g.packs_b || g.a_triangle != GemmSpec::Triangle::none) return {};
-  if (!is_const(g.k) || g.k->ival < kMinDepth || (g.n->ival + s.nr() - 1) / s.nr() > kMaxPanels) return {};
+  if (g.trans_a || !a_read_in_place(g, s)) return {};
   GemmWindows w;
   w.h = w.w = w.oh = w.ow = 1;
   w.channels = g.lda;
@@ -108,10 +112,14 @@ static std::optional<GemmWindows> rows_in_place(const Kernel& k, const GemmShape
 
 // Which operand the micro-kernel reads straight from its image, if any: the
 // one decision behind both the helpers a module defines and the driver.
-enum class DirectRead { none, a, b };
+// a_t: op(A) = A^T in place, on the same terms as rows_in_place (causal
+// attention's P^T @ dO and dS^T @ Q, 32 columns: packing each 128 x 128
+// A^T cost as much as its multiply).
+enum class DirectRead { none, a, a_t, b };
 static DirectRead direct_read(const Kernel& k, const GemmShape& s) {
   if (std::getenv("KILN_NO_DIRECT_CONV")) return DirectRead::none;
   if (direct_windows(k, s) || rows_in_place(k, s)) return DirectRead::a;
+  if (k.gemm.trans_a && a_read_in_place(k.gemm, s)) return DirectRead::a_t;
   return direct_windows_b(k, s) ? DirectRead::b : DirectRead::none;
 }
 
@@ -203,6 +211,8 @@ bool KernelEmitter::emit_gemm_helpers() {
     if (k.gemm.packs_b) continue;
     if (direct == DirectRead::a) {
       gemm_microkernel_windows(m_, s, direct_a_windows(k, s), o);
+    } else if (direct == DirectRead::a_t) {
+      gemm_microkernel_a_t(m_, s, o);
     } else if (direct == DirectRead::b) {
       gemm_microkernel_windows_b(m_, s, *k.gemm.windows_b, k.gemm.trans_a, o);
     } else {
@@ -225,14 +235,17 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   // A read straight from the image by the micro-kernel, or B (the micro-kernel
   // then reads A's rows in place too), or both packed into panels first.
   const DirectRead reads = direct_read(k, s);
-  const bool direct = reads == DirectRead::a, direct_b = reads == DirectRead::b;
-  const PackedMicrokernels packed = direct || direct_b ? PackedMicrokernels{} : packed_microkernels(m_, k, s, helpers);
+  const bool direct = reads == DirectRead::a, direct_b = reads == DirectRead::b, direct_t = reads == DirectRead::a_t;
+  const bool packs_a = !direct && !direct_b && !direct_t;
+  const PackedMicrokernels packed = packs_a ? packed_microkernels(m_, k, s, helpers) : PackedMicrokernels{};
   llvm::Function* ukr = direct     ? gemm_microkernel_windows(m_, s, direct_a_windows(k, s), helpers)
                         : direct_b ? gemm_microkernel_windows_b(m_, s, *g.windows_b, g.trans_a, helpers)
+                        : direct_t ? gemm_microkernel_a_t(m_, s, helpers)
                                    : packed.plain;
-  llvm::Function* pack_a = direct || direct_b ? nullptr : pack_a_of(m_, k, p_, s, helpers);
-  // Causal structure (GemmSpec): packed operands only; KILN_NO_TRIANGLES=1 computes every term, for comparisons.
-  const bool triangles = !direct && !direct_b && !std::getenv("KILN_NO_TRIANGLES");
+  llvm::Function* pack_a = packs_a ? pack_a_of(m_, k, p_, s, helpers) : nullptr;
+  // Causal structure (GemmSpec): A packed or its rows in place, not B in place;
+  // KILN_NO_TRIANGLES=1 computes every term, for comparisons.
+  const bool triangles = !direct_b && !std::getenv("KILN_NO_TRIANGLES");
   const GemmSpec::Triangle a_triangle = triangles ? g.a_triangle : GemmSpec::Triangle::none;
   const bool c_lower_read = triangles && g.c_lower_read && k.body.empty();  // (an epilogue reads every element)
   // The triangles' depth ranges count from K's start: a product that cuts K
@@ -380,7 +393,22 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
               // The tile C[ic + ir .., col ..] (+)= op(A) rows x this B panel, into `to`.
               auto tile = [&](Value* to, Value* ld, Value* accumulate) {
                 if (direct) {
-                  b.CreateCall(ukr, {a, row, m_eff, pc, kc, bpanel, to, ld, n_eff, accumulate});
+                  // The tile's own terms, [from, end) of the block's: B's panel from depth from on.
+                  const std::pair<Value*, Value*> t_terms = term_range(row, m_eff);
+                  Value* from = t_terms.first;
+                  b.CreateCall(ukr, {a, row, m_eff, b.CreateAdd(pc, from), b.CreateSub(t_terms.second, from),
+                                     b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(from, c64(nr))), to, ld, n_eff,
+                                     accumulate});
+                  return;
+                }
+                if (direct_t) {
+                  // The tile's own terms, [from, end) of the block's: A^T's rows from depth pc + from on.
+                  const std::pair<Value*, Value*> t_terms = term_range(row, m_eff);
+                  Value* from = t_terms.first;
+                  Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(pc, from), lda), row);
+                  b.CreateCall(ukr, {b.CreateSub(t_terms.second, from), b.CreateInBoundsGEP(f32, a, at), lda,
+                                     b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(from, c64(nr))), to, ld, m_eff,
+                                     n_eff, accumulate});
                   return;
                 }
                 if (direct_b) {

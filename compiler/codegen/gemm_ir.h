@@ -81,6 +81,11 @@ struct GemmHelperOptions {
 // Created once per module.
 llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o);
 
+// void ukr_at(i64 kc, ptr a, i64 lda, ptr b, ptr c, i64 ldc, i64 m, i64 n, i1 load_c):
+// gemm_microkernel's tile with op(A) = A^T read in place, row i at depth k
+// a[k*lda + i], not from a packed panel: the same FMAs in the same order.
+llvm::Function* gemm_microkernel_a_t(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o);
+
 // The micro-kernel's tile of C: its lines are asked for (prefetched) before
 // the K loop, so a tall C (rows 4 KiB apart, which hardware prefetchers do not
 // follow) arrives while the FMAs run; after it, the accumulators (MR x

@@ -1,5 +1,6 @@
-// The register-blocked micro-kernel of the packed GEMM, plus the small
-// control-flow helpers the GEMM builders share.
+// The register-blocked micro-kernels of the packed GEMM (A from its packed
+// panel, or op(A) = A^T read in place), plus the small control-flow helpers
+// the GEMM builders share.
 //
 // MR rows x NR/lanes vectors of accumulators live in SSA phis across the K
 // loop: per step, NR/lanes vector loads of the B panel, MR broadcasts of the A
@@ -164,31 +165,22 @@ void gemm_store_tile(llvm::IRBuilder<>& b, const GemmShape& s, const std::vector
   });
 }
 
-llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o) {
+namespace {
+
+// The K loop of the micro-kernels that walk A by a pointer: from `entry`,
+// kc >= 1 depths of acc[i][v] += a(i) * B[v], B's panel at bp (NR floats a
+// depth), a(i) the scalar a_at(i, ap) points to, ap starting at a0 and moving
+// a_step floats a depth. Leaves the builder in `exit`; returns the sums.
+std::vector<Value*> k_loop(llvm::IRBuilder<>& b, llvm::Module& m, const GemmShape& s, llvm::BasicBlock* entry,
+                           llvm::BasicBlock* exit, Value* kc, Value* bp, Value* a0, Value* a_step,
+                           const std::function<Value*(int, Value*)>& a_at, Value* a_prefetch = nullptr) {
   const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes, nr = s.nr();
-  std::string name = "kiln_gemm_ukr_" + std::to_string(mr) + "x" + std::to_string(nr);
-  if (s.prefetch_b) name += "_pfb" + std::to_string(s.prefetch_b);
   llvm::LLVMContext& c = m.getContext();
-  llvm::IRBuilder<> b(c);
   llvm::Type *i64 = b.getInt64Ty(), *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
   auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
-  auto* fty = llvm::FunctionType::get(b.getVoidTy(), {i64, ptr, ptr, ptr, i64, i64, i64, b.getInt1Ty()}, false);
-  llvm::Function* f = create_gemm_helper(m, name, fty, o);
-  if (!f) return m.getFunction(name);
-  for (unsigned a : {1u, 2u, 3u}) f->addParamAttr(a, llvm::Attribute::NoAlias);
-  if (o.placement == HelperPlacement::Imported) return f;
-  Value *kc = f->getArg(0), *ap = f->getArg(1), *bp = f->getArg(2), *cp = f->getArg(3);
-  Value *ldc = f->getArg(4), *m_eff = f->getArg(5), *n_eff = f->getArg(6), *load_c = f->getArg(7);
   const llvm::Align a4(4);
-
-  auto* entry = llvm::BasicBlock::Create(c, "entry", f);
-  auto* loop = llvm::BasicBlock::Create(c, "k", f);
-  auto* exit = llvm::BasicBlock::Create(c, "store", f);
-  b.SetInsertPoint(entry);
-  gemm_prefetch_c(b, m, s, cp, ldc);
+  auto* loop = llvm::BasicBlock::Create(c, "k", entry->getParent(), exit);
   b.CreateBr(loop);
-
-  // The K loop: accumulators are phis (k >= 1 always: the driver never calls with kc = 0).
   b.SetInsertPoint(loop);
   llvm::PHINode* k = b.CreatePHI(i64, 2, "k");
   k->addIncoming(b.getInt64(0), entry);
@@ -205,7 +197,7 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
   llvm::PHINode* brow = b.CreatePHI(ptr, 2, "b.row");
   brow->addIncoming(bp, entry);
   llvm::PHINode* arow = b.CreatePHI(ptr, 2, "a.row");
-  arow->addIncoming(ap, entry);
+  arow->addIncoming(a0, entry);
   if (s.prefetch_b) {
     // A streamed panel (GemmPlan::prefetch_b): each cache line of the row
     // prefetch_b floats ahead, into L1 (past the panel's end: the next panel).
@@ -214,26 +206,92 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
       b.CreateCall(prefetch, {b.CreateConstGEP1_64(f32, brow, static_cast<uint64_t>(s.prefetch_b + at)),
                               b.getInt32(0), b.getInt32(3), b.getInt32(1)});
   }
+  if (a_prefetch) {
+    llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
+    b.CreateCall(prefetch, {b.CreateGEP(f32, arow, a_prefetch), b.getInt32(0), b.getInt32(3), b.getInt32(1)});
+  }
   std::vector<Value*> bv;
   for (int v = 0; v < nv; ++v)
     bv.push_back(b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(v * lanes)), a4));
   std::vector<Value*> next(acc.begin(), acc.end());
   for (int i = 0; i < mr; ++i) {
-    Value* ai = b.CreateAlignedLoad(f32, b.CreateConstInBoundsGEP1_64(f32, arow, static_cast<uint64_t>(i)), a4);
-    Value* splat = b.CreateVectorSplat(static_cast<unsigned>(lanes), ai);
+    Value* splat = b.CreateVectorSplat(static_cast<unsigned>(lanes), b.CreateAlignedLoad(f32, a_at(i, arow), a4));
     for (int v = 0; v < nv; ++v) next[i * nv + v] = b.CreateCall(fma, {splat, bv[v], next[i * nv + v]});
   }
   Value* k1 = b.CreateAdd(k, b.getInt64(1), "k.next", false, true);
   k->addIncoming(k1, loop);
   brow->addIncoming(b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(nr), "b.next"), loop);
-  arow->addIncoming(b.CreateConstInBoundsGEP1_64(f32, arow, static_cast<uint64_t>(mr), "a.next"), loop);
+  arow->addIncoming(b.CreateInBoundsGEP(f32, arow, a_step, "a.next"), loop);
   for (int i = 0; i < mr * nv; ++i) acc[i]->addIncoming(next[i], loop);
   auto* br = b.CreateCondBr(b.CreateICmpSLT(k1, kc), loop, exit);
   // Unrolling the K loop by 4 hides the loop overhead behind the FMAs.
   set_unroll_count(br, 4);
-
   b.SetInsertPoint(exit);
-  gemm_store_tile(b, s, next, cp, ldc, m_eff, n_eff, load_c);
+  return next;
+}
+
+}  // namespace
+
+llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o) {
+  const int mr = s.mr, nr = s.nr();
+  std::string name = "kiln_gemm_ukr_" + std::to_string(mr) + "x" + std::to_string(nr);
+  if (s.prefetch_b) name += "_pfb" + std::to_string(s.prefetch_b);
+  llvm::LLVMContext& c = m.getContext();
+  llvm::IRBuilder<> b(c);
+  llvm::Type *i64 = b.getInt64Ty(), *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
+  auto* fty = llvm::FunctionType::get(b.getVoidTy(), {i64, ptr, ptr, ptr, i64, i64, i64, b.getInt1Ty()}, false);
+  llvm::Function* f = create_gemm_helper(m, name, fty, o);
+  if (!f) return m.getFunction(name);
+  for (unsigned a : {1u, 2u, 3u}) f->addParamAttr(a, llvm::Attribute::NoAlias);
+  if (o.placement == HelperPlacement::Imported) return f;
+  Value *kc = f->getArg(0), *ap = f->getArg(1), *bp = f->getArg(2), *cp = f->getArg(3);
+  Value *ldc = f->getArg(4), *m_eff = f->getArg(5), *n_eff = f->getArg(6), *load_c = f->getArg(7);
+  auto* entry = llvm::BasicBlock::Create(c, "entry", f);
+  auto* exit = llvm::BasicBlock::Create(c, "store", f);
+  b.SetInsertPoint(entry);
+  gemm_prefetch_c(b, m, s, cp, ldc);
+  // (k >= 1 always: the driver never calls with kc = 0)
+  std::vector<Value*> sums = k_loop(b, m, s, entry, exit, kc, bp, ap, b.getInt64(static_cast<uint64_t>(mr)), [&](int i, Value* arow) {
+    return b.CreateConstInBoundsGEP1_64(f32, arow, static_cast<uint64_t>(i));
+  });
+  gemm_store_tile(b, s, sums, cp, ldc, m_eff, n_eff, load_c);
+  b.CreateRetVoid();
+  return f;
+}
+
+llvm::Function* gemm_microkernel_a_t(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o) {
+  const int mr = s.mr, nr = s.nr();
+  // (B's panel prefetched never: it serves every tile of the block, in L1 after the first)
+  GemmShape plain = s;
+  plain.prefetch_b = 0;
+  const std::string name = "kiln_gemm_ukr_at_" + std::to_string(mr) + "x" + std::to_string(nr);
+  llvm::LLVMContext& c = m.getContext();
+  llvm::IRBuilder<> b(c);
+  llvm::Type *i64 = b.getInt64Ty(), *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
+  auto* fty = llvm::FunctionType::get(b.getVoidTy(), {i64, ptr, i64, ptr, ptr, i64, i64, i64, b.getInt1Ty()}, false);
+  llvm::Function* f = create_gemm_helper(m, name, fty, o);
+  if (!f) return m.getFunction(name);
+  f->addParamAttr(4, llvm::Attribute::NoAlias);
+  if (o.placement == HelperPlacement::Imported) return f;
+  Value *kc = f->getArg(0), *ap = f->getArg(1), *lda = f->getArg(2), *bp = f->getArg(3), *cp = f->getArg(4);
+  Value *ldc = f->getArg(5), *m_eff = f->getArg(6), *n_eff = f->getArg(7), *load_c = f->getArg(8);
+  auto* entry = llvm::BasicBlock::Create(c, "entry", f);
+  auto* exit = llvm::BasicBlock::Create(c, "store", f);
+  b.SetInsertPoint(entry);
+  gemm_prefetch_c(b, m, s, cp, ldc);
+  // Row i of the tile at a depth: A[depth * lda + i]; rows past m_eff read
+  // row 0 (their sums are never stored, and A may end at the tile's last row).
+  std::vector<Value*> row_at;
+  for (int i = 0; i < mr; ++i)
+    row_at.push_back(b.CreateSelect(b.CreateICmpSLT(b.getInt64(static_cast<uint64_t>(i)), m_eff),
+                                    b.getInt64(static_cast<uint64_t>(i)), b.getInt64(0)));
+  // A's rows are lda apart (512 bytes for attention's 128 x 128 P^T), which
+  // hardware prefetchers follow poorly: the row 16 depths on is asked for.
+  std::vector<Value*> sums = k_loop(
+      b, m, plain, entry, exit, kc, bp, ap, lda,
+      [&](int i, Value* arow) { return b.CreateInBoundsGEP(f32, arow, row_at[static_cast<size_t>(i)]); },
+      b.CreateMul(lda, b.getInt64(16)));
+  gemm_store_tile(b, s, sums, cp, ldc, m_eff, n_eff, load_c);
   b.CreateRetVoid();
   return f;
 }

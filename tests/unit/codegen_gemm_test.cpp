@@ -230,7 +230,7 @@ TEST_CASE("codegen: packed gemm with accumulate adds to what C holds") {
 }
 
 TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, with the helpers' pipeline, and kernels import them") {
-  // Two gemms with A as stored, one with A^T: the JIT's kernel modules
+  // Two gemms with A as stored, two with A^T (packed, and read in place): the JIT's kernel modules
   // declare the micro-kernel and packers; build_gemm_helpers defines each
   // exactly once, exported. Built for 256 and 512 bits on any host (only
   // inspected): the names say the register tile each width must use.
@@ -241,10 +241,12 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, w
   };
   const Width widths[] = {
       {256,
-       {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_16", "kiln_gemm_ukr_6x16", "kiln_gemm_ukr_6x16_pfb512"},
+       {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_16", "kiln_gemm_ukr_6x16", "kiln_gemm_ukr_6x16_pfb512",
+        "kiln_gemm_ukr_at_6x16"},
        "kiln_gemm_ukr_6x16"},
       {512,
-       {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_32", "kiln_gemm_ukr_6x32", "kiln_gemm_ukr_6x32_pfb512"},
+       {"kiln_gemm_pack_a_6", "kiln_gemm_pack_a_t_6", "kiln_gemm_pack_b_32", "kiln_gemm_ukr_6x32", "kiln_gemm_ukr_6x32_pfb512",
+        "kiln_gemm_ukr_at_6x32"},
        "kiln_gemm_ukr_6x32"},
   };
   for (const Width& width : widths) {
@@ -254,8 +256,10 @@ TEST_CASE("codegen: the GEMM helpers are built once, in a module of their own, w
     add_matmul(t, "p", 61, 7, 40, false, false);
     // (B of four panels or more at both widths: A is packed, not read in place)
     add_matmul(t, "q", 62, 8, 130, false, false);
-    add_matmul(t, "r", 62, 8, 41, true, false);
-    lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r"}, {}}}, {.max_batch = 4});
+    add_matmul(t, "r", 62, 8, 130, true, false);
+    // (A^T times three column panels or fewer: A^T read in place, not packed)
+    add_matmul(t, "s", 62, 8, 41, true, false);
+    lower::Program p = lower::lower_program("helpers", {{"eval_step", &t.g, {"p", "q", "r", "s"}, {}}}, {.max_batch = 4});
     codegen::CodegenOptions opts{.vector_bits = width.bits, .optimize = false, .gemm_helpers_imported = true};
     codegen::BuiltModule kernels = codegen::build_module(p, opts, nullptr, false);
     codegen::BuiltModule helpers = codegen::build_gemm_helpers(p, opts);

@@ -39,11 +39,12 @@ void attention(codegen_test::JitCase& c, int64_t t, int64_t d) {
 
 TEST_CASE("causal products: skipped tiles and terms give the same bits as every term, and the interpreter's values") {
   // 45: tiles of 6, 8, 12 or 16 rows end mid-tile at the diagonal; 300: one
-  // depth block of 300; 330: two blocks of 165 (every term computed).
-  for (int64_t t : {45, 300, 330}) {
-    INFO("context " << t);
+  // depth block of 300; 330: two blocks of 165 (every term computed). Heads
+  // of 16: A (P, dS) and A^T read in place; of 100: A packed (four panels or more).
+  for (auto [t, d] : {std::pair<int64_t, int64_t>{45, 16}, {300, 16}, {330, 16}, {45, 100}}) {
+    INFO("context " << t << ", head " << d);
     codegen_test::JitCase c(2, 2);
-    attention(c, t, 16);
+    attention(c, t, d);
     // The structure each product learns from the ops around it.
     auto cp = codegen::compile_entries(c.g.name, {{"eval_step", &c.g, {"o", "dq", "dk", "dv"}, {}}}, {.max_batch = 2});
     int lower = 0, upper = 0, c_lower = 0;
@@ -56,6 +57,8 @@ TEST_CASE("causal products: skipped tiles and terms give the same bits as every 
     CHECK(lower == 2);    // P V, dS K
     CHECK(upper == 2);    // P^T dO, dS^T Q
     CHECK(c_lower == 2);  // the scores and dP: read by the causal softmax and its gradient alone
+    const std::string ir = codegen::llvm_ir_text(cp->loops(), "", {.optimize = false});
+    CHECK((ir.find("@kiln_gemm_ukr_at_") != std::string::npos) == (d == 16));  // dK, dV (O, dQ: A's rows, ukr_win_)
     auto skipping = c.check(2e-5);
     setenv("KILN_NO_TRIANGLES", "1", 1);
     auto every_term = c.check(2e-5);
