@@ -3,8 +3,10 @@
 // LLVM IR (register blocking needs vector accumulators held in SSA values,
 // which Loop IR cannot express).
 //
-//   gemm_microkernel.cpp  C[MR x NR] (+)= A panel x B panel, MR x NR/lanes vector FMAs
+//   gemm_microkernel.cpp  C[MR x NR] (+)= A panel (or A^T in place) x B panel, MR x NR/lanes vector FMAs
+//   gemm_direct_windows.cpp  the same tile with A's rows or B's panels read through windows, in place
 //   gemm_pack.cpp         op(A) -> MR-row panels, op(B) -> NR-column panels (zero padded)
+//   gemm_operands.cpp     the plan, and which operand is packed or read in place
 //   gemm_driver.cpp       the kernel: blocking KC/MC/NC, groups over parallel_for
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Module.h>
