@@ -159,6 +159,7 @@ void register_gather_elements_family(OpRegistry& r) {
   add_gather_elements_reference(r);
   add_gather_elements_lowering(r);
   for (const char* name : {"gather_elements", "scatter_elements_add"}) r.find_mut(name)->mixes_along = mixes_along_attr("axis");
+  r.find_mut("gather_elements")->mixing_inputs = 1;  // the data; an index is read at its output's own position
 }
 
 }  // namespace kiln

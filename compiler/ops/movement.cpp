@@ -450,6 +450,7 @@ void register_movement_family(OpRegistry& r) {
   add_movement_reference(r);
   add_movement_lowering(r);
   for (const char* name : {"concat", "gather", "scatter_add"}) r.find_mut(name)->mixes_along = mixes_along_attr("axis");
+  r.find_mut("gather")->mixing_inputs = 1;  // the table; each output row reads its own row of indices
   for (const char* name : {"slice", "slice_grad", "flip"}) r.find_mut(name)->mixes_along = mixes_along_attr("axes");
   r.find_mut("pad")->mixes_along = [](const Graph&, const Node& n) {  // the axes with a border
     const auto pads = n.attrs.at("pads").get<std::vector<int64_t>>();

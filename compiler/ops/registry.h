@@ -246,6 +246,10 @@ struct OpDef {
   // a program reading such an op on the batch dimension is never sliced.
   // (Composites need none: they are expanded before anything asks.)
   std::function<std::vector<int>(const Graph&, const Node&)> mixes_along;
+  // How many leading inputs mixes_along speaks for (-1: input 0 and every
+  // input of its rank). The others are read only where their own position
+  // maps to the output's: gather's indices, one per output row.
+  int mixing_inputs = -1;
 
   bool composite() const { return static_cast<bool>(expand); }
 };

@@ -70,8 +70,9 @@ std::string rows_mixed(const Graph& g, const std::vector<bool>& needed, const st
     if (n.inputs.empty()) continue;
     const std::vector<int> mixes = mixing_axes(g, n, *def);
     const int rank0 = g.node(n.inputs[0]).type.rank();
-    for (NodeId in : n.inputs) {
-      const TensorType& t = g.node(in).type;
+    const size_t described = def->mixing_inputs < 0 ? n.inputs.size() : static_cast<size_t>(def->mixing_inputs);
+    for (size_t i = 0; i < std::min(described, n.inputs.size()); ++i) {
+      const TensorType& t = g.node(n.inputs[i]).type;
       const int a = open_axis(t);
       if (a >= 0 && t.rank() == rank0 && std::find(mixes.begin(), mixes.end(), a) != mixes.end())
         return why(n, "combines elements along the batch dimension (axis " + std::to_string(a) + ")");

@@ -5,6 +5,8 @@
 // bit.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <random>
 #include <set>
 
@@ -69,7 +71,10 @@ TEST_CASE("batch rows: every sample an op's properties call row-independent comp
   for (const OpDef& def : OpRegistry::get().all()) {
     for (size_t k = 0; k < def.samples.size(); ++k) {
       const OpSample& s = def.samples[k];
-      if (s.inputs.empty() || s.inputs[0].shape.empty() || s.inputs[0].shape[0] != kOpenDim) continue;
+      // (a batch in any input: gather's indices beside a table)
+      const bool batched = std::any_of(s.inputs.begin(), s.inputs.end(),
+                                       [](const auto& in) { return !in.shape.empty() && in.shape[0] == kOpenDim; });
+      if (!batched) continue;
       Graph g;
       g.name = "rows_" + def.name;
       GraphBuilder b(g);
@@ -97,7 +102,8 @@ TEST_CASE("batch rows: every sample an op's properties call row-independent comp
       for (int64_t r = 0; r < kRows; ++r) {
         std::map<std::string, Value> one = feeds;
         for (size_t i = 0; i < s.inputs.size(); ++i)
-          if (s.inputs[i].shape[0] == kOpenDim) one["x" + std::to_string(i)] = row(feeds["x" + std::to_string(i)], r);
+          if (!s.inputs[i].shape.empty() && s.inputs[i].shape[0] == kOpenDim)
+            one["x" + std::to_string(i)] = row(feeds["x" + std::to_string(i)], r);
         const Value alone = interp::Interpreter(g, interp::Precision::f64).run(one, {"y"}).at("y");
         const Value expected = row(whole, r);
         REQUIRE(alone.shape == expected.shape);
@@ -112,7 +118,7 @@ TEST_CASE("batch rows: every sample an op's properties call row-independent comp
   MESSAGE(independent << " samples row-independent, " << mixed << " mixing or not saying");
   CHECK(independent >= 60);
   for (const char* op : {"conv2d", "matmul", "softmax", "maxpool2d", "avgpool2d", "reshape", "transpose", "layer_norm",
-                         "concat", "slice", "pad", "add", "relu", "reduce_sum"})
+                         "concat", "slice", "pad", "add", "relu", "reduce_sum", "gather", "gather_elements"})
     CHECK_MESSAGE(independent_ops.count(op), op << " has no sample the analysis calls row-independent");
 }
 
@@ -141,6 +147,23 @@ TEST_CASE("batch rows: the analysis names the node that mixes rows") {
   CHECK(rows_mixed_of(g, {sum_rows}).find("reduces the batch dimension away") != std::string::npos);
   // Every node counts when the entry needs them all.
   CHECK(!rows_mixed(g, std::vector<bool>(g.nodes.size(), true), {soft_features}).empty());
+}
+
+TEST_CASE("batch rows: an embedding lookup keeps rows apart") {
+  // gather's rule (it reads its table anywhere along the axis) speaks for the
+  // table alone (OpDef::mixing_inputs): each output row reads its own row of
+  // indices, even when the indices have the table's rank.
+  Graph g;
+  g.name = "embedding";
+  GraphBuilder b(g);
+  NodeId tokens = b.input("tokens", {DType::i32, {kOpenDim, 6}});
+  NodeId table = b.param("table", {DType::f32, {40, 8}});
+  NodeId embedded = b.add("gather", {table, tokens}, {{"axis", 0}});
+  NodeId scores = b.add("softmax", {embedded}, {{"axis", 1}});
+  CHECK(rows_mixed_of(g, {embedded}).empty());
+  CHECK(rows_mixed_of(g, {scores}).empty());
+  NodeId over_batch = b.add("softmax", {embedded}, {{"axis", 0}});
+  CHECK(rows_mixed_of(g, {over_batch}).find("combines elements along the batch dimension (axis 0)") != std::string::npos);
 }
 
 TEST_CASE("batch slices: a convolutional net run in slices gives the whole batch's results bit for bit") {
