@@ -80,8 +80,9 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   const int64_t split_rows_from = gemm_split_rows_from(s);
   const GemmHelperOptions helpers =
       helper_options(*this, opts_.gemm_helpers_imported ? HelperPlacement::Imported : HelperPlacement::Internal);
-  // A read straight from the image by the micro-kernel, or B (the micro-kernel
-  // then reads A's rows in place too), or both packed into panels first.
+  // A read straight from the image by the micro-kernel (or A^T read in
+  // place), or B (the micro-kernel then reads A's rows in place too), or both
+  // packed into panels first.
   const DirectRead reads = direct_read(k, s);
   const bool direct = reads == DirectRead::a, direct_b = reads == DirectRead::b, direct_t = reads == DirectRead::a_t;
   const bool packs_a = !direct && !direct_b && !direct_t;

@@ -80,7 +80,8 @@ struct GemmHelperOptions {
 // void ukr(i64 kc, ptr a, ptr b, ptr c, i64 ldc, i64 m, i64 n, i1 load_c):
 // C[i*ldc + j] = (load_c ? C[i*ldc + j] : 0) + sum_k a[k*MR + i] * b[k*NR + j]
 // for i < m <= MR, j < n <= NR, the sum over k in order with one FMA per step.
-// Created once per module.
+// Created once per module and plan: with s.prefetch_b, a variant of its own
+// (`_pfb<floats>`) that prefetches B that far ahead.
 llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const GemmHelperOptions& o);
 
 // void ukr_at(i64 kc, ptr a, i64 lda, ptr b, ptr c, i64 ldc, i64 m, i64 n, i1 load_c):

@@ -200,7 +200,8 @@ std::vector<Value*> k_loop(llvm::IRBuilder<>& b, llvm::Module& m, const GemmShap
   arow->addIncoming(a0, entry);
   if (s.prefetch_b) {
     // A streamed panel (GemmPlan::prefetch_b): each cache line of the row
-    // prefetch_b floats ahead, into L1 (past the panel's end: the next panel).
+    // prefetch_b floats ahead, into L1 (past the panel's end: the next
+    // panel, or whatever follows the last; a prefetch never faults).
     llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
     for (int at = 0; at < nr; at += 16)
       b.CreateCall(prefetch, {b.CreateConstGEP1_64(f32, brow, static_cast<uint64_t>(s.prefetch_b + at)),

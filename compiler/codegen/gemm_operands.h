@@ -14,8 +14,8 @@ namespace kiln::codegen {
 // Which operand the micro-kernel reads straight from its image, if any: the
 // one decision behind both the helpers a module defines and the driver.
 // a_t: op(A) = A^T in place, on the same terms as rows_in_place (causal
-// attention's P^T @ dO and dS^T @ Q, 32 columns: packing each 128 x 128
-// A^T cost as much as its multiply).
+// attention's P^T @ dO and dS^T @ Q, char_gpt's heads of 32 columns:
+// packing each 128 x 128 A^T cost as much as its multiply).
 enum class DirectRead { none, a, a_t, b };
 DirectRead direct_read(const lower::Kernel& k, const GemmShape& s);
 

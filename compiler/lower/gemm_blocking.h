@@ -42,10 +42,11 @@ struct GemmPlan {
   int64_t kc = 256;    // the deepest block; K is cut into ceil(K / kc) blocks of equal depth
   int64_t mc = 72;     // rows of a packed A block (a multiple of mr, MC x KC floats in L2)
   int64_t nc = 1024;   // columns of a packed B block (a multiple of NR)
-  // Floats ahead of the B panel the packed micro-kernel prefetches in the
-  // first tile of each panel (0: none): that tile reads the panel from L2 or
-  // memory (prepacked weights: a GEMV's stream them once), the block's later
-  // tiles find it in L1.
+  // Floats ahead of the B panel the packed micro-kernel prefetches in a
+  // panel's first tile of each MC block (0: none): that tile reads the panel
+  // from L2 or memory (prepacked weights: a GEMV's stream them once), the
+  // block's later tiles find it in L1. (Products that read A or A^T in place
+  // never prefetch B.)
   int64_t prefetch_b = 0;
   int nr() const { return nr_vecs * lanes; }
   // MC for a tile of mr rows: the most whole tiles in 72 rows (at least one).
