@@ -52,21 +52,8 @@ bool KernelEmitter::emit_gemm_helpers() {
   bool any = false;
   for (const Kernel& k : p_.kernels) {
     if (k.kind != KernelKind::Gemm || !packed_gemm_applies(k, p_)) continue;
-    const GemmShape s = gemm_plan(k);  // (each helper is defined once: plans share them by name)
-    const DirectRead direct = direct_read(k, s);
-    if (direct != DirectRead::b) pack_b_of(m_, k, p_, s, o);
+    gemm_helpers_of(m_, k, p_, gemm_plan(k), o);  // (each helper is defined once: plans share them by name)
     any = true;
-    if (k.gemm.packs_b) continue;
-    if (direct == DirectRead::a) {
-      gemm_microkernel_windows(m_, s, direct_a_windows(k, s), o);
-    } else if (direct == DirectRead::a_t) {
-      gemm_microkernel_a_t(m_, s, o);
-    } else if (direct == DirectRead::b) {
-      gemm_microkernel_windows_b(m_, s, *k.gemm.windows_b, k.gemm.trans_a, o);
-    } else {
-      packed_microkernels(m_, k, s, o);
-      pack_a_of(m_, k, p_, s, o);
-    }
   }
   return any;
 }
@@ -83,15 +70,10 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   // A read straight from the image by the micro-kernel (or A^T read in
   // place), or B (the micro-kernel then reads A's rows in place too), or both
   // packed into panels first.
-  const DirectRead reads = direct_read(k, s);
-  const bool direct = reads == DirectRead::a, direct_b = reads == DirectRead::b, direct_t = reads == DirectRead::a_t;
-  const bool packs_a = !direct && !direct_b && !direct_t;
-  const PackedMicrokernels packed = packs_a ? packed_microkernels(m_, k, s, helpers) : PackedMicrokernels{};
-  llvm::Function* ukr = direct     ? gemm_microkernel_windows(m_, s, direct_a_windows(k, s), helpers)
-                        : direct_b ? gemm_microkernel_windows_b(m_, s, *g.windows_b, g.trans_a, helpers)
-                        : direct_t ? gemm_microkernel_a_t(m_, s, helpers)
-                                   : packed.plain;
-  llvm::Function* pack_a = packs_a ? pack_a_of(m_, k, p_, s, helpers) : nullptr;
+  const GemmHelpers h = gemm_helpers_of(m_, k, p_, s, helpers);
+  const bool direct = h.reads == DirectRead::a, direct_b = h.reads == DirectRead::b, direct_t = h.reads == DirectRead::a_t;
+  const PackedMicrokernels packed = h.packed;
+  llvm::Function *ukr = h.ukr, *pack_a = h.pack_a, *pack_b = h.pack_b;
   // Causal structure (GemmSpec): A packed or its rows in place, not B in place;
   // KILN_NO_TRIANGLES=1 computes every term, for comparisons.
   const bool triangles = !direct_b && !std::getenv("KILN_NO_TRIANGLES");
@@ -100,7 +82,6 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   // The triangles' depth ranges count from K's start: a product that cuts K
   // (slices from pc > 0) must never run them, and does not: its K is deeper than any block.
   static_assert(kGemmCutKFrom > kGemmMaxKC);
-  llvm::Function* pack_b = direct_b ? nullptr : pack_b_of(m_, k, p_, s, helpers);
 
   k_ = &k;
   scope_.clear();
@@ -239,25 +220,21 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
               Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(ic, ir), ldc_to), col);
               Value* ctile = b.CreateInBoundsGEP(f32, cm, at);
               Value* row = b.CreateAdd(ic, ir);
+              // The tile's own terms, [from, from + depth) of the block's (the
+              // rest are zeros times B), and B's panel from depth `from` on.
+              const std::pair<Value*, Value*> t_terms = term_range(row, m_eff);
+              Value* from = t_terms.first;
+              Value* depth = b.CreateSub(t_terms.second, from);
+              Value* bfrom = b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(from, c64(nr)));
               // The tile C[ic + ir .., col ..] (+)= op(A) rows x this B panel, into `to`.
               auto tile = [&](Value* to, Value* ld, Value* accumulate) {
                 if (direct) {
-                  // The tile's own terms, [from, end) of the block's: B's panel from depth from on.
-                  const std::pair<Value*, Value*> t_terms = term_range(row, m_eff);
-                  Value* from = t_terms.first;
-                  b.CreateCall(ukr, {a, row, m_eff, b.CreateAdd(pc, from), b.CreateSub(t_terms.second, from),
-                                     b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(from, c64(nr))), to, ld, n_eff,
-                                     accumulate});
+                  b.CreateCall(ukr, {a, row, m_eff, b.CreateAdd(pc, from), depth, bfrom, to, ld, n_eff, accumulate});
                   return;
                 }
-                if (direct_t) {
-                  // The tile's own terms, [from, end) of the block's: A^T's rows from depth pc + from on.
-                  const std::pair<Value*, Value*> t_terms = term_range(row, m_eff);
-                  Value* from = t_terms.first;
+                if (direct_t) {  // A^T's rows from depth pc + from on
                   Value* at = b.CreateAdd(b.CreateMul(b.CreateAdd(pc, from), lda), row);
-                  b.CreateCall(ukr, {b.CreateSub(t_terms.second, from), b.CreateInBoundsGEP(f32, a, at), lda,
-                                     b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(from, c64(nr))), to, ld, m_eff,
-                                     n_eff, accumulate});
+                  b.CreateCall(ukr, {depth, b.CreateInBoundsGEP(f32, a, at), lda, bfrom, to, ld, m_eff, n_eff, accumulate});
                   return;
                 }
                 if (direct_b) {
@@ -265,13 +242,9 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
                                      kc, col, to, ld, m_eff, n_eff, accumulate});
                   return;
                 }
-                // The tile's own terms, [k0, k0 + depth) of the packed ones
-                // (the rest are zeros times B).
-                const std::pair<Value*, Value*> t_terms = term_range(row, m_eff);
-                Value* k0 = b.CreateSub(t_terms.first, a_from);
-                Value* depth = b.CreateSub(t_terms.second, t_terms.first);
+                // The packed panel holds the block's rows' terms from a_from on.
+                Value* k0 = b.CreateSub(from, a_from);
                 Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateAdd(b.CreateMul(ir, a_depth), b.CreateMul(k0, c64(mr))));
-                Value* bfrom = b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(b.CreateAdd(a_from, k0), c64(nr)));
                 auto call = [&](llvm::Function* u) { b.CreateCall(u, {depth, apanel, bfrom, to, ld, m_eff, n_eff, accumulate}); };
                 if (!packed.streaming) return call(packed.plain);
                 if (!packed.plain) return call(packed.streaming);

@@ -198,19 +198,15 @@ std::vector<Value*> k_loop(llvm::IRBuilder<>& b, llvm::Module& m, const GemmShap
   brow->addIncoming(bp, entry);
   llvm::PHINode* arow = b.CreatePHI(ptr, 2, "a.row");
   arow->addIncoming(a0, entry);
-  if (s.prefetch_b) {
-    // A streamed panel (GemmPlan::prefetch_b): each cache line of the row
-    // prefetch_b floats ahead, into L1 (past the panel's end: the next
-    // panel, or whatever follows the last; a prefetch never faults).
-    llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
-    for (int at = 0; at < nr; at += 16)
-      b.CreateCall(prefetch, {b.CreateConstGEP1_64(f32, brow, static_cast<uint64_t>(s.prefetch_b + at)),
-                              b.getInt32(0), b.getInt32(3), b.getInt32(1)});
-  }
-  if (a_prefetch) {
-    llvm::Function* prefetch = llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr});
-    b.CreateCall(prefetch, {b.CreateGEP(f32, arow, a_prefetch), b.getInt32(0), b.getInt32(3), b.getInt32(1)});
-  }
+  // A read prefetch into L1 (it never faults: past a panel's end it asks for whatever follows).
+  auto prefetch = [&](Value* at) {
+    b.CreateCall(llvm::Intrinsic::getDeclaration(&m, llvm::Intrinsic::prefetch, {ptr}),
+                 {at, b.getInt32(0), b.getInt32(3), b.getInt32(1)});
+  };
+  // A streamed panel (GemmPlan::prefetch_b): each cache line of the row prefetch_b floats ahead.
+  if (s.prefetch_b)
+    for (int at = 0; at < nr; at += 16) prefetch(b.CreateConstGEP1_64(f32, brow, static_cast<uint64_t>(s.prefetch_b + at)));
+  if (a_prefetch) prefetch(b.CreateGEP(f32, arow, a_prefetch));
   std::vector<Value*> bv;
   for (int v = 0; v < nv; ++v)
     bv.push_back(b.CreateAlignedLoad(vec, b.CreateConstInBoundsGEP1_64(f32, brow, static_cast<uint64_t>(v * lanes)), a4));
@@ -252,9 +248,9 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
   b.SetInsertPoint(entry);
   gemm_prefetch_c(b, m, s, cp, ldc);
   // (k >= 1 always: the driver never calls with kc = 0)
-  std::vector<Value*> sums = k_loop(b, m, s, entry, exit, kc, bp, ap, b.getInt64(static_cast<uint64_t>(mr)), [&](int i, Value* arow) {
-    return b.CreateConstInBoundsGEP1_64(f32, arow, static_cast<uint64_t>(i));
-  });
+  std::vector<Value*> sums =
+      k_loop(b, m, s, entry, exit, kc, bp, ap, b.getInt64(static_cast<uint64_t>(mr)),
+             [&](int i, Value* arow) { return b.CreateConstInBoundsGEP1_64(f32, arow, static_cast<uint64_t>(i)); });
   gemm_store_tile(b, s, sums, cp, ldc, m_eff, n_eff, load_c);
   b.CreateRetVoid();
   return f;

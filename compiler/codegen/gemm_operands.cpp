@@ -18,8 +18,9 @@ static bool index32(const Program& p, int buffer) {
   return numel(p.buffers.at(static_cast<size_t>(buffer)).shape, p.max_batch) < (int64_t{1} << 31);
 }
 
-llvm::Function* pack_a_of(llvm::Module& m, const Kernel& k, const Program& p, const GemmShape& s,
-                          const GemmHelperOptions& o) {
+// op(A)'s packing helper: from the matrix, or through its windows.
+static llvm::Function* pack_a_of(llvm::Module& m, const Kernel& k, const Program& p, const GemmShape& s,
+                                 const GemmHelperOptions& o) {
   const GemmSpec& g = k.gemm;
   if (!g.windows) return gemm_pack_a(m, s, g.trans_a, o);
   return gemm_pack_a_windows(m, s, *g.windows, index32(p, g.a), o);
@@ -85,14 +86,15 @@ static std::optional<GemmWindows> rows_in_place(const Kernel& k, const GemmShape
   return w;
 }
 
-DirectRead direct_read(const Kernel& k, const GemmShape& s) {
+static DirectRead direct_read(const Kernel& k, const GemmShape& s) {
   if (std::getenv("KILN_NO_DIRECT_CONV")) return DirectRead::none;
   if (direct_windows(k, s) || rows_in_place(k, s)) return DirectRead::a;
   if (k.gemm.trans_a && a_read_in_place(k.gemm, s)) return DirectRead::a_t;
   return direct_windows_b(k, s) ? DirectRead::b : DirectRead::none;
 }
 
-GemmWindows direct_a_windows(const Kernel& k, const GemmShape& s) {
+// The windows a direct-A micro-kernel reads through: A's own, or its rows'.
+static GemmWindows direct_a_windows(const Kernel& k, const GemmShape& s) {
   return k.gemm.windows ? *k.gemm.windows : *rows_in_place(k, s);
 }
 
@@ -138,8 +140,8 @@ GemmShape KernelEmitter::gemm_plan(const Kernel& k) const {
   return plan;
 }
 
-PackedMicrokernels packed_microkernels(llvm::Module& m, const Kernel& k, const GemmShape& s,
-                                       const GemmHelperOptions& o) {
+static PackedMicrokernels packed_microkernels(llvm::Module& m, const Kernel& k, const GemmShape& s,
+                                              const GemmHelperOptions& o) {
   PackedMicrokernels u;
   if (s.prefetch_b) u.streaming = gemm_microkernel(m, s, o);
   if (!s.prefetch_b || !is_const(k.gemm.m) || k.gemm.m->ival > s.mr) {
@@ -148,6 +150,24 @@ PackedMicrokernels packed_microkernels(llvm::Module& m, const Kernel& k, const G
     u.plain = gemm_microkernel(m, plain, o);
   }
   return u;
+}
+
+GemmHelpers gemm_helpers_of(llvm::Module& m, const Kernel& k, const Program& p, const GemmShape& s,
+                            const GemmHelperOptions& o) {
+  GemmHelpers h;
+  h.reads = direct_read(k, s);
+  if (h.reads != DirectRead::b) h.pack_b = pack_b_of(m, k, p, s, o);
+  if (k.gemm.packs_b) return h;
+  switch (h.reads) {
+    case DirectRead::a: h.ukr = gemm_microkernel_windows(m, s, direct_a_windows(k, s), o); break;
+    case DirectRead::a_t: h.ukr = gemm_microkernel_a_t(m, s, o); break;
+    case DirectRead::b: h.ukr = gemm_microkernel_windows_b(m, s, *k.gemm.windows_b, k.gemm.trans_a, o); break;
+    case DirectRead::none:
+      h.packed = packed_microkernels(m, k, s, o);
+      h.pack_a = pack_a_of(m, k, p, s, o);
+      break;
+  }
+  return h;
 }
 
 }  // namespace kiln::codegen

@@ -17,14 +17,8 @@ namespace kiln::codegen {
 // attention's P^T @ dO and dS^T @ Q, char_gpt's heads of 32 columns:
 // packing each 128 x 128 A^T cost as much as its multiply).
 enum class DirectRead { none, a, a_t, b };
-DirectRead direct_read(const lower::Kernel& k, const GemmShape& s);
 
-// The windows a direct-A micro-kernel reads through: A's own, or its rows'.
-lower::GemmWindows direct_a_windows(const lower::Kernel& k, const GemmShape& s);
-
-// op(A)'s and op(B)'s packing helpers: from the matrix, or through its windows.
-llvm::Function* pack_a_of(llvm::Module& m, const lower::Kernel& k, const lower::Program& p, const GemmShape& s,
-                          const GemmHelperOptions& o);
+// op(B)'s packing helper: from the matrix, or through its windows.
 llvm::Function* pack_b_of(llvm::Module& m, const lower::Kernel& k, const lower::Program& p, const GemmShape& s,
                           const GemmHelperOptions& o);
 
@@ -35,7 +29,19 @@ struct PackedMicrokernels {
   llvm::Function* plain = nullptr;
   llvm::Function* streaming = nullptr;
 };
-PackedMicrokernels packed_microkernels(llvm::Module& m, const lower::Kernel& k, const GemmShape& s,
-                                       const GemmHelperOptions& o);
+
+// The helpers a gemm calls, made in m as `o` places them: op(B)'s packer
+// unless B is read in place, then the micro-kernel for how it reads A (and
+// op(A)'s packer when packed). A pack-once kernel (packs_b) gets its packer
+// alone. The one choice behind both a module's helpers and the kernel.
+struct GemmHelpers {
+  DirectRead reads = DirectRead::none;
+  llvm::Function* ukr = nullptr;  // A, A^T or B read in place: the micro-kernel
+  PackedMicrokernels packed;      // both packed: the micro-kernels
+  llvm::Function* pack_a = nullptr;
+  llvm::Function* pack_b = nullptr;
+};
+GemmHelpers gemm_helpers_of(llvm::Module& m, const lower::Kernel& k, const lower::Program& p, const GemmShape& s,
+                            const GemmHelperOptions& o);
 
 }  // namespace kiln::codegen
