@@ -221,3 +221,41 @@ TEST_CASE("codegen: depthwise conv2d and its gradients as channel loops, bit-ide
       CHECK(runs[r].at(name).data == runs[0].at(name).data);
     }
 }
+
+// At stride 1 a depthwise row's interior pixels are summed four at a time
+// (conv_depthwise.cpp), its border pixels one at a time: every pixel sums
+// its taps in the reference's order, so each output equals, bit for bit, a
+// float loop over the taps (row by row, zero for a tap in the padding).
+// Width 13 with a 3-wide window: a border pixel each side, two blocks of
+// interior pixels and three left over; dilated 2 across, two each side.
+TEST_CASE("codegen: a depthwise row's interior pixels summed in blocks give the taps' float sum in order") {
+  const int64_t H = 5, W = 13, C = 20;
+  for (int64_t dil : {1, 2}) {
+    CAPTURE(dil);
+    JitCase t(2, 2);
+    NodeId x = t.input("x", {-1, H, W, C});
+    NodeId w = t.input("w", {3, 3, 1, C});
+    Attrs a{{"groups", C}, {"padding", {1, dil, 1, dil}}, {"dilations", {1, dil}}};  // top, left, bottom, right
+    t.out("y", t.op("conv2d", {x, w}, a));
+    const auto got = t.check(2e-5);
+    const std::vector<double>& y = got.at("y").data;
+    REQUIRE(y.size() == static_cast<size_t>(2 * H * W * C));
+    const std::vector<double>&xs = t.feeds.at("x").data, &ws = t.feeds.at("w").data;
+    int64_t wrong = 0;
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t oh = 0; oh < H; ++oh)
+        for (int64_t ow = 0; ow < W; ++ow)
+          for (int64_t ch = 0; ch < C; ++ch) {
+            float sum = 0;
+            for (int64_t kh = 0; kh < 3; ++kh)
+              for (int64_t kw = 0; kw < 3; ++kw) {
+                const int64_t ih = oh + kh - 1, iw = ow + kw * dil - dil;
+                const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                const float v = inside ? static_cast<float>(xs[((n * H + ih) * W + iw) * C + ch]) : 0.0f;
+                sum = sum + v * static_cast<float>(ws[(kh * 3 + kw) * C + ch]);
+              }
+            wrong += static_cast<double>(sum) != y[((n * H + oh) * W + ow) * C + ch];
+          }
+    CHECK(wrong == 0);
+  }
+}
