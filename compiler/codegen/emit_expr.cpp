@@ -168,6 +168,15 @@ Value* KernelEmitter::emit_unary(Op op, Value* a, Scalar t) {
   throw std::logic_error("not a unary op: " + std::string(op_name(op)));
 }
 
+// A float constant (scalar or splat vector) that is not a NaN.
+static bool is_number_constant(const Value* v) {
+  const auto* c = llvm::dyn_cast<llvm::Constant>(v);
+  if (!c) return false;
+  if (v->getType()->isVectorTy()) c = c->getSplatValue();
+  const auto* fp = llvm::dyn_cast_or_null<llvm::ConstantFP>(c);
+  return fp && !fp->isNaN();
+}
+
 Value* KernelEmitter::emit_binary(Op op, Value* a, Value* b, Scalar t) {
   bool f = is_float(t);
   switch (op) {
@@ -194,11 +203,16 @@ Value* KernelEmitter::emit_binary(Op op, Value* a, Value* b, Scalar t) {
     // Floats: a NaN in either operand gives a NaN (numpy's maximum; the
     // interpreter's interp::nan_max): a if a is NaN or wins, else b, which is
     // the NaN when only b is one. One compare more than maxps, no branch.
+    // Against a constant that is not a NaN (a clip's bounds, ReLU's zero) the
+    // two compares are one: "a wins or is unordered" is an unordered
+    // compare. (The same result for every a, signed zeros included.)
     case Op::Max:
       if (!f) return b_.CreateSelect(b_.CreateICmpSGT(a, b), a, b);
+      if (is_number_constant(b)) return b_.CreateSelect(b_.CreateFCmpUGT(a, b), a, b);
       return b_.CreateSelect(b_.CreateOr(b_.CreateFCmpOGT(a, b), b_.CreateFCmpUNO(a, a)), a, b);
     case Op::Min:
       if (!f) return b_.CreateSelect(b_.CreateICmpSLT(a, b), a, b);
+      if (is_number_constant(b)) return b_.CreateSelect(b_.CreateFCmpULT(a, b), a, b);
       return b_.CreateSelect(b_.CreateOr(b_.CreateFCmpOLT(a, b), b_.CreateFCmpUNO(a, a)), a, b);
     case Op::Pow:
       if (!f) throw std::logic_error("pow on integers");

@@ -3,6 +3,7 @@
 // accuracy, and fusion: a chain of the new elementwise ops is one kernel.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "codegen_helpers.h"
@@ -87,4 +88,34 @@ TEST_CASE("fusion: a chain of math ops and activations is one kernel") {
   CHECK(computing == 1);
   lower::Program unfused = lower::lower_program("chain", {{"predict", &g, {"y"}, {}}}, {.max_batch = 8, .fuse = false});
   CHECK(unfused.entry("predict")->kernels.size() > 30);
+}
+
+// max and min against a constant bound compile to one compare (emit_expr.cpp)
+// and keep the two-compare form's results: a NaN passes through, -0 against
+// a bound of 0 gives the bound (+0), a tie gives the bound. 20 values: a
+// vector's worth and a scalar tail on every host.
+TEST_CASE("math ops: relu and clip against constant bounds pass NaN through and give +0 for -0, vector and tail") {
+  JitCase t(20, 20);
+  NodeId x = t.input("x", {-1});
+  const std::vector<double> in{NAN, -0.0, 0.0, INFINITY, -INFINITY, 6.0, 7.0, -1.0, 3.0, -2.0,
+                               -0.0, 2.0, NAN, 8.0, 0.0, -3.0, 5.0, -0.0, NAN, 6.0};
+  t.feeds["x"].data = in;
+  t.out("relu", t.op("relu", {x}));
+  t.out("clip", t.op("clip", {x}, {{"min", 0.0}, {"max", 6.0}}));
+  // (t.check's relative bound is NaN with a NaN in the reference: the values are checked here)
+  auto cp = codegen::compile_entries("bounds", {{"eval_step", &t.g, {"relu", "clip"}, {}}}, {.max_batch = 20});
+  const auto got = codegen_test::run_on_threads(*cp, "eval_step", 20, t.feeds).at(0);
+  for (size_t i = 0; i < in.size(); ++i) {
+    CAPTURE(i);
+    const double relu = got.at("relu").data[i], clip = got.at("clip").data[i];
+    if (std::isnan(in[i])) {
+      CHECK(std::isnan(relu));
+      CHECK(std::isnan(clip));
+      continue;
+    }
+    CHECK(relu == std::max(in[i], 0.0));
+    CHECK(clip == std::min(std::max(in[i], 0.0), 6.0));
+    CHECK(!std::signbit(relu));
+    CHECK(!std::signbit(clip));
+  }
 }
