@@ -22,7 +22,8 @@ ExprP product_as_local(const Program& p, const ExprP& e, int c, int value, Scala
 
 // The buffer an epilogue may write the product into: its only store, at
 // the product's element (so each element's product is read before its
-// result overwrites it), of C's type, with C's size, and neither operand.
+// result overwrites it), of C's type, with C's size, neither operand, and
+// neither it nor C a view or viewed.
 int in_place_output(const Program& p, const Stmt& loop, const GemmSpec& g) {
   const Stmt& elements = element_loop(loop);
   if (elements.body.empty()) return -1;
@@ -33,12 +34,14 @@ int in_place_output(const Program& p, const Stmt& loop, const GemmSpec& g) {
   for (const Stmt& s : elements.body)
     if (s.kind == StmtKind::Loop) return -1;
   const Buffer &c = p.buffers.at(static_cast<size_t>(g.c)), &o = p.buffers.at(static_cast<size_t>(last.target));
-  if (last.target == g.a || last.target == g.b || o.dtype != c.dtype || o.is_view() ||
+  if (last.target == g.a || last.target == g.b || o.dtype != c.dtype || o.is_view() || c.is_view() ||
       numel(o.shape, 1) != numel(c.shape, 1) || numel(o.shape, 2) != numel(c.shape, 2))
     return -1;
   if (!same_expr(last.index, epilogue_element(loop, g.ldc))) return -1;
   for (const Stmt& s : elements.body)
     if (mentions_load(s.value, last.target) || (s.index && mentions_load(s.index, last.target))) return -1;
+  for (const Buffer& b : p.buffers)  // (nobody reads either through another name)
+    if (b.is_view() && (b.view_of == g.c || b.view_of == last.target)) return -1;
   return last.target;
 }
 
