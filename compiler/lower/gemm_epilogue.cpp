@@ -1,6 +1,8 @@
 #include "compiler/lower/gemm_epilogue.h"
 
 #include "compiler/lower/epilogue_fit.h"
+#include "compiler/lower/gemm_blocking.h"
+#include "compiler/lower/memory_plan.h"
 
 namespace kiln::lower {
 
@@ -20,11 +22,23 @@ ExprP product_as_local(const Program& p, const ExprP& e, int c, int value, Scala
   return copy;
 }
 
-// The buffer an epilogue may write the product into: its only store, at
-// the product's element (so each element's product is read before its
-// result overwrites it), of C's type, with C's size, neither operand, and
-// neither it nor C a view or viewed.
-int in_place_output(const Program& p, const Stmt& loop, const GemmSpec& g) {
+// Whether the product may reach C at all: a packed product no deeper than
+// one depth block goes to a block on the stack, the epilogue reads it there
+// and C is never written (gemm_driver.cpp).
+bool product_reaches_c(const Program& p, const GemmSpec& g) {
+  if (!gemm_packed(p.buffers.at(static_cast<size_t>(g.c)).dtype) || !is_const(g.k)) return true;
+  return g.k->ival > (g.windows ? kGemmWindowsKC : kGemmMatrixMaxKC);
+}
+
+// The buffer an epilogue (`loop`, about to join gemm kernel k) may write the
+// product into: its only store, at the product's element (so each element's
+// product is read before its result overwrites it), of C's type, with C's
+// size, touched by the gemm nowhere else, and neither it nor C a view or
+// viewed. Only where the product reaches C: elsewhere C costs nothing, and
+// an output the gemm also reads loses its streaming stores (emit_kernel.cpp).
+int in_place_output(const Program& p, const Kernel& k, const Stmt& loop) {
+  const GemmSpec& g = k.gemm;
+  if (!product_reaches_c(p, g)) return -1;
   const Stmt& elements = element_loop(loop);
   if (elements.body.empty()) return -1;
   const Stmt& last = elements.body.back();
@@ -34,7 +48,7 @@ int in_place_output(const Program& p, const Stmt& loop, const GemmSpec& g) {
   for (const Stmt& s : elements.body)
     if (s.kind == StmtKind::Loop) return -1;
   const Buffer &c = p.buffers.at(static_cast<size_t>(g.c)), &o = p.buffers.at(static_cast<size_t>(last.target));
-  if (last.target == g.a || last.target == g.b || o.dtype != c.dtype || o.is_view() || c.is_view() ||
+  if (kernel_buffers(p, k).count(last.target) || o.dtype != c.dtype || o.is_view() || c.is_view() ||
       numel(o.shape, 1) != numel(c.shape, 1) || numel(o.shape, 2) != numel(c.shape, 2))
     return -1;
   if (!same_expr(last.index, epilogue_element(loop, g.ldc))) return -1;
@@ -78,6 +92,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
     Stmt loop = u.body[0];
     const int value = static_cast<int>(u.locals.size());
     for (Stmt& s : element_loop(loop).body) s.value = product_as_local(p, s.value, c, value, t);
+    const int in_place = in_place_output(p, g, loop);
     g.body = {loop};
     g.var_names = u.var_names;
     g.locals = u.locals;
@@ -85,12 +100,11 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
     g.gemm.epilogue_value = value;
     g.writes = u.writes;
     // The epilogue's one output, at the product's own element and of its
-    // type, takes the product in place: C is not a second buffer the size of
-    // the output, written beside it (MobileNetV2's first expansion: 4.8 MB
-    // more to write back from the caches at batch 1).
-    if (const int out = in_place_output(p, g.body[0], g.gemm); out >= 0) {
-      g.gemm.c = out;
-      say("the product lands in " + p.buffers.at(static_cast<size_t>(out)).name + ", which the epilogue overwrites");
+    // type, takes a deep product in place: C, which accumulates it across
+    // depth blocks, is not a second buffer the size of the output.
+    if (in_place >= 0) {
+      g.gemm.c = in_place;
+      say("the product lands in " + p.buffers.at(static_cast<size_t>(in_place)).name + ", which the epilogue overwrites");
     }
     g.comment += "; epilogue per block: " + (u.comment.empty() ? u.node : u.comment);
     say("epilogue: " + u.name + " (node " + u.node + ") runs on each block of the product");

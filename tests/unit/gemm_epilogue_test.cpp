@@ -12,6 +12,7 @@
 #include "compiler/codegen/programs.h"
 #include "compiler/frontend/graph_json.h"
 #include "compiler/frontend/train_spec.h"
+#include "compiler/lower/gemm_blocking.h"
 #include "compiler/lower/gemm_epilogue.h"
 #include "tests/unit/codegen_helpers.h"
 
@@ -173,17 +174,18 @@ TEST_CASE("gemm epilogue: bit-identical on 1, 2 and 3 threads, rows split and co
   t.check(1e-5);
 }
 
-// The epilogue's one output takes the product in place (gemm_epilogue.cpp,
-// in_place_output): each element's product is read before its result
-// overwrites it, so C is no buffer of its own. Deep (C accumulates across
-// KC blocks, in the output) and shallow; a consumer whose output is another
-// type (a comparison's booleans) keeps C apart.
-TEST_CASE("gemm epilogue: the product lands in the epilogue's output, which it overwrites, unless their types differ") {
+// A product deeper than one depth block accumulates in C; the epilogue's
+// one output takes it in place (gemm_epilogue.cpp, in_place_output): each
+// element's product is read before its result overwrites it, so C is no
+// buffer of its own. A shallow product never reaches C (it goes to a block
+// on the stack) and keeps its C; so does a consumer whose output is another
+// type (a comparison's booleans).
+TEST_CASE("gemm epilogue: a deep product lands in the epilogue's output, which it overwrites, a shallow one or another type not") {
   JitCase t(6, 8);
   add_biased_product(t, "shallow", 37, 70);
   add_biased_product(t, "deep", 600, 33);
-  NodeId a = t.input("cmp_a", {-1, 40});
-  NodeId b = t.input("cmp_b", {40, 24});
+  NodeId a = t.input("cmp_a", {-1, 400});
+  NodeId b = t.input("cmp_b", {400, 24});
   NodeId threshold = t.input("cmp_threshold", {24});
   t.out("positive", t.op("compare", {t.op("matmul", {a, b}), threshold}, {{"kind", "gt"}}));
   const std::vector<std::string> names{"shallow", "deep", "positive"};
@@ -195,13 +197,14 @@ TEST_CASE("gemm epilogue: the product lands in the epilogue's output, which it o
     const lower::Stmt& store = lower::element_loop(kernel.body[0]).body.back();
     REQUIRE(store.kind == lower::StmtKind::Store);
     const bool boolean = p.buffers.at(static_cast<size_t>(store.target)).dtype == DType::boolean;
+    const bool deep = kernel.gemm.k->ival > lower::kGemmMatrixMaxKC;
     CAPTURE(kernel.name);
-    CHECK((kernel.gemm.c == store.target) == !boolean);
+    CHECK((kernel.gemm.c == store.target) == (deep && !boolean));
     in_place += kernel.gemm.c == store.target;
-    apart += boolean && kernel.gemm.c != store.target;
+    apart += kernel.gemm.c != store.target;
   }
-  CHECK(in_place == 2);
-  CHECK(apart == 1);
+  CHECK(in_place == 1);  // deep
+  CHECK(apart == 2);     // shallow, positive
   t.check(1e-5);
   auto cp = codegen::compile_entries("in_place", {{"eval_step", &t.g, names, {}}}, {.max_batch = 8});
   auto runs = run_on_threads(*cp, "eval_step", 6, t.feeds);
