@@ -27,15 +27,17 @@ constexpr int64_t kFilterChunks = 8;
 
 }  // namespace
 
-// Stride 1: interior pixels of an output row (every tap's column inside the
-// image) are summed kPixelBlock at a time. One pixel's taps form a chain of
-// dependent adds (the same terms in the same order as the reference), so a
-// block's pixels are independent chains in one channel loop, sharing the
-// filter's taps in registers; their taps are a few row starts plus constant
-// offsets, where a border pixel needs a clamped address and a mask per tap.
-// Strided, the blocks' windows span too many input rows to leave the output
-// row in L1 for its epilogue (MobileNetV2's first stride-2 layer,
-// 112 x 112 x 96 in, was 8% slower), so each pixel is summed on its own.
+// Stride 1 across (any stride down): interior pixels of an output row
+// (every tap's column inside the image) are summed kPixelBlock at a time.
+// One pixel's taps form a chain of dependent adds (the same terms in the
+// same order as the reference), so a block's pixels are independent chains
+// in one channel loop, sharing the filter's taps in registers; their taps
+// are a few row starts plus constant offsets, where a border pixel needs a
+// clamped address and a mask per tap. The row's epilogue then runs on the
+// whole output row. Strided across, an output row reads twice the input
+// columns, which pushes the row out of L1 before that epilogue
+// (MobileNetV2's first stride-2 layer, 112 x 112 x 96 in, was 8% slower),
+// so each pixel is summed, and finished, on its own.
 constexpr int64_t kPixelBlock = 4;
 
 // Output columns [first, end) whose taps all lie inside the image's columns.
