@@ -112,7 +112,8 @@ void lower_depthwise_conv(LowerCtx& c, const ConvGeometry& g) {
   const bool parallel = numel(y.shape, c.max_batch()) >= kParallelMinElements;
   const Scalar f = y.scalar();
   const DepthwiseTaps taps{g, x, w, y, C};
-  const auto [first, end] = interior_columns(g);
+  const std::pair<int64_t, int64_t> interior = interior_columns(g);
+  const int64_t first = interior.first, end = interior.second;  // (no structured binding: lambdas capture first)
   const int64_t blocks = g.sw == 1 ? (end - first) / kPixelBlock : 0;
   if (g.kh * g.kw <= kMaxUnrolledTaps && blocks > 0) {
     image_rows(k, y.dim(0), g.oh, [&](E n_oh, E n, E oh) {
