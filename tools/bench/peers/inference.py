@@ -156,7 +156,7 @@ def main():
                    "onnxruntime_ms": peer[("onnxruntime", b)], "torch_ms": peer[("torch", b)], "max_rel_diff": diff,
                    "kiln_batch_slices": k_slices}
             rows.append(row)
-            print("  batch %d: kiln %.2f ms, onnxruntime %.2f ms, PyTorch eager %.2f ms (kiln/ort %.2f; max |kiln - ort| / max |ort| %.2g)" % (
+            print("  batch %d: kiln %.2f ms, onnxruntime %.2f ms, PyTorch eager %.2f ms (kiln/ort %.3f; max |kiln - ort| / max |ort| %.2g)" % (
                 b, k_ms, row["onnxruntime_ms"], row["torch_ms"], k_ms / row["onnxruntime_ms"], diff), flush=True)
     md = ["## Inference latency (kiln vs onnxruntime vs PyTorch eager)", "",
           "- date: %s; machine: %s (%s), %d threads each" % (started, cpu_model(), isa(), a.threads),
@@ -167,7 +167,7 @@ def main():
           "|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for r in rows:
         ratio = r["kiln_ms"] / r["onnxruntime_ms"]
-        md.append("| %s | %d | %.2f | %.2f | %.2f | **%.2f** | %s | %.2g | %s |" % (
+        md.append("| %s | %d | %.2f | %.2f | %.2f | **%.3f** | %s | %.2g | %s |" % (
             r["model"], r["batch"], r["kiln_ms"], r["onnxruntime_ms"], r["torch_ms"], ratio, "yes" if ratio <= 1.0 else "no",
             r["max_rel_diff"], r["kiln_batch_slices"]))
     text = "\n".join(md) + "\n"
