@@ -82,6 +82,15 @@ std::string epilogue_misfit(const Program& p, const Kernel& u, int c, int64_t co
   return "";
 }
 
+bool reads_only_at(const std::vector<Stmt>& body, int buffer, const ExprP& at) {
+  for (const Stmt& s : body) {
+    for (const ExprP& e : {s.lo, s.hi, s.index, s.value})
+      if (at ? !loads_only_at(e, buffer, at) : mentions_load(e, buffer)) return false;
+    if (!reads_only_at(s.body, buffer, at)) return false;
+  }
+  return true;
+}
+
 ConsumerSearch::ConsumerSearch(const Program& p) {
   for (const Entry& e : p.entries) used_.insert(e.kernels.begin(), e.kernels.end());
   for (int ki : used_)

@@ -43,6 +43,10 @@ class ConsumerSearch {
   std::map<int, std::set<int>> touched_by_;
 };
 
+// Every load of `buffer` in `body` is at `at` (null: there is none). Both
+// passes ask it before a consumer finishes the product in its own output.
+bool reads_only_at(const std::vector<Stmt>& body, int buffer, const ExprP& at);
+
 // Removes kernel `k` from every entry's kernel list.
 void drop_from_entries(Program& p, int k);
 

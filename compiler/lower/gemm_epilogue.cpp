@@ -1,8 +1,9 @@
 #include "compiler/lower/gemm_epilogue.h"
 
+#include <algorithm>
+
 #include "compiler/lower/epilogue_fit.h"
 #include "compiler/lower/gemm_blocking.h"
-#include "compiler/lower/memory_plan.h"
 
 namespace kiln::lower {
 
@@ -30,33 +31,23 @@ bool product_reaches_c(const Program& p, const GemmSpec& g) {
   return g.k->ival > (g.windows ? kGemmWindowsKC : kGemmMatrixMaxKC);
 }
 
-// The buffer an epilogue (`loop`, about to join gemm kernel k) may write the
-// product into: its only store, at the product's element (so each element's
-// product is read before its result overwrites it), of C's type, with C's
-// size, touched by the gemm nowhere else, and neither it nor C a view or
-// viewed. Only where the product reaches C: elsewhere C costs nothing, and
-// an output the gemm also reads loses its streaming stores (emit_kernel.cpp).
-int in_place_output(const Program& p, const Kernel& k, const Stmt& loop) {
-  const GemmSpec& g = k.gemm;
+// The buffer an epilogue (`loop`, about to join gemm g) may write the
+// product into: its only store, of C's type and size, which it never reads,
+// and neither it nor C a view or viewed. sole_consumer has already made the
+// store the product's element's (so each element's product is read before
+// its result overwrites it) and kept it off every buffer the gemm touches.
+// Only where the product reaches C: elsewhere C costs nothing, and an output
+// the gemm also reads loses its streaming stores (emit_kernel.cpp).
+int in_place_output(const Program& p, const GemmSpec& g, const Stmt& loop) {
   if (!product_reaches_c(p, g)) return -1;
-  const Stmt& elements = element_loop(loop);
-  if (elements.body.empty()) return -1;
-  const Stmt& last = elements.body.back();
-  int stores = 0;
-  for (const Stmt& s : elements.body) stores += s.kind == StmtKind::Store;
-  if (stores != 1 || last.kind != StmtKind::Store) return -1;
-  for (const Stmt& s : elements.body)
-    if (s.kind == StmtKind::Loop) return -1;
-  const Buffer &c = p.buffers.at(static_cast<size_t>(g.c)), &o = p.buffers.at(static_cast<size_t>(last.target));
-  if (kernel_buffers(p, k).count(last.target) || o.dtype != c.dtype || o.is_view() || c.is_view() ||
-      numel(o.shape, 1) != numel(c.shape, 1) || numel(o.shape, 2) != numel(c.shape, 2))
-    return -1;
-  if (!same_expr(last.index, epilogue_element(loop, g.ldc))) return -1;
-  for (const Stmt& s : elements.body)
-    if (mentions_load(s.value, last.target) || (s.index && mentions_load(s.index, last.target))) return -1;
-  for (const Buffer& b : p.buffers)  // (nobody reads either through another name)
-    if (b.is_view() && (b.view_of == g.c || b.view_of == last.target)) return -1;
-  return last.target;
+  const std::vector<Stmt>& body = element_loop(loop).body;
+  const auto stores = std::count_if(body.begin(), body.end(), [](const Stmt& s) { return s.kind == StmtKind::Store; });
+  if (stores != 1 || body.back().kind != StmtKind::Store) return -1;
+  const int out = body.back().target;
+  const Buffer &c = p.buffers.at(static_cast<size_t>(g.c)), &o = p.buffers.at(static_cast<size_t>(out));
+  if (o.dtype != c.dtype || numel(o.shape, 1) != numel(c.shape, 1) || numel(o.shape, 2) != numel(c.shape, 2)) return -1;
+  if (!reads_only_at(body, out, nullptr) || o.is_view() || c.is_view() || p.viewed(out) || p.viewed(g.c)) return -1;
+  return out;
 }
 
 }  // namespace
@@ -92,7 +83,7 @@ int fuse_gemm_epilogues(Program& p, std::vector<std::string>* why) {
     Stmt loop = u.body[0];
     const int value = static_cast<int>(u.locals.size());
     for (Stmt& s : element_loop(loop).body) s.value = product_as_local(p, s.value, c, value, t);
-    const int in_place = in_place_output(p, g, loop);
+    const int in_place = in_place_output(p, g.gemm, loop);
     g.body = {loop};
     g.var_names = u.var_names;
     g.locals = u.locals;

@@ -1,5 +1,6 @@
 #include "compiler/lower/loop_ir.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -79,6 +80,10 @@ std::string_view storage_name(Storage s) {
 int64_t Buffer::bytes(int64_t batch) const {
   if (storage == Storage::Constant) return static_cast<int64_t>(data.size() * dtype_size(dtype));
   return numel(shape, batch) * static_cast<int64_t>(dtype_size(dtype));
+}
+
+bool Program::viewed(int buffer) const {
+  return std::any_of(buffers.begin(), buffers.end(), [&](const Buffer& b) { return b.view_of == buffer; });
 }
 
 const Entry* Program::entry(std::string_view name) const {

@@ -264,6 +264,7 @@ struct Program {
   int64_t intermediate_bytes = 0;      // the arena without reuse: every arena buffer of a graph, summed
   int64_t param_bytes = 0, state_bytes = 0;
   const Entry* entry(std::string_view name) const;
+  bool viewed(int buffer) const;  // some buffer is a view of it
 };
 
 std::string print_kernel(const Program& p, const Kernel& k);

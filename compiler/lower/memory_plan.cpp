@@ -131,7 +131,7 @@ void make_updates_in_place(Program& p, Entry& e, const std::set<int>& shared, st
     const Buffer& v = p.buffers[static_cast<size_t>(u.value)];
     if (v.storage != Storage::Arena || used_values.count(u.value)) continue;
     // A view of the new value would still point at the buffer renamed away.
-    if (std::any_of(p.buffers.begin(), p.buffers.end(), [&](const Buffer& b) { return b.view_of == u.value; })) continue;
+    if (p.viewed(u.value)) continue;
     // The one kernel that writes the new value.
     size_t writer = e.kernels.size();
     int writers = 0;

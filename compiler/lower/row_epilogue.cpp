@@ -98,16 +98,6 @@ void collect_stores(const std::vector<Stmt>& body, std::vector<const Stmt*>& sto
   }
 }
 
-// Every load of `buffer` in `body` is at `at` (null: there is none).
-bool reads_only_at(const std::vector<Stmt>& body, int buffer, const ExprP& at) {
-  for (const Stmt& s : body) {
-    for (const ExprP& e : {s.lo, s.hi, s.index, s.value})
-      if (at ? !loads_only_at(e, buffer, at) : mentions_load(e, buffer)) return false;
-    if (!reads_only_at(s.body, buffer, at)) return false;
-  }
-  return true;
-}
-
 // The buffer consumer u finishes producer k's output c into, element for
 // element, if k may write its sums there instead of into c: u stores one
 // buffer z of c's type, every store at one index, and reads c only at that
@@ -129,8 +119,7 @@ int finished_in_place(const Program& p, const Kernel& k, const Kernel& u, int c)
   const Buffer &bc = p.buffers.at(static_cast<size_t>(c)), &bz = p.buffers.at(static_cast<size_t>(z));
   if (bz.storage != Storage::Arena || bc.is_view() || bz.is_view() || bc.dtype != bz.dtype || bc.shape != bz.shape)
     return -1;
-  for (const Buffer& b : p.buffers)
-    if (b.is_view() && (b.view_of == c || b.view_of == z)) return -1;
+  if (p.viewed(c) || p.viewed(z)) return -1;
   return z;
 }
 
