@@ -2,10 +2,11 @@
 // each KC block of depth, pack op(B) once; for each MC block of rows pack
 // op(A); then the micro-kernel over every MR x NR tile.
 //
-// Parallelism: kGemmSlots groups through ctx->parallel_for. Large M splits the
-// rows, small M (a batch of 32 or 64) splits the NR panels of the columns.
-// A thread runs one contiguous chunk of groups as one rectangle and packs into
-// the scratch slot of its first group. A product of few tiles and a deep K (a
+// Parallelism: kGemmSlots groups through ctx->parallel_for, sharing the
+// product's MR x NR tiles: row panel by row panel when M is large, column
+// panel by column panel when it is small (a batch of 32 or 64). A thread runs
+// one contiguous chunk of groups as up to three rectangles and packs into the
+// scratch slot of its first group. A product of few tiles and a deep K (a
 // filter gradient: M filters x N taps, K every position of the batch) cuts K
 // instead: group g sums slice g of K into a partial product of its own, and
 // the caller adds the kGemmSlots partials in order. Either way every C element
@@ -164,9 +165,6 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     llvm::Function* const epi_here = partial ? nullptr : epi;
     Value* m_panels = b.CreateSDiv(b.CreateAdd(m, c64(mr - 1)), c64(mr));
     Value* n_panels = b.CreateSDiv(b.CreateAdd(n, c64(nr - 1)), c64(nr));
-    auto cut = [&](Value* group, Value* panels, int64_t width, Value* size) {
-      return smin(size, b.CreateMul(b.CreateSDiv(b.CreateMul(group, panels), G), c64(width)));
-    };
     // Rows split when there are many, or at least as many row panels as
     // column panels (30 x 24 with K = 3848: five row panels, one column panel).
     // With A read in place nothing of A is packed twice: each thread reads
@@ -178,10 +176,50 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
     Value* direct_rows = b.CreateOr(b.CreateICmpSGE(m, n), b.CreateNot(columns_suffice));
     Value* split_m = b.CreateOr(b.CreateICmpSGE(m, c64(split_rows_from)),
                                 direct ? direct_rows : b.CreateICmpSGE(m_panels, n_panels));
-    Value* rb = b.CreateSelect(split_m, cut(gb, m_panels, mr, m), c64(0));
-    Value* re = b.CreateSelect(split_m, cut(ge, m_panels, mr, m), m);
-    Value* cb = b.CreateSelect(split_m, c64(0), cut(gb, n_panels, nr, n));
-    Value* ce = b.CreateSelect(split_m, n, cut(ge, n_panels, nr, n));
+    // The groups share the product's MR x NR tiles, not whole panels: the
+    // split dimension's panels are the major ones, each walked along the
+    // other's (the minor). Whole panels split 5 column panels 2 + 3 over two
+    // threads (a third of one idle); 20 tiles split 10 + 10. Group g takes
+    // tiles [g U / G, (g + 1) U / G); a chunk of groups is then at most three
+    // rectangles: the rest of its first major panel (the head), whole major
+    // panels, the start of its last (the tail). Every C element still sums
+    // its terms in one order, whichever thread computes it.
+    Value* majors = b.CreateSelect(split_m, m_panels, n_panels);
+    Value* minors = b.CreateSelect(split_m, n_panels, m_panels);
+    Value* u0 = b.CreateSDiv(b.CreateMul(gb, b.CreateMul(majors, minors)), G);
+    Value* u1 = b.CreateSDiv(b.CreateMul(ge, b.CreateMul(majors, minors)), G);
+    Value *h = b.CreateSDiv(u0, minors), *h_at = b.CreateSRem(u0, minors);
+    Value *t = b.CreateSDiv(u1, minors), *t_at = b.CreateSRem(u1, minors);
+    Value* has_head = b.CreateICmpNE(h_at, c64(0));
+    Value* same_major = b.CreateICmpEQ(h, t);
+    Value* whole_from = b.CreateSelect(has_head, b.CreateAdd(h, c64(1)), h);
+    gemm_for(b, c64(0), c64(3), 1, "piece", [&](Value* piece) {
+    Value* is_head = b.CreateICmpEQ(piece, c64(0));
+    Value* is_whole = b.CreateICmpEQ(piece, c64(1));
+    // Piece 0, the head: major h from minor h_at (to t_at when the chunk ends in it).
+    // Piece 1: majors [whole_from, t), every minor. Piece 2, the tail: major t up to minor t_at.
+    Value* head_end = b.CreateSelect(same_major, t_at, minors);
+    Value* tail_on = b.CreateAnd(b.CreateICmpNE(t_at, c64(0)), b.CreateNot(b.CreateAnd(has_head, same_major)));
+    Value* major_lo = b.CreateSelect(is_head, h, b.CreateSelect(is_whole, whole_from, t));
+    Value* major_hi = b.CreateSelect(is_head, b.CreateSelect(has_head, b.CreateAdd(h, c64(1)), h),
+                                     b.CreateSelect(is_whole, b.CreateSelect(b.CreateICmpSLT(whole_from, t), t, whole_from),
+                                                    b.CreateSelect(tail_on, b.CreateAdd(t, c64(1)), t)));
+    Value* minor_lo = b.CreateSelect(is_head, h_at, c64(0));
+    Value* minor_hi = b.CreateSelect(is_head, head_end, b.CreateSelect(is_whole, minors, t_at));
+    auto span = [&](Value* lo, Value* hi, int64_t width, Value* size) {
+      return std::pair<Value*, Value*>{smin(size, b.CreateMul(lo, c64(width))), smin(size, b.CreateMul(hi, c64(width)))};
+    };
+    // (plain locals: clang 14, the fuzz build's, cannot capture structured bindings)
+    const std::pair<Value*, Value*> rows_as_major = span(major_lo, major_hi, mr, m), cols_as_major = span(major_lo, major_hi, nr, n);
+    const std::pair<Value*, Value*> rows_as_minor = span(minor_lo, minor_hi, mr, m), cols_as_minor = span(minor_lo, minor_hi, nr, n);
+    Value* rb = b.CreateSelect(split_m, rows_as_major.first, rows_as_minor.first);
+    Value* re = b.CreateSelect(split_m, rows_as_major.second, rows_as_minor.second);
+    Value* cb = b.CreateSelect(split_m, cols_as_minor.first, cols_as_major.first);
+    Value* ce = b.CreateSelect(split_m, cols_as_minor.second, cols_as_major.second);
+    // (an empty piece: an empty range of rows or columns runs nothing)
+    re = b.CreateSelect(b.CreateICmpSLT(re, rb), rb, re);
+    ce = b.CreateSelect(b.CreateICmpSLT(ce, cb), cb, ce);
+    gemm_if(b, b.CreateAnd(b.CreateICmpSLT(rb, re), b.CreateICmpSLT(cb, ce)), [&] {
     gemm_for(b, cb, ce, s.nc, "jc", [&](Value* jc) {
       Value* nc = smin(c64(s.nc), b.CreateSub(ce, jc));
       gemm_for(b, k_lo, k_hi, kc_step, "pc", [&](Value* pc) {
@@ -278,6 +316,8 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
           });
         });
       });
+    });
+    });
     });
     };
     Value *a = r[0], *bm = r[1], *cm = r[2];

@@ -153,6 +153,37 @@ TEST_CASE("codegen: packed gemm gives bit-identical results on 1, 2 and 3 thread
   }
 }
 
+TEST_CASE("codegen: a gemm's threads share its tiles, not whole panels: every tile once, the interpreter's values, 1-5 threads") {
+  // Chunks of the eight groups end inside a panel: 49 x 160 splits the
+  // columns (4 row panels under 13-row tiles, 5 column panels of 32 on
+  // AVX-512), 300 x 72 the rows; 1000 deep cuts K into blocks (C
+  // accumulates), 40 deep is one block (the epilogue's block on the stack).
+  // A tile computed twice, or by no chunk, shows in the values.
+  for (int64_t depth : {int64_t{40}, int64_t{1000}}) {
+    INFO("K " << depth);
+    JitCase t(1, 3);
+    const std::vector<std::pair<int64_t, int64_t>> shapes{{49, 160}, {300, 72}, {13, 70}};
+    std::vector<std::string> outs;
+    for (const auto& [m, n] : shapes) {
+      const std::string name = "c" + std::to_string(m) + "x" + std::to_string(n);
+      NodeId a = t.input(name + "_a", {m, depth});
+      NodeId b = t.input(name + "_b", {depth, n});
+      t.out(name, t.op("relu", {t.op("matmul", {a, b})}));
+      t.out(name + "_plain", t.op("matmul", {b, t.input(name + "_d", {n, 9})}));
+      outs.push_back(name);
+      outs.push_back(name + "_plain");
+    }
+    const auto got = t.check(1e-5);
+    auto cp = codegen::compile_entries("tiles", {{"eval_step", &t.g, outs, {}}}, {.max_batch = 1});
+    auto runs = run_on_threads(*cp, "eval_step", 1, t.feeds, {1, 2, 3, 4, 5});
+    for (const std::string& name : outs) {
+      INFO(name);
+      CHECK(runs[0].at(name).data == got.at(name).data);
+      for (size_t r = 1; r < runs.size(); ++r) CHECK(runs[r].at(name).data == runs[0].at(name).data);
+    }
+  }
+}
+
 TEST_CASE("codegen: a gemm of few tiles over a deep K cuts K: the interpreter's values, the same bits on 1-3 threads") {
   // A weight gradient's shape: M x N small, K = the batch's rows. At batch
   // 3000 K is cut (kGemmCutKFrom = 1024); at batch 500 it is not. Products
