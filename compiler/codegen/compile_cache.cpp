@@ -103,6 +103,10 @@ std::string compile_cache_key(const lower::Program& p, const CodegenOptions& opt
   // LLVM's own options change the code too (e.g. -disable-lsr=false, host.cpp).
   const char* llvm_options = std::getenv("KILN_LLVM_OPTIONS");
   text += std::string("llvm options ") + (llvm_options ? llvm_options : "") + "\n";
+  // So do the switches codegen reads for comparisons (an object compiled
+  // without them must not answer a run with them, nor the reverse).
+  for (const char* name : {"KILN_NO_CUT_K", "KILN_NO_TRIANGLES", "KILN_NO_DIRECT_CONV", "KILN_NO_TILE_EPILOGUE"})
+    text += std::string(name) + "=" + env(name) + "\n";
   text += lower::print_program(p);
   // What the Loop IR text leaves out: entry slot maps, exact constants, the source graphs.
   std::set<const Graph*> graphs;

@@ -23,6 +23,8 @@
 namespace kiln::codegen {
 
 using GemmShape = lower::GemmPlan;  // (gemm_ir.h)
+struct GemmTileEpilogue;  // (gemm_ir.h)
+struct GemmHelpers;       // (gemm_operands.h)
 
 struct EmitOptions {
   int lanes = 8;  // vector lanes of vectorized loops
@@ -84,6 +86,14 @@ class KernelEmitter {
   // The register tile and blocking of a packed gemm kernel (lower::plan_gemm for its shape and our lanes).
   GemmShape gemm_plan(const lower::Kernel& k) const;
   llvm::Function* emit_gemm_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty);
+  // The epilogue in registers (gemm_tile_epilogue.cpp): whether k's may run
+  // there under plan s, the micro-kernels that run it, and what they emit.
+  bool epilogue_fits_registers(const lower::Kernel& k, const GemmShape& s) const;
+  GemmHelpers tile_epilogue_helpers(const lower::Kernel& k, llvm::StructType* closure_ty, const GemmShape& s,
+                                    GemmTileEpilogue& te);
+  void emit_tile_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty, llvm::IRBuilder<>& b, llvm::Function* f,
+                          const std::vector<llvm::Value*>& sums, llvm::Value* m_eff, llvm::Value* n_eff,
+                          const GemmShape& s);
   void begin_function(llvm::Function* f);
   void finish_preamble();
   // The buffers kernel k only writes, in the arena, that may outgrow the caches (finish_preamble).

@@ -72,13 +72,16 @@ std::vector<Value*> tile_step(llvm::IRBuilder<>& b, llvm::Module& m, const GemmS
 llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, const lower::GemmWindows& w,
                                          const GemmHelperOptions& o) {
   const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes, nr = s.nr();
+  const GemmTileEpilogue* te = o.tile_epilogue;
   const std::string name = "kiln_gemm_ukr_win_" + std::to_string(mr) + "x" + std::to_string(nv) + "x" +
-                           std::to_string(lanes) + "_" + w.key();
+                           std::to_string(lanes) + "_" + w.key() + (te ? te->suffix : "");
   llvm::LLVMContext& c = m.getContext();
   llvm::IRBuilder<> b(c);
   llvm::Type *i64 = b.getInt64Ty(), *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
   auto* vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
-  auto* fty = llvm::FunctionType::get(b.getVoidTy(), {ptr, i64, i64, i64, i64, ptr, ptr, i64, i64, b.getInt1Ty()}, false);
+  std::vector<llvm::Type*> params{ptr, i64, i64, i64, i64, ptr, ptr, i64, i64, b.getInt1Ty()};
+  if (te) params.insert(params.end(), te->extra.begin(), te->extra.end());
+  auto* fty = llvm::FunctionType::get(b.getVoidTy(), params, false);
   llvm::Function* f = create_gemm_helper(m, name, fty, o);
   if (!f) return m.getFunction(name);
   for (unsigned a : {5u, 6u}) f->addParamAttr(a, llvm::Attribute::NoAlias);
@@ -96,7 +99,7 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
   auto* tap_latch = llvm::BasicBlock::Create(c, "tap.next", f);
   auto* exit = llvm::BasicBlock::Create(c, "store", f);
   b.SetInsertPoint(entry);
-  gemm_prefetch_c(b, m, s, cp, ldc);
+  if (!te) gemm_prefetch_c(b, m, s, cp, ldc);
   // A run is a tap's channels or a window row's taps (window_run). A row run
   // that crosses the image's left or right edge is copied, zeros for the
   // taps outside, into the row's slot of `edge` (on the stack) and read there.
@@ -205,7 +208,8 @@ llvm::Function* gemm_microkernel_windows(llvm::Module& m, const GemmShape& s, co
   set_loop_hints(b.CreateCondBr(b.CreateICmpSLT(tap1, t_end), tap_head, exit), Unroll::Never, /*vectorize=*/false);
 
   b.SetInsertPoint(exit);
-  gemm_store_tile(b, s, next, cp, ldc, m_eff, n_eff, load_c);
+  if (te) te->store(b, f, next, m_eff, n_eff);
+  else gemm_store_tile(b, s, next, cp, ldc, m_eff, n_eff, load_c);
   b.CreateRetVoid();
   return f;
 }

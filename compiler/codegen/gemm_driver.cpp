@@ -91,6 +91,15 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   llvm::Type *ptr = b_.getPtrTy(), *i64 = b_.getInt64Ty(), *f32 = b_.getFloatTy();
   auto* closure_ty = llvm::StructType::get(c_, {ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, i64, ptr});
   llvm::Function* epi = k.body.empty() ? nullptr : emit_gemm_epilogue(k, closure_ty);
+  // One depth block: the epilogue runs on the accumulators, in micro-kernels
+  // of this kernel's own (gemm_tile_epilogue.cpp), where the product is read
+  // plainly (A through windows or packed, B packed; no triangles).
+  GemmTileEpilogue te;
+  GemmHelpers in_registers;
+  if (epi && (direct || h.reads == DirectRead::none) && a_triangle == GemmSpec::Triangle::none && !c_lower_read &&
+      epilogue_fits_registers(k, s))
+    in_registers = tile_epilogue_helpers(k, closure_ty, s, te);
+  const bool tile_epilogue = in_registers.ukr || in_registers.packed.plain || in_registers.packed.streaming;
   auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false);
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k.name, m_);
   add_attributes(f);
@@ -265,9 +274,17 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
               Value* depth = b.CreateSub(t_terms.second, from);
               Value* bfrom = b.CreateInBoundsGEP(f32, bpanel, b.CreateMul(from, c64(nr)));
               // The tile C[ic + ir .., col ..] (+)= op(A) rows x this B panel, into `to`.
-              auto tile = [&](Value* to, Value* ld, Value* accumulate) {
+              // fused: the epilogue in registers, the tile's row in its flat index and column after the operands.
+              auto tile = [&](Value* to, Value* ld, Value* accumulate, bool fused = false) {
+                std::vector<Value*> epi_args;
+                if (fused) epi_args = {cl, b.CreateAdd(row0, row), col};
+                auto with = [&](std::vector<Value*> args) {
+                  args.insert(args.end(), epi_args.begin(), epi_args.end());
+                  return args;
+                };
                 if (direct) {
-                  b.CreateCall(ukr, {a, row, m_eff, b.CreateAdd(pc, from), depth, bfrom, to, ld, n_eff, accumulate});
+                  b.CreateCall(fused ? in_registers.ukr : ukr,
+                               with({a, row, m_eff, b.CreateAdd(pc, from), depth, bfrom, to, ld, n_eff, accumulate}));
                   return;
                 }
                 if (direct_t) {  // A^T's rows from depth pc + from on
@@ -283,10 +300,11 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
                 // The packed panel holds the block's rows' terms from a_from on.
                 Value* k0 = b.CreateSub(from, a_from);
                 Value* apanel = b.CreateInBoundsGEP(f32, ap, b.CreateAdd(b.CreateMul(ir, a_depth), b.CreateMul(k0, c64(mr))));
-                auto call = [&](llvm::Function* u) { b.CreateCall(u, {depth, apanel, bfrom, to, ld, m_eff, n_eff, accumulate}); };
-                if (!packed.streaming) return call(packed.plain);
-                if (!packed.plain) return call(packed.streaming);
-                gemm_if(b, b.CreateICmpEQ(ir, c64(0)), [&] { call(packed.streaming); }, [&] { call(packed.plain); });
+                auto call = [&](llvm::Function* u) { b.CreateCall(u, with({depth, apanel, bfrom, to, ld, m_eff, n_eff, accumulate})); };
+                const PackedMicrokernels& u = fused ? in_registers.packed : packed;
+                if (!u.streaming) return call(u.plain);
+                if (!u.plain) return call(u.streaming);
+                gemm_if(b, b.CreateICmpEQ(ir, c64(0)), [&] { call(u.streaming); }, [&] { call(u.plain); });
               };
               if (!epi_here) {
                 if (c_lower_read) {
@@ -301,7 +319,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
               // stack, never to C. Deeper: C accumulates as without an epilogue.
               gemm_if(b, one_block, [&] {
                 Value* at = b.CreateAdd(b.CreateMul(ir, c64(nc_max)), jr);
-                tile(b.CreateInBoundsGEP(f32, block, at), c64(nc_max), b.getFalse());
+                tile(b.CreateInBoundsGEP(f32, block, at), c64(nc_max), b.getFalse(), tile_epilogue);
               }, [&] { tile(ctile, ldc, load_c); });
             });
           });
@@ -309,7 +327,9 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
           // The MC x NC block of the product is final: the epilogue streams
           // over its rows (contiguous in every buffer it touches).
           Value* row = b.CreateAdd(row0, ic);
-          gemm_if(b, one_block, [&] { b.CreateCall(epi, {cl, block, c64(nc_max), row, jc, mc, nc}); }, [&] {
+          gemm_if(b, one_block, [&] {
+            if (!tile_epilogue) b.CreateCall(epi, {cl, block, c64(nc_max), row, jc, mc, nc});
+          }, [&] {
             Value* cblock = b.CreateInBoundsGEP(f32, cm, b.CreateAdd(b.CreateMul(ic, ldc), jc));
             gemm_if(b, b.CreateICmpSGE(b.CreateAdd(pc, kc), kk),
                     [&] { b.CreateCall(epi, {cl, cblock, ldc, row, jc, mc, nc}); });

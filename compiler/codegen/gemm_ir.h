@@ -72,9 +72,23 @@ void gemm_if(llvm::IRBuilder<>& b, llvm::Value* cond, const std::function<void()
 // holds the whole program (AOT, `kiln ir`) keeps them Internal.
 enum class HelperPlacement { Internal, Exported, Imported };
 
+// A kernel's own micro-kernel whose tile goes through the gemm's epilogue in
+// registers instead of to C (gemm_driver.cpp): named with `suffix`, taking
+// `extra` parameters after the helper's own, and `store` emits, at the end of
+// the K loop (builder b in f), what becomes of the sums (MR x nr_vecs vectors,
+// row-major) of the m_eff x n_eff tile.
+struct GemmTileEpilogue {
+  std::string suffix;
+  std::vector<llvm::Type*> extra;
+  std::function<void(llvm::IRBuilder<>& b, llvm::Function* f, const std::vector<llvm::Value*>& sums,
+                     llvm::Value* m_eff, llvm::Value* n_eff)>
+      store;
+};
+
 struct GemmHelperOptions {
   HelperPlacement placement = HelperPlacement::Internal;
   std::function<void(llvm::Function*)> attrs;  // target attributes, added to a definition
+  const GemmTileEpilogue* tile_epilogue = nullptr;  // (gemm_microkernel and gemm_microkernel_windows only)
 };
 
 // void ukr(i64 kc, ptr a, ptr b, ptr c, i64 ldc, i64 m, i64 n, i1 load_c):

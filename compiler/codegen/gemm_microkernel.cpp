@@ -233,10 +233,14 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
   const int mr = s.mr, nr = s.nr();
   std::string name = "kiln_gemm_ukr_" + std::to_string(mr) + "x" + std::to_string(nr);
   if (s.prefetch_b) name += "_pfb" + std::to_string(s.prefetch_b);
+  const GemmTileEpilogue* te = o.tile_epilogue;
+  if (te) name += te->suffix;
   llvm::LLVMContext& c = m.getContext();
   llvm::IRBuilder<> b(c);
   llvm::Type *i64 = b.getInt64Ty(), *f32 = b.getFloatTy(), *ptr = b.getPtrTy();
-  auto* fty = llvm::FunctionType::get(b.getVoidTy(), {i64, ptr, ptr, ptr, i64, i64, i64, b.getInt1Ty()}, false);
+  std::vector<llvm::Type*> params{i64, ptr, ptr, ptr, i64, i64, i64, b.getInt1Ty()};
+  if (te) params.insert(params.end(), te->extra.begin(), te->extra.end());
+  auto* fty = llvm::FunctionType::get(b.getVoidTy(), params, false);
   llvm::Function* f = create_gemm_helper(m, name, fty, o);
   if (!f) return m.getFunction(name);
   for (unsigned a : {1u, 2u, 3u}) f->addParamAttr(a, llvm::Attribute::NoAlias);
@@ -246,12 +250,13 @@ llvm::Function* gemm_microkernel(llvm::Module& m, const GemmShape& s, const Gemm
   auto* entry = llvm::BasicBlock::Create(c, "entry", f);
   auto* exit = llvm::BasicBlock::Create(c, "store", f);
   b.SetInsertPoint(entry);
-  gemm_prefetch_c(b, m, s, cp, ldc);
+  if (!te) gemm_prefetch_c(b, m, s, cp, ldc);
   // (k >= 1 always: the driver never calls with kc = 0)
   std::vector<Value*> sums =
       k_loop(b, m, s, entry, exit, kc, bp, ap, b.getInt64(static_cast<uint64_t>(mr)),
              [&](int i, Value* arow) { return b.CreateConstInBoundsGEP1_64(f32, arow, static_cast<uint64_t>(i)); });
-  gemm_store_tile(b, s, sums, cp, ldc, m_eff, n_eff, load_c);
+  if (te) te->store(b, f, sums, m_eff, n_eff);
+  else gemm_store_tile(b, s, sums, cp, ldc, m_eff, n_eff, load_c);
   b.CreateRetVoid();
   return f;
 }

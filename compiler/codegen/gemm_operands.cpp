@@ -152,6 +152,15 @@ static PackedMicrokernels packed_microkernels(llvm::Module& m, const Kernel& k, 
   return u;
 }
 
+GemmHelpers gemm_tile_epilogue_helpers_of(llvm::Module& m, const Kernel& k, const GemmShape& s,
+                                          const GemmHelperOptions& o) {
+  GemmHelpers h;
+  h.reads = direct_read(k, s);
+  if (h.reads == DirectRead::a) h.ukr = gemm_microkernel_windows(m, s, direct_a_windows(k, s), o);
+  if (h.reads == DirectRead::none) h.packed = packed_microkernels(m, k, s, o);
+  return h;
+}
+
 GemmHelpers gemm_helpers_of(llvm::Module& m, const Kernel& k, const Program& p, const GemmShape& s,
                             const GemmHelperOptions& o) {
   GemmHelpers h;

@@ -43,5 +43,10 @@ struct GemmHelpers {
 };
 GemmHelpers gemm_helpers_of(llvm::Module& m, const lower::Kernel& k, const lower::Program& p, const GemmShape& s,
                             const GemmHelperOptions& o);
+// gemm_helpers_of's micro-kernels made with o.tile_epilogue (a kernel's own,
+// internal variants): `ukr` when A is read in place through windows,
+// `packed` when both are packed; neither for A^T or B read in place.
+GemmHelpers gemm_tile_epilogue_helpers_of(llvm::Module& m, const lower::Kernel& k, const GemmShape& s,
+                                          const GemmHelperOptions& o);
 
 }  // namespace kiln::codegen

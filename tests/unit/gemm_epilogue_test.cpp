@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <regex>
 
 #include "compiler/autodiff/train_step.h"
 #include "compiler/codegen/programs.h"
@@ -213,4 +215,46 @@ TEST_CASE("gemm epilogue: a deep product lands in the epilogue's output, which i
       CAPTURE(name);
       CHECK(runs[r].at(name).data == runs[0].at(name).data);
     }
+}
+
+// One depth block deep, the epilogue runs on the accumulators, in micro-
+// kernels of the gemm's own (gemm_tile_epilogue.cpp), whichever way A is
+// read: in place (a few column panels), packed, or through a convolution's
+// windows. The same operations on the same values: the bits of the block on
+// the stack (KILN_NO_TILE_EPILOGUE=1), which the interpreter checks too.
+TEST_CASE("gemm epilogue: over one depth block it runs on the micro-kernel's registers at every width, with the block's bits") {
+  JitCase t(9, 16);
+  add_biased_product(t, "narrow", 37, 40);
+  add_biased_product(t, "wide", 24, 200);
+  add_scaled_product(t, "flat", 16, 70);
+  NodeId x = t.input("x", {-1, 9, 7, 5});
+  NodeId w = t.input("w", {3, 3, 5, 24});
+  NodeId bias = t.input("bias", {24});
+  t.out("conv", t.op("relu", {t.op("add", {t.op("conv2d", {x, w}), bias})}));
+  const std::vector<std::string> outs{"narrow", "wide", "flat", "conv"};
+  auto p = lower::lower_program("t", {{"eval_step", &t.g, outs, {}}}, {.max_batch = 16});
+  std::vector<std::string> gemms;
+  for (int k : p.entry("eval_step")->kernels) {
+    const lower::Kernel& kernel = p.kernels[static_cast<size_t>(k)];
+    if (kernel.kind == lower::KernelKind::Gemm && !kernel.body.empty()) gemms.push_back(kernel.name);
+  }
+  REQUIRE(gemms.size() == 4);
+  auto own_microkernel = [](const std::string& ir, const std::string& kernel) {
+    return std::regex_search(ir, std::regex("define internal void @kiln_gemm_ukr_[A-Za-z0-9_]*_" + kernel + "\\("));
+  };
+  for (int bits : {128, 256, 512}) {
+    INFO(bits << "-bit vectors");
+    const std::string ir = codegen::llvm_ir_text(p, "", {.vector_bits = bits, .optimize = false});
+    for (const std::string& g : gemms) CHECK(own_microkernel(ir, g));
+  }
+  const auto in_registers = t.check(1e-5);
+  setenv("KILN_NO_TILE_EPILOGUE", "1", 1);
+  const std::string ir = codegen::llvm_ir_text(p, "", {.optimize = false});
+  const auto through_block = t.check(1e-5);
+  unsetenv("KILN_NO_TILE_EPILOGUE");
+  for (const std::string& g : gemms) CHECK_FALSE(own_microkernel(ir, g));
+  for (const std::string& name : outs) {
+    INFO(name);
+    CHECK(in_registers.at(name).data == through_block.at(name).data);
+  }
 }

@@ -1,0 +1,113 @@
+// The GEMM epilogue in registers. A product one depth block deep normally
+// goes from the micro-kernel to a block on the stack, and the epilogue
+// (emit_gemm_epilogue) then reads it back, row by row, to compute and store
+// its outputs. Over a shallow K (MobileNetV2's 1x1 expansions: K = 16 to 64)
+// that second pass costs as much as a third of the product. Here the
+// micro-kernel (a variant of the kernel's own, GemmTileEpilogue) runs the
+// epilogue's vector body on each accumulator vector as it leaves the K loop:
+// the same operations on the same values, so the same bits.
+#include "compiler/codegen/emitter.h"
+#include "compiler/codegen/gemm_ir.h"
+#include "compiler/codegen/gemm_operands.h"
+#include "compiler/lower/gemm_epilogue.h"
+
+namespace kiln::codegen {
+
+using namespace kiln::lower;
+using llvm::Value;
+
+bool KernelEmitter::epilogue_fits_registers(const Kernel& k, const GemmShape& s) const {
+  if (k.body.empty() || k.gemm.accumulate || s.lanes != opts_.lanes || std::getenv("KILN_NO_TILE_EPILOGUE")) return false;
+  return plan_vector_loop(element_loop(k.body.at(0))).has_value();
+}
+
+// In micro-kernel f (its last three parameters: the gemm's closure, the
+// tile's first row in the epilogue's flat index, its first column), with
+// builder b at the end of the K loop: the epilogue of each of the tile's
+// m_eff x n_eff elements, a vector of lanes columns at a time.
+void KernelEmitter::emit_tile_epilogue(const Kernel& k, llvm::StructType* closure_ty, llvm::IRBuilder<>& b,
+                                       llvm::Function* f, const std::vector<Value*>& sums, Value* m_eff, Value* n_eff,
+                                       const GemmShape& s) {
+  const Stmt& outer = k.body.at(0);
+  const bool nest = is_rows_by_columns(outer);
+  const Stmt& loop = element_loop(outer);
+  const VectorPlan plan = *plan_vector_loop(loop);
+  const int value = k.gemm.epilogue_value;
+  const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes;
+  const unsigned args = f->arg_size();
+  Value *closure = f->getArg(args - 3), *row0 = f->getArg(args - 2), *col0 = f->getArg(args - 1);
+
+  // The emitter's state is the kernel function's: f's own for now.
+  const Fn saved = fn_;
+  const llvm::IRBuilderBase::InsertPoint ip = b_.saveIP();
+  const Kernel* saved_k = k_;
+  k_ = &k;
+  cache_.clear();
+  scalar_cache_.clear();
+  fn_ = Fn{};
+  fn_.f = f;
+  // The kernel's arguments (and base pointers, locals) in f's entry block.
+  b_.SetInsertPoint(f->getEntryBlock().getTerminator());
+  load_kernel_args(closure_ty, closure, 7);
+  b_.SetInsertPoint(b.GetInsertBlock());
+
+  auto element = [&](int i, int v, Value* mask) {
+    Value* row = b_.CreateAdd(row0, b_.getInt64(static_cast<uint64_t>(i)));
+    Value* col = b_.CreateAdd(col0, b_.getInt64(static_cast<uint64_t>(v * lanes)));
+    Value* first = col;
+    if (nest) fn_.vars[static_cast<size_t>(outer.var)] = row;
+    else first = b_.CreateAdd(b_.CreateMul(row, b_.getInt64(static_cast<uint64_t>(k.gemm.ldc))), col);
+    Vec vv;
+    vv.var = loop.var;
+    vv.plan = &plan;
+    for (auto& [l, role] : plan.locals) vv.variant.insert(l);
+    vv.i = first;
+    fn_.vars[static_cast<size_t>(loop.var)] = first;
+    vv.mask = mask;
+    vv.temps[value] = sums[static_cast<size_t>(i * nv + v)];
+    emit_vector_body(loop.body, vv);
+    cache_.clear();
+    scalar_cache_.clear();
+  };
+  Value* full = b_.CreateAnd(b_.CreateICmpEQ(m_eff, b_.getInt64(static_cast<uint64_t>(mr))),
+                             b_.CreateICmpEQ(n_eff, b_.getInt64(static_cast<uint64_t>(s.nr()))));
+  gemm_if(b_, full, [&] {
+    for (int i = 0; i < mr; ++i)
+      for (int v = 0; v < nv; ++v) element(i, v, nullptr);
+  }, [&] {
+    // An edge tile: its rows below m_eff, its columns below n_eff.
+    for (int i = 0; i < mr; ++i)
+      gemm_if(b_, b_.CreateICmpSLT(b_.getInt64(static_cast<uint64_t>(i)), m_eff), [&] {
+        for (int v = 0; v < nv; ++v) {
+          Value* left = b_.CreateSub(n_eff, b_.getInt64(static_cast<uint64_t>(v * lanes)));
+          gemm_if(b_, b_.CreateICmpSGT(left, b_.getInt64(0)), [&] { element(i, v, lane_mask(left)); });
+        }
+      });
+  });
+  b.SetInsertPoint(b_.GetInsertBlock());
+  fn_ = saved;
+  k_ = saved_k;
+  cache_.clear();
+  scalar_cache_.clear();
+  b_.restoreIP(ip);
+}
+
+GemmHelpers KernelEmitter::tile_epilogue_helpers(const Kernel& k, llvm::StructType* closure_ty, const GemmShape& s,
+                                                 GemmTileEpilogue& te) {
+  auto* ptr = b_.getPtrTy();
+  auto* i64 = b_.getInt64Ty();
+  te.suffix = "_" + k.name;
+  te.extra = {ptr, i64, i64};
+  te.store = [this, &k, closure_ty, s](llvm::IRBuilder<>& b, llvm::Function* f, const std::vector<Value*>& sums,
+                                       Value* m_eff, Value* n_eff) {
+    emit_tile_epilogue(k, closure_ty, b, f, sums, m_eff, n_eff, s);
+  };
+  GemmHelperOptions o{HelperPlacement::Internal, [this](llvm::Function* f) {
+                        add_attributes(f);
+                        f->addFnAttr(llvm::Attribute::NoInline);
+                      }};
+  o.tile_epilogue = &te;
+  return gemm_tile_epilogue_helpers_of(m_, k, s, o);
+}
+
+}  // namespace kiln::codegen
