@@ -5,7 +5,9 @@
 // that second pass costs as much as a third of the product. Here the
 // micro-kernel (a variant of the kernel's own, GemmTileEpilogue) runs the
 // epilogue's vector body on each accumulator vector as it leaves the K loop:
-// the same operations on the same values, so the same bits.
+// the same operations on the same values, so the same bits. An epilogue that
+// reads another buffer element by element, and a product deeper than one
+// block, keep the block's pass (epilogue_fits_registers, gemm_driver.cpp).
 #include <algorithm>
 
 #include "compiler/codegen/emitter.h"
@@ -35,12 +37,29 @@ static bool reads_along_rows(const std::vector<Stmt>& body, int row) {
   });
 }
 
+// Nor where it calls vector math (exp, tanh, erf...): expanded beside the
+// tile's live accumulators it spills them (char_gpt's training step, its
+// GELU and softmax epilogues: 143 -> 146-156 ms, AVX-512 host).
+static bool calls_vector_math(const ExprP& e) {
+  if (!e) return false;
+  for (Op f : {Op::Exp, Op::Log, Op::Sin, Op::Cos, Op::Tanh, Op::Erf, Op::Pow})
+    if ((e->kind == ExprKind::Unary || e->kind == ExprKind::Binary) && e->op == f) return true;
+  return std::any_of(e->args.begin(), e->args.end(), [](const ExprP& a) { return calls_vector_math(a); });
+}
+
+static bool calls_vector_math(const std::vector<Stmt>& body) {
+  return std::any_of(body.begin(), body.end(), [](const Stmt& s) {
+    return calls_vector_math(s.value) || calls_vector_math(s.index) || calls_vector_math(s.body);
+  });
+}
+
 bool KernelEmitter::epilogue_fits_registers(const Kernel& k, const GemmShape& s) const {
   if (k.body.empty() || k.gemm.accumulate || s.lanes != opts_.lanes || std::getenv("KILN_NO_TILE_EPILOGUE")) return false;
   const Stmt& outer = k.body.at(0);
   const Stmt& loop = element_loop(outer);
   // The row: the nest's outer variable, or the flat loop's own (its index is the element's).
-  if (reads_along_rows(loop.body, is_rows_by_columns(outer) ? outer.var : loop.var)) return false;
+  if (reads_along_rows(loop.body, is_rows_by_columns(outer) ? outer.var : loop.var) || calls_vector_math(loop.body))
+    return false;
   return plan_vector_loop(loop).has_value();
 }
 
