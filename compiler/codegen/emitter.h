@@ -25,6 +25,7 @@ namespace kiln::codegen {
 using GemmShape = lower::GemmPlan;  // (gemm_ir.h)
 struct GemmTileEpilogue;  // (gemm_ir.h)
 struct GemmHelpers;       // (gemm_operands.h)
+struct GemmHelperOptions; // (gemm_ir.h)
 
 struct EmitOptions {
   int lanes = 8;  // vector lanes of vectorized loops
@@ -89,8 +90,9 @@ class KernelEmitter {
   // The epilogue in registers (gemm_tile_epilogue.cpp): whether k's may run
   // there under plan s, the micro-kernels that run it, and what they emit.
   bool epilogue_fits_registers(const lower::Kernel& k, const GemmShape& s) const;
+  // (placement: how the kernel's own helpers are placed; the copy passed on points at te)
   GemmHelpers tile_epilogue_helpers(const lower::Kernel& k, llvm::StructType* closure_ty, const GemmShape& s,
-                                    GemmTileEpilogue& te);
+                                    GemmTileEpilogue& te, const GemmHelperOptions& placement);
   void emit_tile_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty, llvm::IRBuilder<>& b, llvm::Function* f,
                           const std::vector<llvm::Value*>& sums, llvm::Value* m_eff, llvm::Value* n_eff,
                           const GemmShape& s);

@@ -101,7 +101,7 @@ llvm::Function* KernelEmitter::emit_packed_gemm(const Kernel& k) {
   const bool one_block_possible = !is_const(g.k) || g.k->ival <= s.kc;
   if (epi && one_block_possible && (direct || h.reads == DirectRead::none) &&
       a_triangle == GemmSpec::Triangle::none && !c_lower_read && epilogue_fits_registers(k, s))
-    in_registers = tile_epilogue_helpers(k, closure_ty, s, te);
+    in_registers = tile_epilogue_helpers(k, closure_ty, s, te, helper_options(*this, HelperPlacement::Internal));
   const bool tile_epilogue = in_registers.ukr || in_registers.packed.plain || in_registers.packed.streaming;
   auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr, ptr, ptr}, false);
   auto* f = llvm::Function::Create(fty, llvm::GlobalValue::ExternalLinkage, k.name, m_);

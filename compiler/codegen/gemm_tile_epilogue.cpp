@@ -9,6 +9,7 @@
 // reads another buffer element by element, and a product deeper than one
 // block, keep the block's pass (epilogue_fits_registers, gemm_driver.cpp).
 #include <algorithm>
+#include <functional>
 
 #include "compiler/codegen/emitter.h"
 #include "compiler/codegen/gemm_ir.h"
@@ -25,31 +26,31 @@ using llvm::Value;
 // time, rows far apart, where the block's pass streams along whole rows.
 // The MLP's weight update (W read at each element of its gradient) ran 4-5%
 // slower in registers (AVX-512 host).
-static bool reads_along_rows(const ExprP& e, int row) {
+// Whether `holds` is true of some node of some expression in body (nested loops included).
+static bool any_node(const ExprP& e, const std::function<bool(const Expr&)>& holds) {
   if (!e) return false;
-  if (e->kind == ExprKind::Load && mentions_var(e->args[0], row)) return true;
-  return std::any_of(e->args.begin(), e->args.end(), [&](const ExprP& a) { return reads_along_rows(a, row); });
+  return holds(*e) || std::any_of(e->args.begin(), e->args.end(), [&](const ExprP& a) { return any_node(a, holds); });
+}
+
+static bool any_node(const std::vector<Stmt>& body, const std::function<bool(const Expr&)>& holds) {
+  return std::any_of(body.begin(), body.end(), [&](const Stmt& s) {
+    return any_node(s.value, holds) || any_node(s.index, holds) || any_node(s.body, holds);
+  });
 }
 
 static bool reads_along_rows(const std::vector<Stmt>& body, int row) {
-  return std::any_of(body.begin(), body.end(), [&](const Stmt& s) {
-    return reads_along_rows(s.value, row) || reads_along_rows(s.index, row) || reads_along_rows(s.body, row);
-  });
+  return any_node(body, [row](const Expr& e) { return e.kind == ExprKind::Load && mentions_var(e.args[0], row); });
 }
 
 // Nor where it calls vector math (exp, tanh, erf...): expanded beside the
 // tile's live accumulators it spills them (char_gpt's training step, its
 // GELU and softmax epilogues: 143 -> 146-156 ms, AVX-512 host).
-static bool calls_vector_math(const ExprP& e) {
-  if (!e) return false;
-  for (Op f : {Op::Exp, Op::Log, Op::Sin, Op::Cos, Op::Tanh, Op::Erf, Op::Pow})
-    if ((e->kind == ExprKind::Unary || e->kind == ExprKind::Binary) && e->op == f) return true;
-  return std::any_of(e->args.begin(), e->args.end(), [](const ExprP& a) { return calls_vector_math(a); });
-}
-
 static bool calls_vector_math(const std::vector<Stmt>& body) {
-  return std::any_of(body.begin(), body.end(), [](const Stmt& s) {
-    return calls_vector_math(s.value) || calls_vector_math(s.index) || calls_vector_math(s.body);
+  return any_node(body, [](const Expr& e) {
+    if (e.kind != ExprKind::Unary && e.kind != ExprKind::Binary) return false;
+    for (Op f : {Op::Exp, Op::Log, Op::Sin, Op::Cos, Op::Tanh, Op::Erf, Op::Pow})
+      if (e.op == f) return true;
+    return false;
   });
 }
 
@@ -135,7 +136,7 @@ void KernelEmitter::emit_tile_epilogue(const Kernel& k, llvm::StructType* closur
 }
 
 GemmHelpers KernelEmitter::tile_epilogue_helpers(const Kernel& k, llvm::StructType* closure_ty, const GemmShape& s,
-                                                 GemmTileEpilogue& te) {
+                                                 GemmTileEpilogue& te, const GemmHelperOptions& placement) {
   auto* ptr = b_.getPtrTy();
   auto* i64 = b_.getInt64Ty();
   te.suffix = "_" + k.name;
@@ -144,10 +145,7 @@ GemmHelpers KernelEmitter::tile_epilogue_helpers(const Kernel& k, llvm::StructTy
                                        Value* m_eff, Value* n_eff) {
     emit_tile_epilogue(k, closure_ty, b, f, sums, m_eff, n_eff, s);
   };
-  GemmHelperOptions o{HelperPlacement::Internal, [this](llvm::Function* f) {
-                        add_attributes(f);
-                        f->addFnAttr(llvm::Attribute::NoInline);
-                      }};
+  GemmHelperOptions o = placement;
   o.tile_epilogue = &te;
   return gemm_tile_epilogue_helpers_of(m_, k, s, o);
 }
