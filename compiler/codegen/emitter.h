@@ -96,6 +96,11 @@ class KernelEmitter {
   void emit_tile_epilogue(const lower::Kernel& k, llvm::StructType* closure_ty, llvm::IRBuilder<>& b, llvm::Function* f,
                           const std::vector<llvm::Value*>& sums, llvm::Value* m_eff, llvm::Value* n_eff,
                           const GemmShape& s);
+  // One vector of k's epilogue: the product's values `product` at row `row`,
+  // columns from `col` (mask: the lanes inside the row; null: all). Both the
+  // block's pass and the tile's registers run it.
+  void emit_epilogue_vector(const lower::Kernel& k, const VectorPlan& plan, llvm::Value* row, llvm::Value* col,
+                            llvm::Value* product, llvm::Value* mask);
   void begin_function(llvm::Function* f);
   void finish_preamble();
   // The buffers kernel k only writes, in the arena, that may outgrow the caches (finish_preamble).

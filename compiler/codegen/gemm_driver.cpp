@@ -505,26 +505,15 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
   const int64_t lanes = opts_.lanes, ldc = k.gemm.ldc;
   Value* vec_end = plan ? b_.CreateSub(n, b_.CreateSRem(n, b_.getInt64(static_cast<uint64_t>(lanes)))) : b_.getInt64(0);
   gemm_for(b_, b_.getInt64(0), m, 1, "er", [&](Value* r) {
-    // The loop variable of this row's first element: its flat index, or (nest) its column.
-    Value* first = col0;
-    if (nest) fn_.vars[static_cast<size_t>(outer.var)] = b_.CreateAdd(row0, r);
-    else first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);
     Value* trow = b_.CreateInBoundsGEP(f32, tile, b_.CreateMul(r, ldt));
     // One vector of the row from column c (mask: its lanes inside the row; null: all).
     auto vector_step = [&](Value* c, Value* mask) {
-      Vec vv;
-      vv.var = loop.var;
-      vv.plan = &*plan;
-      for (auto& [l, role] : plan->locals) vv.variant.insert(l);
-      vv.i = b_.CreateAdd(first, c);
-      fn_.vars[static_cast<size_t>(loop.var)] = vv.i;
-      vv.mask = mask;
       auto* vt = llvm::FixedVectorType::get(f32, static_cast<unsigned>(lanes));
       Value* at = b_.CreateInBoundsGEP(f32, trow, c);
-      vv.temps[value] = mask ? static_cast<Value*>(b_.CreateMaskedLoad(vt, at, llvm::Align(4), mask,
-                                                                       llvm::Constant::getNullValue(vt)))
-                             : b_.CreateAlignedLoad(vt, at, llvm::Align(4));
-      emit_vector_body(loop.body, vv);  // the plan has no reductions (gemm_epilogue.cpp)
+      Value* product = mask ? static_cast<Value*>(b_.CreateMaskedLoad(vt, at, llvm::Align(4), mask,
+                                                                      llvm::Constant::getNullValue(vt)))
+                            : b_.CreateAlignedLoad(vt, at, llvm::Align(4));
+      emit_epilogue_vector(k, *plan, b_.CreateAdd(row0, r), b_.CreateAdd(col0, c), product, mask);
     };
     if (plan) {
       gemm_for(b_, b_.getInt64(0), vec_end, lanes, "ev", [&](Value* c) { vector_step(c, nullptr); });
@@ -532,6 +521,10 @@ llvm::Function* KernelEmitter::emit_gemm_epilogue(const Kernel& k, llvm::StructT
       gemm_if(b_, b_.CreateICmpSLT(vec_end, n), [&] { vector_step(vec_end, lane_mask(b_.CreateSub(n, vec_end))); });
       return;
     }
+    // (no vector plan) Each element: the loop variable its flat index, or (nest) its column.
+    Value* first = col0;
+    if (nest) fn_.vars[static_cast<size_t>(outer.var)] = b_.CreateAdd(row0, r);
+    else first = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(row0, r), b_.getInt64(static_cast<uint64_t>(ldc))), col0);
     gemm_for(b_, vec_end, n, 1, "ec", [&](Value* c) {
       fn_.vars[static_cast<size_t>(loop.var)] = b_.CreateAdd(first, c);
       b_.CreateStore(b_.CreateLoad(f32, b_.CreateInBoundsGEP(f32, trow, c)), fn_.locals.at(static_cast<size_t>(value)));

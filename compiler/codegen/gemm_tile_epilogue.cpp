@@ -71,11 +71,7 @@ bool KernelEmitter::epilogue_fits_registers(const Kernel& k, const GemmShape& s)
 void KernelEmitter::emit_tile_epilogue(const Kernel& k, llvm::StructType* closure_ty, llvm::IRBuilder<>& b,
                                        llvm::Function* f, const std::vector<Value*>& sums, Value* m_eff, Value* n_eff,
                                        const GemmShape& s) {
-  const Stmt& outer = k.body.at(0);
-  const bool nest = is_rows_by_columns(outer);
-  const Stmt& loop = element_loop(outer);
-  const VectorPlan plan = *plan_vector_loop(loop);
-  const int value = k.gemm.epilogue_value;
+  const VectorPlan plan = *plan_vector_loop(element_loop(k.body.at(0)));
   const int mr = s.mr, nv = s.nr_vecs, lanes = s.lanes;
   const unsigned args = f->arg_size();
   Value *closure = f->getArg(args - 3), *row0 = f->getArg(args - 2), *col0 = f->getArg(args - 1);
@@ -95,20 +91,9 @@ void KernelEmitter::emit_tile_epilogue(const Kernel& k, llvm::StructType* closur
   b_.SetInsertPoint(b.GetInsertBlock());
 
   auto element = [&](int i, int v, Value* mask) {
-    Value* row = b_.CreateAdd(row0, b_.getInt64(static_cast<uint64_t>(i)));
-    Value* col = b_.CreateAdd(col0, b_.getInt64(static_cast<uint64_t>(v * lanes)));
-    Value* first = col;
-    if (nest) fn_.vars[static_cast<size_t>(outer.var)] = row;
-    else first = b_.CreateAdd(b_.CreateMul(row, b_.getInt64(static_cast<uint64_t>(k.gemm.ldc))), col);
-    Vec vv;
-    vv.var = loop.var;
-    vv.plan = &plan;
-    for (auto& [l, role] : plan.locals) vv.variant.insert(l);
-    vv.i = first;
-    fn_.vars[static_cast<size_t>(loop.var)] = first;
-    vv.mask = mask;
-    vv.temps[value] = sums[static_cast<size_t>(i * nv + v)];
-    emit_vector_body(loop.body, vv);
+    emit_epilogue_vector(k, plan, b_.CreateAdd(row0, b_.getInt64(static_cast<uint64_t>(i))),
+                         b_.CreateAdd(col0, b_.getInt64(static_cast<uint64_t>(v * lanes))),
+                         sums[static_cast<size_t>(i * nv + v)], mask);
     cache_.clear();
     scalar_cache_.clear();
   };
@@ -133,6 +118,26 @@ void KernelEmitter::emit_tile_epilogue(const Kernel& k, llvm::StructType* closur
   cache_.clear();
   scalar_cache_.clear();
   b_.restoreIP(ip);
+}
+
+void KernelEmitter::emit_epilogue_vector(const Kernel& k, const VectorPlan& plan, Value* row, Value* col,
+                                         Value* product, Value* mask) {
+  const Stmt& outer = k.body.at(0);
+  const Stmt& loop = element_loop(outer);
+  // The loop variable of the first lane: (rows x columns) its column, the row
+  // the outer variable's; (a flat loop) its flat index.
+  Value* first = col;
+  if (is_rows_by_columns(outer)) fn_.vars[static_cast<size_t>(outer.var)] = row;
+  else first = b_.CreateAdd(b_.CreateMul(row, b_.getInt64(static_cast<uint64_t>(k.gemm.ldc))), col);
+  Vec vv;
+  vv.var = loop.var;
+  vv.plan = &plan;
+  for (auto& [l, role] : plan.locals) vv.variant.insert(l);
+  vv.i = first;
+  fn_.vars[static_cast<size_t>(loop.var)] = first;
+  vv.mask = mask;
+  vv.temps[k.gemm.epilogue_value] = product;
+  emit_vector_body(loop.body, vv);  // the plan has no reductions (gemm_epilogue.cpp)
 }
 
 GemmHelpers KernelEmitter::tile_epilogue_helpers(const Kernel& k, llvm::StructType* closure_ty, const GemmShape& s,
