@@ -45,15 +45,21 @@ static void add_loss_ops(OpRegistry& r) {
          .samples = {{{{{-1, 17}}, {{-1, 17}}}}}});
 
   r.add({.name = "sparse_softmax_cross_entropy", .family = "losses",
-         .summary = "mean over the batch of -log softmax(logits)[label]", .inputs = {"logits", "labels"},
+         .summary = "mean over the batch of -log softmax(logits)[label], smoothed as softmax_cross_entropy's one-hot "
+                    "targets are (PyTorch's cross_entropy(label_smoothing))",
+         .inputs = {"logits", "labels"},
+         .attrs = {{"label_smoothing", AttrKind::Float, false, 0.0, "mass moved evenly onto every class", {}, 0, 1}},
          .shape_rule = "logits: [N,C], labels: i32[N] -> scalar",
-         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs&) {
+         .expand = [](GraphBuilder& b, const std::vector<NodeId>& in, const Attrs& a) {
            auto lt = b.type(in[0]), yt = b.type(in[1]);
            require(lt.rank() == 2 && is_float(lt.dtype), "logits must be a float [N, C] matrix, got " + type_str(lt));
            require(yt.dtype == DType::i32 && yt.rank() == 1, "labels must be i32[N], got " + type_str(yt));
            require(yt.shape[0] == lt.shape[0], "labels " + type_str(yt) + " and logits " + type_str(lt) + " differ in batch size");
            NodeId logp = b.add("log_softmax", {in[0]});
            NodeId onehot = b.add("one_hot", {in[1]}, {{"depth", lt.shape[1]}, {"dtype", dtype_name(lt.dtype)}});
+           if (const double eps = a.at("label_smoothing").get<double>(); eps > 0)
+             onehot = b.add2("add", b.add2("mul", onehot, b.scalar_like(1 - eps, onehot)),
+                             b.scalar_like(eps / static_cast<double>(lt.shape[1]), onehot));
            NodeId picked = b.add("reduce_sum", {b.add2("mul", onehot, logp)}, {{"axes", {1}}});
            return b.add1("neg", batch_mean(b, picked));
          },
@@ -61,7 +67,8 @@ static void add_loss_ops(OpRegistry& r) {
          .index_bound = [](const Graph& g, const Node& n, int k) -> int64_t {
            return k == 1 ? g.node(n.inputs[0]).type.shape.back() : 0;
          },
-         .samples = {{{{{-1, 17}, -3, 3}, {{-1}, 0, 17, DType::i32}}}}});
+         .samples = {{{{{-1, 17}, -3, 3}, {{-1}, 0, 17, DType::i32}}},
+                     {{{{-1, 5}, -3, 3}, {{-1}, 0, 5, DType::i32}}, {{"label_smoothing", 0.1}}}}});
 
   r.add({.name = "softmax_cross_entropy", .family = "losses",
          .summary = "mean over the batch of -sum(t * log softmax(logits)) for probability (or one-hot) targets t, "
