@@ -5,9 +5,10 @@
 // that second pass costs as much as a third of the product. Here the
 // micro-kernel (a variant of the kernel's own, GemmTileEpilogue) runs the
 // epilogue's vector body on each accumulator vector as it leaves the K loop:
-// the same operations on the same values, so the same bits. An epilogue that
-// reads another buffer element by element, and a product deeper than one
-// block, keep the block's pass (epilogue_fits_registers, gemm_driver.cpp).
+// the same operations on the same values, so the same bits. A product deeper
+// than one block (emit_packed_gemm, gemm_driver.cpp), and an epilogue that
+// reads another buffer element by element or calls vector math
+// (epilogue_fits_registers, below), keep the block's pass.
 #include <algorithm>
 #include <functional>
 
@@ -21,11 +22,6 @@ namespace kiln::codegen {
 using namespace kiln::lower;
 using llvm::Value;
 
-// Also only where the epilogue reads no buffer element by element (the
-// row varies there): a tile reads such a buffer MR rows of NR floats at a
-// time, rows far apart, where the block's pass streams along whole rows.
-// The MLP's weight update (W read at each element of its gradient) ran 4-5%
-// slower in registers (AVX-512 host).
 // Whether `holds` is true of some node of some expression in body (nested loops included).
 static bool any_node(const ExprP& e, const std::function<bool(const Expr&)>& holds) {
   if (!e) return false;
@@ -38,6 +34,11 @@ static bool any_node(const std::vector<Stmt>& body, const std::function<bool(con
   });
 }
 
+// Registers only where the epilogue reads no buffer element by element (the
+// row varies there): a tile reads such a buffer MR rows of NR floats at a
+// time, rows far apart, where the block's pass streams along whole rows.
+// The MLP's weight update (W read at each element of its gradient) ran 4-5%
+// slower in registers (AVX-512 host).
 static bool reads_along_rows(const std::vector<Stmt>& body, int row) {
   return any_node(body, [row](const Expr& e) { return e.kind == ExprKind::Load && mentions_var(e.args[0], row); });
 }

@@ -29,6 +29,15 @@ static NodeId float_labels(GraphBuilder& b, NodeId labels, DType dt) {
   return b.type(labels).dtype == dt ? labels : b.add("cast", {labels}, {{"dtype", dtype_name(dt)}});
 }
 
+// Targets t over `classes` classes with label smoothing eps (PyTorch's):
+// (1 - eps) t + eps / classes; t itself at eps = 0.
+static NodeId smoothed(GraphBuilder& b, NodeId t, const Attrs& a, int64_t classes) {
+  const double eps = a.at("label_smoothing").get<double>();
+  if (eps <= 0) return t;
+  return b.add2("add", b.add2("mul", t, b.scalar_like(1 - eps, t)),
+                b.scalar_like(eps / static_cast<double>(classes), t));
+}
+
 static void add_loss_ops(OpRegistry& r) {
   r.add({.name = "mse", .family = "losses",
          .summary = "sum over classes of (pred - target)^2, mean over the batch (the seed's MSE)",
@@ -56,10 +65,8 @@ static void add_loss_ops(OpRegistry& r) {
            require(yt.dtype == DType::i32 && yt.rank() == 1, "labels must be i32[N], got " + type_str(yt));
            require(yt.shape[0] == lt.shape[0], "labels " + type_str(yt) + " and logits " + type_str(lt) + " differ in batch size");
            NodeId logp = b.add("log_softmax", {in[0]});
-           NodeId onehot = b.add("one_hot", {in[1]}, {{"depth", lt.shape[1]}, {"dtype", dtype_name(lt.dtype)}});
-           if (const double eps = a.at("label_smoothing").get<double>(); eps > 0)
-             onehot = b.add2("add", b.add2("mul", onehot, b.scalar_like(1 - eps, onehot)),
-                             b.scalar_like(eps / static_cast<double>(lt.shape[1]), onehot));
+           NodeId onehot = smoothed(
+               b, b.add("one_hot", {in[1]}, {{"depth", lt.shape[1]}, {"dtype", dtype_name(lt.dtype)}}), a, lt.shape[1]);
            NodeId picked = b.add("reduce_sum", {b.add2("mul", onehot, logp)}, {{"axes", {1}}});
            return b.add1("neg", batch_mean(b, picked));
          },
@@ -81,11 +88,7 @@ static void add_loss_ops(OpRegistry& r) {
            require(lt.rank() == 2 && is_float(lt.dtype), "logits must be a float [N, C] matrix, got " + type_str(lt));
            require(b.type(in[1]).shape == lt.shape,
                    "targets " + type_str(b.type(in[1])) + " and logits " + type_str(lt) + " differ in shape");
-           NodeId t = float_labels(b, in[1], lt.dtype);
-           const double eps = a.at("label_smoothing").get<double>();
-           if (eps > 0)
-             t = b.add2("add", b.add2("mul", t, b.scalar_like(1 - eps, t)),
-                        b.scalar_like(eps / static_cast<double>(lt.shape[1]), t));
+           NodeId t = smoothed(b, float_labels(b, in[1], lt.dtype), a, lt.shape[1]);
            NodeId logp = b.add("log_softmax", {in[0]});
            return b.add1("neg", batch_mean(b, sum_per_example(b, b.add2("mul", t, logp))));
          },
